@@ -1,0 +1,170 @@
+package loadtest
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+)
+
+// workload is the immutable, shared description of what to send. Each
+// worker pairs it with its own requestGen.
+type workload struct {
+	kind      string
+	mix       Mix
+	keys      KeyGen
+	tmpl      *Template
+	method    []byte
+	itemsPath []byte // "<base>/v1/items/<prefix>"
+	addPath   []byte // "<base>/v1/items"
+	bodies    [][]byte
+	headers   [][2]string
+	usesKey   bool
+}
+
+// numBodies is how many distinct generated bodies a run cycles through.
+const numBodies = 8
+
+func newWorkload(c *Config) (*workload, error) {
+	t, err := ParseTemplate(c.Target)
+	if err != nil {
+		return nil, err
+	}
+	mix, err := ParseMix(c.Mix)
+	if err != nil {
+		return nil, err
+	}
+	kd, err := ParseKeyDist(c.KeyDist)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := NewKeyGen(kd, c.Keys)
+	if err != nil {
+		return nil, err
+	}
+	w := &workload{kind: c.Workload, mix: mix, keys: keys, tmpl: t, method: []byte(c.Method)}
+	if c.Workload == WorkloadItems {
+		base := strings.TrimSuffix(t.Path(), "/")
+		w.addPath = []byte(base + "/v1/items")
+		w.itemsPath = []byte(base + "/v1/items/" + c.KeyPrefix)
+		w.usesKey = true
+	} else {
+		w.usesKey = t.uses(phKey)
+	}
+	if c.Workload == WorkloadItems || (c.Method != "GET" && c.Method != "HEAD") {
+		for i := range numBodies {
+			w.bodies = append(w.bodies, genBody(c.ItemType, c.BodySize, i))
+		}
+	}
+	if c.Tenant != "" {
+		w.headers = append(w.headers, [2]string{"X-Brainy-Tenant", c.Tenant})
+	}
+	if c.APIKey != "" {
+		w.headers = append(w.headers, [2]string{"Authorization", "Bearer " + c.APIKey})
+	}
+	for _, h := range c.Headers {
+		name, value, err := parseHeader(h)
+		if err != nil {
+			return nil, err
+		}
+		w.headers = append(w.headers, [2]string{name, value})
+	}
+	return w, nil
+}
+
+// genBody returns a JSON item body of exactly size bytes when size is at
+// least the envelope's size, else the bare envelope:
+// {"type":"T","data":{"n":I,"pad":"abc..."}}.
+func genBody(itemType string, size, variant int) []byte {
+	head := `{"type":` + strconv.Quote(itemType) + `,"data":{"n":` + strconv.Itoa(variant) + `,"pad":"`
+	const tail = `"}}`
+	b := make([]byte, 0, max(size, len(head)+len(tail)))
+	b = append(b, head...)
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	for i := 0; len(b) < size-len(tail); i++ {
+		b = append(b, alphabet[(i*7+variant*13)%len(alphabet)])
+	}
+	return append(b, tail...)
+}
+
+// requestGen is one worker's request generator. Not safe for concurrent use.
+type requestGen struct {
+	w      *workload
+	rng    *rand.Rand
+	worker int
+	seq    uint64
+	uri    []byte // reused URI buffer
+}
+
+func newRequestGen(w *workload, seed uint64, worker int) *requestGen {
+	return &requestGen{
+		w:      w,
+		rng:    rand.New(rand.NewPCG(seed, uint64(worker)+0x9e3779b97f4a7c15)),
+		worker: worker,
+		uri:    make([]byte, 0, 256),
+	}
+}
+
+// prepare sets up the headers that stay the same for every request.
+func (g *requestGen) prepare(req *fasthttp.Request) {
+	req.Header.SetHost(g.w.tmpl.HostHeader)
+	for _, h := range g.w.headers {
+		req.Header.Set(h[0], h[1])
+	}
+	if len(g.w.bodies) > 0 {
+		req.Header.SetContentType("application/json")
+	}
+}
+
+var (
+	methodGet  = []byte("GET")
+	methodPut  = []byte("PUT")
+	methodPost = []byte("POST")
+)
+
+// next fills req with the next request and returns its op. It does not
+// allocate once the URI buffer has grown to size.
+func (g *requestGen) next(req *fasthttp.Request) Op {
+	w := g.w
+	g.seq++
+	var key uint64
+	if w.usesKey {
+		key = w.keys.Next(g.rng)
+	}
+	op := OpURL
+	if w.kind == WorkloadItems {
+		op = w.mix.Pick(g.rng)
+	}
+	switch op {
+	case OpRead:
+		g.uri = strconv.AppendUint(append(g.uri[:0], w.itemsPath...), key, 10)
+		req.Header.SetMethodBytes(methodGet)
+		req.ResetBody()
+	case OpWrite:
+		g.uri = strconv.AppendUint(append(g.uri[:0], w.itemsPath...), key, 10)
+		req.Header.SetMethodBytes(methodPut)
+		req.SetBodyRaw(w.bodies[g.seq%uint64(len(w.bodies))])
+	case OpAdd:
+		g.uri = append(g.uri[:0], w.addPath...)
+		req.Header.SetMethodBytes(methodPost)
+		req.SetBodyRaw(w.bodies[g.seq%uint64(len(w.bodies))])
+	default:
+		g.uri = w.tmpl.AppendPath(g.uri[:0], key, g.seq, g.worker)
+		req.Header.SetMethodBytes(w.method)
+		if len(w.bodies) > 0 {
+			req.SetBodyRaw(w.bodies[g.seq%uint64(len(w.bodies))])
+		}
+	}
+	req.SetRequestURIBytes(g.uri)
+	return op
+}
+
+// preloadRequest fills req with a PUT of key k.
+func (g *requestGen) preloadRequest(req *fasthttp.Request, k uint64) {
+	w := g.w
+	g.uri = strconv.AppendUint(append(g.uri[:0], w.itemsPath...), k, 10)
+	req.Header.SetMethodBytes(methodPut)
+	req.SetBodyRaw(w.bodies[k%uint64(len(w.bodies))])
+	req.SetRequestURIBytes(g.uri)
+}
