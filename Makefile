@@ -1,0 +1,53 @@
+# make test  — everything CI runs: vet, gofmt, the race-enabled test suite,
+#              and short fuzz runs of every decoder.
+# make bench — Go benchmarks plus the end-to-end HTTP comparison against
+#              Redis and etcd (installs wrk, redis-server, etcd-server).
+
+GO        ?= go
+FUZZTIME  ?= 10s
+BENCHTIME ?= 2s
+
+FUZZ_TARGETS = \
+	./internal/jsontext:FuzzCompact \
+	./internal/jsontext:FuzzMergePatch \
+	./edge:FuzzDecodeItem \
+	./edge:FuzzDecodePatch \
+	./core:FuzzDecodeCommand \
+	./core:FuzzDecodeRecord
+
+.PHONY: all build test vet fmt-check unit fuzz bench bench-go bench-e2e clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+test: vet fmt-check unit fuzz
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+unit:
+	$(GO) test -race -timeout 20m ./...
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
+
+bench: bench-go bench-e2e
+
+bench-go:
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./core ./edge ./internal/jsontext .
+
+bench-e2e:
+	scripts/bench-e2e.sh
+
+clean:
+	rm -rf bin

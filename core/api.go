@@ -1,0 +1,344 @@
+package core
+
+import (
+	"container/heap"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/jsontext"
+	"github.com/soullabs/brainy/internal/nodestats"
+	"github.com/soullabs/brainy/tiers"
+)
+
+// Add creates an item. An empty it.ID gets a new, time-ordered id; an id
+// that exists already is item.ErrConflict.
+func (n *Node) Add(ctx context.Context, tenant string, it *item.Item) (*item.Item, error) {
+	cmd, err := n.newValueCommand(OpCreate, tenant, it, item.Cond{})
+	if err != nil {
+		return nil, err
+	}
+	res := n.propose(ctx, cmd)
+	n.count(&n.ops.adds, res.err)
+	return res.item, res.err
+}
+
+// Put creates or replaces the item it.ID, subject to cond. created reports
+// whether the item was new.
+func (n *Node) Put(ctx context.Context, tenant string, it *item.Item, cond item.Cond) (_ *item.Item, created bool, _ error) {
+	if it.ID == "" {
+		return nil, false, item.Invalid("invalid_id", "id must not be empty")
+	}
+	cmd, err := n.newValueCommand(OpPut, tenant, it, cond)
+	if err != nil {
+		return nil, false, err
+	}
+	res := n.propose(ctx, cmd)
+	n.count(&n.ops.updates, res.err)
+	return res.item, res.created, res.err
+}
+
+func (n *Node) newValueCommand(op Op, tenant string, it *item.Item, cond item.Cond) (*Command, error) {
+	lim := &n.cfg.Limits
+	id := it.ID
+	if id == "" {
+		id = ulid.Make().String()
+	}
+	if err := errors.Join(lim.CheckTenant(tenant), lim.CheckID(id), lim.CheckType(it.Type), lim.CheckVector(it.Vector)); err != nil {
+		return nil, firstInvalid(err)
+	}
+	data, err := n.validJSON("data", it.Data, false)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := n.validJSON("metadata", it.Metadata, true)
+	if err != nil {
+		return nil, err
+	}
+	return &Command{Op: op, Now: n.cfg.Now().UnixNano(), Tenant: tenant, ID: id, Cond: cond,
+		Type: it.Type, Data: data, Metadata: meta, Vector: it.Vector}, nil
+}
+
+// Patch merges p into the existing item id (item.ErrNotFound if missing),
+// subject to cond.
+func (n *Node) Patch(ctx context.Context, tenant, id string, p *item.Patch, cond item.Cond) (*item.Item, error) {
+	lim := &n.cfg.Limits
+	cmd := &Command{Op: OpPatch, Now: n.cfg.Now().UnixNano(), Tenant: tenant, ID: id, Cond: cond,
+		Vector: p.Vector, HasVector: p.HasVector}
+	if p.Type != nil {
+		cmd.Type, cmd.HasType = *p.Type, true
+	}
+	if err := errors.Join(lim.CheckTenant(tenant), lim.CheckID(id), lim.CheckType(cmd.Type), lim.CheckVector(p.Vector)); err != nil {
+		return nil, firstInvalid(err)
+	}
+	jl := jsontext.Limits{MaxDepth: lim.MaxDepth, MaxFields: lim.MaxFields}
+	var err error
+	// A merge patch keeps its nulls: {"data": null} removes the data.
+	if p.Data != nil {
+		if cmd.Data, err = jsontext.Compact(nil, p.Data, jl); err != nil {
+			return nil, invalidJSON("data", err)
+		}
+	}
+	if p.Metadata != nil {
+		if cmd.Metadata, err = jsontext.Compact(nil, p.Metadata, jl); err != nil {
+			return nil, invalidJSON("metadata", err)
+		}
+		if cmd.Metadata[0] != '{' && string(cmd.Metadata) != "null" {
+			return nil, item.Invalid("invalid_metadata", "metadata must be a JSON object")
+		}
+	}
+	res := n.propose(ctx, cmd)
+	n.count(&n.ops.updates, res.err)
+	return res.item, res.err
+}
+
+// Delete removes the item id (item.ErrNotFound if missing), subject to cond.
+func (n *Node) Delete(ctx context.Context, tenant, id string, cond item.Cond) error {
+	lim := &n.cfg.Limits
+	if err := errors.Join(lim.CheckTenant(tenant), lim.CheckID(id)); err != nil {
+		return firstInvalid(err)
+	}
+	res := n.propose(ctx, &Command{Op: OpDelete, Now: n.cfg.Now().UnixNano(), Tenant: tenant, ID: id, Cond: cond})
+	n.count(&n.ops.deletes, res.err)
+	return res.err
+}
+
+// Get returns the item id of tenant, or item.ErrNotFound. It sees every
+// acknowledged write.
+func (n *Node) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
+	lim := &n.cfg.Limits
+	if err := errors.Join(lim.CheckTenant(tenant), lim.CheckID(id)); err != nil {
+		return nil, firstInvalid(err)
+	}
+	if n.isClosed() {
+		return nil, item.ErrClosed
+	}
+	part := PartitionOf(tenant, id, n.nparts)
+	var kb [96]byte
+	v, err := n.store.Get(ctx, itemKey(kb[:0], part, tenant, id))
+	if errors.Is(err, tiers.ErrNotFound) {
+		n.ops.gets.Add(1)
+		return nil, item.ErrNotFound
+	}
+	if err != nil {
+		n.ops.errors.Add(1)
+		return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
+	}
+	var r record
+	if err := r.decode(v); err != nil {
+		n.ops.errors.Add(1)
+		return nil, fmt.Errorf("core: item %q: %w", id, err)
+	}
+	n.ops.gets.Add(1)
+	return r.toItem(tenant, id, true), nil
+}
+
+func (n *Node) isClosed() bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.closed
+}
+
+// List returns a page of tenant's items ordered by id, optionally only
+// those of one type. It merges the partitions' key ranges, so a page costs
+// one seek per partition plus one step per item returned.
+func (n *Node) List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error) {
+	lim := &n.cfg.Limits
+	if err := errors.Join(lim.CheckTenant(tenant), lim.CheckType(opts.Type)); err != nil {
+		return nil, firstInvalid(err)
+	}
+	limit := opts.Limit
+	switch {
+	case limit == 0:
+		limit = item.DefaultListLimit
+	case limit < 0 || limit > item.MaxListLimit:
+		return nil, item.Invalid("invalid_limit", "limit must be between 1 and %d", item.MaxListLimit)
+	}
+	after, err := decodeCursor(opts.Cursor)
+	if err != nil {
+		return nil, err
+	}
+	if n.isClosed() {
+		return nil, item.ErrClosed
+	}
+	n.ops.lists.Add(1)
+
+	h := &mergeHeap{}
+	defer func() {
+		for _, s := range h.srcs {
+			s.it.Close()
+		}
+	}()
+	for p := range n.nparts {
+		var prefix []byte
+		if opts.Type != "" {
+			prefix = typePrefix(nil, p, tenant, opts.Type)
+		} else {
+			prefix = itemPrefix(nil, p, tenant)
+		}
+		lower := prefix
+		if after != "" {
+			lower = append(append(slices.Clip(prefix), after...), 0)
+		}
+		it, err := n.store.NewIter(ctx, lower, prefixEnd(prefix))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
+		}
+		s := &mergeSource{it: it, part: p, plen: len(prefix)}
+		if s.next() {
+			h.srcs = append(h.srcs, s)
+		} else if err := it.Close(); err != nil {
+			return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
+		}
+	}
+	heap.Init(h)
+	page := &item.Page{Items: []*item.Item{}}
+	for h.Len() > 0 && len(page.Items) <= limit {
+		s := h.srcs[0]
+		id := s.id
+		if len(page.Items) == limit {
+			// There is at least one more item: hand out a cursor.
+			page.Cursor = encodeCursor(page.Items[limit-1].ID)
+			break
+		}
+		var it *item.Item
+		if opts.Type != "" {
+			it, err = n.Get(ctx, tenant, id)
+			if errors.Is(err, item.ErrNotFound) {
+				err = nil // deleted between the index read and now
+			}
+		} else {
+			var r record
+			if err = r.decode(s.it.Value()); err == nil {
+				it = r.toItem(tenant, id, false)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if it != nil {
+			page.Items = append(page.Items, it)
+		}
+		if s.next() {
+			heap.Fix(h, 0)
+		} else {
+			if err := s.it.Err(); err != nil {
+				return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
+			}
+			heap.Pop(h)
+			s.it.Close()
+		}
+	}
+	return page, nil
+}
+
+type mergeSource struct {
+	it   tiers.Iterator
+	part int
+	plen int
+	id   string
+}
+
+func (s *mergeSource) next() bool {
+	if !s.it.Next() {
+		return false
+	}
+	s.id = string(s.it.Key()[s.plen:])
+	return true
+}
+
+// mergeHeap orders the partitions' iterators by their current id.
+type mergeHeap struct{ srcs []*mergeSource }
+
+func (h *mergeHeap) Len() int           { return len(h.srcs) }
+func (h *mergeHeap) Less(i, j int) bool { return h.srcs[i].id < h.srcs[j].id }
+func (h *mergeHeap) Swap(i, j int)      { h.srcs[i], h.srcs[j] = h.srcs[j], h.srcs[i] }
+func (h *mergeHeap) Push(x any)         { h.srcs = append(h.srcs, x.(*mergeSource)) }
+func (h *mergeHeap) Pop() any {
+	s := h.srcs[len(h.srcs)-1]
+	h.srcs = h.srcs[:len(h.srcs)-1]
+	return s
+}
+
+// A cursor is "1" + the last id returned, base64url-encoded. The leading
+// format byte lets the encoding change without misreading old cursors.
+func encodeCursor(lastID string) string {
+	return base64.RawURLEncoding.EncodeToString(append([]byte{'1'}, lastID...))
+}
+
+func decodeCursor(c string) (string, error) {
+	if c == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(b) < 2 || b[0] != '1' {
+		return "", item.Invalid("invalid_cursor", "the cursor is not one this server issued")
+	}
+	return string(b[1:]), nil
+}
+
+// firstInvalid picks the first error out of an errors.Join, so the caller
+// gets one clear code.
+func firstInvalid(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()[0]
+	}
+	return err
+}
+
+// count records an operation; only failures that are not the caller's
+// fault count as errors.
+func (n *Node) count(c interface{ Add(uint64) uint64 }, err error) {
+	c.Add(1)
+	if err != nil && !errors.Is(err, item.ErrNotFound) && !errors.Is(err, item.ErrConflict) &&
+		!errors.Is(err, item.ErrPreconditionFailed) && !errors.Is(err, item.ErrInvalid) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		n.ops.errors.Add(1)
+	}
+}
+
+// Metrics returns a snapshot of the node in the shape of GET /v1/metrics.
+func (n *Node) Metrics() nodestats.Snapshot {
+	st := n.store.Stats()
+	var items uint64
+	// The partition states are owned by the driver; the item counts are
+	// read racily-free from the store instead.
+	for p := range n.nparts {
+		v, err := n.store.Get(context.Background(), stateKey(p))
+		if err != nil {
+			continue
+		}
+		var ps partState
+		if ps.decode(v) == nil {
+			items += ps.items
+		}
+	}
+	healthy := n.failed.Load() == nil && !n.isClosed()
+	return nodestats.Snapshot{
+		Nodes: nodestats.Nodes{Total: 1, Healthy: btoi(healthy), Self: n.nodeID, Leader: n.nodeID,
+			List: []nodestats.Node{{ID: n.nodeID, Role: "leader", Healthy: healthy, Shards: n.nparts}}},
+		Shards:      nodestats.Shards{Total: n.nparts, Leaders: n.nparts, Replicas: n.nparts},
+		Replication: nodestats.Replication{Factor: 1, Mode: "none"},
+		Operations: nodestats.Operations{
+			Adds: n.ops.adds.Load(), Gets: n.ops.gets.Load(), Updates: n.ops.updates.Load(),
+			Deletes: n.ops.deletes.Load(), Lists: n.ops.lists.Load(), Errors: n.ops.errors.Load(),
+			Commits: n.ops.commits.Load(), Writes: n.ops.writes.Load(),
+		},
+		Storage: nodestats.Storage{Backend: st.Backend, Location: n.cfg.StorageLocation, Items: items, Bytes: st.LiveBytes},
+	}
+}
+
+// Healthy reports whether the node can take writes.
+func (n *Node) Healthy() bool { return n.failed.Load() == nil && !n.isClosed() }
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,89 @@
+package core
+
+import (
+	"encoding/binary"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Key layout. Every key of a partition starts with 'p' and the partition
+// number (2 bytes, big-endian), so one partition is one contiguous key
+// range: a future snapshot or move of a partition is one range scan.
+//
+//	p<part:2>i<tenant>\x00<id>              item record (see record.go)
+//	p<part:2>t<tenant>\x00<type>\x00<id>    type index, empty value
+//	p<part:2>s                              partition state (applied index, item count)
+//	m<name>                                 node metadata (node id, partition count)
+//
+// Tenants hold no NUL (validated charset) and ids and types no control
+// characters, so the NUL separators keep each tenant's and type's keys
+// contiguous and ordered by id.
+const (
+	prefixPartition = 'p'
+	kindItem        = 'i'
+	kindType        = 't'
+	kindState       = 's'
+	prefixMeta      = 'm'
+)
+
+// PartitionOf maps a tenant and id to a partition in [0, n). The mapping is
+// stable forever for a given n: it decides where data lives on disk, so it
+// must never change.
+func PartitionOf(tenant, id string, n int) int {
+	var d xxhash.Digest
+	d.Reset()
+	_, _ = d.WriteString(tenant)
+	_, _ = d.Write([]byte{0})
+	_, _ = d.WriteString(id)
+	return int(d.Sum64() % uint64(n))
+}
+
+func appendPartition(dst []byte, part int, kind byte) []byte {
+	dst = append(dst, prefixPartition)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(part))
+	return append(dst, kind)
+}
+
+func itemKey(dst []byte, part int, tenant, id string) []byte {
+	dst = appendPartition(dst, part, kindItem)
+	dst = append(dst, tenant...)
+	dst = append(dst, 0)
+	return append(dst, id...)
+}
+
+func typeKey(dst []byte, part int, tenant, typ, id string) []byte {
+	dst = typePrefix(dst, part, tenant, typ)
+	return append(dst, id...)
+}
+
+// itemPrefix is the prefix of all item keys of tenant in part.
+func itemPrefix(dst []byte, part int, tenant string) []byte {
+	dst = appendPartition(dst, part, kindItem)
+	dst = append(dst, tenant...)
+	return append(dst, 0)
+}
+
+// typePrefix is the prefix of the type index of tenant and typ in part.
+func typePrefix(dst []byte, part int, tenant, typ string) []byte {
+	dst = appendPartition(dst, part, kindType)
+	dst = append(dst, tenant...)
+	dst = append(dst, 0)
+	dst = append(dst, typ...)
+	return append(dst, 0)
+}
+
+func stateKey(part int) []byte {
+	return appendPartition(make([]byte, 0, 4), part, kindState)
+}
+
+func metaKey(name string) []byte {
+	return append([]byte{prefixMeta}, name...)
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p,
+// where p ends in a NUL separator (so bumping it to 0x01 is enough).
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	end[len(end)-1]++
+	return end
+}

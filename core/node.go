@@ -1,0 +1,487 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/jsontext"
+	"github.com/soullabs/brainy/tiers"
+)
+
+// Config configures a Node. The zero value of every field but Store is a
+// working default.
+type Config struct {
+	// Store holds the node's data. Required. The node does not close it;
+	// whoever opened it does, after Node.Close.
+	Store tiers.Store
+	// StorageLocation is reported in metrics (for example the data
+	// directory). Optional.
+	StorageLocation string
+	// NodeID names the node. Default: the id stored in Store, or on first
+	// start a new random id that is then stored.
+	NodeID string
+	// Partitions is the number of partitions items are hashed into. Default
+	// 64. It is fixed when the store is created: opening a store with a
+	// different non-zero value is an error, since it would move every item.
+	// More partitions spread a cluster more evenly, at a small fixed cost
+	// per partition (a raft group each, in a cluster).
+	Partitions int
+	// Limits bound every input. Zero fields take item.DefaultLimits.
+	Limits item.Limits
+	// MaxBatch bounds the writes committed together in one sync. Default
+	// 1024. Larger batches amortise a sync over more writes; the bound keeps
+	// one batch's memory and latency in check under a flood.
+	MaxBatch int
+	// Logger receives the node's events. Nil discards them.
+	Logger *slog.Logger
+	// Now is the clock that stamps createdAt/updatedAt. Default time.Now.
+	Now func() time.Time
+}
+
+// EnsureDefaults fills zero fields with their defaults. Partitions stays 0
+// here: Open takes it from the store when the store already has one.
+func (c *Config) EnsureDefaults() {
+	c.Limits.EnsureDefaults()
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 1024
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every problem with c at once. It does not change c.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Store == nil {
+		errs = append(errs, errors.New("Store is required"))
+	}
+	if c.Partitions < 0 || c.Partitions > 1<<16 {
+		errs = append(errs, fmt.Errorf("Partitions (%d) must be between 1 and 65536", c.Partitions))
+	}
+	if c.MaxBatch < 0 {
+		errs = append(errs, fmt.Errorf("MaxBatch (%d) must be >= 1", c.MaxBatch))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("core: invalid config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// DefaultPartitions is the partition count of a new store when
+// Config.Partitions is 0.
+const DefaultPartitions = 64
+
+// Node is a single Brainy node: it owns the partitions of its store and
+// serves reads and writes on them. All methods are safe for concurrent use.
+//
+// Writes take this path:
+//
+//	caller ──Command──▶ propC ──▶ driver: apply to a batch (one per cycle)
+//	                               └──▶ commitC ──▶ committer: one synced Apply, then ack
+//
+// The driver applies the commands of cycle N+1 while the committer syncs
+// cycle N, so the disk is always busy and every sync carries every write
+// that arrived during the previous one (group commit). Reads go straight
+// to the store and see only durable writes: nothing is visible before it
+// is acknowledged-ready.
+type Node struct {
+	cfg    Config
+	store  tiers.Store
+	nodeID string
+	nparts int
+
+	// mu guards closed; writers hold it shared while they send on propC
+	// so that Close can close propC only after the last send.
+	mu     sync.RWMutex
+	closed bool
+
+	propC   chan *proposal
+	commitC chan *cycle
+	freeC   chan *cycle
+	done    chan struct{} // closed when the committer exits
+
+	sm      stateMachine // owned by the driver
+	seq     uint64       // cycle number, owned by the driver
+	overlay overlay
+
+	// failed is set when a commit failed; from then on the node refuses
+	// writes, because its in-memory state ran ahead of the store.
+	failed atomic.Pointer[error]
+
+	ops opCounters
+}
+
+// opCounters are the Operations of nodestats, updated atomically.
+type opCounters struct {
+	adds, gets, updates, deletes, lists, errors, commits, writes atomic.Uint64
+}
+
+// proposal is one write waiting for its cycle to commit.
+type proposal struct {
+	part int
+	enc  []byte // the encoded command; the buffer is reused via proposalPool
+	res  result
+	done chan struct{} // buffered(1); signalled once the result is final
+}
+
+var proposalPool = sync.Pool{New: func() any { return &proposal{done: make(chan struct{}, 1)} }}
+
+// cycle is one group commit: the batch of writes and the proposals it acks.
+type cycle struct {
+	seq   uint64
+	batch tiers.Batch
+	props []*proposal
+	keys  []string // overlay keys written, for cleanup after the commit
+}
+
+// pipelineDepth is how many cycles may exist at once: one committing, one
+// queued, one being applied.
+const pipelineDepth = 3
+
+// Open starts a node on cfg.Store, creating the node's metadata on first use.
+func Open(ctx context.Context, cfg Config) (*Node, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:     cfg,
+		store:   cfg.Store,
+		propC:   make(chan *proposal, cfg.MaxBatch),
+		commitC: make(chan *cycle, 1),
+		freeC:   make(chan *cycle, pipelineDepth),
+		done:    make(chan struct{}),
+		overlay: overlay{m: make(map[string]overlayEntry)},
+	}
+	if err := n.loadMeta(ctx); err != nil {
+		return nil, err
+	}
+	n.sm = stateMachine{limits: cfg.Limits, parts: make([]partState, n.nparts)}
+	var items uint64
+	for p := range n.nparts {
+		v, err := n.store.Get(ctx, stateKey(p))
+		if errors.Is(err, tiers.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("core: reading partition %d state: %w", p, err)
+		}
+		if err := n.sm.parts[p].decode(v); err != nil {
+			return nil, fmt.Errorf("core: partition %d state: %w", p, err)
+		}
+		items += n.sm.parts[p].items
+	}
+	for range pipelineDepth {
+		n.freeC <- &cycle{}
+	}
+	go n.drive()
+	go n.commit()
+	cfg.Logger.Info("node open", "component", "core", "node", n.nodeID,
+		"partitions", n.nparts, "items", items)
+	return n, nil
+}
+
+// loadMeta reads or creates the node id and partition count.
+func (n *Node) loadMeta(ctx context.Context) error {
+	var b tiers.Batch
+	id, err := n.store.Get(ctx, metaKey("node-id"))
+	switch {
+	case err == nil:
+		n.nodeID = string(id)
+		if n.cfg.NodeID != "" && n.cfg.NodeID != n.nodeID {
+			return fmt.Errorf("core: the store belongs to node %q, not %q", n.nodeID, n.cfg.NodeID)
+		}
+	case errors.Is(err, tiers.ErrNotFound):
+		n.nodeID = n.cfg.NodeID
+		if n.nodeID == "" {
+			n.nodeID = ulid.Make().String()
+		}
+		b.Set(metaKey("node-id"), []byte(n.nodeID))
+	default:
+		return fmt.Errorf("core: reading node id: %w", err)
+	}
+	parts, err := n.store.Get(ctx, metaKey("partitions"))
+	switch {
+	case err == nil:
+		var d decoder
+		d.b = parts
+		n.nparts = int(d.uvarint())
+		if d.err != nil || n.nparts < 1 {
+			return fmt.Errorf("core: corrupt partition count")
+		}
+		if n.cfg.Partitions != 0 && n.cfg.Partitions != n.nparts {
+			return fmt.Errorf("core: the store was created with %d partitions; it cannot be opened with %d", n.nparts, n.cfg.Partitions)
+		}
+	case errors.Is(err, tiers.ErrNotFound):
+		n.nparts = n.cfg.Partitions
+		if n.nparts == 0 {
+			n.nparts = DefaultPartitions
+		}
+		b.Set(metaKey("partitions"), appendUvarint(nil, uint64(n.nparts)))
+	default:
+		return fmt.Errorf("core: reading partition count: %w", err)
+	}
+	if b.Len() > 0 {
+		if err := n.store.Apply(ctx, &b, true); err != nil {
+			return fmt.Errorf("core: writing node metadata: %w", err)
+		}
+	}
+	return nil
+}
+
+// ID returns the node's id.
+func (n *Node) ID() string { return n.nodeID }
+
+// Partitions returns the number of partitions.
+func (n *Node) Partitions() int { return n.nparts }
+
+// propose submits cmd and waits for its result. If ctx ends first the
+// write may still happen; the caller only stops waiting.
+func (n *Node) propose(ctx context.Context, cmd *Command) result {
+	if errp := n.failed.Load(); errp != nil {
+		return result{err: fmt.Errorf("%w: %v", item.ErrUnavailable, *errp)}
+	}
+	p := proposalPool.Get().(*proposal)
+	p.part = PartitionOf(cmd.Tenant, cmd.ID, n.nparts)
+	p.enc = cmd.AppendEncode(p.enc[:0])
+	p.res = result{}
+
+	n.mu.RLock()
+	if n.closed {
+		n.mu.RUnlock()
+		proposalPool.Put(p)
+		return result{err: item.ErrClosed}
+	}
+	select {
+	case n.propC <- p:
+	case <-ctx.Done():
+		n.mu.RUnlock()
+		proposalPool.Put(p)
+		return result{err: ctx.Err()}
+	}
+	n.mu.RUnlock()
+
+	select {
+	case <-p.done:
+		res := p.res
+		p.res = result{}
+		proposalPool.Put(p)
+		return res
+	case <-ctx.Done():
+		// p still belongs to the driver; leave it to the garbage collector.
+		return result{err: ctx.Err()}
+	}
+}
+
+// drive is the driver loop: it gathers proposals into cycles and applies
+// them. It exits once propC is closed and drained.
+func (n *Node) drive() {
+	defer close(n.commitC)
+	for {
+		first, ok := <-n.propC
+		if !ok {
+			return
+		}
+		c := <-n.freeC
+		n.seq++
+		c.seq = n.seq
+		c.props = append(c.props[:0], first)
+	gather:
+		for len(c.props) < n.cfg.MaxBatch {
+			select {
+			case p, ok := <-n.propC:
+				if !ok {
+					break gather
+				}
+				c.props = append(c.props, p)
+			default:
+				break gather
+			}
+		}
+		n.applyCycle(c)
+		n.commitC <- c
+	}
+}
+
+// applyCycle runs the state machine over the cycle's proposals, recording
+// their writes in c.batch and the overlay.
+func (n *Node) applyCycle(c *cycle) {
+	c.batch.Reset()
+	c.keys = c.keys[:0]
+	w := cycleWriter{n: n, c: c}
+	v := storeView{o: &n.overlay, store: n.store}
+	for _, p := range c.props {
+		// Commands reach apply in their encoded form, as log entries will:
+		// nothing may depend on state that is not in the log.
+		var cmd Command
+		if err := cmd.decode(p.enc); err != nil {
+			p.res = result{err: err}
+			continue
+		}
+		index := n.sm.parts[p.part].applied + 1
+		p.res = n.sm.apply(v, w, p.part, index, &cmd)
+	}
+}
+
+// commit is the committer loop: one synced Apply per cycle, in cycle
+// order, then the acks.
+func (n *Node) commit() {
+	defer close(n.done)
+	for c := range n.commitC {
+		var err error
+		if errp := n.failed.Load(); errp != nil {
+			err = *errp
+		} else if err = n.store.Apply(context.Background(), &c.batch, true); err != nil {
+			n.failed.Store(&err)
+			n.cfg.Logger.Error("commit failed; refusing further writes", "component", "core", "err", err)
+		} else {
+			n.ops.commits.Add(1)
+			n.ops.writes.Add(uint64(len(c.props)))
+		}
+		n.overlay.release(c)
+		for _, p := range c.props {
+			if err != nil {
+				p.res = result{err: fmt.Errorf("%w: commit: %v", item.ErrUnavailable, err)}
+			}
+			p.done <- struct{}{}
+		}
+		clear(c.props)
+		c.props = c.props[:0]
+		n.freeC <- c
+	}
+}
+
+// Close stops accepting writes, finishes those in flight (each is
+// acknowledged or failed), and returns once the last batch is committed.
+// It does not close the store.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		<-n.done
+		return nil
+	}
+	n.closed = true
+	close(n.propC)
+	n.mu.Unlock()
+	<-n.done
+	n.cfg.Logger.Info("node closed", "component", "core", "node", n.nodeID)
+	return nil
+}
+
+// overlay holds the writes of cycles applied but not yet committed, so the
+// driver's reads see them. Readers of the store never look here: they must
+// not see a write before it is durable.
+type overlay struct {
+	mu sync.Mutex
+	m  map[string]overlayEntry // guarded by mu
+}
+
+type overlayEntry struct {
+	val []byte // nil for a delete
+	seq uint64 // the cycle that wrote it
+}
+
+func (o *overlay) get(key []byte) ([]byte, bool, error) {
+	o.mu.Lock()
+	e, ok := o.m[string(key)]
+	o.mu.Unlock()
+	if ok {
+		return e.val, e.val != nil, nil
+	}
+	return nil, false, errFallThrough
+}
+
+// errFallThrough tells overlayView to ask the store.
+var errFallThrough = errors.New("not in overlay")
+
+// release drops the entries of a committed cycle that no later cycle has
+// overwritten.
+func (o *overlay) release(c *cycle) {
+	o.mu.Lock()
+	for _, k := range c.keys {
+		if e, ok := o.m[k]; ok && e.seq == c.seq {
+			delete(o.m, k)
+		}
+	}
+	o.mu.Unlock()
+}
+
+// cycleWriter sends the state machine's writes to the cycle's batch and to
+// the overlay.
+type cycleWriter struct {
+	n *Node
+	c *cycle
+}
+
+func (w cycleWriter) set(key, val []byte) {
+	w.c.batch.Set(key, val)
+	if val == nil {
+		val = []byte{}
+	}
+	w.put(key, bytes.Clone(val))
+}
+
+func (w cycleWriter) del(key []byte) {
+	w.c.batch.Delete(key)
+	w.put(key, nil)
+}
+
+func (w cycleWriter) put(key, val []byte) {
+	k := string(key)
+	o := &w.n.overlay
+	o.mu.Lock()
+	o.m[k] = overlayEntry{val: val, seq: w.c.seq}
+	o.mu.Unlock()
+	w.c.keys = append(w.c.keys, k)
+}
+
+// storeView reads through the overlay to the store.
+type storeView struct {
+	o     *overlay
+	store tiers.Store
+}
+
+func (v storeView) get(key []byte) ([]byte, bool, error) {
+	val, ok, err := v.o.get(key)
+	if err != errFallThrough {
+		return val, ok, err
+	}
+	val, err = v.store.Get(context.Background(), key)
+	if errors.Is(err, tiers.ErrNotFound) {
+		return nil, false, nil
+	}
+	return val, err == nil, err
+}
+
+// validJSON compacts a caller's JSON within the limits. JSON null means
+// "no value" and comes back nil; metadata must otherwise be an object.
+func (n *Node) validJSON(field string, raw []byte, wantObject bool) ([]byte, error) {
+	if raw == nil {
+		return nil, nil
+	}
+	out, err := jsontext.Compact(nil, raw, jsontext.Limits{MaxDepth: n.cfg.Limits.MaxDepth, MaxFields: n.cfg.Limits.MaxFields})
+	if err != nil {
+		return nil, invalidJSON(field, err)
+	}
+	if string(out) == "null" {
+		return nil, nil
+	}
+	if wantObject && out[0] != '{' {
+		return nil, item.Invalid("invalid_metadata", "%s must be a JSON object", field)
+	}
+	return out, nil
+}

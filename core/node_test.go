@@ -1,0 +1,241 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/tiers"
+	"github.com/soullabs/brainy/tiers/disk"
+	"github.com/soullabs/brainy/tiers/memory"
+)
+
+// stores runs f against every local backend.
+func stores(t *testing.T, f func(t *testing.T, open func() tiers.Store)) {
+	t.Run("memory", func(t *testing.T) {
+		s := memory.New()
+		f(t, func() tiers.Store { return s })
+	})
+	t.Run("disk", func(t *testing.T) {
+		dir := t.TempDir()
+		f(t, func() tiers.Store {
+			s, err := disk.Open(disk.Config{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		})
+	})
+}
+
+func openNode(t *testing.T, s tiers.Store) *Node {
+	t.Helper()
+	n, err := Open(context.Background(), Config{Store: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestCRUD(t *testing.T) {
+	stores(t, func(t *testing.T, open func() tiers.Store) {
+		ctx := context.Background()
+		s := open()
+		defer s.Close()
+		n := openNode(t, s)
+		defer n.Close()
+
+		it, err := n.Add(ctx, "t1", &item.Item{Type: "person", Data: json.RawMessage(`{ "name": "John" }`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if it.ID == "" || it.Version == "" || string(it.Data) != `{"name":"John"}` || it.Tenant != "t1" {
+			t.Fatalf("add returned %+v", it)
+		}
+		got, err := n.Get(ctx, "t1", it.ID)
+		if err != nil || string(got.Data) != `{"name":"John"}` || got.Version != it.Version || got.Type != "person" {
+			t.Fatalf("get = %+v, %v", got, err)
+		}
+		if _, err := n.Add(ctx, "t1", &item.Item{ID: it.ID}); !errors.Is(err, item.ErrConflict) {
+			t.Fatalf("second add of %s: %v, want ErrConflict", it.ID, err)
+		}
+		// Conditional replace with a stale version loses.
+		if _, _, err := n.Put(ctx, "t1", &item.Item{ID: it.ID, Type: "person"}, item.Cond{IfMatch: "zzz"}); !errors.Is(err, item.ErrPreconditionFailed) {
+			t.Fatalf("put with stale If-Match: %v", err)
+		}
+		up, created, err := n.Put(ctx, "t1", &item.Item{ID: it.ID, Type: "robot", Data: json.RawMessage(`{"name":"R2","age":3}`)}, item.Cond{IfMatch: it.Version})
+		if err != nil || created || up.Version == it.Version || !up.CreatedAt.Equal(it.CreatedAt) {
+			t.Fatalf("put = %+v, %v, %v", up, created, err)
+		}
+		typ := "droid"
+		pt, err := n.Patch(ctx, "t1", it.ID, &item.Patch{Type: &typ, Data: json.RawMessage(`{"age":null,"color":"blue"}`), Metadata: json.RawMessage(`{"k":1}`)}, item.Cond{})
+		if err != nil || string(pt.Data) != `{"name":"R2","color":"blue"}` || string(pt.Metadata) != `{"k":1}` || pt.Type != "droid" {
+			t.Fatalf("patch = %+v, %v", pt, err)
+		}
+		page, err := n.List(ctx, "t1", item.ListOptions{Type: "robot"})
+		if err != nil || len(page.Items) != 0 {
+			t.Fatalf("list of old type = %+v, %v", page, err)
+		}
+		page, err = n.List(ctx, "t1", item.ListOptions{Type: "droid"})
+		if err != nil || len(page.Items) != 1 || page.Items[0].ID != it.ID {
+			t.Fatalf("list of new type = %+v, %v", page, err)
+		}
+		if err := n.Delete(ctx, "t1", it.ID, item.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Get(ctx, "t1", it.ID); !errors.Is(err, item.ErrNotFound) {
+			t.Fatalf("get after delete: %v", err)
+		}
+		if err := n.Delete(ctx, "t1", it.ID, item.Cond{}); !errors.Is(err, item.ErrNotFound) {
+			t.Fatalf("second delete: %v", err)
+		}
+		if m := n.Metrics(); m.Storage.Items != 0 || m.Operations.Adds != 2 {
+			t.Fatalf("metrics = %+v", m)
+		}
+	})
+}
+
+func TestListPagesAcrossPartitions(t *testing.T) {
+	stores(t, func(t *testing.T, open func() tiers.Store) {
+		ctx := context.Background()
+		s := open()
+		defer s.Close()
+		n := openNode(t, s)
+		defer n.Close()
+		var want []string
+		for i := range 250 {
+			id := fmt.Sprintf("item-%03d", i)
+			typ := "even"
+			if i%2 == 1 {
+				typ = "odd"
+			}
+			if _, err := n.Add(ctx, "t", &item.Item{ID: id, Type: typ}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := n.Add(ctx, "other", &item.Item{ID: id, Type: typ}); err != nil {
+				t.Fatal(err)
+			}
+			if typ == "odd" {
+				want = append(want, id)
+			}
+		}
+		var got []string
+		cursor := ""
+		pages := 0
+		for {
+			page, err := n.List(ctx, "t", item.ListOptions{Type: "odd", Limit: 30, Cursor: cursor})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages++
+			for _, it := range page.Items {
+				if it.Tenant != "t" {
+					t.Fatalf("item of tenant %q in t's list", it.Tenant)
+				}
+				got = append(got, it.ID)
+			}
+			if page.Cursor == "" {
+				break
+			}
+			cursor = page.Cursor
+		}
+		if !sort.StringsAreSorted(got) || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("listed %d ids, want %d in order", len(got), len(want))
+		}
+		if pages != 5 {
+			t.Fatalf("%d pages, want 5", pages)
+		}
+		all, err := n.List(ctx, "t", item.ListOptions{Limit: 1000})
+		if err != nil || len(all.Items) != 250 || all.Cursor != "" {
+			t.Fatalf("list all: %d items, cursor %q, %v", len(all.Items), all.Cursor, err)
+		}
+	})
+}
+
+// TestConcurrentWritersShareCommits checks group commit: many concurrent
+// writers, each write acknowledged, and fewer commits than writes.
+func TestConcurrentWritersShareCommits(t *testing.T) {
+	stores(t, func(t *testing.T, open func() tiers.Store) {
+		ctx := context.Background()
+		s := open()
+		n := openNode(t, s)
+		const writers, each = 32, 50
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Go(func() {
+				for i := range each {
+					id := fmt.Sprintf("w%d-%d", w, i)
+					if _, _, err := n.Put(ctx, "t", &item.Item{ID: id, Data: json.RawMessage(`1`)}, item.Cond{}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		m := n.Metrics()
+		if m.Operations.Writes != writers*each || m.Operations.Commits >= m.Operations.Writes {
+			t.Fatalf("writes %d, commits %d: want %d writes in fewer commits", m.Operations.Writes, m.Operations.Commits, writers*each)
+		}
+		if m.Storage.Items != writers*each {
+			t.Fatalf("items = %d", m.Storage.Items)
+		}
+		n.Close()
+		s.Close()
+		if _, isMem := s.(*memory.Store); isMem {
+			return
+		}
+		// Reopen: everything acknowledged is there, counts included.
+		s = open()
+		defer s.Close()
+		n = openNode(t, s)
+		defer n.Close()
+		if m := n.Metrics(); m.Storage.Items != writers*each {
+			t.Fatalf("after reopen: items = %d", m.Storage.Items)
+		}
+		for w := range writers {
+			for i := range each {
+				if _, err := n.Get(ctx, "t", fmt.Sprintf("w%d-%d", w, i)); err != nil {
+					t.Fatalf("w%d-%d after reopen: %v", w, i, err)
+				}
+			}
+		}
+	})
+}
+
+// TestSameKeyRace: concurrent conditional creates of one id; exactly one wins.
+func TestSameKeyRace(t *testing.T) {
+	stores(t, func(t *testing.T, open func() tiers.Store) {
+		s := open()
+		defer s.Close()
+		n := openNode(t, s)
+		defer n.Close()
+		var mu sync.Mutex
+		won, lost := 0, 0
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				_, _, err := n.Put(context.Background(), "t", &item.Item{ID: "k"}, item.Cond{IfNoneMatch: true})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					won++
+				case errors.Is(err, item.ErrPreconditionFailed):
+					lost++
+				default:
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if won != 1 || lost != 15 {
+			t.Fatalf("won %d lost %d", won, lost)
+		}
+	})
+}

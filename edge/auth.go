@@ -1,0 +1,86 @@
+package edge
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/soullabs/brainy/internal/item"
+)
+
+// APIKeys maps API keys to tenants. Keys are held as SHA-256 digests, so a
+// lookup's timing says nothing about how much of a guessed key was right.
+type APIKeys struct {
+	tenants map[[32]byte]string
+}
+
+// MinAPIKeyLength bounds how short a key may be: shorter keys are guessable.
+const MinAPIKeyLength = 16
+
+// ParseAPIKeys reads an API key file: one "KEY TENANT" pair per line,
+// separated by blanks; blank lines and lines starting with # are ignored.
+// Every problem is reported with its line number.
+func ParseAPIKeys(r io.Reader, lim *item.Limits) (*APIKeys, error) {
+	keys := &APIKeys{tenants: map[[32]byte]string{}}
+	sc := bufio.NewScanner(r)
+	var problems []string
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || text[0] == '#' {
+			continue
+		}
+		fields := strings.Fields(text)
+		if len(fields) != 2 {
+			problems = append(problems, fmt.Sprintf("line %d: want \"KEY TENANT\", got %d fields", line, len(fields)))
+			continue
+		}
+		key, tenant := fields[0], fields[1]
+		if len(key) < MinAPIKeyLength {
+			problems = append(problems, fmt.Sprintf("line %d: the key is %d characters, the minimum is %d", line, len(key), MinAPIKeyLength))
+			continue
+		}
+		if err := lim.CheckTenant(tenant); err != nil {
+			problems = append(problems, fmt.Sprintf("line %d: %v", line, err))
+			continue
+		}
+		sum := sha256.Sum256([]byte(key))
+		if _, dup := keys.tenants[sum]; dup {
+			problems = append(problems, fmt.Sprintf("line %d: duplicate key", line))
+			continue
+		}
+		keys.tenants[sum] = tenant
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("edge: reading API keys: %w", err)
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("edge: API keys: %s", strings.Join(problems, "; "))
+	}
+	if len(keys.tenants) == 0 {
+		return nil, fmt.Errorf("edge: API keys: the file holds no keys")
+	}
+	return keys, nil
+}
+
+// Len returns the number of keys.
+func (k *APIKeys) Len() int {
+	if k == nil {
+		return 0
+	}
+	return len(k.tenants)
+}
+
+// tenant returns the tenant of the bearer token in an Authorization header.
+func (k *APIKeys) tenant(authorization []byte) (string, bool) {
+	const scheme = "bearer "
+	if len(authorization) <= len(scheme) || !bytes.EqualFold(authorization[:len(scheme)], []byte(scheme)) {
+		return "", false
+	}
+	t, ok := k.tenants[sha256.Sum256(bytes.TrimSpace(authorization[len(scheme):]))]
+	return t, ok
+}

@@ -1,0 +1,73 @@
+package edge
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/jsontext"
+)
+
+// appendItem appends the JSON form of it. Every field is always present
+// (data null, metadata {} when empty) except vector, so clients see one
+// stable shape.
+func appendItem(dst []byte, it *item.Item) []byte {
+	dst = append(dst, `{"id":`...)
+	dst = jsontext.AppendQuote(dst, it.ID)
+	dst = append(dst, `,"type":`...)
+	dst = jsontext.AppendQuote(dst, it.Type)
+	dst = append(dst, `,"tenant":`...)
+	dst = jsontext.AppendQuote(dst, it.Tenant)
+	dst = append(dst, `,"data":`...)
+	if len(it.Data) == 0 {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, it.Data...)
+	}
+	dst = append(dst, `,"metadata":`...)
+	if len(it.Metadata) == 0 {
+		dst = append(dst, "{}"...)
+	} else {
+		dst = append(dst, it.Metadata...)
+	}
+	if len(it.Vector) > 0 {
+		dst = append(dst, `,"vector":[`...)
+		for i, f := range it.Vector {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = strconv.AppendFloat(dst, float64(f), 'g', -1, 32)
+		}
+		dst = append(dst, ']')
+	}
+	dst = append(dst, `,"createdAt":"`...)
+	dst = it.CreatedAt.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","updatedAt":"`...)
+	dst = it.UpdatedAt.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","version":`...)
+	dst = jsontext.AppendQuote(dst, it.Version)
+	return append(dst, '}')
+}
+
+func appendPage(dst []byte, p *item.Page) []byte {
+	dst = append(dst, `{"items":[`...)
+	for i, it := range p.Items {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendItem(dst, it)
+	}
+	dst = append(dst, ']')
+	if p.Cursor != "" {
+		dst = append(dst, `,"cursor":`...)
+		dst = jsontext.AppendQuote(dst, p.Cursor)
+	}
+	return append(dst, '}')
+}
+
+// appendETag appends the quoted entity tag of a version.
+func appendETag(dst []byte, version string) []byte {
+	dst = append(dst, '"')
+	dst = append(dst, version...)
+	return append(dst, '"')
+}

@@ -1,0 +1,482 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/nodestats"
+)
+
+// Backend serves the items behind the HTTP API: a local core node, or (on
+// an edge) the upstream cores. Every method is called concurrently from
+// request goroutines. Errors are classified with the sentinels of package
+// item.
+type Backend interface {
+	Add(ctx context.Context, tenant string, it *item.Item) (*item.Item, error)
+	Put(ctx context.Context, tenant string, it *item.Item, cond item.Cond) (_ *item.Item, created bool, _ error)
+	Patch(ctx context.Context, tenant, id string, p *item.Patch, cond item.Cond) (*item.Item, error)
+	Delete(ctx context.Context, tenant, id string, cond item.Cond) error
+	Get(ctx context.Context, tenant, id string) (*item.Item, error)
+	List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error)
+	Metrics() nodestats.Snapshot
+	// Healthy reports whether the backend can serve writes (for /readyz).
+	Healthy() bool
+}
+
+// Config configures the HTTP API. Zero fields take their defaults.
+type Config struct {
+	// Limits bound every request. Zero fields take item.DefaultLimits
+	// (1 MiB bodies, 256-byte ids, depth 32, 10,000 fields, 4096 dims).
+	Limits item.Limits
+	// APIKeys, when non-empty, turns authentication on: every request but
+	// /healthz and /readyz needs "Authorization: Bearer KEY", and the key
+	// decides the tenant. Nil means no authentication.
+	APIKeys *APIKeys
+	// DefaultTenant is the tenant of requests without X-Brainy-Tenant when
+	// authentication is off. Default "default".
+	DefaultTenant string
+	// WriteTimeout bounds how long a write waits for its commit before the
+	// client gets 503. Default 10 s. The write may still complete.
+	WriteTimeout time.Duration
+	// Registry receives the HTTP and node metrics served at /metrics. Nil
+	// means a new private registry.
+	Registry *prometheus.Registry
+	// Logger receives request failures (5xx) and lifecycle events. Nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (c *Config) EnsureDefaults() {
+	c.Limits.EnsureDefaults()
+	if c.DefaultTenant == "" {
+		c.DefaultTenant = "default"
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Handler is the HTTP API v1 as a fasthttp handler.
+type Handler struct {
+	cfg      Config
+	be       Backend
+	log      *slog.Logger
+	metrics  *httpMetrics
+	promh    fasthttp.RequestHandler
+	draining atomic.Bool
+}
+
+// NewHandler returns the API handler for be.
+func NewHandler(cfg Config, be Backend) (*Handler, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Limits.CheckTenant(cfg.DefaultTenant); err != nil {
+		return nil, fmt.Errorf("edge: DefaultTenant: %w", err)
+	}
+	h := &Handler{cfg: cfg, be: be, log: cfg.Logger.With("component", "http")}
+	m, err := newHTTPMetrics(cfg.Registry, be)
+	if err != nil {
+		return nil, err
+	}
+	h.metrics = m
+	h.promh = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	return h, nil
+}
+
+// SetDraining makes /readyz answer 503, so load balancers stop sending
+// new requests while in-flight ones finish.
+func (h *Handler) SetDraining() { h.draining.Store(true) }
+
+// Route names, the label of the request metrics.
+const (
+	routeItems   = "items"
+	routeItem    = "item"
+	routeMetrics = "metrics"
+	routeProm    = "prometheus"
+	routeHealth  = "health"
+	routeOther   = "other"
+)
+
+var (
+	prefixItems = []byte("/v1/items")
+	jsonCT      = []byte("application/json")
+)
+
+// Serve is the fasthttp.RequestHandler. It never panics: a panic becomes
+// a 500 with the JSON error body, and is logged.
+func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	route := routeOther
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.Error("panic serving request", "method", string(ctx.Method()), "path", string(ctx.Path()), "panic", fmt.Sprint(r))
+			writeAPIError(ctx, apiError{fasthttp.StatusInternalServerError, "internal", "internal error"})
+		}
+		h.metrics.observe(route, ctx.Response.StatusCode(), start)
+	}()
+	path := ctx.Request.URI().PathOriginal()
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	switch {
+	case bytes.HasPrefix(path, prefixItems):
+		rest := path[len(prefixItems):]
+		if len(rest) == 0 || (len(rest) == 1 && rest[0] == '/') {
+			route = routeItems
+			h.serveCollection(ctx)
+			return
+		}
+		if rest[0] == '/' {
+			route = routeItem
+			h.serveItem(ctx, rest[1:])
+			return
+		}
+	case string(path) == "/v1/metrics":
+		route = routeMetrics
+		if h.allow(ctx, "GET") && h.authorize(ctx) {
+			h.serveMetrics(ctx)
+		}
+		return
+	case string(path) == "/metrics":
+		route = routeProm
+		if h.allow(ctx, "GET") && h.authorize(ctx) {
+			h.promh(ctx)
+		}
+		return
+	case string(path) == "/healthz":
+		route = routeHealth
+		if h.allow(ctx, "GET") {
+			ctx.SetContentType("application/json")
+			ctx.SetBodyString(`{"status":"ok"}` + "\n")
+		}
+		return
+	case string(path) == "/readyz":
+		route = routeHealth
+		if h.allow(ctx, "GET") {
+			ctx.SetContentType("application/json")
+			if h.draining.Load() || !h.be.Healthy() {
+				writeAPIError(ctx, apiError{fasthttp.StatusServiceUnavailable, "not_ready", "the server is not ready"})
+				return
+			}
+			ctx.SetBodyString(`{"status":"ready"}` + "\n")
+		}
+		return
+	}
+	writeAPIError(ctx, apiError{fasthttp.StatusNotFound, "route_not_found", "no such route: " + string(path)})
+}
+
+// allow checks the method; HEAD is allowed wherever GET is.
+func (h *Handler) allow(ctx *fasthttp.RequestCtx, methods ...string) bool {
+	m := ctx.Method()
+	for _, want := range methods {
+		if string(m) == want || (want == "GET" && string(m) == "HEAD") {
+			return true
+		}
+	}
+	allowHeader := ""
+	for i, want := range methods {
+		if i > 0 {
+			allowHeader += ", "
+		}
+		allowHeader += want
+		if want == "GET" {
+			allowHeader += ", HEAD"
+		}
+	}
+	writeAPIError(ctx, apiError{fasthttp.StatusMethodNotAllowed, "method_not_allowed",
+		fmt.Sprintf("method %s is not allowed here; allowed: %s", m, allowHeader)})
+	ctx.Response.Header.Set("Allow", allowHeader)
+	return false
+}
+
+// authorize checks the API key when authentication is on.
+func (h *Handler) authorize(ctx *fasthttp.RequestCtx) bool {
+	_, ok := h.tenant(ctx)
+	return ok
+}
+
+// tenant resolves the request's tenant, answering 401/403/400 itself when
+// it cannot.
+func (h *Handler) tenant(ctx *fasthttp.RequestCtx) (string, bool) {
+	asked := ctx.Request.Header.Peek("X-Brainy-Tenant")
+	if h.cfg.APIKeys.Len() > 0 {
+		auth := ctx.Request.Header.Peek("Authorization")
+		if len(auth) == 0 {
+			writeAPIError(ctx, apiError{fasthttp.StatusUnauthorized, "unauthorized", "missing API key: send Authorization: Bearer KEY"})
+			ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="brainy"`)
+			return "", false
+		}
+		t, ok := h.cfg.APIKeys.tenant(auth)
+		if !ok {
+			writeAPIError(ctx, apiError{fasthttp.StatusUnauthorized, "unauthorized", "invalid API key"})
+			ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="brainy", error="invalid_token"`)
+			return "", false
+		}
+		if len(asked) > 0 && string(asked) != t {
+			writeAPIError(ctx, apiError{fasthttp.StatusForbidden, "forbidden", "this API key does not grant access to tenant " + strconv.Quote(string(asked))})
+			return "", false
+		}
+		return t, true
+	}
+	if len(asked) == 0 {
+		return h.cfg.DefaultTenant, true
+	}
+	t := string(asked)
+	if err := h.cfg.Limits.CheckTenant(t); err != nil {
+		h.writeError(ctx, err)
+		return "", false
+	}
+	return t, true
+}
+
+// checkBody enforces the content type of a request body. curl -d sends
+// application/x-www-form-urlencoded by default; a form-encoded body would
+// fail to parse as JSON anyway, so it is accepted and parsed as JSON.
+func (h *Handler) checkBody(ctx *fasthttp.RequestCtx) bool {
+	ct := ctx.Request.Header.ContentType()
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = bytes.TrimSpace(ct)
+	switch {
+	case len(ct) == 0, bytes.EqualFold(ct, jsonCT),
+		bytes.EqualFold(ct, []byte("application/merge-patch+json")),
+		bytes.EqualFold(ct, []byte("application/x-www-form-urlencoded")):
+		return true
+	}
+	writeAPIError(ctx, apiError{fasthttp.StatusUnsupportedMediaType, "unsupported_media_type",
+		"the request body must be application/json, not " + strconv.Quote(string(ct))})
+	return false
+}
+
+func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
+	if !h.allow(ctx, "GET", "POST") {
+		return
+	}
+	tenant, ok := h.tenant(ctx)
+	if !ok {
+		return
+	}
+	if ctx.IsPost() {
+		if !h.checkBody(ctx) {
+			return
+		}
+		it, err := DecodeItem(ctx.PostBody(), &h.cfg.Limits)
+		if err != nil {
+			h.writeError(ctx, err)
+			return
+		}
+		wctx, cancel := context.WithTimeout(context.Background(), h.cfg.WriteTimeout)
+		defer cancel()
+		out, err := h.be.Add(wctx, tenant, it)
+		if err != nil {
+			h.writeError(ctx, err)
+			return
+		}
+		ctx.Response.Header.Set("Location", "/v1/items/"+url.PathEscape(out.ID))
+		h.writeItem(ctx, fasthttp.StatusCreated, out)
+		return
+	}
+	args := ctx.QueryArgs()
+	opts := item.ListOptions{Type: string(args.Peek("type")), Cursor: string(args.Peek("cursor"))}
+	if l := args.Peek("limit"); len(l) > 0 {
+		n, err := strconv.Atoi(string(l))
+		if err != nil || n < 1 {
+			h.writeError(ctx, item.Invalid("invalid_limit", "limit must be a number between 1 and %d", item.MaxListLimit))
+			return
+		}
+		opts.Limit = n
+	}
+	page, err := h.be.List(ctx, tenant, opts)
+	if err != nil {
+		h.writeError(ctx, err)
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.Response.SetBodyRaw(append(appendPage(ctx.Response.Body()[:0], page), '\n'))
+}
+
+func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
+	if !h.allow(ctx, "GET", "PUT", "PATCH", "DELETE") {
+		return
+	}
+	id, err := url.PathUnescape(string(rawID))
+	if err != nil {
+		h.writeError(ctx, item.Invalid("invalid_id", "the id in the path is not valid percent-encoding"))
+		return
+	}
+	if len(id) > h.cfg.Limits.MaxIDBytes {
+		h.writeError(ctx, item.Invalid("id_too_long", "id is %d bytes, the limit is %d", len(id), h.cfg.Limits.MaxIDBytes))
+		return
+	}
+	tenant, ok := h.tenant(ctx)
+	if !ok {
+		return
+	}
+	cond, err := conditions(ctx)
+	if err != nil {
+		h.writeError(ctx, err)
+		return
+	}
+	m := ctx.Method()
+	switch string(m) {
+	case "GET", "HEAD":
+		it, err := h.be.Get(ctx, tenant, id)
+		if err != nil {
+			h.writeError(ctx, err)
+			return
+		}
+		ctx.Response.Header.Set("X-Cache", "MISS")
+		if inm := ctx.Request.Header.Peek("If-None-Match"); len(inm) > 0 && etagMatches(inm, it.Version) {
+			setETag(ctx, it.Version)
+			ctx.Response.Header.Set("Cache-Control", "no-cache")
+			ctx.SetStatusCode(fasthttp.StatusNotModified)
+			return
+		}
+		h.writeItem(ctx, fasthttp.StatusOK, it)
+	case "PUT":
+		if !h.checkBody(ctx) {
+			return
+		}
+		it, err := DecodeItem(ctx.PostBody(), &h.cfg.Limits)
+		if err != nil {
+			h.writeError(ctx, err)
+			return
+		}
+		if it.ID != "" && it.ID != id {
+			h.writeError(ctx, item.Invalid("id_mismatch", "the body's id %q differs from the path's %q", it.ID, id))
+			return
+		}
+		it.ID = id
+		wctx, cancel := context.WithTimeout(context.Background(), h.cfg.WriteTimeout)
+		defer cancel()
+		out, created, err := h.be.Put(wctx, tenant, it, cond)
+		if err != nil {
+			h.writeError(ctx, err)
+			return
+		}
+		status := fasthttp.StatusOK
+		if created {
+			status = fasthttp.StatusCreated
+		}
+		h.writeItem(ctx, status, out)
+	case "PATCH":
+		if !h.checkBody(ctx) {
+			return
+		}
+		bodyID, p, err := DecodePatch(ctx.PostBody(), &h.cfg.Limits)
+		if err != nil {
+			h.writeError(ctx, err)
+			return
+		}
+		if bodyID != "" && bodyID != id {
+			h.writeError(ctx, item.Invalid("id_mismatch", "the body's id %q differs from the path's %q", bodyID, id))
+			return
+		}
+		wctx, cancel := context.WithTimeout(context.Background(), h.cfg.WriteTimeout)
+		defer cancel()
+		out, err := h.be.Patch(wctx, tenant, id, p, cond)
+		if err != nil {
+			h.writeError(ctx, err)
+			return
+		}
+		h.writeItem(ctx, fasthttp.StatusOK, out)
+	case "DELETE":
+		wctx, cancel := context.WithTimeout(context.Background(), h.cfg.WriteTimeout)
+		defer cancel()
+		if err := h.be.Delete(wctx, tenant, id, cond); err != nil {
+			h.writeError(ctx, err)
+			return
+		}
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+	}
+}
+
+func (h *Handler) writeItem(ctx *fasthttp.RequestCtx, status int, it *item.Item) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentTypeBytes(jsonCT)
+	setETag(ctx, it.Version)
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.Response.Header.Set("Age", "0")
+	ctx.Response.SetBodyRaw(append(appendItem(ctx.Response.Body()[:0], it), '\n'))
+}
+
+func setETag(ctx *fasthttp.RequestCtx, version string) {
+	var buf [64]byte
+	ctx.Response.Header.SetBytesV("ETag", appendETag(buf[:0], version))
+}
+
+// conditions reads If-Match and If-None-Match. Only "*" is meaningful in
+// If-None-Match on a write.
+func conditions(ctx *fasthttp.RequestCtx) (item.Cond, error) {
+	var c item.Cond
+	if im := bytes.TrimSpace(ctx.Request.Header.Peek("If-Match")); len(im) > 0 {
+		v, ok := parseETag(im)
+		if !ok {
+			return c, item.Invalid("invalid_if_match", "If-Match must be * or one quoted ETag")
+		}
+		c.IfMatch = v
+	}
+	if !ctx.IsGet() && !ctx.IsHead() {
+		if inm := bytes.TrimSpace(ctx.Request.Header.Peek("If-None-Match")); len(inm) > 0 {
+			if string(inm) != "*" {
+				return c, item.Invalid("invalid_if_none_match", "on writes If-None-Match must be *")
+			}
+			c.IfNoneMatch = true
+		}
+	}
+	return c, nil
+}
+
+// parseETag accepts *, "v" and W/"v" (weak tags compare like strong ones:
+// versions are exact).
+func parseETag(b []byte) (string, bool) {
+	if string(b) == "*" {
+		return "*", true
+	}
+	b = bytes.TrimPrefix(b, []byte("W/"))
+	if len(b) < 3 || b[0] != '"' || b[len(b)-1] != '"' || bytes.ContainsAny(b[1:len(b)-1], "\", ") {
+		return "", false
+	}
+	return string(b[1 : len(b)-1]), true
+}
+
+func etagMatches(header []byte, version string) bool {
+	for _, part := range bytes.Split(header, []byte(",")) {
+		v, ok := parseETag(bytes.TrimSpace(part))
+		if ok && (v == "*" || v == version) {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *Handler) serveMetrics(ctx *fasthttp.RequestCtx) {
+	b, err := marshalIndent(h.be.Metrics())
+	if err != nil {
+		h.writeError(ctx, err)
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.SetBody(b)
+}

@@ -1,0 +1,101 @@
+package edge
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// httpMetrics are the request metrics. Children are resolved per request
+// by label lookup, which does not allocate.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newHTTPMetrics(reg *prometheus.Registry, be Backend) (*httpMetrics, error) {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "brainy_http_requests_total",
+			Help: "HTTP requests answered, by route and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "brainy_http_request_duration_seconds",
+			Help:    "Time from request parsed to response ready, by route.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, &nodeCollector{be: be},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("edge: registering metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// statusText caches the code label values, so a request formats none.
+var statusText = func() map[int]string {
+	m := map[int]string{}
+	for c := 100; c < 600; c++ {
+		m[c] = strconv.Itoa(c)
+	}
+	return m
+}()
+
+func (m *httpMetrics) observe(route string, status int, start time.Time) {
+	code, ok := statusText[status]
+	if !ok {
+		code = "other"
+	}
+	m.requests.WithLabelValues(route, code).Inc()
+	m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+}
+
+// nodeCollector turns the backend's typed snapshot into Prometheus
+// metrics at scrape time.
+type nodeCollector struct{ be Backend }
+
+var (
+	descOps     = prometheus.NewDesc("brainy_core_operations_total", "Item operations served, by kind.", []string{"op"}, nil)
+	descErrors  = prometheus.NewDesc("brainy_core_errors_total", "Operations that failed for a server-side reason.", nil, nil)
+	descCommits = prometheus.NewDesc("brainy_core_commits_total", "Durable storage commits (group commits).", nil, nil)
+	descWrites  = prometheus.NewDesc("brainy_core_committed_writes_total", "Writes made durable; divided by commits, the mean batch size.", nil, nil)
+	descItems   = prometheus.NewDesc("brainy_storage_items", "Items stored on this node.", nil, nil)
+	descBytes   = prometheus.NewDesc("brainy_storage_bytes", "Bytes the store occupies.", []string{"backend"}, nil)
+	descHealthy = prometheus.NewDesc("brainy_node_healthy", "1 when the node accepts writes.", nil, nil)
+	descShards  = prometheus.NewDesc("brainy_core_partitions", "Partitions held by this node.", nil, nil)
+)
+
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descOps, descErrors, descCommits, descWrites, descItems, descBytes, descHealthy, descShards} {
+		ch <- d
+	}
+}
+
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.be.Metrics()
+	o := s.Operations
+	for op, v := range map[string]uint64{"add": o.Adds, "get": o.Gets, "update": o.Updates, "delete": o.Deletes, "list": o.Lists} {
+		ch <- prometheus.MustNewConstMetric(descOps, prometheus.CounterValue, float64(v), op)
+	}
+	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(o.Errors))
+	ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(o.Commits))
+	ch <- prometheus.MustNewConstMetric(descWrites, prometheus.CounterValue, float64(o.Writes))
+	ch <- prometheus.MustNewConstMetric(descItems, prometheus.GaugeValue, float64(s.Storage.Items))
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(s.Storage.Bytes), s.Storage.Backend)
+	ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, float64(s.Nodes.Healthy))
+	ch <- prometheus.MustNewConstMetric(descShards, prometheus.GaugeValue, float64(s.Shards.Replicas))
+}
+
+func marshalIndent(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}

@@ -1,0 +1,77 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// ServerConfig configures the HTTP server around a Handler.
+type ServerConfig struct {
+	// ReadTimeout bounds reading one request, headers and body. Default
+	// 30 s: slow clients cannot hold a connection's buffers forever.
+	ReadTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long. Default 2 min.
+	IdleTimeout time.Duration
+	// MaxConns bounds concurrent connections. Default 65,536.
+	MaxConns int
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (c *ServerConfig) EnsureDefaults() {
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 30 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 2 * time.Minute
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 1 << 16
+	}
+}
+
+// Server serves a Handler over HTTP/1.1 with fasthttp.
+type Server struct {
+	h   *Handler
+	srv *fasthttp.Server
+}
+
+// NewServer returns a server for h.
+func NewServer(cfg ServerConfig, h *Handler) *Server {
+	cfg.EnsureDefaults()
+	return &Server{h: h, srv: &fasthttp.Server{
+		Handler:               h.Serve,
+		ErrorHandler:          errorHandler(h.log),
+		Name:                  "brainy",
+		MaxRequestBodySize:    h.cfg.Limits.MaxBodyBytes,
+		ReadTimeout:           cfg.ReadTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		Concurrency:           cfg.MaxConns,
+		CloseOnShutdown:       true,
+		NoDefaultContentType:  true,
+		DisableKeepalive:      false,
+		TCPKeepalive:          true,
+		NoDefaultServerHeader: false,
+	}}
+}
+
+// Serve answers requests on ln until Shutdown. It returns nil after a
+// clean shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.srv.Serve(ln)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("edge: serve: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections, marks the server not ready, and
+// waits for in-flight requests to finish or ctx to end.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.h.SetDraining()
+	return s.srv.ShutdownWithContext(ctx)
+}

@@ -1,0 +1,40 @@
+package item
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinels classify every error a caller can act on. Layers wrap them with
+// %w; the HTTP layer maps them to a status in one place.
+var (
+	// ErrNotFound: the item does not exist.
+	ErrNotFound = errors.New("brainy: item not found")
+	// ErrConflict: a create found the item already there.
+	ErrConflict = errors.New("brainy: item already exists")
+	// ErrPreconditionFailed: If-Match / If-None-Match did not hold (a lost race).
+	ErrPreconditionFailed = errors.New("brainy: precondition failed")
+	// ErrInvalid: the input broke a rule; the error is an *InvalidError.
+	ErrInvalid = errors.New("brainy: invalid input")
+	// ErrUnavailable: the store cannot serve the request now; retry later.
+	ErrUnavailable = errors.New("brainy: unavailable")
+	// ErrClosed: the store has been closed.
+	ErrClosed = errors.New("brainy: closed")
+)
+
+// InvalidError describes bad input. Code is a stable, machine-readable
+// snake_case word (the "code" of the HTTP error body); Message is for humans.
+type InvalidError struct {
+	Code    string
+	Message string
+}
+
+func (e *InvalidError) Error() string { return "brainy: " + e.Message }
+
+// Is makes errors.Is(err, ErrInvalid) true for every *InvalidError.
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
+// Invalid returns an *InvalidError with a formatted message.
+func Invalid(code, format string, args ...any) error {
+	return &InvalidError{Code: code, Message: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,85 @@
+// Package nodestats is the typed snapshot behind GET /v1/metrics: the shape
+// of the original getMetrics() (nodes, shards, replication, operations,
+// storage, cache), filled with what is true for the node that answers.
+// Core fills it; the HTTP layer serialises it and turns it into Prometheus
+// metrics.
+package nodestats
+
+// Snapshot is one point-in-time reading of a node.
+type Snapshot struct {
+	Nodes       Nodes       `json:"nodes"`
+	Shards      Shards      `json:"shards"`
+	Replication Replication `json:"replication"`
+	Operations  Operations  `json:"operations"`
+	Storage     Storage     `json:"storage"`
+	Cache       Cache       `json:"cache"`
+}
+
+// Nodes describes cluster membership as this node sees it.
+type Nodes struct {
+	Total   int    `json:"total"`
+	Healthy int    `json:"healthy"`
+	Self    string `json:"self"`
+	Leader  string `json:"leader"`
+	List    []Node `json:"list"`
+}
+
+// Node is one member.
+type Node struct {
+	ID      string `json:"id"`
+	Role    string `json:"role"`
+	Address string `json:"address,omitempty"`
+	Healthy bool   `json:"healthy"`
+	Shards  int    `json:"shards"`
+}
+
+// Shards describes partitions.
+type Shards struct {
+	Total int `json:"total"`
+	// Leaders counts partitions this node leads.
+	Leaders int `json:"leaders"`
+	// Replicas counts partitions this node holds a replica of.
+	Replicas int `json:"replicas"`
+}
+
+// Replication describes how writes are copied.
+type Replication struct {
+	Factor int `json:"factor"`
+	// Mode is "none" for a single node, "raft" once replicated.
+	Mode string `json:"mode"`
+	// LagEntries is the largest number of log entries any follower is behind.
+	LagEntries uint64 `json:"lagEntries"`
+}
+
+// Operations counts requests served since start.
+type Operations struct {
+	Adds    uint64 `json:"adds"`
+	Gets    uint64 `json:"gets"`
+	Updates uint64 `json:"updates"`
+	Deletes uint64 `json:"deletes"`
+	Lists   uint64 `json:"lists"`
+	// Errors counts operations that failed for a reason other than the
+	// caller's (storage or internal failures), not 4xx answers.
+	Errors uint64 `json:"errors"`
+	// Commits counts durable storage commits; Writes / Commits is the mean
+	// group-commit batch size.
+	Commits uint64 `json:"commits"`
+	Writes  uint64 `json:"writes"`
+}
+
+// Storage describes the local store.
+type Storage struct {
+	Backend  string `json:"backend"`
+	Location string `json:"location,omitempty"`
+	Items    uint64 `json:"items"`
+	Bytes    int64  `json:"bytes"`
+}
+
+// Cache describes the node's read cache (zero when it has none).
+type Cache struct {
+	Enabled bool    `json:"enabled"`
+	Hits    uint64  `json:"hits"`
+	Misses  uint64  `json:"misses"`
+	Ratio   float64 `json:"hitRatio"`
+	Bytes   int64   `json:"bytes"`
+}
