@@ -1,0 +1,619 @@
+#!/usr/bin/env bash
+# End-to-end HTTP benchmark: brainy-core vs Redis vs etcd.
+#
+# Builds brainy-core and starts, one after the other, three single-node
+# stores on free loopback ports, each with a fresh temporary data directory
+# and durable writes:
+#   brainy-core  --storage DIR (pebble WAL fsync'd per acknowledged write,
+#                group commit)
+#   Redis        --appendonly yes --appendfsync always --save ''
+#   etcd         single member (raft WAL fsync'd per committed batch),
+#                spoken to through its HTTP/JSON gateway (/v3/kv/*)
+# Each store gets the same pre-loaded key space and then the same closed-
+# loop load, at the same concurrency and value size, for a bounded time:
+#   GET  random keys  (brainy: GET /v1/items/{id}; etcd: POST /v3/kv/range;
+#                      Redis: GET)
+#   PUT  random keys  (brainy: PUT /v1/items/{id}; etcd: POST /v3/kv/put;
+#                      Redis: SET); every key exists, so a PUT replaces.
+# HTTP stores are driven by wrk (scripts/bench/kv.lua), Redis by
+# redis-benchmark. The result is a markdown report on stdout; progress goes
+# to stderr. Any non-2xx answer or socket error fails the run (exit 1),
+# after the remaining measurements.
+#
+# Usage: scripts/bench-e2e.sh     (or: make bench-e2e)
+#
+# Settings (environment):
+#   BENCH_DURATION     seconds per measured run            (default 10)
+#   BENCH_CONNECTIONS  concurrent connections, all stores  (default 64)
+#   BENCH_THREADS      client threads (wrk -t, redis-benchmark --threads)
+#                                                          (default 2)
+#   BENCH_KEYS         size of the pre-loaded key space    (default 10000)
+#   BENCH_VALUE_SIZE   value size in bytes                 (default 100)
+#   BENCH_WARMUP       seconds of unreported GET load before measuring an
+#                      HTTP store                          (default 2)
+#   BENCH_RESULTS_DIR  where the report and raw outputs go (default: a new
+#                      temporary directory, printed at the end)
+#   BENCH_TMPDIR       where data directories go; must be a real disk for
+#                      the durable numbers to mean anything (default $TMPDIR
+#                      or /tmp)
+#
+# Missing tools (wrk, redis-server, redis-tools, etcd-server, curl) are
+# installed with apt-get. Only processes this script started are stopped.
+
+set -euo pipefail
+
+# ---------------------------------------------------------------- settings
+
+DURATION="${BENCH_DURATION:-10}"
+CONNECTIONS="${BENCH_CONNECTIONS:-64}"
+THREADS="${BENCH_THREADS:-2}"
+KEYS="${BENCH_KEYS:-10000}"
+VALUE_SIZE="${BENCH_VALUE_SIZE:-100}"
+WARMUP="${BENCH_WARMUP:-2}"
+TMP_BASE="${BENCH_TMPDIR:-${TMPDIR:-/tmp}}"
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LUA_SCRIPT="$REPO_ROOT/scripts/bench/kv.lua"
+
+export LC_ALL=C
+
+# Process ids this script started; only these are stopped on exit.
+PIDS=()
+WORK_DIR=""
+RESULTS_DIR=""
+FAILURES=()
+
+# ----------------------------------------------------------------- helpers
+
+log() { printf '[bench-e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+die() {
+	log "FATAL: $*"
+	exit 1
+}
+
+# fail records a failed check; the run goes on and exits 1 at the end.
+fail() {
+	log "FAILED: $*"
+	FAILURES+=("$*")
+}
+
+# cleanup stops every process this script started and removes the data.
+cleanup() {
+	local rc=$? pid i
+	for pid in "${PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		for ((i = 0; i < 100; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	PIDS=()
+	if [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]]; then
+		rm -rf "$WORK_DIR"
+	fi
+	exit "$rc"
+}
+
+# stop_pid stops one process started by this script (SIGTERM, SIGKILL
+# after 10 s), forgets it, and sets STOP_STATUS to its exit status.
+stop_pid() {
+	local pid=$1 i keep=()
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	STOP_STATUS=0
+	wait "$pid" 2>/dev/null || STOP_STATUS=$?
+	for i in "${PIDS[@]}"; do
+		[[ "$i" == "$pid" ]] || keep+=("$i")
+	done
+	PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# as_root runs a command as root (directly, or through sudo).
+as_root() {
+	if [[ $EUID -eq 0 ]]; then
+		"$@"
+	elif command -v sudo >/dev/null; then
+		sudo "$@"
+	else
+		die "need root (or sudo) to run: $*"
+	fi
+}
+
+# ensure_tools installs the Debian packages of any missing command.
+ensure_tools() {
+	local -A pkg_of=(
+		[wrk]=wrk
+		[redis-server]=redis-server
+		[redis-benchmark]=redis-tools
+		[redis-cli]=redis-tools
+		[etcd]=etcd-server
+		[curl]=curl
+	)
+	local cmd missing=()
+	for cmd in "${!pkg_of[@]}"; do
+		command -v "$cmd" >/dev/null || missing+=("${pkg_of[$cmd]}")
+	done
+	command -v go >/dev/null || die "go is not on PATH (needed to build brainy-core)"
+	if ((${#missing[@]} == 0)); then
+		log "tools present: wrk, redis-server, redis-benchmark, etcd, curl"
+		return
+	fi
+	mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+	log "installing with apt-get: ${missing[*]}"
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends "${missing[@]}" >&2
+	for cmd in "${!pkg_of[@]}"; do
+		command -v "$cmd" >/dev/null || die "$cmd still missing after installing ${pkg_of[$cmd]}"
+	done
+}
+
+# port_in_use reports whether something listens on 127.0.0.1:$1.
+port_in_use() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# free_port prints a loopback TCP port nobody listens on and that this
+# script has not handed out yet.
+USED_PORTS=" "
+free_port() {
+	local port i
+	for ((i = 0; i < 200; i++)); do
+		port=$((20000 + RANDOM % 40000))
+		[[ "$USED_PORTS" == *" $port "* ]] && continue
+		port_in_use "$port" && continue
+		USED_PORTS+="$port "
+		echo "$port"
+		return
+	done
+	die "no free loopback port found"
+}
+
+# wait_until CMD... retries CMD for up to 30 s while the last started
+# process is alive.
+wait_until() {
+	local what=$1 pid=$2 i
+	shift 2
+	for ((i = 0; i < 300; i++)); do
+		if "$@" >/dev/null 2>&1; then
+			return 0
+		fi
+		kill -0 "$pid" 2>/dev/null || die "$what exited during start-up (see its log above)"
+		sleep 0.1
+	done
+	die "$what not ready after 30 s"
+}
+
+# cpu_ticks_pid prints the user+system clock ticks used by process $1.
+cpu_ticks_pid() {
+	local stat rest
+	stat=$(<"/proc/$1/stat")
+	rest=${stat##*) } # fields after "(comm)", starting at field 3
+	awk '{ print $12 + $13 }' <<<"$rest"
+}
+
+# cpu_ticks_busy prints the machine's non-idle clock ticks since boot.
+cpu_ticks_busy() {
+	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
+# to_ms converts a wrk duration ("512.00us", "2.10ms", "1.02s") to ms.
+to_ms() {
+	awk -v d="$1" 'BEGIN {
+		if (d ~ /us$/)      { sub(/us$/, "", d); printf "%.3f", d / 1000 }
+		else if (d ~ /ms$/) { sub(/ms$/, "", d); printf "%.3f", d }
+		else if (d ~ /m$/)  { sub(/m$/, "", d);  printf "%.3f", d * 60000 }
+		else if (d ~ /s$/)  { sub(/s$/, "", d);  printf "%.3f", d * 1000 }
+		else                { printf "nan" }
+	}'
+}
+
+# children_cpu_secs prints the user+system CPU seconds used so far by the
+# waited-for children of this shell (the load generators among them). The
+# builtin "times" must run in this shell, not in a subshell, hence the file.
+children_cpu_secs() {
+	times >"$WORK_DIR/times"
+	awk 'NR == 2 {
+		split($1, u, /[ms]/); split($2, s, /[ms]/)
+		printf "%.3f\n", u[1] * 60 + u[2] + s[1] * 60 + s[2]
+	}' "$WORK_DIR/times"
+}
+
+# Results, one row per (store, op):
+# "store|op|rps|p50|p99|server|client|other|note".
+ROWS=()
+
+# measure_cpu_start PID / measure_cpu_end PID bracket a run and set
+# SERVER_CORES (the store), CLIENT_CORES (the load generator, a child of
+# this shell) and OTHER_CORES (everything else on the machine), each the
+# average number of cores busy during the run.
+measure_cpu_start() {
+	CPU_T0=$(date +%s.%N)
+	CPU_S0=$(cpu_ticks_pid "$1")
+	CPU_M0=$(cpu_ticks_busy)
+	CPU_C0=$(children_cpu_secs)
+}
+measure_cpu_end() {
+	local t1 s1 m1 c1
+	c1=$(children_cpu_secs)
+	t1=$(date +%s.%N)
+	s1=$(cpu_ticks_pid "$1")
+	m1=$(cpu_ticks_busy)
+	read -r SERVER_CORES CLIENT_CORES OTHER_CORES < <(awk -v t0="$CPU_T0" -v t1="$t1" \
+		-v s0="$CPU_S0" -v s1="$s1" -v m0="$CPU_M0" -v m1="$m1" -v c0="$CPU_C0" -v c1="$c1" \
+		-v hz="$CLK_TCK" 'BEGIN {
+			dt = t1 - t0
+			server = (s1 - s0) / hz / dt
+			client = (c1 - c0) / dt
+			other = (m1 - m0) / hz / dt - server - client
+			if (other < 0) other = 0
+			printf "%.2f %.2f %.2f\n", server, client, other
+		}')
+	if awk -v o="$OTHER_CORES" 'BEGIN { exit !(o > 0.25) }'; then
+		log "WARNING: other processes kept $OTHER_CORES cores busy during this run; numbers are disturbed"
+	fi
+}
+
+# ------------------------------------------------------------------- wrk
+
+# run_wrk STORE OP MODE URL SERVER_PID: one measured wrk run; appends a row.
+run_wrk() {
+	local store=$1 op=$2 mode=$3 url=$4 pid=$5
+	local out="$RESULTS_DIR/wrk-$store-$op.txt" rps p50 p99 non2xx sockerr note=""
+	log "$store $op: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s $url ($mode)"
+	measure_cpu_start "$pid"
+	timeout $((DURATION + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \
+		--timeout 10s --latency -s "$LUA_SCRIPT" "$url" -- "$mode" "$KEYS" "$VALUE_SIZE" \
+		>"$out" 2>&1 || fail "$store $op: wrk exited with status $? (see $out)"
+	measure_cpu_end "$pid"
+	rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+	p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
+	p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
+	non2xx=$(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' "$out")
+	sockerr=$(grep -E '^ *Socket errors' "$out" || true)
+	if [[ -n "$non2xx" && "$non2xx" != 0 ]]; then
+		note="$non2xx non-2xx"
+		fail "$store $op: $non2xx non-2xx/3xx responses"
+		sed 's/^/    /' "$out" >&2
+	fi
+	if [[ -n "$sockerr" ]]; then
+		note="${note:+$note; }${sockerr# *}"
+		fail "$store $op: $sockerr"
+		sed 's/^/    /' "$out" >&2
+	fi
+	[[ -n "$rps" ]] || {
+		fail "$store $op: no Requests/sec in wrk output"
+		sed 's/^/    /' "$out" >&2
+		rps=0
+	}
+	log "$store $op: $rps req/s, p50 $p50 ms, p99 $p99 ms, CPU cores: server $SERVER_CORES, client $CLIENT_CORES, other $OTHER_CORES"
+	ROWS+=("$store|$op|$rps|$p50|$p99|$SERVER_CORES|$CLIENT_CORES|$OTHER_CORES|$note")
+}
+
+# warmup_wrk runs a short unreported GET load.
+warmup_wrk() {
+	local mode=$1 url=$2
+	((WARMUP > 0)) || return 0
+	log "warm-up: ${WARMUP}s of $mode"
+	timeout $((WARMUP + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" \
+		-s "$LUA_SCRIPT" "$url" -- "$mode" "$KEYS" "$VALUE_SIZE" >/dev/null 2>&1 ||
+		log "warm-up wrk exited non-zero (ignored)"
+}
+
+# ------------------------------------------------------------- pre-loading
+
+# curl_preload CONFIG NAME: runs a curl config of $KEYS transfers, 64 at a
+# time, retrying failed ones once; fails the run if any key is not stored.
+curl_preload() {
+	local cfg=$1 name=$2 codes bad
+	codes="$WORK_DIR/$name-preload.codes"
+	curl --silent --parallel --parallel-max 64 --config "$cfg" >"$codes" 2>"$codes.err" || true
+	bad=$(awk '$1 !~ /^2/' "$codes" | wc -l)
+	if ((bad > 0)) || (($(wc -l <"$codes") != KEYS)); then
+		log "$name pre-load: $bad of $(wc -l <"$codes") answers not 2xx; first ones:"
+		awk '$1 !~ /^2/' "$codes" | sort | uniq -c | sort -rn | head -5 >&2
+		log "$name pre-load: retrying the whole key space once"
+		curl --silent --parallel --parallel-max 16 --config "$cfg" >"$codes" 2>"$codes.err" || true
+		bad=$(awk '$1 !~ /^2/' "$codes" | wc -l)
+		if ((bad > 0)); then
+			awk '$1 !~ /^2/' "$codes" | sort | uniq -c | sort -rn | head -5 >&2
+			die "$name pre-load: $bad writes failed twice"
+		fi
+	fi
+}
+
+# key_list prints the benchmark keys, "key-%011d" (15 bytes, as kv.lua).
+key_list() {
+	awk -v n="$KEYS" 'BEGIN { for (i = 0; i < n; i++) printf "key-%011d\n", i }'
+}
+
+# preload_brainy PORT: PUT every key once.
+preload_brainy() {
+	local port=$1 cfg="$WORK_DIR/brainy-preload.curl"
+	log "brainy-core: pre-loading $KEYS keys"
+	key_list | awk -v port="$port" -v v="$VALUE" -v last="$KEYS" '{
+		printf "url = \"http://127.0.0.1:%s/v1/items/%s\"\n", port, $1
+		print "request = \"PUT\""
+		print "header = \"Content-Type: application/json\""
+		printf "data = \"{\\\"type\\\":\\\"bench\\\",\\\"data\\\":{\\\"v\\\":\\\"%s\\\"}}\"\n", v
+		print "output = \"/dev/null\""
+		print "write-out = \"%{http_code} %{errormsg}\\n\""
+		if (NR < last) print "next"
+	}' >"$cfg"
+	curl_preload "$cfg" brainy
+	local k
+	for k in "key-$(printf '%011d' 0)" "key-$(printf '%011d' $((KEYS - 1)))"; do
+		curl -sf -o /dev/null "http://127.0.0.1:$port/v1/items/$k" ||
+			die "brainy-core: pre-loaded key $k not readable"
+	done
+}
+
+# preload_etcd PORT: put every key once through the JSON gateway.
+preload_etcd() {
+	local port=$1 cfg="$WORK_DIR/etcd-preload.curl" v64 count
+	log "etcd: pre-loading $KEYS keys"
+	v64=$(printf '%s' "$VALUE" | base64 -w0)
+	# Keys are 15 bytes, a multiple of 3, so the base64 of all keys
+	# concatenated splits into 20-character base64 keys.
+	key_list | tr -d '\n' | base64 -w0 | fold -w 20 |
+		awk -v port="$port" -v v64="$v64" -v last="$KEYS" '{
+			printf "url = \"http://127.0.0.1:%s/v3/kv/put\"\n", port
+			print "header = \"Content-Type: application/json\""
+			printf "data = \"{\\\"key\\\":\\\"%s\\\",\\\"value\\\":\\\"%s\\\"}\"\n", $1, v64
+			print "output = \"/dev/null\""
+			print "write-out = \"%{http_code} %{errormsg}\\n\""
+			if (NR < last) print "next"
+		}' >"$cfg"
+	curl_preload "$cfg" etcd
+	# Count keys in ["key-", "key.") to check the pre-load.
+	count=$(curl -sf -X POST "http://127.0.0.1:$port/v3/kv/range" \
+		-d "{\"key\":\"$(printf 'key-' | base64)\",\"range_end\":\"$(printf 'key.' | base64)\",\"count_only\":true}" |
+		sed -n 's/.*"count":"\([0-9]*\)".*/\1/p')
+	[[ "$count" == "$KEYS" ]] || die "etcd: pre-load left ${count:-?} keys, want $KEYS"
+}
+
+# preload_redis PORT: SET every key redis-benchmark -r uses
+# ("key:%012d") through redis-cli --pipe.
+preload_redis() {
+	local port=$1 size
+	log "redis: pre-loading $KEYS keys"
+	awk -v n="$KEYS" -v v="$VALUE" 'BEGIN {
+		for (i = 0; i < n; i++) {
+			k = sprintf("key:%012d", i)
+			printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", length(k), k, length(v), v
+		}
+	}' | redis-cli -h 127.0.0.1 -p "$port" --pipe >"$WORK_DIR/redis-preload.out" 2>&1 ||
+		die "redis: pre-load failed: $(cat "$WORK_DIR/redis-preload.out")"
+	size=$(redis-cli -h 127.0.0.1 -p "$port" dbsize)
+	[[ "$size" == "$KEYS" ]] || die "redis: pre-load left $size keys, want $KEYS"
+}
+
+# ----------------------------------------------------------------- stores
+
+bench_brainy() {
+	local port data pid bin="$WORK_DIR/brainy-core"
+	log "building brainy-core"
+	(cd "$REPO_ROOT" && go build -o "$bin" ./cmd/brainy-core)
+	port=$(free_port)
+	data="$WORK_DIR/brainy-data"
+	log "starting brainy-core on 127.0.0.1:$port, data in $data"
+	"$bin" --http-addr "127.0.0.1:$port" --storage "$data" --log-format json \
+		>"$RESULTS_DIR/brainy-core.log" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	wait_until brainy-core "$pid" curl -sf "http://127.0.0.1:$port/readyz"
+	preload_brainy "$port"
+	warmup_wrk brainy-get "http://127.0.0.1:$port"
+	run_wrk brainy-core GET brainy-get "http://127.0.0.1:$port" "$pid"
+	run_wrk brainy-core PUT brainy-put "http://127.0.0.1:$port" "$pid"
+	stop_pid "$pid"
+	BRAINY_STOP_STATUS=$STOP_STATUS
+	((STOP_STATUS == 0)) || log "brainy-core exited with status $STOP_STATUS on SIGTERM"
+	# Anything above INFO in the server's log is worth a look.
+	BRAINY_LOG_PROBLEMS=$(grep -cvE '"level":"(INFO|DEBUG)"' "$RESULTS_DIR/brainy-core.log" || true)
+	if ((BRAINY_LOG_PROBLEMS > 0)); then
+		log "brainy-core logged $BRAINY_LOG_PROBLEMS lines above INFO; first ones:"
+		grep -vE '"level":"(INFO|DEBUG)"' "$RESULTS_DIR/brainy-core.log" | head -5 >&2
+	fi
+}
+
+# run_redis_benchmark OP TEST PORT PID: one measured redis-benchmark run.
+# redis-benchmark runs a request count, not a time, so a short pilot run
+# sizes -n to about $DURATION seconds.
+run_redis_benchmark() {
+	local op=$1 test=$2 port=$3 pid=$4 pilot n line rps p50 p99
+	local out="$RESULTS_DIR/redis-$op.csv"
+	local common=(-h 127.0.0.1 -p "$port" -c "$CONNECTIONS" --threads "$THREADS"
+		-d "$VALUE_SIZE" -r "$KEYS" -t "$test" --csv)
+	pilot=$(timeout 120 redis-benchmark "${common[@]}" -n 20000 | awk -F'"' 'NR == 2 { print $4 }' || true)
+	n=$(awk -v r="${pilot:-0}" -v d="$DURATION" 'BEGIN { n = int(r * d); if (n < 10000) n = 10000; if (n > 5000000) n = 5000000; print n }')
+	log "redis $op: redis-benchmark -t $test -c $CONNECTIONS --threads $THREADS -d $VALUE_SIZE -r $KEYS -n $n (pilot ${pilot:-?} req/s)"
+	measure_cpu_start "$pid"
+	timeout $((DURATION * 4 + 60)) redis-benchmark "${common[@]}" -n "$n" >"$out" 2>&1 ||
+		fail "redis $op: redis-benchmark exited with status $? (see $out)"
+	measure_cpu_end "$pid"
+	if grep -qiE '^(error|err )|error:' "$out"; then
+		fail "redis $op: errors in redis-benchmark output"
+		sed 's/^/    /' "$out" >&2
+	fi
+	# "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",
+	# "p95_latency_ms","p99_latency_ms","max_latency_ms"
+	line=$(grep -iE "^\"$test\"" "$out" | head -1 || true)
+	rps=$(awk -F'"' '{ print $4 }' <<<"$line")
+	p50=$(awk -F'"' '{ print $10 }' <<<"$line")
+	p99=$(awk -F'"' '{ print $14 }' <<<"$line")
+	[[ -n "$rps" ]] || {
+		fail "redis $op: no result line in redis-benchmark output"
+		rps=0
+	}
+	log "redis $op: $rps req/s, p50 $p50 ms, p99 $p99 ms, CPU cores: server $SERVER_CORES, client $CLIENT_CORES, other $OTHER_CORES"
+	ROWS+=("redis|$op|$rps|$p50|$p99|$SERVER_CORES|$CLIENT_CORES|$OTHER_CORES|")
+}
+
+bench_redis() {
+	local port data pid
+	port=$(free_port)
+	data="$WORK_DIR/redis-data"
+	mkdir -p "$data"
+	log "starting redis-server on 127.0.0.1:$port (appendfsync always), data in $data"
+	redis-server --bind 127.0.0.1 --port "$port" --dir "$data" --daemonize no \
+		--appendonly yes --appendfsync always --save '' \
+		--logfile "$RESULTS_DIR/redis.log" >/dev/null 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	wait_until redis-server "$pid" redis-cli -h 127.0.0.1 -p "$port" ping
+	preload_redis "$port"
+	run_redis_benchmark GET get "$port" "$pid"
+	run_redis_benchmark PUT set "$port" "$pid"
+	stop_pid "$pid"
+}
+
+bench_etcd() {
+	local port peer data pid
+	port=$(free_port)
+	peer=$(free_port)
+	data="$WORK_DIR/etcd-data"
+	log "starting etcd on 127.0.0.1:$port (peer $peer), data in $data"
+	etcd --name bench --data-dir "$data" \
+		--listen-client-urls "http://127.0.0.1:$port" \
+		--advertise-client-urls "http://127.0.0.1:$port" \
+		--listen-peer-urls "http://127.0.0.1:$peer" \
+		--initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+		--initial-cluster "bench=http://127.0.0.1:$peer" \
+		--initial-cluster-state new \
+		--logger zap --log-outputs stderr --log-level warn \
+		>"$RESULTS_DIR/etcd.log" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	wait_until etcd "$pid" curl -sf -X POST "http://127.0.0.1:$port/v3/kv/range" -d '{"key":"AA=="}'
+	preload_etcd "$port"
+	warmup_wrk etcd-get "http://127.0.0.1:$port"
+	run_wrk etcd GET etcd-get "http://127.0.0.1:$port" "$pid"
+	run_wrk etcd PUT etcd-put "http://127.0.0.1:$port" "$pid"
+	stop_pid "$pid"
+}
+
+# ----------------------------------------------------------------- report
+
+# probe_fsync prints the latency in ms of one 4 KiB O_DSYNC write in
+# $WORK_DIR: 1000 writes take N seconds, so one takes N ms.
+probe_fsync() {
+	local secs
+	secs=$(dd if=/dev/zero of="$WORK_DIR/fsync.probe" bs=4k count=1000 oflag=dsync 2>&1 |
+		awk '/copied/ { for (i = 1; i <= NF; i++) if ($(i) == "s," || $(i) == "s") print $(i - 1) }')
+	rm -f "$WORK_DIR/fsync.probe"
+	awk -v s="${secs:-0}" 'BEGIN { printf "%.3f", s }'
+}
+
+# row_field STORE OP N prints field N of the matching row.
+row_field() {
+	local r
+	for r in "${ROWS[@]}"; do
+		IFS='|' read -r -a f <<<"$r"
+		if [[ "${f[0]}" == "$1" && "${f[1]}" == "$2" ]]; then
+			echo "${f[$3]}"
+			return
+		fi
+	done
+	echo 0
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+report() {
+	local r f
+	echo "Run: $(date -u +%Y-%m-%dT%H:%M:%SZ), \`scripts/bench-e2e.sh\` (\`make bench-e2e\`)"
+	echo
+	echo "- Machine: $(nproc) vCPU, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), kernel $(uname -r)"
+	echo "- Data directories on $(stat -f -c %T "$WORK_DIR") ($(df -P "$WORK_DIR" | awk 'NR == 2 { print $1 }')); 4 KiB O_DSYNC write: ${FSYNC_MS} ms"
+	echo "- brainy-core $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') ($(go version | awk '{ print $3 }')), $(redis-server --version | awk '{ print $3 }' | sed 's/v=/redis-server /'), etcd $(etcd --version | awk '/etcd Version/ { print $3 }'), $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }')"
+	echo "- Load: $CONNECTIONS connections, $THREADS client threads, ${DURATION} s per run, $KEYS pre-loaded keys, $VALUE_SIZE-byte values, uniformly random keys"
+	echo
+	echo "| store | op | req/s | p50 ms | p99 ms | CPU server | CPU client | CPU other | errors |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
+	for r in "${ROWS[@]}"; do
+		IFS='|' read -r -a f <<<"$r"
+		printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' \
+			"${f[0]}" "${f[1]}" "${f[2]}" "${f[3]}" "${f[4]}" "${f[5]}" "${f[6]}" "${f[7]}" "${f[8]:-none}"
+	done
+	echo
+	echo "CPU columns: average cores busy during the run (of $(nproc)): the store, the load generator (wrk or redis-benchmark), and every other process on the machine."
+	echo
+	echo "| op | brainy/redis req/s | brainy/etcd req/s | brainy/redis p99 | brainy/etcd p99 |"
+	echo "|---|---:|---:|---:|---:|"
+	for op in GET PUT; do
+		printf '| %s | %s | %s | %s | %s |\n' "$op" \
+			"$(ratio "$(row_field brainy-core "$op" 2)" "$(row_field redis "$op" 2)")" \
+			"$(ratio "$(row_field brainy-core "$op" 2)" "$(row_field etcd "$op" 2)")" \
+			"$(ratio "$(row_field brainy-core "$op" 4)" "$(row_field redis "$op" 4)")" \
+			"$(ratio "$(row_field brainy-core "$op" 4)" "$(row_field etcd "$op" 4)")"
+	done
+	echo
+	local put
+	put=$(row_field brainy-core PUT 2)
+	if awk -v p="$put" 'BEGIN { exit !(p >= 50000) }'; then
+		printf 'brainy-core durable PUT: %.0f req/s, goal >= 50,000: met\n' "$put"
+	else
+		printf 'brainy-core durable PUT: %.0f req/s, goal >= 50,000: NOT met\n' "$put"
+	fi
+	if ((BRAINY_STOP_STATUS != 0)); then
+		echo "brainy-core exited with status $BRAINY_STOP_STATUS on SIGTERM (see brainy-core.log)"
+	fi
+	if ((BRAINY_LOG_PROBLEMS > 0)); then
+		echo "brainy-core logged $BRAINY_LOG_PROBLEMS lines above INFO (see brainy-core.log)"
+	fi
+	if ((${#FAILURES[@]} > 0)); then
+		echo
+		echo "FAILED checks:"
+		printf -- '- %s\n' "${FAILURES[@]}"
+	fi
+}
+
+# ------------------------------------------------------------------- main
+
+main() {
+	[[ -f "$LUA_SCRIPT" ]] || die "missing $LUA_SCRIPT"
+	ensure_tools
+	CLK_TCK=$(getconf CLK_TCK)
+	VALUE=$(printf '%*s' "$VALUE_SIZE" '' | tr ' ' x)
+	BRAINY_LOG_PROBLEMS=0
+	BRAINY_STOP_STATUS=0
+
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	mkdir -p "$TMP_BASE"
+	WORK_DIR=$(mktemp -d "$TMP_BASE/brainy-bench-e2e.XXXXXX")
+	if [[ -n "${BENCH_RESULTS_DIR:-}" ]]; then
+		RESULTS_DIR=$BENCH_RESULTS_DIR
+		mkdir -p "$RESULTS_DIR"
+	else
+		RESULTS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/brainy-bench-results.XXXXXX")
+	fi
+	case "$(stat -f -c %T "$WORK_DIR")" in
+	tmpfs | ramfs) log "WARNING: $WORK_DIR is in memory; fsync costs nothing there (set BENCH_TMPDIR)" ;;
+	esac
+	FSYNC_MS=$(probe_fsync)
+	log "4 KiB O_DSYNC write in $WORK_DIR: $FSYNC_MS ms"
+
+	bench_brainy
+	bench_redis
+	bench_etcd
+
+	report | tee "$RESULTS_DIR/results.md"
+	log "report and raw outputs in $RESULTS_DIR"
+	if ((${#FAILURES[@]} > 0)); then
+		die "${#FAILURES[@]} check(s) failed: ${FAILURES[*]}"
+	fi
+}
+
+main "$@"
