@@ -97,6 +97,9 @@ func (c *Command) decode(b []byte) error {
 	c.Data = d.bytes()
 	c.Metadata = d.bytes()
 	c.Vector = d.vector()
+	if flags&^(flagIfNoneMatch|flagHasType|flagHasVector) != 0 {
+		return fmt.Errorf("%w: unknown flags %#x", errBadCommand, flags)
+	}
 	c.Cond.IfNoneMatch = flags&flagIfNoneMatch != 0
 	c.HasType = flags&flagHasType != 0
 	c.HasVector = flags&flagHasVector != 0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -44,18 +45,17 @@ type Server struct {
 func NewServer(cfg ServerConfig, h *Handler) *Server {
 	cfg.EnsureDefaults()
 	return &Server{h: h, srv: &fasthttp.Server{
-		Handler:               h.Serve,
-		ErrorHandler:          errorHandler(h.log),
-		Name:                  "brainy",
-		MaxRequestBodySize:    h.cfg.Limits.MaxBodyBytes,
-		ReadTimeout:           cfg.ReadTimeout,
-		IdleTimeout:           cfg.IdleTimeout,
-		Concurrency:           cfg.MaxConns,
-		CloseOnShutdown:       true,
-		NoDefaultContentType:  true,
-		DisableKeepalive:      false,
-		TCPKeepalive:          true,
-		NoDefaultServerHeader: false,
+		Handler:              h.Serve,
+		ErrorHandler:         errorHandler(h.log),
+		Name:                 "brainy",
+		MaxRequestBodySize:   h.cfg.Limits.MaxBodyBytes,
+		ReadTimeout:          cfg.ReadTimeout,
+		IdleTimeout:          cfg.IdleTimeout,
+		Concurrency:          cfg.MaxConns,
+		CloseOnShutdown:      true,
+		NoDefaultContentType: true,
+		TCPKeepalive:         true,
+		Logger:               printfLogger{h.log},
 	}}
 }
 
@@ -74,4 +74,13 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.h.SetDraining()
 	return s.srv.ShutdownWithContext(ctx)
+}
+
+// printfLogger routes fasthttp's connection-level messages (a client that
+// sent garbage or hung up) to debug level: they are the client's problem,
+// and each has already been answered by errorHandler where possible.
+type printfLogger struct{ l *slog.Logger }
+
+func (p printfLogger) Printf(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...))
 }
