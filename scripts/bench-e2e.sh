@@ -31,6 +31,8 @@
 #   BENCH_VALUE_SIZE   value size in bytes                 (default 100)
 #   BENCH_WARMUP       seconds of unreported GET load before measuring an
 #                      HTTP store                          (default 2)
+#   BENCH_QUIET_WAIT   seconds to wait, before each measured run, for other
+#                      processes to leave the CPUs idle  (default 30)
 #   BENCH_RESULTS_DIR  where the report and raw outputs go (default: a new
 #                      temporary directory, printed at the end)
 #   BENCH_TMPDIR       where data directories go; must be a real disk for
@@ -50,6 +52,7 @@ THREADS="${BENCH_THREADS:-2}"
 KEYS="${BENCH_KEYS:-10000}"
 VALUE_SIZE="${BENCH_VALUE_SIZE:-100}"
 WARMUP="${BENCH_WARMUP:-2}"
+QUIET_WAIT="${BENCH_QUIET_WAIT:-30}"
 TMP_BASE="${BENCH_TMPDIR:-${TMPDIR:-/tmp}}"
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -217,20 +220,41 @@ to_ms() {
 	}'
 }
 
-# children_cpu_secs prints the user+system CPU seconds used so far by the
-# waited-for children of this shell (the load generators among them). The
-# builtin "times" must run in this shell, not in a subshell, hence the file.
+# children_cpu_secs sets CHILD_CPU to the user+system CPU seconds used so
+# far by the waited-for children of this shell (the load generators among
+# them). The builtin "times" must run in this shell, not in a command
+# substitution's subshell, hence the file and the variable.
 children_cpu_secs() {
 	times >"$WORK_DIR/times"
-	awk 'NR == 2 {
+	CHILD_CPU=$(awk 'NR == 2 {
 		split($1, u, /[ms]/); split($2, s, /[ms]/)
 		printf "%.3f\n", u[1] * 60 + u[2] + s[1] * 60 + s[2]
-	}' "$WORK_DIR/times"
+	}' "$WORK_DIR/times")
 }
 
 # Results, one row per (store, op):
 # "store|op|rps|p50|p99|server|client|other|note".
 ROWS=()
+
+# wait_for_quiet waits (at most $QUIET_WAIT s) until the machine has been
+# nearly idle for a second, so that a measured run does not share the CPUs
+# or the disk with unrelated work; it goes on with a warning otherwise.
+wait_for_quiet() {
+	local waited=0 m0 m1 busy
+	while :; do
+		m0=$(cpu_ticks_busy)
+		sleep 1
+		m1=$(cpu_ticks_busy)
+		busy=$(awk -v a="$m0" -v b="$m1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }')
+		awk -v b="$busy" 'BEGIN { exit !(b <= 0.25) }' && return 0
+		if ((waited >= QUIET_WAIT)); then
+			log "WARNING: machine still busy ($busy cores) after ${QUIET_WAIT}s; measuring anyway"
+			return 0
+		fi
+		((waited == 0)) && log "machine busy ($busy cores used by other processes); waiting up to ${QUIET_WAIT}s"
+		waited=$((waited + 1))
+	done
+}
 
 # measure_cpu_start PID / measure_cpu_end PID bracket a run and set
 # SERVER_CORES (the store), CLIENT_CORES (the load generator, a child of
@@ -240,11 +264,13 @@ measure_cpu_start() {
 	CPU_T0=$(date +%s.%N)
 	CPU_S0=$(cpu_ticks_pid "$1")
 	CPU_M0=$(cpu_ticks_busy)
-	CPU_C0=$(children_cpu_secs)
+	children_cpu_secs
+	CPU_C0=$CHILD_CPU
 }
 measure_cpu_end() {
 	local t1 s1 m1 c1
-	c1=$(children_cpu_secs)
+	children_cpu_secs
+	c1=$CHILD_CPU
 	t1=$(date +%s.%N)
 	s1=$(cpu_ticks_pid "$1")
 	m1=$(cpu_ticks_busy)
@@ -269,6 +295,7 @@ measure_cpu_end() {
 run_wrk() {
 	local store=$1 op=$2 mode=$3 url=$4 pid=$5
 	local out="$RESULTS_DIR/wrk-$store-$op.txt" rps p50 p99 non2xx sockerr note=""
+	wait_for_quiet
 	log "$store $op: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s $url ($mode)"
 	measure_cpu_start "$pid"
 	timeout $((DURATION + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \
@@ -436,6 +463,7 @@ run_redis_benchmark() {
 		-d "$VALUE_SIZE" -r "$KEYS" -t "$test" --csv)
 	pilot=$(timeout 120 redis-benchmark "${common[@]}" -n 20000 | awk -F'"' 'NR == 2 { print $4 }' || true)
 	n=$(awk -v r="${pilot:-0}" -v d="$DURATION" 'BEGIN { n = int(r * d); if (n < 10000) n = 10000; if (n > 5000000) n = 5000000; print n }')
+	wait_for_quiet
 	log "redis $op: redis-benchmark -t $test -c $CONNECTIONS --threads $THREADS -d $VALUE_SIZE -r $KEYS -n $n (pilot ${pilot:-?} req/s)"
 	measure_cpu_start "$pid"
 	timeout $((DURATION * 4 + 60)) redis-benchmark "${common[@]}" -n "$n" >"$out" 2>&1 ||
