@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -48,8 +49,9 @@ func (c *Config) EnsureDefaults() {
 
 // Store is a pebble-backed tiers.Store.
 type Store struct {
-	db  *pebble.DB
-	dir string
+	db     *pebble.DB
+	dir    string
+	closed atomic.Bool // pebble panics on use after Close; we answer ErrClosed
 }
 
 var _ tiers.Store = (*Store)(nil)
@@ -77,6 +79,9 @@ func Open(cfg Config) (*Store, error) {
 
 // Get implements tiers.Store.
 func (s *Store) Get(_ context.Context, key []byte) ([]byte, error) {
+	if s.closed.Load() {
+		return nil, tiers.ErrClosed
+	}
 	v, closer, err := s.db.Get(key)
 	if err == pebble.ErrNotFound {
 		return nil, tiers.ErrNotFound
@@ -92,6 +97,9 @@ func (s *Store) Get(_ context.Context, key []byte) ([]byte, error) {
 
 // Apply implements tiers.Store.
 func (s *Store) Apply(_ context.Context, b *tiers.Batch, sync bool) error {
+	if s.closed.Load() {
+		return tiers.ErrClosed
+	}
 	pb := s.db.NewBatchWithSize(b.Size() + 16*b.Len())
 	defer pb.Close()
 	_ = b.Each(func(del bool, key, value []byte) error {
@@ -112,6 +120,9 @@ func (s *Store) Apply(_ context.Context, b *tiers.Batch, sync bool) error {
 
 // NewIter implements tiers.Store.
 func (s *Store) NewIter(ctx context.Context, lower, upper []byte) (tiers.Iterator, error) {
+	if s.closed.Load() {
+		return nil, tiers.ErrClosed
+	}
 	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return nil, fmt.Errorf("disk: iter: %w", err)
@@ -138,13 +149,21 @@ func (i *iter) Close() error  { return i.it.Close() }
 
 // Stats implements tiers.Store.
 func (s *Store) Stats() tiers.Stats {
+	if s.closed.Load() {
+		return tiers.Stats{Backend: "disk", Location: s.dir}
+	}
 	m := s.db.Metrics()
 	return tiers.Stats{Backend: "disk", Location: s.dir, LiveBytes: int64(m.DiskSpaceUsage())}
 }
 
 // Close implements tiers.Store. It flushes nothing extra: everything
-// applied with sync is already in the WAL.
+// applied with sync is already in the WAL. Closing twice is a no-op.
+// Callers must not race Close with other calls (core closes the store
+// only after its node has stopped).
 func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("disk: close: %w", err)
 	}

@@ -1,0 +1,161 @@
+// Package coretest runs real brainy-core processes for end-to-end tests:
+// it builds the binary once, starts it on a loopback port chosen by the
+// kernel, and stops or kills it by PID.
+package coretest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Build compiles ./cmd/brainy-core into dir and returns the binary's path.
+// moduleRoot is the directory holding go.mod.
+func Build(moduleRoot, dir string) (string, error) {
+	bin := filepath.Join(dir, "brainy-core")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/brainy-core")
+	cmd.Dir = moduleRoot
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Process is a running brainy-core.
+type Process struct {
+	// Addr is the HTTP API's host:port.
+	Addr string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	log  bytes.Buffer // guarded by mu
+	exit chan error
+}
+
+// Start runs bin with args plus --http-addr 127.0.0.1:0 and JSON logs, and
+// waits until it listens. The process is killed when the test ends.
+func Start(t testing.TB, bin string, env []string, args ...string) *Process {
+	t.Helper()
+	p, err := start(bin, env, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Kill() })
+	return p
+}
+
+func start(bin string, env []string, args ...string) (*Process, error) {
+	args = append([]string{"--http-addr", "127.0.0.1:0", "--log-format", "json"}, args...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &Process{cmd: cmd, exit: make(chan error, 1)}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			p.mu.Lock()
+			p.log.Write(line)
+			p.log.WriteByte('\n')
+			p.mu.Unlock()
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"http_addr"`
+			}
+			if json.Unmarshal(line, &rec) == nil && rec.Msg == "listening" {
+				addr <- rec.Addr
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		p.exit <- cmd.Wait()
+	}()
+	select {
+	case a := <-addr:
+		p.Addr = a
+		return p, nil
+	case err := <-p.exit:
+		p.exit <- err
+		return nil, fmt.Errorf("brainy-core exited before listening (%v):\n%s", err, p.Log())
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		return nil, fmt.Errorf("brainy-core did not listen within 30s:\n%s", p.Log())
+	}
+}
+
+// URL returns the http:// URL of path on the process.
+func (p *Process) URL(path string) string { return "http://" + p.Addr + path }
+
+// Log returns what the process has logged so far.
+func (p *Process) Log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// Kill sends SIGKILL and waits for the process to go.
+func (p *Process) Kill() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	p.Wait(10 * time.Second)
+}
+
+// Stop sends SIGTERM and returns the exit error (nil for status 0).
+func (p *Process) Stop(timeout time.Duration) error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	return p.Wait(timeout)
+}
+
+// Wait waits for the process to exit.
+func (p *Process) Wait(timeout time.Duration) error {
+	select {
+	case err := <-p.exit:
+		p.exit <- err
+		return err
+	case <-time.After(timeout):
+		return fmt.Errorf("brainy-core still running after %v:\n%s", timeout, lastLines(p.Log(), 20))
+	}
+}
+
+// Run runs bin to completion (for commands expected to fail fast) and
+// returns its exit code and stderr.
+func Run(bin string, env []string, args ...string) (int, string) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), stderr.String()
+	}
+	if err != nil {
+		return -1, err.Error()
+	}
+	return 0, stderr.String()
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
