@@ -165,24 +165,28 @@ port_in_use() {
 	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# free_port prints a loopback TCP port nobody listens on and that this
-# script has not handed out yet.
+# free_port sets FREE_PORT to a loopback TCP port nobody listens on and
+# that this script has not handed out yet (a variable, not output: the
+# list of handed-out ports must survive the call). It draws below the kernel's ephemeral
+# port range, where outgoing connections of other programs take ports.
 USED_PORTS=" "
 free_port() {
-	local port i
+	local port i low=32768
+	read -r low _ </proc/sys/net/ipv4/ip_local_port_range || true
+	((low > 11000)) || low=32768
 	for ((i = 0; i < 200; i++)); do
-		port=$((20000 + RANDOM % 40000))
+		port=$((10000 + RANDOM % (low - 10000)))
 		[[ "$USED_PORTS" == *" $port "* ]] && continue
 		port_in_use "$port" && continue
 		USED_PORTS+="$port "
-		echo "$port"
+		FREE_PORT=$port
 		return
 	done
 	die "no free loopback port found"
 }
 
-# wait_until CMD... retries CMD for up to 30 s while the last started
-# process is alive.
+# wait_until NAME PID CMD... retries CMD for up to 30 s; returns 1 if
+# process PID exits first (e.g. its port was taken meanwhile).
 wait_until() {
 	local what=$1 pid=$2 i
 	shift 2
@@ -190,10 +194,28 @@ wait_until() {
 		if "$@" >/dev/null 2>&1; then
 			return 0
 		fi
-		kill -0 "$pid" 2>/dev/null || die "$what exited during start-up (see its log above)"
+		if ! kill -0 "$pid" 2>/dev/null; then
+			log "$what exited during start-up"
+			return 1
+		fi
 		sleep 0.1
 	done
 	die "$what not ready after 30 s"
+}
+
+# start_with_retries NAME START_FN LOG: runs START_FN (which picks free
+# ports) up to 3 times; a port can be taken between the check and the bind.
+start_with_retries() {
+	local name=$1 start=$2 logfile=$3 attempt
+	for attempt in 1 2 3; do
+		if "$start"; then
+			return 0
+		fi
+		stop_pid "$PID"
+		log "$name start-up attempt $attempt failed; its log ends with:"
+		tail -5 "$logfile" >&2 || true
+	done
+	die "$name did not start"
 }
 
 # cpu_ticks_pid prints the user+system clock ticks used by process $1.
@@ -426,18 +448,25 @@ preload_redis() {
 
 # ----------------------------------------------------------------- stores
 
+# start_brainy starts brainy-core on a free port; sets PORT and PID.
+start_brainy() {
+	free_port
+	PORT=$FREE_PORT
+	rm -rf "$WORK_DIR/brainy-data"
+	log "starting brainy-core on 127.0.0.1:$PORT, data in $WORK_DIR/brainy-data"
+	"$WORK_DIR/brainy-core" --http-addr "127.0.0.1:$PORT" --storage "$WORK_DIR/brainy-data" \
+		--log-format json >"$RESULTS_DIR/brainy-core.log" 2>&1 &
+	PID=$!
+	PIDS+=("$PID")
+	wait_until brainy-core "$PID" curl -sf "http://127.0.0.1:$PORT/readyz"
+}
+
 bench_brainy() {
-	local port data pid bin="$WORK_DIR/brainy-core"
+	local port pid
 	log "building brainy-core"
-	(cd "$REPO_ROOT" && go build -o "$bin" ./cmd/brainy-core)
-	port=$(free_port)
-	data="$WORK_DIR/brainy-data"
-	log "starting brainy-core on 127.0.0.1:$port, data in $data"
-	"$bin" --http-addr "127.0.0.1:$port" --storage "$data" --log-format json \
-		>"$RESULTS_DIR/brainy-core.log" 2>&1 &
-	pid=$!
-	PIDS+=("$pid")
-	wait_until brainy-core "$pid" curl -sf "http://127.0.0.1:$port/readyz"
+	(cd "$REPO_ROOT" && go build -o "$WORK_DIR/brainy-core" ./cmd/brainy-core)
+	start_with_retries brainy-core start_brainy "$RESULTS_DIR/brainy-core.log"
+	port=$PORT pid=$PID
 	preload_brainy "$port"
 	warmup_wrk brainy-get "http://127.0.0.1:$port"
 	run_wrk brainy-core GET brainy-get "http://127.0.0.1:$port" "$pid"
@@ -487,42 +516,58 @@ run_redis_benchmark() {
 	ROWS+=("redis|$op|$rps|$p50|$p99|$SERVER_CORES|$CLIENT_CORES|$OTHER_CORES|")
 }
 
-bench_redis() {
-	local port data pid
-	port=$(free_port)
-	data="$WORK_DIR/redis-data"
-	mkdir -p "$data"
-	log "starting redis-server on 127.0.0.1:$port (appendfsync always), data in $data"
-	redis-server --bind 127.0.0.1 --port "$port" --dir "$data" --daemonize no \
+# start_redis starts redis-server on a free port; sets PORT and PID.
+start_redis() {
+	local data="$WORK_DIR/redis-data"
+	free_port
+	PORT=$FREE_PORT
+	rm -rf "$data" && mkdir -p "$data"
+	log "starting redis-server on 127.0.0.1:$PORT (appendfsync always), data in $data"
+	redis-server --bind 127.0.0.1 --port "$PORT" --dir "$data" --daemonize no \
 		--appendonly yes --appendfsync always --save '' \
 		--logfile "$RESULTS_DIR/redis.log" >/dev/null 2>&1 &
-	pid=$!
-	PIDS+=("$pid")
-	wait_until redis-server "$pid" redis-cli -h 127.0.0.1 -p "$port" ping
+	PID=$!
+	PIDS+=("$PID")
+	wait_until redis-server "$PID" redis-cli -h 127.0.0.1 -p "$PORT" ping
+}
+
+bench_redis() {
+	local port pid
+	start_with_retries redis-server start_redis "$RESULTS_DIR/redis.log"
+	port=$PORT pid=$PID
 	preload_redis "$port"
 	run_redis_benchmark GET get "$port" "$pid"
 	run_redis_benchmark PUT set "$port" "$pid"
 	stop_pid "$pid"
 }
 
-bench_etcd() {
-	local port peer data pid
-	port=$(free_port)
-	peer=$(free_port)
-	data="$WORK_DIR/etcd-data"
-	log "starting etcd on 127.0.0.1:$port (peer $peer), data in $data"
+# start_etcd starts a single etcd member on free ports; sets PORT and PID.
+start_etcd() {
+	local peer data="$WORK_DIR/etcd-data"
+	free_port
+	PORT=$FREE_PORT
+	free_port
+	peer=$FREE_PORT
+	rm -rf "$data"
+	log "starting etcd on 127.0.0.1:$PORT (peer $peer), data in $data"
 	etcd --name bench --data-dir "$data" \
-		--listen-client-urls "http://127.0.0.1:$port" \
-		--advertise-client-urls "http://127.0.0.1:$port" \
+		--listen-client-urls "http://127.0.0.1:$PORT" \
+		--advertise-client-urls "http://127.0.0.1:$PORT" \
 		--listen-peer-urls "http://127.0.0.1:$peer" \
 		--initial-advertise-peer-urls "http://127.0.0.1:$peer" \
 		--initial-cluster "bench=http://127.0.0.1:$peer" \
 		--initial-cluster-state new \
 		--logger zap --log-outputs stderr --log-level warn \
 		>"$RESULTS_DIR/etcd.log" 2>&1 &
-	pid=$!
-	PIDS+=("$pid")
-	wait_until etcd "$pid" curl -sf -X POST "http://127.0.0.1:$port/v3/kv/range" -d '{"key":"AA=="}'
+	PID=$!
+	PIDS+=("$PID")
+	wait_until etcd "$PID" curl -sf -X POST "http://127.0.0.1:$PORT/v3/kv/range" -d '{"key":"AA=="}'
+}
+
+bench_etcd() {
+	local port pid
+	start_with_retries etcd start_etcd "$RESULTS_DIR/etcd.log"
+	port=$PORT pid=$PID
 	preload_etcd "$port"
 	warmup_wrk etcd-get "http://127.0.0.1:$port"
 	run_wrk etcd GET etcd-get "http://127.0.0.1:$port" "$pid"
