@@ -223,19 +223,15 @@ func (st *runState) due(stop time.Time) int64 {
 
 // runClosed sends requests back to back until the run is over.
 func (w *worker) runClosed(ctx context.Context, st *runState) {
-	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	resp.SkipBody = false
-	w.gen.prepare(req)
 	limit := st.cfg.Requests
 	hasDeadline := !st.deadline.IsZero()
 	for ctx.Err() == nil {
 		if limit > 0 && st.next.Add(1) > limit {
 			return
 		}
-		op := w.gen.next(req)
+		req, op := w.gen.next()
 		sent := time.Now()
 		if hasDeadline && !sent.Before(st.deadline) {
 			return
@@ -249,11 +245,8 @@ func (w *worker) runClosed(ctx context.Context, st *runState) {
 // runOpen takes the next due request slot, waits for its intended send time,
 // sends it and records latency from the intended time.
 func (w *worker) runOpen(ctx context.Context, st *runState) {
-	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	w.gen.prepare(req)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	limit := st.cfg.Requests
@@ -283,7 +276,7 @@ func (w *worker) runOpen(ctx context.Context, st *runState) {
 		} else if ctx.Err() != nil {
 			return
 		}
-		op := w.gen.next(req)
+		req, op := w.gen.next()
 		sent := time.Now()
 		if sent.Sub(intended) > lateAfter {
 			w.late++
@@ -303,17 +296,14 @@ func preload(ctx context.Context, cfg *Config, workers []*worker) *PreloadResult
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Go(func() {
-			req := fasthttp.AcquireRequest()
 			resp := fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
-			w.gen.prepare(req)
 			for ctx.Err() == nil {
 				k := next.Add(1) - 1
 				if k >= int64(cfg.Keys) {
 					return
 				}
-				w.gen.preloadRequest(req, uint64(k))
+				req := w.gen.preloadRequest(uint64(k))
 				if err := w.client.Do(req, resp); err != nil || resp.StatusCode() >= 400 {
 					errs.Add(1)
 				}

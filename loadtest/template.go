@@ -69,13 +69,12 @@ func ParseTemplate(s string) (*Template, error) {
 		if t.Scheme == "https" {
 			port = "443"
 		}
-		if strings.HasPrefix(host, "[") {
-			if !strings.HasSuffix(host, "]") {
+		if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+			host = host[1 : len(host)-1]
+			if net.ParseIP(host) == nil {
 				return nil, fmt.Errorf("%w: %q", errBadURL, s)
 			}
-			host = host[1 : len(host)-1]
-		}
-		if strings.ContainsAny(host, "[]:") || host == "" {
+		} else if strings.ContainsAny(host, "[]:") {
 			return nil, fmt.Errorf("%w: %q", errBadURL, s)
 		}
 	}

@@ -88,33 +88,47 @@ func genBody(itemType string, size, variant int) []byte {
 	return append(b, tail...)
 }
 
-// requestGen is one worker's request generator. Not safe for concurrent use.
+// requestGen is one worker's request generator. It keeps one prepared
+// fasthttp.Request per op, so switching ops changes only the URI and body.
+// Not safe for concurrent use.
 type requestGen struct {
 	w      *workload
 	rng    *rand.Rand
 	worker int
 	seq    uint64
 	uri    []byte // reused URI buffer
+	reqs   [numOps]*fasthttp.Request
 }
 
 func newRequestGen(w *workload, seed uint64, worker int) *requestGen {
-	return &requestGen{
+	g := &requestGen{
 		w:      w,
 		rng:    rand.New(rand.NewPCG(seed, uint64(worker)+0x9e3779b97f4a7c15)),
 		worker: worker,
 		uri:    make([]byte, 0, 256),
 	}
-}
-
-// prepare sets up the headers that stay the same for every request.
-func (g *requestGen) prepare(req *fasthttp.Request) {
-	req.Header.SetHost(g.w.tmpl.HostHeader)
-	for _, h := range g.w.headers {
-		req.Header.Set(h[0], h[1])
+	for op := range numOps {
+		req := &fasthttp.Request{}
+		req.Header.SetHost(w.tmpl.HostHeader)
+		for _, h := range w.headers {
+			req.Header.Set(h[0], h[1])
+		}
+		switch op {
+		case OpRead:
+			req.Header.SetMethodBytes(methodGet)
+		case OpWrite:
+			req.Header.SetMethodBytes(methodPut)
+		case OpAdd:
+			req.Header.SetMethodBytes(methodPost)
+		case OpURL:
+			req.Header.SetMethodBytes(w.method)
+		}
+		if len(w.bodies) > 0 && op != OpRead {
+			req.Header.SetContentType("application/json")
+		}
+		g.reqs[op] = req
 	}
-	if len(g.w.bodies) > 0 {
-		req.Header.SetContentType("application/json")
-	}
+	return g
 }
 
 var (
@@ -123,9 +137,10 @@ var (
 	methodPost = []byte("POST")
 )
 
-// next fills req with the next request and returns its op. It does not
-// allocate once the URI buffer has grown to size.
-func (g *requestGen) next(req *fasthttp.Request) Op {
+// next returns the next request and its op. The request belongs to g and
+// is valid until the next call. It does not allocate once the URI buffer
+// has grown to size.
+func (g *requestGen) next() (*fasthttp.Request, Op) {
 	w := g.w
 	g.seq++
 	var key uint64
@@ -136,35 +151,32 @@ func (g *requestGen) next(req *fasthttp.Request) Op {
 	if w.kind == WorkloadItems {
 		op = w.mix.Pick(g.rng)
 	}
+	req := g.reqs[op]
 	switch op {
 	case OpRead:
 		g.uri = strconv.AppendUint(append(g.uri[:0], w.itemsPath...), key, 10)
-		req.Header.SetMethodBytes(methodGet)
-		req.ResetBody()
 	case OpWrite:
 		g.uri = strconv.AppendUint(append(g.uri[:0], w.itemsPath...), key, 10)
-		req.Header.SetMethodBytes(methodPut)
 		req.SetBodyRaw(w.bodies[g.seq%uint64(len(w.bodies))])
 	case OpAdd:
 		g.uri = append(g.uri[:0], w.addPath...)
-		req.Header.SetMethodBytes(methodPost)
 		req.SetBodyRaw(w.bodies[g.seq%uint64(len(w.bodies))])
 	default:
 		g.uri = w.tmpl.AppendPath(g.uri[:0], key, g.seq, g.worker)
-		req.Header.SetMethodBytes(w.method)
 		if len(w.bodies) > 0 {
 			req.SetBodyRaw(w.bodies[g.seq%uint64(len(w.bodies))])
 		}
 	}
 	req.SetRequestURIBytes(g.uri)
-	return op
+	return req, op
 }
 
-// preloadRequest fills req with a PUT of key k.
-func (g *requestGen) preloadRequest(req *fasthttp.Request, k uint64) {
+// preloadRequest returns a PUT of key k.
+func (g *requestGen) preloadRequest(k uint64) *fasthttp.Request {
 	w := g.w
+	req := g.reqs[OpWrite]
 	g.uri = strconv.AppendUint(append(g.uri[:0], w.itemsPath...), k, 10)
-	req.Header.SetMethodBytes(methodPut)
 	req.SetBodyRaw(w.bodies[k%uint64(len(w.bodies))])
 	req.SetRequestURIBytes(g.uri)
+	return req
 }
