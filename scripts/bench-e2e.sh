@@ -32,7 +32,7 @@
 #   BENCH_WARMUP       seconds of unreported GET load before measuring an
 #                      HTTP store                          (default 2)
 #   BENCH_QUIET_WAIT   seconds to wait, before each measured run, for other
-#                      processes to leave the CPUs idle  (default 30)
+#                      processes to leave the CPUs idle  (default 20)
 #   BENCH_RESULTS_DIR  where the report and raw outputs go (default: a new
 #                      temporary directory, printed at the end)
 #   BENCH_TMPDIR       where data directories go; must be a real disk for
@@ -52,7 +52,7 @@ THREADS="${BENCH_THREADS:-2}"
 KEYS="${BENCH_KEYS:-10000}"
 VALUE_SIZE="${BENCH_VALUE_SIZE:-100}"
 WARMUP="${BENCH_WARMUP:-2}"
-QUIET_WAIT="${BENCH_QUIET_WAIT:-30}"
+QUIET_WAIT="${BENCH_QUIET_WAIT:-20}"
 TMP_BASE="${BENCH_TMPDIR:-${TMPDIR:-/tmp}}"
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -226,9 +226,29 @@ cpu_ticks_pid() {
 	awk '{ print $12 + $13 }' <<<"$rest"
 }
 
-# cpu_ticks_busy prints the machine's non-idle clock ticks since boot.
+# cpu_ticks_busy prints the clock ticks the machine spent working since
+# boot (user, nice, system, irq, softirq; not idle, I/O wait or steal).
 cpu_ticks_busy() {
-	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat
+}
+
+# cpu_ticks_kernel prints the clock ticks spent since boot in interrupts
+# and soft interrupts (loopback networking) plus those of kernel threads
+# (journaling, block I/O, deferred network work): the kernel's share of a
+# run, which belongs to no process.
+cpu_ticks_kernel() {
+	{
+		awk '/^cpu / { print "irq", $7 + $8; exit }' /proc/stat
+		# Processes may vanish while being read; cat goes on regardless.
+		cat /proc/[0-9]*/stat 2>/dev/null || true
+	} | awk '
+		$1 == "irq" { t += $2; next }
+		{
+			pid = $1
+			sub(/^.*\) /, "") # drop "pid (comm) ", comm may hold spaces
+			if (pid == 2 || $2 == 2) t += $12 + $13 # kthreadd and its children
+		}
+		END { print t }'
 }
 
 # to_ms converts a wrk duration ("512.00us", "2.10ms", "1.02s") to ms.
@@ -255,7 +275,7 @@ children_cpu_secs() {
 }
 
 # Results, one row per (store, op):
-# "store|op|rps|p50|p99|server|client|other|note".
+# "store|op|rps|p50|p99|server|client|kernel|other|note".
 ROWS=()
 
 # wait_for_quiet waits (at most $QUIET_WAIT s) until the machine has been
@@ -280,31 +300,35 @@ wait_for_quiet() {
 
 # measure_cpu_start PID / measure_cpu_end PID bracket a run and set
 # SERVER_CORES (the store), CLIENT_CORES (the load generator, a child of
-# this shell) and OTHER_CORES (everything else on the machine), each the
-# average number of cores busy during the run.
+# this shell), KERNEL_CORES (interrupts and kernel threads) and
+# OTHER_CORES (every other process on the machine), each the average
+# number of cores busy during the run.
 measure_cpu_start() {
 	CPU_T0=$(date +%s.%N)
 	CPU_S0=$(cpu_ticks_pid "$1")
 	CPU_M0=$(cpu_ticks_busy)
+	CPU_K0=$(cpu_ticks_kernel)
 	children_cpu_secs
 	CPU_C0=$CHILD_CPU
 }
 measure_cpu_end() {
-	local t1 s1 m1 c1
+	local t1 s1 m1 c1 k1
 	children_cpu_secs
 	c1=$CHILD_CPU
 	t1=$(date +%s.%N)
 	s1=$(cpu_ticks_pid "$1")
 	m1=$(cpu_ticks_busy)
-	read -r SERVER_CORES CLIENT_CORES OTHER_CORES < <(awk -v t0="$CPU_T0" -v t1="$t1" \
+	k1=$(cpu_ticks_kernel)
+	read -r SERVER_CORES CLIENT_CORES KERNEL_CORES OTHER_CORES < <(awk -v t0="$CPU_T0" -v t1="$t1" \
 		-v s0="$CPU_S0" -v s1="$s1" -v m0="$CPU_M0" -v m1="$m1" -v c0="$CPU_C0" -v c1="$c1" \
-		-v hz="$CLK_TCK" 'BEGIN {
+		-v k0="$CPU_K0" -v k1="$k1" -v hz="$CLK_TCK" 'BEGIN {
 			dt = t1 - t0
 			server = (s1 - s0) / hz / dt
 			client = (c1 - c0) / dt
-			other = (m1 - m0) / hz / dt - server - client
+			kernel = (k1 - k0) / hz / dt
+			other = (m1 - m0) / hz / dt - server - client - kernel
 			if (other < 0) other = 0
-			printf "%.2f %.2f %.2f\n", server, client, other
+			printf "%.2f %.2f %.2f %.2f\n", server, client, kernel, other
 		}')
 	if awk -v o="$OTHER_CORES" 'BEGIN { exit !(o > 0.25) }'; then
 		log "WARNING: other processes kept $OTHER_CORES cores busy during this run; numbers are disturbed"
@@ -344,8 +368,8 @@ run_wrk() {
 		sed 's/^/    /' "$out" >&2
 		rps=0
 	}
-	log "$store $op: $rps req/s, p50 $p50 ms, p99 $p99 ms, CPU cores: server $SERVER_CORES, client $CLIENT_CORES, other $OTHER_CORES"
-	ROWS+=("$store|$op|$rps|$p50|$p99|$SERVER_CORES|$CLIENT_CORES|$OTHER_CORES|$note")
+	log "$store $op: $rps req/s, p50 $p50 ms, p99 $p99 ms, CPU cores: server $SERVER_CORES, client $CLIENT_CORES, kernel $KERNEL_CORES, other $OTHER_CORES"
+	ROWS+=("$store|$op|$rps|$p50|$p99|$SERVER_CORES|$CLIENT_CORES|$KERNEL_CORES|$OTHER_CORES|$note")
 }
 
 # warmup_wrk runs a short unreported GET load.
@@ -512,8 +536,8 @@ run_redis_benchmark() {
 		fail "redis $op: no result line in redis-benchmark output"
 		rps=0
 	}
-	log "redis $op: $rps req/s, p50 $p50 ms, p99 $p99 ms, CPU cores: server $SERVER_CORES, client $CLIENT_CORES, other $OTHER_CORES"
-	ROWS+=("redis|$op|$rps|$p50|$p99|$SERVER_CORES|$CLIENT_CORES|$OTHER_CORES|")
+	log "redis $op: $rps req/s, p50 $p50 ms, p99 $p99 ms, CPU cores: server $SERVER_CORES, client $CLIENT_CORES, kernel $KERNEL_CORES, other $OTHER_CORES"
+	ROWS+=("redis|$op|$rps|$p50|$p99|$SERVER_CORES|$CLIENT_CORES|$KERNEL_CORES|$OTHER_CORES|")
 }
 
 # start_redis starts redis-server on a free port; sets PORT and PID.
@@ -611,15 +635,15 @@ report() {
 	echo "- brainy-core $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') ($(go version | awk '{ print $3 }')), $(redis-server --version | awk '{ print $3 }' | sed 's/v=/redis-server /'), etcd $(etcd --version | awk '/etcd Version/ { print $3 }'), $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }')"
 	echo "- Load: $CONNECTIONS connections, $THREADS client threads, ${DURATION} s per run, $KEYS pre-loaded keys, $VALUE_SIZE-byte values, uniformly random keys"
 	echo
-	echo "| store | op | req/s | p50 ms | p99 ms | CPU server | CPU client | CPU other | errors |"
-	echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
+	echo "| store | op | req/s | p50 ms | p99 ms | CPU server | CPU client | CPU kernel | CPU other | errors |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
 	for r in "${ROWS[@]}"; do
 		IFS='|' read -r -a f <<<"$r"
-		printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' \
-			"${f[0]}" "${f[1]}" "${f[2]}" "${f[3]}" "${f[4]}" "${f[5]}" "${f[6]}" "${f[7]}" "${f[8]:-none}"
+		printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' \
+			"${f[0]}" "${f[1]}" "${f[2]}" "${f[3]}" "${f[4]}" "${f[5]}" "${f[6]}" "${f[7]}" "${f[8]}" "${f[9]:-none}"
 	done
 	echo
-	echo "CPU columns: average cores busy during the run (of $(nproc)): the store, the load generator (wrk or redis-benchmark), and every other process on the machine."
+	echo "CPU columns: average cores busy during the run (of $(nproc)): the store process, the load generator (wrk or redis-benchmark), the kernel outside processes (interrupts, loopback soft interrupts, kernel threads such as the journal), and every other process on the machine."
 	echo
 	echo "| op | brainy/redis req/s | brainy/etcd req/s | brainy/redis p99 | brainy/etcd p99 |"
 	echo "|---|---:|---:|---:|---:|"
