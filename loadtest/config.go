@@ -153,8 +153,11 @@ func (c *Config) EnsureDefaults() {
 	if c.Connections == 0 {
 		c.Connections = 16
 	}
-	if c.Duration == 0 && c.Requests == 0 {
+	if c.Duration == 0 {
 		c.Duration = 10 * time.Second
+		if c.Requests > 0 {
+			c.Duration = -1 // unlimited: the request count bounds the run
+		}
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 5 * time.Second
