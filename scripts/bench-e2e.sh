@@ -33,6 +33,8 @@
 #                      HTTP store                          (default 2)
 #   BENCH_QUIET_WAIT   seconds to wait, before each measured run, for other
 #                      processes to leave the CPUs idle  (default 20)
+#   BENCH_BRAINY_REF   build brainy-core from this commit instead of the
+#                      work tree (e.g. HEAD)                (default: unset)
 #   BENCH_RESULTS_DIR  where the report and raw outputs go (default: a new
 #                      temporary directory, printed at the end)
 #   BENCH_TMPDIR       where data directories go; must be a real disk for
@@ -53,6 +55,7 @@ KEYS="${BENCH_KEYS:-10000}"
 VALUE_SIZE="${BENCH_VALUE_SIZE:-100}"
 WARMUP="${BENCH_WARMUP:-2}"
 QUIET_WAIT="${BENCH_QUIET_WAIT:-20}"
+BRAINY_REF="${BENCH_BRAINY_REF:-}"
 TMP_BASE="${BENCH_TMPDIR:-${TMPDIR:-/tmp}}"
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -472,6 +475,28 @@ preload_redis() {
 
 # ----------------------------------------------------------------- stores
 
+# build_brainy builds brainy-core into $WORK_DIR, from the work tree or,
+# with BENCH_BRAINY_REF, from that commit; sets BRAINY_VERSION.
+build_brainy() {
+	local src=$REPO_ROOT commit
+	if [[ -n "$BRAINY_REF" ]]; then
+		commit=$(git -C "$REPO_ROOT" rev-parse --short "$BRAINY_REF^{commit}") ||
+			die "BENCH_BRAINY_REF=$BRAINY_REF is not a commit"
+		src="$WORK_DIR/src"
+		mkdir -p "$src"
+		git -C "$REPO_ROOT" archive "$commit" | tar -x -C "$src"
+		BRAINY_VERSION="commit $commit"
+	else
+		commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+		BRAINY_VERSION="work tree at $commit"
+		if [[ -n "$(git -C "$REPO_ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
+			BRAINY_VERSION+=" with uncommitted changes"
+		fi
+	fi
+	log "building brainy-core ($BRAINY_VERSION)"
+	(cd "$src" && go build -o "$WORK_DIR/brainy-core" ./cmd/brainy-core)
+}
+
 # start_brainy starts brainy-core on a free port; sets PORT and PID.
 start_brainy() {
 	free_port
@@ -487,8 +512,7 @@ start_brainy() {
 
 bench_brainy() {
 	local port pid
-	log "building brainy-core"
-	(cd "$REPO_ROOT" && go build -o "$WORK_DIR/brainy-core" ./cmd/brainy-core)
+	build_brainy
 	start_with_retries brainy-core start_brainy "$RESULTS_DIR/brainy-core.log"
 	port=$PORT pid=$PID
 	preload_brainy "$port"
@@ -632,7 +656,7 @@ report() {
 	echo
 	echo "- Machine: $(nproc) vCPU, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), kernel $(uname -r)"
 	echo "- Data directories on $(stat -f -c %T "$WORK_DIR") ($(df -P "$WORK_DIR" | awk 'NR == 2 { print $1 }')); 4 KiB O_DSYNC write: ${FSYNC_MS} ms"
-	echo "- brainy-core $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') ($(go version | awk '{ print $3 }')), $(redis-server --version | awk '{ print $3 }' | sed 's/v=/redis-server /'), etcd $(etcd --version | awk '/etcd Version/ { print $3 }'), $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }')"
+	echo "- brainy-core $BRAINY_VERSION ($(go version | awk '{ print $3 }')), $(redis-server --version | awk '{ print $3 }' | sed 's/v=/redis-server /'), etcd $(etcd --version | awk '/etcd Version/ { print $3 }'), $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }')"
 	echo "- Load: $CONNECTIONS connections, $THREADS client threads, ${DURATION} s per run, $KEYS pre-loaded keys, $VALUE_SIZE-byte values, uniformly random keys"
 	echo
 	echo "| store | op | req/s | p50 ms | p99 ms | CPU server | CPU client | CPU kernel | CPU other | errors |"
