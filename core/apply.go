@@ -25,8 +25,10 @@ type stateMachine struct {
 	kbuf, tbuf, rbuf, mbuf []byte // scratch, reused across calls
 }
 
-// partState is a partition's replicated state besides its items. It is
-// written under stateKey in the same batch as the writes it accounts for.
+// partState is a partition's replicated state besides its items. The
+// driver writes it under stateKey once per cycle for every partition the
+// cycle touched, in the same batch as the writes it accounts for, so the
+// stored applied index always matches the stored items.
 type partState struct {
 	applied uint64 // index of the last applied command
 	items   uint64 // live items in the partition
@@ -61,9 +63,7 @@ func (sm *stateMachine) apply(v view, w writer, part int, index uint64, cmd *Com
 		panic(fmt.Sprintf("core: partition %d: applying index %d after %d", part, index, ps.applied))
 	}
 	ps.applied = index
-	res := sm.applyItem(v, w, part, index, cmd)
-	w.set(stateKey(part), ps.encode())
-	return res
+	return sm.applyItem(v, w, part, index, cmd)
 }
 
 func (sm *stateMachine) applyItem(v view, w writer, part int, index uint64, cmd *Command) result {

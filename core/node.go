@@ -89,14 +89,18 @@ const DefaultPartitions = 64
 //
 // Writes take this path:
 //
-//	caller ──Command──▶ propC ──▶ driver: apply to a batch (one per cycle)
-//	                               └──▶ commitC ──▶ committer: one synced Apply, then ack
+//	caller: prefetch the stored item ──Command──▶ propC
+//	driver: apply the cycle's commands to one batch ──▶ commitC
+//	committer: one synced Apply per cycle, then ack every proposal in it
 //
 // The driver applies the commands of cycle N+1 while the committer syncs
 // cycle N, so the disk is always busy and every sync carries every write
-// that arrived during the previous one (group commit). Reads go straight
-// to the store and see only durable writes: nothing is visible before it
-// is acknowledged-ready.
+// that arrived during the previous one (group commit). The driver is the
+// one serial step, so the store read each write needs (the item's current
+// value) is done beforehand by the caller's goroutine, in parallel; the
+// driver checks it against its record of recent writes (recentWrites).
+// Reads go straight to the store and see only durable writes: nothing is
+// visible before it can be acknowledged.
 type Node struct {
 	cfg    Config
 	store  tiers.Store
@@ -113,9 +117,13 @@ type Node struct {
 	freeC   chan *cycle
 	done    chan struct{} // closed when the committer exits
 
-	sm      stateMachine // owned by the driver
-	seq     uint64       // cycle number, owned by the driver
-	overlay overlay
+	sm     stateMachine // owned by the driver
+	seq    uint64       // cycle number, owned by the driver
+	recent recentWrites // owned by the driver
+
+	// committed is the seq of the last cycle whose batch is in the store.
+	// A proposer loads it before prefetching; see recentWrites.
+	committed atomic.Uint64
 
 	// failed is set when a commit failed; from then on the node refuses
 	// writes, because its in-memory state ran ahead of the store.
@@ -133,6 +141,15 @@ type opCounters struct {
 type proposal struct {
 	part int
 	enc  []byte // the encoded command; the buffer is reused via proposalPool
+	key  []byte // the item key; the buffer is reused too
+
+	// The stored value of key as read by the proposer, after it saw cycle
+	// preSeq committed. Valid only if prefetched.
+	pre        []byte
+	preOK      bool
+	preSeq     uint64
+	prefetched bool
+
 	res  result
 	done chan struct{} // buffered(1); signalled once the result is final
 }
@@ -144,7 +161,9 @@ type cycle struct {
 	seq   uint64
 	batch tiers.Batch
 	props []*proposal
-	keys  []string // overlay keys written, for cleanup after the commit
+
+	touched []bool // by partition: written in this cycle; all false between cycles
+	parts   []int  // the partitions touched, in order
 }
 
 // pipelineDepth is how many cycles may exist at once: one committing, one
@@ -164,7 +183,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		commitC: make(chan *cycle, 1),
 		freeC:   make(chan *cycle, pipelineDepth),
 		done:    make(chan struct{}),
-		overlay: overlay{m: make(map[string]overlayEntry)},
+		recent:  newRecentWrites(),
 	}
 	if err := n.loadMeta(ctx); err != nil {
 		return nil, err
@@ -185,7 +204,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		items += n.sm.parts[p].items
 	}
 	for range pipelineDepth {
-		n.freeC <- &cycle{}
+		n.freeC <- &cycle{touched: make([]bool, n.nparts)}
 	}
 	go n.drive()
 	go n.commit()
@@ -258,6 +277,12 @@ func (n *Node) propose(ctx context.Context, cmd *Command) result {
 	p.part = PartitionOf(cmd.Tenant, cmd.ID, n.nparts)
 	p.enc = cmd.AppendEncode(p.enc[:0])
 	p.res = result{}
+	p.key = itemKey(p.key[:0], p.part, cmd.Tenant, cmd.ID)
+	// Load committed before reading: the value read then reflects at least
+	// every cycle up to preSeq.
+	p.preSeq = n.committed.Load()
+	v, err := n.store.Get(ctx, p.key)
+	p.pre, p.preOK, p.prefetched = v, err == nil, err == nil || errors.Is(err, tiers.ErrNotFound)
 
 	n.mu.RLock()
 	if n.closed {
@@ -277,7 +302,7 @@ func (n *Node) propose(ctx context.Context, cmd *Command) result {
 	select {
 	case <-p.done:
 		res := p.res
-		p.res = result{}
+		p.res, p.pre = result{}, nil
 		proposalPool.Put(p)
 		return res
 	case <-ctx.Done():
@@ -312,18 +337,18 @@ func (n *Node) drive() {
 			}
 		}
 		n.applyCycle(c)
+		n.recent.prune(n.seq)
 		n.commitC <- c
 	}
 }
 
 // applyCycle runs the state machine over the cycle's proposals, recording
-// their writes in c.batch and the overlay.
+// their writes in c.batch and in n.recent.
 func (n *Node) applyCycle(c *cycle) {
 	c.batch.Reset()
-	c.keys = c.keys[:0]
 	w := cycleWriter{n: n, c: c}
-	v := storeView{o: &n.overlay, store: n.store}
 	for _, p := range c.props {
+		v := proposalView{n: n, p: p}
 		// Commands reach apply in their encoded form, as log entries will:
 		// nothing may depend on state that is not in the log.
 		var cmd Command
@@ -333,7 +358,16 @@ func (n *Node) applyCycle(c *cycle) {
 		}
 		index := n.sm.parts[p.part].applied + 1
 		p.res = n.sm.apply(v, w, p.part, index, &cmd)
+		if !c.touched[p.part] {
+			c.touched[p.part] = true
+			c.parts = append(c.parts, p.part)
+		}
 	}
+	for _, part := range c.parts {
+		c.batch.Set(stateKey(part), n.sm.parts[part].encode())
+		c.touched[part] = false
+	}
+	c.parts = c.parts[:0]
 }
 
 // commit is the committer loop: one synced Apply per cycle, in cycle
@@ -351,7 +385,9 @@ func (n *Node) commit() {
 			n.ops.commits.Add(1)
 			n.ops.writes.Add(uint64(len(c.props)))
 		}
-		n.overlay.release(c)
+		if err == nil {
+			n.committed.Store(c.seq)
+		}
 		for _, p := range c.props {
 			if err != nil {
 				p.res = result{err: fmt.Errorf("%w: commit: %v", item.ErrUnavailable, err)}
@@ -382,46 +418,90 @@ func (n *Node) Close() error {
 	return nil
 }
 
-// overlay holds the writes of cycles applied but not yet committed, so the
-// driver's reads see them. Readers of the store never look here: they must
-// not see a write before it is durable.
-type overlay struct {
-	mu sync.Mutex
-	m  map[string]overlayEntry // guarded by mu
+// recentWrites is the driver's record of the values it wrote in the last
+// recentCycles cycles, committed or not. It is what makes the proposers'
+// prefetched reads safe to use.
+//
+// Invariant: for every key written by a cycle with seq > prunedThrough,
+// byKey holds the value of the latest such write and its seq.
+//
+// A proposal's prefetched value reflects every cycle up to its preSeq. If
+// byKey has the key with a seq above preSeq, that entry is newer and wins;
+// otherwise no cycle after preSeq wrote the key — provided preSeq >=
+// prunedThrough, so no such write can have been pruned — and the
+// prefetched value is current. A proposal older than that (its goroutine
+// stalled for recentCycles cycles) is read again by the driver.
+type recentWrites struct {
+	byKey         map[string]recentEntry
+	ring          [recentCycles][]string // keys written, by seq % recentCycles
+	prunedThrough uint64
 }
 
-type overlayEntry struct {
+type recentEntry struct {
 	val []byte // nil for a delete
-	seq uint64 // the cycle that wrote it
+	seq uint64
 }
 
-func (o *overlay) get(key []byte) ([]byte, bool, error) {
-	o.mu.Lock()
-	e, ok := o.m[string(key)]
-	o.mu.Unlock()
-	if ok {
-		return e.val, e.val != nil, nil
+// recentCycles must exceed pipelineDepth, so that only committed cycles
+// are ever pruned: uncommitted writes are visible to nobody but the driver.
+const recentCycles = 64
+
+func newRecentWrites() recentWrites {
+	return recentWrites{byKey: make(map[string]recentEntry)}
+}
+
+func (r *recentWrites) put(key []byte, val []byte, seq uint64) {
+	k := string(key)
+	r.byKey[k] = recentEntry{val: val, seq: seq}
+	slot := &r.ring[seq%recentCycles]
+	*slot = append(*slot, k)
+}
+
+// prune forgets cycle seq-recentCycles+1's writes, once cycle seq is
+// applied, unless a later cycle rewrote the key.
+func (r *recentWrites) prune(seq uint64) {
+	if seq < recentCycles {
+		return
 	}
-	return nil, false, errFallThrough
-}
-
-// errFallThrough tells overlayView to ask the store.
-var errFallThrough = errors.New("not in overlay")
-
-// release drops the entries of a committed cycle that no later cycle has
-// overwritten.
-func (o *overlay) release(c *cycle) {
-	o.mu.Lock()
-	for _, k := range c.keys {
-		if e, ok := o.m[k]; ok && e.seq == c.seq {
-			delete(o.m, k)
+	old := seq - recentCycles + 1
+	slot := &r.ring[old%recentCycles]
+	for _, k := range *slot {
+		if e, ok := r.byKey[k]; ok && e.seq == old {
+			delete(r.byKey, k)
 		}
 	}
-	o.mu.Unlock()
+	clear(*slot)
+	*slot = (*slot)[:0]
+	r.prunedThrough = old
+}
+
+// proposalView reads the item key of one proposal for the state machine,
+// from recent writes, the prefetched value, or the store, in that order.
+type proposalView struct {
+	n *Node
+	p *proposal
+}
+
+func (v proposalView) get(key []byte) ([]byte, bool, error) {
+	r := &v.n.recent
+	fresh := v.p.prefetched && v.p.preSeq >= r.prunedThrough && bytes.Equal(key, v.p.key)
+	if e, ok := r.byKey[string(key)]; ok && (!fresh || e.seq > v.p.preSeq) {
+		return e.val, e.val != nil, nil
+	}
+	if fresh {
+		return v.p.pre, v.p.preOK, nil
+	}
+	// Not in recent writes and not prefetched: every write to key is
+	// committed, so the store has the latest value.
+	val, err := v.n.store.Get(context.Background(), key)
+	if errors.Is(err, tiers.ErrNotFound) {
+		return nil, false, nil
+	}
+	return val, err == nil, err
 }
 
 // cycleWriter sends the state machine's writes to the cycle's batch and to
-// the overlay.
+// the record of recent writes.
 type cycleWriter struct {
 	n *Node
 	c *cycle
@@ -429,42 +509,12 @@ type cycleWriter struct {
 
 func (w cycleWriter) set(key, val []byte) {
 	w.c.batch.Set(key, val)
-	if val == nil {
-		val = []byte{}
-	}
-	w.put(key, bytes.Clone(val))
+	w.n.recent.put(key, append(make([]byte, 0, len(val)+1), val...), w.c.seq)
 }
 
 func (w cycleWriter) del(key []byte) {
 	w.c.batch.Delete(key)
-	w.put(key, nil)
-}
-
-func (w cycleWriter) put(key, val []byte) {
-	k := string(key)
-	o := &w.n.overlay
-	o.mu.Lock()
-	o.m[k] = overlayEntry{val: val, seq: w.c.seq}
-	o.mu.Unlock()
-	w.c.keys = append(w.c.keys, k)
-}
-
-// storeView reads through the overlay to the store.
-type storeView struct {
-	o     *overlay
-	store tiers.Store
-}
-
-func (v storeView) get(key []byte) ([]byte, bool, error) {
-	val, ok, err := v.o.get(key)
-	if err != errFallThrough {
-		return val, ok, err
-	}
-	val, err = v.store.Get(context.Background(), key)
-	if errors.Is(err, tiers.ErrNotFound) {
-		return nil, false, nil
-	}
-	return val, err == nil, err
+	w.n.recent.put(key, nil, w.c.seq)
 }
 
 // validJSON compacts a caller's JSON within the limits. JSON null means

@@ -1,0 +1,123 @@
+package brainy_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+
+	"github.com/soullabs/brainy"
+)
+
+// A store with no configuration at all: one node, in memory.
+func Example() {
+	ctx := context.Background()
+	brain, err := brainy.New(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer brain.Close()
+
+	it, err := brain.Add(ctx, brainy.Item{Type: "person", Data: json.RawMessage(`{"name":"John"}`)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	got, err := brain.Get(ctx, it.ID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var person struct{ Name string }
+	if err := got.Decode(&person); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(got.Type, person.Name)
+	// Output: person John
+}
+
+// WithStorage makes the store durable: every write is in the synced
+// write-ahead log before Add returns.
+func ExampleWithStorage() {
+	ctx := context.Background()
+	dir, _ := os.MkdirTemp("", "brainy-example")
+	defer os.RemoveAll(dir)
+
+	brain, err := brainy.New(ctx, brainy.WithStorage(dir))
+	if err != nil {
+		log.Fatal(err)
+	}
+	brain.Add(ctx, brainy.Item{ID: "john", Type: "person", Data: json.RawMessage(`{"name":"John"}`)})
+	brain.Close()
+
+	brain, err = brainy.New(ctx, brainy.WithStorage(dir)) // a restart
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer brain.Close()
+	it, err := brain.Get(ctx, "john")
+	fmt.Println(string(it.Data), err)
+	// Output: {"name":"John"} <nil>
+}
+
+// Update replaces an item; with the Version it read, it only succeeds if
+// nobody changed the item in between.
+func ExampleBrain_Update() {
+	ctx := context.Background()
+	brain, _ := brainy.New(ctx)
+	defer brain.Close()
+
+	it, _ := brain.Add(ctx, brainy.Item{ID: "counter", Data: json.RawMessage(`1`)})
+	it.Data = json.RawMessage(`2`)
+	updated, err := brain.Update(ctx, *it)
+	fmt.Println(string(updated.Data), err)
+
+	it.Data = json.RawMessage(`3`) // it.Version is now stale
+	_, err = brain.Update(ctx, *it)
+	fmt.Println(errors.Is(err, brainy.ErrPreconditionFailed))
+	// Output:
+	// 2 <nil>
+	// true
+}
+
+// Merge applies a JSON merge patch to data and metadata: members are
+// added or replaced, and null removes one.
+func ExampleBrain_Merge() {
+	ctx := context.Background()
+	brain, _ := brainy.New(ctx)
+	defer brain.Close()
+
+	brain.Add(ctx, brainy.Item{ID: "john", Data: json.RawMessage(`{"name":"John","age":30}`)})
+	it, err := brain.Merge(ctx, "john", brainy.Patch{Data: json.RawMessage(`{"age":null,"city":"Oslo"}`)})
+	fmt.Println(string(it.Data), err)
+	// Output: {"name":"John","city":"Oslo"} <nil>
+}
+
+// List pages through items of one type in id order.
+func ExampleBrain_List() {
+	ctx := context.Background()
+	brain, _ := brainy.New(ctx)
+	defer brain.Close()
+
+	for _, id := range []string{"a", "b", "c"} {
+		brain.Add(ctx, brainy.Item{ID: id, Type: "letter"})
+	}
+	brain.Add(ctx, brainy.Item{ID: "1", Type: "digit"})
+
+	opts := brainy.ListOptions{Type: "letter", Limit: 2}
+	for {
+		page, err := brain.List(ctx, opts)
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, it := range page.Items {
+			fmt.Print(it.ID, " ")
+		}
+		if page.Cursor == "" {
+			break
+		}
+		opts.Cursor = page.Cursor
+	}
+	fmt.Println()
+	// Output: a b c
+}
