@@ -35,10 +35,10 @@ func main() {
 
 type settings struct {
 	bind, httpAddr, storage, apiKeys, nodeID, config string
-	logLevel, logFormat                                string
-	partitions, maxBody                                int
-	insecure                                           bool
-	shutdownTimeout, writeTimeout                      time.Duration
+	logLevel, logFormat                              string
+	partitions, maxBody                              int
+	insecure                                         bool
+	shutdownTimeout, writeTimeout                    time.Duration
 }
 
 func flags(s *settings) *flag.FlagSet {
