@@ -146,6 +146,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
+	// When interrupted, requests due after the interruption were never due:
+	// remember when it came so they are not counted as dropped.
+	var cancelledAt atomic.Int64
+	stopAfter := context.AfterFunc(ctx, func() { cancelledAt.Store(time.Now().UnixNano()) })
+	defer stopAfter()
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		w.lateA = &st.late
@@ -179,7 +184,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			res.Sent += w.sent
 			res.Late += w.late
 		}
-		res.Scheduled = st.due(stop)
+		dueBy := stop
+		if ns := cancelledAt.Load(); ns != 0 && time.Unix(0, ns).Before(stop) {
+			dueBy = time.Unix(0, ns)
+		}
+		res.Scheduled = st.due(dueBy)
 		res.Dropped = max(0, res.Scheduled-res.Sent)
 		res.Scheduled = res.Sent + res.Dropped
 	}

@@ -303,3 +303,21 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		t.Errorf("remote target: err = %v", err)
 	}
 }
+
+func TestInterruptedOpenModelDropsOnlyWhatWasDue(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srv.Close)
+	cfg := LocalConfig(srv.URL)
+	cfg.Rate = 100
+	cfg.Duration = time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 1000*time.Millisecond)
+	defer cancel()
+	r, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Interrupted || r.Scheduled < 95 || r.Scheduled > 105 || r.Dropped > 5 {
+		t.Errorf("interrupted %v scheduled %d sent %d dropped %d, want about 100 scheduled and none dropped",
+			r.Interrupted, r.Scheduled, r.Sent, r.Dropped)
+	}
+}
