@@ -162,12 +162,13 @@ type cycle struct {
 	batch tiers.Batch
 	props []*proposal
 
-	touched []bool // by partition: written in this cycle; all false between cycles
-	parts   []int  // the partitions touched, in order
+	touched []bool      // by partition: written in this cycle; all false between cycles
+	parts   []int       // the partitions touched, in order
+	states  []partState // by partition: its state after the cycle's last command
 }
 
 // pipelineDepth is how many cycles may exist at once: one committing, one
-// queued, one being applied.
+// open in the driver, one on its way back to freeC.
 const pipelineDepth = 3
 
 // Open starts a node on cfg.Store, creating the node's metadata on first use.
@@ -180,7 +181,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		cfg:     cfg,
 		store:   cfg.Store,
 		propC:   make(chan *proposal, cfg.MaxBatch),
-		commitC: make(chan *cycle, 1),
+		commitC: make(chan *cycle),
 		freeC:   make(chan *cycle, pipelineDepth),
 		done:    make(chan struct{}),
 		recent:  newRecentWrites(),
@@ -204,7 +205,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		items += n.sm.parts[p].items
 	}
 	for range pipelineDepth {
-		n.freeC <- &cycle{touched: make([]bool, n.nparts)}
+		n.freeC <- &cycle{touched: make([]bool, n.nparts), states: make([]partState, n.nparts)}
 	}
 	go n.drive()
 	go n.commit()
@@ -311,63 +312,64 @@ func (n *Node) propose(ctx context.Context, cmd *Command) result {
 	}
 }
 
-// drive is the driver loop: it gathers proposals into cycles and applies
-// them. It exits once propC is closed and drained.
+// drive is the driver loop. It applies each proposal as it arrives to the
+// open cycle, and hands the cycle to the committer as soon as the
+// committer is free: while one sync is in flight, everything that arrives
+// joins the next one, so batches grow with load and the disk never waits
+// for the CPU. It exits once propC is closed and drained.
 func (n *Node) drive() {
 	defer close(n.commitC)
+	var open *cycle
+	propC := n.propC
 	for {
-		first, ok := <-n.propC
-		if !ok {
-			return
+		in, out := propC, n.commitC
+		if open == nil || len(open.props) == 0 {
+			out = nil
 		}
-		c := <-n.freeC
-		n.seq++
-		c.seq = n.seq
-		c.props = append(c.props[:0], first)
-	gather:
-		for len(c.props) < n.cfg.MaxBatch {
-			select {
-			case p, ok := <-n.propC:
-				if !ok {
-					break gather
-				}
-				c.props = append(c.props, p)
-			default:
-				break gather
+		if open != nil && len(open.props) >= n.cfg.MaxBatch {
+			in = nil // full: wait for the committer
+		}
+		if in == nil && out == nil {
+			return // closed and drained
+		}
+		select {
+		case p, ok := <-in:
+			if !ok {
+				propC = nil
+				continue
 			}
+			if open == nil {
+				open = <-n.freeC
+				n.seq++
+				open.seq = n.seq
+				open.batch.Reset()
+				n.recent.prune(n.seq)
+			}
+			n.applyOne(open, p)
+		case out <- open:
+			open = nil
 		}
-		n.applyCycle(c)
-		n.recent.prune(n.seq)
-		n.commitC <- c
 	}
 }
 
-// applyCycle runs the state machine over the cycle's proposals, recording
-// their writes in c.batch and in n.recent.
-func (n *Node) applyCycle(c *cycle) {
-	c.batch.Reset()
-	w := cycleWriter{n: n, c: c}
-	for _, p := range c.props {
-		v := proposalView{n: n, p: p}
-		// Commands reach apply in their encoded form, as log entries will:
-		// nothing may depend on state that is not in the log.
-		var cmd Command
-		if err := cmd.decode(p.enc); err != nil {
-			p.res = result{err: err}
-			continue
-		}
-		index := n.sm.parts[p.part].applied + 1
-		p.res = n.sm.apply(v, w, p.part, index, &cmd)
-		if !c.touched[p.part] {
-			c.touched[p.part] = true
-			c.parts = append(c.parts, p.part)
-		}
+// applyOne runs the state machine on one proposal, recording its writes in
+// c.batch and n.recent, and the partition's new state in c.
+func (n *Node) applyOne(c *cycle, p *proposal) {
+	c.props = append(c.props, p)
+	// Commands reach apply in their encoded form, as log entries will:
+	// nothing may depend on state that is not in the log.
+	var cmd Command
+	if err := cmd.decode(p.enc); err != nil {
+		p.res = result{err: err}
+		return
 	}
-	for _, part := range c.parts {
-		c.batch.Set(stateKey(part), n.sm.parts[part].encode())
-		c.touched[part] = false
+	index := n.sm.parts[p.part].applied + 1
+	p.res = n.sm.apply(proposalView{n: n, p: p}, cycleWriter{n: n, c: c}, p.part, index, &cmd)
+	if !c.touched[p.part] {
+		c.touched[p.part] = true
+		c.parts = append(c.parts, p.part)
 	}
-	c.parts = c.parts[:0]
+	c.states[p.part] = n.sm.parts[p.part]
 }
 
 // commit is the committer loop: one synced Apply per cycle, in cycle
@@ -375,6 +377,13 @@ func (n *Node) applyCycle(c *cycle) {
 func (n *Node) commit() {
 	defer close(n.done)
 	for c := range n.commitC {
+		// The partition states as of the cycle's last command, written
+		// once per cycle rather than once per command.
+		for _, part := range c.parts {
+			c.batch.Set(stateKey(part), c.states[part].encode())
+			c.touched[part] = false
+		}
+		c.parts = c.parts[:0]
 		var err error
 		if errp := n.failed.Load(); errp != nil {
 			err = *errp
