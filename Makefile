@@ -13,16 +13,25 @@ FUZZ_TARGETS = \
 	./edge:FuzzDecodeItem \
 	./edge:FuzzDecodePatch \
 	./core:FuzzDecodeCommand \
-	./core:FuzzDecodeRecord
+	./core:FuzzDecodeRecord \
+	./loadtest:FuzzParseTemplate \
+	./loadtest:FuzzParseMix \
+	./loadtest:FuzzParseKeyDist \
+	./loadtest:FuzzDecodeResult
 
-.PHONY: all build test vet fmt-check unit fuzz bench bench-go bench-e2e clean
+.PHONY: all build test vet fmt-check provision unit fuzz bench bench-go bench-e2e clean
 
 all: build
 
 build:
 	$(GO) build -o bin/ ./cmd/...
 
-test: vet fmt-check unit fuzz
+test: vet fmt-check provision unit fuzz
+
+# Services and tools the test suite needs, installed from the project's own
+# scripts (headless Chromium renders the load-test HTML report).
+provision:
+	scripts/loadtest-chromium.sh >/dev/null
 
 vet:
 	$(GO) vet ./...
