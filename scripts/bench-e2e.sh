@@ -497,6 +497,17 @@ build_brainy() {
 	(cd "$src" && go build -o "$WORK_DIR/brainy-core" ./cmd/brainy-core)
 }
 
+# brainy_commit_counters PORT sets COMMITS and COMMITTED_WRITES from the
+# node's Prometheus counters (0 if absent): group commits and the writes
+# they carried.
+brainy_commit_counters() {
+	local metrics
+	metrics=$(curl -sf "http://127.0.0.1:$1/metrics" || true)
+	COMMITS=$(awk '$1 == "brainy_core_commits_total" { print $2 }' <<<"$metrics")
+	COMMITTED_WRITES=$(awk '$1 == "brainy_core_committed_writes_total" { print $2 }' <<<"$metrics")
+	COMMITS=${COMMITS:-0} COMMITTED_WRITES=${COMMITTED_WRITES:-0}
+}
+
 # start_brainy starts brainy-core on a free port; sets PORT and PID.
 start_brainy() {
 	free_port
@@ -518,7 +529,13 @@ bench_brainy() {
 	preload_brainy "$port"
 	warmup_wrk brainy-get "http://127.0.0.1:$port"
 	run_wrk brainy-core GET brainy-get "http://127.0.0.1:$port" "$pid"
+	brainy_commit_counters "$port"
+	local c0=$COMMITS w0=$COMMITTED_WRITES
 	run_wrk brainy-core PUT brainy-put "http://127.0.0.1:$port" "$pid"
+	brainy_commit_counters "$port"
+	BRAINY_COMMITS=$(awk -v c0="$c0" -v c1="$COMMITS" -v w0="$w0" -v w1="$COMMITTED_WRITES" -v d="$DURATION" \
+		'BEGIN { c = c1 - c0; if (c > 0) printf "%.0f commits/s, %.1f writes per commit", c / d, (w1 - w0) / c }')
+	[[ -z "$BRAINY_COMMITS" ]] || log "brainy-core PUT: $BRAINY_COMMITS"
 	stop_pid "$pid"
 	BRAINY_STOP_STATUS=$STOP_STATUS
 	((STOP_STATUS == 0)) || log "brainy-core exited with status $STOP_STATUS on SIGTERM"
@@ -686,6 +703,9 @@ report() {
 	else
 		printf 'brainy-core durable PUT: %.0f req/s, goal >= 50,000: NOT met\n' "$put"
 	fi
+	if [[ -n "$BRAINY_COMMITS" ]]; then
+		echo "brainy-core group commit during the PUT run: $BRAINY_COMMITS"
+	fi
 	if ((BRAINY_STOP_STATUS != 0)); then
 		echo "brainy-core exited with status $BRAINY_STOP_STATUS on SIGTERM (see brainy-core.log)"
 	fi
@@ -708,6 +728,7 @@ main() {
 	VALUE=$(printf '%*s' "$VALUE_SIZE" '' | tr ' ' x)
 	BRAINY_LOG_PROBLEMS=0
 	BRAINY_STOP_STATUS=0
+	BRAINY_COMMITS=""
 
 	trap cleanup EXIT
 	trap 'exit 130' INT
