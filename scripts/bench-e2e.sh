@@ -87,6 +87,9 @@ fail() {
 # cleanup stops every process this script started and removes the data.
 cleanup() {
 	local rc=$? pid i
+	if ((${#PIDS[@]} > 0)); then
+		log "stopping the processes started here (${PIDS[*]})"
+	fi
 	for pid in "${PIDS[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done
@@ -731,8 +734,8 @@ main() {
 	BRAINY_COMMITS=""
 
 	trap cleanup EXIT
-	trap 'exit 130' INT
-	trap 'exit 143' TERM
+	trap 'log interrupted; exit 130' INT
+	trap 'log terminated; exit 143' TERM
 	mkdir -p "$TMP_BASE"
 	WORK_DIR=$(mktemp -d "$TMP_BASE/brainy-bench-e2e.XXXXXX")
 	if [[ -n "${BENCH_RESULTS_DIR:-}" ]]; then
