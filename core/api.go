@@ -120,22 +120,22 @@ func (n *Node) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
 	}
 	part := PartitionOf(tenant, id, n.nparts)
 	var kb [96]byte
-	v, err := n.store.Get(ctx, itemKey(kb[:0], part, tenant, id))
-	if errors.Is(err, tiers.ErrNotFound) {
-		n.ops.gets.Add(1)
-		return nil, item.ErrNotFound
-	}
-	if err != nil {
+	v, found, ok := n.readRecord(ctx, itemKey(kb[:0], part, tenant, id))
+	if !ok {
 		n.ops.errors.Add(1)
-		return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: reading %q", item.ErrUnavailable, id)
+	}
+	n.ops.gets.Add(1)
+	if !found {
+		return nil, item.ErrNotFound
 	}
 	var r record
 	if err := r.decode(v); err != nil {
 		n.ops.errors.Add(1)
 		return nil, fmt.Errorf("core: item %q: %w", id, err)
 	}
-	n.ops.gets.Add(1)
-	return r.toItem(tenant, id, true), nil
+	// v may be shared with the cache: the item gets its own copy.
+	return r.toItem(tenant, id, false), nil
 }
 
 func (n *Node) isClosed() bool {
@@ -330,6 +330,7 @@ func (n *Node) Metrics() nodestats.Snapshot {
 			Commits: n.ops.commits.Load(), Writes: n.ops.writes.Load(),
 		},
 		Storage: nodestats.Storage{Backend: st.Backend, Location: n.cfg.StorageLocation, Items: items, Bytes: st.LiveBytes},
+		Cache:   n.cacheStats(),
 	}
 }
 
@@ -341,4 +342,14 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+func (n *Node) cacheStats() nodestats.Cache {
+	bytes, _ := n.cache.size()
+	hits, misses := n.ops.cacheHits.Load(), n.ops.cacheMisses.Load()
+	c := nodestats.Cache{Enabled: n.cache.maxBytes > 0, Hits: hits, Misses: misses, Bytes: bytes}
+	if hits+misses > 0 {
+		c.Ratio = float64(hits) / float64(hits+misses)
+	}
+	return c
 }

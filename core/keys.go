@@ -51,6 +51,10 @@ func itemKey(dst []byte, part int, tenant, id string) []byte {
 	return append(dst, id...)
 }
 
+func isItemKey(key []byte) bool {
+	return len(key) > 3 && key[0] == prefixPartition && key[3] == kindItem
+}
+
 func typeKey(dst []byte, part int, tenant, typ, id string) []byte {
 	dst = typePrefix(dst, part, tenant, typ)
 	return append(dst, id...)

@@ -37,6 +37,11 @@ type Config struct {
 	Partitions int
 	// Limits bound every input. Zero fields take item.DefaultLimits.
 	Limits item.Limits
+	// CacheBytes bounds the in-memory cache of item records that reads and
+	// writes consult before the store. Default 64 MiB; negative disables
+	// it. It holds recently written and read items; the store's own block
+	// cache sits below it.
+	CacheBytes int64
 	// MaxBatch bounds the writes committed together in one sync. Default
 	// 1024. Larger batches amortise a sync over more writes; the bound keeps
 	// one batch's memory and latency in check under a flood.
@@ -53,6 +58,9 @@ func (c *Config) EnsureDefaults() {
 	c.Limits.EnsureDefaults()
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 1024
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = 64 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -120,6 +128,7 @@ type Node struct {
 	sm     stateMachine // owned by the driver
 	seq    uint64       // cycle number, owned by the driver
 	recent recentWrites // owned by the driver
+	cache  *recordCache
 
 	// committed is the seq of the last cycle whose batch is in the store.
 	// A proposer loads it before prefetching; see recentWrites.
@@ -135,6 +144,7 @@ type Node struct {
 // opCounters are the Operations of nodestats, updated atomically.
 type opCounters struct {
 	adds, gets, updates, deletes, lists, errors, commits, writes atomic.Uint64
+	cacheHits, cacheMisses                                       atomic.Uint64
 }
 
 // proposal is one write waiting for its cycle to commit.
@@ -162,6 +172,8 @@ type cycle struct {
 	batch tiers.Batch
 	props []*proposal
 
+	items []itemWrite // item records written, for the cache once committed
+
 	touched []bool      // by partition: written in this cycle; all false between cycles
 	parts   []int       // the partitions touched, in order
 	states  []partState // by partition: its state after the cycle's last command
@@ -185,6 +197,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		freeC:   make(chan *cycle, pipelineDepth),
 		done:    make(chan struct{}),
 		recent:  newRecentWrites(),
+		cache:   newRecordCache(max(cfg.CacheBytes, 0)),
 	}
 	if err := n.loadMeta(ctx); err != nil {
 		return nil, err
@@ -282,8 +295,7 @@ func (n *Node) propose(ctx context.Context, cmd *Command) result {
 	// Load committed before reading: the value read then reflects at least
 	// every cycle up to preSeq.
 	p.preSeq = n.committed.Load()
-	v, err := n.store.Get(ctx, p.key)
-	p.pre, p.preOK, p.prefetched = v, err == nil, err == nil || errors.Is(err, tiers.ErrNotFound)
+	p.pre, p.preOK, p.prefetched = n.readRecord(ctx, p.key)
 
 	n.mu.RLock()
 	if n.closed {
@@ -395,8 +407,15 @@ func (n *Node) commit() {
 			n.ops.writes.Add(uint64(len(c.props)))
 		}
 		if err == nil {
+			// The cache must hold the cycle's writes before the cycle
+			// counts as committed: prefetches rely on that order.
+			for _, w := range c.items {
+				n.cache.set(w.key, w.val)
+			}
 			n.committed.Store(c.seq)
 		}
+		clear(c.items)
+		c.items = c.items[:0]
 		for _, p := range c.props {
 			if err != nil {
 				p.res = result{err: fmt.Errorf("%w: commit: %v", item.ErrUnavailable, err)}
@@ -459,11 +478,13 @@ func newRecentWrites() recentWrites {
 	return recentWrites{byKey: make(map[string]recentEntry)}
 }
 
-func (r *recentWrites) put(key []byte, val []byte, seq uint64) {
+// put records a write and returns the key as a string, for reuse.
+func (r *recentWrites) put(key []byte, val []byte, seq uint64) string {
 	k := string(key)
 	r.byKey[k] = recentEntry{val: val, seq: seq}
 	slot := &r.ring[seq%recentCycles]
 	*slot = append(*slot, k)
+	return k
 }
 
 // prune forgets cycle seq-recentCycles+1's writes, once cycle seq is
@@ -518,12 +539,46 @@ type cycleWriter struct {
 
 func (w cycleWriter) set(key, val []byte) {
 	w.c.batch.Set(key, val)
-	w.n.recent.put(key, append(make([]byte, 0, len(val)+1), val...), w.c.seq)
+	v := append(make([]byte, 0, len(val)+1), val...)
+	k := w.n.recent.put(key, v, w.c.seq)
+	if isItemKey(key) {
+		w.c.items = append(w.c.items, itemWrite{key: k, val: v})
+	}
 }
 
 func (w cycleWriter) del(key []byte) {
 	w.c.batch.Delete(key)
-	w.n.recent.put(key, nil, w.c.seq)
+	k := w.n.recent.put(key, nil, w.c.seq)
+	if isItemKey(key) {
+		w.c.items = append(w.c.items, itemWrite{key: k})
+	}
+}
+
+// itemWrite is an item record written by a cycle; val nil means deleted.
+type itemWrite struct {
+	key string
+	val []byte
+}
+
+// readRecord reads an item's stored record through the cache. found
+// reports whether it exists; ok is false only on a storage error. The
+// returned slice may be shared with the cache and must not be modified.
+func (n *Node) readRecord(ctx context.Context, key []byte) (val []byte, found, ok bool) {
+	if v, hit := n.cache.get(key); hit {
+		n.ops.cacheHits.Add(1)
+		return v, true, true
+	}
+	n.ops.cacheMisses.Add(1)
+	gen := n.cache.generation(key)
+	v, err := n.store.Get(ctx, key)
+	switch {
+	case err == nil:
+		n.cache.fill(key, v, gen)
+		return v, true, true
+	case errors.Is(err, tiers.ErrNotFound):
+		return nil, false, true
+	}
+	return nil, false, false
 }
 
 // validJSON compacts a caller's JSON within the limits. JSON null means

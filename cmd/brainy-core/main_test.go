@@ -263,6 +263,16 @@ func TestSettingsFromEnvAndFile(t *testing.T) {
 	if resp.StatusCode != 201 || !strings.Contains(string(b), `"tenant":"acme"`) {
 		t.Fatalf("PUT of 150 bytes with env limit 200: %d %s", resp.StatusCode, b)
 	}
+	req, _ = http.NewRequest("PUT", p.URL("/v1/items/b"), strings.NewReader(`{"data":"`+strings.Repeat("x", 250)+`"}`))
+	req.Header.Set("Authorization", "Bearer k-0123456789abcdef")
+	if resp, err = client.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 413 || !strings.Contains(string(b), `"code":"body_too_large"`) {
+		t.Fatalf("PUT of 260 bytes with limit 200: %d %s", resp.StatusCode, b)
+	}
 	if status, _ := do(t, "GET", p.URL("/v1/items/a"), "", ""); status != 401 {
 		t.Fatalf("the file's api-keys were not applied: GET without a key got %d", status)
 	}

@@ -1,0 +1,144 @@
+package core
+
+import (
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// recordCache keeps recently written and read item records in memory, so
+// that reads and the write path's prefetch skip the store. Values are
+// immutable once cached: every writer stores a fresh slice, and readers
+// must copy before handing bytes to anyone who might modify them.
+//
+// Coherence. The committer is the only source of truth: after each cycle's
+// Apply, and before the cycle counts as committed or is acknowledged, it
+// sets or deletes every item the cycle wrote (write-through). Readers that
+// missed may fill the cache with what they read from the store, but only if
+// no committer write touched the key's shard in between (fill checks the
+// shard's generation). Together:
+//
+// Invariant: a cached record is never older than the store's record as of
+// the last committed cycle.
+//
+// Eviction is random (the first key of a map iteration), bounded by bytes
+// per shard: cheap, and good enough for a cache in front of an LSM whose
+// own block cache sits below.
+type recordCache struct {
+	shards   [cacheShards]cacheShard
+	maxBytes int64 // per shard; 0 disables the cache
+}
+
+const cacheShards = 16
+
+type cacheShard struct {
+	mu    sync.Mutex
+	m     map[string][]byte // guarded by mu
+	bytes int64             // guarded by mu
+	gen   uint64            // guarded by mu; bumped by every committer write
+}
+
+// entryOverhead approximates a map entry's bookkeeping, so that many tiny
+// records still count against the bound.
+const entryOverhead = 64
+
+func newRecordCache(totalBytes int64) *recordCache {
+	c := &recordCache{maxBytes: totalBytes / cacheShards}
+	for i := range c.shards {
+		c.shards[i].m = make(map[string][]byte)
+	}
+	return c
+}
+
+func (c *recordCache) shard(key []byte) *cacheShard {
+	return &c.shards[xxhash.Sum64(key)%cacheShards]
+}
+
+// get returns the cached record of key. The slice must not be modified.
+func (c *recordCache) get(key []byte) ([]byte, bool) {
+	if c.maxBytes == 0 {
+		return nil, false
+	}
+	s := c.shard(key)
+	s.mu.Lock()
+	v, ok := s.m[string(key)]
+	s.mu.Unlock()
+	return v, ok
+}
+
+// generation returns the generation of key's shard, to pass to fill after
+// reading the store.
+func (c *recordCache) generation(key []byte) uint64 {
+	if c.maxBytes == 0 {
+		return 0
+	}
+	s := c.shard(key)
+	s.mu.Lock()
+	g := s.gen
+	s.mu.Unlock()
+	return g
+}
+
+// fill caches val, read from the store after generation returned gen,
+// unless a committer write reached the shard since (val may be stale) or
+// the key is cached already. val must not be modified afterwards.
+func (c *recordCache) fill(key, val []byte, gen uint64) {
+	if c.maxBytes == 0 {
+		return
+	}
+	s := c.shard(key)
+	s.mu.Lock()
+	if s.gen == gen {
+		if _, ok := s.m[string(key)]; !ok {
+			s.insert(string(key), val, c.maxBytes)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// set records a committed write of key (val nil: a delete).
+func (c *recordCache) set(key string, val []byte) {
+	if c.maxBytes == 0 {
+		return
+	}
+	s := c.shard([]byte(key))
+	s.mu.Lock()
+	s.gen++
+	if old, ok := s.m[key]; ok {
+		s.bytes -= int64(len(key) + len(old) + entryOverhead)
+		delete(s.m, key)
+	}
+	if val != nil {
+		s.insert(key, val, c.maxBytes)
+	}
+	s.mu.Unlock()
+}
+
+// insert adds an absent key, evicting others to stay within max bytes.
+func (s *cacheShard) insert(key string, val []byte, max int64) {
+	size := int64(len(key) + len(val) + entryOverhead)
+	if size > max/2 {
+		return // one record must not flush the shard
+	}
+	for s.bytes+size > max {
+		for k, v := range s.m {
+			s.bytes -= int64(len(k) + len(v) + entryOverhead)
+			delete(s.m, k)
+			break
+		}
+	}
+	s.m[key] = val
+	s.bytes += size
+}
+
+// size returns the cached bytes and entries.
+func (c *recordCache) size() (bytes int64, entries int) {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		bytes += s.bytes
+		entries += len(s.m)
+		s.mu.Unlock()
+	}
+	return bytes, entries
+}
