@@ -1,7 +1,6 @@
 package core
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/soullabs/brainy/internal/item"
@@ -201,14 +200,5 @@ func (ps *partState) decode(b []byte) error {
 
 // invalidJSON turns a jsontext error into the matching *item.InvalidError.
 func invalidJSON(field string, err error) error {
-	code := "invalid_json"
-	switch {
-	case errors.Is(err, jsontext.ErrUTF8):
-		code = "invalid_utf8"
-	case errors.Is(err, jsontext.ErrDepth):
-		code = "too_deep"
-	case errors.Is(err, jsontext.ErrFields):
-		code = "too_many_fields"
-	}
-	return item.Invalid(code, "%s: %v", field, err)
+	return item.Invalid(jsontext.Code(err), "%s: %v", field, err)
 }

@@ -160,25 +160,5 @@ func vectorField(v []byte, lim *item.Limits) ([]float32, error) {
 
 // jsonError turns a jsontext error into the matching *item.InvalidError.
 func jsonError(err error) error {
-	code := "invalid_json"
-	var je *jsontext.Error
-	if asJSONError(err, &je) {
-		switch je.Kind {
-		case jsontext.ErrUTF8:
-			code = "invalid_utf8"
-		case jsontext.ErrDepth:
-			code = "too_deep"
-		case jsontext.ErrFields:
-			code = "too_many_fields"
-		}
-	}
-	return item.Invalid(code, "%v", err)
-}
-
-func asJSONError(err error, target **jsontext.Error) bool {
-	je, ok := err.(*jsontext.Error)
-	if ok {
-		*target = je
-	}
-	return ok
+	return item.Invalid(jsontext.Code(err), "%v", err)
 }

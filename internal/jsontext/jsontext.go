@@ -42,6 +42,20 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%v at byte %d: %s", e.Kind, e.Offset, e.Detail)
 }
 
+// Code names an error's kind as the HTTP API reports it: "invalid_json",
+// "invalid_utf8", "too_deep" or "too_many_fields".
+func Code(err error) string {
+	switch {
+	case errors.Is(err, ErrUTF8):
+		return "invalid_utf8"
+	case errors.Is(err, ErrDepth):
+		return "too_deep"
+	case errors.Is(err, ErrFields):
+		return "too_many_fields"
+	}
+	return "invalid_json"
+}
+
 // Unwrap returns the kind, so errors.Is(err, ErrSyntax) works.
 func (e *Error) Unwrap() error { return e.Kind }
 
