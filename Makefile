@@ -1,7 +1,8 @@
 # make test  — everything CI runs: vet, gofmt, the race-enabled test suite,
 #              and short fuzz runs of every decoder.
-# make bench — Go benchmarks plus the end-to-end HTTP comparison against
-#              Redis and etcd (installs wrk, redis-server, etcd-server).
+# make bench — Go benchmarks, the end-to-end HTTP comparison against Redis
+#              and etcd (installs wrk, redis-server, etcd-server), and
+#              brainy-loadtest against wrk (installs nginx).
 
 GO        ?= go
 FUZZTIME  ?= 10s
@@ -19,7 +20,7 @@ FUZZ_TARGETS = \
 	./loadtest:FuzzParseKeyDist \
 	./loadtest:FuzzDecodeResult
 
-.PHONY: all build test vet fmt-check provision unit fuzz bench bench-go bench-e2e clean
+.PHONY: all build test vet fmt-check provision unit fuzz bench bench-go bench-e2e bench-loadtest clean
 
 all: build
 
@@ -50,13 +51,16 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	done
 
-bench: bench-go bench-e2e
+bench: bench-go bench-e2e bench-loadtest
 
 bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./core ./edge ./internal/jsontext .
 
 bench-e2e:
 	scripts/bench-e2e.sh
+
+bench-loadtest:
+	scripts/loadtest-vs-wrk.sh
 
 clean:
 	rm -rf bin
