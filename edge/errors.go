@@ -71,12 +71,12 @@ func writeAPIError(ctx *fasthttp.RequestCtx, e apiError) {
 	if e.status == fasthttp.StatusServiceUnavailable {
 		ctx.Response.Header.Set("Retry-After", "1")
 	}
-	b := append(ctx.Response.Body()[:0], `{"error":{"code":`...)
+	b := append(ctx.Response.SwapBody(nil)[:0], `{"error":{"code":`...)
 	b = jsontext.AppendQuote(b, e.code)
 	b = append(b, `,"message":`...)
 	b = jsontext.AppendQuote(b, e.message)
 	b = append(b, "}}\n"...)
-	ctx.Response.SetBodyRaw(b)
+	ctx.Response.SwapBody(b)
 }
 
 // errorHandler answers requests fasthttp rejects before our handler runs

@@ -312,7 +312,8 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 	}
 	ctx.SetContentType("application/json")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
-	ctx.Response.SetBodyRaw(append(appendPage(ctx.Response.Body()[:0], page), '\n'))
+	b := ctx.Response.SwapBody(nil)
+	ctx.Response.SwapBody(append(appendPage(b[:0], page), '\n'))
 }
 
 func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
@@ -417,7 +418,10 @@ func (h *Handler) writeItem(ctx *fasthttp.RequestCtx, status int, it *item.Item)
 	setETag(ctx, it.Version)
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("Age", "0")
-	ctx.Response.SetBodyRaw(append(appendItem(ctx.Response.Body()[:0], it), '\n'))
+	// Render into the response's own buffer, which fasthttp keeps across
+	// requests on a connection: no allocation for the body.
+	b := ctx.Response.SwapBody(nil)
+	ctx.Response.SwapBody(append(appendItem(b[:0], it), '\n'))
 }
 
 func setETag(ctx *fasthttp.RequestCtx, version string) {
