@@ -1,0 +1,273 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/quic-go/quic-go"
+)
+
+// PushFunc handles a message the server pushed. addr is the server's
+// address as passed to Call. msg is valid only until the function returns.
+// The returned error reaches the pusher as a *RemoteError. Push handlers run
+// concurrently, each on its own goroutine, and may block (the pusher waits).
+type PushFunc func(ctx context.Context, addr string, method uint16, msg []byte) error
+
+// Client calls Servers. It keeps one connection per address, shared by all
+// concurrent calls (one QUIC stream per call), dials on first use and again
+// after the connection was lost, and serves pushes the servers send on
+// those connections.
+//
+// Register OnPush, OnConnect and OnDisconnect before the first Call; calls
+// are safe for concurrent use.
+type Client struct {
+	cfg     Config
+	log     *slog.Logger
+	tlsConf *tls.Config
+	qconf   *quic.Config
+	tr      *quic.Transport
+	udp     *net.UDPConn
+
+	onPush       atomic.Pointer[PushFunc]
+	onConnect    atomic.Pointer[func(addr string)]
+	onDisconnect atomic.Pointer[func(addr string)]
+
+	mu     sync.RWMutex
+	conns  map[string]*clientConn // by address; guarded by mu
+	closed bool                   // guarded by mu
+
+	wg sync.WaitGroup // connection goroutines and push handlers
+}
+
+// clientConn is one pooled connection. conn and err are written before
+// ready is closed and never after.
+type clientConn struct {
+	addr  string
+	ready chan struct{}
+	conn  *quic.Conn
+	err   error
+}
+
+// NewClient validates cfg (after EnsureDefaults) and binds a UDP socket on
+// the host of cfg.ListenAddr with an ephemeral port.
+func NewClient(cfg Config) (*Client, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	host, _, _ := net.SplitHostPort(cfg.ListenAddr)
+	uaddr, err := net.ResolveUDPAddr("udp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return nil, errors.Join(errors.New("transport: resolve client address"), err)
+	}
+	udp, err := net.ListenUDP("udp", uaddr)
+	if err != nil {
+		return nil, &opError{op: "bind", addr: uaddr.String(), err: err}
+	}
+	return &Client{
+		cfg:     cfg,
+		log:     cfg.logger().With("component", "transport"),
+		tlsConf: cfg.tlsConfig(),
+		qconf:   cfg.quicConfig(),
+		tr:      &quic.Transport{Conn: udp},
+		udp:     udp,
+		conns:   make(map[string]*clientConn),
+	}, nil
+}
+
+// OnPush sets the handler for messages servers push to this client. Without
+// one, pushes fail at the pusher with CodeUnknownMethod.
+func (c *Client) OnPush(f PushFunc) { c.onPush.Store(&f) }
+
+// OnConnect sets a function called with the address after each new
+// connection to a server is established, including reconnects: the place to
+// (re)subscribe. It runs on its own goroutine and may block and Call.
+func (c *Client) OnConnect(f func(addr string)) { c.onConnect.Store(&f) }
+
+// OnDisconnect sets a function called with the address when a connection is
+// lost: the server closed it, restarted (stateless reset) or stopped
+// answering for IdleTimeout. It is the fast failure signal. It is called on
+// the connection's goroutine, once per connection, and must not block long.
+// It is not called for connections closed by Client.Close.
+func (c *Client) OnDisconnect(f func(addr string)) { c.onDisconnect.Store(&f) }
+
+// Call sends req to the handler for method at addr and returns its answer.
+// The answer is a new slice owned by the caller.
+//
+// Errors: ErrUnavailable (cannot connect, or the connection was lost while
+// waiting; the handler may or may not have run), ErrUnauthenticated,
+// ErrFrameTooLarge, ErrRemote (*RemoteError), ErrClosed, and ctx's error when
+// ctx ends first (the server's handler then sees its context cancelled).
+// A call that fails before its stream was opened, because the pooled
+// connection turned out to be dead, is retried once on a new connection.
+func (c *Client) Call(ctx context.Context, addr string, method uint16, req []byte) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		cc, err := c.get(ctx, addr)
+		if err != nil {
+			return nil, callError(ctx, "call", addr, err)
+		}
+		resp, sent, err := roundTrip(ctx, cc.conn, kindRequest, method, req, c.cfg.MaxFrameBytes)
+		if err == nil {
+			return resp, nil
+		}
+		if !sent && attempt == 0 && ctx.Err() == nil && !errors.Is(err, ErrFrameTooLarge) {
+			c.forget(cc)
+			continue
+		}
+		return nil, callError(ctx, "call", addr, err)
+	}
+}
+
+// get returns the live pooled connection to addr, dialling if needed.
+func (c *Client) get(ctx context.Context, addr string) (*clientConn, error) {
+	c.mu.RLock()
+	cc := c.conns[addr]
+	c.mu.RUnlock()
+	if cc == nil || (isReady(cc) && (cc.err != nil || cc.conn.Context().Err() != nil)) {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		cur := c.conns[addr]
+		if cur == nil || cur == cc {
+			cc = &clientConn{addr: addr, ready: make(chan struct{})}
+			c.conns[addr] = cc
+			c.wg.Add(1)
+			go c.run(cc)
+		} else {
+			cc = cur
+		}
+		c.mu.Unlock()
+	}
+	select {
+	case <-cc.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if cc.err != nil {
+		return nil, cc.err
+	}
+	return cc, nil
+}
+
+func isReady(cc *clientConn) bool {
+	select {
+	case <-cc.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// forget removes cc from the pool if it is still there.
+func (c *Client) forget(cc *clientConn) {
+	c.mu.Lock()
+	if c.conns[cc.addr] == cc {
+		delete(c.conns, cc.addr)
+	}
+	c.mu.Unlock()
+}
+
+// run dials cc's address, then serves the connection's pushes until it is
+// lost. It runs on its own goroutine, one per connection.
+func (c *Client) run(cc *clientConn) {
+	defer c.wg.Done()
+	conn, err := c.dial(cc.addr)
+	if err != nil {
+		cc.err = err
+		c.forget(cc)
+		close(cc.ready)
+		c.log.Debug("transport: dial failed", "addr", cc.addr, "error", err)
+		return
+	}
+	cc.conn = conn
+	close(cc.ready)
+	c.log.Debug("transport: connected", "addr", cc.addr, "peer", peerID(conn))
+
+	c.mu.RLock()
+	closed := c.closed
+	c.mu.RUnlock()
+	if closed {
+		_ = conn.CloseWithError(connClosed, "client closed")
+	} else if f := c.onConnect.Load(); f != nil {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			(*f)(cc.addr)
+		}()
+	}
+
+	dispatch := func(ctx context.Context, method uint16, body []byte) ([]byte, error) {
+		f := c.onPush.Load()
+		if f == nil {
+			return nil, &RemoteError{Code: CodeUnknownMethod, Message: "no push handler"}
+		}
+		return nil, (*f)(ctx, cc.addr, method, body)
+	}
+	for {
+		str, err := conn.AcceptStream(context.Background())
+		if err != nil {
+			c.log.Debug("transport: disconnected", "addr", cc.addr, "error", err)
+			break
+		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			serveStream(str, kindPush, c.cfg.MaxFrameBytes, dispatch, c.log)
+		}()
+	}
+	c.forget(cc)
+	c.mu.RLock()
+	closed = c.closed
+	c.mu.RUnlock()
+	if f := c.onDisconnect.Load(); f != nil && !closed {
+		(*f)(cc.addr)
+	}
+}
+
+func (c *Client) dial(addr string) (*quic.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.HandshakeTimeout)
+	defer cancel()
+	uaddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tlsConf := c.tlsConf
+	if tlsConf.ServerName == "" {
+		tlsConf = tlsConf.Clone()
+		tlsConf.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	return c.tr.Dial(ctx, uaddr, tlsConf, c.qconf)
+}
+
+// Close closes every connection and the socket and waits for push handlers
+// to return. Calls in flight fail; later calls return ErrClosed.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	conns := make([]*clientConn, 0, len(c.conns))
+	for _, cc := range c.conns {
+		conns = append(conns, cc)
+	}
+	c.mu.Unlock()
+	for _, cc := range conns {
+		<-cc.ready
+		if cc.conn != nil {
+			_ = cc.conn.CloseWithError(connClosed, "client closed")
+		}
+	}
+	_ = c.tr.Close()
+	_ = c.udp.Close()
+	c.wg.Wait()
+	return nil
+}

@@ -1,0 +1,371 @@
+// Package pki creates and loads the certificates that Brainy nodes use to
+// authenticate each other over mutual TLS.
+//
+// A cluster has one certificate authority (CA). Every node holds a
+// certificate signed by it and trusts only certificates signed by it, so a
+// connection from anything without the cluster's credentials is refused
+// during the TLS handshake.
+//
+// On the first start of the first node, [LoadOrCreate] creates the CA and the
+// node's certificate in the node's data directory. To add a node, copy ca.crt
+// and ca.key from an existing node into the new node's directory before its
+// first start; LoadOrCreate then issues the new node's certificate from that
+// CA. Operators with their own PKI pass files to [Load] instead.
+//
+// Keys are ECDSA P-256, stored as PKCS #8 PEM with mode 0600. Functions in
+// this package are safe for concurrent use, but two processes must not call
+// LoadOrCreate on the same directory at the same time.
+package pki
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// File names inside the directory given to LoadOrCreate.
+const (
+	CACertFile   = "ca.crt"
+	CAKeyFile    = "ca.key"
+	NodeCertFile = "node.crt"
+	NodeKeyFile  = "node.key"
+)
+
+// ServerName is a DNS name put into every node certificate this package
+// issues. Clients verify it instead of the dialled host, so a node is
+// reachable under any address while still proving cluster membership.
+const ServerName = "node.brainy.cluster"
+
+// Validity of issued certificates.
+const (
+	// CAValidity is how long a created CA is valid.
+	CAValidity = 20 * 365 * 24 * time.Hour
+	// NodeValidity is how long an issued node certificate is valid.
+	NodeValidity = 10 * 365 * 24 * time.Hour
+)
+
+// ErrInvalid reports unusable certificate or key material.
+var ErrInvalid = errors.New("pki: invalid certificate or key")
+
+// CA is a cluster certificate authority that can issue node certificates.
+type CA struct {
+	// Cert is the CA certificate.
+	Cert *x509.Certificate
+	// Key signs node certificates.
+	Key *ecdsa.PrivateKey
+	// CertPEM and KeyPEM are the PEM encodings of Cert and Key.
+	CertPEM, KeyPEM []byte
+}
+
+// Bundle is what a node needs to take part in mutual TLS: the cluster CA to
+// trust and its own certificate.
+type Bundle struct {
+	// NodeName is the common name in the node certificate; peers see it as
+	// the node's identity.
+	NodeName string
+	// CAs holds the cluster CA certificates that peers must chain to.
+	CAs *x509.CertPool
+	// Certificate is the node's certificate and private key.
+	Certificate tls.Certificate
+}
+
+// NewCA creates a new self-signed cluster CA named commonName.
+func NewCA(commonName string) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("pki: generate CA key: %w", err)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"Brainy cluster"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(CAValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: create CA certificate: %w", err)
+	}
+	return caFromDER(der, key)
+}
+
+func caFromDER(der []byte, key *ecdsa.PrivateKey) (*CA, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("pki: parse CA certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: marshal CA key: %w", err)
+	}
+	return &CA{
+		Cert:    cert,
+		Key:     key,
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	}, nil
+}
+
+// Issue creates a node certificate for nodeName, valid for both the server
+// and the client side of TLS. hosts are extra IP addresses or DNS names put
+// into the certificate besides [ServerName]. It returns the PEM encodings of
+// the certificate and its private key.
+func (ca *CA) Issue(nodeName string, hosts []string) (certPEM, keyPEM []byte, err error) {
+	if nodeName == "" {
+		return nil, nil, fmt.Errorf("pki: issue: empty node name: %w", ErrInvalid)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: generate node key: %w", err)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: nodeName, Organization: []string{"Brainy cluster"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(NodeValidity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:     []string{ServerName},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: create node certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: marshal node key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+// NewBundle issues a certificate for nodeName from ca and returns the
+// bundle, without touching the disk. Tests use it.
+func (ca *CA) NewBundle(nodeName string, hosts []string) (*Bundle, error) {
+	certPEM, keyPEM, err := ca.Issue(nodeName, hosts)
+	if err != nil {
+		return nil, err
+	}
+	return newBundle(ca.CertPEM, certPEM, keyPEM)
+}
+
+// LoadOrCreate returns the node's bundle from dir, creating what is missing:
+// the cluster CA (ca.crt, ca.key) when dir has no ca.crt, and the node
+// certificate (node.crt, node.key) for nodeName and hosts when dir has no
+// node.crt. dir is created with mode 0700 and keys are written with mode 0600.
+// An existing node certificate is used as it is, even if nodeName or hosts
+// differ.
+func LoadOrCreate(dir, nodeName string, hosts []string) (*Bundle, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("pki: create %s: %w", dir, err)
+	}
+	caCertPath, caKeyPath := filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile)
+	nodeCertPath, nodeKeyPath := filepath.Join(dir, NodeCertFile), filepath.Join(dir, NodeKeyFile)
+
+	nodeExists, err := exists(nodeCertPath)
+	if err != nil {
+		return nil, err
+	}
+	if nodeExists {
+		return Load(caCertPath, nodeCertPath, nodeKeyPath)
+	}
+	caExists, err := exists(caCertPath)
+	if err != nil {
+		return nil, err
+	}
+	var ca *CA
+	if caExists {
+		if ca, err = LoadCA(caCertPath, caKeyPath); err != nil {
+			return nil, err
+		}
+	} else {
+		if ca, err = NewCA("brainy cluster CA"); err != nil {
+			return nil, err
+		}
+		// The key first: a ca.crt without its key would stop later nodes
+		// from being issued certificates.
+		if err := writeFile(caKeyPath, ca.KeyPEM, 0o600); err != nil {
+			return nil, err
+		}
+		if err := writeFile(caCertPath, ca.CertPEM, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	certPEM, keyPEM, err := ca.Issue(nodeName, hosts)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFile(nodeKeyPath, keyPEM, 0o600); err != nil {
+		return nil, err
+	}
+	if err := writeFile(nodeCertPath, certPEM, 0o644); err != nil {
+		return nil, err
+	}
+	return newBundle(ca.CertPEM, certPEM, keyPEM)
+}
+
+// LoadCA reads a CA certificate and its private key from PEM files.
+func LoadCA(certFile, keyFile string) (*CA, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("pki: read CA certificate: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("pki: read CA key: %w", err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("pki: CA key pair: %w: %w", ErrInvalid, err)
+	}
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("pki: CA key is not ECDSA: %w", ErrInvalid)
+	}
+	ca, err := caFromDER(pair.Certificate[0], key)
+	if err != nil {
+		return nil, err
+	}
+	if !ca.Cert.IsCA {
+		return nil, fmt.Errorf("pki: %s is not a CA certificate: %w", certFile, ErrInvalid)
+	}
+	return ca, nil
+}
+
+// Load reads a bundle from PEM files: the cluster CA certificate(s), the
+// node certificate (optionally followed by intermediates) and the node key.
+func Load(caFile, certFile, keyFile string) (*Bundle, error) {
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("pki: read CA certificate: %w", err)
+	}
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("pki: read node certificate: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("pki: read node key: %w", err)
+	}
+	return newBundle(caPEM, certPEM, keyPEM)
+}
+
+func newBundle(caPEM, certPEM, keyPEM []byte) (*Bundle, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("pki: no CA certificate found: %w", ErrInvalid)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("pki: node key pair: %w: %w", ErrInvalid, err)
+	}
+	leaf := pair.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("pki: parse node certificate: %w: %w", ErrInvalid, err)
+		}
+		pair.Leaf = leaf
+	}
+	return &Bundle{NodeName: leaf.Subject.CommonName, CAs: pool, Certificate: pair}, nil
+}
+
+// TLSConfig returns a TLS 1.3 configuration for both sides of a node's
+// connections: as a server it requires and verifies a client certificate
+// from the cluster CA; as a client it verifies the server's certificate
+// against the cluster CA and the name [ServerName]. The transport package
+// adds its ALPN protocol.
+func (b *Bundle) TLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{b.Certificate},
+		RootCAs:      b.CAs,
+		ClientCAs:    b.CAs,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ServerName:   ServerName,
+	}
+}
+
+func newSerial() (*big.Int, error) {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, fmt.Errorf("pki: serial number: %w", err)
+	}
+	return n, nil
+}
+
+func exists(path string) (bool, error) {
+	_, err := os.Stat(path)
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return false, fmt.Errorf("pki: %w", err)
+}
+
+// writeFile writes data to a temporary file, syncs it and renames it into
+// place, so a crash never leaves a half-written key.
+func writeFile(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	name := tmp.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			_ = tmp.Close()
+			_ = os.Remove(name)
+		}
+	}()
+	if err := tmp.Chmod(perm); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return fmt.Errorf("pki: write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("pki: sync %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	if err := os.Rename(name, path); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	ok = true
+	return nil
+}
