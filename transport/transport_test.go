@@ -244,7 +244,9 @@ func TestContextReachesHandler(t *testing.T) {
 	}{
 		{
 			name: "deadline",
-			ctx:  func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), 100*time.Millisecond) },
+			ctx: func() (context.Context, context.CancelFunc) {
+				return context.WithTimeout(context.Background(), 100*time.Millisecond)
+			},
 			stop: func(context.CancelFunc) {},
 			want: context.DeadlineExceeded,
 		},
