@@ -16,6 +16,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -35,6 +37,7 @@ func main() {
 
 type settings struct {
 	bind, httpAddr, storage, apiKeys, nodeID, config string
+	debugAddr                                        string
 	logLevel, logFormat                              string
 	partitions, maxBody                              int
 	insecure                                         bool
@@ -53,6 +56,7 @@ func flags(s *settings) *flag.FlagSet {
 	fs.DurationVar(&s.writeTimeout, "write-timeout", 10*time.Second, "how long a write may wait for its commit before 503")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for in-flight requests")
 	fs.StringVar(&s.nodeID, "node-id", "", "node `id`; empty means the stored one, or a new random one")
+	fs.StringVar(&s.debugAddr, "debug-addr", "", "`host:port` serving Go's /debug/pprof profiles; empty means off; loopback only unless --insecure")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&s.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&s.config, "config", "", "YAML `file` of settings (keys are flag names)")
@@ -107,6 +111,9 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 	if !isLoopback(s.httpAddr) && keys.Len() == 0 && !s.insecure {
 		return fmt.Errorf("refusing to serve on %s without API keys: pass --api-keys FILE, or --insecure to serve unauthenticated", s.httpAddr)
 	}
+	if s.debugAddr != "" && !isLoopback(s.debugAddr) && !s.insecure {
+		return fmt.Errorf("refusing to serve profiles on %s: --debug-addr must be a loopback address unless --insecure is given", s.debugAddr)
+	}
 	spec, err := backend.Parse(s.storage)
 	if err != nil {
 		return err
@@ -138,6 +145,15 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 		return fmt.Errorf("listen: %w", err)
 	}
 	log.Info("listening", "component", "main", "node", node.ID(), "http_addr", ln.Addr().String())
+	if s.debugAddr != "" {
+		dln, err := net.Listen("tcp", s.debugAddr)
+		if err != nil {
+			return fmt.Errorf("--debug-addr: %w", err)
+		}
+		defer dln.Close()
+		log.Info("serving profiles", "component", "main", "debug_addr", dln.Addr().String())
+		go http.Serve(dln, debugMux())
+	}
 
 	sig, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -173,6 +189,17 @@ func setBy(sources map[string]cliconfig.Source) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// debugMux serves net/http/pprof on its own mux, never on the API's.
+func debugMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 func isLoopback(addr string) bool {

@@ -241,6 +241,36 @@ func TestRefusesOpenAddressWithoutKeys(t *testing.T) {
 	if code == 0 || !strings.Contains(stderr, "without API keys") {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
 	}
+	code, stderr = coretest.Run(bin, nil, "--debug-addr", "0.0.0.0:0", "--storage", "memory")
+	if code == 0 || !strings.Contains(stderr, "--debug-addr must be a loopback address") {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+}
+
+func TestDebugProfiles(t *testing.T) {
+	p := coretest.Start(t, bin, nil, "--storage", "memory", "--debug-addr", "127.0.0.1:0")
+	// The profile listener is logged just after the API's: wait for it.
+	var addr string
+	for deadline := time.Now().Add(10 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, line := range strings.Split(p.Log(), "\n") {
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"debug_addr"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving profiles" {
+				addr = rec.Addr
+			}
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no debug address logged:\n%s", p.Log())
+	}
+	if status, body := do(t, "GET", "http://"+addr+"/debug/pprof/goroutine?debug=1", "", ""); status != 200 || !strings.Contains(string(body), "goroutine profile") {
+		t.Fatalf("goroutine profile: %d %.200s", status, body)
+	}
+	if status, _ := do(t, "GET", p.URL("/debug/pprof/"), "", ""); status != 404 {
+		t.Fatalf("profiles must not be on the API address: %d", status)
+	}
 }
 
 func TestSettingsFromEnvAndFile(t *testing.T) {
