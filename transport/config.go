@@ -90,13 +90,13 @@ func DefaultConfig(tlsConf *tls.Config) Config {
 }
 
 // LocalConfig returns a profile for tests on loopback: an ephemeral port and
-// fast timers (IdleTimeout 1s, keep-alive every 100ms).
+// fast timers (IdleTimeout 2s, keep-alive every 100ms).
 func LocalConfig(tlsConf *tls.Config) Config {
 	c := Config{
 		ListenAddr:       "127.0.0.1:0",
 		TLS:              tlsConf,
 		HandshakeTimeout: 2 * time.Second,
-		IdleTimeout:      time.Second,
+		IdleTimeout:      2 * time.Second,
 		KeepAlivePeriod:  100 * time.Millisecond,
 	}
 	c.EnsureDefaults()

@@ -368,8 +368,8 @@ func TestDisconnectNotification(t *testing.T) {
 		within time.Duration
 	}{
 		{name: "server closed", stop: func(s *Server) { _ = s.Close() }, within: 500 * time.Millisecond},
-		// A silent death is noticed after IdleTimeout (1s in LocalConfig).
-		{name: "server crashed", stop: crash, within: 3 * time.Second},
+		// A silent death is noticed after IdleTimeout (2s in LocalConfig).
+		{name: "server crashed", stop: crash, within: 4 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,99 @@
+package pki
+
+import (
+	"crypto/x509"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestLoadOrCreate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "node-1")
+	b1, err := LoadOrCreate(dir, "node-1", []string{"127.0.0.1", "node-1.local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		name string
+		perm os.FileMode
+	}{{CACertFile, 0o644}, {CAKeyFile, 0o600}, {NodeCertFile, 0o644}, {NodeKeyFile, 0o600}} {
+		st, err := os.Stat(filepath.Join(dir, f.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != f.perm {
+			t.Errorf("%s mode %v, want %v", f.name, st.Mode().Perm(), f.perm)
+		}
+	}
+	leaf := b1.Certificate.Leaf
+	if b1.NodeName != "node-1" || leaf.Subject.CommonName != "node-1" {
+		t.Fatalf("node name %q", b1.NodeName)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{
+		Roots: b1.CAs, DNSName: ServerName,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		t.Fatalf("node certificate does not verify against the CA: %v", err)
+	}
+	if err := leaf.VerifyHostname("127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A second start loads the same certificate.
+	b2, err := LoadOrCreate(dir, "ignored", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b2.Certificate.Leaf.Equal(leaf) {
+		t.Fatal("second start issued a new certificate")
+	}
+
+	// A node whose directory holds the cluster CA gets a certificate from it.
+	dir2 := filepath.Join(t.TempDir(), "node-2")
+	if err := os.MkdirAll(dir2, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{CACertFile, CAKeyFile} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir2, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b3, err := LoadOrCreate(dir2, "node-2", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b3.Certificate.Leaf.Verify(x509.VerifyOptions{
+		Roots: b1.CAs, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		t.Fatalf("second node's certificate is not from the cluster CA: %v", err)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage")
+	if err := os.WriteFile(garbage, []byte("not pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name                string
+		ca, cert, key       string
+		wantInvalid, anyErr bool
+	}{
+		{name: "missing files", ca: filepath.Join(dir, "nope"), cert: garbage, key: garbage, anyErr: true},
+		{name: "garbage CA", ca: garbage, cert: garbage, key: garbage, wantInvalid: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(tt.ca, tt.cert, tt.key)
+			if err == nil || (tt.wantInvalid && !errors.Is(err, ErrInvalid)) {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+}
