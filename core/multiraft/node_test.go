@@ -1,0 +1,324 @@
+package multiraft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/soullabs/brainy/tiers"
+	"github.com/soullabs/brainy/tiers/memory"
+)
+
+// network is an in-memory network between nodes. Each message is marshaled
+// and unmarshaled, as on a wire, and delivered in order per destination by
+// a goroutine; a node that is down neither sends nor receives.
+type network struct {
+	mu    sync.Mutex
+	nodes map[NodeID]*Node
+	down  map[NodeID]bool
+	queue map[NodeID]chan []Message
+}
+
+func newNetwork() *network {
+	return &network{nodes: map[NodeID]*Node{}, down: map[NodeID]bool{}, queue: map[NodeID]chan []Message{}}
+}
+
+func (nw *network) attach(id NodeID, n *Node) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.nodes[id] = n
+	nw.down[id] = false
+	if nw.queue[id] == nil {
+		q := make(chan []Message, 4096)
+		nw.queue[id] = q
+		go func() {
+			for msgs := range q {
+				nw.mu.Lock()
+				dst, isDown := nw.nodes[id], nw.down[id]
+				nw.mu.Unlock()
+				if !isDown && dst != nil {
+					dst.Step(msgs)
+				}
+			}
+		}()
+	}
+}
+
+func (nw *network) setDown(id NodeID, down bool) {
+	nw.mu.Lock()
+	nw.down[id] = down
+	nw.mu.Unlock()
+}
+
+type endpoint struct {
+	nw   *network
+	from NodeID
+}
+
+func (e endpoint) Send(to NodeID, msgs []Message) {
+	e.nw.mu.Lock()
+	q, drop := e.nw.queue[to], e.nw.down[e.from] || e.nw.down[to]
+	e.nw.mu.Unlock()
+	if drop || q == nil {
+		return
+	}
+	wire := make([]Message, len(msgs))
+	for i, m := range msgs {
+		b, err := proto.Marshal(m.Msg)
+		if err != nil {
+			panic(err)
+		}
+		var back pb.Message
+		if err := proto.Unmarshal(b, &back); err != nil {
+			panic(err)
+		}
+		wire[i] = Message{Group: m.Group, Msg: &back}
+	}
+	select {
+	case q <- wire:
+	default: // a full queue drops, like a congested link
+	}
+}
+
+// recorder is a state machine that remembers every command per group.
+type recorder struct {
+	mu      sync.Mutex
+	applied map[GroupID][]string
+	last    map[GroupID]uint64
+}
+
+func newRecorder() *recorder {
+	return &recorder{applied: map[GroupID][]string{}, last: map[GroupID]uint64{}}
+}
+
+func (r *recorder) Apply(g GroupID, index uint64, data []byte) any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if index != r.last[g]+1 {
+		panic(fmt.Sprintf("group %d: index %d after %d", g, index, r.last[g]))
+	}
+	r.last[g] = index
+	if data != nil {
+		r.applied[g] = append(r.applied[g], string(data))
+	}
+	return index
+}
+
+func (r *recorder) Applied(g GroupID) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last[g]
+}
+
+func (r *recorder) commands(g GroupID) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.applied[g])
+}
+
+type cluster struct {
+	t      *testing.T
+	nw     *network
+	ids    []NodeID
+	nodes  map[NodeID]*Node
+	sms    map[NodeID]*recorder
+	stores map[NodeID]tiers.Store
+	groups []GroupID
+}
+
+func newCluster(t *testing.T, nodes, groups int) *cluster {
+	c := &cluster{t: t, nw: newNetwork(), nodes: map[NodeID]*Node{}, sms: map[NodeID]*recorder{}, stores: map[NodeID]tiers.Store{}}
+	for i := range nodes {
+		c.ids = append(c.ids, NodeID(i+1))
+	}
+	for g := range groups {
+		c.groups = append(c.groups, GroupID(g))
+	}
+	for _, id := range c.ids {
+		c.stores[id] = memory.New()
+		c.start(id)
+	}
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
+			n.Close()
+		}
+	})
+	return c
+}
+
+// start opens node id on its store, with a fresh state machine (which
+// replays the log from the start).
+func (c *cluster) start(id NodeID) {
+	sm := newRecorder()
+	n, err := New(Config{ID: id, Store: c.stores[id], Transport: endpoint{c.nw, id}, StateMachine: sm, TickInterval: 5 * time.Millisecond})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, g := range c.groups {
+		if err := n.OpenGroup(context.Background(), g, c.ids); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	c.nodes[id], c.sms[id] = n, sm
+	c.nw.attach(id, n)
+}
+
+func (c *cluster) stop(id NodeID) {
+	c.nw.setDown(id, true)
+	c.nodes[id].Close()
+	delete(c.nodes, id)
+}
+
+// leader waits for a leader of g among the running nodes.
+func (c *cluster) leader(g GroupID) NodeID {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for id, n := range c.nodes {
+			if n.Leader(g) == id {
+				return id
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.t.Fatalf("no leader for group %d", g)
+	return 0
+}
+
+// propose retries through any running node until the command is applied.
+func (c *cluster) propose(g GroupID, data string) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, n := range c.nodes {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err := n.Propose(ctx, g, []byte(data))
+			cancel()
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, ErrNoLeader) && !errors.Is(err, context.DeadlineExceeded) {
+				c.t.Fatal(err)
+			}
+		}
+	}
+	c.t.Fatalf("group %d: %q never applied", g, data)
+}
+
+// waitSame waits until every running node applied the same commands in g.
+func (c *cluster) waitSame(g GroupID, want int) []string {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var ref []string
+		same := true
+		for id := range c.nodes {
+			got := c.sms[id].commands(g)
+			if ref == nil {
+				ref = got
+			}
+			if len(got) != want || !slices.Equal(got, ref) {
+				same = false
+			}
+		}
+		if same {
+			return ref
+		}
+		if time.Now().After(deadline) {
+			for id := range c.nodes {
+				c.t.Logf("node %d group %d: %d commands", id, g, len(c.sms[id].commands(g)))
+			}
+			c.t.Fatalf("group %d: replicas did not converge on %d commands", g, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestReplicatesEveryGroup(t *testing.T) {
+	c := newCluster(t, 3, 4)
+	for _, g := range c.groups {
+		c.leader(g)
+	}
+	var wg sync.WaitGroup
+	for _, g := range c.groups {
+		wg.Go(func() {
+			for i := range 20 {
+				c.propose(g, fmt.Sprintf("g%d-%d", g, i))
+			}
+		})
+	}
+	wg.Wait()
+	for _, g := range c.groups {
+		got := c.waitSame(g, 20)
+		for i, cmd := range got {
+			if cmd != fmt.Sprintf("g%d-%d", g, i) {
+				t.Fatalf("group %d applied %q at %d: proposals from one goroutine must apply in order", g, cmd, i)
+			}
+		}
+	}
+	// All groups' log writes share syncs.
+	for id, n := range c.nodes {
+		if s := n.Stats(); s.Readies <= s.Syncs {
+			t.Errorf("node %d: %d readies in %d syncs; groups should share syncs", id, s.Readies, s.Syncs)
+		}
+	}
+}
+
+// TestFailover stops the leader of a group: the others elect a new one and
+// keep taking writes, and nothing committed before is lost.
+func TestFailover(t *testing.T) {
+	c := newCluster(t, 3, 2)
+	g := GroupID(1)
+	old := c.leader(g)
+	for i := range 10 {
+		c.propose(g, fmt.Sprint("before-", i))
+	}
+	c.waitSame(g, 10)
+	c.stop(old)
+	start := time.Now()
+	newLeader := c.leader(g)
+	t.Logf("new leader %d elected %v after the old one (%d) stopped", newLeader, time.Since(start), old)
+	if newLeader == old {
+		t.Fatal("the stopped node is still leader")
+	}
+	for i := range 10 {
+		c.propose(g, fmt.Sprint("after-", i))
+	}
+	got := c.waitSame(g, 20)
+	if got[0] != "before-0" || got[19] != "after-9" {
+		t.Fatalf("log after failover: %v", got)
+	}
+	// The old leader comes back, replays its log and catches up.
+	c.start(old)
+	c.waitSame(g, 20)
+}
+
+// TestRestartReplaysPersistedLog restarts every node from its store.
+func TestRestartReplaysPersistedLog(t *testing.T) {
+	c := newCluster(t, 3, 1)
+	for i := range 15 {
+		c.propose(0, fmt.Sprint("cmd-", i))
+	}
+	want := c.waitSame(0, 15)
+	for _, id := range c.ids {
+		c.stop(id)
+	}
+	for _, id := range c.ids {
+		c.start(id)
+	}
+	if got := c.waitSame(0, 15); !slices.Equal(got, want) {
+		t.Fatalf("after restart: %v, want %v", got, want)
+	}
+	c.propose(0, "after-restart")
+	c.waitSame(0, 16)
+}
+
+func TestConfigValidate(t *testing.T) {
+	if _, err := New(Config{}); err == nil {
+		t.Fatal("an empty config was accepted")
+	}
+}
