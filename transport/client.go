@@ -47,10 +47,11 @@ type Client struct {
 // clientConn is one pooled connection. conn and err are written before
 // ready is closed and never after.
 type clientConn struct {
-	addr  string
-	ready chan struct{}
-	conn  *quic.Conn
-	err   error
+	addr    string
+	ready   chan struct{}
+	conn    *quic.Conn
+	streams *streamPool
+	err     error
 }
 
 // NewClient validates cfg (after EnsureDefaults) and binds a UDP socket on
@@ -111,7 +112,7 @@ func (c *Client) Call(ctx context.Context, addr string, method uint16, req []byt
 		if err != nil {
 			return nil, callError(ctx, "call", addr, err)
 		}
-		resp, sent, err := roundTrip(ctx, cc.conn, kindRequest, method, req, c.cfg.MaxFrameBytes)
+		resp, sent, err := roundTrip(ctx, cc.streams, kindRequest, method, req, c.cfg.MaxFrameBytes)
 		if err == nil {
 			return resp, nil
 		}
@@ -187,6 +188,7 @@ func (c *Client) run(cc *clientConn) {
 		return
 	}
 	cc.conn = conn
+	cc.streams = newStreamPool(conn)
 	close(cc.ready)
 	c.log.Debug("transport: connected", "addr", cc.addr, "peer", peerID(conn))
 

@@ -115,7 +115,7 @@ func classify(err error) error {
 	case errors.Is(err, ErrFrameTooLarge), errors.Is(err, ErrUnauthenticated),
 		errors.Is(err, ErrClosed), errors.Is(err, ErrRemote):
 		return nil // already classified
-	case errors.Is(err, errBadKind), errors.Is(err, errTrailing), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, errBadKind), errors.Is(err, io.ErrUnexpectedEOF):
 		return ErrProtocol
 	case errors.Is(err, net.ErrClosed):
 		return ErrUnavailable

@@ -7,8 +7,8 @@ import (
 	"sync"
 )
 
-// Frame layout. Every stream carries exactly one frame in each direction,
-// then FIN:
+// Frame layout. A stream carries a sequence of exchanges, each one frame
+// from the side that opened it and one answer frame back:
 //
 //	offset size field
 //	0      1    kind   (kindRequest, kindResponse, kindError, kindPush)
@@ -38,8 +38,7 @@ type header struct {
 }
 
 var (
-	errBadKind  = errors.New("transport: bad frame kind")
-	errTrailing = errors.New("transport: data after frame")
+	errBadKind = errors.New("transport: bad frame kind")
 )
 
 // appendFrame appends an encoded frame to dst.
@@ -67,22 +66,22 @@ func parseHeader(b []byte, maxBody int) (header, error) {
 	return h, nil
 }
 
-// readFrame reads one frame from r and then expects the end of the stream.
-// The body is read into buf (grown if needed) and returned, so the caller
-// can pass a pooled buffer, or nil to get a new exactly-sized slice. No more
-// than maxBody bytes are ever allocated.
-func readFrame(r io.Reader, buf []byte, maxBody int) (header, []byte, error) {
-	var hb [headerLen]byte
-	if _, err := io.ReadFull(r, hb[:]); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return header{}, buf, err
+// readHeader reads a frame header into scratch, which must have room for
+// headerLen bytes, and checks it against maxBody. It returns io.EOF when r
+// ends cleanly before the header (the peer is done with the stream) and
+// io.ErrUnexpectedEOF when it ends inside it.
+func readHeader(r io.Reader, scratch []byte, maxBody int) (header, error) {
+	b := scratch[:headerLen]
+	if _, err := io.ReadFull(r, b); err != nil {
+		return header{}, err
 	}
-	h, err := parseHeader(hb[:], maxBody)
-	if err != nil {
-		return h, buf, err
-	}
+	return parseHeader(b, maxBody)
+}
+
+// readBody reads h's body into buf, grown if needed, and returns it. The
+// length was checked against the limit by readHeader, so this allocates at
+// most the limit.
+func readBody(r io.Reader, h header, buf []byte) ([]byte, error) {
 	n := int(h.length)
 	if cap(buf) < n {
 		buf = make([]byte, n)
@@ -92,23 +91,22 @@ func readFrame(r io.Reader, buf []byte, maxBody int) (header, []byte, error) {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
+		return buf, err
+	}
+	return buf, nil
+}
+
+// readFrame reads one frame from r: the header, checked against maxBody
+// before anything is allocated, and the body, read into buf (grown if
+// needed; nil gets a new exactly-sized slice).
+func readFrame(r io.Reader, buf []byte, maxBody int) (header, []byte, error) {
+	var hb [headerLen]byte
+	h, err := readHeader(r, hb[:], maxBody)
+	if err != nil {
 		return h, buf, err
 	}
-	// The sender closes its side right after the frame: read the FIN so the
-	// stream completes and its credit is released.
-	var one [1]byte
-	for {
-		m, err := r.Read(one[:])
-		if m > 0 {
-			return h, buf, errTrailing
-		}
-		if err == io.EOF {
-			return h, buf, nil
-		}
-		if err != nil {
-			return h, buf, err
-		}
-	}
+	body, err := readBody(r, h, buf)
+	return h, body, err
 }
 
 // Buffers for request bodies on the serving side and for encoding frames.

@@ -48,9 +48,10 @@ type Server struct {
 // caller's Peer; keep it to push messages to that client later (subscribe +
 // push). A Peer is valid until Done is closed.
 type Peer struct {
-	id   string
-	conn *quic.Conn
-	srv  *Server
+	id      string
+	conn    *quic.Conn
+	srv     *Server
+	streams *streamPool // push streams
 }
 
 // NewServer validates cfg (after EnsureDefaults) and binds cfg.ListenAddr.
@@ -128,7 +129,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 			return &opError{op: "accept", addr: s.Addr().String(), kind: ErrUnavailable, err: err}
 		}
-		p := &Peer{id: peerID(conn), conn: conn, srv: s}
+		p := &Peer{id: peerID(conn), conn: conn, srv: s, streams: newStreamPool(conn)}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -233,7 +234,7 @@ func (p *Peer) Done() <-chan struct{} { return p.conn.Context().Done() }
 // MaxFrameBytes, and the context's error when ctx ends first. Push is safe
 // for concurrent use.
 func (p *Peer) Push(ctx context.Context, method uint16, msg []byte) error {
-	_, _, err := roundTrip(ctx, p.conn, kindPush, method, msg, p.srv.cfg.MaxFrameBytes)
+	_, _, err := roundTrip(ctx, p.streams, kindPush, method, msg, p.srv.cfg.MaxFrameBytes)
 	if err != nil {
 		return callError(ctx, "push", p.id, err)
 	}

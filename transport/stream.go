@@ -3,7 +3,9 @@ package transport
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"sync"
 
 	"github.com/quic-go/quic-go"
 )
@@ -13,72 +15,141 @@ import (
 // without a copy.
 const coalesceLimit = 16 << 10
 
-// roundTrip opens a stream on conn, sends one frame of the given kind and
-// reads the answer. sent reports whether the stream was opened, so the
-// request may have reached the peer. When ctx ends first, the stream is
+// maxIdleStreams is how many idle streams a connection keeps per direction
+// for reuse. More concurrent calls open more streams (up to
+// MaxConcurrentStreams); those beyond this many are closed after their
+// call.
+const maxIdleStreams = 64
+
+// streamPool holds the idle streams this side opened on one connection.
+//
+// Streams are reused for one exchange after another, like keep-alive
+// connections in HTTP/1.1, because opening a QUIC stream per call costs
+// about forty allocations and extra frames on both sides. A stream is
+// reused only after a complete exchange; one whose call was cancelled,
+// failed or exceeded a limit is reset and dropped, so a reset still
+// reaches exactly the one call it belongs to.
+type streamPool struct {
+	conn *quic.Conn
+	mu   sync.Mutex
+	idle []*quic.Stream // guarded by mu; Invariant: every stream is between exchanges
+}
+
+func newStreamPool(conn *quic.Conn) *streamPool {
+	return &streamPool{conn: conn}
+}
+
+func (p *streamPool) get(ctx context.Context) (*quic.Stream, error) {
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		s := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return s, nil
+	}
+	p.mu.Unlock()
+	return p.conn.OpenStreamSync(ctx)
+}
+
+func (p *streamPool) put(s *quic.Stream) {
+	p.mu.Lock()
+	if len(p.idle) < maxIdleStreams && p.conn.Context().Err() == nil {
+		p.idle = append(p.idle, s)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	// Finish the stream: FIN our side, and stop reading theirs; the peer's
+	// serving loop sees EOF between exchanges and closes its side.
+	_ = s.Close()
+	s.CancelRead(streamCancelled)
+}
+
+// roundTrip runs one exchange on a pooled stream of the connection: it
+// sends one frame of the given kind and reads the answer. sent reports
+// whether the request may have reached the peer's handler; when it is
+// false the call can be retried safely. When ctx ends first, the stream is
 // reset in both directions, which cancels the handler's context on the
 // peer.
 //
-// The happy path starts no goroutine; with a cancellable ctx it registers
-// one context.AfterFunc.
-func roundTrip(ctx context.Context, conn *quic.Conn, kind byte, method uint16, body []byte, maxBody int) (resp []byte, sent bool, err error) {
+// The happy path starts no goroutine and, with a context that cannot be
+// cancelled, allocates only the returned answer; a cancellable ctx adds one
+// context.AfterFunc registration.
+func roundTrip(ctx context.Context, pool *streamPool, kind byte, method uint16, body []byte, maxBody int) (resp []byte, sent bool, err error) {
 	if len(body) > maxBody {
 		return nil, false, ErrFrameTooLarge
 	}
-	str, err := conn.OpenStreamSync(ctx)
+	str, err := pool.get(ctx)
 	if err != nil {
 		return nil, false, err
 	}
+	var stop func() bool
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() {
+		stop = context.AfterFunc(ctx, func() {
 			str.CancelWrite(streamCancelled)
 			str.CancelRead(streamCancelled)
 		})
-		defer stop()
 	}
-	if err := writeFrame(str, kind, method, 0, body); err != nil {
-		str.CancelRead(streamCancelled)
-		return nil, true, err
+	bp := getBuf()
+	resp, sent, err = exchange(str, bp, kind, method, body, maxBody)
+	putBuf(bp)
+	reusable := err == nil
+	if stop != nil && !stop() {
+		reusable = false // the AfterFunc ran or is running: the stream is reset
 	}
-	h, resp, err := readFrame(str, nil, maxBody)
-	if err != nil {
-		str.CancelRead(resetCode(err))
-		return nil, true, err
+	if reusable {
+		pool.put(str)
+	} else if err != nil {
+		code := resetCode(err)
+		str.CancelWrite(code)
+		str.CancelRead(code)
 	}
-	switch {
-	case h.kind == kindResponse && h.method == method:
-		return resp, true, nil
-	case h.kind == kindError && h.method == method:
-		return nil, true, &RemoteError{Code: h.code, Message: string(resp)}
-	}
-	str.CancelRead(streamProtocol)
-	return nil, true, errBadKind
+	return resp, sent, err
 }
 
-// writeFrame writes one frame and closes the send side of str.
-func writeFrame(str *quic.Stream, kind byte, method, code uint16, body []byte) error {
-	if len(body) <= coalesceLimit {
-		bp := getBuf()
-		b := appendFrame((*bp)[:0], kind, method, code, body)
-		_, err := str.Write(b)
-		*bp = b
-		putBuf(bp)
-		if err != nil {
-			return err
-		}
-	} else {
-		var hb [headerLen]byte
-		appendFrame(hb[:0], kind, method, code, nil)
-		// The length field must count the body that follows.
-		hb[5], hb[6], hb[7], hb[8] = byte(len(body)>>24), byte(len(body)>>16), byte(len(body)>>8), byte(len(body))
-		if _, err := str.Write(hb[:]); err != nil {
-			return err
-		}
-		if _, err := str.Write(body); err != nil {
-			return err
-		}
+func exchange(str *quic.Stream, bp *[]byte, kind byte, method uint16, body []byte, maxBody int) ([]byte, bool, error) {
+	if err := writeFrame(str, bp, kind, method, 0, body); err != nil {
+		// Nothing complete reached the peer: it handles whole frames only.
+		return nil, false, err
 	}
-	return str.Close()
+	h, err := readHeader(str, (*bp)[:cap(*bp)], maxBody)
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, true, err
+	}
+	if h.method != method || (h.kind != kindResponse && h.kind != kindError) {
+		return nil, true, errBadKind
+	}
+	resp, err := readBody(str, h, nil)
+	if err != nil {
+		return nil, true, err
+	}
+	if h.kind == kindError {
+		return nil, true, &RemoteError{Code: h.code, Message: string(resp)}
+	}
+	return resp, true, nil
+}
+
+// writeFrame writes one frame to str, using the pooled buffer bp for small
+// frames.
+func writeFrame(str *quic.Stream, bp *[]byte, kind byte, method, code uint16, body []byte) error {
+	if len(body) <= coalesceLimit {
+		b := appendFrame((*bp)[:0], kind, method, code, body)
+		*bp = b
+		_, err := str.Write(b)
+		return err
+	}
+	b := appendFrame((*bp)[:0], kind, method, code, nil)
+	// The length field counts the body written next.
+	b[5], b[6], b[7], b[8] = byte(len(body)>>24), byte(len(body)>>16), byte(len(body)>>8), byte(len(body))
+	if _, err := str.Write(b); err != nil {
+		return err
+	}
+	_, err := str.Write(body)
+	return err
 }
 
 // resetCode is the stream error code that tells the peer why this side
@@ -87,7 +158,7 @@ func resetCode(err error) quic.StreamErrorCode {
 	switch {
 	case errors.Is(err, ErrFrameTooLarge):
 		return streamFrameTooLarge
-	case errors.Is(err, errBadKind), errors.Is(err, errTrailing):
+	case errors.Is(err, errBadKind), errors.Is(err, io.ErrUnexpectedEOF):
 		return streamProtocol
 	}
 	return streamCancelled
@@ -97,60 +168,78 @@ func resetCode(err error) quic.StreamErrorCode {
 // it returns.
 type dispatchFunc func(ctx context.Context, method uint16, body []byte) ([]byte, error)
 
-// serveStream reads one frame of kind want from str, runs dispatch and
-// writes its answer. The context passed to dispatch is the stream's: it is
-// cancelled when the caller resets the stream (its context ended) or the
-// connection closes.
+// serveStream serves the exchanges the peer runs on str, one after another,
+// until the peer closes the stream between exchanges, resets it, or the
+// connection ends. It runs on its own goroutine, one per stream, not per
+// exchange.
+//
+// The context passed to dispatch is the stream's: it is cancelled when the
+// caller resets the stream (its context ended) or the connection closes,
+// and since a reset stream is never reused, it belongs to this exchange.
 func serveStream(str *quic.Stream, want byte, maxBody int, dispatch dispatchFunc, log *slog.Logger) {
 	bp := getBuf()
-	defer putBuf(bp)
-	h, body, err := readFrame(str, (*bp)[:0], maxBody)
-	if cap(body) > cap(*bp) {
-		*bp = body[:0]
-	}
-	if err == nil && h.kind != want {
-		err = errBadKind
-	}
-	if err != nil {
-		code := resetCode(err)
-		if code != streamCancelled {
-			log.Debug("transport: rejected incoming frame", "error", err, "method", h.method, "length", h.length)
-		}
-		str.CancelRead(code)
-		str.CancelWrite(code)
-		return
-	}
+	defer func() { putBuf(bp) }()
 	ctx := str.Context()
-	resp, herr := safeDispatch(ctx, dispatch, h.method, body, log)
-	if ctx.Err() != nil {
-		// The caller reset the stream or the connection is gone: nobody
-		// reads an answer.
-		str.CancelWrite(streamCancelled)
-		return
-	}
-	if herr != nil {
-		code, msg := CodeInternal, ""
-		var re *RemoteError
-		if errors.As(herr, &re) {
-			code, msg = re.Code, re.Message
-		} else {
-			msg = herr.Error()
+	for {
+		h, err := readHeader(str, (*bp)[:cap(*bp)], maxBody)
+		if err == io.EOF {
+			_ = str.Close()
+			return
 		}
-		if len(msg) > maxBody {
-			msg = msg[:maxBody]
+		if err == nil && h.kind != want {
+			err = errBadKind
 		}
-		if err := writeFrame(str, kindError, h.method, code, []byte(msg)); err != nil {
+		var body []byte
+		if err == nil {
+			body, err = readBody(str, h, (*bp)[:0])
+			if cap(body) > cap(*bp) && cap(body) <= maxPooledBuf {
+				*bp = body[:0]
+			}
+		}
+		if err != nil {
+			code := resetCode(err)
+			if code != streamCancelled {
+				log.Debug("transport: rejected incoming frame", "error", err, "method", h.method, "length", h.length)
+			}
+			str.CancelRead(code)
+			str.CancelWrite(code)
+			return
+		}
+		resp, herr := safeDispatch(ctx, dispatch, h.method, body, log)
+		if ctx.Err() != nil {
+			// The caller reset the stream or the connection is gone: nobody
+			// reads an answer.
+			str.CancelRead(streamCancelled)
 			str.CancelWrite(streamCancelled)
+			return
 		}
-		return
-	}
-	if len(resp) > maxBody {
-		log.Warn("transport: answer exceeds MaxFrameBytes; stream reset", "method", h.method, "length", len(resp), "max_frame_bytes", maxBody)
-		str.CancelWrite(streamFrameTooLarge)
-		return
-	}
-	if err := writeFrame(str, kindResponse, h.method, 0, resp); err != nil {
-		str.CancelWrite(streamCancelled)
+		if herr != nil {
+			code, msg := CodeInternal, ""
+			var re *RemoteError
+			if errors.As(herr, &re) {
+				code, msg = re.Code, re.Message
+			} else {
+				msg = herr.Error()
+			}
+			if len(msg) > maxBody {
+				msg = msg[:maxBody]
+			}
+			err = writeFrame(str, bp, kindError, h.method, code, []byte(msg))
+		} else if len(resp) > maxBody {
+			log.Warn("transport: answer exceeds MaxFrameBytes; stream reset", "method", h.method, "length", len(resp), "max_frame_bytes", maxBody)
+			err = ErrFrameTooLarge
+		} else {
+			err = writeFrame(str, bp, kindResponse, h.method, 0, resp)
+		}
+		if err != nil {
+			code := resetCode(err)
+			str.CancelRead(code)
+			str.CancelWrite(code)
+			return
+		}
+		if cap(*bp) > maxPooledBuf {
+			*bp = make([]byte, 0, minPooledBuf)
+		}
 	}
 }
 
