@@ -107,8 +107,9 @@ const DefaultPartitions = 64
 // one serial step, so the store read each write needs (the item's current
 // value) is done beforehand by the caller's goroutine, in parallel; the
 // driver checks it against its record of recent writes (recentWrites).
-// Reads go straight to the store and see only durable writes: nothing is
-// visible before it can be acknowledged.
+// Reads go to the record cache or the store, both of which the committer
+// updates only after the sync: nothing is visible before it can be
+// acknowledged.
 type Node struct {
 	cfg    Config
 	store  tiers.Store
