@@ -55,13 +55,17 @@ type result struct {
 // apply applies cmd as command number index of partition part.
 // Commands that fail their checks still consume their index, as a raft
 // entry would: the partition's applied index counts log entries, not
-// successful writes.
+// successful writes. A nil cmd is a log entry with no command (raft's
+// election and membership entries): it only consumes its index.
 func (sm *stateMachine) apply(v view, w writer, part int, index uint64, cmd *Command) result {
 	ps := &sm.parts[part]
 	if index != ps.applied+1 {
 		panic(fmt.Sprintf("core: partition %d: applying index %d after %d", part, index, ps.applied))
 	}
 	ps.applied = index
+	if cmd == nil {
+		return result{}
+	}
 	return sm.applyItem(v, w, part, index, cmd)
 }
 

@@ -336,3 +336,22 @@ func TestProposalView(t *testing.T) {
 		t.Fatalf("b rewritten in cycle 2 was pruned: %+v", e)
 	}
 }
+
+// TestApplyEmptyEntries: log entries without a command (raft's own) take
+// an index, and the next command's version follows them.
+func TestApplyEmptyEntries(t *testing.T) {
+	s := memory.New()
+	sm := stateMachine{limits: item.DefaultLimits(), parts: make([]partState, 1)}
+	sm.limits.EnsureDefaults()
+	n := &Node{store: s, recent: newRecentWrites()}
+	c := &cycle{touched: make([]bool, 1), states: make([]partState, 1)}
+	w := cycleWriter{n: n, c: c}
+	v := proposalView{n: n, p: &proposal{}}
+	if res := sm.apply(v, w, 0, 1, nil); res.err != nil || res.item != nil {
+		t.Fatalf("empty entry: %+v", res)
+	}
+	res := sm.apply(v, w, 0, 2, &Command{Op: OpPut, Tenant: "t", ID: "x", Data: []byte("1")})
+	if res.err != nil || res.item.Version != FormatVersion(2) || sm.parts[0].applied != 2 {
+		t.Fatalf("command after an empty entry: %+v, applied %d", res, sm.parts[0].applied)
+	}
+}
