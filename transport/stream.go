@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"sync"
 
 	"github.com/quic-go/quic-go"
 )
@@ -29,37 +28,74 @@ const maxIdleStreams = 64
 // reused only after a complete exchange; one whose call was cancelled,
 // failed or exceeded a limit is reset and dropped, so a reset still
 // reaches exactly the one call it belongs to.
+//
+// Idle streams count against the peer's MaxConcurrentStreams, so a caller
+// that finds the limit reached waits for whichever comes first: a stream
+// another call hands back, or new stream credit from the peer.
 type streamPool struct {
 	conn *quic.Conn
-	mu   sync.Mutex
-	idle []*quic.Stream // guarded by mu; Invariant: every stream is between exchanges
+	idle chan *quic.Stream // Invariant: every stream in it is between exchanges
 }
 
 func newStreamPool(conn *quic.Conn) *streamPool {
-	return &streamPool{conn: conn}
+	return &streamPool{conn: conn, idle: make(chan *quic.Stream, maxIdleStreams)}
 }
 
 func (p *streamPool) get(ctx context.Context) (*quic.Stream, error) {
-	p.mu.Lock()
-	if n := len(p.idle); n > 0 {
-		s := p.idle[n-1]
-		p.idle[n-1] = nil
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
+	select {
+	case s := <-p.idle:
 		return s, nil
+	default:
 	}
-	p.mu.Unlock()
-	return p.conn.OpenStreamSync(ctx)
+	s, err := p.conn.OpenStream()
+	if err == nil || !isStreamLimit(err) {
+		return s, err
+	}
+	return p.wait(ctx)
+}
+
+// isStreamLimit reports whether err says the peer's stream limit is reached
+// (quic-go returns it as a pointer; accept the value too).
+func isStreamLimit(err error) bool {
+	return errors.As(err, new(*quic.StreamLimitReachedError)) || errors.As(err, new(quic.StreamLimitReachedError))
+}
+
+// wait is get's slow path at the peer's stream limit.
+func (p *streamPool) wait(ctx context.Context) (*quic.Stream, error) {
+	type opened struct {
+		s   *quic.Stream
+		err error
+	}
+	octx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := make(chan opened, 1)
+	go func() {
+		s, err := p.conn.OpenStreamSync(octx)
+		ch <- opened{s, err}
+	}()
+	select {
+	case s := <-p.idle:
+		cancel()
+		go func() {
+			// Keep a stream opened meanwhile for later calls.
+			if o := <-ch; o.err == nil {
+				p.put(o.s)
+			}
+		}()
+		return s, nil
+	case o := <-ch:
+		return o.s, o.err
+	}
 }
 
 func (p *streamPool) put(s *quic.Stream) {
-	p.mu.Lock()
-	if len(p.idle) < maxIdleStreams && p.conn.Context().Err() == nil {
-		p.idle = append(p.idle, s)
-		p.mu.Unlock()
-		return
+	if p.conn.Context().Err() == nil {
+		select {
+		case p.idle <- s:
+			return
+		default:
+		}
 	}
-	p.mu.Unlock()
 	// Finish the stream: FIN our side, and stop reading theirs; the peer's
 	// serving loop sees EOF between exchanges and closes its side.
 	_ = s.Close()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -528,5 +529,39 @@ func TestPush(t *testing.T) {
 			t.Fatal("subscriber not dropped after the client closed")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// With fewer streams allowed than concurrent calls, calls wait for a
+// stream another call hands back instead of stalling.
+func TestStreamLimit(t *testing.T) {
+	for _, limit := range []int{1, 4} {
+		t.Run(strconv.Itoa(limit), func(t *testing.T) {
+			cfg := nodeConfig(t, "server")
+			cfg.MaxConcurrentStreams = limit
+			srv := startServer(t, cfg, map[uint16]HandlerFunc{
+				mEcho: func(ctx context.Context, p *Peer, req []byte) ([]byte, error) {
+					time.Sleep(time.Millisecond)
+					return echo(ctx, p, req)
+				},
+			})
+			c := newClient(t, nodeConfig(t, "client"))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var wg sync.WaitGroup
+			var failed atomic.Int64
+			for range 40 {
+				wg.Go(func() {
+					for range 5 {
+						if _, err := c.Call(ctx, srv.Addr().String(), mEcho, []byte("x")); err != nil {
+							failed.Add(1)
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+		})
 	}
 }
