@@ -82,6 +82,7 @@ func TestAuthentication(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
+			t.Logf("refused: %v", err)
 			select {
 			case <-reached:
 				t.Fatal("handler ran for an unauthenticated peer")
