@@ -42,6 +42,10 @@ type Client struct {
 	closed bool                   // guarded by mu
 
 	wg sync.WaitGroup // connection goroutines and push handlers
+
+	counters                         streamCounters // pushes served
+	dials, dialFailures, disconnects atomic.Uint64
+	calls, callErrors                atomic.Uint64
 }
 
 // clientConn is one pooled connection. conn and err are written before
@@ -107,9 +111,11 @@ func (c *Client) OnDisconnect(f func(addr string)) { c.onDisconnect.Store(&f) }
 // A call that fails before its stream was opened, because the pooled
 // connection turned out to be dead, is retried once on a new connection.
 func (c *Client) Call(ctx context.Context, addr string, method uint16, req []byte) ([]byte, error) {
+	c.calls.Add(1)
 	for attempt := 0; ; attempt++ {
 		cc, err := c.get(ctx, addr)
 		if err != nil {
+			c.callErrors.Add(1)
 			return nil, callError(ctx, "call", addr, err)
 		}
 		resp, sent, err := roundTrip(ctx, cc.streams, kindRequest, method, req, c.cfg.MaxFrameBytes)
@@ -120,6 +126,7 @@ func (c *Client) Call(ctx context.Context, addr string, method uint16, req []byt
 			c.forget(cc)
 			continue
 		}
+		c.callErrors.Add(1)
 		return nil, callError(ctx, "call", addr, err)
 	}
 }
@@ -179,8 +186,10 @@ func (c *Client) forget(cc *clientConn) {
 // lost. It runs on its own goroutine, one per connection.
 func (c *Client) run(cc *clientConn) {
 	defer c.wg.Done()
+	c.dials.Add(1)
 	conn, err := c.dial(cc.addr)
 	if err != nil {
+		c.dialFailures.Add(1)
 		cc.err = err
 		c.forget(cc)
 		close(cc.ready)
@@ -221,13 +230,16 @@ func (c *Client) run(cc *clientConn) {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			serveStream(str, kindPush, c.cfg.MaxFrameBytes, dispatch, c.log)
+			serveStream(str, kindPush, c.cfg.MaxFrameBytes, dispatch, &c.counters, c.log)
 		}()
 	}
 	c.forget(cc)
 	c.mu.RLock()
 	closed = c.closed
 	c.mu.RUnlock()
+	if !closed {
+		c.disconnects.Add(1)
+	}
 	if f := c.onDisconnect.Load(); f != nil && !closed {
 		(*f)(cc.addr)
 	}
@@ -246,6 +258,23 @@ func (c *Client) dial(addr string) (*quic.Conn, error) {
 		tlsConf.ServerName, _, _ = net.SplitHostPort(addr)
 	}
 	return c.tr.Dial(ctx, uaddr, tlsConf, c.qconf)
+}
+
+// Metrics returns a snapshot of the client's counters.
+func (c *Client) Metrics() ClientMetrics {
+	c.mu.RLock()
+	n := len(c.conns)
+	c.mu.RUnlock()
+	return ClientMetrics{
+		Connections:    n,
+		Dials:          c.dials.Load(),
+		DialFailures:   c.dialFailures.Load(),
+		Disconnects:    c.disconnects.Load(),
+		Calls:          c.calls.Load(),
+		CallErrors:     c.callErrors.Load(),
+		Pushes:         c.counters.exchanges.Load(),
+		FramesRejected: c.counters.rejected.Load(),
+	}
 }
 
 // Close closes every connection and the socket and waits for push handlers

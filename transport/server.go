@@ -40,6 +40,10 @@ type Server struct {
 	peers  map[*Peer]struct{} // connected peers; guarded by mu
 	closed bool               // guarded by mu
 
+	counters           streamCounters
+	accepted           atomic.Uint64
+	pushes, pushErrors atomic.Uint64
+
 	closeOnce sync.Once
 	wg        sync.WaitGroup // connection and stream goroutines
 }
@@ -137,6 +141,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			continue
 		}
 		s.peers[p] = struct{}{}
+		s.accepted.Add(1)
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go s.serveConn(p)
@@ -171,7 +176,7 @@ func (s *Server) serveConn(p *Peer) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			serveStream(str, kindRequest, s.cfg.MaxFrameBytes, dispatch, s.log)
+			serveStream(str, kindRequest, s.cfg.MaxFrameBytes, dispatch, &s.counters, s.log)
 		}()
 	}
 	s.mu.Lock()
@@ -188,6 +193,22 @@ func (s *Server) Peers() []*Peer {
 		out = append(out, p)
 	}
 	return out
+}
+
+// Metrics returns a snapshot of the server's counters.
+func (s *Server) Metrics() ServerMetrics {
+	s.mu.Lock()
+	n := len(s.peers)
+	s.mu.Unlock()
+	return ServerMetrics{
+		Connections:         n,
+		ConnectionsAccepted: s.accepted.Load(),
+		Requests:            s.counters.exchanges.Load(),
+		RequestErrors:       s.counters.errors.Load(),
+		FramesRejected:      s.counters.rejected.Load(),
+		Pushes:              s.pushes.Load(),
+		PushErrors:          s.pushErrors.Load(),
+	}
 }
 
 // Close closes every connection (peers see an orderly close at once) and
@@ -234,8 +255,10 @@ func (p *Peer) Done() <-chan struct{} { return p.conn.Context().Done() }
 // MaxFrameBytes, and the context's error when ctx ends first. Push is safe
 // for concurrent use.
 func (p *Peer) Push(ctx context.Context, method uint16, msg []byte) error {
+	p.srv.pushes.Add(1)
 	_, _, err := roundTrip(ctx, p.streams, kindPush, method, msg, p.srv.cfg.MaxFrameBytes)
 	if err != nil {
+		p.srv.pushErrors.Add(1)
 		return callError(ctx, "push", p.id, err)
 	}
 	return nil

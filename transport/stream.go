@@ -212,7 +212,7 @@ type dispatchFunc func(ctx context.Context, method uint16, body []byte) ([]byte,
 // The context passed to dispatch is the stream's: it is cancelled when the
 // caller resets the stream (its context ended) or the connection closes,
 // and since a reset stream is never reused, it belongs to this exchange.
-func serveStream(str *quic.Stream, want byte, maxBody int, dispatch dispatchFunc, log *slog.Logger) {
+func serveStream(str *quic.Stream, want byte, maxBody int, dispatch dispatchFunc, counters *streamCounters, log *slog.Logger) {
 	bp := getBuf()
 	defer func() { putBuf(bp) }()
 	ctx := str.Context()
@@ -235,12 +235,14 @@ func serveStream(str *quic.Stream, want byte, maxBody int, dispatch dispatchFunc
 		if err != nil {
 			code := resetCode(err)
 			if code != streamCancelled {
+				counters.rejected.Add(1)
 				log.Debug("transport: rejected incoming frame", "error", err, "method", h.method, "length", h.length)
 			}
 			str.CancelRead(code)
 			str.CancelWrite(code)
 			return
 		}
+		counters.exchanges.Add(1)
 		resp, herr := safeDispatch(ctx, dispatch, h.method, body, log)
 		if ctx.Err() != nil {
 			// The caller reset the stream or the connection is gone: nobody
@@ -250,6 +252,7 @@ func serveStream(str *quic.Stream, want byte, maxBody int, dispatch dispatchFunc
 			return
 		}
 		if herr != nil {
+			counters.errors.Add(1)
 			code, msg := CodeInternal, ""
 			var re *RemoteError
 			if errors.As(herr, &re) {

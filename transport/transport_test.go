@@ -312,6 +312,11 @@ func TestFrameTooLarge(t *testing.T) {
 			if !errors.Is(err, ErrFrameTooLarge) {
 				t.Fatalf("err = %v, want ErrFrameTooLarge", err)
 			}
+			if tt.req != nil && tt.server.MaxFrameBytes < len(tt.req) {
+				if m := srv.Metrics(); m.FramesRejected != 1 || m.Requests != 0 {
+					t.Fatalf("server metrics %+v; want one rejected frame, no request", m)
+				}
+			}
 			// Only the stream was reset: the connection still works.
 			got, err := c.Call(context.Background(), addr, mEcho, []byte("ok"))
 			if err != nil || string(got) != "ok" {
@@ -357,6 +362,9 @@ func TestReconnectAfterRestart(t *testing.T) {
 			}
 			if connects.Load() != 2 || disconnects.Load() != 1 {
 				t.Fatalf("connects %d, disconnects %d; want 2, 1", connects.Load(), disconnects.Load())
+			}
+			if m := c.Metrics(); m.Dials != 2 || m.Disconnects != 1 || m.Connections != 1 || m.CallErrors != 0 {
+				t.Fatalf("client metrics %+v", m)
 			}
 		})
 	}

@@ -1,0 +1,43 @@
+package transport
+
+import "sync/atomic"
+
+// ServerMetrics is a snapshot of a Server's counters. Counters only grow.
+type ServerMetrics struct {
+	// Connections is the number of connected peers now.
+	Connections int
+	// ConnectionsAccepted counts authenticated connections accepted.
+	ConnectionsAccepted uint64
+	// Requests counts requests dispatched to handlers (or answered with
+	// CodeUnknownMethod).
+	Requests uint64
+	// RequestErrors counts requests answered with an error frame.
+	RequestErrors uint64
+	// FramesRejected counts incoming frames refused for exceeding
+	// MaxFrameBytes or being malformed; their streams were reset.
+	FramesRejected uint64
+	// Pushes counts Peer.Push calls; PushErrors those that failed.
+	Pushes, PushErrors uint64
+}
+
+// ClientMetrics is a snapshot of a Client's counters. Counters only grow.
+type ClientMetrics struct {
+	// Connections is the number of pooled connections now.
+	Connections int
+	// Dials counts connection attempts; DialFailures those that failed.
+	Dials, DialFailures uint64
+	// Disconnects counts established connections that were lost.
+	Disconnects uint64
+	// Calls counts Call invocations; CallErrors those that failed.
+	Calls, CallErrors uint64
+	// Pushes counts pushes received and dispatched to the push handler.
+	Pushes uint64
+	// FramesRejected counts incoming push frames refused for exceeding
+	// MaxFrameBytes or being malformed.
+	FramesRejected uint64
+}
+
+// streamCounters are the counters serveStream updates.
+type streamCounters struct {
+	exchanges, errors, rejected atomic.Uint64
+}
