@@ -108,8 +108,8 @@ func (c *Client) OnDisconnect(f func(addr string)) { c.onDisconnect.Store(&f) }
 // waiting; the handler may or may not have run), ErrUnauthenticated,
 // ErrFrameTooLarge, ErrRemote (*RemoteError), ErrClosed, and ctx's error when
 // ctx ends first (the server's handler then sees its context cancelled).
-// A call that fails before its stream was opened, because the pooled
-// connection turned out to be dead, is retried once on a new connection.
+// A call whose request was not sent, because the pooled connection or
+// stream turned out to be dead, is retried once.
 func (c *Client) Call(ctx context.Context, addr string, method uint16, req []byte) ([]byte, error) {
 	c.calls.Add(1)
 	for attempt := 0; ; attempt++ {
@@ -123,7 +123,11 @@ func (c *Client) Call(ctx context.Context, addr string, method uint16, req []byt
 			return resp, nil
 		}
 		if !sent && attempt == 0 && ctx.Err() == nil && !errors.Is(err, ErrFrameTooLarge) {
-			c.forget(cc)
+			// The request never reached a handler: retry, on a new
+			// connection if this one is dead.
+			if cc.conn.Context().Err() != nil {
+				c.forget(cc)
+			}
 			continue
 		}
 		c.callErrors.Add(1)

@@ -130,13 +130,15 @@ func roundTrip(ctx context.Context, pool *streamPool, kind byte, method uint16, 
 	bp := getBuf()
 	resp, sent, err = exchange(str, bp, kind, method, body, maxBody)
 	putBuf(bp)
-	reusable := err == nil
+	// A remote error is a complete exchange too: the stream is fine.
+	_, remote := err.(*RemoteError)
+	reusable := err == nil || remote
 	if stop != nil && !stop() {
 		reusable = false // the AfterFunc ran or is running: the stream is reset
 	}
 	if reusable {
 		pool.put(str)
-	} else if err != nil {
+	} else if err != nil && !remote {
 		code := resetCode(err)
 		str.CancelWrite(code)
 		str.CancelRead(code)

@@ -557,12 +557,17 @@ func TestStreamLimit(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			var wg sync.WaitGroup
-			var failed atomic.Int64
 			for range 40 {
 				wg.Go(func() {
-					for range 5 {
-						if _, err := c.Call(ctx, srv.Addr().String(), mEcho, []byte("x")); err != nil {
-							failed.Add(1)
+					for i := range 6 {
+						// Remote errors complete the exchange: their streams
+						// are reused like any other.
+						method := mEcho
+						if i%2 == 1 {
+							method = 999
+						}
+						_, err := c.Call(ctx, srv.Addr().String(), method, []byte("x"))
+						if (method == mEcho && err != nil) || (method != mEcho && !errors.Is(err, ErrRemote)) {
 							t.Error(err)
 							return
 						}
