@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,5 +163,54 @@ func TestProfiles(t *testing.T) {
 		if err := cfg.validServer(); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+func TestJoinToken(t *testing.T) {
+	token := []byte("cluster-secret-0123456789")
+	other := []byte("another-secret-0123456789")
+	tests := []struct {
+		name                   string
+		serverToken, clientTok []byte
+		want                   error
+	}{
+		{name: "same token", serverToken: token, clientTok: token},
+		{name: "wrong token", serverToken: token, clientTok: other, want: ErrUnauthenticated},
+		{name: "client without token", serverToken: token, want: ErrUnauthenticated},
+		{name: "server without token", clientTok: token, want: ErrUnauthenticated},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			scfg := nodeConfig(t, "server")
+			scfg.JoinToken = tt.serverToken
+			var reached atomic.Bool
+			srv := startServer(t, scfg, map[uint16]HandlerFunc{
+				mEcho: func(ctx context.Context, p *Peer, req []byte) ([]byte, error) {
+					reached.Store(true)
+					return echo(ctx, p, req)
+				},
+			})
+			ccfg := nodeConfig(t, "client")
+			ccfg.JoinToken = tt.clientTok
+			c := newClient(t, ccfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			for i := range 3 { // the first and later calls on the same connection
+				got, err := c.Call(ctx, srv.Addr().String(), mEcho, []byte("hi"))
+				if tt.want == nil {
+					if err != nil || string(got) != "hi" {
+						t.Fatalf("call %d: %q, %v", i, got, err)
+					}
+					continue
+				}
+				if !errors.Is(err, tt.want) {
+					t.Fatalf("call %d: err = %v, want %v", i, err, tt.want)
+				}
+				t.Logf("refused: %v", err)
+			}
+			if tt.want != nil && reached.Load() {
+				t.Fatal("handler ran without a valid join token")
+			}
+		})
 	}
 }

@@ -200,8 +200,21 @@ func (c *Client) run(cc *clientConn) {
 		c.log.Debug("transport: dial failed", "addr", cc.addr, "error", err)
 		return
 	}
-	cc.conn = conn
 	cc.streams = newStreamPool(conn)
+	if c.cfg.JoinToken != nil {
+		str, err := sendJoin(conn, c.cfg.JoinToken, c.cfg.HandshakeTimeout)
+		if err != nil {
+			_ = conn.CloseWithError(connUnauthenticated, "join token not accepted")
+			c.dialFailures.Add(1)
+			cc.err = err
+			c.forget(cc)
+			close(cc.ready)
+			c.log.Warn("transport: join token not accepted", "addr", cc.addr, "error", err)
+			return
+		}
+		cc.streams.put(str)
+	}
+	cc.conn = conn
 	close(cc.ready)
 	c.log.Debug("transport: connected", "addr", cc.addr, "peer", peerID(conn))
 

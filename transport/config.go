@@ -77,6 +77,13 @@ type Config struct {
 	// secret. Default: derived from the TLS certificate's private key.
 	StatelessResetKey []byte
 
+	// JoinToken, when set, is a cluster secret checked on every connection
+	// in addition to mutual TLS: the client proves it knows the token
+	// (an HMAC bound to the TLS session, so it cannot be replayed) before
+	// its first request, and the server closes connections that don't.
+	// All nodes must have the same token. At least 16 bytes. Default none.
+	JoinToken []byte
+
 	// Logger receives connection events (never per-request logs). nil
 	// discards.
 	Logger *slog.Logger
@@ -171,6 +178,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConcurrentStreams < 1 {
 		bad("MaxConcurrentStreams (" + strconv.Itoa(c.MaxConcurrentStreams) + ") must be >= 1")
+	}
+	if c.JoinToken != nil && len(c.JoinToken) < 16 {
+		bad("JoinToken must be at least 16 bytes")
 	}
 	if c.StatelessResetKey != nil && len(c.StatelessResetKey) < 16 {
 		bad("StatelessResetKey must be at least 16 bytes")

@@ -75,7 +75,8 @@ const (
 
 // Connection close codes.
 const (
-	connClosed quic.ApplicationErrorCode = 0 // orderly close
+	connClosed          quic.ApplicationErrorCode = 0 // orderly close
+	connUnauthenticated quic.ApplicationErrorCode = 1 // join token missing or wrong
 )
 
 // callError wraps err from a round trip with addr and a sentinel. ctx errors
@@ -89,6 +90,9 @@ func callError(ctx context.Context, op, addr string, err error) error {
 
 // classify maps an error from quic-go or the frame reader to a sentinel.
 func classify(err error) error {
+	if errors.Is(err, errJoinToken) {
+		return ErrUnauthenticated
+	}
 	var se *quic.StreamError
 	if errors.As(err, &se) {
 		switch se.ErrorCode {
@@ -103,12 +107,17 @@ func classify(err error) error {
 	if errors.As(err, &te) && te.ErrorCode.IsCryptoError() {
 		return ErrUnauthenticated
 	}
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) && ae.Remote && ae.ErrorCode == connUnauthenticated {
+		return ErrUnauthenticated
+	}
+
 	var (
 		ua  x509.UnknownAuthorityError
 		cve *tls.CertificateVerificationError
-		ae  tls.AlertError
+		al  tls.AlertError
 	)
-	if errors.As(err, &ua) || errors.As(err, &cve) || errors.As(err, &ae) {
+	if errors.As(err, &ua) || errors.As(err, &cve) || errors.As(err, &al) {
 		return ErrUnauthenticated
 	}
 	switch {

@@ -11,7 +11,7 @@ import (
 // from the side that opened it and one answer frame back:
 //
 //	offset size field
-//	0      1    kind   (kindRequest, kindResponse, kindError, kindPush)
+//	0      1    kind   (kindRequest, kindResponse, kindError, kindPush, kindHello)
 //	1      2    method (big endian; a response repeats its request's method)
 //	3      2    code   (0 except in kindError frames, where it is the error code)
 //	5      4    length (big endian; body bytes that follow)
@@ -27,6 +27,7 @@ const (
 	kindResponse byte = 2 // successful answer to a request or push
 	kindError    byte = 3 // failed answer: code and message
 	kindPush     byte = 4 // server → client push
+	kindHello    byte = 5 // join token proof, first frame of a connection
 )
 
 // header is a decoded frame header.
@@ -57,7 +58,7 @@ func parseHeader(b []byte, maxBody int) (header, error) {
 		code:   binary.BigEndian.Uint16(b[3:5]),
 		length: binary.BigEndian.Uint32(b[5:9]),
 	}
-	if h.kind < kindRequest || h.kind > kindPush {
+	if h.kind < kindRequest || h.kind > kindHello {
 		return h, errBadKind
 	}
 	if uint64(h.length) > uint64(maxBody) {

@@ -88,6 +88,7 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Add(appendFrame(nil, kindRequest, 1, 0, []byte("get item-1")))
 	f.Add(appendFrame(nil, kindError, 2, CodeUnknownMethod, []byte("unknown method 2")))
 	f.Add(appendFrame(nil, kindPush, 9, 0, nil))
+	f.Add(appendFrame(nil, kindHello, 0, 0, make([]byte, 32)))
 	f.Add([]byte{kindRequest, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, in []byte) {

@@ -133,18 +133,15 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 			return &opError{op: "accept", addr: s.Addr().String(), kind: ErrUnavailable, err: err}
 		}
-		p := &Peer{id: peerID(conn), conn: conn, srv: s, streams: newStreamPool(conn)}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			_ = conn.CloseWithError(connClosed, "server closed")
 			continue
 		}
-		s.peers[p] = struct{}{}
-		s.accepted.Add(1)
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go s.serveConn(p)
+		go s.serveConn(conn)
 	}
 }
 
@@ -156,9 +153,31 @@ func peerID(conn *quic.Conn) string {
 	return certs[0].Subject.CommonName
 }
 
-// serveConn accepts the peer's streams until the connection ends.
-func (s *Server) serveConn(p *Peer) {
+// serveConn checks the join token if one is configured, registers the
+// peer and serves its streams until the connection ends.
+func (s *Server) serveConn(conn *quic.Conn) {
 	defer s.wg.Done()
+	p := &Peer{id: peerID(conn), conn: conn, srv: s, streams: newStreamPool(conn)}
+	var first *quic.Stream
+	if s.cfg.JoinToken != nil {
+		str, err := checkJoin(conn, s.cfg.JoinToken, s.cfg.HandshakeTimeout)
+		if err != nil {
+			s.log.Warn("transport: connection refused: join token", "peer", p.id, "remote_addr", conn.RemoteAddr().String(), "error", err)
+			_ = conn.CloseWithError(connUnauthenticated, "join token not accepted")
+			return
+		}
+		first = str
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = conn.CloseWithError(connClosed, "server closed")
+		return
+	}
+	s.peers[p] = struct{}{}
+	s.accepted.Add(1)
+	s.mu.Unlock()
+
 	s.log.Debug("transport: peer connected", "peer", p.id, "remote_addr", p.conn.RemoteAddr().String())
 	dispatch := func(ctx context.Context, method uint16, body []byte) ([]byte, error) {
 		h := (*s.handlers.Load())[method]
@@ -166,6 +185,13 @@ func (s *Server) serveConn(p *Peer) {
 			return nil, &RemoteError{Code: CodeUnknownMethod, Message: "unknown method " + strconv.Itoa(int(method))}
 		}
 		return h(ctx, p, body)
+	}
+	if first != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			serveStream(first, kindRequest, s.cfg.MaxFrameBytes, dispatch, &s.counters, s.log)
+		}()
 	}
 	for {
 		str, err := p.conn.AcceptStream(context.Background())
