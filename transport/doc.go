@@ -59,7 +59,10 @@
 // (its certificate's common name) is Peer.ID. A connection without valid
 // cluster credentials fails its handshake: the caller gets
 // ErrUnauthenticated and no handler runs. transport/pki creates the CA and
-// node certificates on a node's first start.
+// node certificates on a node's first start. Config.JoinToken adds a
+// cluster secret on top: the client proves it on its first stream with an
+// HMAC bound to the TLS session, and the server closes connections that
+// don't.
 //
 // # Errors
 //
