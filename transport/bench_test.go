@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"testing"
+	"time"
 )
 
 // benchReq is a small request like an item get: a key and a few bytes of
@@ -33,6 +34,18 @@ func BenchmarkCall(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := c.Call(ctx, addr, mEcho, benchReq); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("serial_deadline", func(b *testing.B) {
+		// A context with a deadline, as real calls have: the stream is
+		// reset if it passes.
+		dctx, cancel := context.WithTimeout(ctx, time.Hour)
+		defer cancel()
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := c.Call(dctx, addr, mEcho, benchReq); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -578,3 +578,32 @@ func TestStreamLimit(t *testing.T) {
 		})
 	}
 }
+
+func TestServerCloseCancelsHandlers(t *testing.T) {
+	started := make(chan struct{})
+	cancelled := make(chan struct{})
+	srv := startServer(t, nodeConfig(t, "server"), map[uint16]HandlerFunc{
+		mBlock: func(ctx context.Context, _ *Peer, _ []byte) ([]byte, error) {
+			close(started)
+			<-ctx.Done()
+			close(cancelled)
+			return nil, ctx.Err()
+		},
+	})
+	c := newClient(t, nodeConfig(t, "client"))
+	callErr := make(chan error, 1)
+	go func() {
+		_, err := c.Call(context.Background(), srv.Addr().String(), mBlock, nil)
+		callErr <- err
+	}()
+	<-started
+	_ = srv.Close()
+	select {
+	case <-cancelled:
+	case <-time.After(2 * time.Second):
+		t.Fatal("handler context not cancelled by Close")
+	}
+	if err := <-callErr; !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("call cut by server close: %v, want ErrUnavailable", err)
+	}
+}
