@@ -377,14 +377,19 @@ func TestDisconnectNotification(t *testing.T) {
 		within time.Duration
 	}{
 		{name: "server closed", stop: func(s *Server) { _ = s.Close() }, within: 500 * time.Millisecond},
-		// A silent death is noticed after IdleTimeout (2s in LocalConfig).
-		{name: "server crashed", stop: crash, within: 4 * time.Second},
+		// A silent death is noticed after IdleTimeout: 600ms with the
+		// fast-failover timers the client uses here.
+		{name: "server crashed", stop: crash, within: 1500 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := startServer(t, nodeConfig(t, "server"), map[uint16]HandlerFunc{mEcho: echo})
 			addr := srv.Addr().String()
-			c := newClient(t, nodeConfig(t, "client"))
+			ccfg := nodeConfig(t, "client")
+			fast := FastFailoverConfig(ccfg.TLS)
+			ccfg.IdleTimeout, ccfg.KeepAlivePeriod = fast.IdleTimeout, fast.KeepAlivePeriod
+			ccfg.HandshakeTimeout = 500 * time.Millisecond // dialling the dead server below
+			c := newClient(t, ccfg)
 			lost := make(chan string, 1)
 			c.OnDisconnect(func(a string) { lost <- a })
 			if _, err := c.Call(context.Background(), addr, mEcho, nil); err != nil {
