@@ -15,7 +15,8 @@ import (
 // HandlerFunc answers one request. ctx is cancelled when the caller's
 // context ends (the caller resets the stream) or the connection is lost.
 // req is valid only until the handler returns: copy what you keep. The
-// returned bytes are not modified by the transport. Return a *RemoteError to
+// answer may be req itself or part of it; the transport does not modify
+// the answer and does not keep it after sending. Return a *RemoteError to
 // choose the error code the caller sees. Handlers run concurrently, each on
 // its own goroutine, and may block.
 type HandlerFunc func(ctx context.Context, peer *Peer, req []byte) ([]byte, error)

@@ -215,8 +215,10 @@ type dispatchFunc func(ctx context.Context, method uint16, body []byte) ([]byte,
 // caller resets the stream (its context ended) or the connection closes,
 // and since a reset stream is never reused, it belongs to this exchange.
 func serveStream(str *quic.Stream, want byte, maxBody int, dispatch dispatchFunc, counters *streamCounters, log *slog.Logger) {
-	bp := getBuf()
-	defer func() { putBuf(bp) }()
+	// Requests are read into bp and answers encoded in wp, so a handler may
+	// answer with its request bytes (or a slice of them).
+	bp, wp := getBuf(), getBuf()
+	defer func() { putBuf(bp); putBuf(wp) }()
 	ctx := str.Context()
 	for {
 		h, err := readHeader(str, (*bp)[:cap(*bp)], maxBody)
@@ -265,12 +267,12 @@ func serveStream(str *quic.Stream, want byte, maxBody int, dispatch dispatchFunc
 			if len(msg) > maxBody {
 				msg = msg[:maxBody]
 			}
-			err = writeFrame(str, bp, kindError, h.method, code, []byte(msg))
+			err = writeFrame(str, wp, kindError, h.method, code, []byte(msg))
 		} else if len(resp) > maxBody {
 			log.Warn("transport: answer exceeds MaxFrameBytes; stream reset", "method", h.method, "length", len(resp), "max_frame_bytes", maxBody)
 			err = ErrFrameTooLarge
 		} else {
-			err = writeFrame(str, bp, kindResponse, h.method, 0, resp)
+			err = writeFrame(str, wp, kindResponse, h.method, 0, resp)
 		}
 		if err != nil {
 			code := resetCode(err)
@@ -278,8 +280,8 @@ func serveStream(str *quic.Stream, want byte, maxBody int, dispatch dispatchFunc
 			str.CancelWrite(code)
 			return
 		}
-		if cap(*bp) > maxPooledBuf {
-			*bp = make([]byte, 0, minPooledBuf)
+		if cap(*wp) > maxPooledBuf {
+			*wp = make([]byte, 0, minPooledBuf)
 		}
 	}
 }

@@ -101,11 +101,15 @@ const (
 	mBlock
 	mSubscribe
 	mBig
+	mEchoInPlace
 )
 
 func TestRoundTrip(t *testing.T) {
 	srv := startServer(t, nodeConfig(t, "server"), map[uint16]HandlerFunc{
-		mEcho:   echo,
+		mEcho: echo,
+		mEchoInPlace: func(_ context.Context, _ *Peer, req []byte) ([]byte, error) {
+			return req[1:], nil // answers with the request's own bytes
+		},
 		mWhoAmI: func(_ context.Context, p *Peer, _ []byte) ([]byte, error) { return []byte(p.ID()), nil },
 		mFail:   func(context.Context, *Peer, []byte) ([]byte, error) { return nil, errors.New("boom") },
 		mFailCode: func(context.Context, *Peer, []byte) ([]byte, error) {
@@ -126,6 +130,7 @@ func TestRoundTrip(t *testing.T) {
 	}{
 		{name: "echo", method: mEcho, req: []byte("hello"), want: []byte("hello")},
 		{name: "empty", method: mEcho, req: nil, want: []byte{}},
+		{name: "answer aliases request", method: mEchoInPlace, req: []byte("xabcdefgh"), want: []byte("abcdefgh")},
 		{name: "large", method: mEcho, req: bytes.Repeat([]byte("x"), 1<<20), want: bytes.Repeat([]byte("x"), 1<<20)},
 		{name: "peer id", method: mWhoAmI, want: []byte("client-1")},
 		{name: "handler error", method: mFail, wantCode: CodeInternal, wantMsg: "boom"},
