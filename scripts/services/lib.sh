@@ -16,11 +16,11 @@ RUN=$CACHE/services
 
 log() { echo "[$SERVICE] $*" >&2; }
 
-# lock_service: take the per-service lock on fd 9 until the script exits (max 15 min:
+# lock_service: take the per-service lock on fd 9 until the script exits (max 8 min:
 # a cold install of a Go server takes about 2 min on two cores).
 lock_service() {
   exec 9>"$RUN/$SERVICE.lock"
-  flock -w 900 9 || { log "timed out waiting for $RUN/$SERVICE.lock"; exit 1; }
+  flock -w 480 9 || { log "timed out waiting for $RUN/$SERVICE.lock"; exit 1; }
 }
 
 # pid_is_ours PIDFILE MUST_CONTAIN: the recorded process runs and its command line contains

@@ -48,7 +48,7 @@ PORT=$(pick_port "${AZURITE_PORT:-10000}")
 cd "$RUN"
 nohup "$DIR/node_modules/.bin/azurite-blob" --blobHost "$HOST" --blobPort "$PORT" \
   --inMemoryPersistence --disableTelemetry --skipApiVersionCheck --loose --silent \
-  >"$LOG" 2>&1 </dev/null &
+  >"$LOG" 2>&1 </dev/null 9>&- &
 echo $! >"$PIDF"; echo "$PORT" >"$RUN/azurite.port"; record_start
 wait_up 30 answers
 log "azurite $VER blob service up on http://$HOST:$PORT (pid $(cat "$PIDF"), log $LOG)"

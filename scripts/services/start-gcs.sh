@@ -31,7 +31,7 @@ rm -f "$PIDF"
 go_install github.com/fsouza/fake-gcs-server "$VER" fake-gcs-server
 PORT=$(pick_port "${GCS_PORT:-4443}")
 nohup "$BIN" -scheme http -host "$HOST" -port "$PORT" -public-host "$HOST:$PORT" \
-  -external-url "http://$HOST:$PORT" -backend memory -log-level error >"$LOG" 2>&1 </dev/null &
+  -external-url "http://$HOST:$PORT" -backend memory -log-level error >"$LOG" 2>&1 </dev/null 9>&- &
 echo $! >"$PIDF"; echo "$PORT" >"$RUN/gcs.port"; record_start
 wait_up 30 answers
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \

@@ -42,7 +42,7 @@ go_install github.com/versity/versitygw/cmd/versitygw "$VER" versitygw
 PORT=$(pick_port "${S3_PORT:-9000}")
 rm -rf "$DATA"; mkdir -p "$DATA"
 ROOT_ACCESS_KEY_ID=$AK ROOT_SECRET_ACCESS_KEY=$SK \
-  nohup "$BIN" --port "$HOST:$PORT" --region "$REGION" --quiet posix "$DATA" >"$LOG" 2>&1 </dev/null &
+  nohup "$BIN" --port "$HOST:$PORT" --region "$REGION" --quiet posix "$DATA" >"$LOG" 2>&1 </dev/null 9>&- &
 echo $! >"$PIDF"; echo "$PORT" >"$RUN/s3.port"; record_start
 wait_up 60 answers
 code=$(s3curl -X PUT "http://$HOST:$PORT/$BUCKET")

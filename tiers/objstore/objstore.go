@@ -15,6 +15,9 @@
 //   - Errors are wrapped with %w and classified by the sentinels below; check them with
 //     errors.Is. Anything a backend answers that has no sentinel is returned wrapped
 //     as is (for example a malformed response).
+//   - Portable keys never make one key a "directory" of another: with "a" stored, don't
+//     store "a/b". Object stores allow it, but file-system-backed servers (versitygw's
+//     posix backend, used in tests) refuse the second write.
 //   - Close releases the client's resources; the store must not be used afterwards.
 package objstore
 

@@ -1,0 +1,153 @@
+package s3
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"unicode/utf8"
+)
+
+// Config configures a Store. The zero value of every field except Bucket means its
+// default; EnsureDefaults fills them in and Validate checks the result.
+type Config struct {
+	// Bucket is the bucket holding the objects. Required; it must exist.
+	Bucket string
+
+	// Prefix is prepended to every key, so several stores can share a bucket
+	// (for example "node-1/"). Default "" (keys are used as they are). Listing strips it.
+	Prefix string
+
+	// Region is the bucket's region, used for request signing. Default "us-east-1"
+	// (what most S3-compatible servers expect).
+	Region string
+
+	// Endpoint overrides the service URL, e.g. "http://127.0.0.1:9000" for an
+	// S3-compatible server (versitygw, MinIO, Ceph, R2). Default "" (AWS S3 of Region).
+	Endpoint string
+
+	// AddressingStyle is "path" (http://host/bucket/key), "virtual"
+	// (http://bucket.host/key) or "auto": path style when Endpoint is set (S3-compatible
+	// servers rarely have wildcard DNS), virtual-hosted otherwise (what AWS requires for
+	// new buckets). Default "auto".
+	AddressingStyle string
+
+	// AccessKeyID, SecretAccessKey and SessionToken are explicit static credentials. If
+	// AccessKeyID is empty the SDK's standard chain is used: environment variables,
+	// shared config and credentials files, SSO, web identity, the ECS container endpoint,
+	// and the EC2 instance metadata service only if UseIMDS is set. Default: the chain.
+	AccessKeyID     string
+	SecretAccessKey string
+	SessionToken    string
+
+	// UseIMDS allows the credential chain and region lookup to query the EC2 instance
+	// metadata service at 169.254.169.254. Default false: the store never contacts it,
+	// which also avoids a slow timeout off EC2. Set it on EC2 instances with an
+	// instance role.
+	UseIMDS bool
+
+	// MaxAttempts is the number of tries of each request, the first included, with the
+	// SDK's exponential backoff between them for throttling, 5xx and connection errors.
+	// Default 3. More ride out longer outages at the price of slower failure reports.
+	MaxAttempts int
+
+	// ListPageSize is the number of keys asked for per listing request, 1..1000.
+	// Default 1000 (the S3 maximum); small values only help tests.
+	ListPageSize int
+
+	// Logger receives the store's rare events (opening). Nil discards.
+	Logger *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultRegion          = "us-east-1"
+	DefaultAddressingStyle = "auto"
+	DefaultMaxAttempts     = 3
+	DefaultListPageSize    = 1000
+)
+
+// DefaultConfig returns the configuration for bucket on AWS S3 with every default set.
+func DefaultConfig(bucket string) Config {
+	c := Config{Bucket: bucket}
+	c.EnsureDefaults()
+	return c
+}
+
+// LocalConfig returns the configuration for bucket on an S3-compatible server at
+// endpoint (e.g. "http://127.0.0.1:9000") with static credentials and path-style
+// addressing.
+func LocalConfig(endpoint, bucket, accessKeyID, secretAccessKey string) Config {
+	c := Config{
+		Bucket:          bucket,
+		Endpoint:        endpoint,
+		AddressingStyle: "path",
+		AccessKeyID:     accessKeyID,
+		SecretAccessKey: secretAccessKey,
+	}
+	c.EnsureDefaults()
+	return c
+}
+
+// EnsureDefaults sets every zero field to its default.
+func (c *Config) EnsureDefaults() {
+	if c.Region == "" {
+		c.Region = DefaultRegion
+	}
+	if c.AddressingStyle == "" {
+		c.AddressingStyle = DefaultAddressingStyle
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.ListPageSize == 0 {
+		c.ListPageSize = DefaultListPageSize
+	}
+}
+
+// Validate reports every problem of the configuration at once. It does not change c;
+// call EnsureDefaults first.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Bucket == "" {
+		add("Bucket is required")
+	}
+	if !utf8.ValidString(c.Prefix) || len(c.Prefix) > 512 {
+		add("Prefix (%q) must be valid UTF-8 of at most 512 bytes", c.Prefix)
+	}
+	if c.Region == "" {
+		add("Region is empty")
+	}
+	if c.Endpoint != "" {
+		u, err := url.Parse(c.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("Endpoint (%q) must be an http:// or https:// URL with a host", c.Endpoint)
+		}
+	}
+	switch c.AddressingStyle {
+	case "auto", "path", "virtual":
+	default:
+		add("AddressingStyle (%q) must be auto, path or virtual", c.AddressingStyle)
+	}
+	if (c.AccessKeyID == "") != (c.SecretAccessKey == "") {
+		add("AccessKeyID and SecretAccessKey must be set together")
+	}
+	if c.SessionToken != "" && c.AccessKeyID == "" {
+		add("SessionToken needs AccessKeyID and SecretAccessKey")
+	}
+	if c.MaxAttempts < 1 {
+		add("MaxAttempts (%d) must be >= 1", c.MaxAttempts)
+	}
+	if c.ListPageSize < 1 || c.ListPageSize > 1000 {
+		add("ListPageSize (%d) must be in 1..1000", c.ListPageSize)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("s3: invalid config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func (c *Config) pathStyle() bool {
+	return c.AddressingStyle == "path" || (c.AddressingStyle == "auto" && c.Endpoint != "")
+}
