@@ -97,8 +97,8 @@ func (c *Client) OnConnect(f func(addr string)) { c.onConnect.Store(&f) }
 // OnDisconnect sets a function called with the address when a connection is
 // lost: the server closed it, restarted (stateless reset) or stopped
 // answering for IdleTimeout. It is the fast failure signal. It is called on
-// the connection's goroutine, once per connection, and must not block long.
-// It is not called for connections closed by Client.Close.
+// the connection's goroutine, once per connection, and must not block long
+// or call Close. It is not called for connections closed by Client.Close.
 func (c *Client) OnDisconnect(f func(addr string)) { c.onDisconnect.Store(&f) }
 
 // Call sends req to the handler for method at addr and returns its answer.
