@@ -617,3 +617,45 @@ func TestServerCloseCancelsHandlers(t *testing.T) {
 		t.Fatalf("call cut by server close: %v, want ErrUnavailable", err)
 	}
 }
+
+func TestLifecycle(t *testing.T) {
+	cfg := nodeConfig(t, "server")
+	srv, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Handle(mEcho, echo)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+
+	c := newClient(t, nodeConfig(t, "client"))
+	addr := srv.Addr().String()
+	if _, err := c.Call(context.Background(), addr, mEcho, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Cancelling Serve's context closes the server.
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Serve did not return after its context ended")
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	// A closed client refuses calls.
+	_ = c.Close()
+	if _, err := c.Call(context.Background(), addr, mEcho, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("call on a closed client: %v, want ErrClosed", err)
+	}
+	if _, err := NewClient(Config{}); err == nil {
+		t.Fatal("NewClient accepted a config without TLS")
+	}
+	if _, err := NewServer(Config{}); err == nil {
+		t.Fatal("NewServer accepted a config without TLS")
+	}
+}
