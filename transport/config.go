@@ -65,9 +65,11 @@ type Config struct {
 	// PINGs. Default IdleTimeout/3.
 	KeepAlivePeriod time.Duration
 
-	// MaxConcurrentStreams is how many requests (on the Server) or pushes (on
-	// the Client) the peer may have in flight on one connection; more wait
-	// for a free slot. Default 1024.
+	// MaxConcurrentStreams is how many streams the peer may have open on one
+	// connection: its calls (to a Server) or pushes (to a Client) in flight,
+	// plus up to 64 idle streams it keeps for reuse. A call beyond the limit
+	// waits for a stream. Each open stream costs the serving side a
+	// goroutine. Default 1024.
 	MaxConcurrentStreams int
 
 	// StatelessResetKey, when set, lets the Server answer packets for
