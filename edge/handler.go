@@ -305,7 +305,7 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 		}
 		opts.Limit = n
 	}
-	page, err := h.be.List(ctx, tenant, opts)
+	page, err := h.be.List(context.Background(), tenant, opts)
 	if err != nil {
 		h.writeError(ctx, err)
 		return
@@ -341,7 +341,7 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 	m := ctx.Method()
 	switch string(m) {
 	case "GET", "HEAD":
-		it, err := h.be.Get(ctx, tenant, id)
+		it, err := h.be.Get(context.Background(), tenant, id)
 		if err != nil {
 			h.writeError(ctx, err)
 			return

@@ -1,0 +1,79 @@
+package core
+
+import (
+	"context"
+	"errors"
+
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/wire"
+	"github.com/soullabs/brainy/transport"
+)
+
+// RegisterRPC serves the node's items on s, one handler per wire method,
+// for edges (package upstream) and, later, other nodes forwarding requests.
+// Errors travel as wire error codes, so the caller sees the same sentinel
+// (and, for bad input, the same error code) as a local caller would.
+func (n *Node) RegisterRPC(s *transport.Server) {
+	s.Handle(wire.MethodGet, n.rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
+		it, err := n.Get(ctx, r.Tenant, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		return wire.AppendItem(nil, it, false), nil
+	}))
+	s.Handle(wire.MethodAdd, n.rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
+		it, err := n.Add(ctx, r.Tenant, r.Item())
+		if err != nil {
+			return nil, err
+		}
+		return wire.AppendItem(nil, it, true), nil
+	}))
+	s.Handle(wire.MethodPut, n.rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
+		it, created, err := n.Put(ctx, r.Tenant, r.Item(), r.Cond)
+		if err != nil {
+			return nil, err
+		}
+		return wire.AppendItem(nil, it, created), nil
+	}))
+	s.Handle(wire.MethodPatch, n.rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
+		it, err := n.Patch(ctx, r.Tenant, r.ID, r.Patch(), r.Cond)
+		if err != nil {
+			return nil, err
+		}
+		return wire.AppendItem(nil, it, false), nil
+	}))
+	s.Handle(wire.MethodDelete, n.rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
+		return nil, n.Delete(ctx, r.Tenant, r.ID, r.Cond)
+	}))
+	s.Handle(wire.MethodList, n.rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
+		p, err := n.List(ctx, r.Tenant, r.List)
+		if err != nil {
+			return nil, err
+		}
+		return wire.AppendPage(nil, p), nil
+	}))
+}
+
+// rpc adapts an item operation to a transport handler: it decodes the
+// request and turns errors into wire error codes.
+func (n *Node) rpc(op func(context.Context, *wire.Request) ([]byte, error)) transport.HandlerFunc {
+	return func(ctx context.Context, _ *transport.Peer, req []byte) ([]byte, error) {
+		r, err := wire.DecodeRequest(req)
+		if err != nil {
+			return nil, rpcError(item.Invalid("malformed_request", "%v", err))
+		}
+		out, err := op(ctx, r)
+		if err != nil {
+			return nil, rpcError(err)
+		}
+		return out, nil
+	}
+}
+
+func rpcError(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err // the caller is gone; nobody reads the answer
+	}
+	code, msg := wire.ErrorCode(err)
+	return &transport.RemoteError{Code: code, Message: msg}
+}

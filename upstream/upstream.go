@@ -1,0 +1,188 @@
+// Package upstream is an edge's view of the cores: a Backend for the HTTP
+// API (package edge) that serves every request by calling a core over the
+// QUIC transport.
+//
+// Today it calls the first address that answers, in the configured order,
+// and moves to the next when a core is unreachable. Region latency probing,
+// partition-aware routing and the cache in front of it come next.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/nodestats"
+	"github.com/soullabs/brainy/internal/wire"
+	"github.com/soullabs/brainy/transport"
+)
+
+// Config configures a Backend.
+type Config struct {
+	// Addrs are the cores' transport addresses (host:port). Required.
+	Addrs []string
+	// Client carries the calls. Required; the Backend does not close it.
+	Client *transport.Client
+	// CallTimeout bounds one call to one core. Default 5 s.
+	CallTimeout time.Duration
+	// Logger receives failovers between cores. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Backend serves item requests from the cores.
+type Backend struct {
+	cfg     Config
+	log     *slog.Logger
+	current atomic.Int32 // index in Addrs of the core that last answered
+	healthy atomic.Bool
+	calls   atomic.Uint64
+	fails   atomic.Uint64
+}
+
+// New returns a Backend.
+func New(cfg Config) (*Backend, error) {
+	if len(cfg.Addrs) == 0 || cfg.Client == nil {
+		return nil, errors.New("upstream: Addrs and Client are required")
+	}
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	b := &Backend{cfg: cfg, log: cfg.Logger.With("component", "upstream")}
+	b.healthy.Store(true)
+	return b, nil
+}
+
+// call sends one request, trying each core once, starting with the one
+// that answered last. Only an unreachable core moves it on: a core's own
+// answer, error or not, is final.
+func (b *Backend) call(ctx context.Context, method uint16, r *wire.Request) ([]byte, error) {
+	req := wire.AppendRequest(nil, r)
+	start := int(b.current.Load())
+	var lastErr error
+	for i := range b.cfg.Addrs {
+		idx := (start + i) % len(b.cfg.Addrs)
+		cctx, cancel := context.WithTimeout(ctx, b.cfg.CallTimeout)
+		out, err := b.cfg.Client.Call(cctx, b.cfg.Addrs[idx], method, req)
+		cancel()
+		b.calls.Add(1)
+		var re *transport.RemoteError
+		switch {
+		case err == nil:
+			b.arrived(idx)
+			return out, nil
+		case errors.As(err, &re):
+			b.arrived(idx)
+			return nil, wire.Error(re.Code, re.Message)
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		}
+		b.fails.Add(1)
+		lastErr = err
+		b.log.Warn("core unreachable", "addr", b.cfg.Addrs[idx], "err", err)
+	}
+	b.healthy.Store(false)
+	return nil, fmt.Errorf("%w: no core answered: %v", item.ErrUnavailable, lastErr)
+}
+
+func (b *Backend) arrived(idx int) {
+	b.current.Store(int32(idx))
+	b.healthy.Store(true)
+}
+
+// Get implements edge.Backend.
+func (b *Backend) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
+	out, err := b.call(ctx, wire.MethodGet, &wire.Request{Tenant: tenant, ID: id})
+	if err != nil {
+		return nil, err
+	}
+	it, _, err := wire.DecodeItem(out)
+	return it, malformed(err)
+}
+
+// Add implements edge.Backend.
+func (b *Backend) Add(ctx context.Context, tenant string, it *item.Item) (*item.Item, error) {
+	out, err := b.call(ctx, wire.MethodAdd, valueRequest(tenant, it, item.Cond{}))
+	if err != nil {
+		return nil, err
+	}
+	got, _, err := wire.DecodeItem(out)
+	return got, malformed(err)
+}
+
+// Put implements edge.Backend.
+func (b *Backend) Put(ctx context.Context, tenant string, it *item.Item, cond item.Cond) (*item.Item, bool, error) {
+	out, err := b.call(ctx, wire.MethodPut, valueRequest(tenant, it, cond))
+	if err != nil {
+		return nil, false, err
+	}
+	got, created, err := wire.DecodeItem(out)
+	return got, created, malformed(err)
+}
+
+// Patch implements edge.Backend.
+func (b *Backend) Patch(ctx context.Context, tenant, id string, p *item.Patch, cond item.Cond) (*item.Item, error) {
+	r := &wire.Request{Tenant: tenant, ID: id, Cond: cond, Data: p.Data, Metadata: p.Metadata, Vector: p.Vector, HasVector: p.HasVector}
+	if p.Type != nil {
+		r.Type, r.HasType = *p.Type, true
+	}
+	out, err := b.call(ctx, wire.MethodPatch, r)
+	if err != nil {
+		return nil, err
+	}
+	got, _, err := wire.DecodeItem(out)
+	return got, malformed(err)
+}
+
+// Delete implements edge.Backend.
+func (b *Backend) Delete(ctx context.Context, tenant, id string, cond item.Cond) error {
+	_, err := b.call(ctx, wire.MethodDelete, &wire.Request{Tenant: tenant, ID: id, Cond: cond})
+	return err
+}
+
+// List implements edge.Backend.
+func (b *Backend) List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error) {
+	out, err := b.call(ctx, wire.MethodList, &wire.Request{Tenant: tenant, List: opts})
+	if err != nil {
+		return nil, err
+	}
+	p, err := wire.DecodePage(out)
+	return p, malformed(err)
+}
+
+// Metrics implements edge.Backend: the edge's view, one entry per core.
+func (b *Backend) Metrics() nodestats.Snapshot {
+	cur := int(b.current.Load())
+	s := nodestats.Snapshot{Replication: nodestats.Replication{Mode: "upstream"}}
+	for i, a := range b.cfg.Addrs {
+		up := i == cur && b.healthy.Load()
+		s.Nodes.List = append(s.Nodes.List, nodestats.Node{ID: a, Role: "core", Address: a, Healthy: up})
+		s.Nodes.Total++
+		if up {
+			s.Nodes.Healthy++
+		}
+	}
+	s.Operations.Errors = b.fails.Load()
+	return s
+}
+
+// Healthy implements edge.Backend: false once every core failed to answer,
+// until one answers again.
+func (b *Backend) Healthy() bool { return b.healthy.Load() }
+
+func valueRequest(tenant string, it *item.Item, cond item.Cond) *wire.Request {
+	return &wire.Request{Tenant: tenant, ID: it.ID, Cond: cond, Type: it.Type, Data: it.Data, Metadata: it.Metadata, Vector: it.Vector}
+}
+
+func malformed(err error) error {
+	if err != nil {
+		return fmt.Errorf("%w: the core's answer: %v", item.ErrUnavailable, err)
+	}
+	return nil
+}

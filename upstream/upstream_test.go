@@ -1,0 +1,148 @@
+package upstream_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/soullabs/brainy/core"
+	"github.com/soullabs/brainy/edge"
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/tiers/memory"
+	"github.com/soullabs/brainy/transport"
+	"github.com/soullabs/brainy/transport/pki"
+	"github.com/soullabs/brainy/upstream"
+)
+
+var _ edge.Backend = (*upstream.Backend)(nil)
+
+type rig struct {
+	core   *core.Node
+	server *transport.Server
+	h      *edge.Handler
+}
+
+// newRig runs a real core node behind a real QUIC server, and the HTTP API
+// handler of an edge whose backend calls that core.
+func newRig(t *testing.T, lim item.Limits) *rig {
+	t.Helper()
+	ca, err := pki.NewCA("test cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	coreCreds, _ := ca.NewBundle("core-1", []string{"127.0.0.1"})
+	edgeCreds, _ := ca.NewBundle("edge-1", nil)
+
+	store := memory.New()
+	node, err := core.Open(context.Background(), core.Config{Store: store, Limits: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := transport.NewServer(transport.LocalConfig(coreCreds.TLSConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node.RegisterRPC(srv)
+	go srv.Serve(context.Background())
+	client, err := transport.NewClient(transport.LocalConfig(edgeCreds.TLSConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := upstream.New(upstream.Config{Addrs: []string{srv.Addr().String()}, Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := edge.NewHandler(edge.Config{}, be) // the edge's limits are the defaults
+
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		client.Close()
+		srv.Close()
+		node.Close()
+		store.Close()
+	})
+	return &rig{core: node, server: srv, h: h}
+}
+
+func (r *rig) do(t *testing.T, method, path, body string, headers ...string) (int, string) {
+	t.Helper()
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod(method)
+	ctx.Request.SetRequestURI(path)
+	if body != "" {
+		ctx.Request.SetBodyString(body)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		ctx.Request.Header.Set(headers[i], headers[i+1])
+	}
+	r.h.Serve(&ctx)
+	return ctx.Response.StatusCode(), string(ctx.Response.Body())
+}
+
+func code(body string) string {
+	var e struct{ Error struct{ Code string } }
+	json.Unmarshal([]byte(body), &e)
+	return e.Error.Code
+}
+
+// TestAPIThroughUpstream runs the HTTP API on an edge whose every request
+// crosses QUIC to a core: answers and errors are the core's.
+func TestAPIThroughUpstream(t *testing.T) {
+	r := newRig(t, item.Limits{MaxDepth: 4})
+	status, body := r.do(t, "PUT", "/v1/items/john", `{"type":"person","data":{"name":"John"},"vector":[0.5]}`, "X-Brainy-Tenant", "acme")
+	if status != 201 || !strings.Contains(body, `"tenant":"acme"`) || !strings.Contains(body, `"vector":[0.5]`) {
+		t.Fatalf("PUT: %d %s", status, body)
+	}
+	var it item.Item
+	json.Unmarshal([]byte(body), &it)
+	if got, err := r.core.Get(context.Background(), "acme", "john"); err != nil || got.Version != it.Version {
+		t.Fatalf("the core does not hold what the edge acknowledged: %+v %v", got, err)
+	}
+	if status, got := r.do(t, "GET", "/v1/items/john", "", "X-Brainy-Tenant", "acme"); status != 200 || got != body {
+		t.Fatalf("GET: %d %s, want %s", status, got, body)
+	}
+	status, body = r.do(t, "PATCH", "/v1/items/john", `{"data":{"city":"Oslo"}}`, "X-Brainy-Tenant", "acme", "If-Match", `"`+it.Version+`"`)
+	if status != 200 || !strings.Contains(body, `"data":{"name":"John","city":"Oslo"}`) {
+		t.Fatalf("PATCH: %d %s", status, body)
+	}
+	if status, body := r.do(t, "POST", "/v1/items", `{"type":"person"}`, "X-Brainy-Tenant", "acme"); status != 201 {
+		t.Fatalf("POST: %d %s", status, body)
+	}
+	if status, body := r.do(t, "GET", "/v1/items?type=person", "", "X-Brainy-Tenant", "acme"); status != 200 || strings.Count(body, `"type":"person"`) != 2 {
+		t.Fatalf("list: %d %s", status, body)
+	}
+	for _, tc := range []struct {
+		method, path, body string
+		headers            []string
+		status             int
+		code               string
+	}{
+		{"GET", "/v1/items/nope", "", nil, 404, "not_found"},
+		{"GET", "/v1/items/john", "", nil, 404, "not_found"}, // another tenant
+		{"POST", "/v1/items", `{"id":"john"}`, []string{"X-Brainy-Tenant", "acme"}, 409, "conflict"},
+		{"PUT", "/v1/items/john", `{}`, []string{"X-Brainy-Tenant", "acme", "If-Match", `"0"`}, 412, "precondition_failed"},
+		// The core's stricter limits judge the data: the edge passes its error code on.
+		{"PATCH", "/v1/items/john", `{"data":{"a":{"b":{"c":{"d":{"e":1}}}}}}`, []string{"X-Brainy-Tenant", "acme"}, 400, "too_deep"},
+		{"GET", "/v1/items?cursor=zz", "", nil, 400, "invalid_cursor"},
+		{"DELETE", "/v1/items/john", "", []string{"X-Brainy-Tenant", "acme"}, 204, ""},
+		{"DELETE", "/v1/items/john", "", []string{"X-Brainy-Tenant", "acme"}, 404, "not_found"},
+	} {
+		status, body := r.do(t, tc.method, tc.path, tc.body, tc.headers...)
+		if status != tc.status || code(body) != tc.code {
+			t.Errorf("%s %s: %d %s, want %d %q", tc.method, tc.path, status, body, tc.status, tc.code)
+		}
+	}
+	// With the core gone, the edge answers 503 and says it is not ready.
+	r.server.Close()
+	if status, body := r.do(t, "GET", "/v1/items/x", "", "X-Brainy-Tenant", "acme"); status != 503 || code(body) != "unavailable" {
+		t.Fatalf("GET with the core down: %d %s", status, body)
+	}
+	if status, _ := r.do(t, "GET", "/readyz", ""); status != 503 {
+		t.Fatalf("readyz with the core down: %d", status)
+	}
+}
