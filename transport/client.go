@@ -122,7 +122,7 @@ func (c *Client) Call(ctx context.Context, addr string, method uint16, req []byt
 		if err == nil {
 			return resp, nil
 		}
-		if !sent && attempt == 0 && ctx.Err() == nil && !errors.Is(err, ErrFrameTooLarge) {
+		if !sent && attempt == 0 && ctx.Err() == nil && classify(err) == ErrUnavailable {
 			// The request never reached a handler: retry, on a new
 			// connection if this one is dead.
 			if cc.conn.Context().Err() != nil {

@@ -64,6 +64,15 @@
 // HMAC bound to the TLS session, and the server closes connections that
 // don't.
 //
+// # Shutdown
+//
+// Server.Shutdown drains: requests arriving from then on are refused with
+// CodeShuttingDown (ErrUnavailable for the caller, with the guarantee that
+// the handler did not run, so another node may be asked), running handlers
+// finish, then connections close and clients get OnDisconnect at once.
+// Server.Close does not wait: running handlers see their contexts
+// cancelled and their callers get ErrUnavailable.
+//
 // # Errors
 //
 // Every error starts with "transport: " and matches one of ErrUnavailable,

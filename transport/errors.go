@@ -42,6 +42,10 @@ const (
 	CodeInternal uint16 = 1
 	// CodeUnknownMethod: no handler is registered for the method.
 	CodeUnknownMethod uint16 = 2
+	// CodeShuttingDown: the server is draining (Server.Shutdown) and did
+	// not run the handler; the request can safely go to another node.
+	// Such errors also match ErrUnavailable.
+	CodeShuttingDown uint16 = 3
 	// CodeUser is the first code free for applications.
 	CodeUser uint16 = 16
 )
@@ -62,8 +66,11 @@ func (e *RemoteError) Error() string {
 	return "transport: remote error " + strconv.Itoa(int(e.Code)) + ": " + e.Message
 }
 
-// Is makes errors.Is(err, ErrRemote) true.
-func (e *RemoteError) Is(target error) bool { return target == ErrRemote }
+// Is makes errors.Is(err, ErrRemote) true, and errors.Is(err,
+// ErrUnavailable) for CodeShuttingDown.
+func (e *RemoteError) Is(target error) bool {
+	return target == ErrRemote || (target == ErrUnavailable && e.Code == CodeShuttingDown)
+}
 
 // Stream error codes sent in RESET_STREAM and STOP_SENDING.
 const (

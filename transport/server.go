@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quic-go/quic-go"
 )
@@ -26,7 +27,7 @@ type HandlerFunc func(ctx context.Context, peer *Peer, req []byte) ([]byte, erro
 // through *Peer.
 //
 // Use: NewServer (binds the socket), Handle for each method, Serve, and
-// Close (or cancel Serve's context) to stop.
+// Shutdown (drain) or Close (or cancel Serve's context) to stop.
 type Server struct {
 	cfg  Config
 	log  *slog.Logger
@@ -42,6 +43,8 @@ type Server struct {
 	closed bool               // guarded by mu
 
 	counters           streamCounters
+	draining           atomic.Bool  // set by Shutdown: refuse new requests
+	inflight           atomic.Int64 // handlers running
 	accepted           atomic.Uint64
 	pushes, pushErrors atomic.Uint64
 
@@ -181,6 +184,13 @@ func (s *Server) serveConn(conn *quic.Conn) {
 
 	s.log.Debug("transport: peer connected", "peer", p.id, "remote_addr", p.conn.RemoteAddr().String())
 	dispatch := func(ctx context.Context, method uint16, body []byte) ([]byte, error) {
+		// Count first, then check: Shutdown sets draining, then waits for
+		// the count, so every handler either runs to the end or never starts.
+		s.inflight.Add(1)
+		defer s.inflight.Add(-1)
+		if s.draining.Load() {
+			return nil, &RemoteError{Code: CodeShuttingDown, Message: "server shutting down"}
+		}
 		h := (*s.handlers.Load())[method]
 		if h == nil {
 			return nil, &RemoteError{Code: CodeUnknownMethod, Message: "unknown method " + strconv.Itoa(int(method))}
@@ -236,6 +246,27 @@ func (s *Server) Metrics() ServerMetrics {
 		Pushes:              s.pushes.Load(),
 		PushErrors:          s.pushErrors.Load(),
 	}
+}
+
+// Shutdown drains the server, then closes it: requests that arrive from
+// now on are refused with CodeShuttingDown (callers see ErrUnavailable and
+// know the handler did not run, so they can go to another node), and
+// Shutdown waits for running handlers to finish before closing the
+// connections. If ctx ends first, it closes at once (running handlers see
+// their contexts cancelled) and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for s.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			_ = s.Close()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return s.Close()
 }
 
 // Close closes every connection (peers see an orderly close at once) and

@@ -659,3 +659,64 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal("NewServer accepted a config without TLS")
 	}
 }
+
+func TestShutdownDrains(t *testing.T) {
+	started := make(chan struct{})
+	release := make(chan struct{})
+	cfg := nodeConfig(t, "server")
+	srv, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Handle(mBlock, func(context.Context, *Peer, []byte) ([]byte, error) {
+		close(started)
+		<-release
+		return []byte("done"), nil
+	})
+	srv.Handle(mEcho, echo)
+	go func() { _ = srv.Serve(context.Background()) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	c := newClient(t, nodeConfig(t, "client"))
+	addr := srv.Addr().String()
+
+	slow := make(chan error, 1)
+	go func() {
+		got, err := c.Call(context.Background(), addr, mBlock, nil)
+		if err == nil && string(got) != "done" {
+			err = errors.New("wrong answer")
+		}
+		slow <- err
+	}()
+	<-started
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(context.Background()) }()
+
+	// New requests are refused while the running one finishes.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		_, err := c.Call(context.Background(), addr, mEcho, []byte("x"))
+		var re *RemoteError
+		if errors.As(err, &re) && re.Code == CodeShuttingDown {
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("refused call does not match ErrUnavailable: %v", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("calls not refused while draining: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) while a handler was running", err)
+	default:
+	}
+	close(release)
+	if err := <-slow; err != nil {
+		t.Fatalf("call running during Shutdown: %v", err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
