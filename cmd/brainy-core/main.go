@@ -1,6 +1,7 @@
-// Command brainy-core runs a Brainy node: the HTTP API v1 on local storage.
+// Command brainy-core runs a Brainy node: the HTTP API v1 on local storage,
+// and the same items over QUIC for edges (brainy-edge).
 //
-//	go run ./cmd/brainy-core                       # 127.0.0.1:7070, ./brainy-data
+//	go run ./cmd/brainy-core                       # HTTP 127.0.0.1:7070, QUIC 127.0.0.1:7071, ./brainy-data
 //	brainy-core --storage memory                   # nothing on disk
 //	brainy-core --bind 0.0.0.0 --api-keys keys.txt # reachable, authenticated
 //
@@ -19,16 +20,17 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"os/signal"
+	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/edge"
 	"github.com/soullabs/brainy/internal/cliconfig"
+	"github.com/soullabs/brainy/internal/daemon"
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/tiers/backend"
+	"github.com/soullabs/brainy/transport"
 )
 
 func main() {
@@ -36,22 +38,27 @@ func main() {
 }
 
 type settings struct {
-	bind, httpAddr, storage, apiKeys, nodeID, config string
-	debugAddr                                        string
-	logLevel, logFormat                              string
-	partitions, maxBody                              int
-	insecure                                         bool
-	shutdownTimeout, writeTimeout                    time.Duration
+	bind, httpAddr, quicAddr, storage, apiKeys, nodeID, config string
+	tlsDir, tlsCert, tlsKey, tlsCA                             string
+	debugAddr, logLevel, logFormat                             string
+	partitions, maxBody                                        int
+	insecure                                                   bool
+	shutdownTimeout, writeTimeout                              time.Duration
 }
 
 func flags(s *settings) *flag.FlagSet {
 	fs := flag.NewFlagSet("brainy-core", flag.ContinueOnError)
-	fs.StringVar(&s.bind, "bind", "127.0.0.1", "`address` every listener binds to (the HTTP API on port 7070)")
+	fs.StringVar(&s.bind, "bind", "127.0.0.1", "`address` every listener binds to (HTTP API on port 7070, QUIC on 7071)")
 	fs.StringVar(&s.httpAddr, "http-addr", "", "HTTP API listen `host:port`; empty means BIND:7070")
+	fs.StringVar(&s.quicAddr, "quic-addr", "", "QUIC listen `host:port` (UDP) for edges and peers; empty means BIND:7071")
 	fs.StringVar(&s.storage, "storage", "./brainy-data", "where data lives: a `directory` (durable), or \"memory\"")
 	fs.IntVar(&s.partitions, "partitions", core.DefaultPartitions, "partitions of a new store; fixed once the store exists")
 	fs.StringVar(&s.apiKeys, "api-keys", "", "`file` of \"KEY TENANT\" lines; turns on authentication")
 	fs.BoolVar(&s.insecure, "insecure", false, "allow a non-loopback address without API keys")
+	fs.StringVar(&s.tlsDir, "tls-dir", "", "`directory` of the cluster CA and this node's certificate, created on first start;\nempty means STORAGE/tls (with memory storage: a CA for this process only)")
+	fs.StringVar(&s.tlsCert, "tls-cert", "", "node certificate `file` (PEM), with --tls-key and --tls-ca, instead of --tls-dir")
+	fs.StringVar(&s.tlsKey, "tls-key", "", "node private key `file` (PEM)")
+	fs.StringVar(&s.tlsCA, "tls-ca", "", "cluster CA certificate `file` (PEM)")
 	fs.IntVar(&s.maxBody, "max-body-bytes", item.DefaultLimits().MaxBodyBytes, "largest request body accepted, in `bytes`")
 	fs.DurationVar(&s.writeTimeout, "write-timeout", 10*time.Second, "how long a write may wait for its commit before 503")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for in-flight requests")
@@ -68,7 +75,7 @@ func run(args []string, stderr io.Writer) int {
 	fs := flags(&s)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		cliconfig.Usage(stderr, fs, "BRAINY_", "Usage: brainy-core [flags]\n\nRuns a Brainy node serving the HTTP API v1.")
+		cliconfig.Usage(stderr, fs, "BRAINY_", "Usage: brainy-core [flags]\n\nRuns a Brainy node serving the HTTP API v1 and, for edges, the same items over QUIC.")
 	}
 	sources, err := cliconfig.Parse(fs, args, "BRAINY_", "config", nil)
 	if errors.Is(err, flag.ErrHelp) {
@@ -78,7 +85,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "brainy-core:", err)
 		return 2
 	}
-	log, err := newLogger(stderr, s.logLevel, s.logFormat)
+	log, err := daemon.NewLogger(stderr, s.logLevel, s.logFormat)
 	if err != nil {
 		fmt.Fprintln(stderr, "brainy-core:", err)
 		return 2
@@ -94,32 +101,30 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 	if s.httpAddr == "" {
 		s.httpAddr = net.JoinHostPort(s.bind, "7070")
 	}
+	if s.quicAddr == "" {
+		s.quicAddr = net.JoinHostPort(s.bind, "7071")
+	}
 	limits := item.DefaultLimits()
 	limits.MaxBodyBytes = s.maxBody
-	var keys *edge.APIKeys
-	if s.apiKeys != "" {
-		f, err := os.Open(s.apiKeys)
-		if err != nil {
-			return fmt.Errorf("--api-keys: %w", err)
-		}
-		keys, err = edge.ParseAPIKeys(f, &limits)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("--api-keys %s: %w", s.apiKeys, err)
-		}
+	keys, err := daemon.LoadAPIKeys(s.apiKeys, &limits)
+	if err != nil {
+		return err
 	}
-	if !isLoopback(s.httpAddr) && keys.Len() == 0 && !s.insecure {
-		return fmt.Errorf("refusing to serve on %s without API keys: pass --api-keys FILE, or --insecure to serve unauthenticated", s.httpAddr)
+	if err := daemon.CheckExposure(s.httpAddr, keys, s.insecure); err != nil {
+		return err
 	}
-	if s.debugAddr != "" && !isLoopback(s.debugAddr) && !s.insecure {
+	if s.debugAddr != "" && !daemon.IsLoopback(s.debugAddr) && !s.insecure {
 		return fmt.Errorf("refusing to serve profiles on %s: --debug-addr must be a loopback address unless --insecure is given", s.debugAddr)
 	}
 	spec, err := backend.Parse(s.storage)
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "component", "main", "http_addr", s.httpAddr, "storage", spec.String(),
-		"partitions", s.partitions, "api_keys", keys.Len(), "insecure", s.insecure,
+	if s.tlsDir == "" && spec.Kind == "disk" {
+		s.tlsDir = filepath.Join(spec.Path, "tls")
+	}
+	log.Info("starting", "component", "main", "http_addr", s.httpAddr, "quic_addr", s.quicAddr, "storage", spec.String(),
+		"partitions", s.partitions, "api_keys", keys.Len(), "insecure", s.insecure, "tls_dir", s.tlsDir,
 		"max_body_bytes", s.maxBody, "write_timeout", s.writeTimeout, "shutdown_timeout", s.shutdownTimeout,
 		"config", s.config, "set_by", setBy(sources))
 
@@ -128,13 +133,31 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 		return err
 	}
 	defer store.Close()
-	ctx := context.Background()
-	node, err := core.Open(ctx, core.Config{Store: store, StorageLocation: spec.Path, NodeID: s.nodeID,
+	// The pebble store keeps its files beside the tls directory; pebble
+	// ignores what it does not own.
+	node, err := core.Open(context.Background(), core.Config{Store: store, StorageLocation: spec.Path, NodeID: s.nodeID,
 		Partitions: s.partitions, Limits: limits, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer node.Close()
+
+	host, _, _ := net.SplitHostPort(s.quicAddr)
+	tlsConf, err := daemon.ClusterTLS(daemon.TLSFiles{Cert: s.tlsCert, Key: s.tlsKey, CA: s.tlsCA}, s.tlsDir, node.ID(), []string{host})
+	if err != nil {
+		return fmt.Errorf("cluster credentials: %w", err)
+	}
+	qcfg := transport.DefaultConfig(tlsConf)
+	qcfg.ListenAddr = s.quicAddr
+	qcfg.Logger = log
+	qsrv, err := transport.NewServer(qcfg)
+	if err != nil {
+		return fmt.Errorf("quic: %w", err)
+	}
+	defer qsrv.Close()
+	node.RegisterRPC(qsrv)
+	go qsrv.Serve(context.Background())
+
 	h, err := edge.NewHandler(edge.Config{Limits: limits, APIKeys: keys, WriteTimeout: s.writeTimeout, Logger: log}, node)
 	if err != nil {
 		return err
@@ -144,7 +167,6 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	log.Info("listening", "component", "main", "node", node.ID(), "http_addr", ln.Addr().String())
 	if s.debugAddr != "" {
 		dln, err := net.Listen("tcp", s.debugAddr)
 		if err != nil {
@@ -154,22 +176,12 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 		log.Info("serving profiles", "component", "main", "debug_addr", dln.Addr().String())
 		go http.Serve(dln, debugMux())
 	}
+	log.Info("listening", "component", "main", "node", node.ID(), "http_addr", ln.Addr().String(), "quic_addr", qsrv.Addr().String())
 
-	sig, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
+	if err := daemon.Run(ln, srv, s.shutdownTimeout, log); err != nil {
 		return err
-	case <-sig.Done():
 	}
-	log.Info("shutting down", "component", "main")
-	sctx, cancel := context.WithTimeout(ctx, s.shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("shutdown did not finish in-flight requests", "component", "main", "err", err)
-	}
+	qsrv.Close()
 	if err := node.Close(); err != nil {
 		return err
 	}
@@ -200,31 +212,4 @@ func debugMux() *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }

@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	bin, err = coretest.Build("../..", dir)
+	bin, err = coretest.Build("../..", dir, "brainy-core")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -58,7 +58,7 @@ func do(t testing.TB, method, url, contentType, body string) (int, []byte) {
 // does, read it back, restart, and find it still there.
 func TestQuickStart(t *testing.T) {
 	dir := t.TempDir()
-	p := coretest.Start(t, bin, nil, "--storage", filepath.Join(dir, "data"))
+	p := coretest.StartCore(t, bin, nil, "--storage", filepath.Join(dir, "data"))
 	status, body := do(t, "POST", p.URL("/v1/items"), "application/x-www-form-urlencoded", `{"type":"person","data":{"name":"John"}}`)
 	if status != 201 {
 		t.Fatalf("POST: %d %s", status, body)
@@ -73,7 +73,7 @@ func TestQuickStart(t *testing.T) {
 	if err := p.Stop(15 * time.Second); err != nil {
 		t.Fatalf("SIGTERM: %v\n%s", err, p.Log())
 	}
-	p = coretest.Start(t, bin, nil, "--storage", filepath.Join(dir, "data"))
+	p = coretest.StartCore(t, bin, nil, "--storage", filepath.Join(dir, "data"))
 	if status, got := do(t, "GET", p.URL("/v1/items/"+it.ID), "", ""); status != 200 || !bytes.Equal(got, body) {
 		t.Fatalf("GET after restart: %d %s, want %s", status, got, body)
 	}
@@ -121,7 +121,7 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 	}
 
 	for round := range 5 {
-		p := coretest.Start(t, bin, nil, "--storage", dir)
+		p := coretest.StartCore(t, bin, nil, "--storage", dir)
 		check(p, fmt.Sprintf("round %d", round))
 		var wg sync.WaitGroup
 		var n atomic.Int64
@@ -185,14 +185,14 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 		}
 		t.Logf("round %d: %d writes acknowledged before SIGKILL", round, n.Load())
 	}
-	check(coretest.Start(t, bin, nil, "--storage", dir), "after the last crash")
+	check(coretest.StartCore(t, bin, nil, "--storage", dir), "after the last crash")
 }
 
 // TestGracefulShutdown: SIGTERM during writes finishes what is in flight,
 // exits 0, and every acknowledged write is there after a restart.
 func TestGracefulShutdown(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	p := coretest.Start(t, bin, nil, "--storage", dir)
+	p := coretest.StartCore(t, bin, nil, "--storage", dir)
 	var mu sync.Mutex
 	var acked []string
 	var wg sync.WaitGroup
@@ -228,7 +228,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if !strings.Contains(p.Log(), `"msg":"stopped"`) {
 		t.Fatalf("no clean stop in the log:\n%s", p.Log())
 	}
-	p = coretest.Start(t, bin, nil, "--storage", dir)
+	p = coretest.StartCore(t, bin, nil, "--storage", dir)
 	for _, id := range acked {
 		if status, body := do(t, "GET", p.URL("/v1/items/"+id), "", ""); status != 200 {
 			t.Fatalf("acknowledged %s missing after graceful restart: %d %s", id, status, body)
@@ -248,7 +248,7 @@ func TestRefusesOpenAddressWithoutKeys(t *testing.T) {
 }
 
 func TestDebugProfiles(t *testing.T) {
-	p := coretest.Start(t, bin, nil, "--storage", "memory", "--debug-addr", "127.0.0.1:0")
+	p := coretest.StartCore(t, bin, nil, "--storage", "memory", "--debug-addr", "127.0.0.1:0")
 	// The profile listener is logged just after the API's: wait for it.
 	var addr string
 	for deadline := time.Now().Add(10 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -280,7 +280,7 @@ func TestSettingsFromEnvAndFile(t *testing.T) {
 	os.WriteFile(keys, []byte("k-0123456789abcdef acme\n"), 0o600)
 	os.WriteFile(cfg, []byte("storage: memory\napi-keys: "+keys+"\nmax-body-bytes: 100\n"), 0o600)
 	// The file sets a 100-byte body limit; the environment raises it to 200.
-	p := coretest.Start(t, bin, []string{"BRAINY_MAX_BODY_BYTES=200"}, "--config", cfg)
+	p := coretest.StartCore(t, bin, []string{"BRAINY_MAX_BODY_BYTES=200"}, "--config", cfg)
 	body := `{"data":"` + strings.Repeat("x", 150) + `"}`
 	req, _ := http.NewRequest("PUT", p.URL("/v1/items/a"), strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer k-0123456789abcdef")

@@ -1,6 +1,6 @@
-// Package coretest runs real brainy-core processes for end-to-end tests:
-// it builds the binary once, starts it on a loopback port chosen by the
-// kernel, and stops or kills it by PID.
+// Package coretest runs real brainy-core and brainy-edge processes for
+// end-to-end tests: it builds the binaries once, starts them on loopback
+// ports chosen by the kernel, and stops or kills them by PID.
 package coretest
 
 import (
@@ -19,11 +19,11 @@ import (
 	"time"
 )
 
-// Build compiles ./cmd/brainy-core into dir and returns the binary's path.
+// Build compiles ./cmd/NAME into dir and returns the binary's path.
 // moduleRoot is the directory holding go.mod.
-func Build(moduleRoot, dir string) (string, error) {
-	bin := filepath.Join(dir, "brainy-core")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/brainy-core")
+func Build(moduleRoot, dir, name string) (string, error) {
+	bin := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/"+name)
 	cmd.Dir = moduleRoot
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
@@ -31,14 +31,22 @@ func Build(moduleRoot, dir string) (string, error) {
 	return bin, nil
 }
 
-// Process is a running brainy-core.
+// Process is a running brainy-core or brainy-edge.
 type Process struct {
 	// Addr is the HTTP API's host:port.
 	Addr string
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	log  bytes.Buffer // guarded by mu
-	exit chan error
+	// QUICAddr is brainy-core's QUIC address (empty for an edge).
+	QUICAddr string
+	cmd      *exec.Cmd
+	mu       sync.Mutex
+	log      bytes.Buffer // guarded by mu
+	exit     chan error
+}
+
+// StartCore starts brainy-core with its QUIC listener on a free port too.
+func StartCore(t testing.TB, bin string, env []string, args ...string) *Process {
+	t.Helper()
+	return Start(t, bin, env, append([]string{"--quic-addr", "127.0.0.1:0"}, args...)...)
 }
 
 // Start runs bin with args plus --http-addr 127.0.0.1:0 and JSON logs, and
@@ -65,7 +73,7 @@ func start(bin string, env []string, args ...string) (*Process, error) {
 		return nil, err
 	}
 	p := &Process{cmd: cmd, exit: make(chan error, 1)}
-	addr := make(chan string, 1)
+	addr := make(chan [2]string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -76,11 +84,12 @@ func start(bin string, env []string, args ...string) (*Process, error) {
 			p.log.WriteByte('\n')
 			p.mu.Unlock()
 			var rec struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"http_addr"`
+				Msg      string `json:"msg"`
+				Addr     string `json:"http_addr"`
+				QUICAddr string `json:"quic_addr"`
 			}
 			if json.Unmarshal(line, &rec) == nil && rec.Msg == "listening" {
-				addr <- rec.Addr
+				addr <- [2]string{rec.Addr, rec.QUICAddr}
 			}
 		}
 		_, _ = io.Copy(io.Discard, stderr)
@@ -88,14 +97,14 @@ func start(bin string, env []string, args ...string) (*Process, error) {
 	}()
 	select {
 	case a := <-addr:
-		p.Addr = a
+		p.Addr, p.QUICAddr = a[0], a[1]
 		return p, nil
 	case err := <-p.exit:
 		p.exit <- err
-		return nil, fmt.Errorf("brainy-core exited before listening (%v):\n%s", err, p.Log())
+		return nil, fmt.Errorf("%s exited before listening (%v):\n%s", filepath.Base(bin), err, p.Log())
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
-		return nil, fmt.Errorf("brainy-core did not listen within 30s:\n%s", p.Log())
+		return nil, fmt.Errorf("%s did not listen within 30s:\n%s", filepath.Base(bin), p.Log())
 	}
 }
 
@@ -131,7 +140,7 @@ func (p *Process) Wait(timeout time.Duration) error {
 		p.exit <- err
 		return err
 	case <-time.After(timeout):
-		return fmt.Errorf("brainy-core still running after %v:\n%s", timeout, lastLines(p.Log(), 20))
+		return fmt.Errorf("still running after %v:\n%s", timeout, lastLines(p.Log(), 20))
 	}
 }
 

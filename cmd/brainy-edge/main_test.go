@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/soullabs/brainy/internal/coretest"
+	"github.com/soullabs/brainy/transport/pki"
+)
+
+var coreBin, edgeBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "brainy-edge-test")
+	if err != nil {
+		panic(err)
+	}
+	if coreBin, err = coretest.Build("../..", dir, "brainy-core"); err == nil {
+		edgeBin, err = coretest.Build("../..", dir, "brainy-edge")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var client = &http.Client{Timeout: 15 * time.Second}
+
+func do(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("X-Brainy-Tenant", "acme")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// copyCA gives an edge directory the cluster CA of a core.
+func copyCA(t *testing.T, coreTLS, edgeTLS string) {
+	t.Helper()
+	os.MkdirAll(edgeTLS, 0o700)
+	for _, f := range []string{pki.CACertFile, pki.CAKeyFile} {
+		b, err := os.ReadFile(filepath.Join(coreTLS, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(edgeTLS, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestEdgeServesThroughCore: writes through the edge land in the core, reads
+// through the edge see the core's data, and with the core gone the edge
+// answers 503 until the core is back, with no edge restart.
+func TestEdgeServesThroughCore(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "core-data")
+	core := coretest.StartCore(t, coreBin, nil, "--storage", data)
+	edgeTLS := filepath.Join(dir, "edge-tls")
+	copyCA(t, filepath.Join(data, "tls"), edgeTLS)
+	edge := coretest.Start(t, edgeBin, nil, "--upstream", core.QUICAddr, "--tls-dir", edgeTLS)
+
+	status, put := do(t, "PUT", edge.URL("/v1/items/john"), `{"type":"person","data":{"name":"John"}}`)
+	if status != 201 {
+		t.Fatalf("PUT via edge: %d %s", status, put)
+	}
+	if status, got := do(t, "GET", core.URL("/v1/items/john"), ""); status != 200 || got != put {
+		t.Fatalf("GET via core: %d %s, want %s", status, got, put)
+	}
+	if status, got := do(t, "GET", edge.URL("/v1/items/john"), ""); status != 200 || got != put {
+		t.Fatalf("GET via edge: %d %s", status, got)
+	}
+	if status, got := do(t, "GET", edge.URL("/v1/items/nobody"), ""); status != 404 || !strings.Contains(got, "not_found") {
+		t.Fatalf("GET of a missing item via edge: %d %s", status, got)
+	}
+
+	core.Kill()
+	if status, got := do(t, "GET", edge.URL("/v1/items/john"), ""); status != 503 || !strings.Contains(got, "unavailable") {
+		t.Fatalf("GET via edge with the core down: %d %s", status, got)
+	}
+	// The core comes back on the same address; the edge reconnects by itself.
+	core = coretest.Start(t, coreBin, nil, "--storage", data, "--quic-addr", core.QUICAddr)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		status, got := do(t, "GET", edge.URL("/v1/items/john"), "")
+		if status == 200 && got == put {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("edge did not recover after the core restarted: %d %s\n%s", status, got, edge.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestEdgeWithoutClusterCredentials: an edge with another cluster's CA is
+// refused by the core; it serves nothing from it.
+func TestEdgeWithoutClusterCredentials(t *testing.T) {
+	dir := t.TempDir()
+	core := coretest.StartCore(t, coreBin, nil, "--storage", filepath.Join(dir, "core-data"))
+	foreign := filepath.Join(dir, "foreign")
+	if _, err := pki.LoadOrCreate(foreign, "someone", nil); err != nil {
+		t.Fatal(err)
+	}
+	edge := coretest.Start(t, edgeBin, nil, "--upstream", core.QUICAddr, "--tls-dir", foreign, "--call-timeout", "2s")
+	if status, got := do(t, "PUT", edge.URL("/v1/items/x"), `{"data":1}`); status != 503 {
+		t.Fatalf("PUT through an edge of another cluster: %d %s", status, got)
+	}
+	if status, _ := do(t, "GET", core.URL("/v1/items/x"), ""); status != 404 {
+		t.Fatalf("the foreign edge's write reached the core: %d", status)
+	}
+	if code, out := coretest.Run(edgeBin, nil, "--tls-dir", filepath.Join(dir, "empty"), "--http-addr", "127.0.0.1:0"); code == 0 || !strings.Contains(out, "copy ca.crt and ca.key") {
+		t.Fatalf("an edge without the cluster CA should refuse to start: %d\n%s", code, out)
+	}
+}
