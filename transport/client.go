@@ -14,6 +14,8 @@ import (
 
 // PushFunc handles a message the server pushed. addr is the server's
 // address as passed to Call. msg is valid only until the function returns.
+// ctx is cancelled when the pusher gives up or the connection is lost (and,
+// as for HandlerFunc, not when the function returns).
 // The returned error reaches the pusher as a *RemoteError. Push handlers run
 // concurrently, each on its own goroutine, and may block (the pusher waits).
 type PushFunc func(ctx context.Context, addr string, method uint16, msg []byte) error

@@ -14,7 +14,10 @@ import (
 )
 
 // HandlerFunc answers one request. ctx is cancelled when the caller's
-// context ends (the caller resets the stream) or the connection is lost.
+// context ends (the caller resets the stream) or the connection is lost;
+// it belongs to the stream, which later requests reuse, so it is not
+// cancelled when the handler returns: don't tie work that outlives the
+// handler to it.
 // req is valid only until the handler returns: copy what you keep. The
 // answer may be req itself or part of it; the transport does not modify
 // the answer and does not keep it after sending. Return a *RemoteError to
