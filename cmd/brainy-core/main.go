@@ -181,7 +181,12 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 	if err := daemon.Run(ln, srv, s.shutdownTimeout, log); err != nil {
 		return err
 	}
-	qsrv.Close()
+	// Edges' calls in flight finish; new ones are refused.
+	sctx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
+	defer cancel()
+	if err := qsrv.Shutdown(sctx); err != nil {
+		log.Warn("QUIC shutdown did not finish in-flight calls", "component", "main", "err", err)
+	}
 	if err := node.Close(); err != nil {
 		return err
 	}
