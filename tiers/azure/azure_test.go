@@ -94,3 +94,10 @@ func TestConnectionString(t *testing.T) {
 		t.Fatalf("Get = %q, %s, %v; want v, %s", got, etag2, err, etag)
 	}
 }
+
+// BenchmarkAzure measures Put and Get against the test server:
+//
+//	go test -run '^$' -bench . -benchmem ./tiers/azure
+func BenchmarkAzure(b *testing.B) {
+	objstoretest.Bench(b, func(b *testing.B) objstore.Store { return open(b, testConfig(b)) })
+}

@@ -64,3 +64,10 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+// BenchmarkGCS measures Put and Get against the test emulator:
+//
+//	go test -run '^$' -bench . -benchmem ./tiers/gcs
+func BenchmarkGCS(b *testing.B) {
+	objstoretest.Bench(b, func(b *testing.B) objstore.Store { return open(b, testConfig(b)) })
+}

@@ -17,3 +17,7 @@ func TestMemoryConformance(t *testing.T) {
 		ListPageSize: 600, // Memory does not page; 1203 keys still exercise "more than a page" callers.
 	})
 }
+
+func BenchmarkMemory(b *testing.B) {
+	objstoretest.Bench(b, func(b *testing.B) objstore.Store { return objstore.NewMemory() })
+}

@@ -70,3 +70,10 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+// BenchmarkS3 measures Put and Get against the test server:
+//
+//	go test -run '^$' -bench . -benchmem ./tiers/s3
+func BenchmarkS3(b *testing.B) {
+	objstoretest.Bench(b, func(b *testing.B) objstore.Store { return open(b, testConfig(b)) })
+}
