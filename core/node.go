@@ -130,6 +130,7 @@ type Node struct {
 	seq    uint64       // cycle number, owned by the driver
 	recent recentWrites // owned by the driver
 	cache  *recordCache
+	feed   changeFeed
 
 	// committed is the seq of the last cycle whose batch is in the store.
 	// A proposer loads it before prefetching; see recentWrites.
@@ -414,6 +415,7 @@ func (n *Node) commit() {
 				n.cache.set(w.key, w.val)
 			}
 			n.committed.Store(c.seq)
+			n.publish(c.items)
 		}
 		clear(c.items)
 		c.items = c.items[:0]

@@ -355,3 +355,39 @@ func TestApplyEmptyEntries(t *testing.T) {
 		t.Fatalf("command after an empty entry: %+v, applied %d", res, sm.parts[0].applied)
 	}
 }
+
+func TestSubscribeChanges(t *testing.T) {
+	ctx := context.Background()
+	s := memory.New()
+	defer s.Close()
+	n := openNode(t, s)
+	defer n.Close()
+	sub := n.SubscribeChanges(8)
+	defer sub.Close()
+	it, _, err := n.Put(ctx, "t", &item.Item{ID: "a", Data: json.RawMessage(`1`)}, item.Cond{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The batch is published before the write is acknowledged.
+	select {
+	case batch := <-sub.C():
+		if len(batch) != 1 || batch[0].Tenant != "t" || batch[0].ID != "a" || batch[0].Version != it.Version || batch[0].Deleted {
+			t.Fatalf("change %+v, want t/a at %s", batch, it.Version)
+		}
+	default:
+		t.Fatal("no change published by the time the write was acknowledged")
+	}
+	if err := n.Delete(ctx, "t", "a", item.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	if batch := <-sub.C(); len(batch) != 1 || !batch[0].Deleted {
+		t.Fatalf("delete published as %+v", batch)
+	}
+	// A subscriber that does not keep up loses batches and is told so.
+	for i := range 20 {
+		n.Put(ctx, "t", &item.Item{ID: fmt.Sprint("x", i)}, item.Cond{})
+	}
+	if !sub.Lost() {
+		t.Fatal("20 commits into a buffer of 8 lost nothing?")
+	}
+}

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/wire"
@@ -45,6 +46,10 @@ func (n *Node) RegisterRPC(s *transport.Server) {
 	s.Handle(wire.MethodDelete, n.rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
 		return nil, n.Delete(ctx, r.Tenant, r.ID, r.Cond)
 	}))
+	s.Handle(wire.MethodSubscribe, func(_ context.Context, peer *transport.Peer, _ []byte) ([]byte, error) {
+		go n.pushChanges(peer)
+		return nil, nil
+	})
 	s.Handle(wire.MethodList, n.rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
 		p, err := n.List(ctx, r.Tenant, r.List)
 		if err != nil {
@@ -76,4 +81,37 @@ func rpcError(err error) error {
 	}
 	code, msg := wire.ErrorCode(err)
 	return &transport.RemoteError{Code: code, Message: msg}
+}
+
+// pushChanges pushes every commit's changes to peer until it disconnects.
+// Batches that queued up meanwhile go out together; a push that fails, or
+// batches the subscription dropped, make the next push say changes were
+// lost, so the edge drops what it cannot trust.
+func (n *Node) pushChanges(peer *transport.Peer) {
+	sub := n.SubscribeChanges(1024)
+	defer sub.Close()
+	lost := false
+	for {
+		var batch []wire.Change
+		select {
+		case <-peer.Done():
+			return
+		case batch = <-sub.C():
+		}
+	more:
+		for len(batch) < 4096 {
+			select {
+			case b := <-sub.C():
+				// Batches are shared by all subscribers: never append in place.
+				batch = append(batch[:len(batch):len(batch)], b...)
+			default:
+				break more
+			}
+		}
+		lost = sub.Lost() || lost
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := peer.Push(ctx, wire.MethodInvalidate, wire.AppendChanges(nil, batch, lost))
+		cancel()
+		lost = err != nil
+	}
 }

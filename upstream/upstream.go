@@ -31,6 +31,13 @@ type Config struct {
 	CallTimeout time.Duration
 	// Logger receives failovers between cores. Nil discards them.
 	Logger *slog.Logger
+	// OnChanges, when set, receives the items the cores changed, pushed
+	// after every commit: the way a cache learns what to drop. reset is
+	// true when changes may have been missed (a new or re-established
+	// connection, a subscriber that fell behind): everything cached from
+	// that core must then be treated as stale. It is called from transport
+	// goroutines, concurrently, and must not block for long.
+	OnChanges func(changes []wire.Change, reset bool)
 }
 
 // Backend serves item requests from the cores.
@@ -56,7 +63,36 @@ func New(cfg Config) (*Backend, error) {
 	}
 	b := &Backend{cfg: cfg, log: cfg.Logger.With("component", "upstream")}
 	b.healthy.Store(true)
+	if cfg.OnChanges != nil {
+		cfg.Client.OnConnect(b.subscribe)
+		cfg.Client.OnPush(b.push)
+	}
 	return b, nil
+}
+
+// subscribe asks a newly connected core for its changes. Whatever changed
+// while there was no connection is unknown, hence the reset.
+func (b *Backend) subscribe(addr string) {
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.CallTimeout)
+	defer cancel()
+	if _, err := b.cfg.Client.Call(ctx, addr, wire.MethodSubscribe, nil); err != nil {
+		b.log.Warn("subscribing to changes failed", "addr", addr, "err", err)
+	}
+	b.cfg.OnChanges(nil, true)
+}
+
+func (b *Backend) push(_ context.Context, addr string, method uint16, msg []byte) error {
+	if method != wire.MethodInvalidate {
+		return fmt.Errorf("upstream: unexpected push method %d", method)
+	}
+	changes, lost, err := wire.DecodeChanges(msg)
+	if err != nil {
+		b.log.Warn("malformed change push", "addr", addr, "err", err)
+		b.cfg.OnChanges(nil, true)
+		return err
+	}
+	b.cfg.OnChanges(changes, lost)
+	return nil
 }
 
 // call sends one request, trying each core once, starting with the one

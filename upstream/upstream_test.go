@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/edge"
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/tiers/memory"
 	"github.com/soullabs/brainy/transport"
 	"github.com/soullabs/brainy/transport/pki"
@@ -27,7 +29,7 @@ type rig struct {
 
 // newRig runs a real core node behind a real QUIC server, and the HTTP API
 // handler of an edge whose backend calls that core.
-func newRig(t *testing.T, lim item.Limits) *rig {
+func newRig(t *testing.T, lim item.Limits, onChanges ...func([]wire.Change, bool)) *rig {
 	t.Helper()
 	ca, err := pki.NewCA("test cluster")
 	if err != nil {
@@ -51,7 +53,11 @@ func newRig(t *testing.T, lim item.Limits) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be, err := upstream.New(upstream.Config{Addrs: []string{srv.Addr().String()}, Client: client})
+	cfg := upstream.Config{Addrs: []string{srv.Addr().String()}, Client: client}
+	if len(onChanges) > 0 {
+		cfg.OnChanges = onChanges[0]
+	}
+	be, err := upstream.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,5 +150,40 @@ func TestAPIThroughUpstream(t *testing.T) {
 	}
 	if status, _ := r.do(t, "GET", "/readyz", ""); status != 503 {
 		t.Fatalf("readyz with the core down: %d", status)
+	}
+}
+
+// TestChangesArePushed: an edge learns of writes made at the core by any
+// client, and is told to reset when it (re)connects.
+func TestChangesArePushed(t *testing.T) {
+	type push struct {
+		changes []wire.Change
+		reset   bool
+	}
+	pushes := make(chan push, 100)
+	r := newRig(t, item.Limits{}, func(cs []wire.Change, reset bool) { pushes <- push{cs, reset} })
+	// The first request connects; connecting subscribes and resets.
+	if status, _ := r.do(t, "GET", "/v1/items/x", ""); status != 404 {
+		t.Fatalf("GET: %d", status)
+	}
+	if p := <-pushes; !p.reset {
+		t.Fatalf("first push %+v: want a reset on connect", p)
+	}
+	it, _, err := r.core.Put(context.Background(), "acme", &item.Item{ID: "john", Data: []byte(`1`)}, item.Cond{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case p := <-pushes:
+			for _, c := range p.changes {
+				if c.Tenant == "acme" && c.ID == "john" && c.Version == it.Version {
+					return
+				}
+			}
+		case <-deadline:
+			t.Fatal("the write at the core was never pushed to the edge")
+		}
 	}
 }

@@ -351,3 +351,70 @@ func (d *decoder) item() *item.Item {
 	it.Version = d.string()
 	return it
 }
+
+// Change methods: an edge subscribes; the core then pushes the changes of
+// every commit to it.
+const (
+	MethodSubscribe  uint16 = 110
+	MethodInvalidate uint16 = 111
+)
+
+// Change is one committed write of an item, as pushed to subscribers.
+type Change struct {
+	Tenant  string
+	ID      string
+	Version string // the item's new version; empty for a delete
+	Deleted bool
+}
+
+// AppendChanges appends a push of changes. lost reports that changes were
+// dropped before these (a slow subscriber): the receiver must treat every
+// cached item as possibly stale.
+func AppendChanges(dst []byte, changes []Change, lost bool) []byte {
+	var flags byte
+	if lost {
+		flags = 1
+	}
+	dst = append(dst, format, flags)
+	dst = binary.AppendUvarint(dst, uint64(len(changes)))
+	for _, c := range changes {
+		dst = appendString(dst, c.Tenant)
+		dst = appendString(dst, c.ID)
+		dst = appendString(dst, c.Version)
+		if c.Deleted {
+			dst = append(dst, 1)
+		} else {
+			dst = append(dst, 0)
+		}
+	}
+	return dst
+}
+
+// DecodeChanges decodes a push of changes.
+func DecodeChanges(b []byte) (changes []Change, lost bool, err error) {
+	d := decoder{b: b}
+	if d.byte() != format {
+		return nil, false, ErrMalformed
+	}
+	flags := d.byte()
+	n := d.uvarint()
+	if n > uint64(len(d.b)) || flags > 1 {
+		return nil, false, ErrMalformed
+	}
+	changes = make([]Change, 0, n)
+	for range n {
+		c := Change{Tenant: d.string(), ID: d.string(), Version: d.string()}
+		switch d.byte() {
+		case 0:
+		case 1:
+			c.Deleted = true
+		default:
+			d.fail()
+		}
+		changes = append(changes, c)
+	}
+	if d.err != nil || len(d.b) != 0 {
+		return nil, false, ErrMalformed
+	}
+	return changes, flags == 1, nil
+}

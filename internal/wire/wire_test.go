@@ -31,6 +31,14 @@ func TestRoundTrips(t *testing.T) {
 	}
 }
 
+func TestChangesRoundTrip(t *testing.T) {
+	cs := []Change{{Tenant: "t", ID: "a", Version: "3"}, {Tenant: "t", ID: "b", Deleted: true}}
+	got, lost, err := DecodeChanges(AppendChanges(nil, cs, true))
+	if err != nil || !lost || !reflect.DeepEqual(got, cs) {
+		t.Fatalf("changes: %+v %v %v", got, lost, err)
+	}
+}
+
 func TestErrorsTravel(t *testing.T) {
 	for _, err := range []error{item.ErrNotFound, item.ErrConflict, item.ErrPreconditionFailed, item.ErrUnavailable,
 		item.Invalid("too_deep", "data: nesting too deep")} {
@@ -54,6 +62,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(AppendRequest(nil, &Request{Tenant: "t", ID: "i", Data: []byte("1"), Vector: []float32{1}}))
 	f.Add(AppendItem(nil, &item.Item{ID: "i", Version: "1"}, false))
 	f.Add(AppendPage(nil, &item.Page{Items: []*item.Item{{ID: "a"}}}))
+	f.Add(AppendChanges(nil, []Change{{Tenant: "t", ID: "a", Version: "3"}, {Tenant: "t", ID: "b", Deleted: true}}, true))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := DecodeRequest(b); err == nil {
 			enc := AppendRequest(nil, r)
@@ -68,6 +77,12 @@ func FuzzDecode(f *testing.F) {
 			again, _, err := DecodeItem(enc)
 			if err != nil || !bytes.Equal(AppendItem(nil, again, created), enc) {
 				t.Fatalf("item round trip failed: %v", err)
+			}
+		}
+		if cs, lost, err := DecodeChanges(b); err == nil {
+			again, lost2, err := DecodeChanges(AppendChanges(nil, cs, lost))
+			if err != nil || lost2 != lost || !reflect.DeepEqual(again, cs) {
+				t.Fatalf("changes round trip: %+v -> %+v (%v)", cs, again, err)
 			}
 		}
 		if p, err := DecodePage(b); err == nil {
