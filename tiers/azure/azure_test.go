@@ -45,6 +45,7 @@ func open(t testing.TB, cfg azure.Config) *azure.Store {
 }
 
 func TestConformance(t *testing.T) {
+	objstoretest.Use(t, objstoretest.Azurite) // fail (CI) or skip once, not per case
 	objstoretest.Run(t, objstoretest.Harness{
 		New: func(t *testing.T) objstore.Store {
 			cfg := testConfig(t)

@@ -43,6 +43,7 @@ func open(t testing.TB, cfg gcs.Config) *gcs.Store {
 }
 
 func TestConformance(t *testing.T) {
+	objstoretest.Use(t, objstoretest.GCS) // fail (CI) or skip once, not per case
 	objstoretest.Run(t, objstoretest.Harness{
 		New: func(t *testing.T) objstore.Store {
 			cfg := testConfig(t)

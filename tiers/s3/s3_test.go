@@ -46,6 +46,7 @@ func open(t testing.TB, cfg s3.Config) *s3.Store {
 }
 
 func TestConformance(t *testing.T) {
+	objstoretest.Use(t, objstoretest.S3) // fail (CI) or skip once, not per case
 	objstoretest.Run(t, objstoretest.Harness{
 		New: func(t *testing.T) objstore.Store {
 			cfg := testConfig(t)
