@@ -66,6 +66,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3: load aws config: %w", err)
 	}
+	awsCfg.Credentials = aws.NewCredentialsCache(credentialsTagger{awsCfg.Credentials})
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		o.UsePathStyle = cfg.pathStyle()
 		o.DisableLogOutputChecksumValidationSkipped = true
@@ -233,6 +234,24 @@ func readAll(body io.ReadCloser, size int64) ([]byte, error) {
 	return buf.Bytes(), err
 }
 
+// errNoCredentials marks a failure of the credential chain: nothing was sent.
+var errNoCredentials = errors.New("no usable credentials")
+
+// credentialsTagger marks the credential provider's failures with errNoCredentials so
+// that classify can tell them from transport errors.
+type credentialsTagger struct{ p aws.CredentialsProvider }
+
+func (c credentialsTagger) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	if c.p == nil {
+		return aws.Credentials{}, errNoCredentials
+	}
+	creds, err := c.p.Retrieve(ctx)
+	if err != nil {
+		return creds, fmt.Errorf("%w: %w", errNoCredentials, err)
+	}
+	return creds, nil
+}
+
 func statusOf(err error) int {
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) {
@@ -258,7 +277,7 @@ func classify(ctx context.Context, err error) error {
 		sentinel = objstore.ErrNotFound
 	case status == http.StatusPreconditionFailed || code == "PreconditionFailed" || code == "ConditionalRequestConflict":
 		sentinel = objstore.ErrPreconditionFailed
-	case status == http.StatusUnauthorized || status == http.StatusForbidden ||
+	case errors.Is(err, errNoCredentials) || status == http.StatusUnauthorized || status == http.StatusForbidden ||
 		code == "AccessDenied" || code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch":
 		sentinel = objstore.ErrAccessDenied
 	case status == http.StatusTooManyRequests || status >= 500 || code == "SlowDown":
