@@ -9,7 +9,7 @@
 # Every start script holds services/<name>.lock (flock) while it installs and starts, so
 # concurrent callers (two test packages at once) end up sharing one server.
 
-CACHE=${BRAINY_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/brainy-ci}
+CACHE=${BRAINY_CI_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/brainy-ci}
 mkdir -p "$CACHE/bin" "$CACHE/services"
 CACHE=$(cd "$CACHE" && pwd)
 RUN=$CACHE/services

@@ -131,7 +131,10 @@ func cacheDir() string {
 	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
 		return filepath.Join(d, "brainy-ci")
 	}
-	home, _ := os.UserHomeDir()
+	home := os.Getenv("HOME") // as the scripts do: $HOME, else /tmp
+	if home == "" {
+		home = "/tmp"
+	}
 	return filepath.Join(home, ".cache", "brainy-ci")
 }
 
