@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/soullabs/brainy/tiers/objstore"
 )
 
 // Config configures a Store. The zero value of every field except Container and the
@@ -143,4 +146,34 @@ func validContainer(name string) bool {
 		}
 	}
 	return true
+}
+
+// ConfigFromURL returns the configuration for an azure:// storage URL (see
+// objstore.ParseURL; the bucket is the container); Open fills in defaults. Parameters:
+// account, endpoint, create_container (true/false), max_attempts. Credentials are not
+// taken from the URL: set ConnectionString, or AccountKey, on the result (for example
+// from AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_KEY) before Open.
+func ConfigFromURL(loc objstore.Location) (Config, error) {
+	if loc.Scheme != "azure" {
+		return Config{}, fmt.Errorf("azure: storage URL scheme %q is not azure: %w", loc.Scheme, objstore.ErrInvalidArgument)
+	}
+	c := Config{Container: loc.Bucket, Prefix: loc.Prefix}
+	err := loc.TakeParams(func(k, v string) error {
+		var err error
+		switch k {
+		case "account":
+			c.Account = v
+		case "endpoint":
+			c.Endpoint = v
+		case "create_container":
+			c.CreateContainer, err = strconv.ParseBool(v)
+		case "max_attempts":
+			c.MaxAttempts, err = strconv.Atoi(v)
+		}
+		return err
+	}, "account", "endpoint", "create_container", "max_attempts")
+	if err != nil {
+		return Config{}, fmt.Errorf("azure: %w", err)
+	}
+	return c, nil
 }

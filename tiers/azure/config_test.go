@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/soullabs/brainy/tiers/azure"
+	"github.com/soullabs/brainy/tiers/objstore"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -48,5 +49,26 @@ func TestDefaultEndpoint(t *testing.T) {
 	c.EnsureDefaults()
 	if c.Endpoint != "https://acct.blob.core.windows.net" {
 		t.Fatalf("Endpoint = %q", c.Endpoint)
+	}
+}
+
+func TestConfigFromURL(t *testing.T) {
+	loc, err := objstore.ParseURL("azure://data/p?account=acct&create_container=true&max_attempts=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := azure.ConfigFromURL(loc)
+	want := azure.Config{Container: "data", Prefix: "p/", Account: "acct", CreateContainer: true, MaxAttempts: 2}
+	if err != nil || got != want {
+		t.Fatalf("ConfigFromURL = %+v, %v; want %+v", got, err, want)
+	}
+	for _, bad := range []string{"azure://data?key=secret", "azure://data?create_container=maybe", "s3://data"} {
+		loc, err := objstore.ParseURL(bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, err := azure.ConfigFromURL(loc); err == nil {
+			t.Fatalf("ConfigFromURL(%s) = %+v, want an error", bad, c)
+		}
 	}
 }

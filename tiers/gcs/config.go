@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"unicode/utf8"
+
+	"github.com/soullabs/brainy/tiers/objstore"
 )
 
 // Config configures a Store. The zero value of every field except Bucket means its
@@ -101,4 +104,34 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gcs: invalid config: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// ConfigFromURL returns the configuration for a gs:// storage URL (see
+// objstore.ParseURL) with defaults set. Parameters: endpoint, anonymous (true/false),
+// max_attempts. Credentials are Application Default Credentials unless anonymous.
+func ConfigFromURL(loc objstore.Location) (Config, error) {
+	if loc.Scheme != "gs" {
+		return Config{}, fmt.Errorf("gcs: storage URL scheme %q is not gs: %w", loc.Scheme, objstore.ErrInvalidArgument)
+	}
+	c := Config{Bucket: loc.Bucket, Prefix: loc.Prefix}
+	err := loc.TakeParams(func(k, v string) error {
+		var err error
+		switch k {
+		case "endpoint":
+			c.Endpoint = v
+		case "anonymous":
+			c.Anonymous, err = strconv.ParseBool(v)
+		case "max_attempts":
+			c.MaxAttempts, err = strconv.Atoi(v)
+		}
+		return err
+	}, "endpoint", "anonymous", "max_attempts")
+	if err != nil {
+		return Config{}, fmt.Errorf("gcs: %w", err)
+	}
+	c.EnsureDefaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/soullabs/brainy/tiers/gcs"
+	"github.com/soullabs/brainy/tiers/objstore"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -82,4 +83,38 @@ func FuzzParseETag(f *testing.F) {
 			t.Fatalf("ParseETag(%q) = %d, formats back as %q", s, g, back)
 		}
 	})
+}
+
+func TestConfigFromURL(t *testing.T) {
+	for _, c := range []struct {
+		url  string
+		want func(*gcs.Config) // applied to DefaultConfig of the bucket; nil: want an error
+	}{
+		{"gs://data", func(*gcs.Config) {}},
+		{"gs://data/p?anonymous=true&endpoint=http://127.0.0.1:4443/storage/v1/", func(c *gcs.Config) {
+			c.Prefix, c.Anonymous, c.Endpoint = "p/", true, "http://127.0.0.1:4443/storage/v1/"
+		}},
+		{"gs://data?anonymous=yes", nil},
+		{"gs://data?region=x", nil},
+		{"s3://data", nil},
+	} {
+		t.Run(c.url, func(t *testing.T) {
+			loc, err := objstore.ParseURL(c.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := gcs.ConfigFromURL(loc)
+			if c.want == nil {
+				if err == nil {
+					t.Fatalf("ConfigFromURL(%s) = %+v, want an error", c.url, got)
+				}
+				return
+			}
+			want := gcs.DefaultConfig(loc.Bucket)
+			c.want(&want)
+			if err != nil || got != want {
+				t.Fatalf("ConfigFromURL(%s) = %+v, %v; want %+v", c.url, got, err, want)
+			}
+		})
+	}
 }

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"unicode/utf8"
+
+	"github.com/soullabs/brainy/tiers/objstore"
 )
 
 // Config configures a Store. The zero value of every field except Bucket means its
@@ -150,4 +153,39 @@ func (c *Config) Validate() error {
 
 func (c *Config) pathStyle() bool {
 	return c.AddressingStyle == "path" || (c.AddressingStyle == "auto" && c.Endpoint != "")
+}
+
+// ConfigFromURL returns the configuration for an s3:// storage URL (see
+// objstore.ParseURL) with defaults set. Parameters: region, endpoint, addressing_style
+// (auto, path, virtual), imds (true/false), max_attempts. Credentials come from the SDK's
+// standard chain (environment, shared files, ...), never from the URL.
+func ConfigFromURL(loc objstore.Location) (Config, error) {
+	if loc.Scheme != "s3" {
+		return Config{}, fmt.Errorf("s3: storage URL scheme %q is not s3: %w", loc.Scheme, objstore.ErrInvalidArgument)
+	}
+	c := Config{Bucket: loc.Bucket, Prefix: loc.Prefix}
+	err := loc.TakeParams(func(k, v string) error {
+		var err error
+		switch k {
+		case "region":
+			c.Region = v
+		case "endpoint":
+			c.Endpoint = v
+		case "addressing_style":
+			c.AddressingStyle = v
+		case "imds":
+			c.UseIMDS, err = strconv.ParseBool(v)
+		case "max_attempts":
+			c.MaxAttempts, err = strconv.Atoi(v)
+		}
+		return err
+	}, "region", "endpoint", "addressing_style", "imds", "max_attempts")
+	if err != nil {
+		return Config{}, fmt.Errorf("s3: %w", err)
+	}
+	c.EnsureDefaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
 }
