@@ -3,8 +3,10 @@ package edge
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"strconv"
 	"sync/atomic"
@@ -56,6 +58,9 @@ type Config struct {
 	// Logger receives request failures (5xx) and lifecycle events. Nil
 	// discards them.
 	Logger *slog.Logger
+	// Cache, when set, answers GETs from RAM (an edge's cache); writes made
+	// through this handler update it. Nil means every GET asks the backend.
+	Cache *Cache
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -97,6 +102,11 @@ func NewHandler(cfg Config, be Backend) (*Handler, error) {
 		return nil, err
 	}
 	h.metrics = m
+	if cfg.Cache != nil {
+		if err := cfg.Registry.Register(&cacheCollector{c: cfg.Cache}); err != nil {
+			return nil, fmt.Errorf("edge: registering cache metrics: %w", err)
+		}
+	}
 	h.promh = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	return h, nil
 }
@@ -291,6 +301,7 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 			h.writeError(ctx, err)
 			return
 		}
+		h.cacheWrite(out)
 		ctx.Response.Header.Set("Location", "/v1/items/"+url.PathEscape(out.ID))
 		h.writeItem(ctx, fasthttp.StatusCreated, out)
 		return
@@ -320,6 +331,19 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 	if !h.allow(ctx, "GET", "PUT", "PATCH", "DELETE") {
 		return
 	}
+	if h.cfg.Cache != nil && (ctx.IsGet() || ctx.IsHead()) && bytes.IndexByte(rawID, '%') < 0 && len(rawID) <= h.cfg.Limits.MaxIDBytes {
+		// The hit path: no unescaping, no allocation.
+		tenant, ok := h.tenant(ctx)
+		if !ok {
+			return
+		}
+		var kb [512]byte
+		if e, fresh := h.cfg.Cache.get(cacheKey(kb[:0], tenant, rawID)); fresh {
+			h.cfg.Cache.hits.Add(1)
+			h.serveEntry(ctx, e, "HIT")
+			return
+		}
+	}
 	id, err := url.PathUnescape(string(rawID))
 	if err != nil {
 		h.writeError(ctx, item.Invalid("invalid_id", "the id in the path is not valid percent-encoding"))
@@ -341,6 +365,10 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 	m := ctx.Method()
 	switch string(m) {
 	case "GET", "HEAD":
+		if h.cfg.Cache != nil {
+			h.serveMiss(ctx, tenant, id)
+			return
+		}
 		it, err := h.be.Get(context.Background(), tenant, id)
 		if err != nil {
 			h.writeError(ctx, err)
@@ -379,6 +407,7 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 		if created {
 			status = fasthttp.StatusCreated
 		}
+		h.cacheWrite(out)
 		h.writeItem(ctx, status, out)
 	case "PATCH":
 		if !h.checkBody(ctx) {
@@ -400,6 +429,7 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 			h.writeError(ctx, err)
 			return
 		}
+		h.cacheWrite(out)
 		h.writeItem(ctx, fasthttp.StatusOK, out)
 	case "DELETE":
 		wctx, cancel := context.WithTimeout(context.Background(), h.cfg.WriteTimeout)
@@ -407,6 +437,10 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 		if err := h.be.Delete(wctx, tenant, id, cond); err != nil {
 			h.writeError(ctx, err)
 			return
+		}
+		if h.cfg.Cache != nil {
+			var kb [512]byte
+			h.cfg.Cache.invalidate(cacheKey(kb[:0], tenant, []byte(id)), math.MaxUint64)
 		}
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 	}
@@ -418,10 +452,78 @@ func (h *Handler) writeItem(ctx *fasthttp.RequestCtx, status int, it *item.Item)
 	setETag(ctx, it.Version)
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("Age", "0")
+	if len(ctx.Response.Header.Peek("X-Cache")) == 0 {
+		ctx.Response.Header.Set("X-Cache", "MISS")
+	}
 	// Render into the response's own buffer, which fasthttp keeps across
 	// requests on a connection: no allocation for the body.
 	b := ctx.Response.SwapBody(nil)
 	ctx.Response.SwapBody(append(appendItem(b[:0], it), '\n'))
+}
+
+// serveMiss answers a GET the cache could not: one backend request per
+// key at a time (concurrent misses share it), the answer cached; while no
+// backend answers, a stale entry is served rather than an error.
+func (h *Handler) serveMiss(ctx *fasthttp.RequestCtx, tenant, id string) {
+	c := h.cfg.Cache
+	key := cacheKey(nil, tenant, []byte(id))
+	c.misses.Add(1)
+	gen, epoch := c.generation(key), c.epoch.Load()
+	v, err, _ := c.flight.Do(string(key), func() (any, error) {
+		// A flight that ended between our miss and this call may have
+		// filled the entry: then there is nothing to fetch.
+		if e, fresh := c.get(key); fresh {
+			return e, nil
+		}
+		it, err := h.be.Get(context.Background(), tenant, id)
+		if err != nil && !errors.Is(err, item.ErrNotFound) {
+			return nil, err
+		}
+		e := c.newEntry(it, epoch) // it is nil on a 404: a negative entry
+		c.fill(key, e, gen)
+		return e, nil
+	})
+	if err != nil {
+		if e, _ := c.get(key); e != nil && errors.Is(err, item.ErrUnavailable) {
+			c.stale.Add(1)
+			h.serveEntry(ctx, e, "STALE")
+			return
+		}
+		h.writeError(ctx, err)
+		ctx.Response.Header.Set("X-Cache", "MISS")
+		return
+	}
+	h.serveEntry(ctx, v.(*cacheEntry), "MISS")
+}
+
+// serveEntry writes a cached answer. It does not allocate.
+func (h *Handler) serveEntry(ctx *fasthttp.RequestCtx, e *cacheEntry, how string) {
+	if e.body == nil {
+		writeAPIError(ctx, apiError{fasthttp.StatusNotFound, "not_found", "item not found"})
+		ctx.Response.Header.Set("X-Cache", how)
+		return
+	}
+	ctx.Response.Header.Set("X-Cache", how)
+	ctx.Response.Header.SetBytesV("ETag", e.etag)
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	var ab [20]byte
+	age := max(h.cfg.Cache.cfg.Now().UnixNano()-e.stored, 0) / int64(time.Second)
+	ctx.Response.Header.SetBytesV("Age", strconv.AppendInt(ab[:0], age, 10))
+	if inm := ctx.Request.Header.Peek("If-None-Match"); len(inm) > 0 && etagMatches(inm, string(e.etag[1:len(e.etag)-1])) {
+		ctx.SetStatusCode(fasthttp.StatusNotModified)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentTypeBytes(jsonCT)
+	ctx.Response.SetBodyRaw(e.body) // immutable: shared, not copied
+}
+
+// cacheWrite puts an item this handler just wrote into the cache.
+func (h *Handler) cacheWrite(it *item.Item) {
+	if h.cfg.Cache == nil {
+		return
+	}
+	h.cfg.Cache.writeThrough(cacheKey(nil, it.Tenant, []byte(it.ID)), it)
 }
 
 func setETag(ctx *fasthttp.RequestCtx, version string) {
@@ -475,7 +577,15 @@ func etagMatches(header []byte, version string) bool {
 }
 
 func (h *Handler) serveMetrics(ctx *fasthttp.RequestCtx) {
-	b, err := marshalIndent(h.be.Metrics())
+	snap := h.be.Metrics()
+	if c := h.cfg.Cache; c != nil {
+		st := c.Stats()
+		snap.Cache = nodestats.Cache{Enabled: true, Hits: st.Hits, Misses: st.Misses, Bytes: st.Bytes}
+		if st.Hits+st.Misses > 0 {
+			snap.Cache.Ratio = float64(st.Hits) / float64(st.Hits+st.Misses)
+		}
+	}
+	b, err := marshalIndent(snap)
 	if err != nil {
 		h.writeError(ctx, err)
 		return

@@ -48,7 +48,14 @@ type Backend struct {
 	healthy atomic.Bool
 	calls   atomic.Uint64
 	fails   atomic.Uint64
+	// downUntil[i] is when Addrs[i] may be tried again after it failed
+	// (Unix nanoseconds): while a core is down, requests skip it at once
+	// instead of each waiting out a dial timeout.
+	downUntil []atomic.Int64
 }
+
+// retryDown is how long a core that did not answer is skipped.
+const retryDown = time.Second
 
 // New returns a Backend.
 func New(cfg Config) (*Backend, error) {
@@ -61,11 +68,14 @@ func New(cfg Config) (*Backend, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Backend{cfg: cfg, log: cfg.Logger.With("component", "upstream")}
+	b := &Backend{cfg: cfg, log: cfg.Logger.With("component", "upstream"), downUntil: make([]atomic.Int64, len(cfg.Addrs))}
 	b.healthy.Store(true)
 	if cfg.OnChanges != nil {
 		cfg.Client.OnConnect(b.subscribe)
 		cfg.Client.OnPush(b.push)
+		// Without a connection no changes arrive: nothing cached can be
+		// trusted as fresh until the next subscription.
+		cfg.Client.OnDisconnect(func(string) { cfg.OnChanges(nil, true) })
 	}
 	return b, nil
 }
@@ -102,8 +112,13 @@ func (b *Backend) call(ctx context.Context, method uint16, r *wire.Request) ([]b
 	req := wire.AppendRequest(nil, r)
 	start := int(b.current.Load())
 	var lastErr error
+	now := time.Now().UnixNano()
 	for i := range b.cfg.Addrs {
 		idx := (start + i) % len(b.cfg.Addrs)
+		if b.downUntil[idx].Load() > now {
+			lastErr = errors.New("recently unreachable")
+			continue
+		}
 		cctx, cancel := context.WithTimeout(ctx, b.cfg.CallTimeout)
 		out, err := b.cfg.Client.Call(cctx, b.cfg.Addrs[idx], method, req)
 		cancel()
@@ -120,6 +135,7 @@ func (b *Backend) call(ctx context.Context, method uint16, r *wire.Request) ([]b
 			return nil, ctx.Err()
 		}
 		b.fails.Add(1)
+		b.downUntil[idx].Store(time.Now().Add(retryDown).UnixNano())
 		lastErr = err
 		b.log.Warn("core unreachable", "addr", b.cfg.Addrs[idx], "err", err)
 	}
@@ -128,6 +144,7 @@ func (b *Backend) call(ctx context.Context, method uint16, r *wire.Request) ([]b
 }
 
 func (b *Backend) arrived(idx int) {
+	b.downUntil[idx].Store(0)
 	b.current.Store(int32(idx))
 	b.healthy.Store(true)
 }

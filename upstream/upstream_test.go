@@ -25,11 +25,19 @@ type rig struct {
 	core   *core.Node
 	server *transport.Server
 	h      *edge.Handler
+	cache  *edge.Cache
+	creds  *pki.Bundle
 }
 
 // newRig runs a real core node behind a real QUIC server, and the HTTP API
 // handler of an edge whose backend calls that core.
 func newRig(t *testing.T, lim item.Limits, onChanges ...func([]wire.Change, bool)) *rig {
+	return newRigWith(t, lim, nil, onChanges...)
+}
+
+// newRigWith runs the rig with an edge cache when cache is set; the cache
+// then takes the pushed changes.
+func newRigWith(t *testing.T, lim item.Limits, cache *edge.Cache, onChanges ...func([]wire.Change, bool)) *rig {
 	t.Helper()
 	ca, err := pki.NewCA("test cluster")
 	if err != nil {
@@ -53,15 +61,18 @@ func newRig(t *testing.T, lim item.Limits, onChanges ...func([]wire.Change, bool
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := upstream.Config{Addrs: []string{srv.Addr().String()}, Client: client}
+	cfg := upstream.Config{Addrs: []string{srv.Addr().String()}, Client: client, CallTimeout: 500 * time.Millisecond}
 	if len(onChanges) > 0 {
 		cfg.OnChanges = onChanges[0]
+	}
+	if cache != nil {
+		cfg.OnChanges = cache.Apply
 	}
 	be, err := upstream.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := edge.NewHandler(edge.Config{}, be) // the edge's limits are the defaults
+	h, err := edge.NewHandler(edge.Config{Cache: cache}, be) // the edge's limits are the defaults
 
 	if err != nil {
 		t.Fatal(err)
@@ -72,10 +83,16 @@ func newRig(t *testing.T, lim item.Limits, onChanges ...func([]wire.Change, bool
 		node.Close()
 		store.Close()
 	})
-	return &rig{core: node, server: srv, h: h}
+	return &rig{core: node, server: srv, h: h, cache: cache, creds: coreCreds}
 }
 
 func (r *rig) do(t *testing.T, method, path, body string, headers ...string) (int, string) {
+	status, body, _ := r.doH(t, method, path, body, headers...)
+	return status, body
+}
+
+// doH also returns the X-Cache header.
+func (r *rig) doH(t *testing.T, method, path, body string, headers ...string) (int, string, string) {
 	t.Helper()
 	var ctx fasthttp.RequestCtx
 	ctx.Request.Header.SetMethod(method)
@@ -87,7 +104,7 @@ func (r *rig) do(t *testing.T, method, path, body string, headers ...string) (in
 		ctx.Request.Header.Set(headers[i], headers[i+1])
 	}
 	r.h.Serve(&ctx)
-	return ctx.Response.StatusCode(), string(ctx.Response.Body())
+	return ctx.Response.StatusCode(), string(ctx.Response.Body()), string(ctx.Response.Header.Peek("X-Cache"))
 }
 
 func code(body string) string {

@@ -1,0 +1,159 @@
+package upstream_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/soullabs/brainy/edge"
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/transport"
+)
+
+func newCache(t *testing.T) *edge.Cache {
+	c, err := edge.NewCache(edge.CacheConfig{MaxBytes: 16 << 20, TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// eventually polls f for up to 10 s.
+func eventually(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !f(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: never happened", what)
+		}
+	}
+}
+
+var acme = []string{"X-Brainy-Tenant", "acme"}
+
+// TestCacheHitsAndPushedInvalidation: a read is MISS then HIT; a write made
+// at the core by someone else reaches the edge by push, well before the
+// TTL; a 404 is cached until the key is created; the edge reads its own
+// writes at once.
+func TestCacheHitsAndPushedInvalidation(t *testing.T) {
+	r := newRigWith(t, item.Limits{}, newCache(t))
+	ctx := context.Background()
+	if _, _, err := r.core.Put(ctx, "acme", &item.Item{ID: "a", Data: []byte(`1`)}, item.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	if status, body, xc := r.doH(t, "GET", "/v1/items/a", "", acme...); status != 200 || xc != "MISS" || !strings.Contains(body, `"data":1`) {
+		t.Fatalf("first GET: %d %s %s", status, xc, body)
+	}
+	eventually(t, "HIT", func() bool { _, _, xc := r.doH(t, "GET", "/v1/items/a", "", acme...); return xc == "HIT" })
+
+	// Someone writes at the core directly: the push drops the cached answer.
+	if _, _, err := r.core.Put(ctx, "acme", &item.Item{ID: "a", Data: []byte(`2`)}, item.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new value at the edge", func() bool {
+		_, body := r.do(t, "GET", "/v1/items/a", "", acme...)
+		return strings.Contains(body, `"data":2`)
+	})
+
+	// A 404 is cached, and a create elsewhere clears it.
+	if status, _, xc := r.doH(t, "GET", "/v1/items/new", "", acme...); status != 404 || xc != "MISS" {
+		t.Fatalf("GET of a missing item: %d %s", status, xc)
+	}
+	eventually(t, "404 HIT", func() bool { s, _, xc := r.doH(t, "GET", "/v1/items/new", "", acme...); return s == 404 && xc == "HIT" })
+	if _, _, err := r.core.Put(ctx, "acme", &item.Item{ID: "new", Data: []byte(`3`)}, item.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the created item at the edge", func() bool { s, _ := r.do(t, "GET", "/v1/items/new", "", acme...); return s == 200 })
+
+	// Read-your-writes: right after a write through the edge, the edge
+	// answers with it (Ristretto stores a new key asynchronously, so the
+	// first read may still go to the core), and then from the cache.
+	status, put := r.do(t, "PUT", "/v1/items/b", `{"data":"mine"}`, acme...)
+	if status != 201 {
+		t.Fatalf("PUT: %d %s", status, put)
+	}
+	if status, body := r.do(t, "GET", "/v1/items/b", "", acme...); status != 200 || body != put {
+		t.Fatalf("GET after own PUT: %d %s, want the PUT's answer", status, body)
+	}
+	eventually(t, "own write cached", func() bool {
+		_, body, xc := r.doH(t, "GET", "/v1/items/b", "", acme...)
+		return xc == "HIT" && body == put
+	})
+	_, put = r.do(t, "PUT", "/v1/items/b", `{"data":"mine again"}`, acme...)
+	if status, body := r.do(t, "GET", "/v1/items/b", "", acme...); status != 200 || body != put {
+		t.Fatalf("GET after replacing a cached item: %d %s, want the new answer", status, body)
+	}
+	// Tenants do not share cache entries.
+	if status, _ := r.do(t, "GET", "/v1/items/b", "", "X-Brainy-Tenant", "other"); status != 404 {
+		t.Fatalf("another tenant read acme's cached item: %d", status)
+	}
+	if st := r.cache.Stats(); st.Hits == 0 || st.Invalidations == 0 {
+		t.Fatalf("cache stats %+v", st)
+	}
+}
+
+// TestConcurrentMissesCoalesce: 100 concurrent GETs of one uncached key
+// make one request to the core.
+func TestConcurrentMissesCoalesce(t *testing.T) {
+	r := newRigWith(t, item.Limits{}, newCache(t))
+	if _, _, err := r.core.Put(context.Background(), "acme", &item.Item{ID: "hot", Data: []byte(`1`)}, item.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	// Connect first, and let the subscription's reset land.
+	r.do(t, "GET", "/v1/items/warmup", "", acme...)
+	eventually(t, "subscribed", func() bool { return r.cache.Stats().Resets > 0 })
+	before := r.core.Metrics().Operations.Gets
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range 100 {
+		wg.Go(func() {
+			<-start
+			if status, _ := r.do(t, "GET", "/v1/items/hot", "", acme...); status != 200 {
+				t.Errorf("GET: %d", status)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if n := r.core.Metrics().Operations.Gets - before; n != 1 {
+		t.Fatalf("100 concurrent misses made %d requests to the core, want 1", n)
+	}
+}
+
+// TestStaleWhileCoreIsDown: with the core gone, cached items answer 200
+// STALE and others 503; once the core is back, fresh answers return.
+func TestStaleWhileCoreIsDown(t *testing.T) {
+	r := newRigWith(t, item.Limits{}, newCache(t))
+	if _, _, err := r.core.Put(context.Background(), "acme", &item.Item{ID: "a", Data: []byte(`1`)}, item.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "HIT", func() bool { _, _, xc := r.doH(t, "GET", "/v1/items/a", "", acme...); return xc == "HIT" })
+	addr := r.server.Addr().String()
+	r.server.Close()
+	eventually(t, "STALE", func() bool {
+		s, body, xc := r.doH(t, "GET", "/v1/items/a", "", acme...)
+		return s == 200 && xc == "STALE" && strings.Contains(body, `"data":1`)
+	})
+	if status, body := r.do(t, "GET", "/v1/items/uncached", "", acme...); status != 503 {
+		t.Fatalf("uncached GET with the core down: %d %s", status, body)
+	}
+	// The core comes back on the same address with a newer value.
+	if _, _, err := r.core.Put(context.Background(), "acme", &item.Item{ID: "a", Data: []byte(`2`)}, item.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := transport.LocalConfig(r.creds.TLSConfig())
+	cfg.ListenAddr = addr
+	srv, err := transport.NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.core.RegisterRPC(srv)
+	go srv.Serve(context.Background())
+	t.Cleanup(func() { srv.Close() })
+	eventually(t, "a fresh answer after the core returned", func() bool {
+		s, body, xc := r.doH(t, "GET", "/v1/items/a", "", acme...)
+		return s == 200 && xc != "STALE" && strings.Contains(body, `"data":2`)
+	})
+}
