@@ -165,13 +165,17 @@ func (s *Store) GetRange(ctx context.Context, key string, off, n int64) ([]byte,
 		}
 		return nil, fmt.Errorf("s3: get range %q: %w", key, classify(ctx, err))
 	}
-	body, err := readAll(out.Body, min(aws.ToInt64(out.ContentLength), n))
+	body, err := readAll(out.Body, aws.ToInt64(out.ContentLength))
 	if err != nil {
 		return nil, fmt.Errorf("s3: get range %q: read body: %w", key, classify(ctx, err))
 	}
-	if int64(len(body)) > n { // a server that ignored the Range header
+	if aws.ToString(out.ContentRange) == "" {
+		// A server that ignored the Range header sent the whole object.
 		end := min(off+n, int64(len(body)))
-		body = body[min(off, end):end]
+		return body[min(off, end):end], nil
+	}
+	if int64(len(body)) > n {
+		return nil, fmt.Errorf("s3: get range %q: %d bytes for a range of %d", key, len(body), n)
 	}
 	return body, nil
 }
