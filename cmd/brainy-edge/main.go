@@ -44,6 +44,8 @@ type settings struct {
 	maxBody                                          int
 	insecure                                         bool
 	callTimeout, writeTimeout, shutdownTimeout       time.Duration
+	cacheSize                                        int64
+	cacheTTL, negativeTTL                            time.Duration
 }
 
 func flags(s *settings) *flag.FlagSet {
@@ -58,6 +60,9 @@ func flags(s *settings) *flag.FlagSet {
 	fs.StringVar(&s.name, "name", "", "the edge's `name` in its certificate; empty means edge-HOSTNAME")
 	fs.StringVar(&s.apiKeys, "api-keys", "", "`file` of \"KEY TENANT\" lines; turns on authentication")
 	fs.BoolVar(&s.insecure, "insecure", false, "allow a non-loopback address without API keys")
+	fs.Int64Var(&s.cacheSize, "cache-size", daemon.DefaultCacheBytes(), "RAM for cached answers, in `bytes` (default: a quarter of RAM, at most 1 GiB); 0 turns the cache off")
+	fs.DurationVar(&s.cacheTTL, "cache-ttl", 60*time.Second, "how long a cached answer is served; only a backstop, since the cores push every change")
+	fs.DurationVar(&s.negativeTTL, "negative-ttl", 2*time.Second, "how long a 404 is cached")
 	fs.IntVar(&s.maxBody, "max-body-bytes", item.DefaultLimits().MaxBodyBytes, "largest request body accepted, in `bytes`")
 	fs.DurationVar(&s.callTimeout, "call-timeout", 5*time.Second, "how long one call to one core may take before the next core is tried")
 	fs.DurationVar(&s.writeTimeout, "write-timeout", 10*time.Second, "how long a write may take in all before 503")
@@ -136,7 +141,15 @@ func serve(s settings, log *slog.Logger) error {
 		return fmt.Errorf("cluster credentials: %w", err)
 	}
 	log.Info("starting", "component", "main", "http_addr", s.httpAddr, "upstream", strings.Join(addrs, ","),
-		"name", s.name, "api_keys", keys.Len(), "insecure", s.insecure, "call_timeout", s.callTimeout)
+		"name", s.name, "api_keys", keys.Len(), "insecure", s.insecure, "call_timeout", s.callTimeout,
+		"cache_bytes", s.cacheSize, "cache_ttl", s.cacheTTL, "negative_ttl", s.negativeTTL)
+	var cache *edge.Cache
+	if s.cacheSize > 0 {
+		if cache, err = edge.NewCache(edge.CacheConfig{MaxBytes: s.cacheSize, TTL: s.cacheTTL, NegativeTTL: s.negativeTTL}); err != nil {
+			return err
+		}
+		defer cache.Close()
+	}
 
 	qcfg := transport.DefaultConfig(tlsConf)
 	qcfg.ListenAddr = net.JoinHostPort(clientHost(addrs[0]), "0")
@@ -146,11 +159,15 @@ func serve(s settings, log *slog.Logger) error {
 		return fmt.Errorf("quic: %w", err)
 	}
 	defer client.Close()
-	be, err := upstream.New(upstream.Config{Addrs: addrs, Client: client, CallTimeout: s.callTimeout, Logger: log})
+	ucfg := upstream.Config{Addrs: addrs, Client: client, CallTimeout: s.callTimeout, Logger: log}
+	if cache != nil {
+		ucfg.OnChanges = cache.Apply
+	}
+	be, err := upstream.New(ucfg)
 	if err != nil {
 		return err
 	}
-	h, err := edge.NewHandler(edge.Config{Limits: limits, APIKeys: keys, WriteTimeout: s.writeTimeout, Logger: log}, be)
+	h, err := edge.NewHandler(edge.Config{Limits: limits, APIKeys: keys, WriteTimeout: s.writeTimeout, Logger: log, Cache: cache}, be)
 	if err != nil {
 		return err
 	}

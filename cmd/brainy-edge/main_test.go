@@ -127,3 +127,79 @@ func TestEdgeWithoutClusterCredentials(t *testing.T) {
 		t.Fatalf("an edge without the cluster CA should refuse to start: %d\n%s", code, out)
 	}
 }
+
+func doH(t *testing.T, url string) (int, string, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("X-Brainy-Tenant", "acme")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header.Get("X-Cache")
+}
+
+func waitFor(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !f(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: never happened", what)
+		}
+	}
+}
+
+// TestEdgeCache is the edge's contract with real processes: MISS then HIT;
+// an update made at the core shows at the edge without waiting for the TTL
+// (60 s here); an item created after a 404 shows right after its write; with
+// the core killed, cached items answer 200 STALE and others 503; when the
+// core is back, fresh answers return without restarting the edge.
+func TestEdgeCache(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "core-data")
+	core := coretest.StartCore(t, coreBin, nil, "--storage", data)
+	edgeTLS := filepath.Join(dir, "edge-tls")
+	copyCA(t, filepath.Join(data, "tls"), edgeTLS)
+	edge := coretest.Start(t, edgeBin, nil, "--upstream", core.QUICAddr, "--tls-dir", edgeTLS,
+		"--cache-size", "16777216", "--cache-ttl", "60s", "--call-timeout", "1s")
+
+	if status, _ := do(t, "PUT", core.URL("/v1/items/a"), `{"data":1}`); status != 201 {
+		t.Fatalf("PUT at core: %d", status)
+	}
+	if status, _, xc := doH(t, edge.URL("/v1/items/a")); status != 200 || xc != "MISS" {
+		t.Fatalf("first read: %d %s", status, xc)
+	}
+	waitFor(t, "HIT", func() bool { _, _, xc := doH(t, edge.URL("/v1/items/a")); return xc == "HIT" })
+
+	if status, _ := do(t, "PUT", core.URL("/v1/items/a"), `{"data":2}`); status != 200 {
+		t.Fatalf("update at core: %d", status)
+	}
+	waitFor(t, "the update at the edge", func() bool { _, body, _ := doH(t, edge.URL("/v1/items/a")); return strings.Contains(body, `"data":2`) })
+
+	if status, _, _ := doH(t, edge.URL("/v1/items/b")); status != 404 {
+		t.Fatalf("missing item: %d", status)
+	}
+	if status, _ := do(t, "PUT", core.URL("/v1/items/b"), `{"data":"new"}`); status != 201 {
+		t.Fatalf("create at core: %d", status)
+	}
+	waitFor(t, "the new item at the edge", func() bool { s, _, _ := doH(t, edge.URL("/v1/items/b")); return s == 200 })
+
+	waitFor(t, "a cached", func() bool { _, _, xc := doH(t, edge.URL("/v1/items/a")); return xc == "HIT" })
+	core.Kill()
+	waitFor(t, "STALE", func() bool {
+		s, body, xc := doH(t, edge.URL("/v1/items/a"))
+		return s == 200 && xc == "STALE" && strings.Contains(body, `"data":2`)
+	})
+	if status, body, _ := doH(t, edge.URL("/v1/items/never-cached")); status != 503 || !strings.Contains(body, `"error"`) {
+		t.Fatalf("uncached item with the core down: %d %s", status, body)
+	}
+	core = coretest.Start(t, coreBin, nil, "--storage", data, "--quic-addr", core.QUICAddr)
+	if status, _ := do(t, "PUT", core.URL("/v1/items/a"), `{"data":3}`); status != 200 {
+		t.Fatalf("update after restart: %d", status)
+	}
+	waitFor(t, "fresh answers after the core returned", func() bool {
+		s, body, xc := doH(t, edge.URL("/v1/items/a"))
+		return s == 200 && xc != "STALE" && strings.Contains(body, `"data":3`)
+	})
+}

@@ -111,6 +111,16 @@ func ClusterTLS(files TLSFiles, dir, nodeName string, hosts []string) (*tls.Conf
 	return b.TLSConfig(), nil
 }
 
+// DefaultCacheBytes is an edge's default cache size: a quarter of the
+// machine's RAM, at most 1 GiB (64 MiB when RAM cannot be read).
+func DefaultCacheBytes() int64 {
+	var si syscall.Sysinfo_t
+	if err := syscall.Sysinfo(&si); err != nil {
+		return 64 << 20
+	}
+	return min(int64(si.Totalram)*int64(si.Unit)/4, 1<<30)
+}
+
 // HTTPServer is what Run serves and stops.
 type HTTPServer interface {
 	Serve(net.Listener) error
