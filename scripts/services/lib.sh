@@ -71,7 +71,7 @@ wait_up() {
 }
 
 # record_start: note who started the server (BRAINY_SERVICE_OWNER, default "script"); the
-# Go test helper starts with owner "go-test" and only ever stops servers it owns.
+# tests (objstoretest.Use) start with owner "go-test" and only ever stop servers they own.
 record_start() { echo "${BRAINY_SERVICE_OWNER:-script}" >"$RUN/$SERVICE.owner"; }
 
 # stop_service MUST_CONTAIN: TERM (then KILL after 10 s) the one recorded PID, if it is ours.
