@@ -63,16 +63,16 @@ func copyCA(t *testing.T, coreTLS, edgeTLS string) {
 	}
 }
 
-// TestEdgeServesThroughCore: writes through the edge land in the core, reads
-// through the edge see the core's data, and with the core gone the edge
-// answers 503 until the core is back, with no edge restart.
+// TestEdgeServesThroughCore, without a cache: writes through the edge land
+// in the core, reads through the edge see the core's data, and with the
+// core gone the edge answers 503 until the core is back, with no edge restart.
 func TestEdgeServesThroughCore(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "core-data")
 	core := coretest.StartCore(t, coreBin, nil, "--storage", data)
 	edgeTLS := filepath.Join(dir, "edge-tls")
 	copyCA(t, filepath.Join(data, "tls"), edgeTLS)
-	edge := coretest.Start(t, edgeBin, nil, "--upstream", core.QUICAddr, "--tls-dir", edgeTLS)
+	edge := coretest.Start(t, edgeBin, nil, "--upstream", core.QUICAddr, "--tls-dir", edgeTLS, "--cache-size", "0")
 
 	status, put := do(t, "PUT", edge.URL("/v1/items/john"), `{"type":"person","data":{"name":"John"}}`)
 	if status != 201 {
