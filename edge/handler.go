@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -337,8 +338,13 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 		if !ok {
 			return
 		}
-		var kb [512]byte
-		if e, fresh := h.cfg.Cache.get(cacheKey(kb[:0], tenant, rawID)); fresh {
+		// The key escapes into Ristretto's generic code, so it lives in a
+		// pooled buffer rather than on the stack.
+		kb := keyPool.Get().(*[]byte)
+		*kb = cacheKey((*kb)[:0], tenant, rawID)
+		e, fresh := h.cfg.Cache.get(*kb)
+		keyPool.Put(kb)
+		if fresh {
 			h.cfg.Cache.hits.Add(1)
 			h.serveEntry(ctx, e, "HIT")
 			return
@@ -460,6 +466,8 @@ func (h *Handler) writeItem(ctx *fasthttp.RequestCtx, status int, it *item.Item)
 	b := ctx.Response.SwapBody(nil)
 	ctx.Response.SwapBody(append(appendItem(b[:0], it), '\n'))
 }
+
+var keyPool = sync.Pool{New: func() any { b := make([]byte, 0, 320); return &b }}
 
 // serveMiss answers a GET the cache could not: one backend request per
 // key at a time (concurrent misses share it), the answer cached; while no
