@@ -1,8 +1,9 @@
 # make test  — everything CI runs: vet, gofmt, the race-enabled test suite,
 #              and short fuzz runs of every decoder.
 # make bench — Go benchmarks, the end-to-end HTTP comparison against Redis
-#              and etcd (installs wrk, redis-server, etcd-server), and
-#              brainy-loadtest against wrk (installs nginx).
+#              and etcd (installs wrk, redis-server, etcd-server), brainy-edge
+#              against nginx and Varnish (installs them), and brainy-loadtest
+#              against wrk.
 
 GO        ?= go
 FUZZTIME  ?= 10s
@@ -15,12 +16,14 @@ FUZZ_TARGETS = \
 	./edge:FuzzDecodePatch \
 	./core:FuzzDecodeCommand \
 	./core:FuzzDecodeRecord \
+	./internal/wire:FuzzDecode \
+	./transport:FuzzDecodeFrame \
 	./loadtest:FuzzParseTemplate \
 	./loadtest:FuzzParseMix \
 	./loadtest:FuzzParseKeyDist \
 	./loadtest:FuzzDecodeResult
 
-.PHONY: all build test vet fmt-check provision unit fuzz bench bench-go bench-e2e bench-loadtest clean
+.PHONY: all build test vet fmt-check provision unit fuzz bench bench-go bench-e2e bench-edge bench-loadtest clean
 
 all: build
 
@@ -51,13 +54,16 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	done
 
-bench: bench-go bench-e2e bench-loadtest
+bench: bench-go bench-e2e bench-edge bench-loadtest
 
 bench-go:
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./core ./edge ./internal/jsontext .
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./core ./core/multiraft ./edge ./internal/jsontext ./transport .
 
 bench-e2e:
 	scripts/bench-e2e.sh
+
+bench-edge:
+	scripts/bench-edge.sh
 
 bench-loadtest:
 	scripts/loadtest-vs-wrk.sh
