@@ -4,6 +4,7 @@
 //	brainy-loadtest [flags] URL              run a load test
 //	brainy-loadtest merge [flags] A.json ... merge results of several generators
 //	brainy-loadtest compare [flags] URL_A URL_B
+//	brainy-loadtest freshness [flags] WRITE_URL READ_URL
 //
 // Every flag can also be set with BRAINY_LOADTEST_<FLAG> (upper case, '-' as
 // '_'); a flag on the command line wins.
@@ -135,6 +136,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 			return runMerge(args[1:], stdout, stderr)
 		case "compare":
 			return runCompare(ctx, args[1:], stdout, stderr, tty)
+		case "freshness":
+			return runFreshness(ctx, args[1:], stdout, stderr)
 		}
 	}
 	var o options
@@ -270,6 +273,78 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer, tt
 	if err := cmp.WriteText(stdout); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	return 0
+}
+
+// runFreshness measures how long a write acknowledged at WRITE_URL takes to
+// be served by READ_URL (see loadtest.MeasureFreshness).
+func runFreshness(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var (
+		c       loadtest.FreshnessConfig
+		headers headerList
+		jsonOut bool
+		outFile string
+		verbose bool
+	)
+	fs := flag.NewFlagSet("freshness", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&c.Writes, "n", 1000, "measured writes, one at a time")
+	fs.DurationVar(&c.Timeout, "timeout", 2*time.Second, "longest wait for one write to be served by READ_URL; later counts as timed out")
+	fs.DurationVar(&c.PollInterval, "poll", 100*time.Microsecond, "pause between two reads (negative: none)")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "per-request timeout")
+	fs.StringVar(&c.ItemID, "id", "freshness-probe", "id of the item written and read")
+	fs.StringVar(&c.ItemType, "type", "bench", "item type")
+	fs.StringVar(&c.Tenant, "tenant", "", "X-Brainy-Tenant header")
+	fs.Var(&headers, "H", `extra header "Name: value" (repeatable)`)
+	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow URLs that are not loopback")
+	fs.BoolVar(&jsonOut, "json", false, "print the result as JSON on stdout instead of text")
+	fs.StringVar(&outFile, "o", "", "also write the JSON result to this file")
+	fs.BoolVar(&verbose, "v", false, "log run events to stderr")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: brainy-loadtest freshness [flags] WRITE_URL READ_URL\n\nWrites an item N times at WRITE_URL and after each acknowledged write polls\nREAD_URL until it serves the new value; reports the delay's percentiles.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return usageError(stderr, err)
+	}
+	if len(pos) != 2 {
+		fs.Usage()
+		return 2
+	}
+	c.WriteURL, c.ReadURL, c.Headers = pos[0], pos[1], headers
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	c.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	c.EnsureDefaults()
+	if err := c.Validate(); err != nil {
+		return usageError(stderr, err)
+	}
+	res, err := loadtest.MeasureFreshness(ctx, c)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if jsonOut {
+		err = res.WriteJSON(stdout)
+	} else {
+		err = res.WriteText(stdout)
+	}
+	if err == nil && outFile != "" {
+		var f *os.File
+		if f, err = os.Create(outFile); err == nil {
+			err = errors.Join(res.WriteJSON(f), f.Close())
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if res.Interrupted {
+		return 130
 	}
 	return 0
 }
