@@ -18,6 +18,9 @@ FUZZ_TARGETS = \
 	./core:FuzzDecodeRecord \
 	./internal/wire:FuzzDecode \
 	./transport:FuzzDecodeFrame \
+	./tiers/objstore:FuzzValidKey \
+	./tiers/objstore:FuzzParseURL \
+	./tiers/gcs:FuzzParseETag \
 	./loadtest:FuzzParseTemplate \
 	./loadtest:FuzzParseMix \
 	./loadtest:FuzzParseKeyDist \
