@@ -59,6 +59,12 @@ type Config struct {
 	// Logger receives request failures (5xx) and lifecycle events. Nil
 	// discards them.
 	Logger *slog.Logger
+	// RateLimit bounds each tenant's item requests per second (a token
+	// bucket of RateBurst tokens); past it the answer is 429 with
+	// Retry-After. 0 means no limit.
+	RateLimit float64
+	// RateBurst is the bucket size. Default: RateLimit (one second's worth).
+	RateBurst int
 	// Cache, when set, answers GETs from RAM (an edge's cache); writes made
 	// through this handler update it. Nil means every GET asks the backend.
 	Cache *Cache
@@ -84,6 +90,7 @@ func (c *Config) EnsureDefaults() {
 // Handler is the HTTP API v1 as a fasthttp handler.
 type Handler struct {
 	cfg      Config
+	limits   *tenantLimits // nil without a rate limit
 	be       Backend
 	log      *slog.Logger
 	metrics  *httpMetrics
@@ -103,6 +110,9 @@ func NewHandler(cfg Config, be Backend) (*Handler, error) {
 		return nil, err
 	}
 	h.metrics = m
+	if cfg.RateLimit > 0 {
+		h.limits = newTenantLimits(cfg.RateLimit, cfg.RateBurst)
+	}
 	if cfg.Cache != nil {
 		if err := cfg.Registry.Register(&cacheCollector{c: cfg.Cache}); err != nil {
 			return nil, fmt.Errorf("edge: registering cache metrics: %w", err)
@@ -258,6 +268,22 @@ func (h *Handler) tenant(ctx *fasthttp.RequestCtx) (string, bool) {
 	return t, true
 }
 
+// itemTenant is tenant plus the tenant's rate limit, for item routes.
+func (h *Handler) itemTenant(ctx *fasthttp.RequestCtx) (string, bool) {
+	t, ok := h.tenant(ctx)
+	if !ok || h.limits == nil {
+		return t, ok
+	}
+	if allowed, wait := h.limits.allow(t, time.Now()); !allowed {
+		writeAPIError(ctx, apiError{fasthttp.StatusTooManyRequests, "rate_limited",
+			"tenant " + strconv.Quote(t) + " is over its request rate"})
+		var b [20]byte
+		ctx.Response.Header.SetBytesV("Retry-After", strconv.AppendInt(b[:0], int64(max(wait.Round(time.Second), time.Second)/time.Second), 10))
+		return "", false
+	}
+	return t, true
+}
+
 // checkBody enforces the content type of a request body. curl -d sends
 // application/x-www-form-urlencoded by default; a form-encoded body would
 // fail to parse as JSON anyway, so it is accepted and parsed as JSON.
@@ -282,7 +308,7 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 	if !h.allow(ctx, "GET", "POST") {
 		return
 	}
-	tenant, ok := h.tenant(ctx)
+	tenant, ok := h.itemTenant(ctx)
 	if !ok {
 		return
 	}
@@ -332,12 +358,16 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 	if !h.allow(ctx, "GET", "PUT", "PATCH", "DELETE") {
 		return
 	}
-	if h.cfg.Cache != nil && (ctx.IsGet() || ctx.IsHead()) && bytes.IndexByte(rawID, '%') < 0 && len(rawID) <= h.cfg.Limits.MaxIDBytes {
-		// The hit path: no unescaping, no allocation.
-		tenant, ok := h.tenant(ctx)
+	// The cache's hit path: no unescaping, no allocation. It resolves the
+	// tenant (and charges its rate limit) once for the whole request.
+	var tenant string
+	fast := h.cfg.Cache != nil && (ctx.IsGet() || ctx.IsHead()) && bytes.IndexByte(rawID, '%') < 0 && len(rawID) <= h.cfg.Limits.MaxIDBytes
+	if fast {
+		t, ok := h.itemTenant(ctx)
 		if !ok {
 			return
 		}
+		tenant = t
 		// The key escapes into Ristretto's generic code, so it lives in a
 		// pooled buffer rather than on the stack.
 		kb := keyPool.Get().(*[]byte)
@@ -359,9 +389,12 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 		h.writeError(ctx, item.Invalid("id_too_long", "id is %d bytes, the limit is %d", len(id), h.cfg.Limits.MaxIDBytes))
 		return
 	}
-	tenant, ok := h.tenant(ctx)
-	if !ok {
-		return
+	if !fast {
+		t, ok := h.itemTenant(ctx)
+		if !ok {
+			return
+		}
+		tenant = t
 	}
 	cond, err := conditions(ctx)
 	if err != nil {
@@ -483,7 +516,9 @@ func (h *Handler) serveMiss(ctx *fasthttp.RequestCtx, tenant, id string) {
 		if e, fresh := c.get(key); fresh {
 			return e, nil
 		}
+		start := time.Now()
 		it, err := h.be.Get(context.Background(), tenant, id)
+		h.metrics.backendGet.Observe(time.Since(start).Seconds())
 		if err != nil && !errors.Is(err, item.ErrNotFound) {
 			return nil, err
 		}

@@ -354,3 +354,26 @@ func TestItemLifecycle(t *testing.T) {
 		t.Fatalf("prometheus output lacks request or storage metrics:\n%s", r.body)
 	}
 }
+
+func TestRateLimitPerTenant(t *testing.T) {
+	s := newTestServer(t, Config{RateLimit: 5, RateBurst: 5})
+	a := []string{"X-Brainy-Tenant", "a"}
+	for i := range 5 {
+		if r := s.do(t, "GET", "/v1/items/x", "", a...); r.status != 404 {
+			t.Fatalf("request %d within the burst: %d %s", i, r.status, r.body)
+		}
+	}
+	r := s.do(t, "GET", "/v1/items/x", "", a...)
+	if r.status != 429 || r.errorCode() != "rate_limited" || r.header["retry-after"] == "" {
+		t.Fatalf("request past the burst: %d %s %v", r.status, r.body, r.header)
+	}
+	if r := s.do(t, "PUT", "/v1/items/x", `{}`, a...); r.status != 429 {
+		t.Fatalf("writes share the tenant's bucket: %d", r.status)
+	}
+	if r := s.do(t, "GET", "/v1/items/x", "", "X-Brainy-Tenant", "b"); r.status != 404 {
+		t.Fatalf("another tenant was limited too: %d %s", r.status, r.body)
+	}
+	if r := s.do(t, "GET", "/healthz", ""); r.status != 200 {
+		t.Fatalf("health checks are not rate limited: %d", r.status)
+	}
+}

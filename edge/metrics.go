@@ -15,6 +15,9 @@ import (
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// backendGet times the backend reads behind cache misses: on an edge,
+	// the round trip to a core.
+	backendGet prometheus.Histogram
 }
 
 func newHTTPMetrics(reg *prometheus.Registry, be Backend) (*httpMetrics, error) {
@@ -29,7 +32,12 @@ func newHTTPMetrics(reg *prometheus.Registry, be Backend) (*httpMetrics, error) 
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, &nodeCollector{be: be},
+	m.backendGet = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "brainy_edge_miss_backend_seconds",
+		Help:    "Time a cache miss waited for the backend (on an edge: the call to a core).",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	})
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.backendGet, &nodeCollector{be: be},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("edge: registering metrics: %w", err)

@@ -41,7 +41,8 @@ type settings struct {
 	bind, httpAddr, quicAddr, storage, apiKeys, nodeID, config string
 	tlsDir, tlsCert, tlsKey, tlsCA                             string
 	debugAddr, logLevel, logFormat                             string
-	partitions, maxBody                                        int
+	partitions, maxBody, rateBurst                             int
+	rateLimit                                                  float64
 	insecure                                                   bool
 	shutdownTimeout, writeTimeout                              time.Duration
 }
@@ -59,6 +60,8 @@ func flags(s *settings) *flag.FlagSet {
 	fs.StringVar(&s.tlsCert, "tls-cert", "", "node certificate `file` (PEM), with --tls-key and --tls-ca, instead of --tls-dir")
 	fs.StringVar(&s.tlsKey, "tls-key", "", "node private key `file` (PEM)")
 	fs.StringVar(&s.tlsCA, "tls-ca", "", "cluster CA certificate `file` (PEM)")
+	fs.Float64Var(&s.rateLimit, "rate-limit", 0, "item requests per second allowed to each tenant (429 beyond); 0 means no limit")
+	fs.IntVar(&s.rateBurst, "rate-burst", 0, "requests a tenant may make at once above its rate; 0 means one second's worth")
 	fs.IntVar(&s.maxBody, "max-body-bytes", item.DefaultLimits().MaxBodyBytes, "largest request body accepted, in `bytes`")
 	fs.DurationVar(&s.writeTimeout, "write-timeout", 10*time.Second, "how long a write may wait for its commit before 503")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for in-flight requests")
@@ -158,7 +161,8 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 	node.RegisterRPC(qsrv)
 	go qsrv.Serve(context.Background())
 
-	h, err := edge.NewHandler(edge.Config{Limits: limits, APIKeys: keys, WriteTimeout: s.writeTimeout, Logger: log}, node)
+	h, err := edge.NewHandler(edge.Config{Limits: limits, APIKeys: keys, WriteTimeout: s.writeTimeout, Logger: log,
+		RateLimit: s.rateLimit, RateBurst: s.rateBurst}, node)
 	if err != nil {
 		return err
 	}

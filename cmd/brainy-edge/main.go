@@ -41,7 +41,8 @@ type settings struct {
 	bind, httpAddr, upstreams, name, apiKeys, config string
 	tlsDir, tlsCert, tlsKey, tlsCA                   string
 	logLevel, logFormat                              string
-	maxBody                                          int
+	maxBody, rateBurst                               int
+	rateLimit                                        float64
 	insecure                                         bool
 	callTimeout, writeTimeout, shutdownTimeout       time.Duration
 	cacheSize                                        int64
@@ -63,6 +64,8 @@ func flags(s *settings) *flag.FlagSet {
 	fs.Int64Var(&s.cacheSize, "cache-size", daemon.DefaultCacheBytes(), "RAM for cached answers, in `bytes` (default: a quarter of RAM, at most 1 GiB); 0 turns the cache off")
 	fs.DurationVar(&s.cacheTTL, "cache-ttl", 60*time.Second, "how long a cached answer is served; only a backstop, since the cores push every change")
 	fs.DurationVar(&s.negativeTTL, "negative-ttl", 2*time.Second, "how long a 404 is cached")
+	fs.Float64Var(&s.rateLimit, "rate-limit", 0, "item requests per second allowed to each tenant (429 beyond); 0 means no limit")
+	fs.IntVar(&s.rateBurst, "rate-burst", 0, "requests a tenant may make at once above its rate; 0 means one second's worth")
 	fs.IntVar(&s.maxBody, "max-body-bytes", item.DefaultLimits().MaxBodyBytes, "largest request body accepted, in `bytes`")
 	fs.DurationVar(&s.callTimeout, "call-timeout", 5*time.Second, "how long one call to one core may take before the next core is tried")
 	fs.DurationVar(&s.writeTimeout, "write-timeout", 10*time.Second, "how long a write may take in all before 503")
@@ -167,7 +170,8 @@ func serve(s settings, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	h, err := edge.NewHandler(edge.Config{Limits: limits, APIKeys: keys, WriteTimeout: s.writeTimeout, Logger: log, Cache: cache}, be)
+	h, err := edge.NewHandler(edge.Config{Limits: limits, APIKeys: keys, WriteTimeout: s.writeTimeout, Logger: log,
+		RateLimit: s.rateLimit, RateBurst: s.rateBurst, Cache: cache}, be)
 	if err != nil {
 		return err
 	}
