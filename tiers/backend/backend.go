@@ -21,6 +21,7 @@ import (
 	"github.com/soullabs/brainy/tiers"
 	"github.com/soullabs/brainy/tiers/disk"
 	"github.com/soullabs/brainy/tiers/memory"
+	"github.com/soullabs/brainy/tiers/objstore"
 )
 
 // Spec is a parsed storage setting.
@@ -57,10 +58,20 @@ func Parse(setting string) (Spec, error) {
 	if i := strings.Index(s, "://"); i > 0 {
 		scheme := s[:i]
 		switch scheme {
-		case "s3", "r2", "gs", "azure", "cloud":
-			return Spec{}, fmt.Errorf("backend: storage %q: %s:// object storage is not available in this build yet; use \"memory\" or a directory", setting, scheme)
+		case "s3", "gs", "azure":
+			// The URL's shape is checked now, so a typo is named even
+			// before object stores can hold a node's data.
+			if _, err := objstore.ParseURL(s); err != nil {
+				return Spec{}, fmt.Errorf("backend: storage %q: %v", setting, err)
+			}
+			fallthrough
+		case "r2", "cloud":
+			return Spec{}, fmt.Errorf("backend: storage %q: %s:// cannot hold a node's data yet (the object-store segment log is not built); use \"memory\" or a directory", setting, scheme)
 		}
-		return Spec{}, fmt.Errorf("backend: storage %q: unknown scheme %q; use \"memory\" or a directory", setting, scheme)
+		return Spec{}, fmt.Errorf("backend: storage %q: unknown scheme %q; use \"memory\", a directory or file:///dir", setting, scheme)
+	}
+	if strings.ContainsAny(s, "{}") {
+		return Spec{}, fmt.Errorf("backend: storage %q: templates such as {{nodeId}} are not supported yet", setting)
 	}
 	abs, err := filepath.Abs(s)
 	if err != nil {
