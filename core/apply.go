@@ -3,6 +3,7 @@ package core
 import (
 	"fmt"
 
+	"github.com/soullabs/brainy/internal/codec"
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/jsontext"
 )
@@ -190,13 +191,13 @@ func (ps *partState) encode() []byte {
 }
 
 func (ps *partState) decode(b []byte) error {
-	d := decoder{b: b}
-	if d.byte() != 1 {
+	d := codec.Decoder{B: b, Fail: errCorrupt}
+	if d.Byte() != 1 {
 		return errCorrupt
 	}
-	ps.applied = d.uvarint()
-	ps.items = d.uvarint()
-	if d.err != nil {
+	ps.applied = d.Uvarint()
+	ps.items = d.Uvarint()
+	if d.Err != nil {
 		return errCorrupt
 	}
 	return nil

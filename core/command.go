@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/soullabs/brainy/internal/codec"
 	"github.com/soullabs/brainy/internal/item"
 )
 
@@ -62,13 +63,13 @@ func (c *Command) AppendEncode(dst []byte) []byte {
 	}
 	dst = append(dst, flags)
 	dst = binary.AppendVarint(dst, c.Now)
-	dst = appendBytes(dst, []byte(c.Tenant))
-	dst = appendBytes(dst, []byte(c.ID))
-	dst = appendBytes(dst, []byte(c.Cond.IfMatch))
-	dst = appendBytes(dst, []byte(c.Type))
-	dst = appendBytes(dst, c.Data)
-	dst = appendBytes(dst, c.Metadata)
-	return appendVector(dst, c.Vector)
+	dst = codec.AppendBytes(dst, []byte(c.Tenant))
+	dst = codec.AppendBytes(dst, []byte(c.ID))
+	dst = codec.AppendBytes(dst, []byte(c.Cond.IfMatch))
+	dst = codec.AppendBytes(dst, []byte(c.Type))
+	dst = codec.AppendBytes(dst, c.Data)
+	dst = codec.AppendBytes(dst, c.Metadata)
+	return codec.AppendVector(dst, c.Vector)
 }
 
 var errBadCommand = errors.New("core: malformed command")
@@ -83,27 +84,27 @@ func DecodeCommand(b []byte) (*Command, error) {
 }
 
 func (c *Command) decode(b []byte) error {
-	d := decoder{b: b}
-	if d.byte() != commandFormat {
+	d := codec.Decoder{B: b, Fail: errBadCommand}
+	if d.Byte() != commandFormat {
 		return errBadCommand
 	}
-	c.Op = Op(d.byte())
-	flags := d.byte()
-	c.Now = d.varint()
-	c.Tenant = d.string()
-	c.ID = d.string()
-	c.Cond.IfMatch = d.string()
-	c.Type = d.string()
-	c.Data = d.bytes()
-	c.Metadata = d.bytes()
-	c.Vector = d.vector()
+	c.Op = Op(d.Byte())
+	flags := d.Byte()
+	c.Now = d.Varint()
+	c.Tenant = d.String()
+	c.ID = d.String()
+	c.Cond.IfMatch = d.String()
+	c.Type = d.String()
+	c.Data = d.Bytes()
+	c.Metadata = d.Bytes()
+	c.Vector = d.Vector()
 	if flags&^(flagIfNoneMatch|flagHasType|flagHasVector) != 0 {
 		return fmt.Errorf("%w: unknown flags %#x", errBadCommand, flags)
 	}
 	c.Cond.IfNoneMatch = flags&flagIfNoneMatch != 0
 	c.HasType = flags&flagHasType != 0
 	c.HasVector = flags&flagHasVector != 0
-	if d.err != nil || len(d.b) != 0 {
+	if d.Err != nil || len(d.B) != 0 {
 		return errBadCommand
 	}
 	if c.Op < OpCreate || c.Op > OpDelete {

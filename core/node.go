@@ -12,6 +12,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/soullabs/brainy/internal/codec"
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/jsontext"
 	"github.com/soullabs/brainy/tiers"
@@ -251,10 +252,9 @@ func (n *Node) loadMeta(ctx context.Context) error {
 	parts, err := n.store.Get(ctx, metaKey("partitions"))
 	switch {
 	case err == nil:
-		var d decoder
-		d.b = parts
-		n.nparts = int(d.uvarint())
-		if d.err != nil || n.nparts < 1 {
+		d := codec.Decoder{B: parts, Fail: errCorrupt}
+		n.nparts = int(d.Uvarint())
+		if d.Err != nil || n.nparts < 1 {
 			return fmt.Errorf("core: corrupt partition count")
 		}
 		if n.cfg.Partitions != 0 && n.cfg.Partitions != n.nparts {

@@ -47,7 +47,8 @@ func (n *Node) RegisterRPC(s *transport.Server) {
 		return nil, n.Delete(ctx, r.Tenant, r.ID, r.Cond)
 	}))
 	s.Handle(wire.MethodSubscribe, func(_ context.Context, peer *transport.Peer, _ []byte) ([]byte, error) {
-		go n.pushChanges(peer)
+		// Subscribe before answering: every commit after the answer is pushed.
+		go n.pushChanges(peer, n.SubscribeChanges(1024))
 		return nil, nil
 	})
 	s.Handle(wire.MethodList, n.rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
@@ -87,8 +88,7 @@ func rpcError(err error) error {
 // Batches that queued up meanwhile go out together; a push that fails, or
 // batches the subscription dropped, make the next push say changes were
 // lost, so the edge drops what it cannot trust.
-func (n *Node) pushChanges(peer *transport.Peer) {
-	sub := n.SubscribeChanges(1024)
+func (n *Node) pushChanges(peer *transport.Peer, sub *Subscription) {
 	defer sub.Close()
 	lost := false
 	for {

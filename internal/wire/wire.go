@@ -15,6 +15,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/soullabs/brainy/internal/codec"
 	"github.com/soullabs/brainy/internal/item"
 )
 
@@ -71,35 +72,35 @@ func AppendRequest(dst []byte, r *Request) []byte {
 		flags |= flagHasVector
 	}
 	dst = append(dst, format, flags)
-	dst = appendString(dst, r.Tenant)
-	dst = appendString(dst, r.ID)
-	dst = appendString(dst, r.Cond.IfMatch)
-	dst = appendString(dst, r.Type)
-	dst = appendBytes(dst, r.Data)
-	dst = appendBytes(dst, r.Metadata)
-	dst = appendVector(dst, r.Vector)
-	dst = appendString(dst, r.List.Type)
+	dst = codec.AppendString(dst, r.Tenant)
+	dst = codec.AppendString(dst, r.ID)
+	dst = codec.AppendString(dst, r.Cond.IfMatch)
+	dst = codec.AppendString(dst, r.Type)
+	dst = codec.AppendBytes(dst, r.Data)
+	dst = codec.AppendBytes(dst, r.Metadata)
+	dst = codec.AppendVector(dst, r.Vector)
+	dst = codec.AppendString(dst, r.List.Type)
 	dst = binary.AppendUvarint(dst, uint64(max(r.List.Limit, 0)))
-	return appendString(dst, r.List.Cursor)
+	return codec.AppendString(dst, r.List.Cursor)
 }
 
 // DecodeRequest decodes a request. Byte slices of the result alias b.
 func DecodeRequest(b []byte) (*Request, error) {
-	d := decoder{b: b}
-	if d.byte() != format {
+	d := codec.Decoder{B: b, Fail: ErrMalformed}
+	if d.Byte() != format {
 		return nil, ErrMalformed
 	}
-	flags := d.byte()
+	flags := d.Byte()
 	r := &Request{
-		Tenant: d.string(), ID: d.string(),
-		Cond: item.Cond{IfMatch: d.string(), IfNoneMatch: flags&flagIfNoneMatch != 0},
-		Type: d.string(), Data: d.bytes(), Metadata: d.bytes(), Vector: d.vector(),
+		Tenant: d.String(), ID: d.String(),
+		Cond: item.Cond{IfMatch: d.String(), IfNoneMatch: flags&flagIfNoneMatch != 0},
+		Type: d.String(), Data: d.Bytes(), Metadata: d.Bytes(), Vector: d.Vector(),
 		HasType: flags&flagHasType != 0, HasVector: flags&flagHasVector != 0,
 	}
-	r.List.Type = d.string()
-	limit := d.uvarint()
-	r.List.Cursor = d.string()
-	if d.err != nil || len(d.b) != 0 || flags&^(flagIfNoneMatch|flagHasType|flagHasVector) != 0 || limit > math.MaxInt32 {
+	r.List.Type = d.String()
+	limit := d.Uvarint()
+	r.List.Cursor = d.String()
+	if d.Err != nil || len(d.B) != 0 || flags&^(flagIfNoneMatch|flagHasType|flagHasVector) != 0 || limit > math.MaxInt32 {
 		return nil, ErrMalformed
 	}
 	r.List.Limit = int(limit)
@@ -132,26 +133,26 @@ func AppendItem(dst []byte, it *item.Item, created bool) []byte {
 }
 
 func appendItemBody(dst []byte, it *item.Item) []byte {
-	dst = appendString(dst, it.ID)
-	dst = appendString(dst, it.Type)
-	dst = appendString(dst, it.Tenant)
-	dst = appendBytes(dst, it.Data)
-	dst = appendBytes(dst, it.Metadata)
-	dst = appendVector(dst, it.Vector)
+	dst = codec.AppendString(dst, it.ID)
+	dst = codec.AppendString(dst, it.Type)
+	dst = codec.AppendString(dst, it.Tenant)
+	dst = codec.AppendBytes(dst, it.Data)
+	dst = codec.AppendBytes(dst, it.Metadata)
+	dst = codec.AppendVector(dst, it.Vector)
 	dst = binary.AppendVarint(dst, it.CreatedAt.UnixNano())
 	dst = binary.AppendVarint(dst, it.UpdatedAt.UnixNano())
-	return appendString(dst, it.Version)
+	return codec.AppendString(dst, it.Version)
 }
 
 // DecodeItem decodes an answer carrying one item. The item owns its bytes.
 func DecodeItem(b []byte) (it *item.Item, created bool, err error) {
-	d := decoder{b: b}
-	if d.byte() != format {
+	d := codec.Decoder{B: b, Fail: ErrMalformed}
+	if d.Byte() != format {
 		return nil, false, ErrMalformed
 	}
-	flags := d.byte()
-	it = d.item()
-	if d.err != nil || len(d.b) != 0 || flags&^flagCreated != 0 {
+	flags := d.Byte()
+	it = decodeItem(&d)
+	if d.Err != nil || len(d.B) != 0 || flags&^flagCreated != 0 {
 		return nil, false, ErrMalformed
 	}
 	return it, flags&flagCreated != 0, nil
@@ -164,25 +165,25 @@ func AppendPage(dst []byte, p *item.Page) []byte {
 	for _, it := range p.Items {
 		dst = appendItemBody(dst, it)
 	}
-	return appendString(dst, p.Cursor)
+	return codec.AppendString(dst, p.Cursor)
 }
 
 // DecodePage decodes a listing page.
 func DecodePage(b []byte) (*item.Page, error) {
-	d := decoder{b: b}
-	if d.byte() != format {
+	d := codec.Decoder{B: b, Fail: ErrMalformed}
+	if d.Byte() != format {
 		return nil, ErrMalformed
 	}
-	n := d.uvarint()
-	if n > uint64(len(d.b)) { // every item takes at least one byte
+	n := d.Uvarint()
+	if n > uint64(len(d.B)) { // every item takes at least one byte
 		return nil, ErrMalformed
 	}
 	p := &item.Page{Items: make([]*item.Item, 0, n)}
 	for range n {
-		p.Items = append(p.Items, d.item())
+		p.Items = append(p.Items, decodeItem(&d))
 	}
-	p.Cursor = d.string()
-	if d.err != nil || len(d.b) != 0 {
+	p.Cursor = d.String()
+	if d.Err != nil || len(d.B) != 0 {
 		return nil, ErrMalformed
 	}
 	return p, nil
@@ -248,107 +249,18 @@ func trim(msg string) string {
 	return msg
 }
 
-func appendString(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
-}
-
-func appendBytes(dst, p []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(p)))
-	return append(dst, p...)
-}
-
-func appendVector(dst []byte, v []float32) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(v)))
-	for _, f := range v {
-		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(f))
-	}
-	return dst
-}
-
-// decoder reads the encodings above; the first failure sticks in err.
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) fail() { d.err = ErrMalformed; d.b = nil }
-
-func (d *decoder) byte() byte {
-	if len(d.b) < 1 {
-		d.fail()
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *decoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) bytes() []byte {
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail()
-		return nil
-	}
-	if n == 0 {
-		return nil
-	}
-	p := d.b[:n:n]
-	d.b = d.b[n:]
-	return p
-}
-
-func (d *decoder) string() string { return string(d.bytes()) }
-
-func (d *decoder) vector() []float32 {
-	n := d.uvarint()
-	if n > uint64(len(d.b)/4) {
-		d.fail()
-		return nil
-	}
-	if n == 0 {
-		return nil
-	}
-	v := make([]float32, n)
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(d.b[4*i:]))
-	}
-	d.b = d.b[4*n:]
-	return v
-}
-
-func (d *decoder) item() *item.Item {
-	it := &item.Item{ID: d.string(), Type: d.string(), Tenant: d.string()}
-	if b := d.bytes(); b != nil {
+func decodeItem(d *codec.Decoder) *item.Item {
+	it := &item.Item{ID: d.String(), Type: d.String(), Tenant: d.String()}
+	if b := d.Bytes(); b != nil {
 		it.Data = append([]byte(nil), b...)
 	}
-	if b := d.bytes(); b != nil {
+	if b := d.Bytes(); b != nil {
 		it.Metadata = append([]byte(nil), b...)
 	}
-	it.Vector = d.vector()
-	it.CreatedAt = time.Unix(0, d.varint()).UTC()
-	it.UpdatedAt = time.Unix(0, d.varint()).UTC()
-	it.Version = d.string()
+	it.Vector = d.Vector()
+	it.CreatedAt = time.Unix(0, d.Varint()).UTC()
+	it.UpdatedAt = time.Unix(0, d.Varint()).UTC()
+	it.Version = d.String()
 	return it
 }
 
@@ -378,9 +290,9 @@ func AppendChanges(dst []byte, changes []Change, lost bool) []byte {
 	dst = append(dst, format, flags)
 	dst = binary.AppendUvarint(dst, uint64(len(changes)))
 	for _, c := range changes {
-		dst = appendString(dst, c.Tenant)
-		dst = appendString(dst, c.ID)
-		dst = appendString(dst, c.Version)
+		dst = codec.AppendString(dst, c.Tenant)
+		dst = codec.AppendString(dst, c.ID)
+		dst = codec.AppendString(dst, c.Version)
 		if c.Deleted {
 			dst = append(dst, 1)
 		} else {
@@ -392,28 +304,29 @@ func AppendChanges(dst []byte, changes []Change, lost bool) []byte {
 
 // DecodeChanges decodes a push of changes.
 func DecodeChanges(b []byte) (changes []Change, lost bool, err error) {
-	d := decoder{b: b}
-	if d.byte() != format {
+	d := codec.Decoder{B: b, Fail: ErrMalformed}
+	if d.Byte() != format {
 		return nil, false, ErrMalformed
 	}
-	flags := d.byte()
-	n := d.uvarint()
-	if n > uint64(len(d.b)) || flags > 1 {
+	flags := d.Byte()
+	n := d.Uvarint()
+	if n > uint64(len(d.B)) || flags > 1 {
 		return nil, false, ErrMalformed
 	}
 	changes = make([]Change, 0, n)
 	for range n {
-		c := Change{Tenant: d.string(), ID: d.string(), Version: d.string()}
-		switch d.byte() {
+		c := Change{Tenant: d.String(), ID: d.String(), Version: d.String()}
+		switch d.Byte() {
 		case 0:
 		case 1:
 			c.Deleted = true
 		default:
-			d.fail()
+			d.Err = ErrMalformed
+			d.B = nil
 		}
 		changes = append(changes, c)
 	}
-	if d.err != nil || len(d.b) != 0 {
+	if d.Err != nil || len(d.B) != 0 {
 		return nil, false, ErrMalformed
 	}
 	return changes, flags == 1, nil
