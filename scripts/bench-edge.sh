@@ -217,6 +217,7 @@ cpu_ticks_busy() {
 # wait_for_quiet waits (at most $QUIET_WAIT s) for a nearly idle machine.
 wait_for_quiet() {
 	local waited=0 m0 m1 busy
+	RUN_BUSY=""
 	while :; do
 		m0=$(cpu_ticks_busy)
 		sleep 1
@@ -226,6 +227,7 @@ wait_for_quiet() {
 		if ((waited >= QUIET_WAIT)); then
 			log "WARNING: machine still busy ($busy cores) after ${QUIET_WAIT}s; measuring anyway"
 			BUSY_RUNS=$((BUSY_RUNS + 1))
+			RUN_BUSY="started on a busy machine ($busy cores used by others)"
 			return 0
 		fi
 		waited=$((waited + 1))
@@ -285,6 +287,7 @@ run_wrk() {
 		rps=0
 	}
 	log "$proxy $load: $rps req/s, p50 $p50 ms, p99 $p99 ms"
+	[[ -z "$RUN_BUSY" ]] || note="${note:+$note; }$RUN_BUSY"
 	ROWS+=("$proxy|$load|$rps|$p50|$p99|$note")
 }
 
@@ -330,6 +333,7 @@ bench_cache() {
 FRESH=()
 freshness() {
 	local proxy=$1 port=$2 n=$3 out="$RESULTS_DIR/freshness-$1.txt" line
+	wait_for_quiet
 	log "$proxy: freshness, $n writes at the core, reads through $proxy (timeout $FRESH_TIMEOUT)"
 	if ! timeout 600 "$BIN/brainy-loadtest" freshness -n "$n" -timeout "$FRESH_TIMEOUT" -id "fresh-$proxy" \
 		"http://127.0.0.1:$CORE_HTTP" "http://127.0.0.1:$port" >"$out" 2>&1; then
@@ -458,13 +462,13 @@ report() {
 		echo "- $BUSY_RUNS run(s) started while other processes kept the machine busy"
 	fi
 	echo
-	echo "| cache | load | req/s | p50 ms | p99 ms | sampled hits | errors |"
+	echo "| cache | load | req/s | p50 ms | p99 ms | sampled hits | notes |"
 	echo "|---|---|---:|---:|---:|---:|---|"
 	for r in "${ROWS[@]}"; do
 		IFS='|' read -r -a f <<<"$r"
 		local hits="-"
 		[[ "${f[1]}" == uniform ]] && hits=${HITS[${f[0]}]:-"-"}
-		printf '| %s | %s | %.0f | %s | %s | %s | %s |\n' "${f[0]}" "${f[1]}" "${f[2]}" "${f[3]}" "${f[4]}" "$hits" "${f[5]:-none}"
+		printf '| %s | %s | %.0f | %s | %s | %s | %s |\n' "${f[0]}" "${f[1]}" "${f[2]}" "${f[3]}" "${f[4]}" "$hits" "${f[5]:--}"
 	done
 	echo
 	echo "| load | edge/nginx req/s | edge/varnish req/s | edge/nginx p99 | edge/varnish p99 | target (>= 1.5x req/s, p99 ratio <= 1) |"
@@ -494,6 +498,10 @@ report() {
 	echo "|---|---:|---:|---:|---:|---:|---:|"
 	for r in "${FRESH[@]}"; do
 		local p=${r%% *}
+		if [[ "$(fresh_field "$p" fresh)" == 0 ]]; then
+			printf '| %s | %s | 0 | %s | - | - | - |\n' "$p" "$(fresh_field "$p" writes)" "$(fresh_field "$p" timed_out)"
+			continue
+		fi
 		printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$p" "$(fresh_field "$p" writes)" "$(fresh_field "$p" fresh)" \
 			"$(fresh_field "$p" timed_out)" "$(fresh_field "$p" p50_ms)" "$(fresh_field "$p" p99_ms)" "$(fresh_field "$p" max_ms)"
 	done
