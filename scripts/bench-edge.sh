@@ -74,67 +74,15 @@ FAILURES=()
 
 # ----------------------------------------------------------------- helpers
 
-log() { printf '[bench-edge %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+BENCH_NAME=bench-edge
+# shellcheck source=scripts/bench/lib.sh
+source "$REPO_ROOT/scripts/bench/lib.sh"
 
-die() {
-	log "FATAL: $*"
-	exit 1
-}
 
-fail() {
-	log "FAILED: $*"
-	FAILURES+=("$*")
-}
 
-cleanup() {
-	local rc=$? pid i
-	if ((${#PIDS[@]} > 0)); then
-		log "stopping the processes started here (${PIDS[*]})"
-	fi
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		for ((i = 0; i < 100; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	PIDS=()
-	if [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]]; then
-		rm -rf "$WORK_DIR"
-	fi
-	exit "$rc"
-}
 
-# stop_pid PID: SIGTERM, SIGKILL after 10 s; sets STOP_STATUS.
-stop_pid() {
-	local pid=$1 i keep=()
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	STOP_STATUS=0
-	wait "$pid" 2>/dev/null || STOP_STATUS=$?
-	for i in "${PIDS[@]}"; do
-		[[ "$i" == "$pid" ]] || keep+=("$i")
-	done
-	PIDS=("${keep[@]+"${keep[@]}"}")
-}
 
-as_root() {
-	if [[ $EUID -eq 0 ]]; then
-		"$@"
-	elif command -v sudo >/dev/null; then
-		sudo "$@"
-	else
-		die "need root (or sudo) to run: $*"
-	fi
-}
+
 
 ensure_tools() {
 	local -A pkg_of=([wrk]=wrk [nginx]=nginx [varnishd]=varnish [curl]=curl)
@@ -156,63 +104,14 @@ ensure_tools() {
 	done
 }
 
-port_in_use() {
-	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
 
 # free_port sets FREE_PORT to an unused loopback port below the ephemeral
 # range, not handed out before (TCP checked; the QUIC port is UDP, and
 # taken ports make start-up fail and retry).
 USED_PORTS=" "
-free_port() {
-	local port i low=32768
-	read -r low _ </proc/sys/net/ipv4/ip_local_port_range || true
-	((low > 11000)) || low=32768
-	for ((i = 0; i < 200; i++)); do
-		port=$((10000 + RANDOM % (low - 10000)))
-		[[ "$USED_PORTS" == *" $port "* ]] && continue
-		port_in_use "$port" && continue
-		USED_PORTS+="$port "
-		FREE_PORT=$port
-		return
-	done
-	die "no free loopback port found"
-}
 
-# wait_until NAME PID CMD...: retries CMD for up to 30 s; 1 if PID exits.
-wait_until() {
-	local what=$1 pid=$2 i
-	shift 2
-	for ((i = 0; i < 300; i++)); do
-		if "$@" >/dev/null 2>&1; then
-			return 0
-		fi
-		if ! kill -0 "$pid" 2>/dev/null; then
-			log "$what exited during start-up"
-			return 1
-		fi
-		sleep 0.1
-	done
-	die "$what not ready after 30 s"
-}
 
-# start_with_retries NAME START_FN LOG
-start_with_retries() {
-	local name=$1 start=$2 logfile=$3 attempt
-	for attempt in 1 2 3; do
-		if "$start"; then
-			return 0
-		fi
-		stop_pid "$PID"
-		log "$name start-up attempt $attempt failed; its log ends with:"
-		tail -5 "$logfile" >&2 || true
-	done
-	die "$name did not start"
-}
 
-cpu_ticks_busy() {
-	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat
-}
 
 # wait_for_quiet waits (at most $QUIET_WAIT s) for a nearly idle machine.
 wait_for_quiet() {
@@ -234,18 +133,7 @@ wait_for_quiet() {
 	done
 }
 
-# to_ms converts a wrk duration ("512.00us", "2.10ms", "1.02s") to ms.
-to_ms() {
-	awk -v d="$1" 'BEGIN {
-		if (d ~ /us$/)      { sub(/us$/, "", d); printf "%.3f", d / 1000 }
-		else if (d ~ /ms$/) { sub(/ms$/, "", d); printf "%.3f", d }
-		else if (d ~ /m$/)  { sub(/m$/, "", d);  printf "%.3f", d * 60000 }
-		else if (d ~ /s$/)  { sub(/s$/, "", d);  printf "%.3f", d * 1000 }
-		else                { printf "nan" }
-	}'
-}
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 # json_field FILE KEY INDENT: the number after "KEY": at that indentation.
 json_field() {
@@ -426,17 +314,6 @@ preload() {
 
 # ----------------------------------------------------------------- report
 
-row_field() {
-	local r
-	for r in "${ROWS[@]}"; do
-		IFS='|' read -r -a f <<<"$r"
-		if [[ "${f[0]}" == "$1" && "${f[1]}" == "$2" ]]; then
-			echo "${f[$3]}"
-			return
-		fi
-	done
-	echo 0
-}
 
 fresh_field() {
 	local r kv

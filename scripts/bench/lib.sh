@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Helpers shared by the benchmark scripts (scripts/bench-*.sh), sourced by
+# them after they set BENCH_NAME (for log lines) and the arrays PIDS and
+# FAILURES and the variable WORK_DIR, which cleanup uses. Some functions set
+# globals for the caller (STOP_STATUS, FREE_PORT) or read its PID.
+# shellcheck disable=SC2034,SC2153
+
+log() { printf '[%s %s] %s\n' "$BENCH_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
+
+die() {
+	log "FATAL: $*"
+	exit 1
+}
+
+# fail records a failed check; the run goes on and exits 1 at the end.
+fail() {
+	log "FAILED: $*"
+	FAILURES+=("$*")
+}
+
+# cleanup stops every process this script started and removes the data.
+cleanup() {
+	local rc=$? pid i
+	if ((${#PIDS[@]} > 0)); then
+		log "stopping the processes started here (${PIDS[*]})"
+	fi
+	for pid in "${PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		for ((i = 0; i < 100; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	PIDS=()
+	if [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]]; then
+		rm -rf "$WORK_DIR"
+	fi
+	exit "$rc"
+}
+
+# stop_pid stops one process started by this script (SIGTERM, SIGKILL
+# after 10 s), forgets it, and sets STOP_STATUS to its exit status.
+stop_pid() {
+	local pid=$1 i keep=()
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	STOP_STATUS=0
+	wait "$pid" 2>/dev/null || STOP_STATUS=$?
+	for i in "${PIDS[@]}"; do
+		[[ "$i" == "$pid" ]] || keep+=("$i")
+	done
+	PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# as_root runs a command as root (directly, or through sudo).
+as_root() {
+	if [[ $EUID -eq 0 ]]; then
+		"$@"
+	elif command -v sudo >/dev/null; then
+		sudo "$@"
+	else
+		die "need root (or sudo) to run: $*"
+	fi
+}
+
+# port_in_use reports whether something listens on 127.0.0.1:$1.
+port_in_use() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+free_port() {
+	local port i low=32768
+	read -r low _ </proc/sys/net/ipv4/ip_local_port_range || true
+	((low > 11000)) || low=32768
+	for ((i = 0; i < 200; i++)); do
+		port=$((10000 + RANDOM % (low - 10000)))
+		[[ "$USED_PORTS" == *" $port "* ]] && continue
+		port_in_use "$port" && continue
+		USED_PORTS+="$port "
+		FREE_PORT=$port
+		return
+	done
+	die "no free loopback port found"
+}
+
+# wait_until NAME PID CMD... retries CMD for up to 30 s; returns 1 if
+# process PID exits first (e.g. its port was taken meanwhile).
+wait_until() {
+	local what=$1 pid=$2 i
+	shift 2
+	for ((i = 0; i < 300; i++)); do
+		if "$@" >/dev/null 2>&1; then
+			return 0
+		fi
+		if ! kill -0 "$pid" 2>/dev/null; then
+			log "$what exited during start-up"
+			return 1
+		fi
+		sleep 0.1
+	done
+	die "$what not ready after 30 s"
+}
+
+# start_with_retries NAME START_FN LOG: runs START_FN (which picks free
+# ports) up to 3 times; a port can be taken between the check and the bind.
+start_with_retries() {
+	local name=$1 start=$2 logfile=$3 attempt
+	for attempt in 1 2 3; do
+		if "$start"; then
+			return 0
+		fi
+		stop_pid "$PID"
+		log "$name start-up attempt $attempt failed; its log ends with:"
+		tail -5 "$logfile" >&2 || true
+	done
+	die "$name did not start"
+}
+
+# cpu_ticks_busy prints the clock ticks the machine spent working since
+# boot (user, nice, system, irq, softirq; not idle, I/O wait or steal).
+cpu_ticks_busy() {
+	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat
+}
+
+# to_ms converts a wrk duration ("512.00us", "2.10ms", "1.02s") to ms.
+to_ms() {
+	awk -v d="$1" 'BEGIN {
+		if (d ~ /us$/)      { sub(/us$/, "", d); printf "%.3f", d / 1000 }
+		else if (d ~ /ms$/) { sub(/ms$/, "", d); printf "%.3f", d }
+		else if (d ~ /m$/)  { sub(/m$/, "", d);  printf "%.3f", d * 60000 }
+		else if (d ~ /s$/)  { sub(/s$/, "", d);  printf "%.3f", d * 1000 }
+		else                { printf "nan" }
+	}'
+}
+
+# row_field STORE OP N prints field N of the matching row.
+row_field() {
+	local r
+	for r in "${ROWS[@]}"; do
+		IFS='|' read -r -a f <<<"$r"
+		if [[ "${f[0]}" == "$1" && "${f[1]}" == "$2" ]]; then
+			echo "${f[$3]}"
+			return
+		fi
+	done
+	echo 0
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
