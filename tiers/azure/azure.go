@@ -94,16 +94,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return &Store{cfg: cfg, container: client}, nil
 }
 
-func (s *Store) blob(k string) (string, error) {
-	if err := objstore.ValidKey(k); err != nil {
-		return "", err
-	}
-	full := s.cfg.Prefix + k
-	if err := objstore.ValidKey(full); err != nil {
-		return "", err
-	}
-	return full, nil
-}
+func (s *Store) blob(k string) (string, error) { return objstore.PrefixedKey(s.cfg.Prefix, k) }
 
 // Put implements objstore.Store.
 func (s *Store) Put(ctx context.Context, key string, body []byte, cond objstore.Cond) (string, error) {

@@ -70,11 +70,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 }
 
 func (s *Store) object(k string) (*storage.ObjectHandle, error) {
-	if err := objstore.ValidKey(k); err != nil {
-		return nil, err
-	}
-	full := s.cfg.Prefix + k
-	if err := objstore.ValidKey(full); err != nil {
+	full, err := objstore.PrefixedKey(s.cfg.Prefix, k)
+	if err != nil {
 		return nil, err
 	}
 	return s.bucket.Object(full), nil

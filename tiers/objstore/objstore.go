@@ -145,3 +145,16 @@ func CheckRange(key string, off, n int64) error {
 	}
 	return nil
 }
+
+// PrefixedKey returns prefix+key for an adapter whose objects live under a
+// prefix, checking both the caller's key and the full name with ValidKey.
+func PrefixedKey(prefix, key string) (string, error) {
+	if err := ValidKey(key); err != nil {
+		return "", err
+	}
+	full := prefix + key
+	if err := ValidKey(full); err != nil {
+		return "", err
+	}
+	return full, nil
+}

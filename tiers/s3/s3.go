@@ -84,16 +84,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return &Store{cfg: cfg, client: client, http: httpClient}, nil
 }
 
-func (s *Store) key(k string) (string, error) {
-	if err := objstore.ValidKey(k); err != nil {
-		return "", err
-	}
-	full := s.cfg.Prefix + k
-	if err := objstore.ValidKey(full); err != nil {
-		return "", err
-	}
-	return full, nil
-}
+func (s *Store) key(k string) (string, error) { return objstore.PrefixedKey(s.cfg.Prefix, k) }
 
 // Put implements objstore.Store.
 func (s *Store) Put(ctx context.Context, key string, body []byte, cond objstore.Cond) (string, error) {
