@@ -24,7 +24,23 @@
 //	r<group:4>e<index:8>   a log entry (raftpb.Entry, protobuf)
 //	r<group:4>h            the group's HardState
 //
+// Membership changes go through ChangeReplicas (raft's joint-consensus
+// ConfChangeV2). A node receiving a message for a group it does not hold
+// opens it empty if Config.AcceptGroup allows, and its leader fills it: a
+// replica added to a group starts as a learner that way, then is promoted.
+// The membership is persisted by the state machine together with its
+// applied index (StateMachine.ApplyConfState), and handed back to raft at
+// restart, so the two can never disagree.
+//
+// Reads: ReadIndex with raft's lease-based read-only option, safe because
+// CheckQuorum makes a leader step down once it loses its quorum.
+//
+// Results reach proposers only after StateMachine.Commit, so a write is
+// acknowledged once it is durable in the log and visible to readers.
+//
+// Heartbeats travel in the per-peer batch of each cycle, so one node pair
+// exchanges one message per tick whatever the number of groups.
+//
 // Not yet: log compaction and snapshots (a new or lagging replica is caught
-// up from the full log), membership changes beyond the initial peers,
-// quiescing idle groups, and coalesced heartbeats.
+// up from the full log) and quiescing idle groups.
 package multiraft

@@ -1,6 +1,7 @@
 package multiraft
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,16 +39,31 @@ type Transport interface {
 	Send(to NodeID, msgs []Message)
 }
 
-// StateMachine receives committed commands. Apply is called on the driver
-// goroutine, for each group in index order, once for every index above
-// Applied(group) as it was when the group was opened — data is nil for
-// raft's own entries (elections' empty entries, membership changes), which
-// still consume their index. The returned value reaches the proposer.
+// StateMachine receives committed commands. Its methods are called on the
+// driver goroutine only, for each group in index order, once for every
+// index above the applied index Applied reported when the group was opened.
+//
+// Invariant: whatever the state machine persists for index i of a group —
+// the command's writes, the new membership — it persists atomically with
+// "applied = i", so after a crash Applied names exactly the state on disk
+// and raft re-delivers everything after it.
 type StateMachine interface {
+	// Apply applies a command. data is nil for raft's own empty entries
+	// (a new leader's), which still consume their index. The returned
+	// value reaches the proposer, after the next Commit.
 	Apply(group GroupID, index uint64, data []byte) any
+	// ApplyConfState records the group's membership after the conf change
+	// at index, which consumes that index.
+	ApplyConfState(group GroupID, index uint64, cs *pb.ConfState)
 	// Applied returns the last index of group the state machine has
-	// durably applied (0 if none): raft will not deliver it again.
-	Applied(group GroupID) uint64
+	// applied and persisted (0 if none), and the membership as of that
+	// index (nil if it never recorded one).
+	Applied(group GroupID) (uint64, *pb.ConfState)
+	// Commit makes the applies of this cycle visible and durable enough
+	// (see the invariant: the log is already synced, so the state machine
+	// need not sync). Proposers hear their results only after it returns.
+	// An error stops the node.
+	Commit() error
 }
 
 // Config configures a Node. Zero fields take the defaults given.
@@ -74,6 +91,10 @@ type Config struct {
 	// MaxInflightMsgs bounds unacknowledged append messages per follower.
 	// Default 256.
 	MaxInflightMsgs int
+	// AcceptGroup decides whether a message for a group that is not open
+	// here creates it, empty, to be filled by its leader (how a node gains
+	// a replica that another node's leader added). Nil: never.
+	AcceptGroup func(GroupID) bool
 	// Logger receives the node's and raft's events. Nil discards them.
 	Logger *slog.Logger
 }
@@ -143,9 +164,12 @@ type Node struct {
 	groups  map[GroupID]*group
 	waiters map[uint64]*proposal
 	rng     *rand.Rand
+	replies []reply // results to deliver after the state machine's Commit
+	ticks   uint64
 
 	mu      sync.Mutex
 	leaders map[GroupID]NodeID // guarded by mu; updated by the driver
+	elections uint64          // guarded by mu: times this node became a leader
 
 	syncs, readies uint64 // owned by the driver; read through Stats
 }
@@ -155,12 +179,32 @@ type group struct {
 	rn            *raft.RawNode
 	storage       *raft.MemoryStorage
 	persistedLast uint64
+	applied       uint64
+	reads         []*proposal // ReadIndex requests that know their index, waiting for applied to reach it
 }
 
+// proposal is a command, a conf change or a read waiting for the driver.
 type proposal struct {
+	ctx   context.Context
 	group GroupID
+	kind  proposalKind
 	data  []byte // 8-byte proposal id, then the command
+	cc    *pb.ConfChangeV2
+	index uint64 // for a read: the index it waits for, once known
 	done  chan result
+}
+
+type proposalKind uint8
+
+const (
+	kindCommand proposalKind = iota
+	kindConfChange
+	kindRead
+)
+
+type reply struct {
+	p *proposal
+	r result
 }
 
 type result struct {
@@ -196,28 +240,57 @@ func New(cfg Config) (*Node, error) {
 // OpenGroup opens group g: from its persisted log if this node has one,
 // otherwise as a new group of peers (which must include this node, and be
 // the same on every peer).
+//
+// With no peers, a group this node has no state for is opened empty (an
+// uninitialised replica), to be filled by its leader.
 func (n *Node) OpenGroup(ctx context.Context, g GroupID, peers []NodeID) error {
+	var err error
+	derr := n.do(ctx, func() {
+		if n.groups[g] == nil {
+			err = n.openGroup(ctx, g, peers)
+		}
+	})
+	if derr != nil {
+		return derr
+	}
+	return err
+}
+
+// openGroup runs on the driver goroutine.
+func (n *Node) openGroup(ctx context.Context, g GroupID, peers []NodeID) error {
+	applied, cs := n.cfg.StateMachine.Applied(g)
 	ms, last, found, err := loadGroup(ctx, n.cfg.Store, g)
 	if err != nil {
 		return err
+	}
+	if applied > last && found {
+		return fmt.Errorf("multiraft: group %d: state machine applied %d but the log ends at %d", g, applied, last)
+	}
+	st := &storage{MemoryStorage: ms}
+	if cs != nil {
+		st.cs = cs
 	}
 	rc := &raft.Config{
 		ID:              uint64(n.cfg.ID),
 		ElectionTick:    n.cfg.ElectionTicks,
 		HeartbeatTick:   n.cfg.HeartbeatTicks,
-		Storage:         ms,
-		Applied:         n.cfg.StateMachine.Applied(g),
+		Storage:         st,
+		Applied:         applied,
 		MaxSizePerMsg:   n.cfg.MaxSizePerMsg,
 		MaxInflightMsgs: n.cfg.MaxInflightMsgs,
 		CheckQuorum:     true,
 		PreVote:         true,
-		Logger:          raftLogger{n.log.With("group", uint32(g))},
+		// Reads are served by a leader that heard from a quorum within the
+		// election timeout, without a round trip (the leader lease that
+		// CheckQuorum makes safe on bounded clock drift).
+		ReadOnlyOption: raft.ReadOnlyLeaseBased,
+		Logger:         raftLogger{n.log.With("group", uint32(g))},
 	}
 	rn, err := raft.NewRawNode(rc)
 	if err != nil {
 		return fmt.Errorf("multiraft: group %d: %w", g, err)
 	}
-	if !found {
+	if !found && len(peers) > 0 {
 		rp := make([]raft.Peer, len(peers))
 		for i, p := range peers {
 			rp[i] = raft.Peer{ID: uint64(p)}
@@ -226,9 +299,24 @@ func (n *Node) OpenGroup(ctx context.Context, g GroupID, peers []NodeID) error {
 			return fmt.Errorf("multiraft: group %d: %w", g, err)
 		}
 	}
-	return n.do(ctx, func() {
-		n.groups[g] = &group{id: g, rn: rn, storage: ms, persistedLast: last}
-	})
+	n.groups[g] = &group{id: g, rn: rn, storage: ms, persistedLast: last, applied: applied}
+	return nil
+}
+
+// storage is the raft log in memory (a copy of the persisted one) with the
+// membership the state machine persisted: raft reads it at start, and
+// entries after the applied index replay the changes since.
+type storage struct {
+	*raft.MemoryStorage
+	cs *pb.ConfState
+}
+
+func (s *storage) InitialState() (*pb.HardState, *pb.ConfState, error) {
+	hs, cs, err := s.MemoryStorage.InitialState()
+	if err == nil && s.cs != nil {
+		cs = s.cs
+	}
+	return hs, cs, err
 }
 
 // do runs f on the driver goroutine.
@@ -248,21 +336,47 @@ func (n *Node) do(ctx context.Context, f func()) error {
 // Propose replicates data in group g and returns what the local state
 // machine's Apply returned for it, once this replica has applied it. If
 // ctx ends first the command may still be applied later.
+//
+// ErrNoLeader means raft dropped the command, which was then certainly not
+// applied. A ctx that ends first leaves the outcome unknown.
 func (n *Node) Propose(ctx context.Context, g GroupID, data []byte) (any, error) {
-	p := &proposal{group: g, data: make([]byte, 8+len(data)), done: make(chan result, 1)}
+	p := &proposal{ctx: ctx, group: g, data: make([]byte, 8+len(data)), done: make(chan result, 1)}
 	copy(p.data[8:], data)
+	return n.submit(p)
+}
+
+// ChangeReplicas proposes a membership change of group g (this node must
+// hold a replica; raft forwards it to the leader) and returns once this
+// replica applied it. raft allows one change in flight per group; a second
+// is dropped and reported as ErrNoLeader, so callers retry.
+func (n *Node) ChangeReplicas(ctx context.Context, g GroupID, cc *pb.ConfChangeV2) error {
+	p := &proposal{ctx: ctx, group: g, kind: kindConfChange, cc: cc, done: make(chan result, 1)}
+	_, err := n.submit(p)
+	return err
+}
+
+// ReadIndex returns once this replica of g has applied every command
+// committed before the call: reads of local state after it are
+// linearizable. On a follower it costs a round trip to the leader.
+func (n *Node) ReadIndex(ctx context.Context, g GroupID) error {
+	p := &proposal{ctx: ctx, group: g, kind: kindRead, data: make([]byte, 8), done: make(chan result, 1)}
+	_, err := n.submit(p)
+	return err
+}
+
+func (n *Node) submit(p *proposal) (any, error) {
 	select {
 	case n.propC <- p:
 	case <-n.stopC:
 		return nil, ErrStopped
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	case <-p.ctx.Done():
+		return nil, p.ctx.Err()
 	}
 	select {
 	case r := <-p.done:
 		return r.value, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	case <-p.ctx.Done():
+		return nil, p.ctx.Err()
 	}
 }
 
@@ -282,14 +396,60 @@ func (n *Node) Leader(g GroupID) NodeID {
 }
 
 // Stats counts the driver's synced batches and the group Readies they
-// carried; Readies / Syncs is how many groups share a sync.
-type Stats struct{ Syncs, Readies uint64 }
+// carried (Readies / Syncs is how many groups share a sync), and the
+// elections this node won.
+type Stats struct{ Syncs, Readies, Elections uint64 }
 
 // Stats returns the driver's counters.
 func (n *Node) Stats() Stats {
 	var s Stats
 	_ = n.do(context.Background(), func() { s = Stats{Syncs: n.syncs, Readies: n.readies} })
+	n.mu.Lock()
+	s.Elections = n.elections
+	n.mu.Unlock()
 	return s
+}
+
+// GroupStatus is one replica's view of its group.
+type GroupStatus struct {
+	Group    GroupID
+	Leader   NodeID
+	Term     uint64
+	Applied  uint64
+	Commit   uint64
+	Voters   []NodeID
+	Learners []NodeID
+	// Match is, on the leader only, how far each replica's log is known to
+	// match the leader's; Commit - Match is the replica's lag in entries.
+	Match map[NodeID]uint64
+}
+
+// Status returns the status of every group open here, by group id.
+func (n *Node) Status(ctx context.Context) ([]GroupStatus, error) {
+	var out []GroupStatus
+	err := n.do(ctx, func() {
+		for _, g := range n.groups {
+			st := g.rn.Status()
+			gs := GroupStatus{Group: g.id, Leader: NodeID(st.Lead), Term: st.GetTerm(), Applied: g.applied, Commit: st.GetCommit()}
+			for id := range st.Config.Voters.IDs() {
+				gs.Voters = append(gs.Voters, NodeID(id))
+			}
+			for id := range st.Config.Learners {
+				gs.Learners = append(gs.Learners, NodeID(id))
+			}
+			slices.Sort(gs.Voters)
+			slices.Sort(gs.Learners)
+			if st.RaftState == raft.StateLeader {
+				gs.Match = map[NodeID]uint64{}
+				for id, pr := range st.Progress {
+					gs.Match[NodeID(id)] = pr.Match
+				}
+			}
+			out = append(out, gs)
+		}
+	})
+	slices.SortFunc(out, func(a, b GroupStatus) int { return cmp.Compare(a.Group, b.Group) })
+	return out, err
 }
 
 // TransferLeadership asks the leader of g (if it is this node) to hand
@@ -321,6 +481,11 @@ func (n *Node) run() {
 			p.done <- result{err: ErrStopped}
 			delete(n.waiters, id)
 		}
+		for _, g := range n.groups {
+			for _, p := range g.reads {
+				p.done <- result{err: ErrStopped}
+			}
+		}
 	}()
 	for {
 		select {
@@ -329,6 +494,9 @@ func (n *Node) run() {
 		case <-ticker.C:
 			for _, g := range n.groups {
 				g.rn.Tick()
+			}
+			if n.ticks++; n.ticks%50 == 0 {
+				n.sweep()
 			}
 		case msgs := <-n.recvC:
 			n.step(msgs)
@@ -357,9 +525,29 @@ func (n *Node) run() {
 	}
 }
 
+// sweep forgets waiters whose callers gave up: a command forwarded to a
+// leader that then lost it would otherwise be waited for forever.
+func (n *Node) sweep() {
+	for id, p := range n.waiters {
+		if p.ctx.Err() != nil {
+			delete(n.waiters, id)
+		}
+	}
+	for _, g := range n.groups {
+		g.reads = slices.DeleteFunc(g.reads, func(p *proposal) bool { return p.index == 0 && p.ctx.Err() != nil })
+	}
+}
+
 func (n *Node) step(msgs []Message) {
 	for _, m := range msgs {
 		g := n.groups[m.Group]
+		if g == nil && n.cfg.AcceptGroup != nil && n.cfg.AcceptGroup(m.Group) {
+			if err := n.openGroup(context.Background(), m.Group, nil); err != nil {
+				n.log.Error("opening a group for its leader", "group", uint32(m.Group), "err", err)
+				continue
+			}
+			g = n.groups[m.Group]
+		}
 		if g == nil {
 			continue // not open here (yet)
 		}
@@ -376,8 +564,21 @@ func (n *Node) propose(p *proposal) {
 		return
 	}
 	id := n.rng.Uint64()
-	binary.BigEndian.PutUint64(p.data, id)
-	if err := g.rn.Propose(p.data); err != nil {
+	var err error
+	switch p.kind {
+	case kindCommand:
+		binary.BigEndian.PutUint64(p.data, id)
+		err = g.rn.Propose(p.data)
+	case kindConfChange:
+		p.cc.Context = binary.BigEndian.AppendUint64(nil, id)
+		err = g.rn.ProposeConfChange(p.cc)
+	case kindRead:
+		binary.BigEndian.PutUint64(p.data, id)
+		g.rn.ReadIndex(p.data)
+		g.reads = append(g.reads, p)
+		return
+	}
+	if err != nil {
 		if errors.Is(err, raft.ErrProposalDropped) {
 			err = ErrNoLeader
 		}
@@ -452,35 +653,85 @@ func (n *Node) handleReady() error {
 	for to, msgs := range out {
 		n.cfg.Transport.Send(to, msgs)
 	}
-	// 3. Apply, 4. advance.
+	// 3. Apply, commit, reply; 4. advance.
 	for _, r := range rds {
 		if r.rd.SoftState != nil {
+			lead := NodeID(r.rd.SoftState.Lead)
 			n.mu.Lock()
-			n.leaders[r.g.id] = NodeID(r.rd.SoftState.Lead)
+			if lead == n.cfg.ID && n.leaders[r.g.id] != lead {
+				n.elections++
+			}
+			n.leaders[r.g.id] = lead
 			n.mu.Unlock()
 		}
 		for _, e := range r.rd.CommittedEntries {
 			n.apply(r.g, e)
 		}
+		for _, rs := range r.rd.ReadStates {
+			n.readState(r.g, rs)
+		}
+	}
+	if err := n.cfg.StateMachine.Commit(); err != nil {
+		return err
+	}
+	for _, r := range rds {
+		n.finishReads(r.g)
 		r.g.rn.Advance(r.rd)
 	}
+	for i, rp := range n.replies {
+		rp.p.done <- rp.r
+		n.replies[i] = reply{}
+	}
+	n.replies = n.replies[:0]
 	return nil
 }
 
+// readState gives a ReadIndex request its index.
+func (n *Node) readState(g *group, rs raft.ReadState) {
+	if len(rs.RequestCtx) != 8 {
+		return
+	}
+	for _, p := range g.reads {
+		if p.index == 0 && string(p.data) == string(rs.RequestCtx) {
+			p.index = max(rs.Index, 1)
+			return
+		}
+	}
+}
+
+// finishReads answers the reads whose index this replica has applied.
+func (n *Node) finishReads(g *group) {
+	g.reads = slices.DeleteFunc(g.reads, func(p *proposal) bool {
+		if p.index == 0 || p.index > g.applied {
+			return false
+		}
+		n.replies = append(n.replies, reply{p: p})
+		return true
+	})
+}
+
 func (n *Node) apply(g *group, e *pb.Entry) {
+	g.applied = e.GetIndex()
 	switch e.GetType() {
-	case pb.EntryType_EntryConfChange:
-		var cc pb.ConfChange
-		if err := proto.Unmarshal(e.GetData(), &cc); err == nil {
-			g.rn.ApplyConfChange(&cc)
+	case pb.EntryType_EntryConfChange, pb.EntryType_EntryConfChangeV2:
+		var cc pb.ConfChangeI
+		var ctx []byte
+		if e.GetType() == pb.EntryType_EntryConfChange {
+			var c pb.ConfChange
+			if err := proto.Unmarshal(e.GetData(), &c); err != nil {
+				panic(fmt.Sprintf("multiraft: group %d: committed conf change %d: %v", g.id, e.GetIndex(), err))
+			}
+			cc, ctx = &c, c.GetContext()
+		} else {
+			var c pb.ConfChangeV2
+			if err := proto.Unmarshal(e.GetData(), &c); err != nil {
+				panic(fmt.Sprintf("multiraft: group %d: committed conf change %d: %v", g.id, e.GetIndex(), err))
+			}
+			cc, ctx = &c, c.GetContext()
 		}
-		n.cfg.StateMachine.Apply(g.id, e.GetIndex(), nil)
-	case pb.EntryType_EntryConfChangeV2:
-		var cc pb.ConfChangeV2
-		if err := proto.Unmarshal(e.GetData(), &cc); err == nil {
-			g.rn.ApplyConfChange(&cc)
-		}
-		n.cfg.StateMachine.Apply(g.id, e.GetIndex(), nil)
+		cs := g.rn.ApplyConfChange(cc)
+		n.cfg.StateMachine.ApplyConfState(g.id, e.GetIndex(), cs)
+		n.reply(ctx, nil)
 	default:
 		data := e.GetData()
 		if len(data) < 8 {
@@ -488,11 +739,20 @@ func (n *Node) apply(g *group, e *pb.Entry) {
 			return
 		}
 		v := n.cfg.StateMachine.Apply(g.id, e.GetIndex(), data[8:])
-		id := binary.BigEndian.Uint64(data)
-		if p, ok := n.waiters[id]; ok {
-			delete(n.waiters, id)
-			p.done <- result{value: v}
-		}
+		n.reply(data, v)
+	}
+}
+
+// reply queues the result for the proposal whose id starts idb, if it was
+// proposed here.
+func (n *Node) reply(idb []byte, v any) {
+	if len(idb) < 8 {
+		return
+	}
+	id := binary.BigEndian.Uint64(idb)
+	if p, ok := n.waiters[id]; ok {
+		delete(n.waiters, id)
+		n.replies = append(n.replies, reply{p: p, r: result{value: v}})
 	}
 }
 

@@ -92,10 +92,11 @@ type recorder struct {
 	mu      sync.Mutex
 	applied map[GroupID][]string
 	last    map[GroupID]uint64
+	cs      map[GroupID]*pb.ConfState
 }
 
 func newRecorder() *recorder {
-	return &recorder{applied: map[GroupID][]string{}, last: map[GroupID]uint64{}}
+	return &recorder{applied: map[GroupID][]string{}, last: map[GroupID]uint64{}, cs: map[GroupID]*pb.ConfState{}}
 }
 
 func (r *recorder) Apply(g GroupID, index uint64, data []byte) any {
@@ -111,11 +112,23 @@ func (r *recorder) Apply(g GroupID, index uint64, data []byte) any {
 	return index
 }
 
-func (r *recorder) Applied(g GroupID) uint64 {
+func (r *recorder) ApplyConfState(g GroupID, index uint64, cs *pb.ConfState) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.last[g]
+	if index != r.last[g]+1 {
+		panic(fmt.Sprintf("group %d: conf change %d after %d", g, index, r.last[g]))
+	}
+	r.last[g] = index
+	r.cs[g] = cs
 }
+
+func (r *recorder) Applied(g GroupID) (uint64, *pb.ConfState) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last[g], r.cs[g]
+}
+
+func (r *recorder) Commit() error { return nil }
 
 func (r *recorder) commands(g GroupID) []string {
 	r.mu.Lock()
@@ -321,4 +334,114 @@ func TestConfigValidate(t *testing.T) {
 	if _, err := New(Config{}); err == nil {
 		t.Fatal("an empty config was accepted")
 	}
+}
+
+// TestGrowFromOneNode starts a group on one node, writes to it, then adds
+// two nodes that have nothing (they open the group on the leader's first
+// message) as learners and promotes them: they catch up on everything the
+// first node held, and the group survives a restart from persisted
+// membership.
+func TestGrowFromOneNode(t *testing.T) {
+	c := &cluster{t: t, nw: newNetwork(), nodes: map[NodeID]*Node{}, sms: map[NodeID]*recorder{}, stores: map[NodeID]tiers.Store{}, groups: []GroupID{7}}
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
+			n.Close()
+		}
+	})
+	c.ids = []NodeID{1}
+	c.stores[1] = memory.New()
+	c.start(1)
+	for i := range 10 {
+		c.propose(7, fmt.Sprint("alone-", i))
+	}
+	for _, id := range []NodeID{2, 3} {
+		c.stores[id] = memory.New()
+		c.startEmpty(id)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	leader := c.nodes[1]
+	for _, id := range []NodeID{2, 3} {
+		if err := leader.ChangeReplicas(ctx, 7, &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: pb.ConfChangeType_ConfChangeAddLearnerNode.Enum(), NodeId: proto.Uint64(uint64(id))}}}); err != nil {
+			t.Fatalf("adding learner %d: %v", id, err)
+		}
+	}
+	c.waitSame(7, 10)
+	for _, id := range []NodeID{2, 3} {
+		if err := leader.ChangeReplicas(ctx, 7, &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: pb.ConfChangeType_ConfChangeAddNode.Enum(), NodeId: proto.Uint64(uint64(id))}}}); err != nil {
+			t.Fatalf("promoting %d: %v", id, err)
+		}
+	}
+	st, err := c.nodes[2].Status(ctx)
+	if err != nil || len(st) != 1 {
+		t.Fatalf("status: %v %v", st, err)
+	}
+	c.waitVoters(7, 3)
+	c.ids = []NodeID{1, 2, 3}
+	// Reads through a follower see every write committed before them.
+	c.propose(7, "before-read")
+	follower := c.nodes[2]
+	if c.leader(7) == 2 {
+		follower = c.nodes[3]
+	}
+	if err := follower.ReadIndex(ctx, 7); err != nil {
+		t.Fatalf("ReadIndex on a follower: %v", err)
+	}
+	// Membership persisted by the state machine survives a restart of all.
+	for _, id := range c.ids {
+		c.stop(id)
+	}
+	for _, id := range c.ids {
+		c.restartKeeping(id)
+	}
+	c.propose(7, "after-restart")
+	c.waitSame(7, 12)
+}
+
+// startEmpty starts node id with no groups, accepting any group a leader
+// sends it messages for.
+func (c *cluster) startEmpty(id NodeID) {
+	sm := newRecorder()
+	n, err := New(Config{ID: id, Store: c.stores[id], Transport: endpoint{c.nw, id}, StateMachine: sm,
+		TickInterval: 5 * time.Millisecond, AcceptGroup: func(GroupID) bool { return true }})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.nodes[id], c.sms[id] = n, sm
+	c.nw.attach(id, n)
+}
+
+// restartKeeping restarts node id with its state machine's applied state
+// kept, as a durable state machine's would be.
+func (c *cluster) restartKeeping(id NodeID) {
+	sm := c.sms[id]
+	n, err := New(Config{ID: id, Store: c.stores[id], Transport: endpoint{c.nw, id}, StateMachine: sm, TickInterval: 5 * time.Millisecond})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, g := range c.groups {
+		if err := n.OpenGroup(context.Background(), g, nil); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	c.nodes[id] = n
+	c.nw.attach(id, n)
+}
+
+func (c *cluster) waitVoters(g GroupID, want int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ok := true
+		for _, n := range c.nodes {
+			st, err := n.Status(context.Background())
+			if err != nil || len(st) == 0 || len(st[0].Voters) != want {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.t.Fatalf("group %d never had %d voters on every node", g, want)
 }
