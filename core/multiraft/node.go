@@ -167,9 +167,9 @@ type Node struct {
 	replies []reply // results to deliver after the state machine's Commit
 	ticks   uint64
 
-	mu      sync.Mutex
-	leaders map[GroupID]NodeID // guarded by mu; updated by the driver
-	elections uint64          // guarded by mu: times this node became a leader
+	mu        sync.Mutex
+	leaders   map[GroupID]NodeID // guarded by mu; updated by the driver
+	elections uint64             // guarded by mu: times this node became a leader
 
 	syncs, readies uint64 // owned by the driver; read through Stats
 }
