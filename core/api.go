@@ -119,6 +119,12 @@ func (n *Node) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
 		return nil, item.ErrClosed
 	}
 	part := PartitionOf(tenant, id, n.nparts)
+	if n.raft != nil && !isStale(ctx) {
+		if err := n.readBarrier(ctx, part); err != nil {
+			n.count(&n.ops.gets, err)
+			return nil, err
+		}
+	}
 	var kb [96]byte
 	v, found, ok := n.readRecord(ctx, itemKey(kb[:0], part, tenant, id))
 	if !ok {
@@ -167,6 +173,13 @@ func (n *Node) List(ctx context.Context, tenant string, opts item.ListOptions) (
 		return nil, item.ErrClosed
 	}
 	n.ops.lists.Add(1)
+	if n.raft != nil && !isStale(ctx) {
+		for p := range n.nparts {
+			if err := n.readBarrier(ctx, p); err != nil {
+				return nil, err
+			}
+		}
+	}
 
 	h := &mergeHeap{}
 	defer func() {

@@ -32,6 +32,10 @@ type stateMachine struct {
 type partState struct {
 	applied uint64 // index of the last applied command
 	items   uint64 // live items in the partition
+	// conf is the partition's raft membership (a marshaled
+	// raftpb.ConfState) as of applied; nil on a single node. Keeping it
+	// here stores it atomically with the applied index it belongs to.
+	conf []byte
 }
 
 // view reads the partition state as of the commands applied so far,
@@ -183,21 +187,36 @@ func checkCond(c item.Cond, exists bool, version uint64) error {
 	return nil
 }
 
+// Partition state format: version 1 is applied and items; version 2 adds
+// the membership.
 func (ps *partState) encode() []byte {
-	b := make([]byte, 0, 20)
-	b = append(b, 1)
+	b := make([]byte, 0, 20+len(ps.conf))
+	if ps.conf == nil {
+		b = append(b, 1)
+	} else {
+		b = append(b, 2)
+	}
 	b = appendUvarint(b, ps.applied)
-	return appendUvarint(b, ps.items)
+	b = appendUvarint(b, ps.items)
+	if ps.conf != nil {
+		b = codec.AppendBytes(b, ps.conf)
+	}
+	return b
 }
 
 func (ps *partState) decode(b []byte) error {
 	d := codec.Decoder{B: b, Fail: errCorrupt}
-	if d.Byte() != 1 {
+	v := d.Byte()
+	if v != 1 && v != 2 {
 		return errCorrupt
 	}
 	ps.applied = d.Uvarint()
 	ps.items = d.Uvarint()
-	if d.Err != nil {
+	ps.conf = nil
+	if v == 2 {
+		ps.conf = append([]byte{}, d.Bytes()...)
+	}
+	if d.Err != nil || len(d.B) != 0 {
 		return errCorrupt
 	}
 	return nil

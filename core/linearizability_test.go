@@ -59,10 +59,32 @@ var regModel = porcupine.Model{
 	Init: func() any { return regState{} },
 	Step: func(state, input, output any) (bool, any) {
 		s, in, out := state.(regState), input.(regInput), output.(regOutput)
+		if out.unknown {
+			// The call failed without saying whether it happened; its
+			// Return is the end of time, so "it did not happen" is the
+			// choice of linearizing it last. If it happened, its version
+			// is unknown ("?") until a read shows it.
+			switch in.op {
+			case "get":
+				return true, s
+			case "put":
+				return true, regState{exists: true, value: in.value, version: "?"}
+			case "cas":
+				if s.exists && (s.version == in.ifVer || s.version == "?") {
+					return true, regState{exists: true, value: in.value, version: "?"}
+				}
+				return true, s
+			case "del":
+				return true, regState{}
+			}
+		}
 		switch in.op {
 		case "get":
 			if !out.ok {
 				return !s.exists, s
+			}
+			if s.version == "?" {
+				return s.exists && s.value == out.value, regState{exists: true, value: out.value, version: out.version}
 			}
 			return s.exists && s.value == out.value && s.version == out.version, s
 		case "put":
@@ -72,6 +94,13 @@ var regModel = porcupine.Model{
 			}
 			return true, regState{exists: true, value: in.value, version: out.version}
 		case "cas":
+			if s.exists && s.version == "?" {
+				// Whether ifVer matched is unknown: the outcome decides.
+				if out.ok {
+					return true, regState{exists: true, value: in.value, version: out.version}
+				}
+				return true, s
+			}
 			if s.exists && s.version == in.ifVer {
 				if !out.ok || out.version == s.version {
 					return false, s

@@ -12,6 +12,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/soullabs/brainy/core/multiraft"
 	"github.com/soullabs/brainy/internal/codec"
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/jsontext"
@@ -51,6 +52,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock that stamps createdAt/updatedAt. Default time.Now.
 	Now func() time.Time
+	// Raft, when set, makes the node a replica in a cluster: see
+	// RaftConfig. Nil: a single node committing locally.
+	Raft *RaftConfig
 }
 
 // EnsureDefaults fills zero fields with their defaults. Partitions stays 0
@@ -142,6 +146,11 @@ type Node struct {
 	failed atomic.Pointer[error]
 
 	ops opCounters
+
+	// In a cluster (Config.Raft set) the raft groups replace the driver and
+	// committer above; see replicated.go.
+	raft *multiraft.Node
+	rsm  *raftSM
 }
 
 // opCounters are the Operations of nodestats, updated atomically.
@@ -220,6 +229,15 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		items += n.sm.parts[p].items
 	}
+	if cfg.Raft != nil {
+		if err := n.openRaft(ctx); err != nil {
+			return nil, err
+		}
+		close(n.done)
+		cfg.Logger.Info("node open", "component", "core", "node", n.nodeID,
+			"partitions", n.nparts, "items", items, "raft_id", uint64(cfg.Raft.ID))
+		return n, nil
+	}
 	for range pipelineDepth {
 		n.freeC <- &cycle{touched: make([]bool, n.nparts), states: make([]partState, n.nparts)}
 	}
@@ -286,6 +304,9 @@ func (n *Node) Partitions() int { return n.nparts }
 // propose submits cmd and waits for its result. If ctx ends first the
 // write may still happen; the caller only stops waiting.
 func (n *Node) propose(ctx context.Context, cmd *Command) result {
+	if n.raft != nil {
+		return n.proposeRaft(ctx, cmd)
+	}
 	if errp := n.failed.Load(); errp != nil {
 		return result{err: fmt.Errorf("%w: %v", item.ErrUnavailable, *errp)}
 	}
@@ -444,6 +465,9 @@ func (n *Node) Close() error {
 	n.closed = true
 	close(n.propC)
 	n.mu.Unlock()
+	if n.raft != nil {
+		n.raft.Close()
+	}
 	<-n.done
 	n.cfg.Logger.Info("node closed", "component", "core", "node", n.nodeID)
 	return nil

@@ -26,6 +26,10 @@ func entryKey(g GroupID, index uint64) []byte {
 
 func hardStateKey(g GroupID) []byte { return groupPrefix(g, 'h') }
 
+// HardStateKey is the store key of group g's hard state: present once the
+// group has persisted anything on this node.
+func HardStateKey(g GroupID) []byte { return hardStateKey(g) }
+
 // loadGroup reads a group's persisted log into a fresh MemoryStorage.
 // It reports whether the group had any state.
 func loadGroup(ctx context.Context, store tiers.Store, g GroupID) (*raft.MemoryStorage, uint64, bool, error) {

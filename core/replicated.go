@@ -1,0 +1,332 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/soullabs/brainy/core/multiraft"
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/tiers"
+)
+
+// RaftConfig turns a node into a replica of a cluster: every partition is
+// a raft group (package multiraft), and writes are proposed to it instead
+// of committed locally.
+//
+// The write path becomes
+//
+//	caller: encode the Command ──Propose──▶ raft (forwarded to the leader)
+//	multiraft driver: log synced on a quorum ──▶ Apply on every replica
+//	raftSM.Commit: one unsynced store batch per driver cycle ──▶ reply
+//
+// The state machine is the same stateMachine.apply as on a single node, so
+// a command does the same thing on every replica, and an item's version —
+// its partition's raft log index — is the same everywhere.
+type RaftConfig struct {
+	// ID is this node's replica id in every group; not 0. Derive it from
+	// the node id (see RaftID) so that it is stable across restarts.
+	ID multiraft.NodeID
+	// Transport carries raft messages to the other nodes. Required.
+	Transport multiraft.Transport
+	// Bootstrap creates, for every partition this node holds no state of,
+	// a group whose only voter is this node: the first node of a cluster.
+	// Without it the node waits for leaders to add it to groups.
+	Bootstrap bool
+	// TickInterval and ElectionTicks tune failure detection; zero takes
+	// multiraft's defaults (20 ms × 10: a new leader within ~0.5 s).
+	TickInterval  time.Duration
+	ElectionTicks int
+	// ProposeTimeout bounds how long a write or a linearizable read waits
+	// for its partition to have a leader before it fails with
+	// item.ErrUnavailable. Default 3 s.
+	ProposeTimeout time.Duration
+}
+
+// ErrNotHere is returned by a clustered node for a partition it holds no
+// replica of: the request belongs to another node. It wraps
+// item.ErrUnavailable, so a caller that cannot forward answers 503.
+var ErrNotHere = fmt.Errorf("%w: this node holds no replica of the partition", item.ErrUnavailable)
+
+// RaftID derives a raft replica id from a node id.
+func RaftID(nodeID string) multiraft.NodeID {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(nodeID); i++ {
+		h ^= uint64(nodeID[i])
+		h *= 1099511628211
+	}
+	if h == 0 {
+		h = 1
+	}
+	return multiraft.NodeID(h)
+}
+
+// openRaft starts the raft groups; called by Open instead of starting the
+// single-node pipeline.
+func (n *Node) openRaft(ctx context.Context) error {
+	rc := n.cfg.Raft
+	if rc.ProposeTimeout == 0 {
+		rc.ProposeTimeout = 3 * time.Second
+	}
+	n.rsm = &raftSM{n: n, overlay: map[string]overlayEntry{}, touched: make([]bool, n.nparts)}
+	mr, err := multiraft.New(multiraft.Config{
+		ID: rc.ID, Store: n.store, Transport: rc.Transport, StateMachine: n.rsm,
+		TickInterval: rc.TickInterval, ElectionTicks: rc.ElectionTicks,
+		AcceptGroup: func(g multiraft.GroupID) bool { return int(g) < n.nparts },
+		Logger:      n.cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	n.raft = mr
+	for p := range n.nparts {
+		var peers []multiraft.NodeID
+		if n.sm.parts[p].applied == 0 && rc.Bootstrap {
+			peers = []multiraft.NodeID{rc.ID}
+		}
+		if n.sm.parts[p].applied == 0 && peers == nil && !n.hasLog(ctx, p) {
+			continue // not a replica (yet): a leader opens it by writing to it
+		}
+		if err := mr.OpenGroup(ctx, multiraft.GroupID(p), peers); err != nil {
+			mr.Close()
+			return err
+		}
+	}
+	return nil
+}
+
+// hasLog reports whether the store holds raft state of partition p.
+func (n *Node) hasLog(ctx context.Context, p int) bool {
+	_, err := n.store.Get(ctx, multiraft.HardStateKey(multiraft.GroupID(p)))
+	return err == nil
+}
+
+// Step delivers raft messages from another node (its transport's receive
+// side). It is a no-op on a single node.
+func (n *Node) Step(msgs []multiraft.Message) {
+	if n.raft != nil {
+		n.raft.Step(msgs)
+	}
+}
+
+// Raft returns the node's raft groups, or nil on a single node.
+func (n *Node) Raft() *multiraft.Node { return n.raft }
+
+// proposeRaft replicates cmd through its partition's group, retrying while
+// the group has no leader, up to ProposeTimeout.
+func (n *Node) proposeRaft(ctx context.Context, cmd *Command) result {
+	if n.isClosed() {
+		return result{err: item.ErrClosed}
+	}
+	if errp := n.failed.Load(); errp != nil {
+		return result{err: fmt.Errorf("%w: %v", item.ErrUnavailable, *errp)}
+	}
+	part := PartitionOf(cmd.Tenant, cmd.ID, n.nparts)
+	enc := cmd.AppendEncode(nil)
+	var v any
+	err := n.retryNoLeader(ctx, part, func(ctx context.Context) (err error) {
+		v, err = n.raft.Propose(ctx, multiraft.GroupID(part), enc)
+		return err
+	})
+	if err != nil {
+		return result{err: err}
+	}
+	return v.(result)
+}
+
+// readBarrier waits until this replica of part has applied every write
+// acknowledged before the call.
+func (n *Node) readBarrier(ctx context.Context, part int) error {
+	return n.retryNoLeader(ctx, part, func(ctx context.Context) error {
+		return n.raft.ReadIndex(ctx, multiraft.GroupID(part))
+	})
+}
+
+// retryNoLeader runs op until it succeeds, fails for a reason other than
+// a missing leader, or ProposeTimeout passes. Each attempt gets a slice
+// of the time: raft drops a proposal silently when a leader loses it, and
+// only a timeout tells.
+func (n *Node) retryNoLeader(ctx context.Context, part int, op func(context.Context) error) error {
+	timeout := n.cfg.Raft.ProposeTimeout
+	if timeout == 0 {
+		timeout = 3 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	backoff := 5 * time.Millisecond
+	for {
+		attempt := min(time.Until(deadline), time.Second)
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		err := op(actx)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, multiraft.ErrUnknownGroup):
+			return ErrNotHere
+		case errors.Is(err, multiraft.ErrStopped):
+			return item.ErrClosed
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case !errors.Is(err, multiraft.ErrNoLeader) && !errors.Is(err, context.DeadlineExceeded):
+			return fmt.Errorf("%w: partition %d: %v", item.ErrUnavailable, part, err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: partition %d has no leader", item.ErrUnavailable, part)
+		}
+		if errors.Is(err, multiraft.ErrNoLeader) {
+			time.Sleep(backoff)
+			backoff = min(2*backoff, 100*time.Millisecond)
+		}
+	}
+}
+
+// raftSM is the multiraft.StateMachine of a clustered node. Its methods
+// run on the multiraft driver goroutine, which owns n.sm in cluster mode.
+//
+// Applies of one driver cycle accumulate in batch and overlay; Commit
+// writes them in one store batch (unsynced: the raft log, synced before
+// any apply, is what makes them durable — after a crash the entries after
+// the stored applied index are applied again), then updates the record
+// cache and feeds subscribers, and only then do proposers hear back.
+type raftSM struct {
+	n       *Node
+	batch   tiers.Batch
+	overlay map[string]overlayEntry // this cycle's writes, for later commands of the cycle
+	items   []itemWrite
+	touched []bool
+	parts   []int
+}
+
+type overlayEntry struct {
+	val []byte // nil: deleted
+}
+
+func (r *raftSM) touch(part int) {
+	if !r.touched[part] {
+		r.touched[part] = true
+		r.parts = append(r.parts, part)
+	}
+}
+
+func (r *raftSM) Apply(g multiraft.GroupID, index uint64, data []byte) any {
+	part := int(g)
+	r.touch(part)
+	if data == nil {
+		r.n.sm.apply(r, r, part, index, nil)
+		return nil
+	}
+	var cmd Command
+	if err := cmd.decode(data); err != nil {
+		// A command that does not decode still consumes its index on every
+		// replica alike; its proposer hears why.
+		r.n.sm.apply(r, r, part, index, nil)
+		return result{err: err}
+	}
+	return r.n.sm.apply(r, r, part, index, &cmd)
+}
+
+func (r *raftSM) ApplyConfState(g multiraft.GroupID, index uint64, cs *pb.ConfState) {
+	part := int(g)
+	r.touch(part)
+	r.n.sm.apply(r, r, part, index, nil)
+	b, err := proto.Marshal(cs)
+	if err != nil {
+		panic(fmt.Sprintf("core: marshaling a conf state: %v", err))
+	}
+	r.n.sm.parts[part].conf = b
+}
+
+func (r *raftSM) Applied(g multiraft.GroupID) (uint64, *pb.ConfState) {
+	ps := &r.n.sm.parts[g]
+	if ps.conf == nil {
+		return ps.applied, nil
+	}
+	var cs pb.ConfState
+	if err := proto.Unmarshal(ps.conf, &cs); err != nil {
+		panic(fmt.Sprintf("core: partition %d: stored conf state: %v", g, err))
+	}
+	return ps.applied, &cs
+}
+
+func (r *raftSM) Commit() error {
+	n := r.n
+	for _, part := range r.parts {
+		r.batch.Set(stateKey(part), n.sm.parts[part].encode())
+		r.touched[part] = false
+	}
+	r.parts = r.parts[:0]
+	if r.batch.Len() == 0 {
+		return nil
+	}
+	if err := n.store.Apply(context.Background(), &r.batch, false); err != nil {
+		n.failed.Store(&err)
+		n.cfg.Logger.Error("applying committed raft entries failed; stopping", "component", "core", "err", err)
+		return err
+	}
+	n.ops.commits.Add(1)
+	for _, w := range r.items {
+		n.cache.set(w.key, w.val)
+	}
+	n.publish(r.items)
+	r.batch.Reset()
+	clear(r.overlay)
+	clear(r.items)
+	r.items = r.items[:0]
+	return nil
+}
+
+// get implements view: this cycle's writes, then the cache, then the store.
+func (r *raftSM) get(key []byte) ([]byte, bool, error) {
+	if e, ok := r.overlay[string(key)]; ok {
+		return e.val, e.val != nil, nil
+	}
+	if v, ok := r.n.cache.get(key); ok {
+		return v, true, nil
+	}
+	v, err := r.n.store.Get(context.Background(), key)
+	if errors.Is(err, tiers.ErrNotFound) {
+		return nil, false, nil
+	}
+	return v, err == nil, err
+}
+
+// set and del implement writer.
+func (r *raftSM) set(key, val []byte) {
+	r.batch.Set(key, val)
+	v := append(make([]byte, 0, len(val)+1), val...)
+	k := string(key)
+	r.overlay[k] = overlayEntry{val: v}
+	if isItemKey(key) {
+		r.items = append(r.items, itemWrite{key: k, val: v})
+		r.n.ops.writes.Add(1)
+	}
+}
+
+func (r *raftSM) del(key []byte) {
+	r.batch.Delete(key)
+	k := string(key)
+	r.overlay[k] = overlayEntry{}
+	if isItemKey(key) {
+		r.items = append(r.items, itemWrite{key: k})
+		r.n.ops.writes.Add(1)
+	}
+}
+
+type staleKey struct{}
+
+// WithStaleReads marks ctx so that a clustered node's Get answers from its
+// local replica without first confirming with the partition's leader: the
+// read may miss the latest writes (by the replica's lag) but costs no
+// round trip. A single node's reads are always current.
+func WithStaleReads(ctx context.Context) context.Context {
+	return context.WithValue(ctx, staleKey{}, true)
+}
+
+func isStale(ctx context.Context) bool {
+	v, _ := ctx.Value(staleKey{}).(bool)
+	return v
+}

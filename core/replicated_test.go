@@ -1,0 +1,293 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/soullabs/brainy/core/multiraft"
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/tiers"
+	"github.com/soullabs/brainy/tiers/memory"
+)
+
+// raftNet is an in-memory network between clustered nodes: messages are
+// marshaled as on a wire and delivered in order per destination; a cut
+// node neither sends nor receives.
+type raftNet struct {
+	mu    sync.Mutex
+	nodes map[multiraft.NodeID]*Node
+	cut   map[multiraft.NodeID]bool
+	queue map[multiraft.NodeID]chan []multiraft.Message
+}
+
+func newRaftNet() *raftNet {
+	return &raftNet{nodes: map[multiraft.NodeID]*Node{}, cut: map[multiraft.NodeID]bool{}, queue: map[multiraft.NodeID]chan []multiraft.Message{}}
+}
+
+func (nw *raftNet) attach(id multiraft.NodeID, n *Node) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.nodes[id] = n
+	if nw.queue[id] == nil {
+		q := make(chan []multiraft.Message, 4096)
+		nw.queue[id] = q
+		go func() {
+			for msgs := range q {
+				nw.mu.Lock()
+				dst, cut := nw.nodes[id], nw.cut[id]
+				nw.mu.Unlock()
+				if !cut && dst != nil {
+					dst.Step(msgs)
+				}
+			}
+		}()
+	}
+}
+
+func (nw *raftNet) setCut(id multiraft.NodeID, cut bool) {
+	nw.mu.Lock()
+	nw.cut[id] = cut
+	nw.mu.Unlock()
+}
+
+type raftEndpoint struct {
+	nw   *raftNet
+	from multiraft.NodeID
+}
+
+func (e raftEndpoint) Send(to multiraft.NodeID, msgs []multiraft.Message) {
+	e.nw.mu.Lock()
+	q, drop := e.nw.queue[to], e.nw.cut[e.from] || e.nw.cut[to]
+	e.nw.mu.Unlock()
+	if drop || q == nil {
+		return
+	}
+	out := make([]multiraft.Message, len(msgs))
+	for i, m := range msgs {
+		b, err := proto.Marshal(m.Msg)
+		if err != nil {
+			panic(err)
+		}
+		var back pb.Message
+		if err := proto.Unmarshal(b, &back); err != nil {
+			panic(err)
+		}
+		out[i] = multiraft.Message{Group: m.Group, Msg: &back}
+	}
+	select {
+	case q <- out:
+	default:
+	}
+}
+
+// testCluster is three clustered nodes grown from one, the way a real
+// cluster grows: node 1 bootstraps every partition alone and holds data
+// before the others are added as learners and promoted.
+type testCluster struct {
+	t      *testing.T
+	nw     *raftNet
+	nodes  []*Node
+	stores []tiers.Store
+}
+
+func newTestCluster(t *testing.T, parts int, before func(n *Node)) *testCluster {
+	c := &testCluster{t: t, nw: newRaftNet()}
+	for i := range 3 {
+		id := multiraft.NodeID(i + 1)
+		s := memory.New()
+		n, err := Open(context.Background(), Config{Store: s, Partitions: parts, CacheBytes: 8 << 10,
+			Raft: &RaftConfig{ID: id, Transport: raftEndpoint{c.nw, id}, Bootstrap: i == 0, TickInterval: 5 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.nw.attach(id, n)
+		c.nodes, c.stores = append(c.nodes, n), append(c.stores, s)
+		if i == 0 && before != nil {
+			before(n)
+		}
+	}
+	t.Cleanup(func() {
+		for i, n := range c.nodes {
+			n.Close()
+			c.stores[i].Close()
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for p := range parts {
+		for _, typ := range []pb.ConfChangeType{pb.ConfChangeType_ConfChangeAddLearnerNode, pb.ConfChangeType_ConfChangeAddNode} {
+			for _, id := range []uint64{2, 3} {
+				cc := &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: typ.Enum(), NodeId: proto.Uint64(id)}}}
+				err := c.nodes[0].Raft().ChangeReplicas(ctx, multiraft.GroupID(p), cc)
+				for errors.Is(err, multiraft.ErrNoLeader) {
+					time.Sleep(5 * time.Millisecond)
+					err = c.nodes[0].Raft().ChangeReplicas(ctx, multiraft.GroupID(p), cc)
+				}
+				if err != nil {
+					t.Fatalf("partition %d: %v node %d: %v", p, typ, id, err)
+				}
+			}
+		}
+	}
+	return c
+}
+
+// TestClusterReplicatesFromOneNode: items a node held alone are on every
+// replica once two nodes join, with the same versions, and writes through
+// any node are read through any other.
+func TestClusterReplicatesFromOneNode(t *testing.T) {
+	ctx := context.Background()
+	const before = 200
+	versions := map[string]string{}
+	c := newTestCluster(t, 4, func(n *Node) {
+		for i := range before {
+			it, err := n.Add(ctx, "t", &item.Item{ID: fmt.Sprint("old-", i), Data: json.RawMessage(`1`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			versions[it.ID] = it.Version
+		}
+	})
+	it, err := c.nodes[1].Add(ctx, "t", &item.Item{ID: "new", Data: json.RawMessage(`"via node 2"`)})
+	if err != nil {
+		t.Fatalf("write through a follower: %v", err)
+	}
+	versions["new"] = it.Version
+	for i, n := range c.nodes {
+		for id, v := range versions {
+			got, err := n.Get(ctx, "t", id)
+			if err != nil {
+				t.Fatalf("node %d: %s: %v", i+1, id, err)
+			}
+			if got.Version != v {
+				t.Fatalf("node %d: %s has version %s, written as %s", i+1, id, got.Version, v)
+			}
+		}
+		if m := n.Metrics(); m.Storage.Items != before+1 {
+			t.Errorf("node %d holds %d items, want %d", i+1, m.Storage.Items, before+1)
+		}
+	}
+}
+
+// TestClusterLinearizable runs the porcupine check of TestLinearizable on
+// a three-node cluster, each client talking to a random node, while a
+// nemesis cuts one node's links at a time.
+func TestClusterLinearizable(t *testing.T) {
+	for _, seed := range []uint64{1, 2} {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			runClusterLinearizable(t, seed)
+		})
+	}
+}
+
+func runClusterLinearizable(t *testing.T, seed uint64) {
+	c := newTestCluster(t, 2, nil)
+	ctx := context.Background()
+	var stop atomic.Bool
+	var nemesis sync.WaitGroup
+	nemesis.Go(func() {
+		rng := rand.New(rand.NewPCG(seed, 99))
+		for !stop.Load() {
+			id := multiraft.NodeID(rng.IntN(3) + 1)
+			c.nw.setCut(id, true)
+			time.Sleep(time.Duration(50+rng.IntN(150)) * time.Millisecond)
+			c.nw.setCut(id, false)
+			time.Sleep(time.Duration(50+rng.IntN(150)) * time.Millisecond)
+		}
+	})
+	const clients, opsEach, keys = 6, 150, 3
+	start := time.Now()
+	var mu sync.Mutex
+	var history []porcupine.Operation
+	var wg sync.WaitGroup
+	for cl := range clients {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(seed, uint64(cl)))
+			lastSeen := map[string]string{}
+			for i := range opsEach {
+				n := c.nodes[rng.IntN(3)]
+				in := regInput{key: fmt.Sprint("k", rng.IntN(keys)), value: fmt.Sprintf("%d-%d", cl, i)}
+				call := time.Since(start).Nanoseconds()
+				var out regOutput
+				var err error
+				switch r := rng.IntN(10); {
+				case r < 4:
+					in.op = "get"
+					var it *item.Item
+					if it, err = n.Get(ctx, "t", in.key); err == nil {
+						var v string
+						json.Unmarshal(it.Data, &v)
+						out = regOutput{ok: true, value: v, version: it.Version}
+						lastSeen[in.key] = it.Version
+					}
+				case r < 7:
+					in.op = "put"
+					data, _ := json.Marshal(in.value)
+					var it *item.Item
+					if it, _, err = n.Put(ctx, "t", &item.Item{ID: in.key, Data: data}, item.Cond{}); err == nil {
+						out = regOutput{ok: true, version: it.Version}
+						lastSeen[in.key] = it.Version
+					}
+				case r < 9:
+					in.op, in.ifVer = "cas", lastSeen[in.key]
+					if in.ifVer == "" {
+						in.ifVer = "0"
+					}
+					data, _ := json.Marshal(in.value)
+					var it *item.Item
+					if it, _, err = n.Put(ctx, "t", &item.Item{ID: in.key, Data: data}, item.Cond{IfMatch: in.ifVer}); err == nil {
+						out = regOutput{ok: true, version: it.Version}
+						lastSeen[in.key] = it.Version
+					}
+				default:
+					in.op = "del"
+					if err = n.Delete(ctx, "t", in.key, item.Cond{}); err == nil {
+						out.ok = true
+					}
+				}
+				ret := time.Since(start).Nanoseconds()
+				switch {
+				case err == nil, errors.Is(err, item.ErrNotFound), errors.Is(err, item.ErrPreconditionFailed):
+				case errors.Is(err, item.ErrUnavailable):
+					// Timed out: it may or may not have happened.
+					out = regOutput{unknown: true}
+					ret = 1 << 62
+				default:
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				history = append(history, porcupine.Operation{ClientId: cl, Input: in, Call: call, Output: out, Return: ret})
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	stop.Store(true)
+	nemesis.Wait()
+	unknown := 0
+	for _, op := range history {
+		if op.Output.(regOutput).unknown {
+			unknown++
+		}
+	}
+	t.Logf("seed %d: %d operations, %d with unknown outcome", seed, len(history), unknown)
+	switch res := porcupine.CheckOperationsTimeout(regModel, history, 60*time.Second); res {
+	case porcupine.Ok:
+	case porcupine.Illegal:
+		t.Fatalf("seed %d: the history of %d operations is not linearizable", seed, len(history))
+	default:
+		t.Fatalf("seed %d: linearizability check inconclusive (%v)", seed, res)
+	}
+}
