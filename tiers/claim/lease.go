@@ -324,6 +324,7 @@ func (l *Lease) watch(ctx context.Context, etag string, r record) (string, recor
 			return "", record{}, 0, fmt.Errorf("claim: waiting for %s: %w", l.key, ctx.Err())
 		case <-t.C:
 		}
+		asked := l.cfg.Now()
 		body, cur, err := l.objs.Get(ctx, l.key)
 		now := l.cfg.Now()
 		if errors.Is(err, objstore.ErrNotFound) {
@@ -342,7 +343,7 @@ func (l *Lease) watch(ctx context.Context, etag string, r record) (string, recor
 		if now.Sub(start) >= ttl {
 			return etag, r, -1, nil
 		}
-		last = now
+		last = asked // a renewal seen by the next poll happened after this one was sent
 		t.Reset(min(poll, ttl-now.Sub(start)))
 	}
 }
