@@ -24,8 +24,11 @@ type Config struct {
 
 	// Demotable reports whether key may leave hot. Default: every key.
 	// Keys the caller reads on every start or on every write (core's
-	// metadata, partition state and type index) should stay hot. It is
-	// called from the mover goroutine and must not block.
+	// metadata, partition state and type index) should stay hot. Apply
+	// deletes a key Demotable refuses from hot only, since it cannot be
+	// below: so Demotable may accept more keys over the life of the tiers,
+	// never fewer. It is called from Apply and the mover, concurrently, and
+	// must be fast and not block.
 	Demotable func(key []byte) bool
 	// DemoteAfter is how long a key must go unread and unwritten before it
 	// moves from hot to warm. Default 24h. Shorter frees local disk sooner

@@ -22,7 +22,8 @@
 //
 //   - Apply writes the batch to hot. Before that it deletes the batch's
 //     deleted keys from warm, then from cold (synced), so that a deleted
-//     key cannot resurrect from a lower tier. If Apply fails part-way, a
+//     key cannot resurrect from a lower tier. Keys Demotable refuses are
+//     never below hot, so their deletes go to hot only. If Apply fails part-way, a
 //     delete may have taken effect below while the batch did not reach
 //     hot; a deleted key then stays visible in hot, which is the state
 //     before the batch for that key, so nothing resurrects.
@@ -45,6 +46,9 @@
 //     wins and K stays in hot with the newer value (B's copy is shadowed).
 //     If K is gone from A, Apply deleted it during the copy and the copy is
 //     deleted from B again.
+//
+// The mover demotes keys in batches (up to 256 keys or 4 MiB): one synced
+// write of the batch to B, then one check-and-delete of the batch in A.
 //
 // A crash or an error between the two steps leaves K in both tiers: reads
 // and iteration see A's value (precedence), and a later pass finishes the

@@ -1,6 +1,7 @@
 package tiered
 
 import (
+	"bytes"
 	"container/heap"
 	"context"
 	"errors"
@@ -41,10 +42,6 @@ func (s *Store) MoverStats() MoverStat {
 	defer s.mover.mu.Unlock()
 	return s.mover.st
 }
-
-// scanChunk is how many candidates a pass collects before it closes its
-// iterator and moves them: an iterator is not held open across moves.
-const scanChunk = 256
 
 // MoveNow runs one pass synchronously: demotion by age from hot to warm,
 // demotion of the least recently used keys while hot is over HotMaxBytes or
@@ -147,12 +144,21 @@ func (p *passRun) run(full bool) error {
 
 // candidate is a key a pass means to move, with its access time when
 // listed: if that changed by the time of the move, the key was used since
-// and stays.
+// and stays. value is the listed value, kept only for moves below hot.
 type candidate struct {
-	key    []byte
-	access int64
-	size   int64
+	key, value []byte
+	access     int64
+	size       int64
 }
+
+// Chunk bounds: a pass moves keys in batches of up to chunkKeys keys and
+// about chunkBytes of values, one synced Apply per tier per batch, so an
+// object store sees one write per batch, not per key. It holds no iterator
+// open while it moves.
+const (
+	chunkKeys  = 256
+	chunkBytes = 4 << 20
+)
 
 // demoteIdle moves from tier i to the tier below every key last accessed
 // at or before cutoff (hot keys only if Demotable). It records tier i's
@@ -163,6 +169,7 @@ func (p *passRun) demoteIdle(i int, cutoff int64) error {
 	var seen, moved int64
 	for {
 		var cands []candidate
+		var size int64
 		it, err := s.tiers[i].NewIter(p.ctx, lower, nil)
 		if err != nil {
 			return fmt.Errorf("tiered: list %s: %w", tierNames[i], err)
@@ -174,27 +181,32 @@ func (p *passRun) demoteIdle(i int, cutoff int64) error {
 			if i == 0 && !s.cfg.Demotable(k) {
 				continue
 			}
-			if t := s.access.get(k); t <= cutoff {
-				cands = append(cands, candidate{key: append([]byte(nil), k...), access: t})
-				if len(cands) == scanChunk {
-					more = true
-					lower = append(append(lower[:0], k...), 0)
-					break
-				}
+			t := s.access.get(k)
+			if t > cutoff {
+				continue
+			}
+			c := candidate{key: append([]byte(nil), k...), access: t}
+			if i > 0 {
+				// Below hot only the mover sets keys, so the listed value
+				// is the one to move if the key is still there.
+				c.value = append([]byte(nil), it.Value()...)
+				size += int64(len(c.value))
+			}
+			cands = append(cands, c)
+			if len(cands) == chunkKeys || size >= chunkBytes {
+				more = true
+				lower = append(append(lower[:0], k...), 0)
+				break
 			}
 		}
 		err = errors.Join(it.Err(), it.Close())
 		if err != nil {
 			return fmt.Errorf("tiered: list %s: %w", tierNames[i], err)
 		}
-		for _, c := range cands {
-			ok, err := p.move(i, c)
-			if err != nil {
-				return err
-			}
-			if ok {
-				moved++
-			}
+		n, _, err := p.move(i, cands)
+		moved += int64(n)
+		if err != nil {
+			return err
 		}
 		if !more {
 			break
@@ -256,18 +268,25 @@ func (p *passRun) demoteLRU(need int64) error {
 	}
 	cands := []candidate(h)
 	sort.Slice(cands, func(a, b int) bool { return cands[a].access < cands[b].access })
-	var moved int64
-	for _, c := range cands {
-		if moved >= need {
+	var sum int64
+	for n, c := range cands {
+		if sum >= need {
+			cands = cands[:n]
 			break
 		}
-		ok, err := p.move(0, c)
+		sum += c.size
+	}
+	// Keys are locked in key order, so the chunks go in key order.
+	sort.Slice(cands, func(a, b int) bool { return bytes.Compare(cands[a].key, cands[b].key) < 0 })
+	var moved int64
+	for len(cands) > 0 && moved < need {
+		chunk := cands[:min(chunkKeys, len(cands))]
+		cands = cands[len(chunk):]
+		n, size, err := p.move(0, chunk)
+		s.stats[0].keys.Add(-int64(n))
+		moved += size
 		if err != nil {
 			return err
-		}
-		if ok {
-			moved += c.size
-			s.stats[0].keys.Add(-1)
 		}
 	}
 	return nil
@@ -287,8 +306,8 @@ func (h *newestFirst) Pop() any {
 	return c
 }
 
-// pace waits until the next move is due under MaxMoveRate.
-func (p *passRun) pace() error {
+// pace waits until n more moves are due under MaxMoveRate.
+func (p *passRun) pace(n int) error {
 	if p.every == 0 {
 		return p.ctx.Err()
 	}
@@ -297,7 +316,7 @@ func (p *passRun) pace() error {
 		p.next = now
 	}
 	wait := p.next.Sub(now)
-	p.next = p.next.Add(p.every)
+	p.next = p.next.Add(time.Duration(n) * p.every)
 	if wait <= 0 {
 		return p.ctx.Err()
 	}
@@ -311,108 +330,168 @@ func (p *passRun) pace() error {
 	}
 }
 
-// move moves c.key from tier i to tier i+1, unless it was accessed since it
-// was listed or is no longer in tier i. It reports whether it moved.
-func (p *passRun) move(i int, c candidate) (bool, error) {
-	s := p.s
-	if s.closed.Load() {
-		return false, tiers.ErrClosed
+// move demotes cands, sorted by key, from tier i to i+1, and reports how
+// many keys and how many bytes of keys and values moved.
+func (p *passRun) move(i int, cands []candidate) (int, int64, error) {
+	if len(cands) == 0 {
+		return 0, 0, nil
 	}
-	if err := p.pace(); err != nil {
-		return false, err
+	if p.s.closed.Load() {
+		return 0, 0, tiers.ErrClosed
 	}
-	ok, err := s.demote(p.ctx, i, c)
-	if ok {
-		p.moved++
+	if err := p.pace(len(cands)); err != nil {
+		return 0, 0, err
 	}
-	return ok, err
+	n, size, err := p.s.demote(p.ctx, i, cands)
+	p.moved += int64(n)
+	return n, size, err
 }
 
-// demote runs the two steps of a demotion of c.key from tier i to i+1
-// (see the package doc).
-func (s *Store) demote(ctx context.Context, i int, c candidate) (bool, error) {
-	key := c.key
-	unlock := s.keys.lock(key)
-	defer unlock()
-	if s.access.get(key) != c.access {
-		return false, nil
-	}
+// demote runs the two steps of a demotion (see the package doc) for a
+// batch of keys, sorted, from tier i to i+1. Keys accessed since they were
+// listed, or gone from tier i, are left alone.
+func (s *Store) demote(ctx context.Context, i int, cands []candidate) (int, int64, error) {
 	from, to := s.tiers[i], s.tiers[i+1]
-	v, err := from.Get(ctx, key)
-	if errors.Is(err, tiers.ErrNotFound) {
-		return false, nil
+	// Key order: the mover is the only one holding several key locks.
+	for _, c := range cands {
+		unlock := s.keys.lock(c.key)
+		defer unlock()
 	}
-	if err != nil {
-		return false, fmt.Errorf("tiered: demote: get from %s: %w", tierNames[i], err)
-	}
-	var b tiers.Batch
-	if i > 0 {
-		// A copy below hot that hot shadows is stale: drop it rather than
-		// carry it further down.
-		_, err := s.tiers[0].Get(ctx, key)
-		if err == nil {
-			b.Delete(key)
-			if err := from.Apply(ctx, &b, true); err != nil {
-				return false, fmt.Errorf("tiered: drop stale copy from %s: %w", tierNames[i], err)
+	var keep []candidate
+	var stale tiers.Batch
+	for _, c := range cands {
+		if s.access.get(c.key) != c.access {
+			continue
+		}
+		if i == 0 {
+			v, err := from.Get(ctx, c.key)
+			if errors.Is(err, tiers.ErrNotFound) {
+				continue
 			}
-			return false, nil
+			if err != nil {
+				return 0, 0, fmt.Errorf("tiered: demote: get from hot: %w", err)
+			}
+			c.value = v
+		} else {
+			// A copy below hot that hot shadows is stale: drop it rather
+			// than carry it further down.
+			_, err := s.tiers[0].Get(ctx, c.key)
+			if err == nil {
+				stale.Delete(c.key)
+				continue
+			}
+			if !errors.Is(err, tiers.ErrNotFound) {
+				return 0, 0, fmt.Errorf("tiered: demote: get from hot: %w", err)
+			}
 		}
-		if !errors.Is(err, tiers.ErrNotFound) {
-			return false, fmt.Errorf("tiered: demote: get from hot: %w", err)
+		c.size = int64(len(c.key) + len(c.value))
+		keep = append(keep, c)
+	}
+	if stale.Len() > 0 {
+		if err := from.Apply(ctx, &stale, true); err != nil {
+			return 0, 0, fmt.Errorf("tiered: drop stale copies from %s: %w", tierNames[i], err)
 		}
+	}
+	if len(keep) == 0 {
+		return 0, 0, nil
 	}
 
 	s.gate.RLock()
 	defer s.gate.RUnlock()
-	b.Set(key, v)
-	if err := to.Apply(ctx, &b, true); err != nil {
-		return false, fmt.Errorf("tiered: demote: copy to %s: %w", tierNames[i+1], err)
+	var b tiers.Batch
+	for _, c := range keep {
+		b.Set(c.key, c.value)
 	}
-	b.Reset()
-	b.Delete(key)
-	undo := false
+	if err := to.Apply(ctx, &b, true); err != nil {
+		return 0, 0, fmt.Errorf("tiered: demote: copy to %s: %w", tierNames[i+1], err)
+	}
+
+	var dels, undo tiers.Batch
+	moved := keep[:0]
 	if i == 0 {
+		// Under mu, Apply cannot change hot between the check and the
+		// delete: a value written during the copy stays, and the copy
+		// below is shadowed.
 		s.mu.Lock()
-		cur, err := from.Get(ctx, key)
-		switch {
-		case err == nil && sameValue(cur, v):
-			err = from.Apply(ctx, &b, true)
-		case err == nil:
-			// Apply wrote a newer value during the copy; it stays hot and
-			// the copy below is shadowed.
-			s.mu.Unlock()
-			return false, nil
-		case errors.Is(err, tiers.ErrNotFound):
-			undo, err = true, nil
+		for _, c := range keep {
+			cur, err := from.Get(ctx, c.key)
+			switch {
+			case err == nil && sameValue(cur, c.value):
+				dels.Delete(c.key)
+				moved = append(moved, c)
+			case errors.Is(err, tiers.ErrNotFound):
+				undo.Delete(c.key) // deleted during the copy
+			case err != nil:
+				s.mu.Unlock()
+				return 0, 0, fmt.Errorf("tiered: demote: get from hot: %w", err)
+			}
+		}
+		var err error
+		if dels.Len() > 0 {
+			err = from.Apply(ctx, &dels, true)
 		}
 		s.mu.Unlock()
 		if err != nil {
-			return false, fmt.Errorf("tiered: demote: delete from hot: %w", err)
+			return 0, 0, fmt.Errorf("tiered: demote: delete from hot: %w", err)
 		}
 	} else {
-		// Below hot only Apply's deletes change a key we hold the lock of.
-		_, err := from.Get(ctx, key)
-		switch {
-		case err == nil:
-			err = from.Apply(ctx, &b, true)
-		case errors.Is(err, tiers.ErrNotFound):
-			undo, err = true, nil
-		}
+		// Below hot, only Apply's deletes remove a key we hold the lock
+		// of; one listing of the batch's range tells which are left.
+		present, err := s.present(ctx, from, keep)
 		if err != nil {
-			return false, fmt.Errorf("tiered: demote: delete from %s: %w", tierNames[i], err)
+			return 0, 0, err
+		}
+		for _, c := range keep {
+			if present[string(c.key)] {
+				dels.Delete(c.key)
+				moved = append(moved, c)
+			} else {
+				undo.Delete(c.key)
+			}
+		}
+		if dels.Len() > 0 {
+			if err := from.Apply(ctx, &dels, true); err != nil {
+				return 0, 0, fmt.Errorf("tiered: demote: delete from %s: %w", tierNames[i], err)
+			}
 		}
 	}
-	if undo {
-		// Apply deleted the key during the copy; the copy must not
-		// bring it back.
-		if err := to.Apply(ctx, &b, true); err != nil {
-			return false, fmt.Errorf("tiered: demote: undo copy to %s: %w", tierNames[i+1], err)
+	if undo.Len() > 0 {
+		// Apply deleted these keys during the copy; the copy must not
+		// bring them back.
+		if err := to.Apply(ctx, &undo, true); err != nil {
+			return 0, 0, fmt.Errorf("tiered: demote: undo copy to %s: %w", tierNames[i+1], err)
 		}
-		return false, nil
 	}
-	if i+2 >= len(s.tiers) {
-		s.access.forget(key) // in the lowest tier its age no longer matters
+	var size int64
+	for _, c := range moved {
+		size += c.size
+		if i+2 >= len(s.tiers) {
+			s.access.forget(c.key) // in the lowest tier its age no longer matters
+		}
 	}
-	s.stats[i].demoted.Add(1)
-	return true, nil
+	s.stats[i].demoted.Add(uint64(len(moved)))
+	return len(moved), size, nil
+}
+
+// present reports which of cands (sorted) tier t holds, listing their range
+// once.
+func (s *Store) present(ctx context.Context, t tiers.Store, cands []candidate) (map[string]bool, error) {
+	want := make(map[string]bool, len(cands))
+	for _, c := range cands {
+		want[string(c.key)] = false
+	}
+	last := cands[len(cands)-1].key
+	it, err := t.NewIter(ctx, cands[0].key, append(append([]byte(nil), last...), 0))
+	if err != nil {
+		return nil, fmt.Errorf("tiered: demote: list: %w", err)
+	}
+	for it.Next() {
+		if _, ok := want[string(it.Key())]; ok {
+			want[string(it.Key())] = true
+		}
+	}
+	if err := errors.Join(it.Err(), it.Close()); err != nil {
+		return nil, fmt.Errorf("tiered: demote: list: %w", err)
+	}
+	return want, nil
 }

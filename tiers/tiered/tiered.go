@@ -208,7 +208,10 @@ func (s *Store) Apply(ctx context.Context, b *tiers.Batch, sync bool) error {
 	}
 	s.dels.Reset()
 	_ = b.Each(func(del bool, key, _ []byte) error {
-		if del {
+		// A key that may not leave hot is in no lower tier: its delete
+		// need not reach them (core's type index changes on every
+		// retype and delete).
+		if del && s.cfg.Demotable(key) {
 			s.dels.Delete(key)
 		}
 		return nil

@@ -359,6 +359,64 @@ func TestDemoteByAge(t *testing.T) {
 	}
 }
 
+// TestPinnedDeleteStaysHot checks that deleting a key Demotable refuses
+// does not write to the lower tiers, while other deletes do.
+func TestPinnedDeleteStaysHot(t *testing.T) {
+	warm := &hookStore{Store: memory.New()}
+	e := openEnv(t, false, func(c *tiered.Config) {
+		c.Warm = warm
+		c.Demotable = func(k []byte) bool { return k[0] != 'm' }
+	})
+	var writes atomic.Int64
+	warm.setHook(func(*tiers.Batch) error { writes.Add(1); return nil })
+	set(t, e.s, "meta", "1", "item", "2")
+	del(t, e.s, "meta")
+	if n := writes.Load(); n != 0 {
+		t.Fatalf("deleting a pinned key wrote to warm %d times", n)
+	}
+	mustGet(t, e.s, "meta", "<none>")
+	del(t, e.s, "item")
+	if n := writes.Load(); n != 1 {
+		t.Fatalf("deleting a demotable key wrote to warm %d times, want 1", n)
+	}
+}
+
+// TestDemoteManyKeys moves more keys than one batch holds, down both
+// steps, and checks counts and contents.
+func TestDemoteManyKeys(t *testing.T) {
+	e := openEnv(t, true, nil)
+	const n = 1000
+	var b tiers.Batch
+	var want bytes.Buffer
+	for i := range n {
+		k, v := fmt.Sprintf("k%04d", i), fmt.Sprintf("v%d", i)
+		b.Set([]byte(k), []byte(v))
+		fmt.Fprintf(&want, "%s=%s ", k, v)
+	}
+	if err := e.s.Apply(t.Context(), &b, true); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(tiered.DefaultDemoteAfter)
+	moveNow(t, e.s)
+	if hot, warm := tierStat(t, e.s, "hot"), tierStat(t, e.s, "warm"); hot.Bytes != 0 || hot.Keys != 0 || hot.Demoted != n || warm.Keys != n {
+		t.Fatalf("after demoting to warm: hot %+v, warm %+v", hot, warm)
+	}
+	if got := scan(t, e.warm, nil, nil); got != want.String() {
+		t.Fatalf("warm holds %d bytes of listing, want %d", len(got), want.Len())
+	}
+	e.clock.Advance(tiered.DefaultColdAfter)
+	moveNow(t, e.s)
+	if warm := tierStat(t, e.s, "warm"); warm.Bytes != 0 || warm.Keys != 0 || warm.Demoted != n {
+		t.Fatalf("after demoting to cold: warm %+v", warm)
+	}
+	if got := scan(t, e.s, nil, nil); got != want.String() {
+		t.Fatalf("the store lists %d bytes, want %d", len(got), want.Len())
+	}
+	if got := scan(t, e.cold, nil, nil); got != want.String() {
+		t.Fatalf("cold lists %d bytes, want %d", len(got), want.Len())
+	}
+}
+
 // TestRestartCountsAsAccess checks that after reopening, keys count as
 // accessed at open: nothing moves before DemoteAfter in the new process.
 func TestRestartCountsAsAccess(t *testing.T) {
