@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/google/btree"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/soullabs/brainy/tiers"
 )
@@ -20,6 +21,8 @@ const (
 	iterChunkBytes = 4 << 20 // record bytes per chunk (at least one entry)
 	coalesceGap    = 64 << 10
 	maxRangeRead   = 8 << 20
+	// fetchParallelism bounds an iterator's concurrent range reads.
+	fetchParallelism = 8
 )
 
 // NewIter implements tiers.Store. The iterator walks a copy-on-write clone
@@ -142,6 +145,10 @@ func (s *Store) fetch(ctx context.Context, ents []entry) ([][]byte, error) {
 		}
 		bySeg[e.seq] = append(bySeg[e.seq], i)
 	}
+	// One range read per run of nearby records, a few at a time: listings
+	// over many segments are bounded by round trips, not bandwidth.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(fetchParallelism)
 	for seq, idx := range bySeg {
 		slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(ents[a].off, ents[b].off) })
 		for len(idx) > 0 {
@@ -155,23 +162,30 @@ func (s *Store) fetch(ctx context.Context, ents []entry) ([][]byte, error) {
 				end = max(end, e.off+e.n)
 				n++
 			}
-			b, err := s.objs.GetRange(ctx, segKey(seq), start, end-start)
-			if err != nil {
-				return nil, fmt.Errorf("segment: reading %s: %w", segKey(seq), err)
-			}
-			for _, i := range idx[:n] {
-				e := ents[i]
-				if e.off-start+e.n > int64(len(b)) {
-					return nil, corrupt("%s ends before the record of %q at %d", segKey(seq), e.key, e.off)
-				}
-				v, err := checkRecord(b[e.off-start:], e)
-				if err != nil {
-					return nil, err
-				}
-				vals[i] = v
-			}
+			run := idx[:n]
 			idx = idx[n:]
+			g.Go(func() error {
+				b, err := s.objs.GetRange(gctx, segKey(seq), start, end-start)
+				if err != nil {
+					return fmt.Errorf("segment: reading %s: %w", segKey(seq), err)
+				}
+				for _, i := range run {
+					e := ents[i]
+					if e.off-start+e.n > int64(len(b)) {
+						return corrupt("%s ends before the record of %q at %d", segKey(seq), e.key, e.off)
+					}
+					v, err := checkRecord(b[e.off-start:], e)
+					if err != nil {
+						return err
+					}
+					vals[i] = v
+				}
+				return nil
+			})
 		}
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return vals, nil
 }

@@ -3,6 +3,7 @@ package segment
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -151,7 +152,11 @@ func (s *Store) commit(reqs []*request) error {
 			break
 		}
 	}
-	s.mu.RLock()
+	if touched != nil {
+		// Rewrites check the index, which only this goroutine changes; the
+		// read lock orders those reads with NewIter's Clone.
+		s.mu.RLock()
+	}
 	for _, r := range reqs {
 		if !r.state.CompareAndSwap(queued, taken) {
 			continue
@@ -175,7 +180,9 @@ func (s *Store) commit(reqs []*request) error {
 			body = append(body, r.buf[m.off:m.off+m.n]...)
 		}
 	}
-	s.mu.RUnlock()
+	if touched != nil {
+		s.mu.RUnlock()
+	}
 	if len(recs) == 0 {
 		return nil
 	}
@@ -183,7 +190,7 @@ func (s *Store) commit(reqs []*request) error {
 	for i := range recs {
 		r := &recs[i]
 		rb := body[r.Off : r.Off+r.Len]
-		klen := int(uint32(rb[5]) | uint32(rb[6])<<8 | uint32(rb[7])<<16 | uint32(rb[8])<<24)
+		klen := int(binary.LittleEndian.Uint32(rb[5:]))
 		r.Key = rb[recHeaderLen : recHeaderLen+klen]
 		if !r.Del {
 			r.Value = rb[recHeaderLen+klen:]
