@@ -335,7 +335,7 @@ func (n *Node) Metrics() nodestats.Snapshot {
 	return nodestats.Snapshot{
 		Nodes: nodestats.Nodes{Total: 1, Healthy: btoi(healthy), Self: n.nodeID, Leader: n.nodeID,
 			List: []nodestats.Node{{ID: n.nodeID, Role: "leader", Healthy: healthy, Shards: n.nparts}}},
-		Shards:      nodestats.Shards{Total: n.nparts, Leaders: n.nparts, Replicas: n.nparts},
+		Shards:      nodestats.Shards{Total: n.nparts, Leaders: n.nparts, Replicas: n.nparts, Local: n.nparts},
 		Replication: nodestats.Replication{Factor: 1, Mode: "none"},
 		Operations: nodestats.Operations{
 			Adds: n.ops.adds.Load(), Gets: n.ops.gets.Load(), Updates: n.ops.updates.Load(),

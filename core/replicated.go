@@ -11,6 +11,7 @@ import (
 
 	"github.com/soullabs/brainy/core/multiraft"
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/tiers"
 )
 
@@ -48,9 +49,10 @@ type RaftConfig struct {
 }
 
 // ErrNotHere is returned by a clustered node for a partition it holds no
-// replica of: the request belongs to another node. It wraps
+// replica of: the request belongs to another node. It is
+// wire.ErrWrongNode, so it crosses the wire as itself, and wraps
 // item.ErrUnavailable, so a caller that cannot forward answers 503.
-var ErrNotHere = fmt.Errorf("%w: this node holds no replica of the partition", item.ErrUnavailable)
+var ErrNotHere = wire.ErrWrongNode
 
 // RaftID derives a raft replica id from a node id.
 func RaftID(nodeID string) multiraft.NodeID {
@@ -83,6 +85,12 @@ func (n *Node) openRaft(ctx context.Context) error {
 		return err
 	}
 	n.raft = mr
+	var b tiers.Batch
+	b.Set(metaKey("raft"), []byte{1})
+	if err := n.store.Apply(ctx, &b, true); err != nil {
+		mr.Close()
+		return fmt.Errorf("core: writing node metadata: %w", err)
+	}
 	for p := range n.nparts {
 		var peers []multiraft.NodeID
 		if n.sm.parts[p].applied == 0 && rc.Bootstrap {
@@ -99,6 +107,20 @@ func (n *Node) openRaft(ctx context.Context) error {
 	return nil
 }
 
+// IsClustered reports whether store belongs to a node that has run as a
+// cluster replica: such a node restarts into its cluster and never
+// bootstraps a new one.
+func IsClustered(ctx context.Context, store tiers.Store) (bool, error) {
+	_, err := store.Get(ctx, metaKey("raft"))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, tiers.ErrNotFound):
+		return false, nil
+	}
+	return false, err
+}
+
 // hasLog reports whether the store holds raft state of partition p.
 func (n *Node) hasLog(ctx context.Context, p int) bool {
 	_, err := n.store.Get(ctx, multiraft.HardStateKey(multiraft.GroupID(p)))
@@ -111,6 +133,40 @@ func (n *Node) Step(msgs []multiraft.Message) {
 	if n.raft != nil {
 		n.raft.Step(msgs)
 	}
+}
+
+// RemoveReplica destroys this node's replica of partition part — its raft
+// state and its items — once the partition's group no longer counts this
+// node (it was moved elsewhere). The caller must have checked that with
+// the group's leader.
+func (n *Node) RemoveReplica(ctx context.Context, part int) error {
+	if n.raft == nil || part < 0 || part >= n.nparts {
+		return fmt.Errorf("core: no replica of partition %d to remove", part)
+	}
+	return n.raft.RemoveGroup(ctx, multiraft.GroupID(part), func() error {
+		// On the driver goroutine: n.sm is ours.
+		lower := appendPartition(nil, part, 0)
+		upper := appendPartition(nil, part+1, 0)
+		it, err := n.store.NewIter(ctx, lower, upper)
+		if err != nil {
+			return err
+		}
+		var b tiers.Batch
+		for it.Next() {
+			b.Delete(it.Key())
+			if isItemKey(it.Key()) {
+				n.cache.set(string(it.Key()), nil)
+			}
+		}
+		if err := errors.Join(it.Err(), it.Close()); err != nil {
+			return err
+		}
+		if err := n.store.Apply(ctx, &b, true); err != nil {
+			return err
+		}
+		n.sm.parts[part] = partState{}
+		return nil
+	})
 }
 
 // Raft returns the node's raft groups, or nil on a single node.

@@ -39,7 +39,7 @@ func main() {
 
 type settings struct {
 	bind, httpAddr, upstreams, name, apiKeys, config string
-	tlsDir, tlsCert, tlsKey, tlsCA                   string
+	tlsDir, tlsCert, tlsKey, tlsCA, clusterSecret    string
 	logLevel, logFormat                              string
 	maxBody, rateBurst                               int
 	rateLimit                                        float64
@@ -58,6 +58,7 @@ func flags(s *settings) *flag.FlagSet {
 	fs.StringVar(&s.tlsCert, "tls-cert", "", "edge certificate `file` (PEM), with --tls-key and --tls-ca, instead of --tls-dir")
 	fs.StringVar(&s.tlsKey, "tls-key", "", "edge private key `file` (PEM)")
 	fs.StringVar(&s.tlsCA, "tls-ca", "", "cluster CA certificate `file` (PEM)")
+	fs.StringVar(&s.clusterSecret, "cluster-secret", "", "the cores' shared `secret`: the cluster CA is derived from it, instead of --tls-dir")
 	fs.StringVar(&s.name, "name", "", "the edge's `name` in its certificate; empty means edge-HOSTNAME")
 	fs.StringVar(&s.apiKeys, "api-keys", "", "`file` of \"KEY TENANT\" lines; turns on authentication")
 	fs.BoolVar(&s.insecure, "insecure", false, "allow a non-loopback address without API keys")
@@ -131,11 +132,11 @@ func serve(s settings, log *slog.Logger) error {
 	if err := daemon.CheckExposure(s.httpAddr, keys, s.insecure); err != nil {
 		return err
 	}
-	files := daemon.TLSFiles{Cert: s.tlsCert, Key: s.tlsKey, CA: s.tlsCA}
-	if files == (daemon.TLSFiles{}) {
+	files := daemon.TLSFiles{Cert: s.tlsCert, Key: s.tlsKey, CA: s.tlsCA, Secret: []byte(s.clusterSecret)}
+	if files.Cert == "" && files.Key == "" && files.CA == "" && len(files.Secret) == 0 {
 		// A CA made here would be trusted by no core: insist on the cluster's.
 		if _, err := os.Stat(filepath.Join(s.tlsDir, pki.CACertFile)); err != nil {
-			return fmt.Errorf("--tls-dir %s holds no %s: copy ca.crt and ca.key from a core's STORAGE/tls there, or pass --tls-cert, --tls-key and --tls-ca",
+			return fmt.Errorf("--tls-dir %s holds no %s: copy ca.crt and ca.key from a core's STORAGE/tls there, pass the cores' --cluster-secret, or pass --tls-cert, --tls-key and --tls-ca",
 				s.tlsDir, pki.CACertFile)
 		}
 	}

@@ -180,6 +180,7 @@ type group struct {
 	storage       *raft.MemoryStorage
 	persistedLast uint64
 	applied       uint64
+	quiet         int         // ticks since a message from the leader arrived
 	reads         []*proposal // ReadIndex requests that know their index, waiting for applied to reach it
 }
 
@@ -419,6 +420,9 @@ type GroupStatus struct {
 	Commit   uint64
 	Voters   []NodeID
 	Learners []NodeID
+	// Quiet counts the ticks since this replica last heard from the leader
+	// (0 on the leader): a replica its group dropped stops hearing.
+	Quiet int
 	// Match is, on the leader only, how far each replica's log is known to
 	// match the leader's; Commit - Match is the replica's lag in entries.
 	Match map[NodeID]uint64
@@ -430,12 +434,18 @@ func (n *Node) Status(ctx context.Context) ([]GroupStatus, error) {
 	err := n.do(ctx, func() {
 		for _, g := range n.groups {
 			st := g.rn.Status()
-			gs := GroupStatus{Group: g.id, Leader: NodeID(st.Lead), Term: st.GetTerm(), Applied: g.applied, Commit: st.GetCommit()}
+			gs := GroupStatus{Group: g.id, Leader: NodeID(st.Lead), Term: st.GetTerm(), Applied: g.applied, Commit: st.GetCommit(), Quiet: g.quiet}
+			if st.RaftState == raft.StateLeader {
+				gs.Quiet = 0
+			}
 			for id := range st.Config.Voters.IDs() {
 				gs.Voters = append(gs.Voters, NodeID(id))
 			}
 			for id := range st.Config.Learners {
 				gs.Learners = append(gs.Learners, NodeID(id))
+			}
+			if len(gs.Voters) == 0 && len(gs.Learners) == 0 {
+				continue // opened for a leader that has not filled it yet
 			}
 			slices.Sort(gs.Voters)
 			slices.Sort(gs.Learners)
@@ -450,6 +460,45 @@ func (n *Node) Status(ctx context.Context) ([]GroupStatus, error) {
 	})
 	slices.SortFunc(out, func(a, b GroupStatus) int { return cmp.Compare(a.Group, b.Group) })
 	return out, err
+}
+
+// RemoveGroup destroys this node's replica of g: the group stops, its log
+// and hard state are deleted, and destroy (if not nil) runs on the driver
+// goroutine in between, for the state machine to drop the group's data —
+// nothing else touches the group then. Pending proposals of g fail
+// through their contexts. Call it only for a replica its group no longer
+// counts (see cluster's replica GC): a voter destroyed while counted
+// weakens its group's quorum.
+func (n *Node) RemoveGroup(ctx context.Context, g GroupID, destroy func() error) error {
+	var err error
+	derr := n.do(ctx, func() {
+		gr := n.groups[g]
+		if gr == nil {
+			return
+		}
+		delete(n.groups, g)
+		n.mu.Lock()
+		delete(n.leaders, g)
+		n.mu.Unlock()
+		for _, p := range gr.reads {
+			p.done <- result{err: fmt.Errorf("%w: %d", ErrUnknownGroup, g)}
+		}
+		if destroy != nil {
+			if err = destroy(); err != nil {
+				return
+			}
+		}
+		var b tiers.Batch
+		b.Delete(hardStateKey(g))
+		for i := uint64(1); i <= gr.persistedLast; i++ {
+			b.Delete(entryKey(g, i))
+		}
+		err = n.cfg.Store.Apply(ctx, &b, true)
+	})
+	if derr != nil {
+		return derr
+	}
+	return err
 }
 
 // TransferLeadership asks the leader of g (if it is this node) to hand
@@ -494,6 +543,7 @@ func (n *Node) run() {
 		case <-ticker.C:
 			for _, g := range n.groups {
 				g.rn.Tick()
+				g.quiet++
 			}
 			if n.ticks++; n.ticks%50 == 0 {
 				n.sweep()
@@ -550,6 +600,9 @@ func (n *Node) step(msgs []Message) {
 		}
 		if g == nil {
 			continue // not open here (yet)
+		}
+		if m.Msg.GetFrom() == g.rn.BasicStatus().Lead {
+			g.quiet = 0
 		}
 		if err := g.rn.Step(m.Msg); err != nil {
 			n.log.Debug("step", "group", uint32(m.Group), "err", err)

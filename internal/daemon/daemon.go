@@ -75,15 +75,32 @@ func CheckExposure(httpAddr string, keys *edge.APIKeys, insecure bool) error {
 	return nil
 }
 
-// TLSFiles names explicit credentials (--tls-cert, --tls-key, --tls-ca).
-type TLSFiles struct{ Cert, Key, CA string }
+// TLSFiles names explicit credentials (--tls-cert, --tls-key, --tls-ca),
+// or the shared secret the cluster CA is derived from (--cluster-secret).
+type TLSFiles struct {
+	Cert, Key, CA string
+	Secret        []byte
+}
 
 // ClusterTLS returns the node's mutual-TLS configuration: from explicit
 // files when given; else from dir, creating the cluster CA and the node's
 // certificate there on first use; else (dir empty) from a CA made for
 // this process only, which no other node can join.
+//
+// A cluster secret takes precedence over dir: the CA is derived from it
+// (pki.DeriveCA) and the node's certificate issued in memory at each start.
 func ClusterTLS(files TLSFiles, dir, nodeName string, hosts []string) (*tls.Config, error) {
 	switch {
+	case len(files.Secret) > 0:
+		ca, err := pki.DeriveCA(files.Secret)
+		if err != nil {
+			return nil, fmt.Errorf("--cluster-secret: %w", err)
+		}
+		b, err := ca.NewBundle(nodeName, hosts)
+		if err != nil {
+			return nil, err
+		}
+		return b.TLSConfig(), nil
 	case files.Cert != "" || files.Key != "" || files.CA != "":
 		if files.Cert == "" || files.Key == "" || files.CA == "" {
 			return nil, fmt.Errorf("--tls-cert, --tls-key and --tls-ca go together")

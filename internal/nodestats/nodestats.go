@@ -13,6 +13,18 @@ type Snapshot struct {
 	Operations  Operations  `json:"operations"`
 	Storage     Storage     `json:"storage"`
 	Cache       Cache       `json:"cache"`
+	// Partitions lists, in a cluster, every partition this node holds a
+	// replica of, as its replica sees the group.
+	Partitions []Partition `json:"partitions,omitempty"`
+}
+
+// Partition is one partition's raft group as a replica sees it.
+type Partition struct {
+	ID       int      `json:"id"`
+	Leader   string   `json:"leader"`
+	Voters   []string `json:"voters"`
+	Learners []string `json:"learners,omitempty"`
+	Applied  uint64   `json:"applied"`
 }
 
 // Nodes describes cluster membership as this node sees it.
@@ -40,6 +52,8 @@ type Shards struct {
 	Leaders int `json:"leaders"`
 	// Replicas counts partitions this node holds a replica of.
 	Replicas int `json:"replicas"`
+	// Local is Replicas, under the scaling guide's name.
+	Local int `json:"local"`
 }
 
 // Replication describes how writes are copied.
@@ -49,6 +63,10 @@ type Replication struct {
 	Mode string `json:"mode"`
 	// LagEntries is the largest number of log entries any follower is behind.
 	LagEntries uint64 `json:"lagEntries"`
+	// Lag is LagEntries, under the scaling guide's name.
+	Lag uint64 `json:"lag"`
+	// Elections counts the leaderships this node won since it started.
+	Elections uint64 `json:"elections"`
 }
 
 // Operations counts requests served since start.

@@ -197,6 +197,25 @@ const (
 	CodeInvalid
 	CodeUnavailable
 	CodeClosed
+	CodeWrongNode
+)
+
+// ErrWrongNode: the node asked holds no replica of the item's partition,
+// so another node must answer. It is an item.ErrUnavailable to whoever
+// cannot forward the request.
+var ErrWrongNode = fmt.Errorf("%w: this node holds no replica of the partition", item.ErrUnavailable)
+
+// Cluster methods, between cores.
+const (
+	// MethodRaft carries a batch of raft messages (AppendRaft); the answer
+	// is empty.
+	MethodRaft uint16 = 120
+	// MethodClusterInfo asks a core about its cluster (ClusterInfo).
+	MethodClusterInfo uint16 = 121
+	// MethodGroupInfo asks a core how it sees one partition's group: the
+	// request is the partition (uvarint); the answer, whether the core
+	// leads it, the term, and the replica ids (uvarints).
+	MethodGroupInfo uint16 = 122
 )
 
 // ErrorCode classifies err for the wire, and the message to send with it.
@@ -207,6 +226,8 @@ func ErrorCode(err error) (uint16, string) {
 	switch {
 	case errors.As(err, &inv):
 		return CodeInvalid, inv.Code + "\x00" + inv.Message
+	case errors.Is(err, ErrWrongNode):
+		return CodeWrongNode, err.Error()
 	case errors.Is(err, item.ErrNotFound):
 		return CodeNotFound, err.Error()
 	case errors.Is(err, item.ErrConflict):
@@ -237,6 +258,8 @@ func Error(code uint16, msg string) error {
 		return fmt.Errorf("%w: %s", item.ErrPreconditionFailed, trim(msg))
 	case CodeClosed:
 		return fmt.Errorf("%w: the core is shutting down", item.ErrUnavailable)
+	case CodeWrongNode:
+		return ErrWrongNode
 	}
 	return fmt.Errorf("%w: %s", item.ErrUnavailable, trim(msg))
 }

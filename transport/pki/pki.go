@@ -20,7 +20,9 @@ package pki
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -368,4 +370,50 @@ func writeFile(path string, data []byte, perm os.FileMode) error {
 	}
 	ok = true
 	return nil
+}
+
+// DeriveCA returns the cluster CA derived from a shared secret: every node
+// given the same secret derives the same CA key (and so trusts the others'
+// certificates) without any file being copied between them. The secret is
+// the cluster's root of trust: anyone who has it can join; choose at least
+// 32 random bytes.
+//
+// The key is a P-256 scalar taken from HKDF-SHA256 of the secret. The CA
+// certificate's fields are fixed, so that, although each node signs its
+// own copy (ECDSA signatures are randomised), all copies name the same
+// subject and key, which is all chain verification looks at.
+func DeriveCA(secret []byte) (*CA, error) {
+	if len(secret) < 16 {
+		return nil, fmt.Errorf("pki: a cluster secret needs at least 16 bytes, got %d: %w", len(secret), ErrInvalid)
+	}
+	n := elliptic.P256().Params().N
+	var key *ecdsa.PrivateKey
+	for counter := byte(0); key == nil; counter++ {
+		raw, err := hkdf.Key(sha256.New, secret, []byte{counter}, "brainy cluster CA key", 32)
+		if err != nil {
+			return nil, err
+		}
+		d := new(big.Int).SetBytes(raw)
+		if d.Sign() == 0 || d.Cmp(n) >= 0 {
+			continue // out of range: try the next counter (probability ~2^-32)
+		}
+		if key, err = ecdsa.ParseRawPrivateKey(elliptic.P256(), raw); err != nil {
+			return nil, fmt.Errorf("pki: derive CA key: %w", err)
+		}
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "brainy cluster CA (derived)", Organization: []string{"Brainy cluster"}},
+		NotBefore:             time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
+		NotAfter:              time.Date(2125, 1, 1, 0, 0, 0, 0, time.UTC),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: create CA certificate: %w", err)
+	}
+	return caFromDER(der, key)
 }

@@ -97,3 +97,47 @@ func TestLoadErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestDeriveCA: two nodes given the same secret trust each other's
+// certificates; a node with another secret is refused.
+func TestDeriveCA(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	a, err := DeriveCA(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := DeriveCA(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := DeriveCA([]byte("another secret, 32 bytes long!!!"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Key.Equal(b.Key) {
+		t.Fatal("the same secret derived two different keys")
+	}
+	nodeB, err := b.NewBundle("node-b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(nodeB.Certificate.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(a.Cert)
+	opts := x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	if _, err := leaf.Verify(opts); err != nil {
+		t.Fatalf("a certificate from the same secret is not trusted: %v", err)
+	}
+	otherPool := x509.NewCertPool()
+	otherPool.AddCert(other.Cert)
+	opts.Roots = otherPool
+	if _, err := leaf.Verify(opts); err == nil {
+		t.Fatal("a certificate from another secret is trusted")
+	}
+	if _, err := DeriveCA([]byte("short")); err == nil {
+		t.Fatal("a 5-byte secret was accepted")
+	}
+}

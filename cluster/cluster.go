@@ -1,0 +1,521 @@
+// Package cluster turns brainy-core processes into one regional cluster:
+// it decides whether a node founds a cluster or joins one, carries raft
+// messages over QUIC, places every partition's replicas on the members,
+// forwards requests a node cannot answer, and reports the cluster in
+// metrics.
+//
+// The pieces and where they live:
+//
+//	membership (cluster/membership)  who is alive: memberlist gossip + discovery
+//	Node (this file)                 start-up, forwarding, metrics
+//	raftNet (raftnet.go)             raft messages over QUIC, batched per peer
+//	Place / NextStep (placement.go)  where replicas go, and the next step there
+//	reconcile (reconcile.go)         each group's leader applies NextStep
+//	core.Node (Config.Raft)          partitions as raft groups, the state machine
+//
+// Placement is a pure function of the live membership (rendezvous hashing
+// with zone spreading), computed by the leader of each partition's group,
+// which applies it one raft membership change at a time. Two leaders never
+// act on one group (raft has one leader per term, and a change proposed by
+// a deposed leader is dropped), so the steps never conflict; a member list
+// seen differently by two nodes only delays convergence.
+//
+// Founding: a node whose store has never been part of a cluster waits for
+// discovery (Config.BootstrapWait), asks every member it found whether it
+// belongs to a cluster, and joins that cluster if one does; otherwise the
+// member with the smallest id founds it (every partition a group of one)
+// and the others join it. A node that was a replica before restarts into
+// its groups and never founds.
+package cluster
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/soullabs/brainy/core"
+	"github.com/soullabs/brainy/core/multiraft"
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/nodestats"
+	"github.com/soullabs/brainy/internal/wire"
+	"github.com/soullabs/brainy/transport"
+	"github.com/soullabs/brainy/upstream"
+)
+
+// Peer is a member as the directory reports it.
+type Peer struct {
+	ID       string // node id
+	QUICAddr string // where its QUIC server listens
+	Zone     string // failure domain; may be empty
+}
+
+// Directory lists the members that are alive now, this node included. In
+// brainy-core it is cluster/membership; tests use a fixed list.
+type Directory interface {
+	Members() []Peer
+}
+
+// Config configures a Node. Zero fields take the defaults given.
+type Config struct {
+	// Core configures the local node; Core.Raft is filled in by Start.
+	// Core.NodeID is required: it names this node in the cluster.
+	Core core.Config
+	// Server serves this node's QUIC methods; Client calls other nodes.
+	// Both required; Start registers its handlers on Server.
+	Server *transport.Server
+	Client *transport.Client
+	// Directory lists the live members. Required.
+	Directory Directory
+	// ReplicationFactor is how many replicas each partition gets (fewer
+	// while the cluster has fewer nodes). Default 3.
+	ReplicationFactor int
+	// DeadAfter is how long a member may be gone before its replicas are
+	// re-created elsewhere. A shorter outage only costs the partitions it
+	// led a new election. Default 1 minute.
+	DeadAfter time.Duration
+	// BootstrapWait is how long a node that never belonged to a cluster
+	// looks for one before the smallest id among those found founds one.
+	// Default 3 s.
+	BootstrapWait time.Duration
+	// ReconcileInterval is how often leaders move their groups toward
+	// placement. Default 200 ms.
+	ReconcileInterval time.Duration
+	// MaxStepsPerInterval bounds membership changes and leadership
+	// transfers per interval, so rebalancing never crowds out foreground
+	// traffic. Default 4.
+	MaxStepsPerInterval int
+	// TickInterval and ElectionTicks tune raft (see core.RaftConfig).
+	TickInterval  time.Duration
+	ElectionTicks int
+	// Logger receives the cluster's events. Nil discards them.
+	Logger *slog.Logger
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (c *Config) EnsureDefaults() {
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = 3
+	}
+	if c.DeadAfter == 0 {
+		c.DeadAfter = time.Minute
+	}
+	if c.BootstrapWait == 0 {
+		c.BootstrapWait = 3 * time.Second
+	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = 200 * time.Millisecond
+	}
+	if c.MaxStepsPerInterval == 0 {
+		c.MaxStepsPerInterval = 4
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports every problem with c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Core.NodeID == "" {
+		errs = append(errs, errors.New("Core.NodeID is required"))
+	}
+	if c.Server == nil || c.Client == nil || c.Directory == nil {
+		errs = append(errs, errors.New("Server, Client and Directory are required"))
+	}
+	if c.ReplicationFactor < 1 || c.ReplicationFactor > 7 {
+		errs = append(errs, fmt.Errorf("ReplicationFactor (%d) must be between 1 and 7", c.ReplicationFactor))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("cluster: invalid config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Node is a clustered brainy-core node. It serves the item API (it
+// implements edge.Backend) for every partition, forwarding what it holds
+// no replica of.
+type Node struct {
+	cfg  Config
+	log  *slog.Logger
+	core *core.Node
+	net  *raftNet
+	self multiraft.NodeID
+
+	mu       sync.Mutex
+	ready    bool                         // core open; guarded by mu
+	lastSeen map[string]time.Time         // member id → last time alive; guarded by mu
+	peers    map[string]Peer              // member id → last known peer; guarded by mu
+	forward  map[string]*upstream.Backend // QUIC address → client; guarded by mu
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// Info is what a node answers to MethodClusterInfo.
+type Info struct {
+	ID         string `json:"id"`
+	Clustered  bool   `json:"clustered"`  // belongs to a cluster (founded or joined)
+	Partitions int    `json:"partitions"` // the cluster's partition count, when clustered
+}
+
+// Start opens the local node as a member of the cluster: founding it,
+// joining it or rejoining it (see the package doc), then serves.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg: cfg, log: cfg.Logger.With("component", "cluster"), self: core.RaftID(cfg.Core.NodeID),
+		lastSeen: map[string]time.Time{}, peers: map[string]Peer{}, forward: map[string]*upstream.Backend{},
+		stop: make(chan struct{}),
+	}
+	cfg.Server.Handle(wire.MethodClusterInfo, func(context.Context, *transport.Peer, []byte) ([]byte, error) {
+		return json.Marshal(n.info())
+	})
+	clustered, err := core.IsClustered(ctx, cfg.Core.Store)
+	if err != nil {
+		return nil, err
+	}
+	bootstrap := false
+	if !clustered {
+		if bootstrap, cfg.Core.Partitions, err = n.findCluster(ctx); err != nil {
+			return nil, err
+		}
+	}
+	n.net = newRaftNet(cfg.Client, n.addrOf, n.log)
+	cc := cfg.Core
+	cc.Raft = &core.RaftConfig{ID: n.self, Transport: n.net, Bootstrap: bootstrap,
+		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks}
+	c, err := core.Open(ctx, cc)
+	if err != nil {
+		n.net.close()
+		return nil, err
+	}
+	n.core = c
+	cfg.Server.Handle(wire.MethodRaft, func(_ context.Context, _ *transport.Peer, req []byte) ([]byte, error) {
+		msgs, err := decodeRaft(req)
+		if err != nil {
+			return nil, err
+		}
+		c.Step(msgs)
+		return nil, nil
+	})
+	c.RegisterRPC(cfg.Server)
+	cfg.Server.Handle(wire.MethodGroupInfo, n.handleGroupInfo)
+	n.mu.Lock()
+	n.ready = true
+	n.mu.Unlock()
+	n.wg.Add(1)
+	go n.reconcileLoop()
+	n.log.Info("member of the cluster", "node", cfg.Core.NodeID, "raft_id", uint64(n.self),
+		"founded", bootstrap, "rejoined", clustered, "partitions", c.Partitions())
+	return n, nil
+}
+
+func (n *Node) info() Info {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	in := Info{ID: n.cfg.Core.NodeID}
+	if n.ready {
+		in.Clustered, in.Partitions = true, n.core.Partitions()
+	}
+	return in
+}
+
+// findCluster decides between founding and joining (see the package doc).
+// It returns the partition count to open the store with (0: the default).
+func (n *Node) findCluster(ctx context.Context) (found bool, partitions int, err error) {
+	deadline := time.Now().Add(n.cfg.BootstrapWait)
+	logged := false
+	for {
+		members := n.cfg.Directory.Members()
+		smallest := n.cfg.Core.NodeID
+		for _, p := range members {
+			if p.ID == n.cfg.Core.NodeID {
+				continue
+			}
+			smallest = min(smallest, p.ID)
+			in, err := n.askInfo(ctx, p)
+			if err != nil {
+				continue
+			}
+			if in.Clustered {
+				n.log.Info("joining the cluster", "via", p.ID, "partitions", in.Partitions)
+				return false, in.Partitions, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			if smallest == n.cfg.Core.NodeID {
+				n.log.Info("founding a cluster", "members_seen", len(members))
+				return true, n.cfg.Core.Partitions, nil
+			}
+			if !logged {
+				n.log.Info("waiting for the member with the smallest id to found the cluster", "node", smallest)
+				logged = true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false, 0, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) askInfo(ctx context.Context, p Peer) (Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	out, err := n.cfg.Client.Call(ctx, p.QUICAddr, wire.MethodClusterInfo, nil)
+	if err != nil {
+		return Info{}, err
+	}
+	var in Info
+	if err := json.Unmarshal(out, &in); err != nil {
+		return Info{}, fmt.Errorf("cluster: info from %s: %w", p.ID, err)
+	}
+	return in, nil
+}
+
+// addrOf maps a raft id to the member's QUIC address.
+func (n *Node) addrOf(id multiraft.NodeID) (string, bool) {
+	for _, p := range n.cfg.Directory.Members() {
+		if core.RaftID(p.ID) == id {
+			return p.QUICAddr, true
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, p := range n.peers {
+		if core.RaftID(p.ID) == id {
+			return p.QUICAddr, true // gone from the directory, but try
+		}
+	}
+	return "", false
+}
+
+// Core returns the local node.
+func (n *Node) Core() *core.Node { return n.core }
+
+// Leave hands every leadership this node holds to another voter, so that
+// the partitions it led do not wait out an election timeout when it stops.
+func (n *Node) Leave(ctx context.Context) {
+	st, err := n.core.Raft().Status(ctx)
+	if err != nil {
+		return
+	}
+	moved := 0
+	for _, g := range st {
+		if g.Leader != n.self {
+			continue
+		}
+		for _, v := range g.Voters {
+			if v != n.self {
+				_ = n.core.Raft().TransferLeadership(ctx, g.Group, v)
+				moved++
+				break
+			}
+		}
+	}
+	// Give the transfers a moment to complete (bounded by ctx).
+	deadline := time.Now().Add(2 * time.Second)
+	for moved > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		still := 0
+		st, _ := n.core.Raft().Status(ctx)
+		for _, g := range st {
+			if g.Leader == n.self && len(g.Voters) > 1 {
+				still++
+			}
+		}
+		if still == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	n.log.Info("handed over leaderships", "partitions", moved)
+}
+
+// Close stops the node (the caller closes the store afterwards).
+func (n *Node) Close() error {
+	close(n.stop)
+	n.wg.Wait()
+	err := n.core.Close()
+	n.net.close()
+	return err
+}
+
+// viaPeers runs op against other members, holders first, until one
+// answers something other than "wrong node". It is how a node answers for
+// a partition it holds no replica of; a forwarded request is answered by
+// the receiving node's own replica and never forwarded again, so requests
+// cannot loop.
+func (n *Node) viaPeers(ctx context.Context, op func(b *upstream.Backend) error) error {
+	members := n.cfg.Directory.Members()
+	slices.SortFunc(members, func(a, b Peer) int { return cmp.Compare(a.ID, b.ID) })
+	for _, p := range members {
+		if p.ID == n.cfg.Core.NodeID {
+			continue
+		}
+		b, err := n.forwarder(p.QUICAddr)
+		if err != nil {
+			return err
+		}
+		err = op(b)
+		if !errors.Is(err, wire.ErrWrongNode) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: no member holds the partition", item.ErrUnavailable)
+}
+
+func (n *Node) forwarder(addr string) (*upstream.Backend, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if b := n.forward[addr]; b != nil {
+		return b, nil
+	}
+	b, err := upstream.New(upstream.Config{Addrs: []string{addr}, Client: n.cfg.Client, Logger: n.log})
+	if err != nil {
+		return nil, err
+	}
+	n.forward[addr] = b
+	return b, nil
+}
+
+// Get implements edge.Backend.
+func (n *Node) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
+	it, err := n.core.Get(ctx, tenant, id)
+	if errors.Is(err, wire.ErrWrongNode) {
+		err = n.viaPeers(ctx, func(b *upstream.Backend) (err error) { it, err = b.Get(ctx, tenant, id); return err })
+	}
+	return it, err
+}
+
+// Add implements edge.Backend.
+func (n *Node) Add(ctx context.Context, tenant string, in *item.Item) (*item.Item, error) {
+	it, err := n.core.Add(ctx, tenant, in)
+	if errors.Is(err, wire.ErrWrongNode) {
+		err = n.viaPeers(ctx, func(b *upstream.Backend) (err error) { it, err = b.Add(ctx, tenant, in); return err })
+	}
+	return it, err
+}
+
+// Put implements edge.Backend.
+func (n *Node) Put(ctx context.Context, tenant string, in *item.Item, cond item.Cond) (*item.Item, bool, error) {
+	it, created, err := n.core.Put(ctx, tenant, in, cond)
+	if errors.Is(err, wire.ErrWrongNode) {
+		err = n.viaPeers(ctx, func(b *upstream.Backend) (err error) { it, created, err = b.Put(ctx, tenant, in, cond); return err })
+	}
+	return it, created, err
+}
+
+// Patch implements edge.Backend.
+func (n *Node) Patch(ctx context.Context, tenant, id string, p *item.Patch, cond item.Cond) (*item.Item, error) {
+	it, err := n.core.Patch(ctx, tenant, id, p, cond)
+	if errors.Is(err, wire.ErrWrongNode) {
+		err = n.viaPeers(ctx, func(b *upstream.Backend) (err error) { it, err = b.Patch(ctx, tenant, id, p, cond); return err })
+	}
+	return it, err
+}
+
+// Delete implements edge.Backend.
+func (n *Node) Delete(ctx context.Context, tenant, id string, cond item.Cond) error {
+	err := n.core.Delete(ctx, tenant, id, cond)
+	if errors.Is(err, wire.ErrWrongNode) {
+		err = n.viaPeers(ctx, func(b *upstream.Backend) error { return b.Delete(ctx, tenant, id, cond) })
+	}
+	return err
+}
+
+// List implements edge.Backend. A node answers a list only when it holds
+// every partition (true while the cluster has no more nodes than the
+// replication factor); otherwise it asks a member that does.
+func (n *Node) List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error) {
+	p, err := n.core.List(ctx, tenant, opts)
+	if errors.Is(err, wire.ErrWrongNode) {
+		err = n.viaPeers(ctx, func(b *upstream.Backend) (err error) { p, err = b.List(ctx, tenant, opts); return err })
+	}
+	return p, err
+}
+
+// Healthy implements edge.Backend.
+func (n *Node) Healthy() bool { return n.core.Healthy() }
+
+// Metrics implements edge.Backend: the local node's figures with the
+// cluster's membership, partitions and replication filled in.
+func (n *Node) Metrics() nodestats.Snapshot {
+	s := n.core.Metrics()
+	members := n.cfg.Directory.Members()
+	names := map[multiraft.NodeID]string{}
+	for _, p := range members {
+		names[core.RaftID(p.ID)] = p.ID
+	}
+	name := func(id multiraft.NodeID) string {
+		if v, ok := names[id]; ok {
+			return v
+		}
+		return fmt.Sprintf("raft-%x", uint64(id))
+	}
+	st, _ := n.core.Raft().Status(context.Background())
+	leaders := map[string]int{}
+	var lag uint64
+	factor := 0
+	s.Partitions = s.Partitions[:0]
+	for _, g := range st {
+		pi := nodestats.Partition{ID: int(g.Group), Leader: name(g.Leader), Applied: g.Applied}
+		if g.Leader == 0 {
+			pi.Leader = ""
+		}
+		for _, v := range g.Voters {
+			pi.Voters = append(pi.Voters, name(v))
+		}
+		for _, v := range g.Learners {
+			pi.Learners = append(pi.Learners, name(v))
+		}
+		s.Partitions = append(s.Partitions, pi)
+		if g.Leader != 0 {
+			leaders[name(g.Leader)]++
+		}
+		factor = max(factor, len(g.Voters))
+		for _, m := range g.Match {
+			if g.Commit > m {
+				lag = max(lag, g.Commit-m)
+			}
+		}
+	}
+	nodes := nodestats.Nodes{Total: len(members), Healthy: len(members), Self: n.cfg.Core.NodeID}
+	for _, p := range members {
+		role := "follower"
+		if leaders[p.ID] > 0 {
+			role = "leader"
+		}
+		nodes.List = append(nodes.List, nodestats.Node{ID: p.ID, Role: role, Address: p.QUICAddr, Healthy: true, Shards: leaders[p.ID]})
+	}
+	// The guide's single "leader" is the node leading the most partitions.
+	best := 0
+	for id, c := range leaders {
+		if c > best || (c == best && id < nodes.Leader) {
+			nodes.Leader, best = id, c
+		}
+	}
+	n.mu.Lock()
+	for id, seen := range n.lastSeen {
+		if !slices.ContainsFunc(members, func(p Peer) bool { return p.ID == id }) {
+			nodes.Total++
+			nodes.List = append(nodes.List, nodestats.Node{ID: id, Role: "down since " + seen.UTC().Format(time.RFC3339), Healthy: false})
+		}
+	}
+	n.mu.Unlock()
+	s.Nodes = nodes
+	s.Shards.Replicas, s.Shards.Local = len(st), len(st)
+	s.Shards.Leaders = leaders[n.cfg.Core.NodeID]
+	s.Replication = nodestats.Replication{Factor: factor, Mode: "raft", LagEntries: lag, Lag: lag,
+		Elections: n.core.Raft().Stats().Elections}
+	return s
+}

@@ -1,0 +1,243 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/soullabs/brainy/core"
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/tiers"
+	"github.com/soullabs/brainy/tiers/memory"
+	"github.com/soullabs/brainy/transport"
+	"github.com/soullabs/brainy/transport/pki"
+)
+
+func testLogger(t *testing.T, id string) *slog.Logger {
+	if !testing.Verbose() {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("n", id)
+}
+
+// directory is a membership list the test edits.
+type directory struct {
+	mu    sync.Mutex
+	peers []Peer
+}
+
+func (d *directory) Members() []Peer {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.peers)
+}
+
+func (d *directory) set(peers []Peer) {
+	d.mu.Lock()
+	d.peers = peers
+	d.mu.Unlock()
+}
+
+// member is one in-process node: QUIC server and client on loopback, a
+// memory store, and a view of the shared directory.
+type member struct {
+	id     string
+	node   *Node
+	store  tiers.Store
+	srv    *transport.Server
+	client *transport.Client
+}
+
+type testCluster struct {
+	t       *testing.T
+	ca      *pki.CA
+	dir     *directory
+	members map[string]*member
+	peers   map[string]Peer
+}
+
+func newTestCluster(t *testing.T) *testCluster {
+	ca, err := pki.DeriveCA([]byte("a test cluster secret, 32 bytes."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &testCluster{t: t, ca: ca, dir: &directory{}, members: map[string]*member{}, peers: map[string]Peer{}}
+	t.Cleanup(func() {
+		for _, m := range c.members {
+			c.stop(m.id)
+		}
+	})
+	return c
+}
+
+// start starts node id and lists it in the directory once its QUIC server
+// is up (as gossip would).
+func (c *testCluster) start(id string) *member {
+	creds, err := c.ca.NewBundle(id, []string{"127.0.0.1"})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	srv, err := transport.NewServer(transport.LocalConfig(creds.TLSConfig()))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	go srv.Serve(context.Background())
+	client, err := transport.NewClient(transport.LocalConfig(creds.TLSConfig()))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.peers[id] = Peer{ID: id, QUICAddr: srv.Addr().String()}
+	c.publish()
+	m := &member{id: id, store: memory.New(), srv: srv, client: client}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	m.node, err = Start(ctx, Config{
+		Core: core.Config{Store: m.store, NodeID: id, Partitions: 8}, Server: srv, Client: client, Directory: c.dir,
+		BootstrapWait: 300 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond, DeadAfter: time.Second,
+		TickInterval: 10 * time.Millisecond, Logger: testLogger(c.t, id),
+	})
+	if err != nil {
+		c.t.Fatalf("starting %s: %v", id, err)
+	}
+	c.members[id] = m
+	return m
+}
+
+func (c *testCluster) publish() {
+	var ps []Peer
+	for _, p := range c.peers {
+		ps = append(ps, p)
+	}
+	c.dir.set(ps)
+}
+
+func (c *testCluster) stop(id string) {
+	m := c.members[id]
+	if m == nil {
+		return
+	}
+	delete(c.peers, id)
+	c.publish()
+	m.node.Close()
+	m.srv.Close()
+	m.client.Close()
+	m.store.Close()
+	delete(c.members, id)
+}
+
+// waitPlacement waits until every partition, as each running member sees
+// it, has want voters, all of them running members, and no learners.
+func (c *testCluster) waitPlacement(want int) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		ok := true
+		leaders := map[int]bool{}
+		var ms []Member
+		for id := range c.members {
+			ms = append(ms, Member{ID: id, Raft: core.RaftID(id)})
+		}
+		held := map[int]int{}
+		for _, m := range c.members {
+			for _, p := range m.node.Metrics().Partitions {
+				held[p.ID]++
+				if len(p.Voters) != want || len(p.Learners) != 0 {
+					ok, last = false, fmt.Sprintf("%s sees partition %d with voters %v learners %v", m.id, p.ID, p.Voters, p.Learners)
+				}
+				var placed []string
+				for _, r := range Place(p.ID, ms, want) {
+					for id := range c.members {
+						if core.RaftID(id) == r {
+							placed = append(placed, id)
+						}
+					}
+				}
+				slices.Sort(placed)
+				voters := slices.Sorted(slices.Values(p.Voters))
+				if !slices.Equal(placed, voters) {
+					ok, last = false, fmt.Sprintf("%s sees partition %d on %v, placed on %v", m.id, p.ID, p.Voters, placed)
+				}
+				for _, v := range p.Voters {
+					if c.members[v] == nil {
+						ok, last = false, fmt.Sprintf("%s sees partition %d on %s, which is gone", m.id, p.ID, v)
+					}
+				}
+				if p.Leader != "" {
+					leaders[p.ID] = true
+				}
+			}
+		}
+		for p := range 8 {
+			if held[p] != want {
+				ok, last = false, fmt.Sprintf("partition %d has %d replicas", p, held[p])
+			}
+		}
+		if ok && len(leaders) == 8 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("placement never settled on %d voters per partition: %s", want, last)
+}
+
+func (c *testCluster) readAll(ids []string, via *member) {
+	c.t.Helper()
+	for _, id := range ids {
+		it, err := via.node.Get(context.Background(), "t", id)
+		if err != nil {
+			c.t.Fatalf("%s: reading %s: %v", via.id, id, err)
+		}
+		if string(it.Data) != fmt.Sprintf("%q", id) {
+			c.t.Fatalf("%s: %s holds %s", via.id, id, it.Data)
+		}
+	}
+}
+
+// TestGrowAddRemove: a node holding data alone is joined by two more and
+// every partition gets three voters on three nodes, with the data on all;
+// a fourth node takes its share (forwarding covers the partitions it does
+// not hold); removing a node re-creates its replicas on the others.
+func TestGrowAddRemove(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.start("node-1")
+	var ids []string
+	for i := range 300 {
+		id := fmt.Sprint("item-", i)
+		data, _ := json.Marshal(id)
+		if _, err := n1.node.Add(context.Background(), "t", &item.Item{ID: id, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	c.start("node-2")
+	c.start("node-3")
+	c.waitPlacement(3)
+	for _, m := range c.members {
+		c.readAll(ids, m)
+		if got := m.node.Metrics().Storage.Items; got != 300 {
+			t.Errorf("%s holds %d items, want all 300", m.id, got)
+		}
+	}
+
+	n4 := c.start("node-4")
+	c.waitPlacement(3)
+	if got := n4.node.Metrics().Shards.Replicas; got == 0 || got == 8 {
+		t.Errorf("node-4 holds %d of 8 partitions; it should hold a share", got)
+	}
+	for _, m := range c.members {
+		c.readAll(ids, m)
+	}
+
+	c.stop("node-2")
+	c.waitPlacement(3)
+	for _, m := range c.members {
+		c.readAll(ids, m)
+	}
+}
