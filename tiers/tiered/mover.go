@@ -195,7 +195,7 @@ func (p *passRun) demoteIdle(i int, cutoff int64) error {
 			cands = append(cands, c)
 			if len(cands) == chunkKeys || size >= chunkBytes {
 				more = true
-				lower = append(append(lower[:0], k...), 0)
+				lower = append(append([]byte(nil), k...), 0) // the open iterator may still refer to the old bound
 				break
 			}
 		}
