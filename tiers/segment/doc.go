@@ -72,18 +72,22 @@
 //     write a newer segment), so a segment that the index no longer
 //     references never will be again.
 //  4. Hence a segment may be deleted once MANIFEST names a checkpoint at or
-//     after it (2) and the index no longer references it (3): the index
-//     recovery rebuilds is the current one, which does not reference it.
-//     Deletion also waits for iterators whose snapshots are older than the
-//     moment the segment became unreferenced.
+//     after it that does not reference it: recovery loads that checkpoint
+//     and replays only later segments, so it never reads the segment, and
+//     by (3) neither the current index nor any later one references it.
+//     (The current index not referencing it is not enough: the checkpoint
+//     recovery loads may still point at it, and Open checks that every
+//     segment a checkpoint references exists.) Deletion also waits for
+//     iterators whose snapshots are older than the moment the segment was
+//     found collectable.
 //  5. Compaction never reorders writes: it reads the live records of
 //     sparse segments and queues them as a rewrite through the same writer
 //     as Apply. When the writer builds the segment it drops any record
 //     whose key no longer points at the record read (overwritten or
 //     deleted since, in an earlier segment or earlier in this one), so a
 //     rewrite never resurrects an old value. The emptied segments are then
-//     deleted under (4), which in practice means after the checkpoint that
-//     Compact writes, one newer than the rewrite.
+//     deleted under (4): only after a checkpoint newer than the rewrite
+//     (the one Compact writes) is in MANIFEST.
 //  6. A checkpoint is written before MANIFEST points at it; a crash between
 //     the two leaves an unused checkpoint object, removed by a later
 //     checkpoint, which deletes every checkpoint older than MANIFEST's.

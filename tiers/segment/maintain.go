@@ -50,6 +50,11 @@ func (s *Store) checkpoint(ctx context.Context) error {
 			return fmt.Errorf("segment: updating MANIFEST to checkpoint %d: %w", seq, err)
 		}
 		s.manifestSeq, s.manifestETag = seq, etag
+		s.ckptRefs = make(map[uint64]bool)
+		snap.Ascend(func(e entry) bool {
+			s.ckptRefs[e.seq] = true
+			return true
+		})
 		s.log.Info("checkpoint", "seq", seq, "keys", snap.Len(), "bytes", len(body), "took", time.Since(start))
 	}
 	return s.collect(ctx)
@@ -57,11 +62,16 @@ func (s *Store) checkpoint(ctx context.Context) error {
 
 // collect deletes segments that neither recovery nor any reader needs, and
 // checkpoints older than MANIFEST's. Caller holds ckptMu.
+//
+// A segment is collectable when MANIFEST's checkpoint is at or after it and
+// does not reference it: recovery loads that checkpoint and replays only
+// later segments. The current index cannot reference it either (entries
+// only move to newer segments), which refs == 0 double-checks.
 func (s *Store) collect(ctx context.Context) error {
 	k := s.manifestSeq
 	s.mu.Lock()
 	for seq, info := range s.segs {
-		if seq <= k && info.refs == 0 {
+		if seq <= k && !s.ckptRefs[seq] && info.refs == 0 {
 			delete(s.segs, seq)
 			s.pending = append(s.pending, victim{seq: seq, gen: s.applied})
 		}

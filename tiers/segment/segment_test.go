@@ -169,11 +169,34 @@ func writeConcurrently(t *testing.T, s tiers.Store, m *model, writers, batches i
 	wg.Wait()
 }
 
+// backends are the object stores the behaviour tests run on.
+var backends = []struct {
+	name string
+	new  func(t *testing.T) objstore.Store
+}{
+	{"Memory", func(t *testing.T) objstore.Store { return objstore.NewMemory() }},
+	{"Dir", func(t *testing.T) objstore.Store {
+		d, err := objstore.NewDir(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}},
+	{"S3", func(t *testing.T) objstore.Store { return openS3(t) }},
+}
+
+func forBackends(t *testing.T, fn func(t *testing.T, objs objstore.Store)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { fn(t, b.new(t)) })
+	}
+}
+
 // TestCrashRecovery abandons a store without Close (no final checkpoint)
 // and checks that a new Open over the same objects holds every
-// acknowledged write and nothing else, twice over.
-func TestCrashRecovery(t *testing.T) {
-	objs := objstore.NewMemory()
+// acknowledged write and nothing else, three times over.
+func TestCrashRecovery(t *testing.T) { forBackends(t, testCrashRecovery) }
+
+func testCrashRecovery(t *testing.T, objs objstore.Store) {
 	cfg := testConfig(objs)
 	cfg.CheckpointEvery = 5
 	m := &model{kv: map[string]string{}}
@@ -284,8 +307,9 @@ func countObjects(t *testing.T, objs objstore.Store, prefix string) int {
 	return n
 }
 
-func TestCompaction(t *testing.T) {
-	objs := objstore.NewMemory()
+func TestCompaction(t *testing.T) { forBackends(t, testCompaction) }
+
+func testCompaction(t *testing.T, objs objstore.Store) {
 	cfg := testConfig(objs)
 	cfg.CheckpointEvery = 1000 // only Compact and Close checkpoint
 	s := open(t, cfg)
@@ -386,8 +410,9 @@ func TestRewriteDoesNotResurrect(t *testing.T) {
 
 // TestFencing opens two stores on one prefix: the second writer to claim a
 // seq fails instead of overwriting, and the log keeps the first's writes.
-func TestFencing(t *testing.T) {
-	objs := objstore.NewMemory()
+func TestFencing(t *testing.T) { forBackends(t, testFencing) }
+
+func testFencing(t *testing.T, objs objstore.Store) {
 	cfg := testConfig(objs)
 	a := open(t, cfg)
 	set := func(s *Store, k, v string) error {
@@ -423,9 +448,10 @@ func TestFencing(t *testing.T) {
 }
 
 // TestFencingManifest: a store whose MANIFEST was advanced by another
-// writer fails at its next checkpoint instead of overwriting it.
-func TestFencingManifest(t *testing.T) {
-	objs := objstore.NewMemory()
+// writer fails instead of overwriting it.
+func TestFencingManifest(t *testing.T) { forBackends(t, testFencingManifest) }
+
+func testFencingManifest(t *testing.T, objs objstore.Store) {
 	cfg := testConfig(objs)
 	a := open(t, cfg)
 	b := open(t, cfg)
@@ -632,4 +658,37 @@ func TestIteratorPinsSegments(t *testing.T) {
 	if _, _, err := objs.Get(t.Context(), segKey(1)); !errors.Is(err, objstore.ErrNotFound) {
 		t.Fatalf("segment 1 still exists after its iterator closed and a checkpoint: %v", err)
 	}
+}
+
+// TestCollectKeepsCheckpointSegments: a segment the current index no
+// longer references, but the checkpoint in MANIFEST still does, must
+// survive collection, or recovery from that checkpoint would fail.
+func TestCollectKeepsCheckpointSegments(t *testing.T) {
+	objs := objstore.NewMemory()
+	cfg := testConfig(objs)
+	s := open(t, cfg)
+	set := func(v string) {
+		var b tiers.Batch
+		b.Set([]byte("k"), []byte(v))
+		if err := s.Apply(t.Context(), &b, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("1")
+	if err := s.checkpoint(t.Context()); err != nil { // MANIFEST → checkpoint 1, which references seg 1
+		t.Fatal(err)
+	}
+	set("2") // seg 2; the index no longer references seg 1
+	s.ckptMu.Lock()
+	err := s.collect(t.Context()) // as a checkpoint racing the write would
+	s.ckptMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := objs.Get(t.Context(), segKey(1)); err != nil {
+		t.Fatalf("seg 1, referenced by MANIFEST's checkpoint, was collected: %v", err)
+	}
+	s.shutdown(false)
+	m := &model{kv: map[string]string{"k": "2"}}
+	m.check(t, open(t, cfg))
 }

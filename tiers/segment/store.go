@@ -50,10 +50,13 @@ type Store struct {
 	nextSeq     uint64 // writer goroutine only (set by Open before it starts)
 	lastTrigger uint64 // writer goroutine only: seq at which the last checkpoint was started
 
-	ckptMu       sync.Mutex // serialises checkpoints and collection
-	manifestSeq  uint64     // guarded by ckptMu; the checkpoint MANIFEST names
-	manifestETag string     // guarded by ckptMu
-	pending      []victim   // guarded by ckptMu; collectable segments waiting for old iterators
+	ckptMu      sync.Mutex // serialises checkpoints and collection
+	manifestSeq uint64     // guarded by ckptMu; the checkpoint MANIFEST names
+	// ckptRefs holds the segments the checkpoint MANIFEST names references:
+	// recovery loads them, so they are kept. Guarded by ckptMu.
+	ckptRefs     map[uint64]bool
+	manifestETag string   // guarded by ckptMu
+	pending      []victim // guarded by ckptMu; collectable segments waiting for old iterators
 	ckptRunning  atomic.Bool
 
 	compactMu sync.Mutex // serialises Compact
@@ -102,6 +105,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		backoff:    200 * time.Millisecond,
 		tree:       btree.NewG(32, lessEntry),
 		segs:       make(map[uint64]*segInfo),
+		ckptRefs:   make(map[uint64]bool),
 		iters:      make(map[*iter]uint64),
 		writerDone: make(chan struct{}),
 		stopc:      make(chan struct{}),
@@ -173,6 +177,7 @@ func (s *Store) recover(ctx context.Context) error {
 				return corrupt("checkpoint %d: record at %d+%d is past the end of %s (%d bytes)", k, e.off, e.n, segKey(e.seq), info.size)
 			}
 			s.tree.ReplaceOrInsert(e)
+			s.ckptRefs[e.seq] = true
 			info.refs++
 			info.live += e.n
 			s.live += e.liveBytes()
