@@ -517,7 +517,15 @@ func (m *Membership) beaconLoop(to []net.IP) {
 // must not block them: joins go to joinLoop, and are dropped when it is
 // behind (the sender beacons again).
 func (m *Membership) onBeacon(b beacon, from net.Addr) {
-	if b.Cluster != m.cfg.ClusterName || b.ID == m.cfg.Meta.ID || !b.verify(m.cfg.GossipKey) {
+	if b.Cluster != m.cfg.ClusterName {
+		m.log.Debug("beacon of another cluster ignored", "cluster", b.Cluster, "member", b.ID, "from", addrString(from))
+		return
+	}
+	if b.ID == m.cfg.Meta.ID {
+		return
+	}
+	if !b.verify(m.cfg.GossipKey) {
+		m.log.Debug("beacon with a bad or missing tag ignored", "member", b.ID, "from", addrString(from))
 		return
 	}
 	m.mu.Lock()
@@ -531,6 +539,13 @@ func (m *Membership) onBeacon(b beacon, from net.Addr) {
 	case m.joinC <- b.Addr:
 	default:
 	}
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
 }
 
 func (m *Membership) joinLoop() {
