@@ -692,3 +692,68 @@ func TestCollectKeepsCheckpointSegments(t *testing.T) {
 	m := &model{kv: map[string]string{"k": "2"}}
 	m.check(t, open(t, cfg))
 }
+
+// TestCrashDuringMaintenance writes over a small key space (so segments
+// die quickly) while checkpoints run every few segments and compaction
+// runs continuously, reads all the while, then abandons the store and
+// checks that recovery holds exactly the acknowledged writes.
+func TestCrashDuringMaintenance(t *testing.T) { forBackends(t, testCrashDuringMaintenance) }
+
+func testCrashDuringMaintenance(t *testing.T, objs objstore.Store) {
+	cfg := testConfig(objs)
+	cfg.CheckpointEvery = 3
+	cfg.CompactRatio = 0.9
+	m := &model{kv: map[string]string{}}
+	for round := range 2 {
+		s := open(t, cfg)
+		stop := make(chan struct{})
+		var bg sync.WaitGroup
+		bg.Add(2)
+		go func() { // compactor
+			defer bg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := s.Compact(t.Context()); err != nil {
+					t.Errorf("Compact: %v", err)
+					return
+				}
+			}
+		}()
+		go func() { // reader: every key it finds must read back whole
+			defer bg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				it, err := s.NewIter(t.Context(), nil, nil)
+				if err != nil {
+					t.Errorf("NewIter: %v", err)
+					return
+				}
+				for it.Next() {
+					if _, err := s.Get(t.Context(), it.Key()); err != nil && !errors.Is(err, tiers.ErrNotFound) {
+						t.Errorf("Get(%q) during compaction: %v", it.Key(), err)
+					}
+				}
+				if err := it.Err(); err != nil {
+					t.Errorf("iterating during compaction: %v", err)
+				}
+				it.Close()
+			}
+		}()
+		writeConcurrently(t, s, m, 4, 30, fmt.Sprint("r", round))
+		close(stop)
+		bg.Wait()
+		m.check(t, s)
+		if err := s.shutdown(false); err != nil {
+			t.Fatal(err)
+		}
+		m.check(t, open(t, cfg))
+	}
+}
