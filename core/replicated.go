@@ -386,3 +386,15 @@ func isStale(ctx context.Context) bool {
 	v, _ := ctx.Value(staleKey{}).(bool)
 	return v
 }
+
+// StoredNodeID returns the node id kept in store, or "" for a new store.
+func StoredNodeID(ctx context.Context, store tiers.Store) (string, error) {
+	v, err := store.Get(ctx, metaKey("node-id"))
+	switch {
+	case err == nil:
+		return string(v), nil
+	case errors.Is(err, tiers.ErrNotFound):
+		return "", nil
+	}
+	return "", fmt.Errorf("core: reading node id: %w", err)
+}

@@ -11,9 +11,13 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"strconv"
+
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/oklog/ulid/v2"
 	"io"
 	"log/slog"
 	"net"
@@ -24,6 +28,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/soullabs/brainy/cluster"
+	"github.com/soullabs/brainy/cluster/membership"
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/edge"
 	"github.com/soullabs/brainy/internal/cliconfig"
@@ -39,6 +45,10 @@ func main() {
 
 type settings struct {
 	bind, httpAddr, quicAddr, storage, apiKeys, nodeID, config string
+	gossipAddr, peers, discover, gossipKey, clusterSecret      string
+	clusterName, zone, region, broadcast                       string
+	replicationFactor                                          int
+	deadAfter                                                  time.Duration
 	tlsDir, tlsCert, tlsKey, tlsCA                             string
 	debugAddr, logLevel, logFormat                             string
 	partitions, maxBody, rateBurst                             int
@@ -49,7 +59,18 @@ type settings struct {
 
 func flags(s *settings) *flag.FlagSet {
 	fs := flag.NewFlagSet("brainy-core", flag.ContinueOnError)
-	fs.StringVar(&s.bind, "bind", "127.0.0.1", "`address` every listener binds to (HTTP API on port 7070, QUIC on 7071)")
+	fs.StringVar(&s.bind, "bind", "127.0.0.1", "`address` every listener binds to (HTTP API on port 7070, QUIC on 7071, gossip on 7946)")
+	fs.StringVar(&s.gossipAddr, "gossip-addr", "", "gossip listen `host:port` (TCP and UDP; port 0 picks a free one); empty means BIND:7946")
+	fs.StringVar(&s.peers, "peers", "", "comma-separated gossip `addresses` (host:port) of any running nodes to join")
+	fs.StringVar(&s.discover, "discover", "", "comma-separated discovery `sources`: dns:NAME[:PORT], ec2:TAG=VALUE, k8s (auto in Kubernetes)")
+	fs.StringVar(&s.broadcast, "broadcast", "auto", "LAN broadcast discovery on the gossip port: auto (on unless bound to loopback), true or false")
+	fs.StringVar(&s.clusterSecret, "cluster-secret", "", "shared `secret` (16+ bytes) the cluster CA is derived from, so nodes and edges trust each other;\nempty means STORAGE/tls (a CA per node, to copy), or on loopback a built-in one")
+	fs.StringVar(&s.gossipKey, "gossip-key", "", "base64 `key` (16, 24 or 32 bytes) encrypting gossip; empty sends gossip in the clear")
+	fs.StringVar(&s.clusterName, "cluster-name", "brainy", "`name` that keeps clusters sharing a network apart")
+	fs.StringVar(&s.zone, "zone", "", "failure `domain` of this node (for example an availability zone); replicas spread over zones")
+	fs.StringVar(&s.region, "region", "", "`region` of this node, reported to edges")
+	fs.IntVar(&s.replicationFactor, "replication-factor", 3, "replicas per partition (fewer while the cluster has fewer nodes)")
+	fs.DurationVar(&s.deadAfter, "dead-after", time.Minute, "how long a node may be gone before its replicas are re-created elsewhere")
 	fs.StringVar(&s.httpAddr, "http-addr", "", "HTTP API listen `host:port`; empty means BIND:7070")
 	fs.StringVar(&s.quicAddr, "quic-addr", "", "QUIC listen `host:port` (UDP) for edges and peers; empty means BIND:7071")
 	fs.StringVar(&s.storage, "storage", "./brainy-data", "where data lives: a `directory` (durable), or \"memory\"")
@@ -107,6 +128,9 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 	if s.quicAddr == "" {
 		s.quicAddr = net.JoinHostPort(s.bind, "7071")
 	}
+	if s.gossipAddr == "" {
+		s.gossipAddr = net.JoinHostPort(s.bind, "7946")
+	}
 	limits := item.DefaultLimits()
 	limits.MaxBodyBytes = s.maxBody
 	keys, err := daemon.LoadAPIKeys(s.apiKeys, &limits)
@@ -123,11 +147,23 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 	if err != nil {
 		return err
 	}
+	gossip, err := gossipSettings(&s)
+	if err != nil {
+		return err
+	}
 	if s.tlsDir == "" && spec.Kind == "disk" {
 		s.tlsDir = filepath.Join(spec.Path, "tls")
 	}
-	log.Info("starting", "component", "main", "http_addr", s.httpAddr, "quic_addr", s.quicAddr, "storage", spec.String(),
-		"partitions", s.partitions, "api_keys", keys.Len(), "insecure", s.insecure, "tls_dir", s.tlsDir,
+	secret := []byte(s.clusterSecret)
+	if len(secret) == 0 && daemon.IsLoopback(s.quicAddr) && daemon.IsLoopback(s.gossipAddr) && s.tlsCert == "" {
+		// Every process on this host can reach loopback anyway: nodes on
+		// loopback share a well-known secret, so that a second node on
+		// 127.0.0.2 joins with no credentials to copy.
+		secret = []byte(loopbackSecret)
+	}
+	log.Info("starting", "component", "main", "http_addr", s.httpAddr, "quic_addr", s.quicAddr, "gossip_addr", s.gossipAddr,
+		"storage", spec.String(), "partitions", s.partitions, "replication_factor", s.replicationFactor,
+		"peers", s.peers, "discover", s.discover, "api_keys", keys.Len(), "insecure", s.insecure, "tls_dir", s.tlsDir,
 		"max_body_bytes", s.maxBody, "write_timeout", s.writeTimeout, "shutdown_timeout", s.shutdownTimeout,
 		"config", s.config, "set_by", setBy(sources))
 
@@ -136,17 +172,18 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 		return err
 	}
 	defer store.Close()
-	// The pebble store keeps its files beside the tls directory; pebble
-	// ignores what it does not own.
-	node, err := core.Open(context.Background(), core.Config{Store: store, StorageLocation: spec.Path, NodeID: s.nodeID,
-		Partitions: s.partitions, Limits: limits, Logger: log})
-	if err != nil {
-		return err
+	nodeID := s.nodeID
+	if nodeID == "" {
+		if nodeID, err = core.StoredNodeID(context.Background(), store); err != nil {
+			return err
+		}
+		if nodeID == "" {
+			nodeID = ulid.Make().String()
+		}
 	}
-	defer node.Close()
 
 	host, _, _ := net.SplitHostPort(s.quicAddr)
-	tlsConf, err := daemon.ClusterTLS(daemon.TLSFiles{Cert: s.tlsCert, Key: s.tlsKey, CA: s.tlsCA}, s.tlsDir, node.ID(), []string{host})
+	tlsConf, err := daemon.ClusterTLS(daemon.TLSFiles{Cert: s.tlsCert, Key: s.tlsKey, CA: s.tlsCA, Secret: secret}, s.tlsDir, nodeID, []string{host})
 	if err != nil {
 		return fmt.Errorf("cluster credentials: %w", err)
 	}
@@ -158,36 +195,84 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 		return fmt.Errorf("quic: %w", err)
 	}
 	defer qsrv.Close()
-	node.RegisterRPC(qsrv)
 	go qsrv.Serve(context.Background())
+	// Calls to other nodes notice a dead peer within a second.
+	ccfg := transport.FastFailoverConfig(tlsConf)
+	ccfg.Logger = log
+	qclient, err := transport.NewClient(ccfg)
+	if err != nil {
+		return fmt.Errorf("quic: %w", err)
+	}
+	defer qclient.Close()
+
+	gossip.Meta = membership.Meta{ID: nodeID, QUICAddr: qsrv.Addr().String(), HTTPAddr: s.httpAddr, Zone: s.zone, Region: s.region, Role: "core"}
+	gossip.Logger = log
+	members, err := membership.Start(context.Background(), gossip)
+	if err != nil {
+		return fmt.Errorf("gossip: %w", err)
+	}
+	defer members.Shutdown()
+	// A lost QUIC connection is the fastest sign of a dead node.
+	qclient.OnDisconnect(func(addr string) {
+		for _, m := range members.Members() {
+			if m.Meta.QUICAddr == addr {
+				members.NotifyUnreachable(m.Meta.ID)
+			}
+		}
+	})
+
+	wait := 3 * time.Second
+	if len(gossip.Peers) == 0 && len(gossip.Discover) == 0 && (gossip.Broadcast == nil || !*gossip.Broadcast) && daemon.IsLoopback(s.gossipAddr) {
+		wait = 0 // nothing to discover: found (or rejoin) at once
+	}
+	node, err := cluster.Start(context.Background(), cluster.Config{
+		Core: core.Config{Store: store, StorageLocation: spec.Path, NodeID: nodeID,
+			Partitions: s.partitions, Limits: limits, Logger: log},
+		Server: qsrv, Client: qclient, Directory: directory{members},
+		ReplicationFactor: s.replicationFactor, DeadAfter: s.deadAfter, BootstrapWait: wait, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
 
 	h, err := edge.NewHandler(edge.Config{Limits: limits, APIKeys: keys, WriteTimeout: s.writeTimeout, Logger: log,
 		RateLimit: s.rateLimit, RateBurst: s.rateBurst}, node)
 	if err != nil {
+		node.Close()
 		return err
 	}
 	srv := edge.NewServer(edge.ServerConfig{}, h)
 	ln, err := net.Listen("tcp", s.httpAddr)
 	if err != nil {
+		node.Close()
 		return fmt.Errorf("listen: %w", err)
 	}
 	if s.debugAddr != "" {
 		dln, err := net.Listen("tcp", s.debugAddr)
 		if err != nil {
+			node.Close()
 			return fmt.Errorf("--debug-addr: %w", err)
 		}
 		defer dln.Close()
 		log.Info("serving profiles", "component", "main", "debug_addr", dln.Addr().String())
 		go http.Serve(dln, debugMux())
 	}
-	log.Info("listening", "component", "main", "node", node.ID(), "http_addr", ln.Addr().String(), "quic_addr", qsrv.Addr().String())
+	log.Info("listening", "component", "main", "node", nodeID, "http_addr", ln.Addr().String(),
+		"quic_addr", qsrv.Addr().String(), "gossip_addr", members.LocalNode().Addr)
 
 	if err := daemon.Run(ln, srv, s.shutdownTimeout, log); err != nil {
+		node.Close()
 		return err
 	}
-	// Edges' calls in flight finish; new ones are refused.
 	sctx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
 	defer cancel()
+	// Hand leaderships over first, so the partitions this node led do not
+	// wait out an election; then leave the gossip.
+	node.Leave(sctx)
+	if err := members.Leave(time.Second); err != nil {
+		log.Warn("leaving the gossip", "component", "main", "err", err)
+	}
+	// Edges' and peers' calls in flight finish; new ones are refused.
 	if err := qsrv.Shutdown(sctx); err != nil {
 		log.Warn("QUIC shutdown did not finish in-flight calls", "component", "main", "err", err)
 	}
@@ -199,6 +284,73 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 	}
 	log.Info("stopped", "component", "main")
 	return nil
+}
+
+// loopbackSecret is the cluster secret of nodes that listen on loopback
+// only and were given none.
+const loopbackSecret = "brainy loopback cluster: for nodes on one host only"
+
+// gossipSettings turns the discovery flags into a membership config.
+func gossipSettings(s *settings) (membership.Config, error) {
+	var c membership.Config
+	host, port, err := net.SplitHostPort(s.gossipAddr)
+	if err != nil {
+		return c, fmt.Errorf("--gossip-addr %q: %v", s.gossipAddr, err)
+	}
+	c.BindAddr = host
+	switch port {
+	case "0":
+		c.BindPort = membership.AnyPort
+	default:
+		if c.BindPort, err = strconv.Atoi(port); err != nil || c.BindPort < 1 || c.BindPort > 65535 {
+			return c, fmt.Errorf("--gossip-addr %q: bad port", s.gossipAddr)
+		}
+	}
+	c.Peers = splitList(s.peers)
+	c.Discover = splitList(s.discover)
+	c.ClusterName = s.clusterName
+	if s.gossipKey != "" {
+		if c.GossipKey, err = base64.StdEncoding.DecodeString(s.gossipKey); err != nil {
+			return c, fmt.Errorf("--gossip-key: not base64: %v", err)
+		}
+		if n := len(c.GossipKey); n != 16 && n != 24 && n != 32 {
+			return c, fmt.Errorf("--gossip-key: %d bytes; want 16, 24 or 32 (base64 of `openssl rand 32`)", n)
+		}
+	}
+	if s.broadcast != "auto" {
+		b, err := strconv.ParseBool(s.broadcast)
+		if err != nil {
+			return c, fmt.Errorf("--broadcast %q: want auto, true or false", s.broadcast)
+		}
+		c.Broadcast = &b
+	}
+	if s.replicationFactor < 1 || s.replicationFactor > 7 {
+		return c, fmt.Errorf("--replication-factor %d: want 1 to 7", s.replicationFactor)
+	}
+	return c, nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// directory adapts the gossip membership to the cluster's view of it.
+type directory struct{ m *membership.Membership }
+
+func (d directory) Members() []cluster.Peer {
+	var out []cluster.Peer
+	for _, m := range d.m.Members() {
+		if m.State == membership.StateAlive || m.State == membership.StateSuspect {
+			out = append(out, cluster.Peer{ID: m.Meta.ID, QUICAddr: m.Meta.QUICAddr, Zone: m.Meta.Zone})
+		}
+	}
+	return out
 }
 
 // setBy lists the settings that did not come from defaults, with their source.

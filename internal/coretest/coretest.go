@@ -46,7 +46,7 @@ type Process struct {
 // StartCore starts brainy-core with its QUIC listener on a free port too.
 func StartCore(t testing.TB, bin string, env []string, args ...string) *Process {
 	t.Helper()
-	return Start(t, bin, env, append([]string{"--quic-addr", "127.0.0.1:0"}, args...)...)
+	return Start(t, bin, env, append([]string{"--quic-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0"}, args...)...)
 }
 
 // Start runs bin with args plus --http-addr 127.0.0.1:0 and JSON logs, and

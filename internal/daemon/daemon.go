@@ -96,6 +96,13 @@ func ClusterTLS(files TLSFiles, dir, nodeName string, hosts []string) (*tls.Conf
 		if err != nil {
 			return nil, fmt.Errorf("--cluster-secret: %w", err)
 		}
+		if dir != "" {
+			// Edges trust the CA found in a core's tls directory: put the
+			// derived one there.
+			if err := pki.WriteCA(dir, ca); err != nil {
+				return nil, err
+			}
+		}
 		b, err := ca.NewBundle(nodeName, hosts)
 		if err != nil {
 			return nil, err
