@@ -11,11 +11,17 @@ import (
 // including those of Open itself. Each field counts calls, not retries
 // inside the adapter.
 type Requests struct {
-	Puts      int64 `json:"puts"`
-	Gets      int64 `json:"gets"`
+	// Puts counts object writes: segments (with their retries), checkpoints
+	// and MANIFEST updates.
+	Puts int64 `json:"puts"`
+	// Gets counts whole-object reads: recovery, compaction, retry checks.
+	Gets int64 `json:"gets"`
+	// RangeGets counts range reads of values (Get and iterators).
 	RangeGets int64 `json:"range_gets"`
-	Deletes   int64 `json:"deletes"`
-	Lists     int64 `json:"lists"`
+	// Deletes counts collected segments and checkpoints.
+	Deletes int64 `json:"deletes"`
+	// Lists counts listings (recovery and checkpoint collection).
+	Lists int64 `json:"lists"`
 }
 
 // counting wraps the configured objstore.Store to count calls.

@@ -757,3 +757,45 @@ func testCrashDuringMaintenance(t *testing.T, objs objstore.Store) {
 		m.check(t, open(t, cfg))
 	}
 }
+
+// TestApplyCancelled: an Apply whose context ends either withdraws its
+// batch (and returns the context's error) or waits and reports it applied;
+// never an error for a batch that was applied.
+func TestApplyCancelled(t *testing.T) {
+	mem := objstore.NewMemory()
+	s := open(t, testConfig(slowPuts{mem, time.Millisecond}))
+	var wg sync.WaitGroup
+	results := make([]error, 200)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithCancel(t.Context())
+			if i%2 == 0 {
+				cancel() // already over when Apply starts
+			} else {
+				defer cancel()
+			}
+			var b tiers.Batch
+			b.Set(fmt.Appendf(nil, "k%03d", i), []byte("v"))
+			results[i] = s.Apply(ctx, &b, true)
+		}()
+	}
+	wg.Wait()
+	m := &model{kv: map[string]string{}}
+	withdrawn := 0
+	for i, err := range results {
+		switch {
+		case err == nil:
+			m.kv[fmt.Sprintf("k%03d", i)] = "v"
+		case errors.Is(err, context.Canceled):
+			withdrawn++
+		default:
+			t.Fatalf("Apply %d: %v", i, err)
+		}
+	}
+	t.Logf("%d of %d cancelled Applies withdrew their batch", withdrawn, len(results)/2)
+	m.check(t, s)
+	s.shutdown(false)
+	m.check(t, open(t, testConfig(mem)))
+}
