@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,15 +38,21 @@ type Process struct {
 	Addr string
 	// QUICAddr is brainy-core's QUIC address (empty for an edge).
 	QUICAddr string
-	cmd      *exec.Cmd
-	mu       sync.Mutex
-	log      bytes.Buffer // guarded by mu
-	exit     chan error
+	// GossipAddr is where a brainy-core gossips (for --peers).
+	GossipAddr string
+
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	log  bytes.Buffer // guarded by mu
+	exit chan error
 }
 
 // StartCore starts brainy-core with its QUIC listener on a free port too.
 func StartCore(t testing.TB, bin string, env []string, args ...string) *Process {
 	t.Helper()
+	if slices.Contains(args, "--bind") {
+		return Start(t, bin, env, args...) // --bind places every listener
+	}
 	return Start(t, bin, env, append([]string{"--quic-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0"}, args...)...)
 }
 
@@ -62,7 +69,10 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Process {
 }
 
 func start(bin string, env []string, args ...string) (*Process, error) {
-	args = append([]string{"--http-addr", "127.0.0.1:0", "--log-format", "json"}, args...)
+	if !slices.Contains(args, "--bind") {
+		args = append([]string{"--http-addr", "127.0.0.1:0"}, args...)
+	}
+	args = append([]string{"--log-format", "json"}, args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
@@ -87,8 +97,10 @@ func start(bin string, env []string, args ...string) (*Process, error) {
 				Msg      string `json:"msg"`
 				Addr     string `json:"http_addr"`
 				QUICAddr string `json:"quic_addr"`
+				Gossip   string `json:"gossip_addr"`
 			}
 			if json.Unmarshal(line, &rec) == nil && rec.Msg == "listening" {
+				p.GossipAddr = rec.Gossip
 				addr <- [2]string{rec.Addr, rec.QUICAddr}
 			}
 		}
