@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -116,6 +117,9 @@ type Membership struct {
 	bq *memberlist.TransmitLimitedQueue
 
 	events *eventQueue
+
+	// pings counts the direct pings NotifyUnreachable finished, for tests.
+	pings atomic.Int64
 
 	// joinC carries addresses announced by beacons to the joiner goroutine.
 	joinC chan string
@@ -356,35 +360,11 @@ func (m *Membership) NotifyUnreachable(id string) {
 		defer m.loops.Done()
 		for first := true; ; first = false {
 			_, err := m.ml.Ping(id, ua)
-			m.mu.Lock()
-			e, ok := m.members[id]
-			if !ok || !e.gone.IsZero() || e.m.Addr != addr {
-				m.mu.Unlock()
+			again := m.afterPing(id, addr, err, first)
+			m.pings.Add(1)
+			if !again {
 				return
 			}
-			if err == nil {
-				if e.unreachable {
-					e.unreachable = false
-					e.m.State = StateAlive
-					m.events.push(Event{Type: EventUpdate, Member: e.m})
-				}
-				m.mu.Unlock()
-				return
-			}
-			if first {
-				if e.unreachable { // another call is already watching it
-					m.mu.Unlock()
-					return
-				}
-				e.unreachable = true
-				e.m.State = StateSuspect
-				m.events.push(Event{Type: EventUpdate, Member: e.m})
-				m.log.Info("member unreachable, suspect until it answers", "member", id, "err", err)
-			} else if !e.unreachable { // cleared by a memberlist event
-				m.mu.Unlock()
-				return
-			}
-			m.mu.Unlock()
 			select {
 			case <-time.After(m.cfg.ProbeInterval):
 			case <-m.stop:
@@ -392,6 +372,36 @@ func (m *Membership) NotifyUnreachable(id string) {
 			}
 		}
 	}()
+}
+
+// afterPing applies the result of NotifyUnreachable's ping of id and
+// reports whether to ping again.
+func (m *Membership) afterPing(id, addr string, err error, first bool) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.members[id]
+	if !ok || !e.gone.IsZero() || e.m.Addr != addr {
+		return false // memberlist decided, or the member moved
+	}
+	if err == nil {
+		if e.unreachable {
+			e.unreachable = false
+			e.m.State = StateAlive
+			m.events.push(Event{Type: EventUpdate, Member: e.m})
+		}
+		return false
+	}
+	if first {
+		if e.unreachable { // another call is already watching it
+			return false
+		}
+		e.unreachable = true
+		e.m.State = StateSuspect
+		m.events.push(Event{Type: EventUpdate, Member: e.m})
+		m.log.Info("member unreachable, suspect until it answers", "member", id, "err", err)
+		return true
+	}
+	return e.unreachable // false once a memberlist event replaced the entry
 }
 
 // Leave announces that this node is leaving, waits until the announcement

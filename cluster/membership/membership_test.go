@@ -349,19 +349,18 @@ func TestNotifyUnreachable(t *testing.T) {
 	ev := collectEvents(ms[0])
 	// A member that answers stays alive.
 	ms[0].NotifyUnreachable("node-1")
+	waitFor(t, 5*time.Second, "the ping of a live member to finish", func() bool { return ms[0].pings.Load() == 1 })
+	if st, _ := memberState(ms[0], "node-1"); st != StateAlive {
+		t.Fatalf("a member that answered the ping is %v", st)
+	}
+	if ev.has(EventUpdate, "node-1", StateSuspect) {
+		t.Fatal("a member that answered the ping was reported suspect")
+	}
 	if err := ms[1].Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the first ping's watcher to end", func() bool {
-		ms[0].mu.Lock()
-		defer ms[0].mu.Unlock()
-		return !ms[0].members["node-1"].unreachable
-	})
 	ms[0].NotifyUnreachable("node-1")
 	waitFor(t, 8*time.Second, "node-1 to become suspect", func() bool { return ev.has(EventUpdate, "node-1", StateSuspect) })
-	if ev.has(EventUpdate, "node-1", StateAlive) && !ev.has(EventUpdate, "node-1", StateSuspect) {
-		t.Fatal("unreachable member reported alive")
-	}
 	if st, _ := memberState(ms[0], "node-1"); st != StateSuspect && st != StateDead {
 		t.Fatalf("node-1 is %v after a failed ping", st)
 	}
