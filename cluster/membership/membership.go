@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -190,6 +191,7 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	}
 	tr, err := newTransport(bindIP, port, bcastListen, lg, m.onBeacon)
 	if err != nil {
+		m.events.close()
 		return nil, err
 	}
 	m.tr = tr
@@ -197,6 +199,7 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	metaBytes, err := cfg.Meta.AppendEncode(nil)
 	if err != nil {
 		_ = tr.Shutdown()
+		m.events.close()
 		return nil, err
 	}
 	mc := memberlist.DefaultLANConfig()
@@ -222,13 +225,16 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	mc.DeadNodeReclaimTime = cfg.DeadRetention
 	mc.TCPTimeout = cfg.TCPTimeout
 	mc.SecretKey = cfg.GossipKey
-	m.bq = &memberlist.TransmitLimitedQueue{NumNodes: func() int { return m.ml.NumMembers() }, RetransmitMult: mc.RetransmitMult}
+	// The queue sizes retransmission by the member count; it must not ask
+	// m.ml, which memberlist's goroutines may reach before Create returns.
+	m.bq = &memberlist.TransmitLimitedQueue{NumNodes: m.numKnownAlive, RetransmitMult: mc.RetransmitMult}
 	mc.Delegate = &delegate{m: m, meta: metaBytes}
 	mc.Events = (*eventDelegate)(m)
 	mc.Logger = log.New(&logWriter{log: lg}, "", 0)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		_ = tr.Shutdown()
+		m.events.close()
 		return nil, fmt.Errorf("membership: start memberlist: %w", err)
 	}
 	m.ml = ml
@@ -275,14 +281,7 @@ func (m *Membership) Members() []Member {
 	for _, e := range m.members {
 		out = append(out, e.m)
 	}
-	slices.SortFunc(out, func(a, b Member) int {
-		if a.Meta.ID < b.Meta.ID {
-			return -1
-		} else if a.Meta.ID > b.Meta.ID {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Meta.ID, b.Meta.ID) })
 	return out
 }
 

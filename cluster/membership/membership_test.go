@@ -402,3 +402,16 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal("broadcast is off by default on a LAN address")
 	}
 }
+
+func TestStartErrors(t *testing.T) {
+	if _, err := Start(context.Background(), Config{}); err == nil || !strings.Contains(err.Error(), "Meta.ID is required") {
+		t.Fatalf("missing ID: error %v", err)
+	}
+	a := startMember(t, Config{Meta: Meta{ID: "a"}})
+	_, port, _ := net.SplitHostPort(a.LocalNode().Addr)
+	p, _ := parsePort(port)
+	_, err := Start(context.Background(), Config{Meta: Meta{ID: "b"}, BindPort: p})
+	if err == nil || !strings.Contains(err.Error(), "listen tcp 127.0.0.1:"+port) {
+		t.Fatalf("port in use: error %v", err)
+	}
+}
