@@ -1,0 +1,332 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/soullabs/brainy/cluster"
+	"github.com/soullabs/brainy/core"
+	"github.com/soullabs/brainy/internal/nodestats"
+)
+
+// partitions is brainy-core's default partition count, which the
+// benchmark's clusters use.
+const partitions = core.DefaultPartitions
+
+// tenant is the HTTP API's tenant when no X-Brainy-Tenant is sent.
+const tenant = "default"
+
+// node is one brainy-core process.
+type node struct {
+	id   string
+	ip   string
+	proc *proc
+}
+
+func (n *node) url(path string) string { return "http://" + n.ip + ":7070" + path }
+
+// brainyCluster is a set of brainy-core nodes on 127.0.0.x addresses.
+type brainyCluster struct {
+	b     *bench
+	dir   string
+	nodes []*node
+}
+
+// newBrainyCluster describes (does not start) count nodes n1..n<count>,
+// the first founding the cluster and the others joining through it.
+func (b *bench) newBrainyCluster(name string, count int) *brainyCluster {
+	c := &brainyCluster{b: b, dir: filepath.Join(b.cfg.WorkDir, name)}
+	for i := range count {
+		ip := fmt.Sprintf("127.0.0.%d", b.cfg.FirstIP+i)
+		id := fmt.Sprintf("n%d", i+1)
+		args := []string{"--bind", ip, "--storage", filepath.Join(c.dir, id), "--node-id", id, "--log-format", "json"}
+		if i > 0 {
+			args = append(args, "--peers", fmt.Sprintf("127.0.0.%d:7946", b.cfg.FirstIP))
+		}
+		c.nodes = append(c.nodes, &node{id: id, ip: ip, proc: &proc{
+			name: name + "/" + id, path: b.cfg.BrainyCore, args: args, log: filepath.Join(c.dir, id+".log"),
+		}})
+	}
+	return c
+}
+
+// startNode starts n and waits for its HTTP API to answer.
+func (c *brainyCluster) startNode(ctx context.Context, n *node) error {
+	if err := checkFree(n.ip, 7070, 7071, 7946); err != nil {
+		return err
+	}
+	c.b.log.Info("starting brainy-core", "node", n.id, "cmd", n.proc.path+" "+strings.Join(n.proc.args, " "))
+	if err := c.b.procs.start(n.proc); err != nil {
+		return err
+	}
+	return waitFor(ctx, 30*time.Second, func() (bool, string) {
+		if err := n.proc.exitErr(); err != nil {
+			return false, err.Error()
+		}
+		code, _, err := httpDo(ctx, "GET", n.url("/readyz"), nil, time.Second)
+		if err != nil {
+			return false, err.Error()
+		}
+		return code == 200, fmt.Sprintf("readyz %d", code)
+	})
+}
+
+// start starts the first node, then the others, and waits until every
+// node reports a healthy cluster.
+func (c *brainyCluster) start(ctx context.Context) error {
+	if err := mkdirs(c.dir); err != nil {
+		return err
+	}
+	for _, n := range c.nodes {
+		if err := c.startNode(ctx, n); err != nil {
+			return fmt.Errorf("%s: %w", n.proc.name, err)
+		}
+	}
+	return c.waitHealthy(ctx, c.b.cfg.HealTimeout)
+}
+
+func (c *brainyCluster) stop() {
+	for _, n := range c.nodes {
+		n.proc.stop(15 * time.Second)
+	}
+}
+
+// metrics reads GET /v1/metrics from n.
+func metrics(ctx context.Context, n *node) (*nodestats.Snapshot, error) {
+	code, body, err := httpDo(ctx, "GET", n.url("/v1/metrics"), nil, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	if code != 200 {
+		return nil, fmt.Errorf("%s: GET /v1/metrics: %d %s", n.id, code, body)
+	}
+	var s nodestats.Snapshot
+	if err := json.Unmarshal(body, &s); err != nil {
+		return nil, fmt.Errorf("%s: GET /v1/metrics: %v", n.id, err)
+	}
+	return &s, nil
+}
+
+// snapshots reads every running node's metrics.
+func (c *brainyCluster) snapshots(ctx context.Context) ([]*nodestats.Snapshot, error) {
+	var out []*nodestats.Snapshot
+	for _, n := range c.nodes {
+		if !n.proc.running() {
+			continue
+		}
+		s, err := metrics(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// healthy reports whether snaps, one per node of ids, describe a healthy
+// cluster: every node sees all of ids healthy and every partition with
+// len(ids) voters (at most 3), no learners, and the same leader, one of
+// ids. It returns the leader of each partition, or why not.
+func healthy(snaps []*nodestats.Snapshot, ids []string) (leaders map[int]string, why string) {
+	want := min(len(ids), 3)
+	leaders = map[int]string{}
+	for _, s := range snaps {
+		if s.Nodes.Healthy != len(ids) {
+			return nil, fmt.Sprintf("%s sees %d healthy nodes", s.Nodes.Self, s.Nodes.Healthy)
+		}
+		if len(s.Partitions) == 0 {
+			return nil, fmt.Sprintf("%s holds no partition", s.Nodes.Self)
+		}
+		for _, p := range s.Partitions {
+			if len(p.Voters) != want || len(p.Learners) > 0 {
+				return nil, fmt.Sprintf("%s: partition %d has voters %v, learners %v", s.Nodes.Self, p.ID, p.Voters, p.Learners)
+			}
+			if !slices.Contains(ids, p.Leader) {
+				return nil, fmt.Sprintf("%s: partition %d has leader %q", s.Nodes.Self, p.ID, p.Leader)
+			}
+			if l, ok := leaders[p.ID]; ok && l != p.Leader {
+				return nil, fmt.Sprintf("partition %d: leader %s or %s", p.ID, l, p.Leader)
+			}
+			leaders[p.ID] = p.Leader
+		}
+	}
+	if len(leaders) != partitions {
+		return nil, fmt.Sprintf("%d of %d partitions seen", len(leaders), partitions)
+	}
+	return leaders, ""
+}
+
+func (c *brainyCluster) ids() []string {
+	var ids []string
+	for _, n := range c.nodes {
+		ids = append(ids, n.id)
+	}
+	return ids
+}
+
+// waitHealthy waits until the cluster is healthy and its leaders have
+// stayed put for a second (the leader of a restarted node's preferred
+// partitions moves back to it shortly after it rejoins).
+func (c *brainyCluster) waitHealthy(ctx context.Context, timeout time.Duration) error {
+	var prev map[int]string
+	var since time.Time
+	return waitFor(ctx, timeout, func() (bool, string) {
+		snaps, err := c.snapshots(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		leaders, why := healthy(snaps, c.ids())
+		if leaders == nil {
+			prev = nil
+			return false, why
+		}
+		if !mapsEqual(prev, leaders) {
+			prev, since = leaders, time.Now()
+			return false, "leaders still moving"
+		}
+		return time.Since(since) >= time.Second, "leaders still moving"
+	})
+}
+
+func mapsEqual(a, b map[int]string) bool {
+	if a == nil || len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// placement returns, for every partition, the sorted node ids rendezvous
+// placement gives it among ids (what the cluster converges to).
+func placement(ids []string, rf int) map[int][]string {
+	var members []cluster.Member
+	byRaft := map[uint64]string{}
+	for _, id := range ids {
+		r := core.RaftID(id)
+		members = append(members, cluster.Member{ID: id, Raft: r})
+		byRaft[uint64(r)] = id
+	}
+	out := map[int][]string{}
+	for p := range partitions {
+		var v []string
+		for _, r := range cluster.Place(p, members, rf) {
+			v = append(v, byRaft[uint64(r)])
+		}
+		slices.Sort(v)
+		out[p] = v
+	}
+	return out
+}
+
+// settled reports whether every partition, as its leader sees it, has
+// exactly the voters target gives it and no learners.
+func settled(snaps []*nodestats.Snapshot, target map[int][]string) (bool, string) {
+	seen := 0
+	for _, s := range snaps {
+		for _, p := range s.Partitions {
+			if p.Leader != s.Nodes.Self {
+				continue
+			}
+			seen++
+			v := slices.Sorted(slices.Values(p.Voters))
+			if !slices.Equal(v, target[p.ID]) || len(p.Learners) > 0 {
+				return false, fmt.Sprintf("partition %d has voters %v, learners %v; placement wants %v", p.ID, v, p.Learners, target[p.ID])
+			}
+		}
+	}
+	if seen != len(target) {
+		return false, fmt.Sprintf("%d of %d partitions have a leader that reports it", seen, len(target))
+	}
+	return true, ""
+}
+
+// keysOf returns n item ids that hash to partition part.
+func keysOf(part, n int) []string {
+	var out []string
+	for i := 0; len(out) < n; i++ {
+		id := fmt.Sprintf("fo-%d-%d", part, i)
+		if core.PartitionOf(tenant, id, partitions) == part {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// httpClient is shared by every request the driver makes itself; enough
+// idle connections are kept for the paced loads.
+var httpClient = &http.Client{Transport: &http.Transport{
+	MaxIdleConnsPerHost: 256,
+	DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
+}}
+
+// httpDo makes one request with its own timeout and returns the status and
+// body.
+func httpDo(ctx context.Context, method, url string, body []byte, timeout time.Duration) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// waitFor polls cond every 100 ms until it holds, the timeout passes, or
+// ctx ends; the error names the last reason cond gave.
+func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, string)) error {
+	deadline := time.Now().Add(timeout)
+	var why string
+	for {
+		var ok bool
+		if ok, why = cond(); ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not reached after %v: %s", timeout, why)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s", errStopped, why)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// checkFree fails if something already listens on ip at any of the TCP
+// ports, so that a leftover process is never mistaken for ours.
+func checkFree(ip string, ports ...int) error {
+	for _, p := range ports {
+		addr := net.JoinHostPort(ip, fmt.Sprint(p))
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return fmt.Errorf("%s is already in use (pick other addresses with -first-ip)", addr)
+		}
+	}
+	return nil
+}
