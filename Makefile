@@ -26,7 +26,7 @@ FUZZ_TARGETS = \
 	./loadtest:FuzzParseKeyDist \
 	./loadtest:FuzzDecodeResult
 
-.PHONY: all build test vet fmt-check provision unit fuzz bench bench-go bench-e2e bench-edge bench-loadtest clean
+.PHONY: all build test vet fmt-check provision unit fuzz bench bench-go bench-e2e bench-edge bench-loadtest bench-cluster clean
 
 all: build
 
@@ -57,7 +57,7 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	done
 
-bench: bench-go bench-e2e bench-edge bench-loadtest
+bench: bench-go bench-e2e bench-edge bench-loadtest bench-cluster
 
 bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./core ./core/multiraft ./edge ./internal/jsontext ./transport .
@@ -70,6 +70,9 @@ bench-edge:
 
 bench-loadtest:
 	scripts/loadtest-vs-wrk.sh
+
+bench-cluster:
+	scripts/bench-cluster.sh
 
 clean:
 	rm -rf bin

@@ -165,9 +165,13 @@ func healthy(snaps []*nodestats.Snapshot, ids []string) (leaders map[int]string,
 	return leaders, ""
 }
 
+// ids lists the nodes started and not stopped or killed.
 func (c *brainyCluster) ids() []string {
 	var ids []string
 	for _, n := range c.nodes {
+		if !n.proc.running() {
+			continue
+		}
 		ids = append(ids, n.id)
 	}
 	return ids
@@ -179,6 +183,7 @@ func (c *brainyCluster) ids() []string {
 func (c *brainyCluster) waitHealthy(ctx context.Context, timeout time.Duration) error {
 	var prev map[int]string
 	var since time.Time
+	start, logged := time.Now(), time.Now()
 	return waitFor(ctx, timeout, func() (bool, string) {
 		snaps, err := c.snapshots(ctx)
 		if err != nil {
@@ -187,6 +192,10 @@ func (c *brainyCluster) waitHealthy(ctx context.Context, timeout time.Duration) 
 		leaders, why := healthy(snaps, c.ids())
 		if leaders == nil {
 			prev = nil
+			if time.Since(logged) >= 5*time.Second {
+				logged = time.Now()
+				c.b.log.Info("waiting for a healthy cluster", "elapsed_s", int(time.Since(start).Seconds()), "why", why)
+			}
 			return false, why
 		}
 		if !mapsEqual(prev, leaders) {
