@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/item"
@@ -103,11 +104,18 @@ func New(ctx context.Context, opts ...Option) (*Brain, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := backend.Open(spec, o.logger)
+	if spec.HasTemplate() {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("brainy: storage %s: {{nodeId}} needs a host name: %w", spec, err)
+		}
+		spec = spec.Expand(host)
+	}
+	store, err := backend.Open(ctx, spec, backend.Options{Logger: o.logger, Demotable: core.Demotable})
 	if err != nil {
 		return nil, err
 	}
-	node, err := core.Open(ctx, core.Config{Store: store, StorageLocation: spec.Path,
+	node, err := core.Open(ctx, core.Config{Store: store, StorageLocation: spec.Location(), StorageStats: store.FillStats,
 		Partitions: o.partitions, Limits: o.limits, Logger: o.logger})
 	if err != nil {
 		store.Close()

@@ -332,6 +332,10 @@ func (n *Node) Metrics() nodestats.Snapshot {
 		}
 	}
 	healthy := n.failed.Load() == nil && !n.isClosed()
+	storage := nodestats.Storage{Backend: st.Backend, Location: n.cfg.StorageLocation, Items: items, Bytes: st.LiveBytes}
+	if n.cfg.StorageStats != nil {
+		n.cfg.StorageStats(&storage)
+	}
 	return nodestats.Snapshot{
 		Nodes: nodestats.Nodes{Total: 1, Healthy: btoi(healthy), Self: n.nodeID, Leader: n.nodeID,
 			List: []nodestats.Node{{ID: n.nodeID, Role: "leader", Healthy: healthy, Shards: n.nparts}}},
@@ -342,7 +346,7 @@ func (n *Node) Metrics() nodestats.Snapshot {
 			Deletes: n.ops.deletes.Load(), Lists: n.ops.lists.Load(), Errors: n.ops.errors.Load(),
 			Commits: n.ops.commits.Load(), Writes: n.ops.writes.Load(),
 		},
-		Storage: nodestats.Storage{Backend: st.Backend, Location: n.cfg.StorageLocation, Items: items, Bytes: st.LiveBytes},
+		Storage: storage,
 		Cache:   n.cacheStats(),
 	}
 }

@@ -51,6 +51,11 @@ func itemKey(dst []byte, part int, tenant, id string) []byte {
 	return append(dst, id...)
 }
 
+// Demotable reports whether key may leave a node's hot storage tier: item
+// records may; the node's metadata, partition state, type index and raft
+// log, which every write or start-up reads, stay hot.
+func Demotable(key []byte) bool { return isItemKey(key) }
+
 func isItemKey(key []byte) bool {
 	return len(key) > 3 && key[0] == prefixPartition && key[3] == kindItem
 }

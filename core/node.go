@@ -16,6 +16,7 @@ import (
 	"github.com/soullabs/brainy/internal/codec"
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/jsontext"
+	"github.com/soullabs/brainy/internal/nodestats"
 	"github.com/soullabs/brainy/tiers"
 )
 
@@ -52,6 +53,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock that stamps createdAt/updatedAt. Default time.Now.
 	Now func() time.Time
+	// StorageStats, when set, adds what the store's opener knows (tiers,
+	// object-store requests) to the storage section of Metrics.
+	StorageStats func(*nodestats.Storage)
 	// Raft, when set, makes the node a replica in a cluster: see
 	// RaftConfig. Nil: a single node committing locally.
 	Raft *RaftConfig

@@ -49,6 +49,9 @@ type settings struct {
 	clusterName, zone, region, broadcast                       string
 	replicationFactor                                          int
 	deadAfter                                                  time.Duration
+	storageHot, storageWarm, storageCold                       string
+	tierDemoteAfter, tierColdAfter, tierInterval               time.Duration
+	tierHotMaxBytes, tierHotMinFree                            int64
 	tlsDir, tlsCert, tlsKey, tlsCA                             string
 	debugAddr, logLevel, logFormat                             string
 	partitions, maxBody, rateBurst                             int
@@ -73,7 +76,15 @@ func flags(s *settings) *flag.FlagSet {
 	fs.DurationVar(&s.deadAfter, "dead-after", time.Minute, "how long a node may be gone before its replicas are re-created elsewhere")
 	fs.StringVar(&s.httpAddr, "http-addr", "", "HTTP API listen `host:port`; empty means BIND:7070")
 	fs.StringVar(&s.quicAddr, "quic-addr", "", "QUIC listen `host:port` (UDP) for edges and peers; empty means BIND:7071")
-	fs.StringVar(&s.storage, "storage", "./brainy-data", "where data lives: a `directory` (durable), or \"memory\"")
+	fs.StringVar(&s.storage, "storage", "./brainy-data", "where data lives: a `directory` (durable), \"memory\", or an object store:\ns3://bucket/prefix, r2://bucket, gs://bucket/prefix, azure://container/prefix, cloud://bucket;\n{{nodeId}} is replaced by the node id")
+	fs.StringVar(&s.storageHot, "storage-hot", "", "tiered storage: the local `directory` recent items live in (with --storage-warm; replaces --storage)")
+	fs.StringVar(&s.storageWarm, "storage-warm", "", "tiered storage: the object store `URL` idle items move to")
+	fs.StringVar(&s.storageCold, "storage-cold", "", "tiered storage: the object store `URL` long-idle items move to (optional)")
+	fs.DurationVar(&s.tierDemoteAfter, "tier-demote-after", 24*time.Hour, "tiered storage: idle time after which an item leaves the hot tier")
+	fs.DurationVar(&s.tierColdAfter, "tier-cold-after", 30*24*time.Hour, "tiered storage: idle time after which an item moves from warm to cold")
+	fs.Int64Var(&s.tierHotMaxBytes, "tier-hot-max-bytes", 0, "tiered storage: demote the least recently used items while the hot tier holds more `bytes`; 0 means no limit")
+	fs.Int64Var(&s.tierHotMinFree, "tier-hot-min-free-bytes", 0, "tiered storage: demote while the hot tier's disk has fewer free `bytes`; 0 means no limit")
+	fs.DurationVar(&s.tierInterval, "tier-interval", time.Minute, "tiered storage: how often idle items are looked for")
 	fs.IntVar(&s.partitions, "partitions", core.DefaultPartitions, "partitions of a new store; fixed once the store exists")
 	fs.StringVar(&s.apiKeys, "api-keys", "", "`file` of \"KEY TENANT\" lines; turns on authentication")
 	fs.BoolVar(&s.insecure, "insecure", false, "allow a non-loopback address without API keys")
@@ -143,7 +154,7 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 	if s.debugAddr != "" && !daemon.IsLoopback(s.debugAddr) && !s.insecure {
 		return fmt.Errorf("refusing to serve profiles on %s: --debug-addr must be a loopback address unless --insecure is given", s.debugAddr)
 	}
-	spec, err := backend.Parse(s.storage)
+	spec, err := storageSpec(s)
 	if err != nil {
 		return err
 	}
@@ -153,6 +164,9 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 	}
 	if s.tlsDir == "" && spec.Kind == "disk" {
 		s.tlsDir = filepath.Join(spec.Path, "tls")
+	}
+	if s.tlsDir == "" && spec.Kind == "tiered" {
+		s.tlsDir = filepath.Join(spec.Hot.Path, "tls")
 	}
 	secret := []byte(s.clusterSecret)
 	if len(secret) == 0 && daemon.IsLoopback(s.quicAddr) && daemon.IsLoopback(s.gossipAddr) && s.tlsCert == "" {
@@ -167,9 +181,11 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 		"max_body_bytes", s.maxBody, "write_timeout", s.writeTimeout, "shutdown_timeout", s.shutdownTimeout,
 		"config", s.config, "set_by", setBy(sources))
 
-	store, err := backend.Open(spec, log)
+	store, err := backend.Open(context.Background(), spec, backend.Options{NodeID: s.nodeID, Demotable: core.Demotable, Logger: log,
+		Tiering: backend.Tiering{DemoteAfter: s.tierDemoteAfter, ColdAfter: s.tierColdAfter, Interval: s.tierInterval,
+			HotMaxBytes: s.tierHotMaxBytes, HotMinFreeBytes: s.tierHotMinFree}})
 	if err != nil {
-		return err
+		return fmt.Errorf("storage %s: %w", spec, err)
 	}
 	defer store.Close()
 	nodeID := s.nodeID
@@ -226,7 +242,7 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 		wait = 0 // nothing to discover: found (or rejoin) at once
 	}
 	node, err := cluster.Start(context.Background(), cluster.Config{
-		Core: core.Config{Store: store, StorageLocation: spec.Path, NodeID: nodeID,
+		Core: core.Config{Store: store, StorageLocation: spec.Location(), StorageStats: store.FillStats, NodeID: nodeID,
 			Partitions: s.partitions, Limits: limits, Logger: log},
 		Server: qsrv, Client: qclient, Directory: directory{members},
 		ReplicationFactor: s.replicationFactor, DeadAfter: s.deadAfter, BootstrapWait: wait, Logger: log,
@@ -284,6 +300,31 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 	}
 	log.Info("stopped", "component", "main")
 	return nil
+}
+
+// storageSpec parses --storage, or the tiered --storage-hot/-warm/-cold,
+// and fills in {{nodeId}}.
+func storageSpec(s settings) (backend.Spec, error) {
+	var spec backend.Spec
+	var err error
+	if s.storageHot != "" || s.storageWarm != "" || s.storageCold != "" {
+		if s.storageHot == "" {
+			return spec, fmt.Errorf("--storage-warm and --storage-cold need --storage-hot, the local directory in front of them")
+		}
+		spec, err = backend.ParseTiered(s.storageHot, s.storageWarm, s.storageCold)
+	} else {
+		spec, err = backend.Parse(s.storage)
+	}
+	if err != nil || !spec.HasTemplate() {
+		return spec, err
+	}
+	id := s.nodeID
+	if id == "" {
+		if id, err = os.Hostname(); err != nil {
+			return spec, fmt.Errorf("storage %s: {{nodeId}} needs --node-id or a host name: %w", spec, err)
+		}
+	}
+	return spec.Expand(id), nil
 }
 
 // loopbackSecret is the cluster secret of nodes that listen on loopback

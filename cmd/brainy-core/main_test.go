@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/soullabs/brainy/internal/coretest"
+	"github.com/soullabs/brainy/tiers/objstore/objstoretest"
 )
 
 var bin string
@@ -29,7 +30,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := objstoretest.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

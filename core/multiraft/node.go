@@ -657,9 +657,17 @@ func (n *Node) handleReady() error {
 	if len(rds) == 0 {
 		return nil
 	}
-	// 1. Persist, all groups in one synced batch.
+	// 1. Persist, all groups in one batch, synced only if raft needs it
+	// (new entries, term or vote: a commit index alone may be lost).
 	var b tiers.Batch
+	mustSync := false
 	for _, r := range rds {
+		if !raft.IsEmptyHardState(r.rd.HardState) {
+			prev, _, _ := r.g.storage.InitialState()
+			mustSync = mustSync || raft.MustSync(r.rd.HardState, prev, len(r.rd.Entries))
+		} else {
+			mustSync = mustSync || len(r.rd.Entries) > 0
+		}
 		if !raft.IsEmptySnap(r.rd.Snapshot) {
 			return fmt.Errorf("multiraft: group %d: snapshots are not supported yet", r.g.id)
 		}
@@ -677,7 +685,7 @@ func (n *Node) handleReady() error {
 		r.g.persistedLast = last
 	}
 	if b.Len() > 0 {
-		if err := n.cfg.Store.Apply(context.Background(), &b, true); err != nil {
+		if err := n.cfg.Store.Apply(context.Background(), &b, mustSync); err != nil {
 			return err
 		}
 		n.syncs++

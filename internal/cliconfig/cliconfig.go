@@ -111,8 +111,8 @@ func lookup(getenv func(string) string, name string) (string, bool) {
 	return v, v != ""
 }
 
-// readFile reads a flat YAML map of setting → scalar (lists become
-// comma-separated values).
+// readFile reads a YAML map of setting → scalar (lists become
+// comma-separated values; a map one level deep names settings by prefix).
 func readFile(path string) (map[string]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -137,7 +137,18 @@ func readFile(path string) (map[string]string, error) {
 			}
 			out[k] = strings.Join(parts, ",")
 		case map[string]any:
-			return nil, fmt.Errorf("config file %s: setting %q must be a scalar or a list", path, k)
+			// One level of nesting names settings by prefix:
+			// storage: {hot: DIR, warm: URL} is storage-hot and storage-warm.
+			for k2, v2 := range v {
+				switch v2.(type) {
+				case map[string]any, []any:
+					return nil, fmt.Errorf("config file %s: setting %s.%s must be a scalar", path, k, k2)
+				case nil:
+					out[k+"-"+k2] = ""
+				default:
+					out[k+"-"+k2] = fmt.Sprint(v2)
+				}
+			}
 		default:
 			out[k] = fmt.Sprint(v)
 		}

@@ -80,3 +80,22 @@ func TestUsageListsEnvAndDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestNestedMap: the tiered storage form of a config file,
+// storage: {hot: DIR, warm: URL}, sets storage-hot and storage-warm.
+func TestNestedMap(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "brainy.yaml")
+	if err := os.WriteFile(file, []byte("storage:\n  hot: /ssd/brainy\n  warm: s3://bucket/brainy\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	hot := fs.String("storage-hot", "", "")
+	warm := fs.String("storage-warm", "", "")
+	fs.String("config", "", "")
+	if _, err := Parse(fs, []string{"--config", file}, "BRAINY_", "config", func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	if *hot != "/ssd/brainy" || *warm != "s3://bucket/brainy" {
+		t.Fatalf("storage-hot=%q storage-warm=%q", *hot, *warm)
+	}
+}

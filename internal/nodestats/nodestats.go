@@ -91,6 +91,43 @@ type Storage struct {
 	Location string `json:"location,omitempty"`
 	Items    uint64 `json:"items"`
 	Bytes    int64  `json:"bytes"`
+	// Tiers describes a tiered store's tiers, topmost first.
+	Tiers []Tier `json:"tiers,omitempty"`
+	// Mover is a tiered store's background mover.
+	Mover *Mover `json:"mover,omitempty"`
+	// ObjectRequests counts the requests made to object stores, summed
+	// over the node's segment logs (nil without one).
+	ObjectRequests *ObjectRequests `json:"objectRequests,omitempty"`
+}
+
+// Tier is one tier of a tiered store.
+type Tier struct {
+	Name     string `json:"name"`
+	Backend  string `json:"backend"`
+	Location string `json:"location,omitempty"`
+	Bytes    int64  `json:"bytes"`
+	// Keys is the count when the mover last listed the tier; -1 unknown.
+	Keys     int64  `json:"keys"`
+	Demoted  uint64 `json:"demoted"`
+	Promoted uint64 `json:"promoted"`
+}
+
+// Mover is the progress of a tiered store's mover.
+type Mover struct {
+	Running   bool   `json:"running"`
+	Passes    uint64 `json:"passes"`
+	LastMoved int64  `json:"lastMoved"`
+	Moved     int64  `json:"moved"`
+	LastError string `json:"lastError,omitempty"`
+}
+
+// ObjectRequests counts object-store requests.
+type ObjectRequests struct {
+	Puts      int64 `json:"puts"`
+	Gets      int64 `json:"gets"`
+	RangeGets int64 `json:"rangeGets"`
+	Deletes   int64 `json:"deletes"`
+	Lists     int64 `json:"lists"`
 }
 
 // Cache describes the node's read cache (zero when it has none).

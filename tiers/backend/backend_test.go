@@ -8,42 +8,96 @@ import (
 
 func TestParse(t *testing.T) {
 	abs, _ := filepath.Abs("data")
+	t.Setenv("CLOUDFLARE_ACCOUNT_ID", "")
 	for _, tc := range []struct {
-		setting, kind, path string
+		setting, kind, path, url string
 	}{
-		{"memory", "memory", ""},
-		{" memory ", "memory", ""},
-		{"data", "disk", abs},
-		{"./data", "disk", abs},
-		{"/var/lib/brainy", "disk", "/var/lib/brainy"},
-		{"file:///var/lib/brainy/", "disk", "/var/lib/brainy"},
-		{"file://localhost/srv/b", "disk", "/srv/b"},
+		{"memory", "memory", "", ""},
+		{" memory ", "memory", "", ""},
+		{"data", "disk", abs, ""},
+		{"./data", "disk", abs, ""},
+		{"/var/lib/brainy", "disk", "/var/lib/brainy", ""},
+		{"file:///var/lib/brainy/", "disk", "/var/lib/brainy", ""},
+		{"file://localhost/srv/b", "disk", "/srv/b", ""},
+		{"s3://bucket/prefix?endpoint=http://127.0.0.1:9000", "object", "", "s3://bucket/prefix?endpoint=http://127.0.0.1:9000"},
+		{"gs://bucket", "object", "", "gs://bucket"},
+		{"azure://container/p", "object", "", "azure://container/p"},
+		{"r2://bucket/p?account=abc", "object", "", "s3://bucket/p/?endpoint=https%3A%2F%2Fabc.r2.cloudflarestorage.com&region=auto"},
+		{"/data/{{nodeId}}", "disk", "/data/{{nodeId}}", ""},
+		{"s3://bucket/{{nodeId}}", "object", "", "s3://bucket/{{nodeId}}"},
 	} {
 		got, err := Parse(tc.setting)
-		if err != nil || got.Kind != tc.kind || got.Path != tc.path {
-			t.Errorf("Parse(%q) = %+v, %v; want %s %s", tc.setting, got, err, tc.kind, tc.path)
+		if err != nil || got.Kind != tc.kind || got.Path != tc.path || got.URL != tc.url {
+			t.Errorf("Parse(%q) = %+v, %v; want %s %q %q", tc.setting, got, err, tc.kind, tc.path, tc.url)
 		}
+	}
+	if got, _ := Parse("s3://bucket-{{nodeId}}/x"); got.Expand("n7").URL != "s3://bucket-n7/x" {
+		t.Errorf("Expand: %q", got.Expand("n7").URL)
+	}
+}
+
+func TestCloudPicksProviderFromEnvironment(t *testing.T) {
+	for _, v := range []string{"AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AZURE_STORAGE_CONNECTION_STRING",
+		"AZURE_STORAGE_KEY", "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("AZURE_STORAGE_CONNECTION_STRING", "x")
+	got, err := Parse("cloud://bucket/p")
+	if err != nil || got.URL != "azure://bucket/p" {
+		t.Fatalf("cloud:// with Azure credentials: %+v %v", got, err)
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "x")
+	if _, err := Parse("cloud://bucket"); err == nil || !strings.Contains(err.Error(), "ambiguous") {
+		t.Fatalf("cloud:// with two providers' credentials: %v", err)
+	}
+}
+
+func TestParseTiered(t *testing.T) {
+	s, err := ParseTiered("/ssd", "s3://warm/x", "azure://cold/y")
+	if err != nil || s.Kind != "tiered" || s.Hot.Path != "/ssd" || s.Warm.URL != "s3://warm/x" || s.Cold.URL != "azure://cold/y" {
+		t.Fatalf("ParseTiered: %+v %v", s, err)
 	}
 }
 
 // TestParseErrors: every malformed setting gets one line naming the problem.
 func TestParseErrors(t *testing.T) {
+	t.Setenv("CLOUDFLARE_ACCOUNT_ID", "")
+	for _, v := range []string{"AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AZURE_STORAGE_CONNECTION_STRING",
+		"AZURE_STORAGE_KEY", "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"} {
+		t.Setenv(v, "")
+	}
 	for _, tc := range []struct{ setting, want string }{
 		{"", "empty storage setting"},
 		{"   ", "empty storage setting"},
 		{"file://", "want file:///absolute/dir"},
 		{"file://otherhost/x", "want file:///absolute/dir"},
 		{"ftp://host/x", `unknown scheme "ftp"`},
-		{"s3://", "s3"},
-		{"s3://bucket/prefix", "cannot hold a node's data yet"},
-		{"azure://container", "cannot hold a node's data yet"},
-		{"gs://bucket", "cannot hold a node's data yet"},
-		{"r2://bucket", "cannot hold a node's data yet"},
-		{"./data-{{nodeId}}", "templates such as {{nodeId}} are not supported yet"},
+		{"s3://", "bucket"},
+		{"s3://Bad_Bucket!/x", "bucket"},
+		{"s3://user@bucket/x", "credentials do not belong in the URL"},
+		{"s3://bucket/a//b", "empty path segment"},
+		{"s3://bucket/x?region=a&region=b", "given once"},
+		{"gs://b", "bucket"},
+		{"r2://bucket", "Cloudflare account id"},
+		{"cloud://bucket", "found no credentials"},
+		{"./data-{{node}}", "unknown template"},
+		{"./data-{{nodeId}", "unknown template"},
 	} {
 		_, err := Parse(tc.setting)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("Parse(%q) = %v; want one line containing %q", tc.setting, err, tc.want)
+		}
+	}
+	for _, tc := range []struct{ hot, warm, cold, want string }{
+		{"s3://bucket-b/x", "s3://bucket-w/x", "", "must be a local directory"},
+		{"/ssd", "", "", "needs storage-warm"},
+		{"/ssd", "/hdd", "", "must be an object store"},
+		{"/ssd", "s3://bucket-w/x", "memory", "must be an object store"},
+		{"/ssd", "ftp://x", "", "unknown scheme"},
+	} {
+		_, err := ParseTiered(tc.hot, tc.warm, tc.cold)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("ParseTiered(%q, %q, %q) = %v; want one line containing %q", tc.hot, tc.warm, tc.cold, err, tc.want)
 		}
 	}
 }

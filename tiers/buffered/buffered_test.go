@@ -1,0 +1,103 @@
+package buffered
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/soullabs/brainy/tiers"
+	"github.com/soullabs/brainy/tiers/memory"
+	"github.com/soullabs/brainy/tiers/tierstest"
+)
+
+// counting counts the Applies that reach the store below.
+type counting struct {
+	tiers.Store
+	applies int
+}
+
+func (c *counting) Apply(ctx context.Context, b *tiers.Batch, sync bool) error {
+	c.applies++
+	return c.Store.Apply(ctx, b, sync)
+}
+
+func TestConformance(t *testing.T) {
+	tierstest.Run(t, func(t *testing.T) tiers.Store { return New(memory.New(), time.Hour) })
+}
+
+// TestConformanceUnsynced runs the suite with every Apply unsynced, so all
+// reads go through the buffer.
+func TestConformanceUnsynced(t *testing.T) {
+	tierstest.Run(t, func(t *testing.T) tiers.Store { return unsynced{New(memory.New(), time.Hour)} })
+}
+
+type unsynced struct{ *Store }
+
+func (u unsynced) Apply(ctx context.Context, b *tiers.Batch, _ bool) error {
+	return u.Store.Apply(ctx, b, false)
+}
+
+// TestUnsyncedRideAlong: unsynced writes are visible at once, reach the
+// store below only with the next synced Apply, in one Apply, in order.
+func TestUnsyncedRideAlong(t *testing.T) {
+	ctx := context.Background()
+	below := &counting{Store: memory.New()}
+	s := New(below, time.Hour)
+	defer s.Close()
+	var b tiers.Batch
+	b.Set([]byte("a"), []byte("1"))
+	b.Set([]byte("b"), []byte("1"))
+	if err := s.Apply(ctx, &b, false); err != nil {
+		t.Fatal(err)
+	}
+	b.Reset()
+	b.Delete([]byte("b"))
+	if err := s.Apply(ctx, &b, false); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Get(ctx, []byte("a")); err != nil || string(v) != "1" {
+		t.Fatalf("an unsynced write is not visible: %q %v", v, err)
+	}
+	if _, err := s.Get(ctx, []byte("b")); err != tiers.ErrNotFound {
+		t.Fatalf("an unsynced delete is not visible: %v", err)
+	}
+	if below.applies != 0 {
+		t.Fatalf("unsynced writes reached the store below (%d applies)", below.applies)
+	}
+	b.Reset()
+	b.Set([]byte("a"), []byte("2"))
+	if err := s.Apply(ctx, &b, true); err != nil {
+		t.Fatal(err)
+	}
+	if below.applies != 1 {
+		t.Fatalf("a synced Apply with buffered writes made %d applies below, want 1", below.applies)
+	}
+	if v, _ := below.Get(ctx, []byte("a")); string(v) != "2" {
+		t.Fatalf("below holds a=%q: the synced write must come after the buffered one", v)
+	}
+	if _, err := below.Get(ctx, []byte("b")); err != tiers.ErrNotFound {
+		t.Fatalf("the buffered delete did not reach the store below: %v", err)
+	}
+}
+
+// TestFlushAfter: buffered writes reach the store below on their own.
+func TestFlushAfter(t *testing.T) {
+	below := &counting{Store: memory.New()}
+	s := New(below, 10*time.Millisecond)
+	defer s.Close()
+	var b tiers.Batch
+	b.Set([]byte("k"), []byte("v"))
+	if err := s.Apply(context.Background(), &b, false); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := below.Get(context.Background(), []byte("k")); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a buffered write never reached the store below")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
