@@ -40,8 +40,9 @@ type Store struct {
 	// and not yet in hot's snapshot, or a copy that is about to be undone).
 	gate sync.RWMutex
 
-	// delGen counts Applies that deleted keys. A promotion that read a
-	// lower tier before a delete re-reads it before writing to hot.
+	// delGen counts Applies that deleted keys, bumped under mu after their
+	// deletes reached the lower tiers. A promotion that read a lower tier
+	// before a delete re-reads it before writing to hot.
 	delGen atomic.Uint64
 
 	keys   keyLocks
@@ -217,7 +218,14 @@ func (s *Store) Apply(ctx context.Context, b *tiers.Batch, sync bool) error {
 		return nil
 	})
 	if s.dels.Len() > 0 {
-		s.delGen.Add(1)
+		// Bumped when Apply is done with the lower tiers (deferred, so
+		// also on an error after a delete took effect), still under mu. A
+		// promotion that loaded the generation before this bump sees it
+		// changed once it gets mu, and re-reads. One that loads it after
+		// reads the lower tiers after the deletes. Bumping first would
+		// let a reader load the new generation, read a value the deletes
+		// below have yet to remove, and promote it unchecked.
+		defer s.delGen.Add(1)
 		// Top down: a demotion from warm to cold copies to cold before it
 		// checks warm, so deleting warm first means it either sees the
 		// delete and undoes its copy, or its copy lands before our delete

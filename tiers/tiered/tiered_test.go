@@ -689,6 +689,49 @@ func TestDeleteDuringPromotion(t *testing.T) {
 	}
 }
 
+// TestDeleteRacingPromotionRead has a reader find a key in warm while an
+// Apply deleting it is under way but has not yet reached warm: the reader
+// waits for Apply to finish before it may write to hot, and must then not
+// promote the value it read.
+func TestDeleteRacingPromotionRead(t *testing.T) {
+	warm := &hookStore{Store: memory.New()}
+	e := openEnv(t, false, func(c *tiered.Config) { c.Warm = warm })
+	set(t, e.s, "k", "v")
+	e.clock.Advance(tiered.DefaultDemoteAfter)
+	moveNow(t, e.s)
+	e.wantWhere(t, "k", "hot=<none> warm=v")
+	type result struct {
+		v   []byte
+		err error
+	}
+	got := make(chan result, 1)
+	warm.setHook(func(b *tiers.Batch) error {
+		if onlySets(b) {
+			return nil
+		}
+		warm.setHook(nil)
+		// Apply holds its lock and has not deleted "k" from warm yet. A
+		// reader finds "k" there and then waits for that lock to promote.
+		read := make(chan struct{})
+		warm.setGetHook(func([]byte) {
+			warm.setGetHook(nil)
+			close(read)
+		})
+		go func() {
+			v, err := e.s.Get(context.Background(), []byte("k"))
+			got <- result{v, err}
+		}()
+		<-read
+		return nil
+	})
+	del(t, e.s, "k")
+	if r := <-got; !errors.Is(r.err, tiers.ErrNotFound) {
+		t.Fatalf("Get racing a delete = %q, %v; want tiers.ErrNotFound", r.v, r.err)
+	}
+	mustGet(t, e.s, "k", "<none>")
+	e.wantWhere(t, "k", "hot=<none> warm=<none>")
+}
+
 // TestIterDuringPromotion opens an iterator while a reader promotes a key
 // from warm: the iterator must see the key once, in hot's snapshot or in
 // warm's.
