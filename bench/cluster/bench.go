@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -29,6 +30,9 @@ type results struct {
 	etcd      *wrkResult
 	rebalance *rebalanceResult
 	problems  []string
+	// busyWaits counts measurements started on a machine that other
+	// work kept busy.
+	busyWaits int
 }
 
 func (b *bench) run(ctx context.Context) error {
@@ -75,7 +79,11 @@ func (b *bench) threeNodes(ctx context.Context) error {
 		return err
 	}
 	if b.cfg.has("throughput") {
-		r, err := b.runWrk(ctx, "brainy", "brainy-put", c.nodes[0].url(""))
+		var servers []*proc
+		for _, n := range c.nodes {
+			servers = append(servers, n.proc)
+		}
+		r, err := b.runWrk(ctx, "brainy", "brainy-put", c.nodes[0].url(""), servers)
 		if err != nil {
 			return err
 		}
@@ -155,8 +163,8 @@ func (b *bench) summary(w io.Writer) {
 		fmt.Fprintf(w, "### 2. Replicated durable PUT: brainy (3 nodes) vs etcd 3.4 (3 members)\n\n")
 		fmt.Fprintf(w, "wrk -t%d -c%d -d%ds --latency -s scripts/bench/kv.lua (modes brainy-put / etcd-put), %d keys, %d-byte values, %v unreported warm-up.\n\n",
 			c.Threads, c.Connections, int(c.Duration.Seconds()), c.Keys, c.ValueSize, c.Warmup)
-		fmt.Fprintln(w, "| store | through | req/s | p50 ms | p99 ms | busy cores | errors |")
-		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---|")
+		fmt.Fprintln(w, "| store | through | req/s | p50 ms | p99 ms | CPU store | CPU machine | CPU other | errors |")
+		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---|")
 		for _, x := range []*wrkResult{r.brainy, r.etcd} {
 			if x == nil {
 				continue
@@ -165,8 +173,9 @@ func (b *bench) summary(w io.Writer) {
 			if x.non2xx > 0 || x.sockErrors != "" {
 				errs = strings.TrimSpace(fmt.Sprintf("%d non-2xx %s", x.non2xx, x.sockErrors))
 			}
-			fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %.2f | %s |\n", x.store, x.target, x.rps, ms(x.p50), ms(x.p99), x.busyCores, errs)
+			fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %.2f | %.2f | %.2f | %s |\n", x.store, x.target, x.rps, ms(x.p50), ms(x.p99), x.serverCores, x.busyCores, x.otherCores, errs)
 		}
+		fmt.Fprintf(w, "\nCPU columns: average cores busy during the run (of %d), the store's processes (all its nodes), the whole machine (store, wrk, kernel, anything else), and the machine minus the store and wrk (kernel and other processes).\n", runtime.NumCPU())
 		if r.brainy != nil && r.etcd != nil && r.etcd.rps > 0 && r.etcd.p99 > 0 {
 			fmt.Fprintf(w, "\nbrainy/etcd: req/s %.2f, p50 %.2f, p99 %.2f\n",
 				r.brainy.rps/r.etcd.rps, float64(r.brainy.p50)/float64(r.etcd.p50), float64(r.brainy.p99)/float64(r.etcd.p99))
@@ -216,6 +225,9 @@ func (b *bench) summary(w io.Writer) {
 	if x := r.rebalance; x != nil && x.settle > 0 {
 		fmt.Fprintf(w, "| rebalance to 4 nodes (%d items) | %.1f s |\n", x.items, x.settle.Seconds())
 		fmt.Fprintf(w, "| foreground p99 during the move | %s ms |\n", ms(percentile(x.during.d, 0.99)))
+	}
+	if r.busyWaits > 0 {
+		fmt.Fprintf(w, "\n%d measurement(s) started while other processes kept the machine busy (see the log).\n", r.busyWaits)
 	}
 	if len(r.problems) > 0 {
 		fmt.Fprintln(w, "\nProblems:")

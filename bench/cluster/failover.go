@@ -138,6 +138,7 @@ func (b *bench) failovers(ctx context.Context, c *brainyCluster) error {
 // failoverOnce measures one kill; it returns nil, nil if part's leader was
 // no longer victim just before the kill.
 func (b *bench) failoverOnce(ctx context.Context, c *brainyCluster, part int, victim, client *node, body []byte) (*failoverSample, error) {
+	b.waitQuiet(ctx, 5*time.Second)
 	keys := keysOf(part, 32)
 	w := &pacedWriter{}
 	wctx, stop := context.WithCancel(ctx)

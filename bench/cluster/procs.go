@@ -111,15 +111,21 @@ func (p *proc) exitErr() error {
 	return fmt.Errorf("%s exited: %v; see %s", p.name, p.err, p.log)
 }
 
-// stopAll stops every running process, all at once (SIGTERM, SIGKILL
-// after 15 s: brainy-core's shutdown waits up to 10 s for in-flight work).
-func (r *registry) stopAll() {
+// running lists the processes started and not yet exited.
+func (r *registry) running() []*proc {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	var ps []*proc
 	for p := range r.procs {
 		ps = append(ps, p)
 	}
-	r.mu.Unlock()
+	return ps
+}
+
+// stopAll stops every running process, all at once (SIGTERM, SIGKILL
+// after 15 s: brainy-core's shutdown waits up to 10 s for in-flight work).
+func (r *registry) stopAll() {
+	ps := r.running()
 	if len(ps) == 0 {
 		return
 	}

@@ -186,6 +186,7 @@ func (b *bench) rebalance(ctx context.Context) error {
 		}
 	}
 
+	b.waitQuiet(ctx, 30*time.Second)
 	fg := &foreground{}
 	fctx, stopFG := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -22,6 +22,13 @@ type wrkResult struct {
 	non2xx     int
 	sockErrors string
 	busyCores  float64 // machine-wide, during the run
+	// serverCores is the CPU used by the store's processes during the
+	// run, in cores: what the store got of a machine shared with the load
+	// generator, the kernel and anything else running.
+	serverCores float64
+	// otherCores is what the machine used beyond the store and wrk:
+	// the kernel's networking and journaling, and any other process.
+	otherCores float64
 }
 
 // parseWrk reads wrk --latency output.
@@ -80,12 +87,13 @@ func parseWrkDuration(s string) (time.Duration, error) {
 
 // runWrk runs wrk with kv.lua in mode against url, an unreported warm-up
 // first; the output is kept in the work directory's results.
-func (b *bench) runWrk(ctx context.Context, store, mode, url string) (wrkResult, error) {
+func (b *bench) runWrk(ctx context.Context, store, mode, url string, servers []*proc) (wrkResult, error) {
 	c := b.cfg
 	args := func(d time.Duration) []string {
 		return []string{"-t" + strconv.Itoa(c.Threads), "-c" + strconv.Itoa(c.Connections), "-d" + fmt.Sprintf("%ds", int(d.Seconds())),
 			"--timeout", "10s", "--latency", "-s", c.WrkScript, url, "--", mode, strconv.Itoa(c.Keys), strconv.Itoa(c.ValueSize)}
 	}
+	b.waitQuiet(ctx, 60*time.Second)
 	if c.Warmup >= time.Second {
 		wctx, cancel := context.WithTimeout(ctx, c.Warmup+time.Minute)
 		_ = exec.CommandContext(wctx, c.Wrk, args(c.Warmup)...).Run()
@@ -95,10 +103,17 @@ func (b *bench) runWrk(ctx context.Context, store, mode, url string) (wrkResult,
 	b.log.Info("wrk", "store", store, "cmd", c.Wrk+" "+strings.Join(a, " "))
 	rctx, cancel := context.WithTimeout(ctx, c.Duration+time.Minute)
 	defer cancel()
-	busy0 := busyTicks()
+	busy0, server0 := busyTicks(), procTicks(servers)
 	t0 := time.Now()
-	out, err := exec.CommandContext(rctx, c.Wrk, a...).CombinedOutput()
-	busy := float64(busyTicks()-busy0) / clkTck / time.Since(t0).Seconds()
+	cmd := exec.CommandContext(rctx, c.Wrk, a...)
+	out, err := cmd.CombinedOutput()
+	secs := time.Since(t0).Seconds()
+	busy := float64(busyTicks()-busy0) / clkTck / secs
+	server := float64(procTicks(servers)-server0) / clkTck / secs
+	var client float64
+	if cmd.ProcessState != nil {
+		client = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds() / secs
+	}
 	_ = os.WriteFile(filepath.Join(c.WorkDir, "wrk-"+store+".txt"), out, 0o644)
 	if err != nil {
 		return wrkResult{}, fmt.Errorf("wrk against %s: %v: %s", store, err, out)
@@ -107,13 +122,38 @@ func (b *bench) runWrk(ctx context.Context, store, mode, url string) (wrkResult,
 	if err != nil {
 		return r, fmt.Errorf("%s: %w:\n%s", store, err, out)
 	}
-	r.store, r.target, r.busyCores = store, url, busy
+	r.store, r.target, r.busyCores, r.serverCores = store, url, busy, server
+	r.otherCores = max(busy-server-client, 0)
 	b.log.Info("wrk result", "store", store, "rps", fmt.Sprintf("%.0f", r.rps), "p50_ms", ms(r.p50), "p99_ms", ms(r.p99),
-		"non2xx", r.non2xx, "socket_errors", r.sockErrors, "busy_cores", fmt.Sprintf("%.2f", busy))
+		"non2xx", r.non2xx, "socket_errors", r.sockErrors, "busy_cores", fmt.Sprintf("%.2f", busy),
+		"server_cores", fmt.Sprintf("%.2f", server), "other_cores", fmt.Sprintf("%.2f", r.otherCores))
 	if r.non2xx > 0 || r.sockErrors != "" {
 		b.res.problems = append(b.res.problems, fmt.Sprintf("%s: %d non-2xx answers, %s", store, r.non2xx, r.sockErrors))
 	}
 	return r, nil
+}
+
+// waitQuiet waits, at most limit, until the machine has been nearly idle
+// for a second apart from the processes this program started (idle
+// servers still tick: raft heartbeats, gossip), so that a measurement
+// does not share the CPUs with unrelated work; it goes on with a warning
+// otherwise.
+func (b *bench) waitQuiet(ctx context.Context, limit time.Duration) {
+	start := time.Now()
+	for ctx.Err() == nil {
+		ours := b.procs.running()
+		m0, o0 := busyTicks(), procTicks(ours)
+		time.Sleep(time.Second)
+		other := float64(busyTicks()-m0-(procTicks(ours)-o0)) / clkTck
+		if other <= 0.25 {
+			return
+		}
+		if time.Since(start) >= limit {
+			b.log.Warn("machine still busy; measuring anyway", "other_cores", fmt.Sprintf("%.2f", other), "waited", limit)
+			b.res.busyWaits++
+			return
+		}
+	}
 }
 
 // clkTck is the kernel's USER_HZ, 100 on every Linux this runs on.
@@ -133,6 +173,31 @@ func busyTicks() int64 {
 		if i < len(f) {
 			v, _ := strconv.ParseInt(f[i], 10, 64)
 			t += v
+		}
+	}
+	return t
+}
+
+// procTicks is the user+system CPU time used so far by the running
+// processes of ps, in clock ticks.
+func procTicks(ps []*proc) int64 {
+	var t int64
+	for _, p := range ps {
+		if !p.running() {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// Fields after "(comm) ", which may hold spaces: state is the
+		// first, utime and stime the 12th and 13th.
+		i := strings.LastIndexByte(string(b), ')')
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			t += u + s
 		}
 	}
 	return t
@@ -237,7 +302,7 @@ func (b *bench) throughputEtcd(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := b.runWrk(ctx, "etcd", "etcd-put", "http://"+e.ips[l]+":2379")
+	r, err := b.runWrk(ctx, "etcd", "etcd-put", "http://"+e.ips[l]+":2379", e.members)
 	if err != nil {
 		return err
 	}
