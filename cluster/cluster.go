@@ -37,6 +37,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/soullabs/brainy/core"
@@ -90,9 +91,11 @@ type Config struct {
 	// transfers per interval, so rebalancing never crowds out foreground
 	// traffic. Default 4.
 	MaxStepsPerInterval int
-	// TickInterval and ElectionTicks tune raft (see core.RaftConfig).
+	// TickInterval, ElectionTicks and LogKeep tune raft (see
+	// core.RaftConfig).
 	TickInterval  time.Duration
 	ElectionTicks int
+	LogKeep       int
 	// Logger receives the cluster's events. Nil discards them.
 	Logger *slog.Logger
 }
@@ -153,6 +156,9 @@ type Node struct {
 	peers    map[string]Peer              // member id → last known peer; guarded by mu
 	forward  map[string]*upstream.Backend // QUIC address → client; guarded by mu
 
+	snapshots     snapshotSessions
+	snapshotBytes atomic.Uint64 // received while installing snapshots
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -192,7 +198,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.net = newRaftNet(cfg.Client, n.addrOf, n.log)
 	cc := cfg.Core
 	cc.Raft = &core.RaftConfig{ID: n.self, Transport: n.net, Bootstrap: bootstrap,
-		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks}
+		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks, LogKeep: cfg.LogKeep, FetchPartition: n.fetchPartition}
 	c, err := core.Open(ctx, cc)
 	if err != nil {
 		n.net.close()
@@ -209,6 +215,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	})
 	c.RegisterRPC(cfg.Server)
 	cfg.Server.Handle(wire.MethodGroupInfo, n.handleGroupInfo)
+	cfg.Server.Handle(wire.MethodSnapshot, n.handleSnapshot)
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()
@@ -515,7 +522,9 @@ func (n *Node) Metrics() nodestats.Snapshot {
 	s.Nodes = nodes
 	s.Shards.Replicas, s.Shards.Local = len(st), len(st)
 	s.Shards.Leaders = leaders[n.cfg.Core.NodeID]
+	rs := n.core.Raft().Stats()
 	s.Replication = nodestats.Replication{Factor: factor, Mode: "raft", LagEntries: lag, Lag: lag,
-		Elections: n.core.Raft().Stats().Elections}
+		Elections: rs.Elections, SnapshotsSent: rs.SnapshotsSent, SnapshotsInstalled: rs.SnapshotsInstalled,
+		SnapshotBytes: n.snapshotBytes.Load()}
 	return s
 }

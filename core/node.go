@@ -161,6 +161,7 @@ type Node struct {
 type opCounters struct {
 	adds, gets, updates, deletes, lists, errors, commits, writes atomic.Uint64
 	cacheHits, cacheMisses                                       atomic.Uint64
+	snapshots                                                    atomic.Uint64
 }
 
 // proposal is one write waiting for its cycle to commit.

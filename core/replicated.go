@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,6 +43,15 @@ type RaftConfig struct {
 	// multiraft's defaults (20 ms × 10: a new leader within ~0.5 s).
 	TickInterval  time.Duration
 	ElectionTicks int
+	// LogKeep is how many applied entries each group keeps for lagging
+	// replicas (multiraft.Config.LogKeep); zero takes multiraft's default.
+	LogKeep int
+	// FetchPartition streams partition part's keys and values, as one
+	// consistent snapshot, from node from (see Node.PartitionSnapshot on
+	// its side). A replica whose group's log was compacted past what it
+	// holds installs a snapshot this way. Required in a cluster of more
+	// than one node.
+	FetchPartition func(ctx context.Context, from multiraft.NodeID, part int, fn func(key, value []byte) error) error
 	// ProposeTimeout bounds how long a write or a linearizable read waits
 	// for its partition to have a leader before it fails with
 	// item.ErrUnavailable. Default 3 s.
@@ -77,7 +87,7 @@ func (n *Node) openRaft(ctx context.Context) error {
 	n.rsm = &raftSM{n: n, overlay: map[string]overlayEntry{}, touched: make([]bool, n.nparts)}
 	mr, err := multiraft.New(multiraft.Config{
 		ID: rc.ID, Store: n.store, Transport: rc.Transport, StateMachine: n.rsm,
-		TickInterval: rc.TickInterval, ElectionTicks: rc.ElectionTicks,
+		TickInterval: rc.TickInterval, ElectionTicks: rc.ElectionTicks, LogKeep: rc.LogKeep,
 		AcceptGroup: func(g multiraft.GroupID) bool { return int(g) < n.nparts },
 		Logger:      n.cfg.Logger,
 	})
@@ -145,23 +155,7 @@ func (n *Node) RemoveReplica(ctx context.Context, part int) error {
 	}
 	return n.raft.RemoveGroup(ctx, multiraft.GroupID(part), func() error {
 		// On the driver goroutine: n.sm is ours.
-		lower := appendPartition(nil, part, 0)
-		upper := appendPartition(nil, part+1, 0)
-		it, err := n.store.NewIter(ctx, lower, upper)
-		if err != nil {
-			return err
-		}
-		var b tiers.Batch
-		for it.Next() {
-			b.Delete(it.Key())
-			if isItemKey(it.Key()) {
-				n.cache.set(string(it.Key()), nil)
-			}
-		}
-		if err := errors.Join(it.Err(), it.Close()); err != nil {
-			return err
-		}
-		if err := n.store.Apply(ctx, &b, true); err != nil {
+		if err := n.dropPartition(ctx, part); err != nil {
 			return err
 		}
 		n.sm.parts[part] = partState{}
@@ -268,8 +262,15 @@ func (r *raftSM) touch(part int) {
 	}
 }
 
+// errSnapshotted answers a proposer whose write was applied as part of a
+// snapshot this replica installed: it happened, but its result is gone.
+var errSnapshotted = fmt.Errorf("%w: the write was applied, but by a snapshot; read the item to see it", item.ErrUnavailable)
+
 func (r *raftSM) Apply(g multiraft.GroupID, index uint64, data []byte) any {
 	part := int(g)
+	if index <= r.n.sm.parts[part].applied {
+		return result{err: errSnapshotted} // in the snapshot's state already
+	}
 	r.touch(part)
 	if data == nil {
 		r.n.sm.apply(r, r, part, index, nil)
@@ -287,6 +288,9 @@ func (r *raftSM) Apply(g multiraft.GroupID, index uint64, data []byte) any {
 
 func (r *raftSM) ApplyConfState(g multiraft.GroupID, index uint64, cs *pb.ConfState) {
 	part := int(g)
+	if index <= r.n.sm.parts[part].applied {
+		return // the snapshot's state holds this membership or a later one
+	}
 	r.touch(part)
 	r.n.sm.apply(r, r, part, index, nil)
 	b, err := proto.Marshal(cs)
@@ -306,6 +310,91 @@ func (r *raftSM) Applied(g multiraft.GroupID) (uint64, *pb.ConfState) {
 		panic(fmt.Sprintf("core: partition %d: stored conf state: %v", g, err))
 	}
 	return ps.applied, &cs
+}
+
+// ApplySnapshot replaces partition g's keys with node from's.
+func (r *raftSM) ApplySnapshot(g multiraft.GroupID, from multiraft.NodeID, snap *pb.Snapshot) error {
+	n := r.n
+	part := int(g)
+	fetch := n.cfg.Raft.FetchPartition
+	if fetch == nil {
+		return errors.New("core: no FetchPartition to install a snapshot with")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := n.dropPartition(ctx, part); err != nil {
+		return err
+	}
+	var b tiers.Batch
+	var state []byte
+	err := fetch(ctx, from, part, func(key, value []byte) error {
+		if !bytes.HasPrefix(key, appendPartition(nil, part, 0)[:3]) {
+			return fmt.Errorf("core: snapshot of partition %d holds key %q of another", part, key)
+		}
+		if bytes.Equal(key, stateKey(part)) {
+			state = bytes.Clone(value)
+		}
+		b.Set(key, value)
+		if b.Size() >= 1<<20 {
+			if err := n.store.Apply(ctx, &b, false); err != nil {
+				return err
+			}
+			b.Reset()
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("core: fetching partition %d from %x: %w", part, uint64(from), err)
+	}
+	var ps partState
+	if state == nil {
+		return fmt.Errorf("core: the snapshot of partition %d from %x has no partition state", part, uint64(from))
+	}
+	if err := ps.decode(state); err != nil {
+		return fmt.Errorf("core: the snapshot of partition %d: %w", part, err)
+	}
+	if ps.applied < snap.GetMetadata().GetIndex() {
+		return fmt.Errorf("core: the snapshot of partition %d from %x is at %d, behind raft's %d", part, uint64(from), ps.applied, snap.GetMetadata().GetIndex())
+	}
+	if err := n.store.Apply(ctx, &b, true); err != nil {
+		return err
+	}
+	n.sm.parts[part] = ps
+	n.ops.snapshots.Add(1)
+	return nil
+}
+
+// dropPartition deletes every key of partition part (driver goroutine).
+func (n *Node) dropPartition(ctx context.Context, part int) error {
+	it, err := n.store.NewIter(ctx, appendPartition(nil, part, 0), appendPartition(nil, part+1, 0))
+	if err != nil {
+		return err
+	}
+	var b tiers.Batch
+	for it.Next() {
+		b.Delete(it.Key())
+		if isItemKey(it.Key()) {
+			n.cache.set(string(it.Key()), nil)
+		}
+	}
+	if err := errors.Join(it.Err(), it.Close()); err != nil {
+		return err
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return n.store.Apply(ctx, &b, false)
+}
+
+// PartitionSnapshot returns an iterator over every key of partition part
+// as one consistent snapshot: the items, their index and the partition's
+// state (applied index, membership). Another node installs it to catch
+// up when the log it needs was compacted (RaftConfig.FetchPartition).
+func (n *Node) PartitionSnapshot(ctx context.Context, part int) (tiers.Iterator, error) {
+	if part < 0 || part >= n.nparts {
+		return nil, fmt.Errorf("core: no partition %d", part)
+	}
+	return n.store.NewIter(ctx, appendPartition(nil, part, 0), appendPartition(nil, part+1, 0))
 }
 
 func (r *raftSM) Commit() error {

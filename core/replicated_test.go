@@ -107,7 +107,8 @@ func newTestCluster(t *testing.T, parts int, before func(n *Node)) *testCluster 
 		id := multiraft.NodeID(i + 1)
 		s := memory.New()
 		n, err := Open(context.Background(), Config{Store: s, Partitions: parts, CacheBytes: 8 << 10,
-			Raft: &RaftConfig{ID: id, Transport: raftEndpoint{c.nw, id}, Bootstrap: i == 0, TickInterval: 5 * time.Millisecond}})
+			Raft: &RaftConfig{ID: id, Transport: raftEndpoint{c.nw, id}, Bootstrap: i == 0, TickInterval: 5 * time.Millisecond,
+				LogKeep: 20, FetchPartition: c.fetch}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,6 +144,27 @@ func newTestCluster(t *testing.T, parts int, before func(n *Node)) *testCluster 
 	return c
 }
 
+// fetch serves FetchPartition from the node with raft id from.
+func (c *testCluster) fetch(ctx context.Context, from multiraft.NodeID, part int, fn func(key, value []byte) error) error {
+	c.nw.mu.Lock()
+	src := c.nw.nodes[from]
+	c.nw.mu.Unlock()
+	if src == nil {
+		return fmt.Errorf("no node %d", from)
+	}
+	it, err := src.PartitionSnapshot(ctx, part)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Err()
+}
+
 // TestClusterReplicatesFromOneNode: items a node held alone are on every
 // replica once two nodes join, with the same versions, and writes through
 // any node are read through any other.
@@ -176,6 +198,13 @@ func TestClusterReplicatesFromOneNode(t *testing.T) {
 		}
 		if m := n.Metrics(); m.Storage.Items != before+1 {
 			t.Errorf("node %d holds %d items, want %d", i+1, m.Storage.Items, before+1)
+		}
+	}
+	// 200 writes in 4 partitions with a 20-entry log: nodes 2 and 3 could
+	// only catch up by snapshot.
+	for i, n := range c.nodes[1:] {
+		if n.Raft().Stats().SnapshotsInstalled == 0 {
+			t.Errorf("node %d caught up without a snapshot", i+2)
 		}
 	}
 }

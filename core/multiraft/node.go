@@ -59,6 +59,14 @@ type StateMachine interface {
 	// applied and persisted (0 if none), and the membership as of that
 	// index (nil if it never recorded one).
 	Applied(group GroupID) (uint64, *pb.ConfState)
+	// ApplySnapshot replaces the group's state with a copy of the state of
+	// node from, which sent snap: the group's log before snap's index is
+	// gone, so the state cannot be rebuilt by applying entries. The copy
+	// may be newer than snap (its applied index higher); entries up to the
+	// state's applied index are then skipped by the state machine, which
+	// reports that index through Applied afterwards. The state must be
+	// durable when ApplySnapshot returns.
+	ApplySnapshot(group GroupID, from NodeID, snap *pb.Snapshot) error
 	// Commit makes the applies of this cycle visible and durable enough
 	// (see the invariant: the log is already synced, so the state machine
 	// need not sync). Proposers hear their results only after it returns.
@@ -91,6 +99,11 @@ type Config struct {
 	// MaxInflightMsgs bounds unacknowledged append messages per follower.
 	// Default 256.
 	MaxInflightMsgs int
+	// LogKeep is how many applied entries a group keeps in its log behind
+	// the state machine, so that a briefly lagging replica catches up from
+	// the log; one further behind gets a snapshot. The log is compacted
+	// when it holds twice as many. Default 10,000.
+	LogKeep int
 	// AcceptGroup decides whether a message for a group that is not open
 	// here creates it, empty, to be filled by its leader (how a node gains
 	// a replica that another node's leader added). Nil: never.
@@ -115,6 +128,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.MaxInflightMsgs == 0 {
 		c.MaxInflightMsgs = 256
+	}
+	if c.LogKeep == 0 {
+		c.LogKeep = 10000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -172,6 +188,8 @@ type Node struct {
 	elections uint64             // guarded by mu: times this node became a leader
 
 	syncs, readies uint64 // owned by the driver; read through Stats
+	snapshotsSent  uint64 // owned by the driver
+	snapshotsTaken uint64 // owned by the driver
 }
 
 type group struct {
@@ -180,8 +198,14 @@ type group struct {
 	storage       *raft.MemoryStorage
 	persistedLast uint64
 	applied       uint64
-	quiet         int         // ticks since a message from the leader arrived
-	reads         []*proposal // ReadIndex requests that know their index, waiting for applied to reach it
+	quiet         int // ticks since a message from the leader arrived
+	// durable is the applied index whose state machine writes are known
+	// durable: those of cycles before the last synced persist. The log is
+	// never compacted past it, so a crash cannot lose both.
+	durable  uint64
+	first    uint64      // first entry index persisted (entries before it are compacted)
+	snapFrom NodeID      // sender of the last snapshot message stepped
+	reads    []*proposal // ReadIndex requests that know their index, waiting for applied to reach it
 }
 
 // proposal is a command, a conf change or a read waiting for the driver.
@@ -260,11 +284,11 @@ func (n *Node) OpenGroup(ctx context.Context, g GroupID, peers []NodeID) error {
 // openGroup runs on the driver goroutine.
 func (n *Node) openGroup(ctx context.Context, g GroupID, peers []NodeID) error {
 	applied, cs := n.cfg.StateMachine.Applied(g)
-	ms, last, found, err := loadGroup(ctx, n.cfg.Store, g)
+	ms, first, last, found, err := loadGroup(ctx, n.cfg.Store, g, cs)
 	if err != nil {
 		return err
 	}
-	if applied > last && found {
+	if applied > last && found && last > 0 {
 		return fmt.Errorf("multiraft: group %d: state machine applied %d but the log ends at %d", g, applied, last)
 	}
 	st := &storage{MemoryStorage: ms}
@@ -300,7 +324,20 @@ func (n *Node) openGroup(ctx context.Context, g GroupID, peers []NodeID) error {
 			return fmt.Errorf("multiraft: group %d: %w", g, err)
 		}
 	}
-	n.groups[g] = &group{id: g, rn: rn, storage: ms, persistedLast: last, applied: applied}
+	gr := &group{id: g, rn: rn, storage: ms, persistedLast: last, applied: applied, durable: applied, first: first}
+	st.snapshot = func() (*pb.Snapshot, error) {
+		index := gr.applied
+		term, err := ms.Term(index)
+		if err != nil {
+			return nil, raft.ErrSnapshotTemporarilyUnavailable
+		}
+		_, cs := n.cfg.StateMachine.Applied(g)
+		if cs == nil {
+			return nil, raft.ErrSnapshotTemporarilyUnavailable
+		}
+		return &pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: &index, Term: &term, ConfState: cs}}, nil
+	}
+	n.groups[g] = gr
 	return nil
 }
 
@@ -309,7 +346,19 @@ func (n *Node) openGroup(ctx context.Context, g GroupID, peers []NodeID) error {
 // entries after the applied index replay the changes since.
 type storage struct {
 	*raft.MemoryStorage
-	cs *pb.ConfState
+	cs       *pb.ConfState
+	snapshot func() (*pb.Snapshot, error) // set once the group exists
+}
+
+// Snapshot is what raft sends a follower that needs compacted entries. It
+// is made when asked, at the state machine's applied index with its
+// membership, and carries no data: the follower fetches the state from
+// this node (StateMachine.ApplySnapshot), then as new as it is by then.
+func (s *storage) Snapshot() (*pb.Snapshot, error) {
+	if s.snapshot == nil {
+		return s.MemoryStorage.Snapshot()
+	}
+	return s.snapshot()
 }
 
 func (s *storage) InitialState() (*pb.HardState, *pb.ConfState, error) {
@@ -399,12 +448,14 @@ func (n *Node) Leader(g GroupID) NodeID {
 // Stats counts the driver's synced batches and the group Readies they
 // carried (Readies / Syncs is how many groups share a sync), and the
 // elections this node won.
-type Stats struct{ Syncs, Readies, Elections uint64 }
+type Stats struct{ Syncs, Readies, Elections, SnapshotsSent, SnapshotsInstalled uint64 }
 
 // Stats returns the driver's counters.
 func (n *Node) Stats() Stats {
 	var s Stats
-	_ = n.do(context.Background(), func() { s = Stats{Syncs: n.syncs, Readies: n.readies} })
+	_ = n.do(context.Background(), func() {
+		s = Stats{Syncs: n.syncs, Readies: n.readies, SnapshotsSent: n.snapshotsSent, SnapshotsInstalled: n.snapshotsTaken}
+	})
 	n.mu.Lock()
 	s.Elections = n.elections
 	n.mu.Unlock()
@@ -490,9 +541,10 @@ func (n *Node) RemoveGroup(ctx context.Context, g GroupID, destroy func() error)
 		}
 		var b tiers.Batch
 		b.Delete(hardStateKey(g))
-		for i := uint64(1); i <= gr.persistedLast; i++ {
+		for i := max(gr.first, 1); i <= gr.persistedLast; i++ {
 			b.Delete(entryKey(g, i))
 		}
+		b.Delete(truncatedKey(g))
 		err = n.cfg.Store.Apply(ctx, &b, true)
 	})
 	if derr != nil {
@@ -604,6 +656,9 @@ func (n *Node) step(msgs []Message) {
 		if m.Msg.GetFrom() == g.rn.BasicStatus().Lead {
 			g.quiet = 0
 		}
+		if m.Msg.GetType() == pb.MessageType_MsgSnap {
+			g.snapFrom = NodeID(m.Msg.GetFrom())
+		}
 		if err := g.rn.Step(m.Msg); err != nil {
 			n.log.Debug("step", "group", uint32(m.Group), "err", err)
 		}
@@ -669,7 +724,10 @@ func (n *Node) handleReady() error {
 			mustSync = mustSync || len(r.rd.Entries) > 0
 		}
 		if !raft.IsEmptySnap(r.rd.Snapshot) {
-			return fmt.Errorf("multiraft: group %d: snapshots are not supported yet", r.g.id)
+			if err := n.installSnapshot(r.g, r.rd.Snapshot, &b); err != nil {
+				return err
+			}
+			mustSync = true
 		}
 		if !raft.IsEmptyHardState(r.rd.HardState) {
 			data, err := proto.Marshal(r.rd.HardState)
@@ -690,6 +748,13 @@ func (n *Node) handleReady() error {
 		}
 		n.syncs++
 		n.readies += uint64(len(rds))
+		if mustSync {
+			// A synced batch makes every earlier unsynced one durable
+			// too: the state machine's writes of past cycles now are.
+			for _, g := range n.groups {
+				g.durable = g.applied
+			}
+		}
 	}
 	for _, r := range rds {
 		if !raft.IsEmptyHardState(r.rd.HardState) {
@@ -713,6 +778,17 @@ func (n *Node) handleReady() error {
 	}
 	for to, msgs := range out {
 		n.cfg.Transport.Send(to, msgs)
+	}
+	// A snapshot message carries only metadata (the receiver fetches the
+	// state itself), so it is as good as delivered once sent; if it is
+	// lost, the follower stays behind and raft sends another.
+	for _, r := range rds {
+		for _, m := range r.rd.Messages {
+			if m.GetType() == pb.MessageType_MsgSnap {
+				r.g.rn.ReportSnapshot(m.GetTo(), raft.SnapshotFinish)
+				n.snapshotsSent++
+			}
+		}
 	}
 	// 3. Apply, commit, reply; 4. advance.
 	for _, r := range rds {
@@ -738,6 +814,11 @@ func (n *Node) handleReady() error {
 	for _, r := range rds {
 		n.finishReads(r.g)
 		r.g.rn.Advance(r.rd)
+	}
+	for _, r := range rds {
+		if err := n.maybeCompact(r.g); err != nil {
+			return err
+		}
 	}
 	for i, rp := range n.replies {
 		rp.p.done <- rp.r
@@ -837,3 +918,59 @@ func (r raftLogger) Fatalf(format string, v ...any) {
 }
 func (r raftLogger) Panic(v ...any)                 { panic(fmt.Sprint(v...)) }
 func (r raftLogger) Panicf(format string, v ...any) { panic(fmt.Sprintf(format, v...)) }
+
+// installSnapshot handles a snapshot raft received for g: the state
+// machine copies the sender's state, the in-memory log restarts at the
+// snapshot, and b gets the persisted log's replacement (the truncation
+// point, no entries).
+func (n *Node) installSnapshot(g *group, snap *pb.Snapshot, b *tiers.Batch) error {
+	md := snap.GetMetadata()
+	from := g.snapFrom
+	if from == 0 {
+		from = NodeID(g.rn.BasicStatus().Lead)
+	}
+	if err := n.cfg.StateMachine.ApplySnapshot(g.id, from, snap); err != nil {
+		return fmt.Errorf("multiraft: group %d: installing a snapshot at %d from %d: %w", g.id, md.GetIndex(), from, err)
+	}
+	if err := g.storage.ApplySnapshot(snap); err != nil {
+		return fmt.Errorf("multiraft: group %d: %w", g.id, err)
+	}
+	for i := max(g.first, 1); i <= g.persistedLast; i++ {
+		b.Delete(entryKey(g.id, i))
+	}
+	b.Set(truncatedKey(g.id), encodeTruncated(md.GetIndex(), md.GetTerm()))
+	g.first, g.persistedLast = md.GetIndex()+1, md.GetIndex()
+	applied, _ := n.cfg.StateMachine.Applied(g.id)
+	g.applied, g.durable = max(applied, md.GetIndex()), max(applied, md.GetIndex())
+	n.snapshotsTaken++
+	n.log.Info("installed a snapshot", "group", uint32(g.id), "index", md.GetIndex(), "from", uint64(from), "applied", applied)
+	return nil
+}
+
+// maybeCompact drops the log of g up to LogKeep entries behind what the
+// state machine holds durably, once the log is twice that long. A
+// follower that needs a dropped entry gets a snapshot (see snapshot).
+func (n *Node) maybeCompact(g *group) error {
+	keep := uint64(n.cfg.LogKeep)
+	if g.durable < g.first+2*keep {
+		return nil
+	}
+	to := g.durable - keep
+	term, err := g.storage.Term(to)
+	if err != nil {
+		return nil // already compacted past it
+	}
+	if err := g.storage.Compact(to); err != nil && !errors.Is(err, raft.ErrCompacted) {
+		return fmt.Errorf("multiraft: group %d: compacting to %d: %w", g.id, to, err)
+	}
+	var b tiers.Batch
+	for i := max(g.first, 1); i <= to; i++ {
+		b.Delete(entryKey(g.id, i))
+	}
+	b.Set(truncatedKey(g.id), encodeTruncated(to, term))
+	if err := n.cfg.Store.Apply(context.Background(), &b, false); err != nil {
+		return err
+	}
+	g.first = to + 1
+	return nil
+}

@@ -89,10 +89,12 @@ func (e endpoint) Send(to NodeID, msgs []Message) {
 
 // recorder is a state machine that remembers every command per group.
 type recorder struct {
-	mu      sync.Mutex
-	applied map[GroupID][]string
-	last    map[GroupID]uint64
-	cs      map[GroupID]*pb.ConfState
+	mu        sync.Mutex
+	applied   map[GroupID][]string
+	last      map[GroupID]uint64
+	cs        map[GroupID]*pb.ConfState
+	peers     func(NodeID) *recorder // the other nodes' recorders, for snapshots
+	snapshots int
 }
 
 func newRecorder() *recorder {
@@ -102,6 +104,9 @@ func newRecorder() *recorder {
 func (r *recorder) Apply(g GroupID, index uint64, data []byte) any {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if index <= r.last[g] {
+		return nil // in the snapshot this recorder copied
+	}
 	if index != r.last[g]+1 {
 		panic(fmt.Sprintf("group %d: index %d after %d", g, index, r.last[g]))
 	}
@@ -115,6 +120,9 @@ func (r *recorder) Apply(g GroupID, index uint64, data []byte) any {
 func (r *recorder) ApplyConfState(g GroupID, index uint64, cs *pb.ConfState) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if index <= r.last[g] {
+		return
+	}
 	if index != r.last[g]+1 {
 		panic(fmt.Sprintf("group %d: conf change %d after %d", g, index, r.last[g]))
 	}
@@ -130,6 +138,22 @@ func (r *recorder) Applied(g GroupID) (uint64, *pb.ConfState) {
 
 func (r *recorder) Commit() error { return nil }
 
+// ApplySnapshot copies the state of the recorder of node from.
+func (r *recorder) ApplySnapshot(g GroupID, from NodeID, snap *pb.Snapshot) error {
+	src := r.peers(from)
+	if src == nil {
+		return fmt.Errorf("no recorder for node %d", from)
+	}
+	src.mu.Lock()
+	cmds, last, cs := slices.Clone(src.applied[g]), src.last[g], src.cs[g]
+	src.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.applied[g], r.last[g], r.cs[g] = cmds, last, cs
+	r.snapshots++
+	return nil
+}
+
 func (r *recorder) commands(g GroupID) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -137,13 +161,15 @@ func (r *recorder) commands(g GroupID) []string {
 }
 
 type cluster struct {
-	t      *testing.T
-	nw     *network
-	ids    []NodeID
-	nodes  map[NodeID]*Node
-	sms    map[NodeID]*recorder
-	stores map[NodeID]tiers.Store
-	groups []GroupID
+	smMu    sync.Mutex // guards sms against the drivers' snapshot lookups
+	logKeep int
+	t       *testing.T
+	nw      *network
+	ids     []NodeID
+	nodes   map[NodeID]*Node
+	sms     map[NodeID]*recorder
+	stores  map[NodeID]tiers.Store
+	groups  []GroupID
 }
 
 func newCluster(t *testing.T, nodes, groups int) *cluster {
@@ -169,8 +195,8 @@ func newCluster(t *testing.T, nodes, groups int) *cluster {
 // start opens node id on its store, with a fresh state machine (which
 // replays the log from the start).
 func (c *cluster) start(id NodeID) {
-	sm := newRecorder()
-	n, err := New(Config{ID: id, Store: c.stores[id], Transport: endpoint{c.nw, id}, StateMachine: sm, TickInterval: 5 * time.Millisecond})
+	sm := c.newRecorder()
+	n, err := New(Config{ID: id, Store: c.stores[id], Transport: endpoint{c.nw, id}, StateMachine: sm, TickInterval: 5 * time.Millisecond, LogKeep: c.logKeep})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -179,8 +205,21 @@ func (c *cluster) start(id NodeID) {
 			c.t.Fatal(err)
 		}
 	}
-	c.nodes[id], c.sms[id] = n, sm
+	c.smMu.Lock()
+	c.sms[id] = sm
+	c.smMu.Unlock()
+	c.nodes[id] = n
 	c.nw.attach(id, n)
+}
+
+func (c *cluster) newRecorder() *recorder {
+	r := newRecorder()
+	r.peers = func(id NodeID) *recorder {
+		c.smMu.Lock()
+		defer c.smMu.Unlock()
+		return c.sms[id]
+	}
+	return r
 }
 
 func (c *cluster) stop(id NodeID) {
@@ -342,7 +381,9 @@ func TestConfigValidate(t *testing.T) {
 // first node held, and the group survives a restart from persisted
 // membership.
 func TestGrowFromOneNode(t *testing.T) {
-	c := &cluster{t: t, nw: newNetwork(), nodes: map[NodeID]*Node{}, sms: map[NodeID]*recorder{}, stores: map[NodeID]tiers.Store{}, groups: []GroupID{7}}
+	// A short log: the first node compacts it, so the others catch up by
+	// snapshot rather than by replaying the log from its start.
+	c := &cluster{t: t, nw: newNetwork(), nodes: map[NodeID]*Node{}, sms: map[NodeID]*recorder{}, stores: map[NodeID]tiers.Store{}, groups: []GroupID{7}, logKeep: 3}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
 			n.Close()
@@ -367,6 +408,11 @@ func TestGrowFromOneNode(t *testing.T) {
 		}
 	}
 	c.waitSame(7, 10)
+	for _, id := range []NodeID{2, 3} {
+		if st := c.nodes[id].Stats(); st.SnapshotsInstalled == 0 {
+			t.Errorf("node %d caught up without a snapshot although the log was compacted", id)
+		}
+	}
 	for _, id := range []NodeID{2, 3} {
 		if err := leader.ChangeReplicas(ctx, 7, &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: pb.ConfChangeType_ConfChangeAddNode.Enum(), NodeId: proto.Uint64(uint64(id))}}}); err != nil {
 			t.Fatalf("promoting %d: %v", id, err)
@@ -401,13 +447,16 @@ func TestGrowFromOneNode(t *testing.T) {
 // startEmpty starts node id with no groups, accepting any group a leader
 // sends it messages for.
 func (c *cluster) startEmpty(id NodeID) {
-	sm := newRecorder()
+	sm := c.newRecorder()
 	n, err := New(Config{ID: id, Store: c.stores[id], Transport: endpoint{c.nw, id}, StateMachine: sm,
-		TickInterval: 5 * time.Millisecond, AcceptGroup: func(GroupID) bool { return true }})
+		TickInterval: 5 * time.Millisecond, AcceptGroup: func(GroupID) bool { return true }, LogKeep: c.logKeep})
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.nodes[id], c.sms[id] = n, sm
+	c.smMu.Lock()
+	c.sms[id] = sm
+	c.smMu.Unlock()
+	c.nodes[id] = n
 	c.nw.attach(id, n)
 }
 
@@ -415,7 +464,7 @@ func (c *cluster) startEmpty(id NodeID) {
 // kept, as a durable state machine's would be.
 func (c *cluster) restartKeeping(id NodeID) {
 	sm := c.sms[id]
-	n, err := New(Config{ID: id, Store: c.stores[id], Transport: endpoint{c.nw, id}, StateMachine: sm, TickInterval: 5 * time.Millisecond})
+	n, err := New(Config{ID: id, Store: c.stores[id], Transport: endpoint{c.nw, id}, StateMachine: sm, TickInterval: 5 * time.Millisecond, LogKeep: c.logKeep})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -67,6 +67,12 @@ type Replication struct {
 	Lag uint64 `json:"lag"`
 	// Elections counts the leaderships this node won since it started.
 	Elections uint64 `json:"elections"`
+	// SnapshotsSent and SnapshotsInstalled count raft snapshots: a replica
+	// too far behind (or new) copies its partition from the leader.
+	SnapshotsSent      uint64 `json:"snapshotsSent"`
+	SnapshotsInstalled uint64 `json:"snapshotsInstalled"`
+	// SnapshotBytes counts the bytes received installing snapshots.
+	SnapshotBytes uint64 `json:"snapshotBytes"`
 }
 
 // Operations counts requests served since start.

@@ -216,6 +216,9 @@ const (
 	// request is the partition (uvarint); the answer, whether the core
 	// leads it, the term, and the replica ids (uvarints).
 	MethodGroupInfo uint16 = 122
+	// MethodSnapshot streams a partition's keys to a replica installing a
+	// snapshot, in chunks of one consistent read (see cluster/snapshot.go).
+	MethodSnapshot uint16 = 123
 )
 
 // ErrorCode classifies err for the wire, and the message to send with it.

@@ -1,0 +1,148 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/soullabs/brainy/core/multiraft"
+	"github.com/soullabs/brainy/internal/codec"
+	"github.com/soullabs/brainy/internal/wire"
+	"github.com/soullabs/brainy/tiers"
+	"github.com/soullabs/brainy/transport"
+)
+
+// Snapshot streaming. A replica that must install a snapshot asks the
+// sender for the partition's keys: the first call opens a read session on
+// a consistent iterator of the partition, and each call returns the next
+// chunk (at most snapshotChunk bytes), so a partition of any size crosses
+// the QUIC frame limit in pieces that all come from one point in time. A
+// session left idle for snapshotIdle is closed.
+//
+// Request:  session (8 bytes, 0 opens one) · partition (uvarint)
+// Response: session (8 bytes) · done (1 byte) · pairs (bytes key, bytes value)...
+
+const (
+	snapshotChunk = 1 << 20
+	snapshotIdle  = 30 * time.Second
+)
+
+var errMalformedSnapshot = errors.New("cluster: malformed snapshot request or chunk")
+
+type snapshotSession struct {
+	it      tiers.Iterator
+	part    int
+	pending bool // it is positioned on a pair not yet sent
+	used    time.Time
+}
+
+type snapshotSessions struct {
+	mu sync.Mutex
+	m  map[uint64]*snapshotSession
+}
+
+func (n *Node) handleSnapshot(ctx context.Context, _ *transport.Peer, req []byte) ([]byte, error) {
+	if len(req) < 8 {
+		return nil, errMalformedSnapshot
+	}
+	id := binary.BigEndian.Uint64(req)
+	d := codec.Decoder{B: req[8:], Fail: errMalformedSnapshot}
+	part := int(d.Uvarint())
+	if d.Err != nil || len(d.B) != 0 || part >= n.core.Partitions() {
+		return nil, errMalformedSnapshot
+	}
+	ss := &n.snapshots
+	ss.mu.Lock()
+	if ss.m == nil {
+		ss.m = map[uint64]*snapshotSession{}
+	}
+	for k, s := range ss.m { // expire idle sessions
+		if time.Since(s.used) > snapshotIdle {
+			s.it.Close()
+			delete(ss.m, k)
+		}
+	}
+	s := ss.m[id]
+	if id != 0 && s == nil {
+		ss.mu.Unlock()
+		return nil, fmt.Errorf("cluster: snapshot session %x expired", id)
+	}
+	if s == nil {
+		it, err := n.core.PartitionSnapshot(ctx, part)
+		if err != nil {
+			ss.mu.Unlock()
+			return nil, err
+		}
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id = binary.BigEndian.Uint64(b[:]) | 1
+		s = &snapshotSession{it: it, part: part}
+		ss.m[id] = s
+	}
+	delete(ss.m, id) // one call at a time per session
+	ss.mu.Unlock()
+
+	out := binary.BigEndian.AppendUint64(nil, id)
+	out = append(out, 0)
+	for s.pending || s.it.Next() {
+		if len(out) > snapshotChunk {
+			s.pending = true
+			s.used = time.Now()
+			ss.mu.Lock()
+			ss.m[id] = s
+			ss.mu.Unlock()
+			return out, nil
+		}
+		s.pending = false
+		out = codec.AppendBytes(out, s.it.Key())
+		out = codec.AppendBytes(out, s.it.Value())
+	}
+	err := s.it.Err()
+	s.it.Close()
+	if err != nil {
+		return nil, err
+	}
+	out[8] = 1 // done
+	return out, nil
+}
+
+// fetchPartition is core.RaftConfig.FetchPartition over QUIC.
+func (n *Node) fetchPartition(ctx context.Context, from multiraft.NodeID, part int, fn func(key, value []byte) error) error {
+	addr, ok := n.addrOf(from)
+	if !ok {
+		return fmt.Errorf("cluster: no address for node %x", uint64(from))
+	}
+	var session uint64
+	for {
+		req := binary.AppendUvarint(binary.BigEndian.AppendUint64(nil, session), uint64(part))
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		out, err := n.cfg.Client.Call(cctx, addr, wire.MethodSnapshot, req)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if len(out) < 9 {
+			return errMalformedSnapshot
+		}
+		session = binary.BigEndian.Uint64(out)
+		done := out[8] == 1
+		d := codec.Decoder{B: out[9:], Fail: errMalformedSnapshot}
+		for len(d.B) > 0 {
+			k, v := d.Bytes(), d.Bytes()
+			if d.Err != nil {
+				return d.Err
+			}
+			if err := fn(k, v); err != nil {
+				return err
+			}
+		}
+		n.snapshotBytes.Add(uint64(len(out)))
+		if done {
+			return nil
+		}
+	}
+}
