@@ -24,7 +24,9 @@ FUZZ_TARGETS = \
 	./loadtest:FuzzParseTemplate \
 	./loadtest:FuzzParseMix \
 	./loadtest:FuzzParseKeyDist \
-	./loadtest:FuzzDecodeResult
+	./loadtest:FuzzDecodeResult \
+	./cluster/membership:FuzzDecodeMeta \
+	./cluster/membership:FuzzDecodeBeacon
 
 .PHONY: all build test vet fmt-check provision unit fuzz bench bench-go bench-e2e bench-edge bench-loadtest bench-cluster clean
 
@@ -57,7 +59,7 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	done
 
-bench: bench-go bench-e2e bench-edge bench-loadtest bench-cluster
+bench: bench-go bench-e2e bench-edge bench-loadtest bench-cluster bench-storage
 
 bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./core ./core/multiraft ./edge ./internal/jsontext ./transport .
@@ -73,6 +75,10 @@ bench-loadtest:
 
 bench-cluster:
 	scripts/bench-cluster.sh
+
+.PHONY: bench-storage
+bench-storage:
+	scripts/bench-storage.sh
 
 clean:
 	rm -rf bin
