@@ -461,20 +461,12 @@ func (r *raftSM) del(key []byte) {
 	}
 }
 
-type staleKey struct{}
+// WithStaleReads marks ctx so that a clustered node's Get and List answer
+// from the local replica without first confirming with the partition's
+// leader (see item.WithStaleReads).
+func WithStaleReads(ctx context.Context) context.Context { return item.WithStaleReads(ctx) }
 
-// WithStaleReads marks ctx so that a clustered node's Get answers from its
-// local replica without first confirming with the partition's leader: the
-// read may miss the latest writes (by the replica's lag) but costs no
-// round trip. A single node's reads are always current.
-func WithStaleReads(ctx context.Context) context.Context {
-	return context.WithValue(ctx, staleKey{}, true)
-}
-
-func isStale(ctx context.Context) bool {
-	v, _ := ctx.Value(staleKey{}).(bool)
-	return v
-}
+func isStale(ctx context.Context) bool { return item.StaleReads(ctx) }
 
 // StoredNodeID returns the node id kept in store, or "" for a new store.
 func StoredNodeID(ctx context.Context, store tiers.Store) (string, error) {

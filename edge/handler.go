@@ -343,7 +343,12 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 		}
 		opts.Limit = n
 	}
-	page, err := h.be.List(context.Background(), tenant, opts)
+	rctx, err := readConsistency(ctx)
+	if err != nil {
+		h.writeError(ctx, err)
+		return
+	}
+	page, err := h.be.List(rctx, tenant, opts)
 	if err != nil {
 		h.writeError(ctx, err)
 		return
@@ -408,7 +413,12 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 			h.serveMiss(ctx, tenant, id)
 			return
 		}
-		it, err := h.be.Get(context.Background(), tenant, id)
+		rctx, err := readConsistency(ctx)
+		if err != nil {
+			h.writeError(ctx, err)
+			return
+		}
+		it, err := h.be.Get(rctx, tenant, id)
 		if err != nil {
 			h.writeError(ctx, err)
 			return
@@ -636,4 +646,19 @@ func (h *Handler) serveMetrics(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("application/json")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.SetBody(b)
+}
+
+// readConsistency reads ?consistency=: "strong" (the default: the read
+// sees every acknowledged write) or "stale" (the nearest replica answers,
+// possibly behind by its replication lag, without a round trip to the
+// partition's leader).
+func readConsistency(ctx *fasthttp.RequestCtx) (context.Context, error) {
+	switch c := string(ctx.QueryArgs().Peek("consistency")); c {
+	case "", "strong", "linearizable":
+		return context.Background(), nil
+	case "stale":
+		return item.WithStaleReads(context.Background()), nil
+	default:
+		return nil, item.Invalid("invalid_consistency", "consistency must be strong or stale, not %q", c)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,6 +129,22 @@ func TestClusterGrowsFromOneNode(t *testing.T) {
 		if it.Data != "through node 1" {
 			t.Fatalf("read through %s: %s", n.Addr, body)
 		}
+	}
+	// A stale read answers from the local replica; replication lag may
+	// hide the newest write for a moment, never for long.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, body := do(t, "GET", n3.URL("/v1/items/fresh?consistency=stale"), "", "")
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stale read through node 3: %d %s", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, body := do(t, "GET", n3.URL("/v1/items/fresh?consistency=sometimes"), "", ""); code != 400 || !strings.Contains(string(body), "invalid_consistency") {
+		t.Fatalf("a bad consistency: %d %s", code, body)
 	}
 	m := metrics(t, n2)
 	if m.Nodes.Total != 3 || m.Replication.Factor != 3 || m.Replication.Mode != "raft" || m.Shards.Local != 64 {
