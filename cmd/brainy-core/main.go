@@ -214,6 +214,7 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 	go qsrv.Serve(context.Background())
 	// Calls to other nodes notice a dead peer within a second.
 	ccfg := transport.FastFailoverConfig(tlsConf)
+	ccfg.ListenAddr = net.JoinHostPort(host, "0") // calls leave from the address peers know
 	ccfg.Logger = log
 	qclient, err := transport.NewClient(ccfg)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -45,8 +46,11 @@ const (
 	nemesisNodes   = 3
 	nemesisClients = 6
 	nemesisKeys    = 4
+	// nemesisPartitions is few, for a quick start: the keys fall in at
+	// most four of them anyway.
+	nemesisPartitions = 8
 	// nemesisOps is how long each seed's clients and nemesis run.
-	nemesisOps = 18 * time.Second
+	nemesisOps = 20 * time.Second
 	// nemesisTimeout bounds every client request; a write that takes
 	// longer has an unknown outcome.
 	nemesisTimeout = 2 * time.Second
@@ -240,17 +244,29 @@ func startNemesisCluster(t *testing.T, nw *nemesisNet) *nemesisCluster {
 		}
 		args := []string{wrapper, "--bind", nw.addr(i), "--storage", filepath.Join(dir, fmt.Sprint("node-", i)),
 			"--node-id", fmt.Sprint("node-", i), "--cluster-secret", nemesisSecret, "--insecure",
-			"--write-timeout", "1500ms"}
+			"--write-timeout", "1500ms", "--partitions", fmt.Sprint(nemesisPartitions)}
 		if i > 1 {
 			args = append(args, "--peers", nw.addr(1)+":7946")
 		}
 		c.cmds[i] = args
-		if err := c.start(i); err != nil {
-			for j := 1; j < i; j++ {
-				t.Logf("node %d:\n%s", j, c.proc[j].Log())
-			}
-			t.Fatal(err)
+	}
+	// Node 1 founds the cluster; the others join it together.
+	errs := make([]error, nemesisNodes+1)
+	errs[1] = c.start(1)
+	if errs[1] == nil {
+		var wg sync.WaitGroup
+		for i := 2; i <= nemesisNodes; i++ {
+			wg.Go(func() { errs[i] = c.start(i) })
 		}
+		wg.Wait()
+	}
+	if err := errors.Join(errs...); err != nil {
+		for _, p := range c.procs() {
+			if p != nil {
+				t.Logf("%s, the end of its log:\n%s", p.Addr, lastLogLines(p.Log(), 30))
+			}
+		}
+		t.Fatal(err)
 	}
 	return c
 }
@@ -317,6 +333,11 @@ func (c *nemesisCluster) dumpLogs(dir string) []string {
 		}
 	}
 	return files
+}
+
+func lastLogLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // A register per key with the version the server assigned (as in core's
@@ -489,6 +510,11 @@ func (nc *nemesisClient) call(in nemInput) (nemOutput, bool, error) {
 		req.Header.Set("If-Match", `"`+in.ifVer+`"`)
 	}
 	resp, err := nc.http.Do(req)
+	if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
+		// Refused, or no answer to the SYN (a cut link): the request was
+		// never sent, so it did not happen.
+		return nemOutput{}, false, nil
+	}
 	if err != nil {
 		return nemOutput{unknown: true, detail: shortErr(err)}, in.op != "get", nil
 	}
@@ -540,9 +566,11 @@ func shortErr(err error) string {
 }
 
 func runNemesis(t *testing.T, run int, seed uint64) {
+	began := time.Now()
 	nw := setupNemesisNet(t, run)
 	c := startNemesisCluster(t, nw)
-	waitReplicated(t, c.procs(), 64, 0)
+	waitReplicated(t, c.procs(), nemesisPartitions, 0)
+	t.Logf("three nodes up and replicated in %v", time.Since(began).Round(time.Millisecond))
 
 	start := time.Now()
 	since := func() int64 { return time.Since(start).Nanoseconds() }
@@ -561,7 +589,11 @@ func runNemesis(t *testing.T, run int, seed uint64) {
 	for cl := range nemesisClients {
 		clients.Go(func() {
 			rng := rand.New(rand.NewPCG(seed, uint64(cl)))
-			nc := &nemesisClient{c: c, http: &http.Client{Timeout: nemesisTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}}
+			// A node behind a cut link does not answer SYNs: give up on
+			// it soon (a request never sent did not happen) and go on.
+			dialer := &net.Dialer{Timeout: 250 * time.Millisecond}
+			nc := &nemesisClient{c: c, http: &http.Client{Timeout: nemesisTimeout,
+				Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 1}}}
 			defer nc.http.CloseIdleConnections()
 			lastSeen := map[string]string{} // versions this client saw, for CAS
 			for i := 0; !stop.Load() && time.Now().Before(opsEnd); i++ {
@@ -731,9 +763,20 @@ func runNemesis(t *testing.T, run int, seed uint64) {
 				return got.ok && got.value == wi.value
 			})
 			if !ok {
+				// The acknowledged ones first, then the latest calls.
+				slices.SortFunc(cands, func(x, y porcupine.Operation) int {
+					xu, yu := x.Output.(nemOutput).unknown, y.Output.(nemOutput).unknown
+					if xu != yu {
+						return map[bool]int{false: -1, true: 1}[xu]
+					}
+					return cmp.Compare(y.Call, x.Call)
+				})
 				var lines []string
-				for _, w := range cands {
+				for _, w := range cands[:min(len(cands), 15)] {
 					lines = append(lines, fmt.Sprintf("  [%s] %s", opSpan(w), describeNem(w.Input.(nemInput), w.Output.(nemOutput))))
+				}
+				if len(cands) > 15 {
+					lines = append(lines, fmt.Sprintf("  and %d more with unknown outcomes", len(cands)-15))
 				}
 				c.failure(t, seed, "lost write: after healing, %s; the writes it may show are:\n%s",
 					describeNem(r.Input.(nemInput), got), strings.Join(lines, "\n"))
@@ -741,7 +784,9 @@ func runNemesis(t *testing.T, run int, seed uint64) {
 		}
 	}
 
+	checking := time.Now()
 	res, info := porcupine.CheckOperationsVerbose(nemModel, history, 60*time.Second)
+	t.Logf("porcupine: %v in %v", res, time.Since(checking).Round(time.Millisecond))
 	switch res {
 	case porcupine.Ok:
 		return

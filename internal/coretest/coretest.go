@@ -68,12 +68,33 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Process {
 	return p
 }
 
+// StartWrapped is Start with the command run through wrapper, for example
+// {"ip", "netns", "exec", "ns1"}: wrapper + bin + args.
+func StartWrapped(t testing.TB, wrapper []string, bin string, env []string, args ...string) *Process {
+	t.Helper()
+	p, err := startWrapped(wrapper, bin, env, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Kill() })
+	return p
+}
+
 func start(bin string, env []string, args ...string) (*Process, error) {
+	return startWrapped(nil, bin, env, args...)
+}
+
+func startWrapped(wrapper []string, bin string, env []string, args ...string) (*Process, error) {
 	if !slices.Contains(args, "--bind") {
 		args = append([]string{"--http-addr", "127.0.0.1:0"}, args...)
 	}
 	args = append([]string{"--log-format", "json"}, args...)
-	cmd := exec.Command(bin, args...)
+	var cmd *exec.Cmd
+	if len(wrapper) > 0 {
+		cmd = exec.Command(wrapper[0], append(append(wrapper[1:len(wrapper):len(wrapper)], bin), args...)...)
+	} else {
+		cmd = exec.Command(bin, args...)
+	}
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
