@@ -10,9 +10,12 @@
 #                       write to the segment log directly, without the
 #                       buffered wrapper Open puts over it.
 #   BenchmarkGet        point reads of distinct existing keys in random
-#                       order: p50/p99 latency, cached (the writer reads)
-#                       and reopened (after a close and open: every object
-#                       store read misses the value cache).
+#                       order: p50/p99 latency, cached (the writer reads),
+#                       reopened (after a close and open: every object
+#                       store read misses the value cache), and writing
+#                       (cached, while one goroutine applies synced
+#                       one-item batches back to back; -unbuffered: both on
+#                       the segment log directly).
 #   BenchmarkTieredGet  hot dir + S3 warm + Azure cold: p50/p99 of reads
 #                       that hit each tier, each key's first read (a warm
 #                       or cold hit promotes the key to hot).
@@ -32,7 +35,7 @@
 #                        cannot be provisioned fails the run instead of
 #                        skipping its rows
 #
-# About 4 minutes on two cores.
+# About 5 minutes on two cores.
 
 set -euo pipefail
 
@@ -82,7 +85,7 @@ summary() {
 		print ""
 		print "Point reads, one at a time, each key once"
 		print ""
-		print "| backend | cache | p50 µs | p99 µs | object reads/get |"
+		print "| backend | case | p50 µs | p99 µs | object reads/get |"
 		print "|---|---|---:|---:|---:|"
 		for (i = 1; i <= ng; i++) print get[i]
 		print ""

@@ -270,14 +270,27 @@ func benchAdd(b *testing.B, bk benchBackend, unbuffered bool) {
 //     so every read misses the value cache and costs a ranged GET of the
 //     object store (disk: pebble's caches are empty, the OS page cache is
 //     not).
+//   - writing: as cached, while one goroutine applies one-item synced
+//     batches back to back, as core's committer applies its cycles: what
+//     a read pays for a write in flight. Reads start after a random pause
+//     of up to writingPause, so that they arrive independently of the
+//     writes (a reader that starts each read as the last one ends would
+//     wait behind at most one write per write, whatever a write blocks);
+//     ns/op includes the pauses.
+//   - writing-unbuffered (object stores): as writing, with both the writer
+//     and the reads on the segment log itself (Store.Segments[0]) rather
+//     than through the buffered wrapper Open puts over it.
 //
 // It reports p50 and p99 latency and, for object stores, object reads per
 // Get.
 func BenchmarkGet(b *testing.B) {
 	for _, bk := range benchBackends {
-		for _, mode := range []string{"cached", "reopened"} {
+		for _, mode := range []string{"cached", "reopened", "writing", "writing-unbuffered"} {
 			if bk.name == "memory" && mode == "reopened" {
 				continue // nothing survives
+			}
+			if !bk.object && mode == "writing-unbuffered" {
+				continue // no buffered wrapper
 			}
 			b.Run(bk.name+"/"+mode, func(b *testing.B) {
 				n := max(b.N, 1000)
@@ -288,12 +301,22 @@ func BenchmarkGet(b *testing.B) {
 					closeStore(b, st)
 					st = openSpec(b, spec, opts)
 				}
+				var target tiers.Store = st
+				if mode == "writing-unbuffered" {
+					target = st.Segments[0]
+				}
+				if strings.HasPrefix(mode, "writing") {
+					writeInBackground(b, target)
+				}
 				order := mrand.Perm(n)[:b.N]
 				ds := make([]time.Duration, 0, b.N)
 				_, readsBefore := requests(st)
 				b.ResetTimer()
 				for _, i := range order {
-					ds = append(ds, readOnce(b, st, benchKey("get", i)))
+					if strings.HasPrefix(mode, "writing") {
+						time.Sleep(mrand.N(writingPause))
+					}
+					ds = append(ds, readOnce(b, target, benchKey("get", i)))
 				}
 				b.StopTimer()
 				reportLatency(b, "", ds)
@@ -304,6 +327,39 @@ func BenchmarkGet(b *testing.B) {
 			})
 		}
 	}
+}
+
+// writingPause bounds the pause before each read of BenchmarkGet's
+// writing case.
+const writingPause = 2 * time.Millisecond
+
+// writeInBackground applies one-item synced batches to st, one after the
+// other, from the first one's end until the benchmark ends.
+func writeInBackground(b *testing.B, st tiers.Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var batch tiers.Batch
+		for i := 0; ctx.Err() == nil; i++ {
+			batch.Reset()
+			k := benchKey("background", i)
+			batch.Set(k, benchValue(k))
+			if err := st.Apply(ctx, &batch, true); err != nil && ctx.Err() == nil {
+				b.Errorf("background write: %v", err)
+				return
+			}
+			if i == 0 {
+				close(first)
+			}
+		}
+	}()
+	select {
+	case <-first:
+	case <-done:
+	}
+	b.Cleanup(func() { cancel(); <-done })
 }
 
 // Tier placement for BenchmarkTieredGet: keys idle for DemoteAfter move
