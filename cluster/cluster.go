@@ -82,7 +82,8 @@ type Config struct {
 	DeadAfter time.Duration
 	// BootstrapWait is how long a node that never belonged to a cluster
 	// looks for one before the smallest id among those found founds one.
-	// Default 3 s.
+	// Default 3 s; negative: found at once (a node with nothing to
+	// discover).
 	BootstrapWait time.Duration
 	// ReconcileInterval is how often leaders move their groups toward
 	// placement. Default 200 ms.
@@ -239,7 +240,7 @@ func (n *Node) info() Info {
 // findCluster decides between founding and joining (see the package doc).
 // It returns the partition count to open the store with (0: the default).
 func (n *Node) findCluster(ctx context.Context) (found bool, partitions int, err error) {
-	deadline := time.Now().Add(n.cfg.BootstrapWait)
+	deadline := time.Now().Add(max(n.cfg.BootstrapWait, 0))
 	logged := false
 	for {
 		members := n.cfg.Directory.Members()

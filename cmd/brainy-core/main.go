@@ -240,7 +240,7 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 
 	wait := 3 * time.Second
 	if len(gossip.Peers) == 0 && len(gossip.Discover) == 0 && (gossip.Broadcast == nil || !*gossip.Broadcast) && daemon.IsLoopback(s.gossipAddr) {
-		wait = 0 // nothing to discover: found (or rejoin) at once
+		wait = -1 // nothing to discover: found (or rejoin) at once
 	}
 	node, err := cluster.Start(context.Background(), cluster.Config{
 		Core: core.Config{Store: store, StorageLocation: spec.Location(), StorageStats: store.FillStats, NodeID: nodeID,
