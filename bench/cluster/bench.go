@@ -30,6 +30,10 @@ type results struct {
 	etcd      *wrkResult
 	rebalance *rebalanceResult
 	problems  []string
+	// commits and commitWrites are the brainy nodes' storage commits and
+	// the writes they carried during the write load (warm-up included),
+	// summed over the nodes.
+	commits, commitWrites uint64
 	// busyWaits counts measurements started on a machine that other
 	// work kept busy.
 	busyWaits int
@@ -83,9 +87,20 @@ func (b *bench) threeNodes(ctx context.Context) error {
 		for _, n := range c.nodes {
 			servers = append(servers, n.proc)
 		}
+		before, _ := c.snapshots(ctx)
 		r, err := b.runWrk(ctx, "brainy", "brainy-put", c.nodes[0].url(""), servers)
 		if err != nil {
 			return err
+		}
+		if after, err := c.snapshots(ctx); err == nil && len(after) == len(before) {
+			var commits, writes uint64
+			for i := range after {
+				commits += after[i].Operations.Commits - before[i].Operations.Commits
+				writes += after[i].Operations.Writes - before[i].Operations.Writes
+			}
+			// Counted over the warm-up too; a rate over the measured run
+			// only would need a reading between them.
+			b.res.commits, b.res.commitWrites = commits, writes
 		}
 		r.target += " (node n1)"
 		b.res.brainy = &r
@@ -174,6 +189,10 @@ func (b *bench) summary(w io.Writer) {
 				errs = strings.TrimSpace(fmt.Sprintf("%d non-2xx %s", x.non2xx, x.sockErrors))
 			}
 			fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %.2f | %.2f | %.2f | %s |\n", x.store, x.target, x.rps, ms(x.p50), ms(x.p99), x.serverCores, x.busyCores, x.otherCores, errs)
+		}
+		if r.commits > 0 {
+			fmt.Fprintf(w, "\nbrainy storage commits during the write load (warm-up included, all 3 nodes): %d commits carrying %d writes, %.1f writes per commit; %d acknowledged PUTs need at least %d replica writes.\n",
+				r.commits, r.commitWrites, float64(r.commitWrites)/float64(r.commits), int(r.brainy.rps*c.Duration.Seconds()), 3*int(r.brainy.rps*c.Duration.Seconds()))
 		}
 		fmt.Fprintf(w, "\nCPU columns: average cores busy during the run (of %d), the store's processes (all its nodes), the whole machine (store, wrk, kernel, anything else), and the machine minus the store and wrk (kernel and other processes).\n", runtime.NumCPU())
 		if r.brainy != nil && r.etcd != nil && r.etcd.rps > 0 && r.etcd.p99 > 0 {
