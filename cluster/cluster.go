@@ -169,6 +169,7 @@ type Info struct {
 	ID         string `json:"id"`
 	Clustered  bool   `json:"clustered"`  // belongs to a cluster (founded or joined)
 	Partitions int    `json:"partitions"` // the cluster's partition count, when clustered
+	Held       []int  `json:"held,omitempty"` // the partitions this node holds a replica of
 }
 
 // Start opens the local node as a member of the cluster: founding it,
@@ -217,6 +218,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	c.RegisterRPC(cfg.Server)
 	cfg.Server.Handle(wire.MethodGroupInfo, n.handleGroupInfo)
 	cfg.Server.Handle(wire.MethodSnapshot, n.handleSnapshot)
+	cfg.Server.Handle(wire.MethodListPartitions, n.handleListPartitions)
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()
@@ -229,10 +231,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 func (n *Node) info() Info {
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	ready := n.ready
+	n.mu.Unlock()
 	in := Info{ID: n.cfg.Core.NodeID}
-	if n.ready {
+	if ready {
 		in.Clustered, in.Partitions = true, n.core.Partitions()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		in.Held, _ = n.heldPartitions(ctx)
+		cancel()
 	}
 	return in
 }
@@ -441,13 +447,12 @@ func (n *Node) Delete(ctx context.Context, tenant, id string, cond item.Cond) er
 	return err
 }
 
-// List implements edge.Backend. A node answers a list only when it holds
-// every partition (true while the cluster has no more nodes than the
-// replication factor); otherwise it asks a member that does.
+// List implements edge.Backend: from the local replicas when this node
+// holds every partition, else merged with other members' (list.go).
 func (n *Node) List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error) {
 	p, err := n.core.List(ctx, tenant, opts)
 	if errors.Is(err, wire.ErrWrongNode) {
-		err = n.viaPeers(ctx, func(b *upstream.Backend) (err error) { p, err = b.List(ctx, tenant, opts); return err })
+		p, err = n.listAcross(ctx, tenant, opts)
 	}
 	return p, err
 }

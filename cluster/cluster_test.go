@@ -205,6 +205,33 @@ func (c *testCluster) readAll(ids []string, via *member) {
 	}
 }
 
+// listAll pages through the whole list via one member, 7 at a time.
+func (c *testCluster) listAll(ids []string, via *member) {
+	c.t.Helper()
+	var got []string
+	cursor := ""
+	for {
+		p, err := via.node.List(context.Background(), "t", item.ListOptions{Limit: 7, Cursor: cursor})
+		for deadline := time.Now().Add(10 * time.Second); errors.Is(err, item.ErrUnavailable) && time.Now().Before(deadline); {
+			p, err = via.node.List(context.Background(), "t", item.ListOptions{Limit: 7, Cursor: cursor})
+		}
+		if err != nil {
+			c.t.Fatalf("%s: list: %v", via.id, err)
+		}
+		for _, it := range p.Items {
+			got = append(got, it.ID)
+		}
+		if p.Cursor == "" {
+			break
+		}
+		cursor = p.Cursor
+	}
+	want := slices.Sorted(slices.Values(ids))
+	if !slices.Equal(got, want) {
+		c.t.Fatalf("%s: list holds %d items, want %d (first %v)", via.id, len(got), len(want), got[:min(5, len(got))])
+	}
+}
+
 // TestGrowAddRemove: a node holding data alone is joined by two more and
 // every partition gets three voters on three nodes, with the data on all;
 // a fourth node takes its share (forwarding covers the partitions it does
@@ -245,6 +272,7 @@ func TestGrowAddRemove(t *testing.T) {
 	}
 	for _, m := range c.members {
 		c.readAll(ids, m)
+		c.listAll(ids, m)
 	}
 
 	c.stop("node-2")

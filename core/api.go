@@ -154,6 +154,28 @@ func (n *Node) isClosed() bool {
 // those of one type. It merges the partitions' key ranges, so a page costs
 // one seek per partition plus one step per item returned.
 func (n *Node) List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error) {
+	return n.ListPartitions(ctx, tenant, opts, nil)
+}
+
+// ListCursor is the cursor of a page whose last item is lastID: a list
+// that merges pages of several nodes hands it out.
+func ListCursor(lastID string) string { return encodeCursor(lastID) }
+
+// ListPartitions is List over the given partitions only (nil: all). A
+// cluster lists each node's share and merges the pages: ids are one total
+// order across partitions, and so are cursors.
+func (n *Node) ListPartitions(ctx context.Context, tenant string, opts item.ListOptions, parts []int) (*item.Page, error) {
+	if parts == nil {
+		parts = make([]int, n.nparts)
+		for p := range parts {
+			parts[p] = p
+		}
+	}
+	for _, p := range parts {
+		if p < 0 || p >= n.nparts {
+			return nil, item.Invalid("invalid_partition", "partition %d does not exist", p)
+		}
+	}
 	lim := &n.cfg.Limits
 	if err := errors.Join(lim.CheckTenant(tenant), lim.CheckType(opts.Type)); err != nil {
 		return nil, firstInvalid(err)
@@ -173,10 +195,26 @@ func (n *Node) List(ctx context.Context, tenant string, opts item.ListOptions) (
 		return nil, item.ErrClosed
 	}
 	n.ops.lists.Add(1)
-	if n.raft != nil && !isStale(ctx) {
-		for p := range n.nparts {
+	switch {
+	case n.raft != nil && !isStale(ctx):
+		for _, p := range parts {
 			if err := n.readBarrier(ctx, p); err != nil {
 				return nil, err
+			}
+		}
+	case n.raft != nil:
+		// A stale list still must not pass over a partition held elsewhere.
+		st, err := n.raft.Status(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
+		}
+		held := make([]bool, n.nparts)
+		for _, g := range st {
+			held[g.Group] = true
+		}
+		for _, p := range parts {
+			if !held[p] {
+				return nil, ErrNotHere
 			}
 		}
 	}
@@ -187,7 +225,7 @@ func (n *Node) List(ctx context.Context, tenant string, opts item.ListOptions) (
 			s.it.Close()
 		}
 	}()
-	for p := range n.nparts {
+	for _, p := range parts {
 		var prefix []byte
 		if opts.Type != "" {
 			prefix = typePrefix(nil, p, tenant, opts.Type)

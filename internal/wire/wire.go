@@ -39,6 +39,7 @@ const (
 	flagHasType
 	flagHasVector
 	flagCreated
+	flagStale
 )
 
 // Request is any item request; each method uses the fields it needs.
@@ -57,6 +58,8 @@ type Request struct {
 	HasVector bool
 	// List.
 	List item.ListOptions
+	// Stale: a read may be answered by the local replica (item.WithStaleReads).
+	Stale bool
 }
 
 // AppendRequest appends the encoding of r.
@@ -70,6 +73,9 @@ func AppendRequest(dst []byte, r *Request) []byte {
 	}
 	if r.HasVector {
 		flags |= flagHasVector
+	}
+	if r.Stale {
+		flags |= flagStale
 	}
 	dst = append(dst, format, flags)
 	dst = codec.AppendString(dst, r.Tenant)
@@ -95,12 +101,12 @@ func DecodeRequest(b []byte) (*Request, error) {
 		Tenant: d.String(), ID: d.String(),
 		Cond: item.Cond{IfMatch: d.String(), IfNoneMatch: flags&flagIfNoneMatch != 0},
 		Type: d.String(), Data: d.Bytes(), Metadata: d.Bytes(), Vector: d.Vector(),
-		HasType: flags&flagHasType != 0, HasVector: flags&flagHasVector != 0,
+		HasType: flags&flagHasType != 0, HasVector: flags&flagHasVector != 0, Stale: flags&flagStale != 0,
 	}
 	r.List.Type = d.String()
 	limit := d.Uvarint()
 	r.List.Cursor = d.String()
-	if d.Err != nil || len(d.B) != 0 || flags&^(flagIfNoneMatch|flagHasType|flagHasVector) != 0 || limit > math.MaxInt32 {
+	if d.Err != nil || len(d.B) != 0 || flags&^(flagIfNoneMatch|flagHasType|flagHasVector|flagStale) != 0 || limit > math.MaxInt32 {
 		return nil, ErrMalformed
 	}
 	r.List.Limit = int(limit)
@@ -219,6 +225,10 @@ const (
 	// MethodSnapshot streams a partition's keys to a replica installing a
 	// snapshot, in chunks of one consistent read (see cluster/snapshot.go).
 	MethodSnapshot uint16 = 123
+	// MethodListPartitions lists some partitions only: the body is a List
+	// request (bytes) then the partitions (uvarint count, uvarints); the
+	// answer a page. A cluster merges the pages of the nodes holding them.
+	MethodListPartitions uint16 = 124
 )
 
 // ErrorCode classifies err for the wire, and the message to send with it.
