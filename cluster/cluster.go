@@ -167,8 +167,8 @@ type Node struct {
 // Info is what a node answers to MethodClusterInfo.
 type Info struct {
 	ID         string `json:"id"`
-	Clustered  bool   `json:"clustered"`  // belongs to a cluster (founded or joined)
-	Partitions int    `json:"partitions"` // the cluster's partition count, when clustered
+	Clustered  bool   `json:"clustered"`      // belongs to a cluster (founded or joined)
+	Partitions int    `json:"partitions"`     // the cluster's partition count, when clustered
 	Held       []int  `json:"held,omitempty"` // the partitions this node holds a replica of
 }
 

@@ -417,3 +417,31 @@ func DeriveCA(secret []byte) (*CA, error) {
 	}
 	return caFromDER(der, key)
 }
+
+// WriteCA stores ca as dir's cluster CA (ca.crt, ca.key), for edges to
+// copy, unless dir already holds it. A different CA there is an error:
+// certificates issued from it would not be trusted by this cluster.
+func WriteCA(dir string, ca *CA) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pki: create %s: %w", dir, err)
+	}
+	certPath, keyPath := filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile)
+	ok, err := exists(certPath)
+	if err != nil {
+		return err
+	}
+	if ok {
+		have, err := LoadCA(certPath, keyPath)
+		if err != nil {
+			return err
+		}
+		if !have.Key.Equal(ca.Key) {
+			return fmt.Errorf("pki: %s holds another cluster CA than the one derived from the cluster secret; move it away: %w", dir, ErrInvalid)
+		}
+		return nil
+	}
+	if err := writeFile(keyPath, ca.KeyPEM, 0o600); err != nil {
+		return err
+	}
+	return writeFile(certPath, ca.CertPEM, 0o644)
+}
