@@ -216,6 +216,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, nil
 	})
 	c.RegisterRPC(cfg.Server)
+	// Edges' requests may belong to partitions held elsewhere: route them
+	// through the cluster, which forwards (one hop) what is not here.
+	core.RegisterItemRPC(cfg.Server, c, n)
 	cfg.Server.Handle(wire.MethodGroupInfo, n.handleGroupInfo)
 	cfg.Server.Handle(wire.MethodSnapshot, n.handleSnapshot)
 	cfg.Server.Handle(wire.MethodListPartitions, n.handleListPartitions)
@@ -364,11 +367,11 @@ func (n *Node) Close() error {
 	return err
 }
 
-// viaPeers runs op against other members, holders first, until one
-// answers something other than "wrong node". It is how a node answers for
-// a partition it holds no replica of; a forwarded request is answered by
-// the receiving node's own replica and never forwarded again, so requests
-// cannot loop.
+// viaPeers runs op against other members until one answers something
+// other than "wrong node". It is how a node answers for a partition it
+// holds no replica of; the request goes marked as forwarded, so the
+// receiving node answers from its own replicas and never forwards it
+// again: a request crosses at most one hop and cannot loop.
 func (n *Node) viaPeers(ctx context.Context, op func(b *upstream.Backend) error) error {
 	members := n.cfg.Directory.Members()
 	slices.SortFunc(members, func(a, b Peer) int { return cmp.Compare(a.ID, b.ID) })
@@ -394,7 +397,7 @@ func (n *Node) forwarder(addr string) (*upstream.Backend, error) {
 	if b := n.forward[addr]; b != nil {
 		return b, nil
 	}
-	b, err := upstream.New(upstream.Config{Addrs: []string{addr}, Client: n.cfg.Client, Logger: n.log})
+	b, err := upstream.New(upstream.Config{Addrs: []string{addr}, Client: n.cfg.Client, Logger: n.log, Forwarded: true})
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/soullabs/brainy/tiers/memory"
 	"github.com/soullabs/brainy/transport"
 	"github.com/soullabs/brainy/transport/pki"
+	"github.com/soullabs/brainy/upstream"
 )
 
 func testLogger(t *testing.T, id string) *slog.Logger {
@@ -273,6 +274,21 @@ func TestGrowAddRemove(t *testing.T) {
 	for _, m := range c.members {
 		c.readAll(ids, m)
 		c.listAll(ids, m)
+	}
+	// An edge talking to node-4 alone reads every item: node-4 forwards
+	// what it does not hold, one hop.
+	edge, err := upstream.New(upstream.Config{Addrs: []string{n4.srv.Addr().String()}, Client: n4.client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		it, err := edge.Get(context.Background(), "t", id)
+		for deadline := time.Now().Add(10 * time.Second); errors.Is(err, item.ErrUnavailable) && time.Now().Before(deadline); {
+			it, err = edge.Get(context.Background(), "t", id)
+		}
+		if err != nil || string(it.Data) != fmt.Sprintf("%q", id) {
+			t.Fatalf("edge via node-4: %s: %v %v", id, it, err)
+		}
 	}
 
 	c.stop("node-2")

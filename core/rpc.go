@@ -10,49 +10,77 @@ import (
 	"github.com/soullabs/brainy/transport"
 )
 
+// ItemAPI is the item operations an RPC handler runs: a node's own, or a
+// cluster's, which forward what the node does not hold.
+type ItemAPI interface {
+	Add(ctx context.Context, tenant string, it *item.Item) (*item.Item, error)
+	Put(ctx context.Context, tenant string, it *item.Item, cond item.Cond) (_ *item.Item, created bool, _ error)
+	Patch(ctx context.Context, tenant, id string, p *item.Patch, cond item.Cond) (*item.Item, error)
+	Delete(ctx context.Context, tenant, id string, cond item.Cond) error
+	Get(ctx context.Context, tenant, id string) (*item.Item, error)
+	List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error)
+}
+
 // RegisterRPC serves the node's items on s, one handler per wire method,
-// for edges (package upstream) and, later, other nodes forwarding requests.
-// Errors travel as wire error codes, so the caller sees the same sentinel
-// (and, for bad input, the same error code) as a local caller would.
+// for edges (package upstream) and for other nodes forwarding requests,
+// and the change feed edges subscribe to. Errors travel as wire error
+// codes, so the caller sees the same sentinel (and, for bad input, the
+// same error code) as a local caller would.
 func (n *Node) RegisterRPC(s *transport.Server) {
-	s.Handle(wire.MethodGet, n.rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
-		it, err := n.Get(ctx, r.Tenant, r.ID)
-		if err != nil {
-			return nil, err
-		}
-		return wire.AppendItem(nil, it, false), nil
-	}))
-	s.Handle(wire.MethodAdd, n.rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
-		it, err := n.Add(ctx, r.Tenant, r.Item())
-		if err != nil {
-			return nil, err
-		}
-		return wire.AppendItem(nil, it, true), nil
-	}))
-	s.Handle(wire.MethodPut, n.rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
-		it, created, err := n.Put(ctx, r.Tenant, r.Item(), r.Cond)
-		if err != nil {
-			return nil, err
-		}
-		return wire.AppendItem(nil, it, created), nil
-	}))
-	s.Handle(wire.MethodPatch, n.rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
-		it, err := n.Patch(ctx, r.Tenant, r.ID, r.Patch(), r.Cond)
-		if err != nil {
-			return nil, err
-		}
-		return wire.AppendItem(nil, it, false), nil
-	}))
-	s.Handle(wire.MethodDelete, n.rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
-		return nil, n.Delete(ctx, r.Tenant, r.ID, r.Cond)
-	}))
+	RegisterItemRPC(s, n, nil)
 	s.Handle(wire.MethodSubscribe, func(_ context.Context, peer *transport.Peer, _ []byte) ([]byte, error) {
 		// Subscribe before answering: every commit after the answer is pushed.
 		go n.pushChanges(peer, n.SubscribeChanges(1024))
 		return nil, nil
 	})
-	s.Handle(wire.MethodList, n.rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
-		p, err := n.List(ctx, r.Tenant, r.List)
+}
+
+// RegisterItemRPC serves the item methods on s: a request a core
+// forwarded (wire.Request.Forwarded) goes to local, any other to front
+// (local when nil) — so a request crosses at most one hop between cores.
+func RegisterItemRPC(s *transport.Server, local, front ItemAPI) {
+	if front == nil {
+		front = local
+	}
+	pick := func(r *wire.Request) ItemAPI {
+		if r.Forwarded {
+			return local
+		}
+		return front
+	}
+	s.Handle(wire.MethodGet, rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
+		it, err := pick(r).Get(ctx, r.Tenant, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		return wire.AppendItem(nil, it, false), nil
+	}))
+	s.Handle(wire.MethodAdd, rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
+		it, err := pick(r).Add(ctx, r.Tenant, r.Item())
+		if err != nil {
+			return nil, err
+		}
+		return wire.AppendItem(nil, it, true), nil
+	}))
+	s.Handle(wire.MethodPut, rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
+		it, created, err := pick(r).Put(ctx, r.Tenant, r.Item(), r.Cond)
+		if err != nil {
+			return nil, err
+		}
+		return wire.AppendItem(nil, it, created), nil
+	}))
+	s.Handle(wire.MethodPatch, rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
+		it, err := pick(r).Patch(ctx, r.Tenant, r.ID, r.Patch(), r.Cond)
+		if err != nil {
+			return nil, err
+		}
+		return wire.AppendItem(nil, it, false), nil
+	}))
+	s.Handle(wire.MethodDelete, rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
+		return nil, pick(r).Delete(ctx, r.Tenant, r.ID, r.Cond)
+	}))
+	s.Handle(wire.MethodList, rpc(func(ctx context.Context, r *wire.Request) ([]byte, error) {
+		p, err := pick(r).List(ctx, r.Tenant, r.List)
 		if err != nil {
 			return nil, err
 		}
@@ -61,12 +89,15 @@ func (n *Node) RegisterRPC(s *transport.Server) {
 }
 
 // rpc adapts an item operation to a transport handler: it decodes the
-// request and turns errors into wire error codes.
-func (n *Node) rpc(op func(context.Context, *wire.Request) ([]byte, error)) transport.HandlerFunc {
+// request, honours its Stale flag, and turns errors into wire error codes.
+func rpc(op func(context.Context, *wire.Request) ([]byte, error)) transport.HandlerFunc {
 	return func(ctx context.Context, _ *transport.Peer, req []byte) ([]byte, error) {
 		r, err := wire.DecodeRequest(req)
 		if err != nil {
 			return nil, rpcError(item.Invalid("malformed_request", "%v", err))
+		}
+		if r.Stale {
+			ctx = item.WithStaleReads(ctx)
 		}
 		out, err := op(ctx, r)
 		if err != nil {

@@ -31,6 +31,10 @@ type Config struct {
 	CallTimeout time.Duration
 	// Logger receives failovers between cores. Nil discards them.
 	Logger *slog.Logger
+	// Forwarded marks every request as forwarded by a core (one hop): the
+	// receiving core answers from its own replicas. Cores forwarding for
+	// each other set it; edges do not.
+	Forwarded bool
 	// OnChanges, when set, receives the items the cores changed, pushed
 	// after every commit: the way a cache learns what to drop. reset is
 	// true when changes may have been missed (a new or re-established
@@ -109,6 +113,7 @@ func (b *Backend) push(_ context.Context, addr string, method uint16, msg []byte
 // that answered last. Only an unreachable core moves it on: a core's own
 // answer, error or not, is final.
 func (b *Backend) call(ctx context.Context, method uint16, r *wire.Request) ([]byte, error) {
+	r.Forwarded, r.Stale = b.cfg.Forwarded, item.StaleReads(ctx)
 	req := wire.AppendRequest(nil, r)
 	start := int(b.current.Load())
 	var lastErr error

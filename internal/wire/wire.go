@@ -40,6 +40,7 @@ const (
 	flagHasVector
 	flagCreated
 	flagStale
+	flagForwarded
 )
 
 // Request is any item request; each method uses the fields it needs.
@@ -60,6 +61,9 @@ type Request struct {
 	List item.ListOptions
 	// Stale: a read may be answered by the local replica (item.WithStaleReads).
 	Stale bool
+	// Forwarded: a core sent it on behalf of a client (one hop); the
+	// receiver answers from its own replicas and never forwards it again.
+	Forwarded bool
 }
 
 // AppendRequest appends the encoding of r.
@@ -76,6 +80,9 @@ func AppendRequest(dst []byte, r *Request) []byte {
 	}
 	if r.Stale {
 		flags |= flagStale
+	}
+	if r.Forwarded {
+		flags |= flagForwarded
 	}
 	dst = append(dst, format, flags)
 	dst = codec.AppendString(dst, r.Tenant)
@@ -101,12 +108,12 @@ func DecodeRequest(b []byte) (*Request, error) {
 		Tenant: d.String(), ID: d.String(),
 		Cond: item.Cond{IfMatch: d.String(), IfNoneMatch: flags&flagIfNoneMatch != 0},
 		Type: d.String(), Data: d.Bytes(), Metadata: d.Bytes(), Vector: d.Vector(),
-		HasType: flags&flagHasType != 0, HasVector: flags&flagHasVector != 0, Stale: flags&flagStale != 0,
+		HasType: flags&flagHasType != 0, HasVector: flags&flagHasVector != 0, Stale: flags&flagStale != 0, Forwarded: flags&flagForwarded != 0,
 	}
 	r.List.Type = d.String()
 	limit := d.Uvarint()
 	r.List.Cursor = d.String()
-	if d.Err != nil || len(d.B) != 0 || flags&^(flagIfNoneMatch|flagHasType|flagHasVector|flagStale) != 0 || limit > math.MaxInt32 {
+	if d.Err != nil || len(d.B) != 0 || flags&^(flagIfNoneMatch|flagHasType|flagHasVector|flagStale|flagForwarded) != 0 || limit > math.MaxInt32 {
 		return nil, ErrMalformed
 	}
 	r.List.Limit = int(limit)
