@@ -72,9 +72,9 @@ summary() {
 		else if (p[1] == "BenchmarkGet")
 			get[++ng] = sprintf("| %s | %s | %s | %s | %s |", p[2], p[3], metric("p50-µs"), metric("p99-µs"), metric("objreads/get"))
 		else if (p[1] == "BenchmarkTieredGet")
-			tier[++nt] = sprintf("| %s | %s / %s | %s / %s | %s / %s | %s |", p[2],
+			tier[++nt] = sprintf("| %s | %s / %s | %s / %s | %s / %s | %s | %s |", p[2],
 				metric("hot-p50-µs"), metric("hot-p99-µs"), metric("warm-p50-µs"), metric("warm-p99-µs"),
-				metric("cold-p50-µs"), metric("cold-p99-µs"), metric("puts/promotion"))
+				metric("cold-p50-µs"), metric("cold-p99-µs"), metric("puts/promotion"), metric("objreads/promotion"))
 	}
 	END {
 		print "Added: 64 writers, one-item synced batches, 100-byte values"
@@ -91,8 +91,8 @@ summary() {
 		print ""
 		print "Tiered reads (hot dir, S3 warm, Azure cold), each key once, p50 / p99 µs"
 		print ""
-		print "| case | hot | warm | cold | object puts/promotion |"
-		print "|---|---:|---:|---:|---:|"
+		print "| case | hot | warm | cold | object puts/promotion | object reads/promotion |"
+		print "|---|---:|---:|---:|---:|---:|"
 		for (i = 1; i <= nt; i++) print tier[i]
 	}' "$RESULTS"/add.txt "$RESULTS"/get.txt "$RESULTS"/tiered.txt
 }

@@ -390,7 +390,7 @@ const (
 //     cold read fetches the value from the object store.
 //
 // It reports hot-, warm- and cold- p50 and p99 latency, and the object
-// Puts per promotion (the delete from the tier a key left).
+// Puts (the delete from the tier a key left) and reads per promotion.
 func BenchmarkTieredGet(b *testing.B) {
 	for _, mode := range []string{"just-moved", "reopened"} {
 		b.Run(mode, func(b *testing.B) {
@@ -424,7 +424,7 @@ func BenchmarkTieredGet(b *testing.B) {
 			hotDs := make([]time.Duration, 0, n)
 			warmDs := make([]time.Duration, 0, n)
 			coldDs := make([]time.Duration, 0, n)
-			putsBefore, _ := requests(st)
+			putsBefore, readsBefore := requests(st)
 			b.ResetTimer()
 			for _, i := range mrand.Perm(n) {
 				hotDs = append(hotDs, readOnce(b, st, benchKey("hot", i)))
@@ -440,8 +440,9 @@ func BenchmarkTieredGet(b *testing.B) {
 			reportLatency(b, "hot-", hotDs)
 			reportLatency(b, "warm-", warmDs)
 			reportLatency(b, "cold-", coldDs)
-			puts, _ := requests(st)
+			puts, reads := requests(st)
 			b.ReportMetric(float64(puts-putsBefore)/float64(2*n), "puts/promotion")
+			b.ReportMetric(float64(reads-readsBefore)/float64(2*n), "objreads/promotion")
 		})
 	}
 }
