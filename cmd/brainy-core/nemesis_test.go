@@ -74,28 +74,21 @@ func TestNemesisLinearizable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs three nodes under crashes and link cuts for half a minute per seed")
 	}
-	// Two bugs this test found, both outside it:
-	//
-	// 1. brainy-core's QUIC client binds 127.0.0.1 whatever --bind says:
-	//    main.go builds it from transport.FastFailoverConfig, whose
-	//    ListenAddr defaults to 127.0.0.1:7947, so every call to a peer at
-	//    10.x.y.z fails with "sendmsg: invalid argument". Node 2 never
-	//    learns that node 1 founded a cluster and waits for it forever,
-	//    while node 1, seeing node 2 in the gossip, adds it to every
-	//    partition and promotes it (a learner with Match 0 counts as
-	//    caught up while the log is shorter than caughtUpEntries), so the
-	//    partitions lose their quorum. Setting ccfg.ListenAddr to the
-	//    QUIC host with port 0 fixes the start.
-	//
-	// 2. With that fixed, a put was applied twice: core.retryNoLeader
-	//    proposes a write again when an attempt times out (after 1 s),
-	//    but a timed-out proposal is not certainly dropped; its first
-	//    copy, sent to a leader that was SIGKILLed and came back within
-	//    the raft sender's 2 s call timeout, was committed after two
-	//    later acknowledged puts and overwrote them (porcupine: Illegal).
-	//    It needs a proposal caught at a leader's crash, so it shows in
-	//    some runs only.
-	t.Skip("brainy-core nodes cannot reach each other off loopback: the QUIC client binds 127.0.0.1 (cmd/brainy-core/main.go leaves transport.FastFailoverConfig's loopback ListenAddr)")
+	// A bug this test found: a write can be applied twice, the second time
+	// after later acknowledged writes, which it undoes. Seen with seed
+	// 786636833: put(k3, "c5-47") through node 1 during a cut of node 3
+	// took 1.04 s and was acknowledged at version 34; a put and a delete
+	// of k3 were acknowledged after it, and a read then returned "c5-47"
+	// at version 3c (porcupine: Illegal). Both such puts seen took just
+	// over a second: core's retryNoLeader proposes a write again when an
+	// attempt times out (after 1 s), yet a timed-out proposal is not
+	// certainly dropped. The first copy, forwarded to the cut (or killed)
+	// leader, most likely arrives once the link is back (the raft sender's
+	// QUIC call lives 2 s) and is committed as well. It needs a proposal
+	// caught in flight by a fault: about one seed in four shows it.
+	if os.Getenv("BRAINY_NEMESIS_SEED") == "" {
+		t.Skip("known bug: a write whose raft proposal times out is proposed again and can be applied twice (core/replicated.go retryNoLeader); BRAINY_NEMESIS_SEED=N runs the test")
+	}
 	requireNetns(t)
 	var seeds []uint64
 	if s := os.Getenv("BRAINY_NEMESIS_SEED"); s != "" {
