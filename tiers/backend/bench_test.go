@@ -21,9 +21,9 @@ import (
 )
 
 // The storage benchmarks measure each backend as a node uses it, through
-// backend.Open: the write path as core's committer drives it (many
-// goroutines, each applying a one-item synced batch), point reads, and the
-// reads of a tiered store that hit each tier. Object stores run against
+// backend.Open: many goroutines each applying one-item synced batches,
+// point reads (alone and while a writer commits), and the reads of a
+// tiered store that hit each tier. Object stores run against
 // the local test servers (versitygw, fake-gcs-server, Azurite), so their
 // figures are the store's own cost plus loopback HTTP, not a cloud's.
 //
@@ -34,7 +34,7 @@ func TestMain(m *testing.M) { os.Exit(objstoretest.Main(m)) }
 
 // Workload constants.
 const (
-	benchWriters   = 64  // concurrent one-item writers, as many as core's default HTTP load
+	benchWriters   = 64  // concurrent one-item synced writers
 	benchValueSize = 100 // bytes per value
 	preloadBatch   = 256 // items per batch when a benchmark preloads keys
 	benchNodeID    = "bench"
@@ -208,10 +208,10 @@ func reportLatency(b *testing.B, prefix string, ds []time.Duration) {
 	b.ReportMetric(float64(rank(0.99).Nanoseconds())/1e3, prefix+"p99-µs")
 }
 
-// BenchmarkAdd measures the write path: benchWriters goroutines, each
-// applying one-item synced batches of benchValueSize-byte values as fast
-// as the store acknowledges them, the way core's committer applies
-// commands. It reports items/s and, for object stores, object Puts per
+// BenchmarkAdd measures the write path under concurrent writers:
+// benchWriters goroutines, each applying one-item synced batches of
+// benchValueSize-byte values as fast as the store acknowledges them. It
+// reports items/s and, for object stores, object Puts per
 // item: group commit should keep that far below 1.
 //
 // For object stores, the -unbuffered variant applies the same batches to
