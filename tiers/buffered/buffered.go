@@ -9,12 +9,17 @@
 //
 // Invariants:
 //   - Readers see a write once its Apply returns, synced or not: Get and
-//     NewIter consult the buffer before the store below.
-//   - A synced Apply writes the buffer and its own batch as one batch,
-//     buffered writes first, so the store below sees writes in Apply order.
-//   - Unsynced writes are lost if the process dies before the next synced
-//     Apply or flush (the tiers.Store contract allows it); FlushAfter bounds
-//     how long they wait.
+//     NewIter consult the buffer before the store below. They never wait
+//     for the store below to finish a write.
+//   - Writes reach the store below in Apply order: one flusher at a time
+//     writes everything queued (buffered writes, then the synced batches,
+//     in arrival order) as one batch; synced Applies that arrive meanwhile
+//     wait for the next flush and share it (group commit).
+//   - A buffered entry leaves memory only once a flush that holds it (or a
+//     later write of the key) is in the store below.
+//   - Unsynced writes are lost if the process dies before the next flush
+//     (the tiers.Store contract allows it); FlushAfter bounds how long they
+//     wait.
 package buffered
 
 import (
@@ -33,13 +38,14 @@ type Store struct {
 	inner      tiers.Store
 	flushAfter time.Duration
 
-	// mu serialises writes (and flushes) and guards mem and pending; reads
-	// take it shared.
-	mu      sync.RWMutex
-	mem     *btree.BTreeG[entry] // buffered writes; del marks a deletion
-	pending tiers.Batch          // the same writes, in order, for the store below
-	since   time.Time            // when pending got its first write
-	closed  bool
+	mu       sync.Mutex
+	mem      *btree.BTreeG[entry] // buffered writes not yet flushed; guarded by mu
+	seq      uint64               // numbers buffered writes; guarded by mu
+	pending  tiers.Batch          // buffered writes, in order, not yet taken by a flush; guarded by mu
+	syncs    []*syncReq           // synced Applies waiting for a flush; guarded by mu
+	flushing bool                 // a flusher is writing; guarded by mu
+	since    time.Time            // when pending got its first write; guarded by mu
+	closed   bool                 // guarded by mu
 
 	stop chan struct{}
 	done chan struct{}
@@ -48,6 +54,12 @@ type Store struct {
 type entry struct {
 	key, val []byte
 	del      bool
+	seq      uint64 // the write's number: a flush removes entries up to its own
+}
+
+type syncReq struct {
+	b    tiers.Batch
+	done chan error
 }
 
 func less(a, b entry) bool { return bytes.Compare(a.key, b.key) < 0 }
@@ -70,63 +82,98 @@ func (s *Store) Inner() tiers.Store { return s.inner }
 // Apply implements tiers.Store.
 func (s *Store) Apply(ctx context.Context, b *tiers.Batch, sync bool) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return tiers.ErrClosed
 	}
 	if !sync {
 		if s.pending.Len() == 0 {
 			s.since = time.Now()
 		}
-		return b.Each(func(del bool, key, value []byte) error {
-			if del {
-				s.pending.Delete(key)
-			} else {
-				s.pending.Set(key, value)
-			}
-			e := entry{key: bytes.Clone(key), val: bytes.Clone(value), del: del}
+		_ = b.Each(func(del bool, key, value []byte) error {
+			appendOp(&s.pending, del, key, value)
+			s.seq++
+			e := entry{key: bytes.Clone(key), val: bytes.Clone(value), del: del, seq: s.seq}
 			if e.val == nil && !del {
 				e.val = []byte{}
 			}
 			s.mem.ReplaceOrInsert(e)
 			return nil
 		})
+		s.mu.Unlock()
+		return nil
 	}
-	if s.pending.Len() == 0 {
-		return s.inner.Apply(ctx, b, true)
+	r := &syncReq{done: make(chan error, 1)}
+	appendBatch(&r.b, b)
+	s.syncs = append(s.syncs, r)
+	if !s.flushing {
+		s.flushLocked(ctx) // returns with mu unlocked
+	} else {
+		s.mu.Unlock()
 	}
-	// One batch: the buffered writes, then b's. Built apart from pending,
-	// so that if it fails the buffer is as it was and b is not in it.
-	var all tiers.Batch
-	appendBatch(&all, &s.pending)
-	appendBatch(&all, b)
-	if err := s.inner.Apply(ctx, &all, true); err != nil {
-		return err
+	return <-r.done
+}
+
+// flushLocked is called with mu held and returns with it released. It
+// writes what is queued, then whatever queued meanwhile, until nothing is.
+func (s *Store) flushLocked(ctx context.Context) {
+	s.flushing = true
+	for s.pending.Len() > 0 || len(s.syncs) > 0 {
+		var all tiers.Batch
+		appendBatch(&all, &s.pending)
+		taken, upTo := s.pending, s.seq
+		s.pending = tiers.Batch{}
+		syncs := s.syncs
+		s.syncs = nil
+		for _, r := range syncs {
+			appendBatch(&all, &r.b)
+		}
+		s.mu.Unlock()
+
+		err := s.inner.Apply(ctx, &all, true)
+
+		s.mu.Lock()
+		if err != nil {
+			// The buffered writes stay buffered, ahead of newer ones.
+			appendBatch(&taken, &s.pending)
+			s.pending = taken
+		} else {
+			// Drop the flushed entries, unless rewritten since.
+			var drop []entry
+			s.mem.Ascend(func(e entry) bool {
+				if e.seq <= upTo {
+					drop = append(drop, e)
+				}
+				return true
+			})
+			for _, e := range drop {
+				s.mem.Delete(e)
+			}
+		}
+		for _, r := range syncs {
+			r.done <- err
+		}
+		if err != nil {
+			break
+		}
 	}
-	s.pending.Reset()
-	s.mem.Clear(false)
-	return nil
+	s.flushing = false
+	s.mu.Unlock()
+}
+
+func appendOp(dst *tiers.Batch, del bool, key, value []byte) {
+	if del {
+		dst.Delete(key)
+	} else {
+		dst.Set(key, value)
+	}
 }
 
 func appendBatch(dst, src *tiers.Batch) {
 	_ = src.Each(func(del bool, key, value []byte) error {
-		if del {
-			dst.Delete(key)
-		} else {
-			dst.Set(key, value)
-		}
+		appendOp(dst, del, key, value)
 		return nil
 	})
-}
-
-// flushLocked writes the buffer (synced) and, on success, empties it.
-func (s *Store) flushLocked(ctx context.Context) error {
-	if err := s.inner.Apply(ctx, &s.pending, true); err != nil {
-		return err
-	}
-	s.pending.Reset()
-	s.mem.Clear(false)
-	return nil
 }
 
 func (s *Store) flushLoop() {
@@ -140,22 +187,23 @@ func (s *Store) flushLoop() {
 		case <-t.C:
 		}
 		s.mu.Lock()
-		if !s.closed && s.pending.Len() > 0 && time.Since(s.since) >= s.flushAfter {
-			_ = s.flushLocked(context.Background()) // a failure retries next tick
+		if !s.closed && !s.flushing && s.pending.Len() > 0 && time.Since(s.since) >= s.flushAfter {
+			s.flushLocked(context.Background()) // a failure retries next tick
+		} else {
+			s.mu.Unlock()
 		}
-		s.mu.Unlock()
 	}
 }
 
 // Get implements tiers.Store.
 func (s *Store) Get(ctx context.Context, key []byte) ([]byte, error) {
-	s.mu.RLock()
+	s.mu.Lock()
 	if s.closed {
-		s.mu.RUnlock()
+		s.mu.Unlock()
 		return nil, tiers.ErrClosed
 	}
 	e, ok := s.mem.Get(entry{key: key})
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	if ok {
 		if e.del {
 			return nil, tiers.ErrNotFound
@@ -168,11 +216,13 @@ func (s *Store) Get(ctx context.Context, key []byte) ([]byte, error) {
 // NewIter implements tiers.Store: the buffer's writes merged over the
 // store below, both as of the call.
 func (s *Store) NewIter(ctx context.Context, lower, upper []byte) (tiers.Iterator, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
 		return nil, tiers.ErrClosed
 	}
+	// Under mu, no flush can complete between the two snapshots, so an
+	// entry is either still buffered or already below.
 	inner, err := s.inner.NewIter(ctx, lower, upper)
 	if err != nil {
 		return nil, err
@@ -193,9 +243,9 @@ func (s *Store) NewIter(ctx context.Context, lower, upper []byte) (tiers.Iterato
 // Stats implements tiers.Store: the store below, plus the buffered bytes.
 func (s *Store) Stats() tiers.Stats {
 	st := s.inner.Stats()
-	s.mu.RLock()
+	s.mu.Lock()
 	st.LiveBytes += int64(s.pending.Size())
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	return st
 }
 
@@ -207,8 +257,17 @@ func (s *Store) Close() error {
 		return nil
 	}
 	var err error
+	for s.flushing { // let a running flush finish
+		s.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		s.mu.Lock()
+	}
 	if s.pending.Len() > 0 {
-		err = s.flushLocked(context.Background())
+		r := &syncReq{done: make(chan error, 1)}
+		s.syncs = append(s.syncs, r)
+		s.flushLocked(context.Background())
+		err = <-r.done
+		s.mu.Lock()
 	}
 	s.closed = true
 	s.mu.Unlock()

@@ -2,6 +2,8 @@ package buffered
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,5 +101,61 @@ func TestFlushAfter(t *testing.T) {
 			t.Fatal("a buffered write never reached the store below")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// slowApply is a store below whose synced Applies take a while, like an
+// object Put, and which counts them.
+type slowApply struct {
+	tiers.Store
+	mu      sync.Mutex
+	applies int
+}
+
+func (s *slowApply) Apply(ctx context.Context, b *tiers.Batch, sync bool) error {
+	time.Sleep(2 * time.Millisecond)
+	s.mu.Lock()
+	s.applies++
+	s.mu.Unlock()
+	return s.Store.Apply(ctx, b, sync)
+}
+
+// TestGroupCommitAndReadsNeverWait: concurrent synced writers share the
+// writes below, and reads of buffered keys answer while a write is in
+// flight.
+func TestGroupCommitAndReadsNeverWait(t *testing.T) {
+	ctx := context.Background()
+	below := &slowApply{Store: memory.New()}
+	s := New(below, time.Hour)
+	defer s.Close()
+	var b tiers.Batch
+	b.Set([]byte("buffered"), []byte("v"))
+	if err := s.Apply(ctx, &b, false); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Go(func() {
+			var b tiers.Batch
+			b.Set(fmt.Appendf(nil, "k%d", i), []byte("v"))
+			if err := s.Apply(ctx, &b, true); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	below.mu.Lock()
+	applies := below.applies
+	below.mu.Unlock()
+	if applies >= 32 {
+		t.Errorf("32 concurrent synced writes made %d writes below: they should share them", applies)
+	}
+	for i := range 32 {
+		if _, err := s.Get(ctx, fmt.Appendf(nil, "k%d", i)); err != nil {
+			t.Fatalf("k%d: %v", i, err)
+		}
+	}
+	if v, err := below.Get(ctx, []byte("buffered")); err != nil || string(v) != "v" {
+		t.Fatalf("the buffered write did not ride along: %q %v", v, err)
 	}
 }
