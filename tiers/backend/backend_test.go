@@ -101,3 +101,21 @@ func TestParseErrors(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParse: any setting parses or fails with one line, never a panic.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"memory", "./data", "file:///x", "s3://bucket/p?endpoint=http://h", "r2://bucket?account=a",
+		"gs://bucket-{{nodeId}}/x", "azure://c/p?create_container=true", "cloud://b", "{{nodeId}}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, setting string) {
+		spec, err := Parse(setting)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("a multi-line error: %q", err)
+			}
+			return
+		}
+		_ = spec.Expand("node-1").String()
+	})
+}
