@@ -112,8 +112,11 @@ func NextStep(st multiraft.GroupStatus, self multiraft.NodeID, want []multiraft.
 	isVoter := func(id multiraft.NodeID) bool { return slices.Contains(st.Voters, id) }
 	isLearner := func(id multiraft.NodeID) bool { return slices.Contains(st.Learners, id) }
 	caughtUp := func(id multiraft.NodeID) bool {
+		// A replica that never acknowledged an entry (Match 0) or has not
+		// answered lately is not caught up, however short the log: making
+		// an unreachable node a voter could cost the group its quorum.
 		m, ok := st.Match[id]
-		return ok && m+caughtUpEntries >= st.Commit
+		return ok && m > 0 && (id == self || st.Active[id]) && m+caughtUpEntries >= st.Commit
 	}
 	for _, id := range want {
 		if !isVoter(id) && !isLearner(id) {

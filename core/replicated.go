@@ -178,7 +178,7 @@ func (n *Node) proposeRaft(ctx context.Context, cmd *Command) result {
 	part := PartitionOf(cmd.Tenant, cmd.ID, n.nparts)
 	enc := cmd.AppendEncode(nil)
 	var v any
-	err := n.retryNoLeader(ctx, part, func(ctx context.Context) (err error) {
+	err := n.retryNoLeader(ctx, part, false, func(ctx context.Context) (err error) {
 		v, err = n.raft.Propose(ctx, multiraft.GroupID(part), enc)
 		return err
 	})
@@ -191,16 +191,22 @@ func (n *Node) proposeRaft(ctx context.Context, cmd *Command) result {
 // readBarrier waits until this replica of part has applied every write
 // acknowledged before the call.
 func (n *Node) readBarrier(ctx context.Context, part int) error {
-	return n.retryNoLeader(ctx, part, func(ctx context.Context) error {
+	return n.retryNoLeader(ctx, part, true, func(ctx context.Context) error {
 		return n.raft.ReadIndex(ctx, multiraft.GroupID(part))
 	})
 }
 
 // retryNoLeader runs op until it succeeds, fails for a reason other than
-// a missing leader, or ProposeTimeout passes. Each attempt gets a slice
-// of the time: raft drops a proposal silently when a leader loses it, and
-// only a timeout tells.
-func (n *Node) retryNoLeader(ctx context.Context, part int, op func(context.Context) error) error {
+// a missing leader, or ProposeTimeout passes.
+//
+// ErrNoLeader means raft dropped the request before it entered any log,
+// so trying again is always safe. A timeout is different: raft may have
+// forwarded the request to a leader that lost it — or that committed it
+// after all, late. An idempotent op (a read barrier) is tried again then,
+// each attempt getting a slice of the time; a write is not, since a second
+// proposal could apply it twice: its outcome is unknown, and the caller
+// hears item.ErrUnavailable.
+func (n *Node) retryNoLeader(ctx context.Context, part int, idempotent bool, op func(context.Context) error) error {
 	timeout := n.cfg.Raft.ProposeTimeout
 	if timeout == 0 {
 		timeout = 3 * time.Second
@@ -208,7 +214,10 @@ func (n *Node) retryNoLeader(ctx context.Context, part int, op func(context.Cont
 	deadline := time.Now().Add(timeout)
 	backoff := 5 * time.Millisecond
 	for {
-		attempt := min(time.Until(deadline), time.Second)
+		attempt := time.Until(deadline)
+		if idempotent {
+			attempt = min(attempt, time.Second)
+		}
 		actx, cancel := context.WithTimeout(ctx, attempt)
 		err := op(actx)
 		cancel()
@@ -221,6 +230,8 @@ func (n *Node) retryNoLeader(ctx context.Context, part int, op func(context.Cont
 			return item.ErrClosed
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded) && !idempotent:
+			return fmt.Errorf("%w: partition %d: no answer within %v; the write may or may not have happened", item.ErrUnavailable, part, timeout)
 		case !errors.Is(err, multiraft.ErrNoLeader) && !errors.Is(err, context.DeadlineExceeded):
 			return fmt.Errorf("%w: partition %d: %v", item.ErrUnavailable, part, err)
 		}

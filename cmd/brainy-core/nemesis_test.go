@@ -74,21 +74,11 @@ func TestNemesisLinearizable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs three nodes under crashes and link cuts for half a minute per seed")
 	}
-	// A bug this test found: a write can be applied twice, the second time
-	// after later acknowledged writes, which it undoes. Seen with seed
-	// 786636833: put(k3, "c5-47") through node 1 during a cut of node 3
-	// took 1.04 s and was acknowledged at version 34; a put and a delete
-	// of k3 were acknowledged after it, and a read then returned "c5-47"
-	// at version 3c (porcupine: Illegal). Both such puts seen took just
-	// over a second: core's retryNoLeader proposes a write again when an
-	// attempt times out (after 1 s), yet a timed-out proposal is not
-	// certainly dropped. The first copy, forwarded to the cut (or killed)
-	// leader, most likely arrives once the link is back (the raft sender's
-	// QUIC call lives 2 s) and is committed as well. It needs a proposal
-	// caught in flight by a fault: about one seed in four shows it.
-	if os.Getenv("BRAINY_NEMESIS_SEED") == "" {
-		t.Skip("known bug: a write whose raft proposal times out is proposed again and can be applied twice (core/replicated.go retryNoLeader); BRAINY_NEMESIS_SEED=N runs the test")
-	}
+	// Seed 786636833 once found a write applied twice: a proposal that
+	// timed out was proposed again, while the first copy, forwarded to a
+	// cut leader, was still committed later. Writes are no longer proposed
+	// again after a timeout (core's retryNoLeader): their outcome is
+	// reported unknown instead.
 	requireNetns(t)
 	var seeds []uint64
 	if s := os.Getenv("BRAINY_NEMESIS_SEED"); s != "" {

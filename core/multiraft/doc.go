@@ -32,8 +32,9 @@
 // applied index (StateMachine.ApplyConfState), and handed back to raft at
 // restart, so the two can never disagree.
 //
-// Reads: ReadIndex with raft's lease-based read-only option, safe because
-// CheckQuorum makes a leader step down once it loses its quorum.
+// Reads: ReadIndex confirmed by a heartbeat round (raft's ReadOnlySafe),
+// one round per group per driver cycle shared by every read of the cycle;
+// not a leader lease, which a starved scheduler or a skewed clock breaks.
 //
 // Results reach proposers only after StateMachine.Commit, so a write is
 // acknowledged once it is durable in the log and visible to readers.

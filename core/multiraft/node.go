@@ -182,6 +182,7 @@ type Node struct {
 	rng     *rand.Rand
 	replies []reply // results to deliver after the state machine's Commit
 	ticks   uint64
+	cycle   uint64 // driver cycles, for batching reads
 
 	mu        sync.Mutex
 	leaders   map[GroupID]NodeID // guarded by mu; updated by the driver
@@ -203,9 +204,13 @@ type group struct {
 	// durable: those of cycles before the last synced persist. The log is
 	// never compacted past it, so a crash cannot lose both.
 	durable  uint64
-	first    uint64      // first entry index persisted (entries before it are compacted)
-	snapFrom NodeID      // sender of the last snapshot message stepped
-	reads    []*proposal // ReadIndex requests that know their index, waiting for applied to reach it
+	first    uint64 // first entry index persisted (entries before it are compacted)
+	snapFrom NodeID // sender of the last snapshot message stepped
+	// readCtx is the request context of the read-index request made in
+	// driver cycle readCycle, which later reads of that cycle share.
+	readCtx   []byte
+	readCycle uint64
+	reads     []*proposal // ReadIndex requests that know their index, waiting for applied to reach it
 }
 
 // proposal is a command, a conf change or a read waiting for the driver.
@@ -305,10 +310,12 @@ func (n *Node) openGroup(ctx context.Context, g GroupID, peers []NodeID) error {
 		MaxInflightMsgs: n.cfg.MaxInflightMsgs,
 		CheckQuorum:     true,
 		PreVote:         true,
-		// Reads are served by a leader that heard from a quorum within the
-		// election timeout, without a round trip (the leader lease that
-		// CheckQuorum makes safe on bounded clock drift).
-		ReadOnlyOption: raft.ReadOnlyLeaseBased,
+		// Reads are confirmed by a heartbeat round with a quorum
+		// (ReadOnlySafe), not by a leader lease: a lease is only as good
+		// as the nodes' clocks and schedulers, and a starved leader that
+		// missed its ticks would serve stale reads past a new election.
+		// Reads of one cycle share one round (see propose).
+		ReadOnlyOption: raft.ReadOnlySafe,
 		Logger:         raftLogger{n.log.With("group", uint32(g))},
 	}
 	rn, err := raft.NewRawNode(rc)
@@ -477,6 +484,9 @@ type GroupStatus struct {
 	// Match is, on the leader only, how far each replica's log is known to
 	// match the leader's; Commit - Match is the replica's lag in entries.
 	Match map[NodeID]uint64
+	// Active is, on the leader only, whether each replica answered within
+	// the last election timeout.
+	Active map[NodeID]bool
 }
 
 // Status returns the status of every group open here, by group id.
@@ -502,8 +512,10 @@ func (n *Node) Status(ctx context.Context) ([]GroupStatus, error) {
 			slices.Sort(gs.Learners)
 			if st.RaftState == raft.StateLeader {
 				gs.Match = map[NodeID]uint64{}
+				gs.Active = map[NodeID]bool{}
 				for id, pr := range st.Progress {
 					gs.Match[NodeID(id)] = pr.Match
+					gs.Active[NodeID(id)] = pr.RecentActive
 				}
 			}
 			out = append(out, gs)
@@ -619,6 +631,7 @@ func (n *Node) run() {
 				break drain
 			}
 		}
+		n.cycle++
 		if err := n.handleReady(); err != nil {
 			n.log.Error("persisting raft state failed; stopping", "err", err)
 			go n.Close()
@@ -681,8 +694,16 @@ func (n *Node) propose(p *proposal) {
 		p.cc.Context = binary.BigEndian.AppendUint64(nil, id)
 		err = g.rn.ProposeConfChange(p.cc)
 	case kindRead:
-		binary.BigEndian.PutUint64(p.data, id)
-		g.rn.ReadIndex(p.data)
+		// Reads that arrive in one driver cycle share one read-index
+		// request: any index that covers the first covers them all, since
+		// they all began before it was asked.
+		if g.readCycle == n.cycle && g.readCtx != nil {
+			p.data = g.readCtx
+		} else {
+			binary.BigEndian.PutUint64(p.data, id)
+			g.rn.ReadIndex(p.data)
+			g.readCtx, g.readCycle = p.data, n.cycle
+		}
 		g.reads = append(g.reads, p)
 		return
 	}
@@ -836,7 +857,6 @@ func (n *Node) readState(g *group, rs raft.ReadState) {
 	for _, p := range g.reads {
 		if p.index == 0 && string(p.data) == string(rs.RequestCtx) {
 			p.index = max(rs.Index, 1)
-			return
 		}
 	}
 }

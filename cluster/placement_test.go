@@ -1,0 +1,132 @@
+package cluster
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/soullabs/brainy/core/multiraft"
+)
+
+func members(n int, zones ...string) []Member {
+	var out []Member
+	for i := range n {
+		m := Member{ID: fmt.Sprint("node-", i), Raft: multiraft.NodeID(i + 1)}
+		if len(zones) > 0 {
+			m.Zone = zones[i%len(zones)]
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestPlace(t *testing.T) {
+	ms := members(5)
+	leaders := map[multiraft.NodeID]int{}
+	for p := range 64 {
+		got := Place(p, ms, 3)
+		if len(got) != 3 || len(slices.Compact(slices.Sorted(slices.Values(got)))) != 3 {
+			t.Fatalf("partition %d placed on %v: want 3 distinct nodes", p, got)
+		}
+		// The same answer whatever the order of the member list.
+		rev := slices.Clone(ms)
+		slices.Reverse(rev)
+		if !slices.Equal(Place(p, rev, 3), got) {
+			t.Fatalf("partition %d: placement depends on member order", p)
+		}
+		leaders[got[0]]++
+	}
+	for id, n := range leaders {
+		if n < 64/5/2 || n > 64/5*2 {
+			t.Errorf("node %d is preferred leader of %d of 64 partitions: unbalanced %v", id, n, leaders)
+		}
+	}
+	if got := Place(0, members(2), 3); len(got) != 2 {
+		t.Errorf("two members, factor 3: %v", got)
+	}
+}
+
+// TestPlaceMovesLittle: a sixth member takes some partitions' replicas;
+// the others keep theirs.
+func TestPlaceMovesLittle(t *testing.T) {
+	before, after := members(5), members(6)
+	moved := 0
+	for p := range 64 {
+		a, b := Place(p, before, 3), Place(p, after, 3)
+		for _, id := range b {
+			if !slices.Contains(a, id) {
+				moved++
+				if id != 6 {
+					t.Fatalf("partition %d: node %d gained a replica although only node 6 joined", p, id)
+				}
+			}
+		}
+	}
+	if moved == 0 || moved > 64*3/6*2 {
+		t.Errorf("%d of 192 replicas moved to the new node; want about a sixth", moved)
+	}
+}
+
+func TestPlaceSpreadsZones(t *testing.T) {
+	ms := members(6, "a", "a", "b", "b", "c", "c")
+	for p := range 64 {
+		zones := map[string]bool{}
+		for _, id := range Place(p, ms, 3) {
+			zones[ms[id-1].Zone] = true
+		}
+		if len(zones) != 3 {
+			t.Fatalf("partition %d: replicas in zones %v, want 3 zones", p, zones)
+		}
+	}
+}
+
+func changeOf(s Step) (pb.ConfChangeType, multiraft.NodeID) {
+	if s.Change == nil {
+		return -1, 0
+	}
+	c := s.Change.GetChanges()[0]
+	return c.GetType(), multiraft.NodeID(c.GetNodeId())
+}
+
+func TestNextStep(t *testing.T) {
+	const self = 1
+	want := []multiraft.NodeID{1, 2, 3}
+	st := multiraft.GroupStatus{Leader: self, Commit: 10, Voters: []multiraft.NodeID{1},
+		Match: map[multiraft.NodeID]uint64{1: 10}, Active: map[multiraft.NodeID]bool{1: true}}
+	if typ, id := changeOf(NextStep(st, self, want)); typ != pb.ConfChangeType_ConfChangeAddLearnerNode || id != 2 {
+		t.Fatalf("a group of one: %v %d, want to add node 2 as learner", typ, id)
+	}
+	st.Learners = []multiraft.NodeID{2, 3}
+	st.Match[2], st.Match[3] = 0, 0
+	if s := NextStep(st, self, want); s.Change != nil || s.TransferTo != 0 {
+		t.Fatalf("learners that never acknowledged anything were acted on: %+v", s)
+	}
+	st.Match[2] = 9
+	if s := NextStep(st, self, want); s.Change != nil {
+		t.Fatalf("a learner that is not answering was promoted: %+v", s)
+	}
+	st.Active[2] = true
+	if typ, id := changeOf(NextStep(st, self, want)); typ != pb.ConfChangeType_ConfChangeAddNode || id != 2 {
+		t.Fatalf("a caught-up, answering learner: %v %d, want its promotion", typ, id)
+	}
+	// Leaving: node 1 is no longer wanted; it hands leadership over first.
+	st = multiraft.GroupStatus{Leader: self, Commit: 10, Voters: []multiraft.NodeID{1, 2, 3, 4},
+		Match: map[multiraft.NodeID]uint64{1: 10, 2: 10, 3: 10, 4: 10}, Active: map[multiraft.NodeID]bool{1: true, 2: true, 3: true, 4: true}}
+	if s := NextStep(st, self, []multiraft.NodeID{4, 2, 3}); s.TransferTo == 0 || s.Change != nil {
+		t.Fatalf("the leader leaving its group: %+v, want a leadership transfer", s)
+	}
+	// Another node's voter that is not wanted is removed.
+	if typ, id := changeOf(NextStep(st, self, []multiraft.NodeID{1, 2, 3})); typ != pb.ConfChangeType_ConfChangeRemoveNode || id != 4 {
+		t.Fatalf("an unwanted voter: %v %d, want its removal", typ, id)
+	}
+	// In place: only leadership balancing remains.
+	st.Voters = []multiraft.NodeID{1, 2, 3}
+	if s := NextStep(st, self, []multiraft.NodeID{2, 1, 3}); s.TransferTo != 2 {
+		t.Fatalf("preferred leader 2: %+v", s)
+	}
+	if s := NextStep(st, self, want); s.Change != nil || s.TransferTo != 0 {
+		t.Fatalf("a group where it should be: %+v, want nothing", s)
+	}
+}
