@@ -74,7 +74,8 @@ type Config struct {
 	// no other member. Default 1s.
 	RejoinInterval time.Duration
 	// HealInterval is how often discovery is re-run once in a cluster, so
-	// that partitioned halves find each other again. Default 30s.
+	// that partitioned halves, or a restarted node that has no peers of its
+	// own to ask, find each other again. Default 5s.
 	HealInterval time.Duration
 	// BeaconInterval is how often a beacon is sent while alone. Default 1s.
 	BeaconInterval time.Duration
@@ -156,7 +157,7 @@ func (c *Config) EnsureDefaults() {
 		}
 	}
 	setDur(&c.RejoinInterval, time.Second)
-	setDur(&c.HealInterval, 30*time.Second)
+	setDur(&c.HealInterval, 5*time.Second)
 	setDur(&c.BeaconInterval, time.Second)
 	setDur(&c.BeaconHealInterval, 10*time.Second)
 	setDur(&c.ProbeInterval, 200*time.Millisecond)
