@@ -191,6 +191,9 @@ func (n *Node) proposeRaft(ctx context.Context, cmd *Command) result {
 // readBarrier waits until this replica of part has applied every write
 // acknowledged before the call.
 func (n *Node) readBarrier(ctx context.Context, part int) error {
+	if n.raft.SoleVoterLeader(multiraft.GroupID(part)) {
+		return nil
+	}
 	return n.retryNoLeader(ctx, part, true, func(ctx context.Context) error {
 		return n.raft.ReadIndex(ctx, multiraft.GroupID(part))
 	})

@@ -186,6 +186,7 @@ type Node struct {
 
 	mu        sync.Mutex
 	leaders   map[GroupID]NodeID // guarded by mu; updated by the driver
+	voters    map[GroupID]int    // guarded by mu: voters in each group's config, updated by the driver
 	elections uint64             // guarded by mu: times this node became a leader
 
 	syncs, readies uint64 // owned by the driver; read through Stats
@@ -262,6 +263,7 @@ func New(cfg Config) (*Node, error) {
 		waiters: map[uint64]*proposal{},
 		rng:     rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
 		leaders: map[GroupID]NodeID{},
+		voters:  map[GroupID]int{},
 	}
 	go n.run()
 	return n, nil
@@ -345,6 +347,9 @@ func (n *Node) openGroup(ctx context.Context, g GroupID, peers []NodeID) error {
 		return &pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: &index, Term: &term, ConfState: cs}}, nil
 	}
 	n.groups[g] = gr
+	n.mu.Lock()
+	n.voters[g] = len(rn.Status().Config.Voters.IDs())
+	n.mu.Unlock()
 	return nil
 }
 
@@ -445,6 +450,16 @@ func (n *Node) Step(msgs []Message) {
 	}
 }
 
+// SoleVoterLeader reports whether this node leads g and is its only
+// voter. No other node can lead g then (any other leader would need this
+// node's vote), so reads of local state are linearizable without a
+// read-index round: the fast path of a cluster of one.
+func (n *Node) SoleVoterLeader(g GroupID) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.leaders[g] == n.cfg.ID && n.voters[g] == 1
+}
+
 // Leader returns the leader of group g as last known here (0 if none).
 func (n *Node) Leader(g GroupID) NodeID {
 	n.mu.Lock()
@@ -542,6 +557,7 @@ func (n *Node) RemoveGroup(ctx context.Context, g GroupID, destroy func() error)
 		delete(n.groups, g)
 		n.mu.Lock()
 		delete(n.leaders, g)
+		delete(n.voters, g)
 		n.mu.Unlock()
 		for _, p := range gr.reads {
 			p.done <- result{err: fmt.Errorf("%w: %d", ErrUnknownGroup, g)}
@@ -892,6 +908,9 @@ func (n *Node) apply(g *group, e *pb.Entry) {
 			cc, ctx = &c, c.GetContext()
 		}
 		cs := g.rn.ApplyConfChange(cc)
+		n.mu.Lock()
+		n.voters[g.id] = len(cs.GetVoters()) + len(cs.GetVotersOutgoing())
+		n.mu.Unlock()
 		n.cfg.StateMachine.ApplyConfState(g.id, e.GetIndex(), cs)
 		n.reply(ctx, nil)
 	default:
