@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,6 +207,54 @@ func (c *testCluster) readAll(ids []string, via *member) {
 	}
 }
 
+// readDuring reads ids round robin through the given members until the
+// returned function is called, which reports the reads made and the first
+// failure.
+func (c *testCluster) readDuring(ids []string, via ...*member) func() (int, error) {
+	stop := make(chan struct{})
+	var reads, unavailable atomic.Int64
+	var first atomic.Pointer[error]
+	var wg sync.WaitGroup
+	for _, m := range via {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := ids[i%len(ids)]
+				// A 503 (no leader for a while) is retried, as a client
+				// honouring Retry-After does; the item must come back
+				// within 10 s, and with the right value.
+				it, err := m.node.Get(context.Background(), "t", id)
+				for deadline := time.Now().Add(10 * time.Second); errors.Is(err, item.ErrUnavailable) && time.Now().Before(deadline); {
+					unavailable.Add(1)
+					time.Sleep(10 * time.Millisecond)
+					it, err = m.node.Get(context.Background(), "t", id)
+				}
+				if err == nil && string(it.Data) != fmt.Sprintf("%q", id) {
+					err = fmt.Errorf("%s holds %s", id, it.Data)
+				}
+				if err != nil {
+					err = fmt.Errorf("%s: reading %s: %w", m.id, id, err)
+					first.CompareAndSwap(nil, &err)
+				}
+				reads.Add(1)
+			}
+		})
+	}
+	return func() (int, error) {
+		close(stop)
+		wg.Wait()
+		c.t.Logf("%d answers were 503 and retried", unavailable.Load())
+		if e := first.Load(); e != nil {
+			return int(reads.Load()), *e
+		}
+		return int(reads.Load()), nil
+	}
+}
+
 // listAll pages through the whole list via one member, 7 at a time.
 func (c *testCluster) listAll(ids []string, via *member) {
 	c.t.Helper()
@@ -266,8 +315,16 @@ func TestGrowAddRemove(t *testing.T) {
 		}
 	}
 
+	// Readers run through the whole move: every item stays readable (see
+	// readDuring).
+	readers := c.readDuring(ids, c.members["node-1"], c.members["node-3"])
 	n4 := c.start("node-4")
 	c.waitPlacement(3)
+	if reads, err := readers(); err != nil {
+		t.Fatalf("during the move to four nodes: %v", err)
+	} else {
+		t.Logf("%d reads during the move, all answered", reads)
+	}
 	if got := n4.node.Metrics().Shards.Replicas; got == 0 || got == 8 {
 		t.Errorf("node-4 holds %d of 8 partitions; it should hold a share", got)
 	}
