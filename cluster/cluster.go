@@ -40,6 +40,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oklog/ulid/v2"
+
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/core/multiraft"
 	"github.com/soullabs/brainy/internal/item"
@@ -405,8 +407,41 @@ func (n *Node) forwarder(addr string) (*upstream.Backend, error) {
 	return b, nil
 }
 
+// leaderOf returns a forwarder to the leader of the partition of tenant
+// and id, when another live member leads it; nil when this node leads it,
+// or the leader is unknown or gone (then the local replica proposes, and
+// raft forwards the proposal itself).
+//
+// Why forward at all, when raft forwards proposals: a follower acks a
+// write only once it applied it, and followers learn commit indexes with
+// the leader's next message — up to a heartbeat later on a quiet
+// partition. The leader applies as soon as a quorum has the entry.
+func (n *Node) leaderOf(tenant, id string) *upstream.Backend {
+	lead := n.core.Raft().Leader(multiraft.GroupID(core.PartitionOf(tenant, id, n.core.Partitions())))
+	if lead == 0 || lead == n.self {
+		return nil
+	}
+	for _, p := range n.cfg.Directory.Members() {
+		if core.RaftID(p.ID) == lead {
+			b, err := n.forwarder(p.QUICAddr)
+			if err != nil {
+				return nil
+			}
+			return b
+		}
+	}
+	return nil
+}
+
 // Get implements edge.Backend.
 func (n *Node) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
+	if b := n.leaderOf(tenant, id); b != nil && !item.StaleReads(ctx) {
+		it, err := b.Get(ctx, tenant, id)
+		if !errors.Is(err, item.ErrUnavailable) {
+			return it, err
+		}
+		// A read can always be tried again: locally, then.
+	}
 	it, err := n.core.Get(ctx, tenant, id)
 	if errors.Is(err, wire.ErrWrongNode) {
 		err = n.viaPeers(ctx, func(b *upstream.Backend) (err error) { it, err = b.Get(ctx, tenant, id); return err })
@@ -416,6 +451,15 @@ func (n *Node) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
 
 // Add implements edge.Backend.
 func (n *Node) Add(ctx context.Context, tenant string, in *item.Item) (*item.Item, error) {
+	if in.ID == "" {
+		// The id decides the partition, hence where the write goes.
+		cp := *in
+		cp.ID = ulid.Make().String()
+		in = &cp
+	}
+	if b := n.leaderOf(tenant, in.ID); b != nil {
+		return b.Add(ctx, tenant, in)
+	}
 	it, err := n.core.Add(ctx, tenant, in)
 	if errors.Is(err, wire.ErrWrongNode) {
 		err = n.viaPeers(ctx, func(b *upstream.Backend) (err error) { it, err = b.Add(ctx, tenant, in); return err })
@@ -425,6 +469,9 @@ func (n *Node) Add(ctx context.Context, tenant string, in *item.Item) (*item.Ite
 
 // Put implements edge.Backend.
 func (n *Node) Put(ctx context.Context, tenant string, in *item.Item, cond item.Cond) (*item.Item, bool, error) {
+	if b := n.leaderOf(tenant, in.ID); b != nil && in.ID != "" {
+		return b.Put(ctx, tenant, in, cond)
+	}
 	it, created, err := n.core.Put(ctx, tenant, in, cond)
 	if errors.Is(err, wire.ErrWrongNode) {
 		err = n.viaPeers(ctx, func(b *upstream.Backend) (err error) { it, created, err = b.Put(ctx, tenant, in, cond); return err })
@@ -434,6 +481,9 @@ func (n *Node) Put(ctx context.Context, tenant string, in *item.Item, cond item.
 
 // Patch implements edge.Backend.
 func (n *Node) Patch(ctx context.Context, tenant, id string, p *item.Patch, cond item.Cond) (*item.Item, error) {
+	if b := n.leaderOf(tenant, id); b != nil {
+		return b.Patch(ctx, tenant, id, p, cond)
+	}
 	it, err := n.core.Patch(ctx, tenant, id, p, cond)
 	if errors.Is(err, wire.ErrWrongNode) {
 		err = n.viaPeers(ctx, func(b *upstream.Backend) (err error) { it, err = b.Patch(ctx, tenant, id, p, cond); return err })
@@ -443,6 +493,9 @@ func (n *Node) Patch(ctx context.Context, tenant, id string, p *item.Patch, cond
 
 // Delete implements edge.Backend.
 func (n *Node) Delete(ctx context.Context, tenant, id string, cond item.Cond) error {
+	if b := n.leaderOf(tenant, id); b != nil {
+		return b.Delete(ctx, tenant, id, cond)
+	}
 	err := n.core.Delete(ctx, tenant, id, cond)
 	if errors.Is(err, wire.ErrWrongNode) {
 		err = n.viaPeers(ctx, func(b *upstream.Backend) error { return b.Delete(ctx, tenant, id, cond) })
