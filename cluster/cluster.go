@@ -159,6 +159,7 @@ type Node struct {
 	peers    map[string]Peer              // member id → last known peer; guarded by mu
 	forward  map[string]*upstream.Backend // QUIC address → client; guarded by mu
 
+	held          atomic.Pointer[[]bool] // partitions held here, refreshed by the reconciler
 	snapshots     snapshotSessions
 	snapshotBytes atomic.Uint64 // received while installing snapshots
 
@@ -224,6 +225,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.Server.Handle(wire.MethodGroupInfo, n.handleGroupInfo)
 	cfg.Server.Handle(wire.MethodSnapshot, n.handleSnapshot)
 	cfg.Server.Handle(wire.MethodListPartitions, n.handleListPartitions)
+	n.refreshHeld(ctx)
+	cfg.Client.OnPush(n.relayPush)
+	cfg.Client.OnConnect(n.subscribePeer)
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/tiers"
 	"github.com/soullabs/brainy/tiers/memory"
 	"github.com/soullabs/brainy/transport"
@@ -332,6 +333,35 @@ func TestGrowAddRemove(t *testing.T) {
 		c.readAll(ids, m)
 		c.listAll(ids, m)
 	}
+	// A subscriber of node-4 hears of a change to a partition node-4 does
+	// not hold (relayed from the nodes that do).
+	sub := n4.node.Core().SubscribeChanges(1024)
+	defer sub.Close()
+	held := map[int]bool{}
+	for _, p := range n4.node.Metrics().Partitions {
+		held[p.ID] = true
+	}
+	relayed := ""
+	for i := 0; relayed == ""; i++ {
+		if id := fmt.Sprint("relayed-", i); !held[core.PartitionOf("t", id, 8)] {
+			relayed = id
+		}
+	}
+	if _, err := c.members["node-1"].node.Add(context.Background(), "t", &item.Item{ID: relayed, Data: []byte(`1`)}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.After(10 * time.Second); ; {
+		select {
+		case batch := <-sub.C():
+			if slices.ContainsFunc(batch, func(ch wire.Change) bool { return ch.ID == relayed }) {
+				goto heard
+			}
+			continue
+		case <-deadline:
+			t.Fatalf("node-4's subscribers never heard of %s, written to a partition node-4 does not hold", relayed)
+		}
+	}
+heard:
 	// An edge talking to node-4 alone reads every item: node-4 forwards
 	// what it does not hold, one hop.
 	edge, err := upstream.New(upstream.Config{Addrs: []string{n4.srv.Addr().String()}, Client: n4.client})

@@ -59,6 +59,7 @@ func (n *Node) reconcile() {
 	if err != nil {
 		return
 	}
+	n.refreshHeld(ctx)
 	steps := 0
 	for _, g := range st {
 		if g.Leader != n.self || steps >= n.cfg.MaxStepsPerInterval {

@@ -89,3 +89,28 @@ func (n *Node) publish(items []itemWrite) {
 	}
 	n.feed.mu.Unlock()
 }
+
+// Relay hands changes committed by other nodes (to partitions this node
+// holds no replica of) to this node's subscribers, so that an edge
+// subscribed to any one node hears of every change in the cluster. lost
+// says changes may have been missed: every subscriber is told.
+func (n *Node) Relay(changes []wire.Change, lost bool) {
+	if n.feed.count.Load() == 0 || (len(changes) == 0 && !lost) {
+		return
+	}
+	n.feed.mu.Lock()
+	for s := range n.feed.subs {
+		if lost {
+			s.lost.Store(true)
+		}
+		if len(changes) == 0 {
+			continue
+		}
+		select {
+		case s.c <- changes:
+		default:
+			s.lost.Store(true)
+		}
+	}
+	n.feed.mu.Unlock()
+}

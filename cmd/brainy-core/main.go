@@ -229,14 +229,6 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 		return fmt.Errorf("gossip: %w", err)
 	}
 	defer members.Shutdown()
-	// A lost QUIC connection is the fastest sign of a dead node.
-	qclient.OnDisconnect(func(addr string) {
-		for _, m := range members.Members() {
-			if m.Meta.QUICAddr == addr {
-				members.NotifyUnreachable(m.Meta.ID)
-			}
-		}
-	})
 
 	wait := 3 * time.Second
 	if len(gossip.Peers) == 0 && len(gossip.Discover) == 0 && (gossip.Broadcast == nil || !*gossip.Broadcast) && daemon.IsLoopback(s.gossipAddr) {
@@ -251,6 +243,16 @@ func serve(s settings, sources map[string]cliconfig.Source, log *slog.Logger) er
 	if err != nil {
 		return err
 	}
+	qclient.OnDisconnect(func(addr string) {
+		// A lost QUIC connection is the fastest sign of a dead node; and
+		// the changes it pushed meanwhile are lost.
+		for _, m := range members.Members() {
+			if m.Meta.QUICAddr == addr {
+				members.NotifyUnreachable(m.Meta.ID)
+			}
+		}
+		node.PeerDisconnected(addr)
+	})
 
 	h, err := edge.NewHandler(edge.Config{Limits: limits, APIKeys: keys, WriteTimeout: s.writeTimeout, Logger: log,
 		RateLimit: s.rateLimit, RateBurst: s.rateBurst}, node)
