@@ -159,7 +159,8 @@ type Node struct {
 	peers    map[string]Peer              // member id → last known peer; guarded by mu
 	forward  map[string]*upstream.Backend // QUIC address → client; guarded by mu
 
-	held          atomic.Pointer[[]bool] // partitions held here, refreshed by the reconciler
+	held          atomic.Pointer[[]bool]                    // partitions held here, refreshed by the reconciler
+	alive         atomic.Pointer[map[multiraft.NodeID]Peer] // live members by raft id, refreshed by the reconciler
 	snapshots     snapshotSessions
 	snapshotBytes atomic.Uint64 // received while installing snapshots
 
@@ -200,6 +201,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	n.refreshAlive(cfg.Directory.Members())
 	n.net = newRaftNet(cfg.Client, n.addrOf, n.log)
 	cc := cfg.Core
 	cc.Raft = &core.RaftConfig{ID: n.self, Transport: n.net, Bootstrap: bootstrap,
@@ -308,10 +310,8 @@ func (n *Node) askInfo(ctx context.Context, p Peer) (Info, error) {
 
 // addrOf maps a raft id to the member's QUIC address.
 func (n *Node) addrOf(id multiraft.NodeID) (string, bool) {
-	for _, p := range n.cfg.Directory.Members() {
-		if core.RaftID(p.ID) == id {
-			return p.QUICAddr, true
-		}
+	if p, ok := (*n.alive.Load())[id]; ok {
+		return p.QUICAddr, true
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -321,6 +321,17 @@ func (n *Node) addrOf(id multiraft.NodeID) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// refreshAlive rebuilds the raft id → member map that every raft message
+// and forwarded request looks up, from the directory: once per
+// reconcile interval rather than once per lookup.
+func (n *Node) refreshAlive(members []Peer) {
+	m := make(map[multiraft.NodeID]Peer, len(members))
+	for _, p := range members {
+		m[core.RaftID(p.ID)] = p
+	}
+	n.alive.Store(&m)
 }
 
 // Core returns the local node.
@@ -425,16 +436,15 @@ func (n *Node) leaderOf(tenant, id string) *upstream.Backend {
 	if lead == 0 || lead == n.self {
 		return nil
 	}
-	for _, p := range n.cfg.Directory.Members() {
-		if core.RaftID(p.ID) == lead {
-			b, err := n.forwarder(p.QUICAddr)
-			if err != nil {
-				return nil
-			}
-			return b
-		}
+	p, ok := (*n.alive.Load())[lead]
+	if !ok {
+		return nil
 	}
-	return nil
+	b, err := n.forwarder(p.QUICAddr)
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 // Get implements edge.Backend.

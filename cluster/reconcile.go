@@ -34,6 +34,7 @@ func (n *Node) reconcileLoop() {
 func (n *Node) placementMembers() []Member {
 	now := time.Now()
 	alive := n.cfg.Directory.Members()
+	n.refreshAlive(alive)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, p := range alive {
