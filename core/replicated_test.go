@@ -17,6 +17,7 @@ import (
 
 	"github.com/soullabs/brainy/core/multiraft"
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/regmodel"
 	"github.com/soullabs/brainy/tiers"
 	"github.com/soullabs/brainy/tiers/memory"
 )
@@ -246,43 +247,43 @@ func runClusterLinearizable(t *testing.T, seed uint64) {
 			lastSeen := map[string]string{}
 			for i := range opsEach {
 				n := c.nodes[rng.IntN(3)]
-				in := regInput{key: fmt.Sprint("k", rng.IntN(keys)), value: fmt.Sprintf("%d-%d", cl, i)}
+				in := regmodel.Input{Key: fmt.Sprint("k", rng.IntN(keys)), Value: fmt.Sprintf("%d-%d", cl, i)}
 				call := time.Since(start).Nanoseconds()
-				var out regOutput
+				var out regmodel.Output
 				var err error
 				switch r := rng.IntN(10); {
 				case r < 4:
-					in.op = "get"
+					in.Op = "get"
 					var it *item.Item
-					if it, err = n.Get(ctx, "t", in.key); err == nil {
+					if it, err = n.Get(ctx, "t", in.Key); err == nil {
 						var v string
 						json.Unmarshal(it.Data, &v)
-						out = regOutput{ok: true, value: v, version: it.Version}
-						lastSeen[in.key] = it.Version
+						out = regmodel.Output{OK: true, Value: v, Version: it.Version}
+						lastSeen[in.Key] = it.Version
 					}
 				case r < 7:
-					in.op = "put"
-					data, _ := json.Marshal(in.value)
+					in.Op = "put"
+					data, _ := json.Marshal(in.Value)
 					var it *item.Item
-					if it, _, err = n.Put(ctx, "t", &item.Item{ID: in.key, Data: data}, item.Cond{}); err == nil {
-						out = regOutput{ok: true, version: it.Version}
-						lastSeen[in.key] = it.Version
+					if it, _, err = n.Put(ctx, "t", &item.Item{ID: in.Key, Data: data}, item.Cond{}); err == nil {
+						out = regmodel.Output{OK: true, Version: it.Version}
+						lastSeen[in.Key] = it.Version
 					}
 				case r < 9:
-					in.op, in.ifVer = "cas", lastSeen[in.key]
-					if in.ifVer == "" {
-						in.ifVer = "0"
+					in.Op, in.IfVer = "cas", lastSeen[in.Key]
+					if in.IfVer == "" {
+						in.IfVer = "0"
 					}
-					data, _ := json.Marshal(in.value)
+					data, _ := json.Marshal(in.Value)
 					var it *item.Item
-					if it, _, err = n.Put(ctx, "t", &item.Item{ID: in.key, Data: data}, item.Cond{IfMatch: in.ifVer}); err == nil {
-						out = regOutput{ok: true, version: it.Version}
-						lastSeen[in.key] = it.Version
+					if it, _, err = n.Put(ctx, "t", &item.Item{ID: in.Key, Data: data}, item.Cond{IfMatch: in.IfVer}); err == nil {
+						out = regmodel.Output{OK: true, Version: it.Version}
+						lastSeen[in.Key] = it.Version
 					}
 				default:
-					in.op = "del"
-					if err = n.Delete(ctx, "t", in.key, item.Cond{}); err == nil {
-						out.ok = true
+					in.Op = "del"
+					if err = n.Delete(ctx, "t", in.Key, item.Cond{}); err == nil {
+						out.OK = true
 					}
 				}
 				ret := time.Since(start).Nanoseconds()
@@ -290,7 +291,7 @@ func runClusterLinearizable(t *testing.T, seed uint64) {
 				case err == nil, errors.Is(err, item.ErrNotFound), errors.Is(err, item.ErrPreconditionFailed):
 				case errors.Is(err, item.ErrUnavailable):
 					// Timed out: it may or may not have happened.
-					out = regOutput{unknown: true}
+					out = regmodel.Output{Unknown: true}
 					ret = 1 << 62
 				default:
 					t.Error(err)
@@ -307,12 +308,12 @@ func runClusterLinearizable(t *testing.T, seed uint64) {
 	nemesis.Wait()
 	unknown := 0
 	for _, op := range history {
-		if op.Output.(regOutput).unknown {
+		if op.Output.(regmodel.Output).Unknown {
 			unknown++
 		}
 	}
 	t.Logf("seed %d: %d operations, %d with unknown outcome", seed, len(history), unknown)
-	switch res := porcupine.CheckOperationsTimeout(regModel, history, 60*time.Second); res {
+	switch res := porcupine.CheckOperationsTimeout(regmodel.Model, history, 60*time.Second); res {
 	case porcupine.Ok:
 	case porcupine.Illegal:
 		t.Fatalf("seed %d: the history of %d operations is not linearizable", seed, len(history))

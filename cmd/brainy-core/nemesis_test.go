@@ -23,6 +23,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/soullabs/brainy/internal/coretest"
+	"github.com/soullabs/brainy/internal/regmodel"
 )
 
 // The nemesis test runs three brainy-core processes, each in a network
@@ -348,141 +349,6 @@ func lastLogLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// A register per key with the version the server assigned (as in core's
-// linearizability tests). Versions are not predictable: writes report
-// theirs and the model adopts it; reads and conditional writes are then
-// checked against it.
-type nemState struct {
-	exists  bool
-	value   string
-	version string
-}
-
-type nemInput struct {
-	op    string // get, put, cas, del
-	key   string
-	value string // put, cas
-	ifVer string // cas
-	node  int    // which node was asked; not part of the model
-}
-
-type nemOutput struct {
-	ok      bool   // put/cas/del succeeded; get found the item
-	value   string // get
-	version string // get, put, cas
-	unknown bool   // the call failed in a way that says nothing (timeout, 503)
-	detail  string // how it failed, for the report
-}
-
-var nemModel = porcupine.Model{
-	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range h {
-			k := op.Input.(nemInput).key
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], op)
-		}
-		var out [][]porcupine.Operation
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
-	},
-	Init: func() any { return nemState{} },
-	Step: func(state, input, output any) (bool, any) {
-		s, in, out := state.(nemState), input.(nemInput), output.(nemOutput)
-		if out.unknown {
-			// The call failed without saying whether it happened; its
-			// Return is the end of time, so "it did not happen" is the
-			// choice of linearizing it last. If it happened, its version
-			// is unknown ("?") until a read shows it.
-			switch in.op {
-			case "get":
-				return true, s
-			case "put":
-				return true, nemState{exists: true, value: in.value, version: "?"}
-			case "cas":
-				if s.exists && (s.version == in.ifVer || s.version == "?") {
-					return true, nemState{exists: true, value: in.value, version: "?"}
-				}
-				return true, s
-			case "del":
-				return true, nemState{}
-			}
-		}
-		switch in.op {
-		case "get":
-			if !out.ok {
-				return !s.exists, s
-			}
-			if s.version == "?" {
-				return s.exists && s.value == out.value, nemState{exists: true, value: out.value, version: out.version}
-			}
-			return s.exists && s.value == out.value && s.version == out.version, s
-		case "put":
-			// A put always succeeds, and its version is new.
-			if !out.ok || out.version == s.version {
-				return false, s
-			}
-			return true, nemState{exists: true, value: in.value, version: out.version}
-		case "cas":
-			if s.exists && s.version == "?" {
-				// Whether ifVer matched is unknown: the outcome decides.
-				if out.ok {
-					return true, nemState{exists: true, value: in.value, version: out.version}
-				}
-				return true, s
-			}
-			if s.exists && s.version == in.ifVer {
-				if !out.ok || out.version == s.version {
-					return false, s
-				}
-				return true, nemState{exists: true, value: in.value, version: out.version}
-			}
-			return !out.ok, s
-		case "del":
-			if out.ok != s.exists {
-				return false, s
-			}
-			return true, nemState{}
-		}
-		return false, s
-	},
-	DescribeOperation: func(input, output any) string {
-		in, out := input.(nemInput), output.(nemOutput)
-		return describeNem(in, out)
-	},
-}
-
-func describeNem(in nemInput, out nemOutput) string {
-	var res string
-	switch {
-	case out.unknown:
-		res = "unknown (" + out.detail + ")"
-	case in.op == "get" && out.ok:
-		res = fmt.Sprintf("%q v%s", out.value, out.version)
-	case in.op == "get":
-		res = "not found"
-	case out.ok && in.op != "del":
-		res = "ok v" + out.version
-	case out.ok:
-		res = "ok"
-	default:
-		res = "failed (" + out.detail + ")"
-	}
-	switch in.op {
-	case "put":
-		return fmt.Sprintf("n%d put(%s, %q) -> %s", in.node, in.key, in.value, res)
-	case "cas":
-		return fmt.Sprintf("n%d cas(%s, %q, if v%s) -> %s", in.node, in.key, in.value, in.ifVer, res)
-	default:
-		return fmt.Sprintf("n%d %s(%s) -> %s", in.node, in.op, in.key, res)
-	}
-}
-
 // endOfTime is the Return of a call whose outcome is unknown: it may take
 // effect at any moment after it was made.
 const endOfTime = int64(1) << 62
@@ -495,41 +361,41 @@ type nemesisClient struct {
 
 // call returns the output and whether the operation belongs in the
 // history: a read that got no answer says nothing and is left out.
-func (nc *nemesisClient) call(in nemInput) (nemOutput, bool, error) {
+func (nc *nemesisClient) call(in regmodel.Input) (regmodel.Output, bool, error) {
 	var method, body string
-	switch in.op {
+	switch in.Op {
 	case "get":
 		method = "GET"
 	case "put", "cas":
 		method = "PUT"
-		b, _ := json.Marshal(map[string]string{"data": in.value})
+		b, _ := json.Marshal(map[string]string{"data": in.Value})
 		body = string(b)
 	case "del":
 		method = "DELETE"
 	}
-	req, err := http.NewRequest(method, nc.c.url(in.node, "/v1/items/"+in.key), strings.NewReader(body))
+	req, err := http.NewRequest(method, nc.c.url(in.Node, "/v1/items/"+in.Key), strings.NewReader(body))
 	if err != nil {
-		return nemOutput{}, false, err
+		return regmodel.Output{}, false, err
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if in.op == "cas" {
-		req.Header.Set("If-Match", `"`+in.ifVer+`"`)
+	if in.Op == "cas" {
+		req.Header.Set("If-Match", `"`+in.IfVer+`"`)
 	}
 	resp, err := nc.http.Do(req)
 	if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
 		// Refused, or no answer to the SYN (a cut link): the request was
 		// never sent, so it did not happen.
-		return nemOutput{}, false, nil
+		return regmodel.Output{}, false, nil
 	}
 	if err != nil {
-		return nemOutput{unknown: true, detail: shortErr(err)}, in.op != "get", nil
+		return regmodel.Output{Unknown: true, Detail: shortErr(err)}, in.Op != "get", nil
 	}
 	b, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
-		return nemOutput{unknown: true, detail: shortErr(err)}, in.op != "get", nil
+		return regmodel.Output{Unknown: true, Detail: shortErr(err)}, in.Op != "get", nil
 	}
 	var it struct {
 		Data    json.RawMessage `json:"data"`
@@ -538,31 +404,31 @@ func (nc *nemesisClient) call(in nemInput) (nemOutput, bool, error) {
 	code := resp.StatusCode
 	switch {
 	case code == 200 || code == 201:
-		if in.op == "del" {
-			return nemOutput{}, false, fmt.Errorf("%s answered %d", describeNem(in, nemOutput{}), code)
+		if in.Op == "del" {
+			return regmodel.Output{}, false, fmt.Errorf("%s answered %d", regmodel.Describe(in, regmodel.Output{}), code)
 		}
 		if err := json.Unmarshal(b, &it); err != nil || it.Version == "" {
-			return nemOutput{}, false, fmt.Errorf("%s: %d with a body that is not an item: %.200s", describeNem(in, nemOutput{}), code, b)
+			return regmodel.Output{}, false, fmt.Errorf("%s: %d with a body that is not an item: %.200s", regmodel.Describe(in, regmodel.Output{}), code, b)
 		}
-		out := nemOutput{ok: true, version: it.Version}
-		if in.op == "get" {
-			if err := json.Unmarshal(it.Data, &out.value); err != nil {
-				return nemOutput{}, false, fmt.Errorf("%s: data %s is not a string", describeNem(in, nemOutput{}), it.Data)
+		out := regmodel.Output{OK: true, Version: it.Version}
+		if in.Op == "get" {
+			if err := json.Unmarshal(it.Data, &out.Value); err != nil {
+				return regmodel.Output{}, false, fmt.Errorf("%s: data %s is not a string", regmodel.Describe(in, regmodel.Output{}), it.Data)
 			}
 		}
 		return out, true, nil
-	case code == 204 && in.op == "del":
-		return nemOutput{ok: true}, true, nil
-	case code == 404 && in.op != "put":
-		return nemOutput{detail: "404"}, true, nil
-	case code == 412 && in.op == "cas":
-		return nemOutput{detail: "412"}, true, nil
+	case code == 204 && in.Op == "del":
+		return regmodel.Output{OK: true}, true, nil
+	case code == 404 && in.Op != "put":
+		return regmodel.Output{Detail: "404"}, true, nil
+	case code == 412 && in.Op == "cas":
+		return regmodel.Output{Detail: "412"}, true, nil
 	case code >= 500:
 		// 503: no leader in time, or the commit did not come back in time:
 		// the write may still be applied.
-		return nemOutput{unknown: true, detail: strconv.Itoa(code)}, in.op != "get", nil
+		return regmodel.Output{Unknown: true, Detail: strconv.Itoa(code)}, in.Op != "get", nil
 	}
-	return nemOutput{}, false, fmt.Errorf("%s: unexpected %d %.200s", describeNem(in, nemOutput{}), code, b)
+	return regmodel.Output{}, false, fmt.Errorf("%s: unexpected %d %.200s", regmodel.Describe(in, regmodel.Output{}), code, b)
 }
 
 func shortErr(err error) string {
@@ -605,19 +471,19 @@ func runNemesis(t *testing.T, run int, seed uint64) {
 			defer nc.http.CloseIdleConnections()
 			lastSeen := map[string]string{} // versions this client saw, for CAS
 			for i := 0; !stop.Load() && time.Now().Before(opsEnd); i++ {
-				in := nemInput{key: fmt.Sprint("k", rng.IntN(nemesisKeys)), value: fmt.Sprintf("c%d-%d", cl, i), node: 1 + rng.IntN(nemesisNodes)}
+				in := regmodel.Input{Key: fmt.Sprint("k", rng.IntN(nemesisKeys)), Value: fmt.Sprintf("c%d-%d", cl, i), Node: 1 + rng.IntN(nemesisNodes)}
 				switch r := rng.IntN(10); {
 				case r < 4:
-					in.op = "get"
+					in.Op = "get"
 				case r < 7:
-					in.op = "put"
+					in.Op = "put"
 				case r < 9:
-					in.op, in.ifVer = "cas", lastSeen[in.key]
-					if in.ifVer == "" {
-						in.ifVer = "0"
+					in.Op, in.IfVer = "cas", lastSeen[in.Key]
+					if in.IfVer == "" {
+						in.IfVer = "0"
 					}
 				default:
-					in.op = "del"
+					in.Op = "del"
 				}
 				pause := time.Duration(rng.IntN(20)) * time.Millisecond
 				call := since()
@@ -627,10 +493,10 @@ func runNemesis(t *testing.T, run int, seed uint64) {
 					t.Error(err)
 					return
 				}
-				if out.ok && out.version != "" {
-					lastSeen[in.key] = out.version
+				if out.OK && out.Version != "" {
+					lastSeen[in.Key] = out.Version
 				}
-				if out.unknown {
+				if out.Unknown {
 					ret = endOfTime
 				}
 				if keep {
@@ -687,15 +553,15 @@ func runNemesis(t *testing.T, run int, seed uint64) {
 	for k := range nemesisKeys {
 		for i := 1; i <= nemesisNodes; i++ {
 			for {
-				out, keep, err := probe.call(nemInput{op: "get", key: fmt.Sprint("k", k), node: i})
+				out, keep, err := probe.call(regmodel.Input{Op: "get", Key: fmt.Sprint("k", k), Node: i})
 				if err != nil {
 					t.Fatal(err)
 				}
-				if keep && !out.unknown {
+				if keep && !out.Unknown {
 					break
 				}
 				if time.Now().After(deadline) {
-					c.failure(t, seed, "after healing, node %d still cannot read k%d (%s)", i, k, out.detail)
+					c.failure(t, seed, "after healing, node %d still cannot read k%d (%s)", i, k, out.Detail)
 					t.FailNow()
 				}
 				time.Sleep(100 * time.Millisecond)
@@ -706,29 +572,29 @@ func runNemesis(t *testing.T, run int, seed uint64) {
 	final := map[string][]porcupine.Operation{}
 	for k := range nemesisKeys {
 		for i := 1; i <= nemesisNodes; i++ {
-			in := nemInput{op: "get", key: fmt.Sprint("k", k), node: i}
+			in := regmodel.Input{Op: "get", Key: fmt.Sprint("k", k), Node: i}
 			call := since()
 			out, keep, err := probe.call(in)
-			if err != nil || !keep || out.unknown {
-				c.failure(t, seed, "final read of %s through node %d: %v %s", in.key, i, err, out.detail)
+			if err != nil || !keep || out.Unknown {
+				c.failure(t, seed, "final read of %s through node %d: %v %s", in.Key, i, err, out.Detail)
 				t.FailNow()
 			}
 			op := porcupine.Operation{ClientId: nemesisClients + i, Input: in, Call: call, Output: out, Return: since()}
 			history = append(history, op)
-			final[in.key] = append(final[in.key], op)
+			final[in.Key] = append(final[in.Key], op)
 		}
 	}
 
 	unknown, writes, acked := 0, 0, 0
 	for _, op := range history {
-		in, out := op.Input.(nemInput), op.Output.(nemOutput)
-		if in.op != "get" {
+		in, out := op.Input.(regmodel.Input), op.Output.(regmodel.Output)
+		if in.Op != "get" {
 			writes++
 		}
 		switch {
-		case out.unknown:
+		case out.Unknown:
 			unknown++
-		case out.ok && in.op != "get":
+		case out.OK && in.Op != "get":
 			acked++
 		}
 	}
@@ -748,35 +614,35 @@ func runNemesis(t *testing.T, run int, seed uint64) {
 		key := fmt.Sprint("k", k)
 		var cands []porcupine.Operation
 		for _, x := range history {
-			in, out := x.Input.(nemInput), x.Output.(nemOutput)
-			if in.key != key || in.op == "get" || !(out.ok || out.unknown) {
+			in, out := x.Input.(regmodel.Input), x.Output.(regmodel.Output)
+			if in.Key != key || in.Op == "get" || !(out.OK || out.Unknown) {
 				continue
 			}
 			superseded := slices.ContainsFunc(history, func(y porcupine.Operation) bool {
-				yi, yo := y.Input.(nemInput), y.Output.(nemOutput)
-				return yi.key == key && yi.op != "get" && yo.ok && y.Call > x.Return
+				yi, yo := y.Input.(regmodel.Input), y.Output.(regmodel.Output)
+				return yi.Key == key && yi.Op != "get" && yo.OK && y.Call > x.Return
 			})
 			if !superseded {
 				cands = append(cands, x)
 			}
 		}
 		initial := !slices.ContainsFunc(history, func(y porcupine.Operation) bool {
-			yi, yo := y.Input.(nemInput), y.Output.(nemOutput)
-			return yi.key == key && yi.op != "get" && yo.ok
+			yi, yo := y.Input.(regmodel.Input), y.Output.(regmodel.Output)
+			return yi.Key == key && yi.Op != "get" && yo.OK
 		})
 		for _, r := range final[key] {
-			got := r.Output.(nemOutput)
-			ok := initial && !got.ok || slices.ContainsFunc(cands, func(w porcupine.Operation) bool {
-				wi := w.Input.(nemInput)
-				if wi.op == "del" {
-					return !got.ok
+			got := r.Output.(regmodel.Output)
+			ok := initial && !got.OK || slices.ContainsFunc(cands, func(w porcupine.Operation) bool {
+				wi := w.Input.(regmodel.Input)
+				if wi.Op == "del" {
+					return !got.OK
 				}
-				return got.ok && got.value == wi.value
+				return got.OK && got.Value == wi.Value
 			})
 			if !ok {
 				// The acknowledged ones first, then the latest calls.
 				slices.SortFunc(cands, func(x, y porcupine.Operation) int {
-					xu, yu := x.Output.(nemOutput).unknown, y.Output.(nemOutput).unknown
+					xu, yu := x.Output.(regmodel.Output).Unknown, y.Output.(regmodel.Output).Unknown
 					if xu != yu {
 						return map[bool]int{false: -1, true: 1}[xu]
 					}
@@ -784,20 +650,20 @@ func runNemesis(t *testing.T, run int, seed uint64) {
 				})
 				var lines []string
 				for _, w := range cands[:min(len(cands), 15)] {
-					lines = append(lines, fmt.Sprintf("  [%s] %s", opSpan(w), describeNem(w.Input.(nemInput), w.Output.(nemOutput))))
+					lines = append(lines, fmt.Sprintf("  [%s] %s", opSpan(w), regmodel.Describe(w.Input.(regmodel.Input), w.Output.(regmodel.Output))))
 				}
 				if len(cands) > 15 {
 					lines = append(lines, fmt.Sprintf("  and %d more with unknown outcomes", len(cands)-15))
 				}
 				c.failure(t, seed, "lost write: after healing, %s; the writes it may show are:\n%s",
-					describeNem(r.Input.(nemInput), got), strings.Join(lines, "\n"))
+					regmodel.Describe(r.Input.(regmodel.Input), got), strings.Join(lines, "\n"))
 				break // one report per key
 			}
 		}
 	}
 
 	checking := time.Now()
-	res, info := porcupine.CheckOperationsVerbose(nemModel, history, 60*time.Second)
+	res, info := porcupine.CheckOperationsVerbose(regmodel.Model, history, 60*time.Second)
 	t.Logf("porcupine: %v in %v", res, time.Since(checking).Round(time.Millisecond))
 	switch res {
 	case porcupine.Ok:
@@ -805,7 +671,7 @@ func runNemesis(t *testing.T, run int, seed uint64) {
 	case porcupine.Illegal:
 		dir, _ := os.MkdirTemp("", "brainy-nemesis-")
 		viz := filepath.Join(dir, "history.html")
-		porcupine.VisualizePath(nemModel, info, viz)
+		porcupine.VisualizePath(regmodel.Model, info, viz)
 		c.failure(t, seed, "the history of %d operations is not linearizable (visualization: %s)\n%s",
 			len(history), viz, illegalExcerpt(history, info))
 	default:
@@ -858,10 +724,10 @@ func illegalExcerpt(history []porcupine.Operation, info porcupine.LinearizationI
 		if len(longest) == 0 {
 			continue
 		}
-		key := longest[0].Input.(nemInput).key
+		key := longest[0].Input.(regmodel.Input).Key
 		var ops []porcupine.Operation
 		for _, op := range history {
-			if op.Input.(nemInput).key == key {
+			if op.Input.(regmodel.Input).Key == key {
 				ops = append(ops, op)
 			}
 		}
@@ -870,7 +736,7 @@ func illegalExcerpt(history []porcupine.Operation, info porcupine.LinearizationI
 		}
 		fmt.Fprintf(&b, "key %s: %d of %d operations linearize; the last of them:\n", key, len(longest), len(ops))
 		for _, op := range longest[max(0, len(longest)-8):] {
-			fmt.Fprintf(&b, "  [%s] c%d %s\n", opSpan(op), op.ClientId, describeNem(op.Input.(nemInput), op.Output.(nemOutput)))
+			fmt.Fprintf(&b, "  [%s] c%d %s\n", opSpan(op), op.ClientId, regmodel.Describe(op.Input.(regmodel.Input), op.Output.(regmodel.Output)))
 		}
 		placed := map[[2]int64]bool{}
 		for _, op := range longest {
@@ -891,7 +757,7 @@ func illegalExcerpt(history []porcupine.Operation, info porcupine.LinearizationI
 				if !placed[[2]int64{int64(op.ClientId), op.Call}] {
 					mark = "*"
 				}
-				fmt.Fprintf(&b, " %s[%s] c%d %s\n", mark, opSpan(op), op.ClientId, describeNem(op.Input.(nemInput), op.Output.(nemOutput)))
+				fmt.Fprintf(&b, " %s[%s] c%d %s\n", mark, opSpan(op), op.ClientId, regmodel.Describe(op.Input.(regmodel.Input), op.Output.(regmodel.Output)))
 				n++
 			}
 		}
