@@ -117,24 +117,8 @@ ensure_tools() {
 # driver (always from the work tree) into $WORK_DIR/bin; sets
 # BRAINY_VERSION.
 build() {
-	local src=$REPO_ROOT commit
-	mkdir -p "$WORK_DIR/bin"
-	if [[ -n "$BRAINY_REF" ]]; then
-		commit=$(git -C "$REPO_ROOT" rev-parse --short "$BRAINY_REF^{commit}") ||
-			die "BENCH_BRAINY_REF=$BRAINY_REF is not a commit"
-		src="$WORK_DIR/src"
-		mkdir -p "$src"
-		git -C "$REPO_ROOT" archive "$commit" | tar -x -C "$src"
-		BRAINY_VERSION="commit $commit"
-	else
-		commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-		BRAINY_VERSION="work tree at $commit"
-		if [[ -n "$(git -C "$REPO_ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
-			BRAINY_VERSION+=" with uncommitted changes"
-		fi
-	fi
-	log "building brainy-core ($BRAINY_VERSION) and the driver"
-	(cd "$src" && go build -o "$WORK_DIR/bin/brainy-core" ./cmd/brainy-core)
+	build_brainy "$WORK_DIR/bin"
+	log "building the driver"
 	(cd "$REPO_ROOT" && go build -o "$WORK_DIR/bin/bench-cluster" ./bench/cluster)
 }
 

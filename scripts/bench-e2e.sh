@@ -358,28 +358,6 @@ preload_redis() {
 
 # ----------------------------------------------------------------- stores
 
-# build_brainy builds brainy-core into $WORK_DIR, from the work tree or,
-# with BENCH_BRAINY_REF, from that commit; sets BRAINY_VERSION.
-build_brainy() {
-	local src=$REPO_ROOT commit
-	if [[ -n "$BRAINY_REF" ]]; then
-		commit=$(git -C "$REPO_ROOT" rev-parse --short "$BRAINY_REF^{commit}") ||
-			die "BENCH_BRAINY_REF=$BRAINY_REF is not a commit"
-		src="$WORK_DIR/src"
-		mkdir -p "$src"
-		git -C "$REPO_ROOT" archive "$commit" | tar -x -C "$src"
-		BRAINY_VERSION="commit $commit"
-	else
-		commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-		BRAINY_VERSION="work tree at $commit"
-		if [[ -n "$(git -C "$REPO_ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
-			BRAINY_VERSION+=" with uncommitted changes"
-		fi
-	fi
-	log "building brainy-core ($BRAINY_VERSION)"
-	(cd "$src" && go build -o "$WORK_DIR/brainy-core" ./cmd/brainy-core)
-}
-
 # brainy_commit_counters PORT sets COMMITS and COMMITTED_WRITES from the
 # node's Prometheus counters (0 if absent): group commits and the writes
 # they carried.
@@ -406,7 +384,7 @@ start_brainy() {
 
 bench_brainy() {
 	local port pid
-	build_brainy
+	build_brainy "$WORK_DIR"
 	start_with_retries brainy-core start_brainy "$RESULTS_DIR/brainy-core.log"
 	port=$PORT pid=$PID
 	preload_brainy "$port"

@@ -155,3 +155,27 @@ row_field() {
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+# build_brainy DIR builds brainy-core into DIR, from the work tree or, with
+# BRAINY_REF (BENCH_BRAINY_REF), from that commit, extracted under
+# $WORK_DIR/src; sets BRAINY_VERSION for the report.
+build_brainy() {
+	local out=$1 src=$REPO_ROOT commit
+	mkdir -p "$out"
+	if [[ -n "$BRAINY_REF" ]]; then
+		commit=$(git -C "$REPO_ROOT" rev-parse --short "$BRAINY_REF^{commit}") ||
+			die "BENCH_BRAINY_REF=$BRAINY_REF is not a commit"
+		src="$WORK_DIR/src"
+		mkdir -p "$src"
+		git -C "$REPO_ROOT" archive "$commit" | tar -x -C "$src"
+		BRAINY_VERSION="commit $commit"
+	else
+		commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+		BRAINY_VERSION="work tree at $commit"
+		if [[ -n "$(git -C "$REPO_ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
+			BRAINY_VERSION+=" with uncommitted changes"
+		fi
+	fi
+	log "building brainy-core ($BRAINY_VERSION)"
+	(cd "$src" && go build -o "$out/brainy-core" ./cmd/brainy-core)
+}
