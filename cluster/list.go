@@ -39,32 +39,27 @@ func (n *Node) handleListPartitions(ctx context.Context, _ *transport.Peer, req 
 	d := codec.Decoder{B: req, Fail: errMalformedListRequest}
 	r, err := wire.DecodeRequest(d.Bytes())
 	if d.Err != nil || err != nil {
-		return nil, rpcError(item.Invalid("malformed_request", "%v", errors.Join(d.Err, err)))
+		return nil, core.RPCError(item.Invalid("malformed_request", "%v", errors.Join(d.Err, err)))
 	}
 	count := d.Uvarint()
 	if d.Err != nil || count > uint64(n.core.Partitions()) {
-		return nil, rpcError(item.Invalid("malformed_request", "%v", errMalformedListRequest))
+		return nil, core.RPCError(item.Invalid("malformed_request", "%v", errMalformedListRequest))
 	}
 	parts := make([]int, 0, count)
 	for range count {
 		parts = append(parts, int(d.Uvarint()))
 	}
 	if d.Err != nil || len(d.B) != 0 {
-		return nil, rpcError(item.Invalid("malformed_request", "%v", errMalformedListRequest))
+		return nil, core.RPCError(item.Invalid("malformed_request", "%v", errMalformedListRequest))
 	}
 	if r.Stale {
 		ctx = item.WithStaleReads(ctx)
 	}
 	p, err := n.core.ListPartitions(ctx, r.Tenant, r.List, parts)
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, core.RPCError(err)
 	}
 	return wire.AppendPage(nil, p), nil
-}
-
-func rpcError(err error) error {
-	code, msg := wire.ErrorCode(err)
-	return &transport.RemoteError{Code: code, Message: msg}
 }
 
 // heldPartitions returns the partitions this node holds a replica of.

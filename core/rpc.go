@@ -94,20 +94,23 @@ func rpc(op func(context.Context, *wire.Request) ([]byte, error)) transport.Hand
 	return func(ctx context.Context, _ *transport.Peer, req []byte) ([]byte, error) {
 		r, err := wire.DecodeRequest(req)
 		if err != nil {
-			return nil, rpcError(item.Invalid("malformed_request", "%v", err))
+			return nil, RPCError(item.Invalid("malformed_request", "%v", err))
 		}
 		if r.Stale {
 			ctx = item.WithStaleReads(ctx)
 		}
 		out, err := op(ctx, r)
 		if err != nil {
-			return nil, rpcError(err)
+			return nil, RPCError(err)
 		}
 		return out, nil
 	}
 }
 
-func rpcError(err error) error {
+// RPCError turns an item error into the transport error a handler
+// returns, so that the caller gets the same sentinel (and, for bad input,
+// the same error code) back from wire.Error.
+func RPCError(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err // the caller is gone; nobody reads the answer
 	}
