@@ -106,15 +106,22 @@ type Storage struct {
 	ObjectRequests *ObjectRequests `json:"objectRequests,omitempty"`
 }
 
-// Tier is one tier of a tiered store.
+// Tier is one tier of a tiered store, as tiers/tiered's Store.TierStats
+// reports it.
 type Tier struct {
-	Name     string `json:"name"`
+	// Name is "hot", "warm" or "cold".
+	Name string `json:"name"`
+	// Backend and Location are the tier store's own.
 	Backend  string `json:"backend"`
 	Location string `json:"location,omitempty"`
-	Bytes    int64  `json:"bytes"`
-	// Keys is the count when the mover last listed the tier; -1 unknown.
-	Keys     int64  `json:"keys"`
-	Demoted  uint64 `json:"demoted"`
+	// Bytes is the tier store's LiveBytes.
+	Bytes int64 `json:"bytes"`
+	// Keys is the number of keys the tier held when the mover last listed
+	// it, or -1 if it has not (cold is never listed).
+	Keys int64 `json:"keys"`
+	// Demoted counts keys moved from this tier to the one below since Open.
+	Demoted uint64 `json:"demoted"`
+	// Promoted counts keys moved from this tier to hot since Open.
 	Promoted uint64 `json:"promoted"`
 }
 

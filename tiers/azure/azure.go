@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -136,7 +135,7 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("azure: get %q: %w", key, classify(ctx, err))
 	}
-	body, err := readAll(resp.Body, derefInt64(resp.ContentLength))
+	body, err := objstore.ReadAll(resp.Body, derefInt64(resp.ContentLength))
 	if err != nil {
 		return nil, "", fmt.Errorf("azure: get %q: read body: %w", key, classify(ctx, err))
 	}
@@ -161,7 +160,7 @@ func (s *Store) GetRange(ctx context.Context, key string, off, n int64) ([]byte,
 		}
 		return nil, fmt.Errorf("azure: get range %q: %w", key, classify(ctx, err))
 	}
-	body, err := readAll(resp.Body, min(derefInt64(resp.ContentLength), n))
+	body, err := objstore.ReadAll(resp.Body, min(derefInt64(resp.ContentLength), n))
 	if err != nil {
 		return nil, fmt.Errorf("azure: get range %q: read body: %w", key, classify(ctx, err))
 	}
@@ -243,17 +242,6 @@ func etagString(e *azcore.ETag) string {
 	return string(*e)
 }
 
-// readAll reads and closes body, preallocating size bytes when known.
-func readAll(body io.ReadCloser, size int64) ([]byte, error) {
-	defer body.Close()
-	if size <= 0 {
-		return io.ReadAll(body)
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, size+1))
-	_, err := buf.ReadFrom(body)
-	return buf.Bytes(), err
-}
-
 func statusOf(err error) int {
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
@@ -264,28 +252,20 @@ func statusOf(err error) int {
 
 // classify wraps err with the objstore sentinel that describes it.
 func classify(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w: %w", ctx.Err(), err)
-	}
+	return objstore.Classify(ctx, err, sentinel(err))
+}
+
+// sentinel is the objstore sentinel of an SDK error: by the blob service's error code
+// first, then by the HTTP status. ContainerNotFound (404) and the like have none: they
+// are configuration problems, not missing keys.
+func sentinel(err error) error {
 	status := statusOf(err)
-	var sentinel error
 	switch {
 	case bloberror.HasCode(err, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet) ||
 		status == http.StatusPreconditionFailed:
-		sentinel = objstore.ErrPreconditionFailed
+		return objstore.ErrPreconditionFailed
 	case bloberror.HasCode(err, bloberror.BlobNotFound):
-		sentinel = objstore.ErrNotFound
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		sentinel = objstore.ErrAccessDenied
-	case status == http.StatusTooManyRequests || status >= 500:
-		sentinel = objstore.ErrUnavailable
-	case status == 0:
-		// No HTTP response at all: connection refused, DNS, TLS, timeouts.
-		sentinel = objstore.ErrUnavailable
-	default:
-		// ContainerNotFound (404) and the like: a configuration problem, not a
-		// missing key, so no sentinel.
-		return err
+		return objstore.ErrNotFound
 	}
-	return fmt.Errorf("%w: %w", sentinel, err)
+	return objstore.StatusSentinel(status)
 }

@@ -1,13 +1,8 @@
 package azure
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
-	"net/url"
-	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/soullabs/brainy/tiers/objstore"
 )
@@ -95,40 +90,35 @@ func (c *Config) EnsureDefaults() {
 
 // Validate reports every problem of the configuration at once. It does not change c;
 // call EnsureDefaults first.
-func (c *Config) Validate() error {
-	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+func (c *Config) Validate() error { return c.validate(true) }
+
+// validate is Validate, checking the credentials only if credentials is set.
+func (c *Config) validate(credentials bool) error {
+	var p objstore.ConfigProblems
 	if !validContainer(c.Container) {
-		add("Container (%q) must be 3-63 lower-case letters, digits and single dashes, starting with a letter or digit", c.Container)
+		p.Add("Container (%q) must be 3-63 lower-case letters, digits and single dashes, starting with a letter or digit", c.Container)
 	}
-	if !utf8.ValidString(c.Prefix) || len(c.Prefix) > 512 {
-		add("Prefix (%q) must be valid UTF-8 of at most 512 bytes", c.Prefix)
-	}
+	p.Prefix(c.Prefix)
 	switch {
+	case !credentials: // ConfigFromURL: the caller sets them afterwards
 	case c.ConnectionString != "" && (c.Account != "" || c.AccountKey != ""):
-		add("set either ConnectionString or Account and AccountKey, not both")
+		p.Add("set either ConnectionString or Account and AccountKey, not both")
 	case c.ConnectionString == "" && (c.Account == "" || c.AccountKey == ""):
-		add("ConnectionString or Account and AccountKey are required")
+		p.Add("ConnectionString or Account and AccountKey are required")
 	}
-	if c.ConnectionString == "" && c.Endpoint != "" {
-		u, err := url.Parse(c.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add("Endpoint (%q) must be an http:// or https:// URL with a host", c.Endpoint)
-		}
+	if c.ConnectionString == "" {
+		p.Endpoint(c.Endpoint)
 	}
 	if c.MaxAttempts < 1 {
-		add("MaxAttempts (%d) must be >= 1", c.MaxAttempts)
+		p.Add("MaxAttempts (%d) must be >= 1", c.MaxAttempts)
 	}
 	if c.RetryDelay < 0 {
-		add("RetryDelay (%s) must be >= 0", c.RetryDelay)
+		p.Add("RetryDelay (%s) must be >= 0", c.RetryDelay)
 	}
 	if c.ListPageSize < 1 || c.ListPageSize > 5000 {
-		add("ListPageSize (%d) must be in 1..5000", c.ListPageSize)
+		p.Add("ListPageSize (%d) must be in 1..5000", c.ListPageSize)
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("azure: invalid config: %w", errors.Join(errs...))
-	}
-	return nil
+	return p.Err("azure")
 }
 
 // validContainer applies Azure's container naming rules.
@@ -149,31 +139,26 @@ func validContainer(name string) bool {
 }
 
 // ConfigFromURL returns the configuration for an azure:// storage URL (see
-// objstore.ParseURL; the bucket is the container); Open fills in defaults. Parameters:
+// objstore.ParseURL; the bucket is the container) with defaults set. Parameters:
 // account, endpoint, create_container (true/false), max_attempts. Credentials are not
 // taken from the URL: set ConnectionString, or AccountKey, on the result (for example
-// from AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_KEY) before Open.
+// from AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_KEY) before Open, which checks
+// them; ConfigFromURL validates everything else.
 func ConfigFromURL(loc objstore.Location) (Config, error) {
-	if loc.Scheme != "azure" {
-		return Config{}, fmt.Errorf("azure: storage URL scheme %q is not azure: %w", loc.Scheme, objstore.ErrInvalidArgument)
-	}
 	c := Config{Container: loc.Bucket, Prefix: loc.Prefix}
-	err := loc.TakeParams(func(k, v string) error {
-		var err error
-		switch k {
-		case "account":
-			c.Account = v
-		case "endpoint":
-			c.Endpoint = v
-		case "create_container":
-			c.CreateContainer, err = strconv.ParseBool(v)
-		case "max_attempts":
-			c.MaxAttempts, err = strconv.Atoi(v)
-		}
-		return err
-	}, "account", "endpoint", "create_container", "max_attempts")
+	err := objstore.ConfigFromURL(loc, "azure", "azure", urlConfig{&c},
+		objstore.StringParam("account", &c.Account),
+		objstore.StringParam("endpoint", &c.Endpoint),
+		objstore.BoolParam("create_container", &c.CreateContainer),
+		objstore.IntParam("max_attempts", &c.MaxAttempts))
 	if err != nil {
-		return Config{}, fmt.Errorf("azure: %w", err)
+		return Config{}, err
 	}
 	return c, nil
 }
+
+// urlConfig is a Config as ConfigFromURL validates it: without the credentials, which
+// the caller sets afterwards.
+type urlConfig struct{ *Config }
+
+func (u urlConfig) Validate() error { return u.validate(false) }

@@ -53,22 +53,44 @@ func TestDefaultEndpoint(t *testing.T) {
 }
 
 func TestConfigFromURL(t *testing.T) {
-	loc, err := objstore.ParseURL("azure://data/p?account=acct&create_container=true&max_attempts=2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := azure.ConfigFromURL(loc)
-	want := azure.Config{Container: "data", Prefix: "p/", Account: "acct", CreateContainer: true, MaxAttempts: 2}
-	if err != nil || got != want {
-		t.Fatalf("ConfigFromURL = %+v, %v; want %+v", got, err, want)
-	}
-	for _, bad := range []string{"azure://data?key=secret", "azure://data?create_container=maybe", "s3://data"} {
-		loc, err := objstore.ParseURL(bad)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c, err := azure.ConfigFromURL(loc); err == nil {
-			t.Fatalf("ConfigFromURL(%s) = %+v, want an error", bad, c)
-		}
+	for _, c := range []struct {
+		url  string
+		want func(*azure.Config) // applied to the Config of container "data" with defaults set; nil: want an error
+	}{
+		{"azure://data", func(*azure.Config) {}},
+		{"azure://data/p?account=acct&create_container=true&max_attempts=2", func(c *azure.Config) {
+			c.Prefix, c.Account, c.CreateContainer, c.MaxAttempts = "p/", "acct", true, 2
+			c.Endpoint = "https://acct.blob.core.windows.net"
+		}},
+		{"azure://data?endpoint=http://127.0.0.1:10000/devstoreaccount1", func(c *azure.Config) {
+			c.Endpoint = "http://127.0.0.1:10000/devstoreaccount1"
+		}},
+		{"azure://data?key=secret", nil},
+		{"azure://data?create_container=maybe", nil},
+		{"s3://data", nil},
+		// Validated like the other adapters' (credentials excepted, the caller sets them).
+		{"azure://data_1", nil},
+		{"azure://data?max_attempts=-1", nil},
+		{"azure://data?endpoint=localhost", nil},
+	} {
+		t.Run(c.url, func(t *testing.T) {
+			loc, err := objstore.ParseURL(c.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := azure.ConfigFromURL(loc)
+			if c.want == nil {
+				if err == nil {
+					t.Fatalf("ConfigFromURL(%s) = %+v, want an error", c.url, got)
+				}
+				return
+			}
+			want := azure.Config{Container: "data"}
+			want.EnsureDefaults()
+			c.want(&want)
+			if err != nil || got != want {
+				t.Fatalf("ConfigFromURL(%s) = %+v, %v; want %+v", c.url, got, err, want)
+			}
+		})
 	}
 }

@@ -1,5 +1,5 @@
 // Package backend turns a storage setting — the --storage flag, the
-// BRAINY_STORAGE variable, brainy.WithStorage, or the tiered form
+// BRAINY_STORAGE variable, brainycloud.WithStorage, or the tiered form
 // --storage-hot/--storage-warm/--storage-cold — into an open tiers.Store.
 //
 // Settings:
@@ -457,11 +457,7 @@ func OpenObjects(ctx context.Context, raw string, log *slog.Logger) (objstore.St
 // FillStats adds the tiers and object-store requests of s to st.
 func (s *Store) FillStats(st *nodestats.Storage) {
 	if s.Tiered != nil {
-		st.Tiers = st.Tiers[:0]
-		for _, t := range s.Tiered.TierStats() {
-			st.Tiers = append(st.Tiers, nodestats.Tier{Name: t.Name, Backend: t.Backend, Location: t.Location,
-				Bytes: t.Bytes, Keys: t.Keys, Demoted: t.Demoted, Promoted: t.Promoted})
-		}
+		st.Tiers = s.Tiered.TierStats()
 		m := s.Tiered.MoverStats()
 		st.Mover = &nodestats.Mover{Running: m.Running, Passes: m.Passes, LastMoved: m.LastMoved, Moved: m.Moved, LastError: m.LastError}
 	}

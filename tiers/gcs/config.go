@@ -1,12 +1,7 @@
 package gcs
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
-	"net/url"
-	"strconv"
-	"unicode/utf8"
 
 	"github.com/soullabs/brainy/tiers/objstore"
 )
@@ -80,57 +75,31 @@ func (c *Config) EnsureDefaults() {
 // Validate reports every problem of the configuration at once. It does not change c;
 // call EnsureDefaults first.
 func (c *Config) Validate() error {
-	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var p objstore.ConfigProblems
 	if c.Bucket == "" {
-		add("Bucket is required")
+		p.Add("Bucket is required")
 	}
-	if !utf8.ValidString(c.Prefix) || len(c.Prefix) > 512 {
-		add("Prefix (%q) must be valid UTF-8 of at most 512 bytes", c.Prefix)
-	}
-	if c.Endpoint != "" {
-		u, err := url.Parse(c.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add("Endpoint (%q) must be an http:// or https:// URL with a host", c.Endpoint)
-		}
-	}
+	p.Prefix(c.Prefix)
+	p.Endpoint(c.Endpoint)
 	if c.MaxAttempts < 1 {
-		add("MaxAttempts (%d) must be >= 1", c.MaxAttempts)
+		p.Add("MaxAttempts (%d) must be >= 1", c.MaxAttempts)
 	}
 	if c.ListPageSize < 1 || c.ListPageSize > 1000 {
-		add("ListPageSize (%d) must be in 1..1000", c.ListPageSize)
+		p.Add("ListPageSize (%d) must be in 1..1000", c.ListPageSize)
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("gcs: invalid config: %w", errors.Join(errs...))
-	}
-	return nil
+	return p.Err("gcs")
 }
 
 // ConfigFromURL returns the configuration for a gs:// storage URL (see
 // objstore.ParseURL) with defaults set. Parameters: endpoint, anonymous (true/false),
 // max_attempts. Credentials are Application Default Credentials unless anonymous.
 func ConfigFromURL(loc objstore.Location) (Config, error) {
-	if loc.Scheme != "gs" {
-		return Config{}, fmt.Errorf("gcs: storage URL scheme %q is not gs: %w", loc.Scheme, objstore.ErrInvalidArgument)
-	}
 	c := Config{Bucket: loc.Bucket, Prefix: loc.Prefix}
-	err := loc.TakeParams(func(k, v string) error {
-		var err error
-		switch k {
-		case "endpoint":
-			c.Endpoint = v
-		case "anonymous":
-			c.Anonymous, err = strconv.ParseBool(v)
-		case "max_attempts":
-			c.MaxAttempts, err = strconv.Atoi(v)
-		}
-		return err
-	}, "endpoint", "anonymous", "max_attempts")
+	err := objstore.ConfigFromURL(loc, "gcs", "gs", &c,
+		objstore.StringParam("endpoint", &c.Endpoint),
+		objstore.BoolParam("anonymous", &c.Anonymous),
+		objstore.IntParam("max_attempts", &c.MaxAttempts))
 	if err != nil {
-		return Config{}, fmt.Errorf("gcs: %w", err)
-	}
-	c.EnsureDefaults()
-	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}
 	return c, nil

@@ -11,12 +11,10 @@
 package gcs
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -148,8 +146,7 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("gcs: get %q: %w", key, classify(ctx, err))
 	}
-	defer r.Close()
-	body, err := readAll(r, r.Attrs.Size)
+	body, err := objstore.ReadAll(r, r.Attrs.Size)
 	if err != nil {
 		return nil, "", fmt.Errorf("gcs: get %q: read body: %w", key, classify(ctx, err))
 	}
@@ -172,8 +169,7 @@ func (s *Store) GetRange(ctx context.Context, key string, off, n int64) ([]byte,
 		}
 		return nil, fmt.Errorf("gcs: get range %q: %w", key, classify(ctx, err))
 	}
-	defer r.Close()
-	body, err := readAll(r, min(r.Remain(), n))
+	body, err := objstore.ReadAll(r, min(r.Remain(), n))
 	if err != nil {
 		return nil, fmt.Errorf("gcs: get range %q: read body: %w", key, classify(ctx, err))
 	}
@@ -229,16 +225,6 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// readAll reads r, preallocating size bytes when known.
-func readAll(r io.Reader, size int64) ([]byte, error) {
-	if size <= 0 {
-		return io.ReadAll(r)
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, size+1))
-	_, err := buf.ReadFrom(r)
-	return buf.Bytes(), err
-}
-
 func statusOf(err error) int {
 	var ge *googleapi.Error
 	if errors.As(err, &ge) {
@@ -249,25 +235,20 @@ func statusOf(err error) int {
 
 // classify wraps err with the objstore sentinel that describes it.
 func classify(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w: %w", ctx.Err(), err)
-	}
+	return objstore.Classify(ctx, err, sentinel(err))
+}
+
+// sentinel is the objstore sentinel of an error of the client library: a missing
+// object, else by the HTTP status. A missing bucket has none: it is a configuration
+// problem, neither a missing key nor an outage.
+func sentinel(err error) error {
 	status := statusOf(err)
-	var sentinel error
+	noBucket := errors.Is(err, storage.ErrBucketNotExist)
 	switch {
-	case errors.Is(err, storage.ErrObjectNotExist) || status == http.StatusNotFound && !errors.Is(err, storage.ErrBucketNotExist):
-		sentinel = objstore.ErrNotFound
-	case status == http.StatusPreconditionFailed:
-		sentinel = objstore.ErrPreconditionFailed
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		sentinel = objstore.ErrAccessDenied
-	case status == http.StatusTooManyRequests || status >= 500:
-		sentinel = objstore.ErrUnavailable
-	case status == 0 && !errors.Is(err, storage.ErrBucketNotExist):
-		// No HTTP response at all: connection refused, DNS, TLS, timeouts.
-		sentinel = objstore.ErrUnavailable
-	default:
-		return err
+	case errors.Is(err, storage.ErrObjectNotExist) || status == http.StatusNotFound && !noBucket:
+		return objstore.ErrNotFound
+	case status == 0 && noBucket:
+		return nil
 	}
-	return fmt.Errorf("%w: %w", sentinel, err)
+	return objstore.StatusSentinel(status)
 }

@@ -30,15 +30,7 @@ func open(t testing.TB, cfg gcs.Config) *gcs.Store {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		var keys []string
-		_ = s.List(ctx, "", func(k string, _ int64) error { keys = append(keys, k); return nil })
-		for _, k := range keys {
-			_ = s.Delete(ctx, k)
-		}
-		s.Close()
-	})
+	objstoretest.Cleanup(t, s)
 	return s
 }
 

@@ -138,10 +138,10 @@ func (d *Dir) Put(ctx context.Context, key string, body []byte, cond Cond) (stri
 		return "", fmt.Errorf("objstore: lock: %w: %v", ErrUnavailable, err)
 	}
 	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+	if err := lockFile(lock); err != nil {
 		return "", fmt.Errorf("objstore: lock: %w: %v", ErrUnavailable, err)
 	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	defer unlockFile(lock)
 
 	if cond.IfNoneMatch || cond.IfMatch != "" {
 		f, etag, _, err := d.open(key)

@@ -1,12 +1,7 @@
 package s3
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
-	"net/url"
-	"strconv"
-	"unicode/utf8"
 
 	"github.com/soullabs/brainy/tiers/objstore"
 )
@@ -111,44 +106,33 @@ func (c *Config) EnsureDefaults() {
 // Validate reports every problem of the configuration at once. It does not change c;
 // call EnsureDefaults first.
 func (c *Config) Validate() error {
-	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var p objstore.ConfigProblems
 	if c.Bucket == "" {
-		add("Bucket is required")
+		p.Add("Bucket is required")
 	}
-	if !utf8.ValidString(c.Prefix) || len(c.Prefix) > 512 {
-		add("Prefix (%q) must be valid UTF-8 of at most 512 bytes", c.Prefix)
-	}
+	p.Prefix(c.Prefix)
 	if c.Region == "" {
-		add("Region is empty")
+		p.Add("Region is empty")
 	}
-	if c.Endpoint != "" {
-		u, err := url.Parse(c.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add("Endpoint (%q) must be an http:// or https:// URL with a host", c.Endpoint)
-		}
-	}
+	p.Endpoint(c.Endpoint)
 	switch c.AddressingStyle {
 	case "auto", "path", "virtual":
 	default:
-		add("AddressingStyle (%q) must be auto, path or virtual", c.AddressingStyle)
+		p.Add("AddressingStyle (%q) must be auto, path or virtual", c.AddressingStyle)
 	}
 	if (c.AccessKeyID == "") != (c.SecretAccessKey == "") {
-		add("AccessKeyID and SecretAccessKey must be set together")
+		p.Add("AccessKeyID and SecretAccessKey must be set together")
 	}
 	if c.SessionToken != "" && c.AccessKeyID == "" {
-		add("SessionToken needs AccessKeyID and SecretAccessKey")
+		p.Add("SessionToken needs AccessKeyID and SecretAccessKey")
 	}
 	if c.MaxAttempts < 1 {
-		add("MaxAttempts (%d) must be >= 1", c.MaxAttempts)
+		p.Add("MaxAttempts (%d) must be >= 1", c.MaxAttempts)
 	}
 	if c.ListPageSize < 1 || c.ListPageSize > 1000 {
-		add("ListPageSize (%d) must be in 1..1000", c.ListPageSize)
+		p.Add("ListPageSize (%d) must be in 1..1000", c.ListPageSize)
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("s3: invalid config: %w", errors.Join(errs...))
-	}
-	return nil
+	return p.Err("s3")
 }
 
 func (c *Config) pathStyle() bool {
@@ -160,31 +144,14 @@ func (c *Config) pathStyle() bool {
 // (auto, path, virtual), imds (true/false), max_attempts. Credentials come from the SDK's
 // standard chain (environment, shared files, ...), never from the URL.
 func ConfigFromURL(loc objstore.Location) (Config, error) {
-	if loc.Scheme != "s3" {
-		return Config{}, fmt.Errorf("s3: storage URL scheme %q is not s3: %w", loc.Scheme, objstore.ErrInvalidArgument)
-	}
 	c := Config{Bucket: loc.Bucket, Prefix: loc.Prefix}
-	err := loc.TakeParams(func(k, v string) error {
-		var err error
-		switch k {
-		case "region":
-			c.Region = v
-		case "endpoint":
-			c.Endpoint = v
-		case "addressing_style":
-			c.AddressingStyle = v
-		case "imds":
-			c.UseIMDS, err = strconv.ParseBool(v)
-		case "max_attempts":
-			c.MaxAttempts, err = strconv.Atoi(v)
-		}
-		return err
-	}, "region", "endpoint", "addressing_style", "imds", "max_attempts")
+	err := objstore.ConfigFromURL(loc, "s3", "s3", &c,
+		objstore.StringParam("region", &c.Region),
+		objstore.StringParam("endpoint", &c.Endpoint),
+		objstore.StringParam("addressing_style", &c.AddressingStyle),
+		objstore.BoolParam("imds", &c.UseIMDS),
+		objstore.IntParam("max_attempts", &c.MaxAttempts))
 	if err != nil {
-		return Config{}, fmt.Errorf("s3: %w", err)
-	}
-	c.EnsureDefaults()
-	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}
 	return c, nil

@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -129,7 +128,7 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("s3: get %q: %w", key, classify(ctx, err))
 	}
-	body, err := readAll(out.Body, aws.ToInt64(out.ContentLength))
+	body, err := objstore.ReadAll(out.Body, aws.ToInt64(out.ContentLength))
 	if err != nil {
 		return nil, "", fmt.Errorf("s3: get %q: read body: %w", key, classify(ctx, err))
 	}
@@ -156,7 +155,7 @@ func (s *Store) GetRange(ctx context.Context, key string, off, n int64) ([]byte,
 		}
 		return nil, fmt.Errorf("s3: get range %q: %w", key, classify(ctx, err))
 	}
-	body, err := readAll(out.Body, aws.ToInt64(out.ContentLength))
+	body, err := objstore.ReadAll(out.Body, aws.ToInt64(out.ContentLength))
 	if err != nil {
 		return nil, fmt.Errorf("s3: get range %q: read body: %w", key, classify(ctx, err))
 	}
@@ -218,17 +217,6 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// readAll reads and closes body, preallocating size bytes when known.
-func readAll(body io.ReadCloser, size int64) ([]byte, error) {
-	defer body.Close()
-	if size <= 0 {
-		return io.ReadAll(body)
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, size+1))
-	_, err := buf.ReadFrom(body)
-	return buf.Bytes(), err
-}
-
 // errNoCredentials marks a failure of the credential chain: nothing was sent.
 var errNoCredentials = errors.New("no usable credentials")
 
@@ -257,31 +245,28 @@ func statusOf(err error) int {
 
 // classify wraps err with the objstore sentinel that describes it.
 func classify(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w: %w", ctx.Err(), err)
-	}
+	return objstore.Classify(ctx, err, sentinel(err))
+}
+
+// sentinel is the objstore sentinel of an SDK error: by S3's error code first, then by
+// the HTTP status.
+func sentinel(err error) error {
 	code := ""
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		code = ae.ErrorCode()
 	}
 	status := statusOf(err)
-	var sentinel error
 	switch {
 	case code == "NoSuchKey" || code == "NotFound" || (status == http.StatusNotFound && code != "NoSuchBucket"):
-		sentinel = objstore.ErrNotFound
+		return objstore.ErrNotFound
 	case status == http.StatusPreconditionFailed || code == "PreconditionFailed" || code == "ConditionalRequestConflict":
-		sentinel = objstore.ErrPreconditionFailed
+		return objstore.ErrPreconditionFailed
 	case errors.Is(err, errNoCredentials) || status == http.StatusUnauthorized || status == http.StatusForbidden ||
 		code == "AccessDenied" || code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch":
-		sentinel = objstore.ErrAccessDenied
-	case status == http.StatusTooManyRequests || status >= 500 || code == "SlowDown":
-		sentinel = objstore.ErrUnavailable
-	case status == 0:
-		// No HTTP response at all: connection refused, DNS, TLS, timeouts.
-		sentinel = objstore.ErrUnavailable
-	default:
-		return err
+		return objstore.ErrAccessDenied
+	case code == "SlowDown":
+		return objstore.ErrUnavailable
 	}
-	return fmt.Errorf("%w: %w", sentinel, err)
+	return objstore.StatusSentinel(status)
 }

@@ -32,16 +32,7 @@ func open(t testing.TB, cfg s3.Config) *s3.Store {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(func() {
-		// Remove what the test wrote (best effort; the server's data dir is temporary).
-		ctx := context.Background()
-		var keys []string
-		_ = s.List(ctx, "", func(k string, _ int64) error { keys = append(keys, k); return nil })
-		for _, k := range keys {
-			_ = s.Delete(ctx, k)
-		}
-		s.Close()
-	})
+	objstoretest.Cleanup(t, s)
 	return s
 }
 

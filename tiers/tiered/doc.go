@@ -10,8 +10,9 @@
 // closes all of them. A mover goroutine runs a pass every
 // Config.Interval; MoveNow runs one synchronously. Apply must be called by
 // one goroutine at a time when batch order matters (core's committer);
-// Get, NewIter, Stats, TierStats (per tier: size, key count, moves) and
-// MoverStats (the mover's progress) may be called from any goroutine.
+// Get, NewIter, Stats, TierStats (per tier: size, key count, moves, as the
+// nodestats.Tier of the node's metrics) and MoverStats (the mover's
+// progress) may be called from any goroutine.
 //
 // # Where a key lives
 //

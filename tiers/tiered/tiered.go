@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/soullabs/brainy/internal/nodestats"
 	"github.com/soullabs/brainy/tiers"
 )
 
@@ -287,30 +288,13 @@ func (s *Store) Stats() tiers.Stats {
 	return st
 }
 
-// TierStat describes one tier.
-type TierStat struct {
-	// Name is "hot", "warm" or "cold".
-	Name string `json:"name"`
-	// Backend and Location are the tier store's own.
-	Backend  string `json:"backend"`
-	Location string `json:"location,omitempty"`
-	// Bytes is the tier store's LiveBytes.
-	Bytes int64 `json:"bytes"`
-	// Keys is the number of keys the tier held when the mover last listed
-	// it, or -1 if it has not (cold is never listed).
-	Keys int64 `json:"keys"`
-	// Demoted counts keys moved from this tier to the one below since Open.
-	Demoted uint64 `json:"demoted"`
-	// Promoted counts keys moved from this tier to hot since Open.
-	Promoted uint64 `json:"promoted"`
-}
-
-// TierStats reports each tier, topmost first.
-func (s *Store) TierStats() []TierStat {
-	out := make([]TierStat, len(s.tiers))
+// TierStats reports each tier, topmost first, in the shape of the node's
+// metrics (GET /v1/metrics).
+func (s *Store) TierStats() []nodestats.Tier {
+	out := make([]nodestats.Tier, len(s.tiers))
 	for i, t := range s.tiers {
 		st := t.Stats()
-		out[i] = TierStat{
+		out[i] = nodestats.Tier{
 			Name:     tierNames[i],
 			Backend:  st.Backend,
 			Location: st.Location,

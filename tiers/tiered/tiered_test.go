@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soullabs/brainy/internal/nodestats"
 	"github.com/soullabs/brainy/tiers"
 	"github.com/soullabs/brainy/tiers/disk"
 	"github.com/soullabs/brainy/tiers/memory"
@@ -236,7 +237,7 @@ func moveNow(t *testing.T, s *tiered.Store) {
 	}
 }
 
-func tierStat(t *testing.T, s *tiered.Store, name string) tiered.TierStat {
+func tierStat(t *testing.T, s *tiered.Store, name string) nodestats.Tier {
 	t.Helper()
 	for _, st := range s.TierStats() {
 		if st.Name == name {
@@ -244,7 +245,7 @@ func tierStat(t *testing.T, s *tiered.Store, name string) tiered.TierStat {
 		}
 	}
 	t.Fatalf("no tier %q in TierStats", name)
-	return tiered.TierStat{}
+	return nodestats.Tier{}
 }
 
 func TestConformance(t *testing.T) {
@@ -468,7 +469,7 @@ func TestDemoteBySize(t *testing.T) {
 		mustGet(t, e.hot, k, val)
 	}
 	if st := tierStat(t, e.s, "hot"); st.Demoted != 3 || st.Keys != 10 {
-		t.Fatalf("hot TierStat = %+v, want Demoted 3, Keys 10", st)
+		t.Fatalf("hot TierStats = %+v, want Demoted 3, Keys 10", st)
 	}
 }
 
