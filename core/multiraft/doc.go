@@ -7,12 +7,14 @@
 // requires:
 //
 //  1. persist: the entries and hard states of all groups go into ONE
-//     tiers.Batch, applied with one sync (CockroachDB's lesson: batch all
-//     groups' log writes per cycle);
+//     tiers.Batch, applied with one Store.Apply (CockroachDB's lesson:
+//     batch all groups' log writes per cycle), synced only when raft needs
+//     it (new entries, term or vote, or an installed snapshot);
 //  2. send: the messages of all groups, one Transport.Send per peer;
 //  3. apply: committed entries, in index order, through StateMachine.Apply;
-//     conf changes through the RawNode;
-//  4. advance.
+//     conf changes through the RawNode and StateMachine.ApplyConfState;
+//     then StateMachine.Commit;
+//  4. advance, then compact the logs that grew long enough (see below).
 //
 // Callers propose from any goroutine with Propose, which returns once the
 // local replica has applied the command (proposals made on a follower are
@@ -23,6 +25,10 @@
 //
 //	r<group:4>e<index:8>   a log entry (raftpb.Entry, protobuf)
 //	r<group:4>h            the group's HardState
+//	r<group:4>t            the truncation point: index and term of the
+//	                       last entry compacted away
+//
+// RemoveGroup deletes them all when the node drops its replica.
 //
 // Membership changes go through ChangeReplicas (raft's joint-consensus
 // ConfChangeV2). A node receiving a message for a group it does not hold
@@ -35,13 +41,30 @@
 // Reads: ReadIndex confirmed by a heartbeat round (raft's ReadOnlySafe),
 // one round per group per driver cycle shared by every read of the cycle;
 // not a leader lease, which a starved scheduler or a skewed clock breaks.
+// A leader that is its group's only voter needs no round (no other node
+// can lead without its vote): callers check SoleVoterLeader and skip
+// ReadIndex then.
 //
 // Results reach proposers only after StateMachine.Commit, so a write is
 // acknowledged once it is durable in the log and visible to readers.
 //
-// Heartbeats travel in the per-peer batch of each cycle, so one node pair
-// exchanges one message per tick whatever the number of groups.
+// Heartbeats travel in the per-peer batch of each cycle, so a tick costs
+// one Transport.Send per peer whatever the number of groups (each group
+// still sends its own heartbeat messages in that batch).
 //
-// Not yet: log compaction and snapshots (a new or lagging replica is caught
-// up from the full log) and quiescing idle groups.
+// Log compaction: once a group's log holds 2×Config.LogKeep entries behind
+// the applied index the state machine holds durably, it is cut back to
+// LogKeep entries behind it; the truncation point is persisted with the
+// deletes. A replica that needs a compacted entry gets a snapshot, which
+// carries only raft's metadata (index, term, membership at the leader's
+// applied index), no data. The receiving node records the sender and
+// hands both to StateMachine.ApplySnapshot, which copies the group's state
+// from that node itself (core does it through RaftConfig.FetchPartition,
+// reading the partition's key range from the sender as one consistent
+// snapshot). The copy may be newer than the snapshot; the log then
+// restarts at the snapshot index, its old entries deleted in the same
+// synced batch. The sender counts the snapshot delivered once sent: if
+// the message is lost, raft sends another.
+//
+// Not yet: quiescing idle groups.
 package multiraft

@@ -128,3 +128,31 @@ func appendToBatch(b *tiers.Batch, g GroupID, ents []*pb.Entry, persistedLast ui
 	}
 	return last, nil
 }
+
+// storage is the raft log in memory (a copy of the persisted one) with the
+// membership the state machine persisted: raft reads it at start, and
+// entries after the applied index replay the changes since.
+type storage struct {
+	*raft.MemoryStorage
+	cs       *pb.ConfState
+	snapshot func() (*pb.Snapshot, error) // set once the group exists
+}
+
+// Snapshot is what raft sends a follower that needs compacted entries. It
+// is made when asked, at the state machine's applied index with its
+// membership, and carries no data: the follower fetches the state from
+// this node (StateMachine.ApplySnapshot), then as new as it is by then.
+func (s *storage) Snapshot() (*pb.Snapshot, error) {
+	if s.snapshot == nil {
+		return s.MemoryStorage.Snapshot()
+	}
+	return s.snapshot()
+}
+
+func (s *storage) InitialState() (*pb.HardState, *pb.ConfState, error) {
+	hs, cs, err := s.MemoryStorage.InitialState()
+	if err == nil && s.cs != nil {
+		cs = s.cs
+	}
+	return hs, cs, err
+}

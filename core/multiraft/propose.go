@@ -1,0 +1,166 @@
+// Proposals (commands and conf changes) and linearizable reads: from the
+// caller's goroutine to the driver, and their results back.
+
+package multiraft
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// proposal is a command, a conf change or a read waiting for the driver.
+type proposal struct {
+	ctx   context.Context
+	group GroupID
+	kind  proposalKind
+	data  []byte // 8-byte proposal id, then the command
+	cc    *pb.ConfChangeV2
+	index uint64 // for a read: the index it waits for, once known
+	done  chan result
+}
+
+type proposalKind uint8
+
+const (
+	kindCommand proposalKind = iota
+	kindConfChange
+	kindRead
+)
+
+type reply struct {
+	p *proposal
+	r result
+}
+
+type result struct {
+	value any
+	err   error
+}
+
+// Propose replicates data in group g and returns what the local state
+// machine's Apply returned for it, once this replica has applied it. If
+// ctx ends first the command may still be applied later.
+//
+// ErrNoLeader means raft dropped the command, which was then certainly not
+// applied. A ctx that ends first leaves the outcome unknown.
+func (n *Node) Propose(ctx context.Context, g GroupID, data []byte) (any, error) {
+	p := &proposal{ctx: ctx, group: g, data: make([]byte, 8+len(data)), done: make(chan result, 1)}
+	copy(p.data[8:], data)
+	return n.submit(p)
+}
+
+// ReadIndex returns once this replica of g has applied every command
+// committed before the call: reads of local state after it are
+// linearizable. On a follower it costs a round trip to the leader.
+func (n *Node) ReadIndex(ctx context.Context, g GroupID) error {
+	p := &proposal{ctx: ctx, group: g, kind: kindRead, data: make([]byte, 8), done: make(chan result, 1)}
+	_, err := n.submit(p)
+	return err
+}
+
+func (n *Node) submit(p *proposal) (any, error) {
+	select {
+	case n.propC <- p:
+	case <-n.stopC:
+		return nil, ErrStopped
+	case <-p.ctx.Done():
+		return nil, p.ctx.Err()
+	}
+	select {
+	case r := <-p.done:
+		return r.value, r.err
+	case <-p.ctx.Done():
+		return nil, p.ctx.Err()
+	}
+}
+
+// SoleVoterLeader reports whether this node leads g and is its only
+// voter. No other node can lead g then (any other leader would need this
+// node's vote), so reads of local state are linearizable without a
+// read-index round: the fast path of a cluster of one.
+func (n *Node) SoleVoterLeader(g GroupID) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.leaders[g] == n.cfg.ID && n.voters[g] == 1
+}
+
+func (n *Node) propose(p *proposal) {
+	g := n.groups[p.group]
+	if g == nil {
+		p.done <- result{err: fmt.Errorf("%w: %d", ErrUnknownGroup, p.group)}
+		return
+	}
+	id := n.rng.Uint64()
+	var err error
+	switch p.kind {
+	case kindCommand:
+		binary.BigEndian.PutUint64(p.data, id)
+		err = g.rn.Propose(p.data)
+	case kindConfChange:
+		p.cc.Context = binary.BigEndian.AppendUint64(nil, id)
+		err = g.rn.ProposeConfChange(p.cc)
+	case kindRead:
+		// Reads that arrive in one driver cycle share one read-index
+		// request: any index that covers the first covers them all, since
+		// they all began before it was asked.
+		if g.readCycle == n.cycle && g.readCtx != nil {
+			p.data = g.readCtx
+		} else {
+			binary.BigEndian.PutUint64(p.data, id)
+			g.rn.ReadIndex(p.data)
+			g.readCtx, g.readCycle = p.data, n.cycle
+		}
+		g.reads = append(g.reads, p)
+		return
+	}
+	if err != nil {
+		if errors.Is(err, raft.ErrProposalDropped) {
+			err = ErrNoLeader
+		}
+		p.done <- result{err: err}
+		return
+	}
+	n.waiters[id] = p
+}
+
+// readState gives a ReadIndex request its index.
+func (n *Node) readState(g *group, rs raft.ReadState) {
+	if len(rs.RequestCtx) != 8 {
+		return
+	}
+	for _, p := range g.reads {
+		if p.index == 0 && string(p.data) == string(rs.RequestCtx) {
+			p.index = max(rs.Index, 1)
+		}
+	}
+}
+
+// finishReads answers the reads whose index this replica has applied.
+func (n *Node) finishReads(g *group) {
+	g.reads = slices.DeleteFunc(g.reads, func(p *proposal) bool {
+		if p.index == 0 || p.index > g.applied {
+			return false
+		}
+		n.replies = append(n.replies, reply{p: p})
+		return true
+	})
+}
+
+// reply queues the result for the proposal whose id starts idb, if it was
+// proposed here.
+func (n *Node) reply(idb []byte, v any) {
+	if len(idb) < 8 {
+		return
+	}
+	id := binary.BigEndian.Uint64(idb)
+	if p, ok := n.waiters[id]; ok {
+		delete(n.waiters, id)
+		n.replies = append(n.replies, reply{p: p, r: result{value: v}})
+	}
+}

@@ -1,0 +1,89 @@
+package multiraft
+
+import (
+	"cmp"
+	"context"
+	"slices"
+
+	"go.etcd.io/raft/v3"
+)
+
+// Leader returns the leader of group g as last known here (0 if none).
+func (n *Node) Leader(g GroupID) NodeID {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.leaders[g]
+}
+
+// Stats counts the driver's synced batches and the group Readies they
+// carried (Readies / Syncs is how many groups share a sync), and the
+// elections this node won.
+type Stats struct{ Syncs, Readies, Elections, SnapshotsSent, SnapshotsInstalled uint64 }
+
+// Stats returns the driver's counters.
+func (n *Node) Stats() Stats {
+	var s Stats
+	_ = n.do(context.Background(), func() {
+		s = Stats{Syncs: n.syncs, Readies: n.readies, SnapshotsSent: n.snapshotsSent, SnapshotsInstalled: n.snapshotsTaken}
+	})
+	n.mu.Lock()
+	s.Elections = n.elections
+	n.mu.Unlock()
+	return s
+}
+
+// GroupStatus is one replica's view of its group.
+type GroupStatus struct {
+	Group    GroupID
+	Leader   NodeID
+	Term     uint64
+	Applied  uint64
+	Commit   uint64
+	Voters   []NodeID
+	Learners []NodeID
+	// Quiet counts the ticks since this replica last heard from the leader
+	// (0 on the leader): a replica its group dropped stops hearing.
+	Quiet int
+	// Match is, on the leader only, how far each replica's log is known to
+	// match the leader's; Commit - Match is the replica's lag in entries.
+	Match map[NodeID]uint64
+	// Active is, on the leader only, whether each replica answered within
+	// the last election timeout.
+	Active map[NodeID]bool
+}
+
+// Status returns the status of every group open here, by group id.
+func (n *Node) Status(ctx context.Context) ([]GroupStatus, error) {
+	var out []GroupStatus
+	err := n.do(ctx, func() {
+		for _, g := range n.groups {
+			st := g.rn.Status()
+			gs := GroupStatus{Group: g.id, Leader: NodeID(st.Lead), Term: st.GetTerm(), Applied: g.applied, Commit: st.GetCommit(), Quiet: g.quiet}
+			if st.RaftState == raft.StateLeader {
+				gs.Quiet = 0
+			}
+			for id := range st.Config.Voters.IDs() {
+				gs.Voters = append(gs.Voters, NodeID(id))
+			}
+			for id := range st.Config.Learners {
+				gs.Learners = append(gs.Learners, NodeID(id))
+			}
+			if len(gs.Voters) == 0 && len(gs.Learners) == 0 {
+				continue // opened for a leader that has not filled it yet
+			}
+			slices.Sort(gs.Voters)
+			slices.Sort(gs.Learners)
+			if st.RaftState == raft.StateLeader {
+				gs.Match = map[NodeID]uint64{}
+				gs.Active = map[NodeID]bool{}
+				for id, pr := range st.Progress {
+					gs.Match[NodeID(id)] = pr.Match
+					gs.Active[NodeID(id)] = pr.RecentActive
+				}
+			}
+			out = append(out, gs)
+		}
+	})
+	slices.SortFunc(out, func(a, b GroupStatus) int { return cmp.Compare(a.Group, b.Group) })
+	return out, err
+}
