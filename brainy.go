@@ -10,6 +10,16 @@
 // durable (with disk storage: in the synced write-ahead log); concurrent
 // writes share syncs, so durability does not cap throughput at one fsync
 // per write.
+//
+// This package keeps data in memory or in a local directory and links no
+// cloud SDK. Object stores (s3://, r2://, gs://, azure://, cloud://) and
+// tiered storage come with the package
+// [github.com/soullabs/brainy/brainycloud], so only a program that imports
+// it pays for the AWS, Google Cloud and Azure SDKs:
+//
+//	brain, err := brainy.New(ctx, brainycloud.WithStorage("s3://bucket/prefix"))
+//
+// [WithStore] keeps the data in any other [tiers.Store].
 package brainy
 
 import (
@@ -17,13 +27,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/nodestats"
 	"github.com/soullabs/brainy/tiers"
-	"github.com/soullabs/brainy/tiers/backend"
+	"github.com/soullabs/brainy/tiers/disk"
+	"github.com/soullabs/brainy/tiers/memory"
 )
 
 // Item is one stored record; see the field docs for what the server sets.
@@ -59,16 +73,52 @@ var (
 type Option func(*options)
 
 type options struct {
-	storage    string
+	open       func(context.Context, StoreConfig) (tiers.Store, error)
 	tenant     string
 	partitions int
 	limits     item.Limits
 	logger     *slog.Logger
 }
 
-// WithStorage sets where data lives: "memory" (the default) or a
-// directory, which makes the store durable.
-func WithStorage(setting string) Option { return func(o *options) { o.storage = setting } }
+// WithStorage sets where data lives: "memory" (the default), or a
+// directory ("./data", "/abs/dir", "file:///abs/dir"), which makes the store
+// durable. A "{{nodeId}}" in a directory becomes the host name.
+//
+// An object-store URL (s3://, r2://, gs://, azure://, cloud://) makes New
+// fail with an error that names the package to use instead:
+// brainycloud.WithStorage of [github.com/soullabs/brainy/brainycloud] takes
+// every setting this one takes, and those.
+func WithStorage(setting string) Option {
+	return func(o *options) {
+		o.open = func(context.Context, StoreConfig) (tiers.Store, error) { return openLocal(setting, o.logger) }
+	}
+}
+
+// StoreConfig is what New passes to the opener of [WithStore].
+type StoreConfig struct {
+	// Logger is the logger of WithLogger; nil when none is set.
+	Logger *slog.Logger
+}
+
+// WithStore makes New keep the data in the store that open returns, instead
+// of a WithStorage setting (the last of the two options wins). New calls
+// open with its own context, after checking the other options; the Brain
+// then owns the store: Close closes it, and so does New when it fails after
+// open. If the store has a method Location() string, Metrics reports it as
+// where the data lives (otherwise the store's Stats().Location).
+//
+// This is how [github.com/soullabs/brainy/brainycloud] adds object stores;
+// it also takes any other tiers.Store.
+func WithStore(open func(ctx context.Context, cfg StoreConfig) (tiers.Store, error)) Option {
+	return func(o *options) {
+		if open == nil {
+			open = func(context.Context, StoreConfig) (tiers.Store, error) {
+				return nil, errors.New("brainy: WithStore(nil): no store opener")
+			}
+		}
+		o.open = open
+	}
+}
 
 // WithTenant sets the tenant this Brain reads and writes. Default "default".
 func WithTenant(tenant string) Option { return func(o *options) { o.tenant = tenant } }
@@ -92,7 +142,8 @@ type Brain struct {
 
 // New opens a store. With no options it is a single node in memory.
 func New(ctx context.Context, opts ...Option) (*Brain, error) {
-	o := options{storage: "memory", tenant: "default"}
+	o := options{tenant: "default"}
+	o.open = func(context.Context, StoreConfig) (tiers.Store, error) { return openLocal("memory", o.logger) }
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -100,29 +151,120 @@ func New(ctx context.Context, opts ...Option) (*Brain, error) {
 	if err := o.limits.CheckTenant(o.tenant); err != nil {
 		return nil, err
 	}
-	spec, err := backend.Parse(o.storage)
+	store, err := o.open(ctx, StoreConfig{Logger: o.logger})
 	if err != nil {
 		return nil, err
 	}
-	if spec.HasTemplate() {
-		host, err := os.Hostname()
-		if err != nil {
-			return nil, fmt.Errorf("brainy: storage %s: {{nodeId}} needs a host name: %w", spec, err)
-		}
-		spec = spec.Expand(host)
+	if store == nil {
+		return nil, errors.New("brainy: the store opener of WithStore returned no store")
 	}
-	store, err := backend.Open(ctx, spec, backend.Options{Logger: o.logger, Demotable: core.Demotable})
-	if err != nil {
-		return nil, err
+	cfg := core.Config{Store: store, Partitions: o.partitions, Limits: o.limits, Logger: o.logger}
+	if l, ok := store.(interface{ Location() string }); ok {
+		cfg.StorageLocation = l.Location()
+	} else {
+		cfg.StorageLocation = store.Stats().Location
 	}
-	node, err := core.Open(ctx, core.Config{Store: store, StorageLocation: spec.Location(), StorageStats: store.FillStats,
-		Partitions: o.partitions, Limits: o.limits, Logger: o.logger})
+	// Stores that brainycloud opens also report their tiers and
+	// object-store requests.
+	if f, ok := store.(interface{ FillStats(*nodestats.Storage) }); ok {
+		cfg.StorageStats = f.FillStats
+	}
+	node, err := core.Open(ctx, cfg)
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
 	return &Brain{node: node, store: store, tenant: o.tenant}, nil
 }
+
+// cloudPackage is the package that opens object stores for an embedded
+// Brain.
+const cloudPackage = "github.com/soullabs/brainy/brainycloud"
+
+// objectSchemes are the storage URL schemes that cloudPackage opens.
+var objectSchemes = []string{"s3", "r2", "gs", "azure", "cloud"}
+
+// nodeIDTemplate in a directory is replaced by the host name, as
+// brainy-core replaces it by the node id.
+const nodeIDTemplate = "{{nodeId}}"
+
+// localStore is an open memory or disk store and the setting's location.
+type localStore struct {
+	tiers.Store
+	location string
+}
+
+func (s localStore) Location() string { return s.location }
+
+// openLocal opens the store of a WithStorage setting: memory or a
+// directory. It reads settings as tiers/backend does (brainycloud uses
+// that) and gives the same store, without linking the object stores.
+func openLocal(setting string, log *slog.Logger) (tiers.Store, error) {
+	kind, dir, err := parseLocal(setting)
+	if err != nil {
+		return nil, err
+	}
+	if kind == "memory" {
+		return localStore{memory.New(), "memory"}, nil
+	}
+	st, err := disk.Open(disk.Config{Dir: dir, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return localStore{st, dir}, nil
+}
+
+// parseLocal parses a WithStorage setting into "memory", or "disk" and an
+// absolute directory with {{nodeId}} replaced by the host name.
+func parseLocal(setting string) (kind, dir string, err error) {
+	s := strings.TrimSpace(setting)
+	if s == "" {
+		return "", "", fmt.Errorf("brainy: empty storage setting; use \"memory\" or a directory (object stores: %s)", cloudPackage)
+	}
+	// Parse with the template replaced by a placeholder that is valid in a
+	// path, then put the host name there.
+	probe := strings.ReplaceAll(s, nodeIDTemplate, templatePlaceholder)
+	if strings.Contains(probe, "{{") || strings.Contains(probe, "}}") {
+		return "", "", fmt.Errorf("brainy: storage %q: unknown template; the only one is %s", setting, nodeIDTemplate)
+	}
+	switch {
+	case s == "memory":
+		return "memory", "", nil
+	case strings.HasPrefix(s, "file://"):
+		u, err := url.Parse(probe)
+		if err != nil || u.Path == "" || (u.Host != "" && u.Host != "localhost") {
+			return "", "", fmt.Errorf("brainy: storage %q: want file:///absolute/dir", setting)
+		}
+		dir = filepath.Clean(u.Path)
+	case strings.Index(s, "://") > 0:
+		scheme, _, _ := strings.Cut(s, "://")
+		for _, o := range objectSchemes {
+			if scheme == o {
+				return "", "", fmt.Errorf("brainy: storage %q is an object store; brainy.WithStorage opens only memory and directories: "+
+					"import %q and use brainycloud.WithStorage(%q)", setting, cloudPackage, setting)
+			}
+		}
+		return "", "", fmt.Errorf("brainy: storage %q: unknown scheme %q; use \"memory\", a directory or file:///dir "+
+			"(object stores %s:// are in %s)", setting, scheme, strings.Join(objectSchemes, "://, "), cloudPackage)
+	default:
+		abs, err := filepath.Abs(probe)
+		if err != nil {
+			return "", "", fmt.Errorf("brainy: storage %q: %w", setting, err)
+		}
+		dir = abs
+	}
+	if strings.Contains(dir, templatePlaceholder) {
+		host, err := os.Hostname()
+		if err != nil {
+			return "", "", fmt.Errorf("brainy: storage %s: {{nodeId}} needs a host name: %w", setting, err)
+		}
+		dir = strings.ReplaceAll(dir, templatePlaceholder, host)
+	}
+	return "disk", dir, nil
+}
+
+// templatePlaceholder stands for {{nodeId}} while a setting is parsed.
+const templatePlaceholder = "brainy0node0id0placeholder"
 
 // Add stores a new item and returns it as stored. An empty ID gets a
 // generated, time-ordered one; an existing ID is ErrConflict.

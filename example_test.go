@@ -9,6 +9,8 @@ import (
 	"os"
 
 	"github.com/soullabs/brainy"
+	"github.com/soullabs/brainy/tiers"
+	"github.com/soullabs/brainy/tiers/memory"
 )
 
 // A store with no configuration at all: one node, in memory.
@@ -58,6 +60,30 @@ func ExampleWithStorage() {
 	it, err := brain.Get(ctx, "john")
 	fmt.Println(string(it.Data), err)
 	// Output: {"name":"John"} <nil>
+}
+
+// An object-store URL needs package brainycloud, so that only programs
+// that use one link the cloud SDKs; the error says so.
+func ExampleWithStorage_objectStore() {
+	_, err := brainy.New(context.Background(), brainy.WithStorage("s3://bucket/prefix"))
+	fmt.Println(err)
+	// Output: brainy: storage "s3://bucket/prefix" is an object store; brainy.WithStorage opens only memory and directories: import "github.com/soullabs/brainy/brainycloud" and use brainycloud.WithStorage("s3://bucket/prefix")
+}
+
+// WithStore keeps the data in a tiers.Store that the program opens; the
+// Brain closes it.
+func ExampleWithStore() {
+	ctx := context.Background()
+	brain, err := brainy.New(ctx, brainy.WithStore(func(context.Context, brainy.StoreConfig) (tiers.Store, error) {
+		return memory.New(), nil
+	}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer brain.Close()
+	brain.Add(ctx, brainy.Item{ID: "john", Data: json.RawMessage(`{"name":"John"}`)})
+	fmt.Println(brain.Metrics().Storage.Backend, brain.Metrics().Storage.Items)
+	// Output: memory 1
 }
 
 // Update replaces an item; with the Version it read, it only succeeds if
