@@ -12,8 +12,8 @@ BENCHTIME ?= 2s
 FUZZ_TARGETS = \
 	./internal/jsontext:FuzzCompact \
 	./internal/jsontext:FuzzMergePatch \
-	./edge:FuzzDecodeItem \
-	./edge:FuzzDecodePatch \
+	./httpapi:FuzzDecodeItem \
+	./httpapi:FuzzDecodePatch \
 	./core:FuzzDecodeCommand \
 	./core:FuzzDecodeRecord \
 	./internal/wire:FuzzDecode \
@@ -29,6 +29,7 @@ FUZZ_TARGETS = \
 	./cluster/membership:FuzzDecodeBeacon \
 	./cluster:FuzzDecodeRaft \
 	./cluster:FuzzDecodeGroupInfo \
+	./itemrpc:FuzzDecodeListPartitions \
 	./tiers/segment:FuzzDecodeSegment \
 	./tiers/segment:FuzzDecodeCheckpoint \
 	./tiers/backend:FuzzParse
@@ -75,7 +76,7 @@ fuzz:
 bench: bench-go bench-e2e bench-edge bench-loadtest bench-cluster bench-storage
 
 bench-go:
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./core ./core/multiraft ./edge ./internal/jsontext ./transport .
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./core ./core/multiraft ./edge ./httpapi ./internal/jsontext ./transport .
 
 bench-e2e:
 	scripts/bench-e2e.sh

@@ -47,6 +47,7 @@ import (
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/nodestats"
 	"github.com/soullabs/brainy/internal/wire"
+	"github.com/soullabs/brainy/itemrpc"
 	"github.com/soullabs/brainy/transport"
 	"github.com/soullabs/brainy/upstream"
 )
@@ -62,6 +63,28 @@ type Peer struct {
 // brainy-core it is cluster/membership; tests use a fixed list.
 type Directory interface {
 	Members() []Peer
+}
+
+// Defaults of the Config fields.
+const (
+	DefaultReplicationFactor   = 3
+	DefaultDeadAfter           = time.Minute
+	DefaultBootstrapWait       = 3 * time.Second
+	DefaultReconcileInterval   = 200 * time.Millisecond
+	DefaultMaxStepsPerInterval = 4
+)
+
+// MaxReplicationFactor bounds Config.ReplicationFactor: a raft group of
+// more voters than this commits more slowly and gains nothing.
+const MaxReplicationFactor = 7
+
+// CheckReplicationFactor reports whether rf replicas per partition is a
+// valid setting (1 to MaxReplicationFactor).
+func CheckReplicationFactor(rf int) error {
+	if rf < 1 || rf > MaxReplicationFactor {
+		return fmt.Errorf("replication factor %d: want 1 to %d", rf, MaxReplicationFactor)
+	}
+	return nil
 }
 
 // Config configures a Node. Zero fields take the defaults given.
@@ -106,19 +129,19 @@ type Config struct {
 // EnsureDefaults fills zero fields with their defaults.
 func (c *Config) EnsureDefaults() {
 	if c.ReplicationFactor == 0 {
-		c.ReplicationFactor = 3
+		c.ReplicationFactor = DefaultReplicationFactor
 	}
 	if c.DeadAfter == 0 {
-		c.DeadAfter = time.Minute
+		c.DeadAfter = DefaultDeadAfter
 	}
 	if c.BootstrapWait == 0 {
-		c.BootstrapWait = 3 * time.Second
+		c.BootstrapWait = DefaultBootstrapWait
 	}
 	if c.ReconcileInterval == 0 {
-		c.ReconcileInterval = 200 * time.Millisecond
+		c.ReconcileInterval = DefaultReconcileInterval
 	}
 	if c.MaxStepsPerInterval == 0 {
-		c.MaxStepsPerInterval = 4
+		c.MaxStepsPerInterval = DefaultMaxStepsPerInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -134,8 +157,8 @@ func (c *Config) Validate() error {
 	if c.Server == nil || c.Client == nil || c.Directory == nil {
 		errs = append(errs, errors.New("Server, Client and Directory are required"))
 	}
-	if c.ReplicationFactor < 1 || c.ReplicationFactor > 7 {
-		errs = append(errs, fmt.Errorf("ReplicationFactor (%d) must be between 1 and 7", c.ReplicationFactor))
+	if err := CheckReplicationFactor(c.ReplicationFactor); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("cluster: invalid config: %w", errors.Join(errs...))
@@ -144,8 +167,8 @@ func (c *Config) Validate() error {
 }
 
 // Node is a clustered brainy-core node. It serves the item API (it
-// implements edge.Backend) for every partition, forwarding what it holds
-// no replica of.
+// implements httpapi.Backend) for every partition, forwarding what it
+// holds no replica of.
 type Node struct {
 	cfg  Config
 	log  *slog.Logger
@@ -220,13 +243,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		c.Step(msgs)
 		return nil, nil
 	})
-	c.RegisterRPC(cfg.Server)
 	// Edges' requests may belong to partitions held elsewhere: route them
 	// through the cluster, which forwards (one hop) what is not here.
-	core.RegisterItemRPC(cfg.Server, c, n)
+	itemrpc.Register(cfg.Server, c, n)
+	itemrpc.RegisterSubscribe(cfg.Server, func() itemrpc.Subscription { return c.SubscribeChanges(1024) })
+	itemrpc.RegisterListPartitions(cfg.Server, c.Partitions, c.ListPartitions)
 	cfg.Server.Handle(wire.MethodGroupInfo, n.handleGroupInfo)
 	cfg.Server.Handle(wire.MethodSnapshot, n.handleSnapshot)
-	cfg.Server.Handle(wire.MethodListPartitions, n.handleListPartitions)
 	n.refreshHeld(ctx)
 	cfg.Client.OnPush(n.relayPush)
 	cfg.Client.OnConnect(n.subscribePeer)
@@ -340,7 +363,7 @@ func (n *Node) Core() *core.Node { return n.core }
 // Leave hands every leadership this node holds to another voter, so that
 // the partitions it led do not wait out an election timeout when it stops.
 func (n *Node) Leave(ctx context.Context) {
-	st, err := n.core.Raft().Status(ctx)
+	st, err := n.core.GroupStatus(ctx)
 	if err != nil {
 		return
 	}
@@ -351,7 +374,7 @@ func (n *Node) Leave(ctx context.Context) {
 		}
 		for _, v := range g.Voters {
 			if v != n.self {
-				_ = n.core.Raft().TransferLeadership(ctx, g.Group, v)
+				_ = n.core.TransferLeadership(ctx, int(g.Group), v)
 				moved++
 				break
 			}
@@ -361,7 +384,7 @@ func (n *Node) Leave(ctx context.Context) {
 	deadline := time.Now().Add(2 * time.Second)
 	for moved > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		still := 0
-		st, _ := n.core.Raft().Status(ctx)
+		st, _ := n.core.GroupStatus(ctx)
 		for _, g := range st {
 			if g.Leader == n.self && len(g.Voters) > 1 {
 				still++
@@ -432,7 +455,7 @@ func (n *Node) forwarder(addr string) (*upstream.Backend, error) {
 // the leader's next message — up to a heartbeat later on a quiet
 // partition. The leader applies as soon as a quorum has the entry.
 func (n *Node) leaderOf(tenant, id string) *upstream.Backend {
-	lead := n.core.Raft().Leader(multiraft.GroupID(core.PartitionOf(tenant, id, n.core.Partitions())))
+	lead := n.core.Leader(core.PartitionOf(tenant, id, n.core.Partitions()))
 	if lead == 0 || lead == n.self {
 		return nil
 	}
@@ -447,7 +470,7 @@ func (n *Node) leaderOf(tenant, id string) *upstream.Backend {
 	return b
 }
 
-// Get implements edge.Backend.
+// Get implements httpapi.Backend.
 func (n *Node) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
 	if b := n.leaderOf(tenant, id); b != nil && !item.StaleReads(ctx) {
 		it, err := b.Get(ctx, tenant, id)
@@ -463,7 +486,7 @@ func (n *Node) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
 	return it, err
 }
 
-// Add implements edge.Backend.
+// Add implements httpapi.Backend.
 func (n *Node) Add(ctx context.Context, tenant string, in *item.Item) (*item.Item, error) {
 	if in.ID == "" {
 		// The id decides the partition, hence where the write goes.
@@ -481,7 +504,7 @@ func (n *Node) Add(ctx context.Context, tenant string, in *item.Item) (*item.Ite
 	return it, err
 }
 
-// Put implements edge.Backend.
+// Put implements httpapi.Backend.
 func (n *Node) Put(ctx context.Context, tenant string, in *item.Item, cond item.Cond) (*item.Item, bool, error) {
 	if b := n.leaderOf(tenant, in.ID); b != nil && in.ID != "" {
 		return b.Put(ctx, tenant, in, cond)
@@ -493,7 +516,7 @@ func (n *Node) Put(ctx context.Context, tenant string, in *item.Item, cond item.
 	return it, created, err
 }
 
-// Patch implements edge.Backend.
+// Patch implements httpapi.Backend.
 func (n *Node) Patch(ctx context.Context, tenant, id string, p *item.Patch, cond item.Cond) (*item.Item, error) {
 	if b := n.leaderOf(tenant, id); b != nil {
 		return b.Patch(ctx, tenant, id, p, cond)
@@ -505,7 +528,7 @@ func (n *Node) Patch(ctx context.Context, tenant, id string, p *item.Patch, cond
 	return it, err
 }
 
-// Delete implements edge.Backend.
+// Delete implements httpapi.Backend.
 func (n *Node) Delete(ctx context.Context, tenant, id string, cond item.Cond) error {
 	if b := n.leaderOf(tenant, id); b != nil {
 		return b.Delete(ctx, tenant, id, cond)
@@ -517,7 +540,7 @@ func (n *Node) Delete(ctx context.Context, tenant, id string, cond item.Cond) er
 	return err
 }
 
-// List implements edge.Backend: from the local replicas when this node
+// List implements httpapi.Backend: from the local replicas when this node
 // holds every partition, else merged with other members' (list.go).
 func (n *Node) List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error) {
 	p, err := n.core.List(ctx, tenant, opts)
@@ -527,10 +550,10 @@ func (n *Node) List(ctx context.Context, tenant string, opts item.ListOptions) (
 	return p, err
 }
 
-// Healthy implements edge.Backend.
+// Healthy implements httpapi.Backend.
 func (n *Node) Healthy() bool { return n.core.Healthy() }
 
-// Metrics implements edge.Backend: the local node's figures with the
+// Metrics implements httpapi.Backend: the local node's figures with the
 // cluster's membership, partitions and replication filled in.
 func (n *Node) Metrics() nodestats.Snapshot {
 	s := n.core.Metrics()
@@ -545,7 +568,7 @@ func (n *Node) Metrics() nodestats.Snapshot {
 		}
 		return fmt.Sprintf("raft-%x", uint64(id))
 	}
-	st, _ := n.core.Raft().Status(context.Background())
+	st, _ := n.core.GroupStatus(context.Background())
 	leaders := map[string]int{}
 	var lag uint64
 	factor := 0
@@ -598,7 +621,7 @@ func (n *Node) Metrics() nodestats.Snapshot {
 	s.Nodes = nodes
 	s.Shards.Replicas, s.Shards.Local = len(st), len(st)
 	s.Shards.Leaders = leaders[n.cfg.Core.NodeID]
-	rs := n.core.Raft().Stats()
+	rs := n.core.RaftStats()
 	s.Replication = nodestats.Replication{Factor: factor, Mode: "raft", LagEntries: lag, Lag: lag,
 		Elections: rs.Elections, SnapshotsSent: rs.SnapshotsSent, SnapshotsInstalled: rs.SnapshotsInstalled,
 		SnapshotBytes: n.snapshotBytes.Load()}

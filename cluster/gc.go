@@ -38,7 +38,7 @@ func (n *Node) handleGroupInfo(ctx context.Context, _ *transport.Peer, req []byt
 	if d.Err != nil || len(d.B) != 0 || g >= uint64(n.core.Partitions()) {
 		return nil, errMalformedGroupInfo
 	}
-	st, err := n.core.Raft().Status(ctx)
+	st, err := n.core.GroupStatus(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ func decodeGroupInfo(b []byte) (groupInfo, error) {
 
 // collectGarbage destroys local replicas their groups no longer count.
 func (n *Node) collectGarbage(ctx context.Context) {
-	st, err := n.core.Raft().Status(ctx)
+	st, err := n.core.GroupStatus(ctx)
 	if err != nil {
 		return
 	}

@@ -3,17 +3,14 @@ package cluster
 import (
 	"cmp"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
 
 	"github.com/soullabs/brainy/core"
-	"github.com/soullabs/brainy/internal/codec"
 	"github.com/soullabs/brainy/internal/item"
-	"github.com/soullabs/brainy/internal/wire"
-	"github.com/soullabs/brainy/transport"
+	"github.com/soullabs/brainy/itemrpc"
 )
 
 // Lists on a cluster larger than the replication factor: no node holds
@@ -24,47 +21,9 @@ import (
 // first limit of the whole list, and the cursor (the last id) works for
 // every partition alike.
 
-var errMalformedListRequest = errors.New("cluster: malformed partition list request")
-
-func appendListPartitions(r *wire.Request, parts []int) []byte {
-	out := codec.AppendBytes(nil, wire.AppendRequest(nil, r))
-	out = binary.AppendUvarint(out, uint64(len(parts)))
-	for _, p := range parts {
-		out = binary.AppendUvarint(out, uint64(p))
-	}
-	return out
-}
-
-func (n *Node) handleListPartitions(ctx context.Context, _ *transport.Peer, req []byte) ([]byte, error) {
-	d := codec.Decoder{B: req, Fail: errMalformedListRequest}
-	r, err := wire.DecodeRequest(d.Bytes())
-	if d.Err != nil || err != nil {
-		return nil, core.RPCError(item.Invalid("malformed_request", "%v", errors.Join(d.Err, err)))
-	}
-	count := d.Uvarint()
-	if d.Err != nil || count > uint64(n.core.Partitions()) {
-		return nil, core.RPCError(item.Invalid("malformed_request", "%v", errMalformedListRequest))
-	}
-	parts := make([]int, 0, count)
-	for range count {
-		parts = append(parts, int(d.Uvarint()))
-	}
-	if d.Err != nil || len(d.B) != 0 {
-		return nil, core.RPCError(item.Invalid("malformed_request", "%v", errMalformedListRequest))
-	}
-	if r.Stale {
-		ctx = item.WithStaleReads(ctx)
-	}
-	p, err := n.core.ListPartitions(ctx, r.Tenant, r.List, parts)
-	if err != nil {
-		return nil, core.RPCError(err)
-	}
-	return wire.AppendPage(nil, p), nil
-}
-
 // heldPartitions returns the partitions this node holds a replica of.
 func (n *Node) heldPartitions(ctx context.Context) ([]int, error) {
-	st, err := n.core.Raft().Status(ctx)
+	st, err := n.core.GroupStatus(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -126,19 +85,12 @@ func (n *Node) listAcross(ctx context.Context, tenant string, opts item.ListOpti
 	errs := make([]error, len(shares)+1)
 	var wg sync.WaitGroup
 	wg.Go(func() { pages[0], errs[0] = n.core.ListPartitions(ctx, tenant, opts, local) })
-	req := &wire.Request{Tenant: tenant, List: opts, Stale: item.StaleReads(ctx)}
 	for i, sh := range shares {
 		wg.Go(func() {
-			out, err := n.cfg.Client.Call(ctx, sh.peer.QUICAddr, wire.MethodListPartitions, appendListPartitions(req, sh.parts))
-			var re *transport.RemoteError
-			switch {
-			case errors.As(err, &re):
-				errs[i+1] = wire.Error(re.Code, re.Message)
-			case err != nil:
-				errs[i+1] = fmt.Errorf("%w: listing on %s: %v", item.ErrUnavailable, sh.peer.ID, err)
-			default:
-				pages[i+1], errs[i+1] = wire.DecodePage(out)
-			}
+			peer := itemrpc.Remote{Call: func(ctx context.Context, method uint16, req []byte) ([]byte, error) {
+				return n.cfg.Client.Call(ctx, sh.peer.QUICAddr, method, req)
+			}}
+			pages[i+1], errs[i+1] = peer.ListPartitions(ctx, tenant, opts, sh.parts)
 		})
 	}
 	wg.Wait()

@@ -56,7 +56,7 @@ func (n *Node) reconcile() {
 	members := n.placementMembers()
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ReconcileInterval*10)
 	defer cancel()
-	st, err := n.core.Raft().Status(ctx)
+	st, err := n.core.GroupStatus(ctx)
 	if err != nil {
 		return
 	}
@@ -71,7 +71,7 @@ func (n *Node) reconcile() {
 		switch {
 		case step.Change != nil:
 			steps++
-			if err := n.core.Raft().ChangeReplicas(ctx, g.Group, step.Change); err != nil {
+			if err := n.core.ChangeReplicas(ctx, int(g.Group), step.Change); err != nil {
 				n.log.Debug("membership change", "partition", g.Group, "step", step.Why, "err", err)
 				continue
 			}
@@ -79,7 +79,7 @@ func (n *Node) reconcile() {
 				"node", step.Change.GetChanges()[0].GetNodeId())
 		case step.TransferTo != 0:
 			steps++
-			_ = n.core.Raft().TransferLeadership(ctx, g.Group, step.TransferTo)
+			_ = n.core.TransferLeadership(ctx, int(g.Group), step.TransferTo)
 			n.log.Debug("leadership transfer", "partition", g.Group, "why", step.Why)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -64,17 +65,16 @@ type RaftConfig struct {
 // item.ErrUnavailable, so a caller that cannot forward answers 503.
 var ErrNotHere = wire.ErrWrongNode
 
-// RaftID derives a raft replica id from a node id.
+// RaftID derives a raft replica id from a node id: its FNV-1a hash, so
+// that it is stable across restarts and the same on every node (0, which
+// raft reserves, becomes 1).
 func RaftID(nodeID string) multiraft.NodeID {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(nodeID); i++ {
-		h ^= uint64(nodeID[i])
-		h *= 1099511628211
+	h := fnv.New64a()
+	h.Write([]byte(nodeID))
+	if id := h.Sum64(); id != 0 {
+		return multiraft.NodeID(id)
 	}
-	if h == 0 {
-		h = 1
-	}
-	return multiraft.NodeID(h)
+	return 1
 }
 
 // openRaft starts the raft groups; called by Open instead of starting the
@@ -163,8 +163,57 @@ func (n *Node) RemoveReplica(ctx context.Context, part int) error {
 	})
 }
 
-// Raft returns the node's raft groups, or nil on a single node.
-func (n *Node) Raft() *multiraft.Node { return n.raft }
+// The replica control a cluster needs (docs/design/20261205_core_cluster_seam.md).
+// The node owns its raft groups — it opens them, drives them and closes
+// them — and package cluster steers them only through these methods,
+// which name partitions, not raft groups. On a single node (no
+// Config.Raft) there are no groups: they report none and refuse changes.
+
+var errNoRaft = errors.New("core: not a cluster replica")
+
+// GroupStatus reports every partition this node holds a replica of, as
+// its raft group sees it.
+func (n *Node) GroupStatus(ctx context.Context) ([]multiraft.GroupStatus, error) {
+	if n.raft == nil {
+		return nil, nil
+	}
+	return n.raft.Status(ctx)
+}
+
+// Leader returns the replica id of partition part's leader as this node
+// last heard it, or 0 when unknown.
+func (n *Node) Leader(part int) multiraft.NodeID {
+	if n.raft == nil {
+		return 0
+	}
+	return n.raft.Leader(multiraft.GroupID(part))
+}
+
+// ChangeReplicas proposes a membership change of partition part's group
+// (this node must lead it) and waits until it is applied.
+func (n *Node) ChangeReplicas(ctx context.Context, part int, cc *pb.ConfChangeV2) error {
+	if n.raft == nil {
+		return errNoRaft
+	}
+	return n.raft.ChangeReplicas(ctx, multiraft.GroupID(part), cc)
+}
+
+// TransferLeadership asks partition part's group, which this node leads,
+// to hand its leadership to replica to.
+func (n *Node) TransferLeadership(ctx context.Context, part int, to multiraft.NodeID) error {
+	if n.raft == nil {
+		return errNoRaft
+	}
+	return n.raft.TransferLeadership(ctx, multiraft.GroupID(part), to)
+}
+
+// RaftStats returns the raft groups' counters (zero on a single node).
+func (n *Node) RaftStats() multiraft.Stats {
+	if n.raft == nil {
+		return multiraft.Stats{}
+	}
+	return n.raft.Stats()
+}
 
 // proposeRaft replicates cmd through its partition's group, retrying while
 // the group has no leader, up to ProposeTimeout.

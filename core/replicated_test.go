@@ -131,10 +131,10 @@ func newTestCluster(t *testing.T, parts int, before func(n *Node)) *testCluster 
 		for _, typ := range []pb.ConfChangeType{pb.ConfChangeType_ConfChangeAddLearnerNode, pb.ConfChangeType_ConfChangeAddNode} {
 			for _, id := range []uint64{2, 3} {
 				cc := &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: typ.Enum(), NodeId: proto.Uint64(id)}}}
-				err := c.nodes[0].Raft().ChangeReplicas(ctx, multiraft.GroupID(p), cc)
+				err := c.nodes[0].ChangeReplicas(ctx, p, cc)
 				for errors.Is(err, multiraft.ErrNoLeader) {
 					time.Sleep(5 * time.Millisecond)
-					err = c.nodes[0].Raft().ChangeReplicas(ctx, multiraft.GroupID(p), cc)
+					err = c.nodes[0].ChangeReplicas(ctx, p, cc)
 				}
 				if err != nil {
 					t.Fatalf("partition %d: %v node %d: %v", p, typ, id, err)
@@ -204,7 +204,7 @@ func TestClusterReplicatesFromOneNode(t *testing.T) {
 	// 200 writes in 4 partitions with a 20-entry log: nodes 2 and 3 could
 	// only catch up by snapshot.
 	for i, n := range c.nodes[1:] {
-		if n.Raft().Stats().SnapshotsInstalled == 0 {
+		if n.RaftStats().SnapshotsInstalled == 0 {
 			t.Errorf("node %d caught up without a snapshot", i+2)
 		}
 	}

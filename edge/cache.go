@@ -12,8 +12,16 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/soullabs/brainy/httpapi"
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/nodestats"
 	"github.com/soullabs/brainy/internal/wire"
+)
+
+// Defaults of the CacheConfig fields.
+const (
+	DefaultCacheTTL    = 60 * time.Second
+	DefaultNegativeTTL = 2 * time.Second
 )
 
 // CacheConfig configures the RAM cache of GET answers.
@@ -31,8 +39,9 @@ type CacheConfig struct {
 	Now func() time.Time
 }
 
-// Cache is the edge's RAM cache of rendered GET answers, keyed by tenant
-// and id, on Ristretto (cost = bytes). It is safe for concurrent use.
+// Cache is the edge's RAM cache of rendered GET answers (an httpapi.Cache),
+// keyed by tenant and id, on Ristretto (cost = bytes). It is safe for
+// concurrent use.
 //
 // Freshness (see docs/design/20261127_edge_cache_freshness.md): an entry
 // carries its item's version, and no mutation may replace a newer version
@@ -73,21 +82,19 @@ type latestEntry struct {
 
 // cacheEntry is immutable once stored.
 type cacheEntry struct {
-	body    []byte // the rendered answer; nil for a cached 404
-	etag    []byte
-	version uint64
-	stored  int64 // Unix nanoseconds
-	expires int64
-	epoch   uint64
+	httpapi.Answer        // what the handler writes; Body nil for a cached 404
+	version        uint64 // the item's version (0 for a 404)
+	expires        int64  // Unix nanoseconds
+	epoch          uint64
 }
 
 // NewCache returns a cache.
 func NewCache(cfg CacheConfig) (*Cache, error) {
 	if cfg.TTL == 0 {
-		cfg.TTL = 60 * time.Second
+		cfg.TTL = DefaultCacheTTL
 	}
 	if cfg.NegativeTTL == 0 {
-		cfg.NegativeTTL = 2 * time.Second
+		cfg.NegativeTTL = DefaultNegativeTTL
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -113,11 +120,70 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 
 var errCacheSize = errors.New("edge: CacheConfig.MaxBytes must be > 0")
 
+var _ httpapi.Cache = (*Cache)(nil)
+
 // Close releases the cache.
 func (c *Cache) Close() { c.rc.Close() }
 
 func (c *Cache) stripe(key []byte) *stripe {
 	return &c.stripes[xxhash.Sum64(key)%cacheStripes]
+}
+
+// keyPool holds the hit path's key buffers: the key escapes into
+// Ristretto's generic code, so it cannot live on the stack.
+var keyPool = sync.Pool{New: func() any { b := make([]byte, 0, 320); return &b }}
+
+// Lookup implements httpapi.Cache. It does not allocate.
+func (c *Cache) Lookup(tenant string, id []byte) (*httpapi.Answer, bool) {
+	kb := keyPool.Get().(*[]byte)
+	*kb = cacheKey((*kb)[:0], tenant, id)
+	e, fresh := c.get(*kb)
+	keyPool.Put(kb)
+	if !fresh {
+		return nil, false
+	}
+	c.hits.Add(1)
+	return &e.Answer, true
+}
+
+// Load implements httpapi.Cache.
+func (c *Cache) Load(tenant, id string, fetch func() (*item.Item, error)) (*httpapi.Answer, bool, error) {
+	key := cacheKey(nil, tenant, []byte(id))
+	c.misses.Add(1)
+	gen, epoch := c.generation(key), c.epoch.Load()
+	v, err, _ := c.flight.Do(string(key), func() (any, error) {
+		// A flight that ended between our miss and this call may have
+		// filled the entry: then there is nothing to fetch.
+		if e, fresh := c.get(key); fresh {
+			return e, nil
+		}
+		it, err := fetch()
+		if err != nil {
+			return nil, err
+		}
+		e := c.newEntry(it, epoch) // it is nil on a 404: a negative entry
+		c.fill(key, e, gen)
+		return e, nil
+	})
+	if err != nil {
+		if e, _ := c.get(key); e != nil && errors.Is(err, item.ErrUnavailable) {
+			c.stale.Add(1)
+			return &e.Answer, true, nil
+		}
+		return nil, false, err
+	}
+	return &v.(*cacheEntry).Answer, false, nil
+}
+
+// Wrote implements httpapi.Cache.
+func (c *Cache) Wrote(it *item.Item) {
+	c.writeThrough(cacheKey(nil, it.Tenant, []byte(it.ID)), it)
+}
+
+// Deleted implements httpapi.Cache.
+func (c *Cache) Deleted(tenant, id string) {
+	var kb [512]byte
+	c.invalidate(cacheKey(kb[:0], tenant, []byte(id)), math.MaxUint64)
 }
 
 // cacheKey appends the cache key of tenant and id.
@@ -148,14 +214,13 @@ func (c *Cache) get(key []byte) (e *cacheEntry, fresh bool) {
 func (c *Cache) newEntry(it *item.Item, epoch uint64) *cacheEntry {
 	now := c.cfg.Now().UnixNano()
 	if it == nil {
-		return &cacheEntry{stored: now, expires: now + int64(c.cfg.NegativeTTL), epoch: epoch}
+		return &cacheEntry{Answer: httpapi.NewAnswer(nil, now), expires: now + int64(c.cfg.NegativeTTL), epoch: epoch}
 	}
-	body := append(appendItem(make([]byte, 0, 256+len(it.Data)+len(it.Metadata)), it), '\n')
-	return &cacheEntry{body: body, etag: appendETag(nil, it.Version), version: parseVersion(it.Version),
-		stored: now, expires: now + int64(c.cfg.TTL), epoch: epoch}
+	return &cacheEntry{Answer: httpapi.NewAnswer(it, now), version: parseVersion(it.Version),
+		expires: now + int64(c.cfg.TTL), epoch: epoch}
 }
 
-func (e *cacheEntry) cost() int64 { return int64(len(e.body) + len(e.etag) + 96) }
+func (e *cacheEntry) cost() int64 { return int64(len(e.Body) + len(e.ETag) + 96) }
 
 // fill caches what a miss read from a core, unless the stripe changed
 // since gen was taken or a newer version is known.
@@ -206,7 +271,7 @@ func (c *Cache) writeThrough(key []byte, it *item.Item) {
 	if c.newerKnown(s, key, e.version) {
 		return
 	}
-	if cur, ok := c.rc.Get(key); ok && cur.body != nil && cur.version > e.version {
+	if cur, ok := c.rc.Get(key); ok && cur.Body != nil && cur.version > e.version {
 		return
 	}
 	c.remember(s, key, e.version)
@@ -221,7 +286,7 @@ func (c *Cache) invalidate(key []byte, version uint64) {
 	defer s.mu.Unlock()
 	s.gen++
 	c.invalidations.Add(1)
-	if cur, ok := c.rc.Get(key); ok && cur.body != nil && cur.version >= version && version != math.MaxUint64 {
+	if cur, ok := c.rc.Get(key); ok && cur.Body != nil && cur.version >= version && version != math.MaxUint64 {
 		return // already as new as the change
 	}
 	c.rc.Del(key)
@@ -268,8 +333,18 @@ type CacheStats struct {
 	Bytes                                                 int64
 }
 
-// Stats returns the cache's counters.
-func (c *Cache) Stats() CacheStats {
+// Stats implements httpapi.Cache: the summary /v1/metrics shows.
+func (c *Cache) Stats() nodestats.Cache {
+	st := c.Counters()
+	out := nodestats.Cache{Enabled: true, Hits: st.Hits, Misses: st.Misses, Bytes: st.Bytes}
+	if st.Hits+st.Misses > 0 {
+		out.Ratio = float64(st.Hits) / float64(st.Hits+st.Misses)
+	}
+	return out
+}
+
+// Counters returns the cache's counters.
+func (c *Cache) Counters() CacheStats {
 	m := c.rc.Metrics
 	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Stale: c.stale.Load(),
 		Invalidations: c.invalidations.Load(), Resets: c.resets.Load(),

@@ -1,4 +1,4 @@
-package edge
+package httpapi
 
 import (
 	"bufio"
@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/soullabs/brainy/internal/item"
@@ -15,6 +16,24 @@ import (
 // lookup's timing says nothing about how much of a guessed key was right.
 type APIKeys struct {
 	tenants map[[32]byte]string
+}
+
+// LoadAPIKeys reads an API key file (ParseAPIKeys); an empty path means
+// no keys: authentication off.
+func LoadAPIKeys(path string, lim *item.Limits) (*APIKeys, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("API keys: %w", err)
+	}
+	defer f.Close()
+	keys, err := ParseAPIKeys(f, lim)
+	if err != nil {
+		return nil, fmt.Errorf("API keys %s: %w", path, err)
+	}
+	return keys, nil
 }
 
 // MinAPIKeyLength bounds how short a key may be: shorter keys are guessable.
@@ -56,13 +75,13 @@ func ParseAPIKeys(r io.Reader, lim *item.Limits) (*APIKeys, error) {
 		keys.tenants[sum] = tenant
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("edge: reading API keys: %w", err)
+		return nil, fmt.Errorf("httpapi: reading API keys: %w", err)
 	}
 	if len(problems) > 0 {
-		return nil, fmt.Errorf("edge: API keys: %s", strings.Join(problems, "; "))
+		return nil, fmt.Errorf("httpapi: API keys: %s", strings.Join(problems, "; "))
 	}
 	if len(keys.tenants) == 0 {
-		return nil, fmt.Errorf("edge: API keys: the file holds no keys")
+		return nil, fmt.Errorf("httpapi: API keys: the file holds no keys")
 	}
 	return keys, nil
 }

@@ -1,4 +1,4 @@
-package edge
+package httpapi
 
 import (
 	"bytes"
@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/url"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,21 +20,19 @@ import (
 	"github.com/soullabs/brainy/internal/nodestats"
 )
 
-// Backend serves the items behind the HTTP API: a local core node, or (on
-// an edge) the upstream cores. Every method is called concurrently from
-// request goroutines. Errors are classified with the sentinels of package
-// item.
+// Backend serves the items behind the HTTP API: a core node (through its
+// cluster, package cluster), or on an edge the upstream cores (package
+// upstream). Every method is called concurrently from request goroutines.
+// Errors are classified with the sentinels of package item.
 type Backend interface {
-	Add(ctx context.Context, tenant string, it *item.Item) (*item.Item, error)
-	Put(ctx context.Context, tenant string, it *item.Item, cond item.Cond) (_ *item.Item, created bool, _ error)
-	Patch(ctx context.Context, tenant, id string, p *item.Patch, cond item.Cond) (*item.Item, error)
-	Delete(ctx context.Context, tenant, id string, cond item.Cond) error
-	Get(ctx context.Context, tenant, id string) (*item.Item, error)
-	List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error)
+	item.API
 	Metrics() nodestats.Snapshot
 	// Healthy reports whether the backend can serve writes (for /readyz).
 	Healthy() bool
 }
+
+// DefaultWriteTimeout is Config.WriteTimeout when zero.
+const DefaultWriteTimeout = 10 * time.Second
 
 // Config configures the HTTP API. Zero fields take their defaults.
 type Config struct {
@@ -65,9 +61,11 @@ type Config struct {
 	RateLimit float64
 	// RateBurst is the bucket size. Default: RateLimit (one second's worth).
 	RateBurst int
-	// Cache, when set, answers GETs from RAM (an edge's cache); writes made
-	// through this handler update it. Nil means every GET asks the backend.
-	Cache *Cache
+	// Cache, when set, answers GETs from RAM (an edge's cache, package
+	// edge); writes made through this handler update it. Nil means every
+	// GET asks the backend. Its Prometheus metrics are the cache's to
+	// register on Registry.
+	Cache Cache
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -77,7 +75,7 @@ func (c *Config) EnsureDefaults() {
 		c.DefaultTenant = "default"
 	}
 	if c.WriteTimeout == 0 {
-		c.WriteTimeout = 10 * time.Second
+		c.WriteTimeout = DefaultWriteTimeout
 	}
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
@@ -102,7 +100,7 @@ type Handler struct {
 func NewHandler(cfg Config, be Backend) (*Handler, error) {
 	cfg.EnsureDefaults()
 	if err := cfg.Limits.CheckTenant(cfg.DefaultTenant); err != nil {
-		return nil, fmt.Errorf("edge: DefaultTenant: %w", err)
+		return nil, fmt.Errorf("httpapi: DefaultTenant: %w", err)
 	}
 	h := &Handler{cfg: cfg, be: be, log: cfg.Logger.With("component", "http")}
 	m, err := newHTTPMetrics(cfg.Registry, be)
@@ -112,11 +110,6 @@ func NewHandler(cfg Config, be Backend) (*Handler, error) {
 	h.metrics = m
 	if cfg.RateLimit > 0 {
 		h.limits = newTenantLimits(cfg.RateLimit, cfg.RateBurst)
-	}
-	if cfg.Cache != nil {
-		if err := cfg.Registry.Register(&cacheCollector{c: cfg.Cache}); err != nil {
-			return nil, fmt.Errorf("edge: registering cache metrics: %w", err)
-		}
 	}
 	h.promh = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	return h, nil
@@ -373,15 +366,8 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 			return
 		}
 		tenant = t
-		// The key escapes into Ristretto's generic code, so it lives in a
-		// pooled buffer rather than on the stack.
-		kb := keyPool.Get().(*[]byte)
-		*kb = cacheKey((*kb)[:0], tenant, rawID)
-		e, fresh := h.cfg.Cache.get(*kb)
-		keyPool.Put(kb)
-		if fresh {
-			h.cfg.Cache.hits.Add(1)
-			h.serveEntry(ctx, e, "HIT")
+		if a, fresh := h.cfg.Cache.Lookup(tenant, rawID); fresh {
+			h.serveAnswer(ctx, a, "HIT")
 			return
 		}
 	}
@@ -488,8 +474,7 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 			return
 		}
 		if h.cfg.Cache != nil {
-			var kb [512]byte
-			h.cfg.Cache.invalidate(cacheKey(kb[:0], tenant, []byte(id)), math.MaxUint64)
+			h.cfg.Cache.Deleted(tenant, id)
 		}
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 	}
@@ -510,73 +495,57 @@ func (h *Handler) writeItem(ctx *fasthttp.RequestCtx, status int, it *item.Item)
 	ctx.Response.SwapBody(append(appendItem(b[:0], it), '\n'))
 }
 
-var keyPool = sync.Pool{New: func() any { b := make([]byte, 0, 320); return &b }}
-
 // serveMiss answers a GET the cache could not: one backend request per
 // key at a time (concurrent misses share it), the answer cached; while no
-// backend answers, a stale entry is served rather than an error.
+// backend answers, a stale answer is served rather than an error.
 func (h *Handler) serveMiss(ctx *fasthttp.RequestCtx, tenant, id string) {
-	c := h.cfg.Cache
-	key := cacheKey(nil, tenant, []byte(id))
-	c.misses.Add(1)
-	gen, epoch := c.generation(key), c.epoch.Load()
-	v, err, _ := c.flight.Do(string(key), func() (any, error) {
-		// A flight that ended between our miss and this call may have
-		// filled the entry: then there is nothing to fetch.
-		if e, fresh := c.get(key); fresh {
-			return e, nil
-		}
+	a, stale, err := h.cfg.Cache.Load(tenant, id, func() (*item.Item, error) {
 		start := time.Now()
 		it, err := h.be.Get(context.Background(), tenant, id)
 		h.metrics.backendGet.Observe(time.Since(start).Seconds())
-		if err != nil && !errors.Is(err, item.ErrNotFound) {
-			return nil, err
+		if errors.Is(err, item.ErrNotFound) {
+			return nil, nil // a negative answer
 		}
-		e := c.newEntry(it, epoch) // it is nil on a 404: a negative entry
-		c.fill(key, e, gen)
-		return e, nil
+		return it, err
 	})
-	if err != nil {
-		if e, _ := c.get(key); e != nil && errors.Is(err, item.ErrUnavailable) {
-			c.stale.Add(1)
-			h.serveEntry(ctx, e, "STALE")
-			return
-		}
+	switch {
+	case err != nil:
 		h.writeError(ctx, err)
 		ctx.Response.Header.Set("X-Cache", "MISS")
-		return
+	case stale:
+		h.serveAnswer(ctx, a, "STALE")
+	default:
+		h.serveAnswer(ctx, a, "MISS")
 	}
-	h.serveEntry(ctx, v.(*cacheEntry), "MISS")
 }
 
-// serveEntry writes a cached answer. It does not allocate.
-func (h *Handler) serveEntry(ctx *fasthttp.RequestCtx, e *cacheEntry, how string) {
-	if e.body == nil {
+// serveAnswer writes a cached answer. It does not allocate.
+func (h *Handler) serveAnswer(ctx *fasthttp.RequestCtx, a *Answer, how string) {
+	if a.Body == nil {
 		writeAPIError(ctx, apiError{fasthttp.StatusNotFound, "not_found", "item not found"})
 		ctx.Response.Header.Set("X-Cache", how)
 		return
 	}
 	ctx.Response.Header.Set("X-Cache", how)
-	ctx.Response.Header.SetBytesV("ETag", e.etag)
+	ctx.Response.Header.SetBytesV("ETag", a.ETag)
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	var ab [20]byte
-	age := max(h.cfg.Cache.cfg.Now().UnixNano()-e.stored, 0) / int64(time.Second)
+	age := max(time.Now().UnixNano()-a.Stored, 0) / int64(time.Second)
 	ctx.Response.Header.SetBytesV("Age", strconv.AppendInt(ab[:0], age, 10))
-	if inm := ctx.Request.Header.Peek("If-None-Match"); len(inm) > 0 && etagMatches(inm, string(e.etag[1:len(e.etag)-1])) {
+	if inm := ctx.Request.Header.Peek("If-None-Match"); len(inm) > 0 && etagMatches(inm, string(a.ETag[1:len(a.ETag)-1])) {
 		ctx.SetStatusCode(fasthttp.StatusNotModified)
 		return
 	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentTypeBytes(jsonCT)
-	ctx.Response.SetBodyRaw(e.body) // immutable: shared, not copied
+	ctx.Response.SetBodyRaw(a.Body) // immutable: shared, not copied
 }
 
 // cacheWrite puts an item this handler just wrote into the cache.
 func (h *Handler) cacheWrite(it *item.Item) {
-	if h.cfg.Cache == nil {
-		return
+	if h.cfg.Cache != nil {
+		h.cfg.Cache.Wrote(it)
 	}
-	h.cfg.Cache.writeThrough(cacheKey(nil, it.Tenant, []byte(it.ID)), it)
 }
 
 func setETag(ctx *fasthttp.RequestCtx, version string) {
@@ -631,12 +600,8 @@ func etagMatches(header []byte, version string) bool {
 
 func (h *Handler) serveMetrics(ctx *fasthttp.RequestCtx) {
 	snap := h.be.Metrics()
-	if c := h.cfg.Cache; c != nil {
-		st := c.Stats()
-		snap.Cache = nodestats.Cache{Enabled: true, Hits: st.Hits, Misses: st.Misses, Bytes: st.Bytes}
-		if st.Hits+st.Misses > 0 {
-			snap.Cache.Ratio = float64(st.Hits) / float64(st.Hits+st.Misses)
-		}
+	if h.cfg.Cache != nil {
+		snap.Cache = h.cfg.Cache.Stats()
 	}
 	b, err := marshalIndent(snap)
 	if err != nil {

@@ -1,4 +1,4 @@
-package edge
+package httpapi
 
 import (
 	"context"
@@ -64,7 +64,7 @@ func NewServer(cfg ServerConfig, h *Handler) *Server {
 func (s *Server) Serve(ln net.Listener) error {
 	err := s.srv.Serve(ln)
 	if err != nil && !errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("edge: serve: %w", err)
+		return fmt.Errorf("httpapi: serve: %w", err)
 	}
 	return nil
 }

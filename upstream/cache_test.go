@@ -89,7 +89,7 @@ func TestCacheHitsAndPushedInvalidation(t *testing.T) {
 	if status, _ := r.do(t, "GET", "/v1/items/b", "", "X-Brainy-Tenant", "other"); status != 404 {
 		t.Fatalf("another tenant read acme's cached item: %d", status)
 	}
-	if st := r.cache.Stats(); st.Hits == 0 || st.Invalidations == 0 {
+	if st := r.cache.Counters(); st.Hits == 0 || st.Invalidations == 0 {
 		t.Fatalf("cache stats %+v", st)
 	}
 }
@@ -103,7 +103,7 @@ func TestConcurrentMissesCoalesce(t *testing.T) {
 	}
 	// Connect first, and let the subscription's reset land.
 	r.do(t, "GET", "/v1/items/warmup", "", acme...)
-	eventually(t, "subscribed", func() bool { return r.cache.Stats().Resets > 0 })
+	eventually(t, "subscribed", func() bool { return r.cache.Counters().Resets > 0 })
 	before := r.core.Metrics().Operations.Gets
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -149,7 +149,7 @@ func TestStaleWhileCoreIsDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.core.RegisterRPC(srv)
+	serveCore(srv, r.core)
 	go srv.Serve(context.Background())
 	t.Cleanup(func() { srv.Close() })
 	eventually(t, "a fresh answer after the core returned", func() bool {

@@ -1,10 +1,12 @@
 // Package upstream is an edge's view of the cores: a Backend for the HTTP
-// API (package edge) that serves every request by calling a core over the
-// QUIC transport.
+// API (package httpapi) that serves every request by calling a core over
+// the QUIC transport (package itemrpc), and feeds the changes the cores
+// push to the edge's cache (package edge).
 //
-// Today it calls the first address that answers, in the configured order,
-// and moves to the next when a core is unreachable. Region latency probing,
-// partition-aware routing and the cache in front of it come next.
+// It calls the core that answered last and moves to the next configured
+// address when a core is unreachable, skipping one that just failed for a
+// second. It does not yet probe latencies or route by partition: every
+// request goes to one core, which forwards it to the partition's leader.
 package upstream
 
 import (
@@ -18,8 +20,12 @@ import (
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/nodestats"
 	"github.com/soullabs/brainy/internal/wire"
+	"github.com/soullabs/brainy/itemrpc"
 	"github.com/soullabs/brainy/transport"
 )
+
+// DefaultCallTimeout is Config.CallTimeout when zero.
+const DefaultCallTimeout = 5 * time.Second
 
 // Config configures a Backend.
 type Config struct {
@@ -44,8 +50,10 @@ type Config struct {
 	OnChanges func(changes []wire.Change, reset bool)
 }
 
-// Backend serves item requests from the cores.
+// Backend serves item requests from the cores: the item operations are
+// itemrpc.Remote's, sent through call, which picks the core.
 type Backend struct {
+	itemrpc.Remote
 	cfg     Config
 	log     *slog.Logger
 	current atomic.Int32 // index in Addrs of the core that last answered
@@ -67,12 +75,13 @@ func New(cfg Config) (*Backend, error) {
 		return nil, errors.New("upstream: Addrs and Client are required")
 	}
 	if cfg.CallTimeout == 0 {
-		cfg.CallTimeout = 5 * time.Second
+		cfg.CallTimeout = DefaultCallTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Backend{cfg: cfg, log: cfg.Logger.With("component", "upstream"), downUntil: make([]atomic.Int64, len(cfg.Addrs))}
+	b.Remote = itemrpc.Remote{Call: b.call, Forwarded: cfg.Forwarded}
 	b.healthy.Store(true)
 	if cfg.OnChanges != nil {
 		cfg.Client.OnConnect(b.subscribe)
@@ -109,12 +118,11 @@ func (b *Backend) push(_ context.Context, addr string, method uint16, msg []byte
 	return nil
 }
 
-// call sends one request, trying each core once, starting with the one
-// that answered last. Only an unreachable core moves it on: a core's own
-// answer, error or not, is final.
-func (b *Backend) call(ctx context.Context, method uint16, r *wire.Request) ([]byte, error) {
-	r.Forwarded, r.Stale = b.cfg.Forwarded, item.StaleReads(ctx)
-	req := wire.AppendRequest(nil, r)
+// call sends one encoded request, trying each core once, starting with
+// the one that answered last. Only an unreachable core moves it on: a
+// core's own answer, error or not, is final (a *transport.RemoteError,
+// which itemrpc.Remote decodes).
+func (b *Backend) call(ctx context.Context, method uint16, req []byte) ([]byte, error) {
 	start := int(b.current.Load())
 	var lastErr error
 	now := time.Now().UnixNano()
@@ -135,7 +143,7 @@ func (b *Backend) call(ctx context.Context, method uint16, r *wire.Request) ([]b
 			return out, nil
 		case errors.As(err, &re):
 			b.arrived(idx)
-			return nil, wire.Error(re.Code, re.Message)
+			return nil, err
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
 		}
@@ -154,67 +162,7 @@ func (b *Backend) arrived(idx int) {
 	b.healthy.Store(true)
 }
 
-// Get implements edge.Backend.
-func (b *Backend) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
-	out, err := b.call(ctx, wire.MethodGet, &wire.Request{Tenant: tenant, ID: id})
-	if err != nil {
-		return nil, err
-	}
-	it, _, err := wire.DecodeItem(out)
-	return it, malformed(err)
-}
-
-// Add implements edge.Backend.
-func (b *Backend) Add(ctx context.Context, tenant string, it *item.Item) (*item.Item, error) {
-	out, err := b.call(ctx, wire.MethodAdd, valueRequest(tenant, it, item.Cond{}))
-	if err != nil {
-		return nil, err
-	}
-	got, _, err := wire.DecodeItem(out)
-	return got, malformed(err)
-}
-
-// Put implements edge.Backend.
-func (b *Backend) Put(ctx context.Context, tenant string, it *item.Item, cond item.Cond) (*item.Item, bool, error) {
-	out, err := b.call(ctx, wire.MethodPut, valueRequest(tenant, it, cond))
-	if err != nil {
-		return nil, false, err
-	}
-	got, created, err := wire.DecodeItem(out)
-	return got, created, malformed(err)
-}
-
-// Patch implements edge.Backend.
-func (b *Backend) Patch(ctx context.Context, tenant, id string, p *item.Patch, cond item.Cond) (*item.Item, error) {
-	r := &wire.Request{Tenant: tenant, ID: id, Cond: cond, Data: p.Data, Metadata: p.Metadata, Vector: p.Vector, HasVector: p.HasVector}
-	if p.Type != nil {
-		r.Type, r.HasType = *p.Type, true
-	}
-	out, err := b.call(ctx, wire.MethodPatch, r)
-	if err != nil {
-		return nil, err
-	}
-	got, _, err := wire.DecodeItem(out)
-	return got, malformed(err)
-}
-
-// Delete implements edge.Backend.
-func (b *Backend) Delete(ctx context.Context, tenant, id string, cond item.Cond) error {
-	_, err := b.call(ctx, wire.MethodDelete, &wire.Request{Tenant: tenant, ID: id, Cond: cond})
-	return err
-}
-
-// List implements edge.Backend.
-func (b *Backend) List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error) {
-	out, err := b.call(ctx, wire.MethodList, &wire.Request{Tenant: tenant, List: opts})
-	if err != nil {
-		return nil, err
-	}
-	p, err := wire.DecodePage(out)
-	return p, malformed(err)
-}
-
-// Metrics implements edge.Backend: the edge's view, one entry per core.
+// Metrics implements httpapi.Backend: the edge's view, one entry per core.
 func (b *Backend) Metrics() nodestats.Snapshot {
 	cur := int(b.current.Load())
 	s := nodestats.Snapshot{Replication: nodestats.Replication{Mode: "upstream"}}
@@ -230,17 +178,6 @@ func (b *Backend) Metrics() nodestats.Snapshot {
 	return s
 }
 
-// Healthy implements edge.Backend: false once every core failed to answer,
+// Healthy implements httpapi.Backend: false once every core failed to answer,
 // until one answers again.
 func (b *Backend) Healthy() bool { return b.healthy.Load() }
-
-func valueRequest(tenant string, it *item.Item, cond item.Cond) *wire.Request {
-	return &wire.Request{Tenant: tenant, ID: it.ID, Cond: cond, Type: it.Type, Data: it.Data, Metadata: it.Metadata, Vector: it.Vector}
-}
-
-func malformed(err error) error {
-	if err != nil {
-		return fmt.Errorf("%w: the core's answer: %v", item.ErrUnavailable, err)
-	}
-	return nil
-}

@@ -11,20 +11,22 @@ import (
 
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/edge"
+	"github.com/soullabs/brainy/httpapi"
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/wire"
+	"github.com/soullabs/brainy/itemrpc"
 	"github.com/soullabs/brainy/tiers/memory"
 	"github.com/soullabs/brainy/transport"
 	"github.com/soullabs/brainy/transport/pki"
 	"github.com/soullabs/brainy/upstream"
 )
 
-var _ edge.Backend = (*upstream.Backend)(nil)
+var _ httpapi.Backend = (*upstream.Backend)(nil)
 
 type rig struct {
 	core   *core.Node
 	server *transport.Server
-	h      *edge.Handler
+	h      *httpapi.Handler
 	cache  *edge.Cache
 	creds  *pki.Bundle
 }
@@ -55,7 +57,7 @@ func newRigWith(t *testing.T, lim item.Limits, cache *edge.Cache, onChanges ...f
 	if err != nil {
 		t.Fatal(err)
 	}
-	node.RegisterRPC(srv)
+	serveCore(srv, node)
 	go srv.Serve(context.Background())
 	client, err := transport.NewClient(transport.LocalConfig(edgeCreds.TLSConfig()))
 	if err != nil {
@@ -72,7 +74,7 @@ func newRigWith(t *testing.T, lim item.Limits, cache *edge.Cache, onChanges ...f
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := edge.NewHandler(edge.Config{Cache: cache}, be) // the edge's limits are the defaults
+	h, err := httpapi.NewHandler(httpapi.Config{Cache: cacheOf(cache)}, be) // the edge's limits are the defaults
 
 	if err != nil {
 		t.Fatal(err)
@@ -203,4 +205,20 @@ func TestChangesArePushed(t *testing.T) {
 			t.Fatal("the write at the core was never pushed to the edge")
 		}
 	}
+}
+
+// serveCore serves a single core's items and change feed on srv, as a
+// cluster of one does.
+func serveCore(srv *transport.Server, node *core.Node) {
+	itemrpc.Register(srv, node, nil)
+	itemrpc.RegisterSubscribe(srv, func() itemrpc.Subscription { return node.SubscribeChanges(1024) })
+}
+
+// cacheOf turns a possibly nil cache into the handler's setting: a nil
+// *edge.Cache must become a nil interface, not an interface holding nil.
+func cacheOf(c *edge.Cache) httpapi.Cache {
+	if c == nil {
+		return nil
+	}
+	return c
 }

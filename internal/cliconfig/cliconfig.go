@@ -174,3 +174,28 @@ func Usage(w io.Writer, fs *flag.FlagSet, prefix, synopsis string) {
 		fmt.Fprintf(w, "      default: %s   env: %s\n", def, EnvName(prefix, f.Name))
 	})
 }
+
+// List is a flag.Value holding comma-separated strings (--peers a,b): each
+// Set replaces the whole list, so an environment variable or file value
+// overrides the default rather than adding to it. Blank entries are
+// dropped.
+type List []string
+
+// Set implements flag.Value.
+func (l *List) Set(v string) error {
+	*l = nil
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			*l = append(*l, f)
+		}
+	}
+	return nil
+}
+
+// String implements flag.Value.
+func (l *List) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}

@@ -1,22 +1,26 @@
-// Package daemon holds what brainy-core and brainy-edge share around their
-// packages: the logger from flags, address checks, API key files, TLS
-// credentials, and serving HTTP until a signal with a graceful shutdown.
+// Package daemon holds what a core node (package server) and an edge
+// (package edge) share around the packages they assemble: the logger from
+// settings, address checks, TLS credentials, and serving HTTP until the
+// context ends, with a graceful shutdown.
 package daemon
 
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"sort"
+	"strings"
 	"syscall"
 	"time"
 
-	"github.com/soullabs/brainy/edge"
-	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/cliconfig"
 	"github.com/soullabs/brainy/transport/pki"
 )
 
@@ -49,27 +53,11 @@ func IsLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// LoadAPIKeys reads an --api-keys file; an empty path means no keys.
-func LoadAPIKeys(path string, lim *item.Limits) (*edge.APIKeys, error) {
-	if path == "" {
-		return nil, nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("--api-keys: %w", err)
-	}
-	defer f.Close()
-	keys, err := edge.ParseAPIKeys(f, lim)
-	if err != nil {
-		return nil, fmt.Errorf("--api-keys %s: %w", path, err)
-	}
-	return keys, nil
-}
-
 // CheckExposure refuses a non-loopback HTTP address without API keys,
-// unless insecure.
-func CheckExposure(httpAddr string, keys *edge.APIKeys, insecure bool) error {
-	if !IsLoopback(httpAddr) && keys.Len() == 0 && !insecure {
+// unless insecure: the HTTP API binds loopback unless told otherwise, and
+// needs API keys when it does not.
+func CheckExposure(httpAddr string, haveKeys, insecure bool) error {
+	if !IsLoopback(httpAddr) && !haveKeys && !insecure {
 		return fmt.Errorf("refusing to serve on %s without API keys: pass --api-keys FILE, or --insecure to serve unauthenticated", httpAddr)
 	}
 	return nil
@@ -135,39 +123,87 @@ func ClusterTLS(files TLSFiles, dir, nodeName string, hosts []string) (*tls.Conf
 	return b.TLSConfig(), nil
 }
 
-// DefaultCacheBytes is an edge's default cache size: a quarter of the
-// machine's RAM, at most 1 GiB (64 MiB when RAM cannot be read).
-func DefaultCacheBytes() int64 {
-	var si syscall.Sysinfo_t
-	if err := syscall.Sysinfo(&si); err != nil {
-		return 64 << 20
-	}
-	return min(int64(si.Totalram)*int64(si.Unit)/4, 1<<30)
-}
-
 // HTTPServer is what Run serves and stops.
 type HTTPServer interface {
 	Serve(net.Listener) error
 	Shutdown(context.Context) error
 }
 
-// Run serves srv on ln until SIGINT or SIGTERM (or a serve error), then
-// shuts it down gracefully within timeout.
-func Run(ln net.Listener, srv HTTPServer, timeout time.Duration, log *slog.Logger) error {
-	sig, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+// ServeUntil serves srv on ln until ctx ends (in the binaries: SIGINT or
+// SIGTERM) or serving fails, then shuts it down gracefully within timeout.
+func ServeUntil(ctx context.Context, ln net.Listener, srv HTTPServer, timeout time.Duration, log *slog.Logger) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
 		return err
-	case <-sig.Done():
+	case <-ctx.Done():
 	}
 	log.Info("shutting down", "component", "main")
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown did not finish in-flight requests", "component", "main", "err", err)
 	}
 	return nil
+}
+
+// Command is what a binary's main hands Main: its flag set (already
+// holding its settings), where to find the log settings among them, and
+// what to run once they are parsed.
+type Command struct {
+	// Name is the binary's name, for messages.
+	Name string
+	// EnvPrefix is the prefix of its environment variables (BRAINY_).
+	EnvPrefix string
+	// Synopsis heads --help.
+	Synopsis string
+	// Flags holds every setting; "config" names the YAML file.
+	Flags *flag.FlagSet
+	// LogLevel and LogFormat point at the flags' values.
+	LogLevel, LogFormat *string
+	// Run runs the command until ctx ends (SIGINT or SIGTERM).
+	Run func(ctx context.Context, log *slog.Logger, sources map[string]cliconfig.Source) error
+}
+
+// Main parses args into the command's settings (flags over environment
+// over config file over defaults), then runs it with a context that ends
+// on SIGINT or SIGTERM. It returns the process's exit code: 0, 1 when the
+// command failed, 2 for bad settings.
+func Main(c Command, args []string, stderr io.Writer) int {
+	c.Flags.SetOutput(stderr)
+	c.Flags.Usage = func() { cliconfig.Usage(stderr, c.Flags, c.EnvPrefix, c.Synopsis) }
+	sources, err := cliconfig.Parse(c.Flags, args, c.EnvPrefix, "config", nil)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", c.Name, err)
+		return 2
+	}
+	log, err := NewLogger(stderr, *c.LogLevel, *c.LogFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", c.Name, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := c.Run(ctx, log, sources); err != nil {
+		log.Error(c.Name+" stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// SetBy lists the settings that did not come from defaults, with their
+// source, for the start-up log line.
+func SetBy(sources map[string]cliconfig.Source) string {
+	var parts []string
+	for name, src := range sources {
+		if src != cliconfig.FromDefault {
+			parts = append(parts, name+"="+string(src))
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
 }

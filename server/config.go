@@ -1,0 +1,289 @@
+package server
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/soullabs/brainy/cluster"
+	"github.com/soullabs/brainy/cluster/membership"
+	"github.com/soullabs/brainy/core"
+	"github.com/soullabs/brainy/httpapi"
+	"github.com/soullabs/brainy/internal/daemon"
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/tiers/backend"
+	"github.com/soullabs/brainy/tiers/tiered"
+)
+
+// Defaults of the Config fields that have no package of their own to
+// take them from.
+const (
+	DefaultBind            = "127.0.0.1"
+	DefaultHTTPPort        = 7070
+	DefaultQUICPort        = 7071
+	DefaultStorage         = "./brainy-data"
+	DefaultShutdownTimeout = 10 * time.Second
+	// BroadcastAuto turns the LAN beacon on unless gossip binds loopback.
+	BroadcastAuto = "auto"
+)
+
+// Config configures a core node. Each field names the brainy-core flag
+// that sets it (flags, BRAINY_* variables and the --config file all land
+// here); zero fields take the defaults given, so a zero Config is a
+// working single node on loopback with its data in ./brainy-data.
+type Config struct {
+	// Bind is the address every listener binds to (--bind). Default
+	// "127.0.0.1": loopback, so nothing is exposed by accident.
+	Bind string
+	// HTTPAddr, QUICAddr and GossipAddr are the listeners' host:port
+	// (--http-addr, --quic-addr, --gossip-addr). Defaults Bind:7070,
+	// Bind:7071 and Bind:7946. Port 0 picks a free port (the gossip port
+	// then cannot be found by broadcast; give peers instead).
+	HTTPAddr, QUICAddr, GossipAddr string
+
+	// NodeID names the node in the cluster (--node-id). Default: the id
+	// stored with the data, or a new random one.
+	NodeID string
+	// Peers are gossip addresses (host:port) of running nodes to join
+	// (--peers). Discover lists further sources: dns:NAME[:PORT],
+	// ec2:TAG=VALUE, k8s (--discover; k8s is automatic in Kubernetes).
+	Peers, Discover []string
+	// Broadcast turns LAN broadcast discovery on the gossip port on or off:
+	// "true", "false" or BroadcastAuto, which is on unless gossip binds
+	// loopback (--broadcast). Default BroadcastAuto.
+	Broadcast string
+	// GossipKey, base64 of 16, 24 or 32 bytes, encrypts gossip
+	// (--gossip-key). Empty sends gossip in the clear.
+	GossipKey string
+	// ClusterSecret (16+ bytes) is what the cluster CA is derived from, so
+	// that nodes and edges trust each other without copying files
+	// (--cluster-secret). Empty: the CA in TLSDir (one per node, to copy),
+	// or on loopback a secret shared by every node on this host.
+	ClusterSecret string
+	// ClusterName keeps clusters sharing a network apart (--cluster-name).
+	// Default membership.DefaultClusterName.
+	ClusterName string
+	// Zone is the node's failure domain; replicas spread over zones
+	// (--zone). Region is reported to edges (--region).
+	Zone, Region string
+	// ReplicationFactor is replicas per partition, fewer while the cluster
+	// has fewer nodes (--replication-factor). Default
+	// cluster.DefaultReplicationFactor (3); 1 to cluster.MaxReplicationFactor.
+	ReplicationFactor int
+	// DeadAfter is how long a node may be gone before its replicas are
+	// re-created elsewhere (--dead-after). Default cluster.DefaultDeadAfter.
+	DeadAfter time.Duration
+	// Partitions is the partition count of a new store, fixed once it
+	// exists (--partitions). Default core.DefaultPartitions.
+	Partitions int
+
+	// Storage is where data lives: a directory (durable), "memory", or an
+	// object-store URL (s3://, r2://, gs://, azure://, cloud://), in which
+	// {{nodeId}} is replaced by the node id (--storage). Default
+	// DefaultStorage. Ignored when StorageHot is set.
+	Storage string
+	// StorageHot, StorageWarm and StorageCold make the storage tiered: a
+	// local directory for recent items, an object store idle items move
+	// to, and optionally one for long-idle items (--storage-hot,
+	// --storage-warm, --storage-cold).
+	StorageHot, StorageWarm, StorageCold string
+	// Tiering tunes tiered storage (--tier-demote-after, --tier-cold-after,
+	// --tier-interval, --tier-hot-max-bytes, --tier-hot-min-free-bytes).
+	// Defaults tiered.DefaultDemoteAfter, DefaultColdAfter, DefaultInterval;
+	// the byte bounds default to 0, no bound.
+	Tiering backend.Tiering
+
+	// TLSDir holds the cluster CA and this node's certificate, created on
+	// first start (--tls-dir). Default STORAGE/tls for a directory or
+	// tiered store; otherwise a CA for this process only.
+	TLSDir string
+	// TLSCert, TLSKey and TLSCA name the node's certificate, its key and
+	// the cluster CA, PEM files, instead of TLSDir (--tls-cert, --tls-key,
+	// --tls-ca). All three or none.
+	TLSCert, TLSKey, TLSCA string
+
+	// APIKeys names a file of "KEY TENANT" lines; it turns authentication
+	// on (--api-keys). Empty: no authentication, allowed on loopback only
+	// unless Insecure.
+	APIKeys string
+	// Insecure allows a non-loopback HTTPAddr without API keys, and
+	// DebugAddr off loopback (--insecure).
+	Insecure bool
+	// RateLimit bounds each tenant's item requests per second, 429 beyond;
+	// 0 means no limit (--rate-limit). RateBurst is the bucket; 0 means
+	// one second's worth (--rate-burst).
+	RateLimit float64
+	RateBurst int
+	// MaxBodyBytes bounds request bodies (--max-body-bytes). Default
+	// item.DefaultLimits().MaxBodyBytes (1 MiB).
+	MaxBodyBytes int
+	// WriteTimeout bounds how long a write waits for its commit before 503
+	// (--write-timeout). Default httpapi.DefaultWriteTimeout (10 s).
+	WriteTimeout time.Duration
+	// ShutdownTimeout bounds each step of the shutdown: in-flight HTTP
+	// requests, leadership hand-over, peers' calls (--shutdown-timeout).
+	// Default DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	// DebugAddr serves Go's /debug/pprof profiles on its own listener;
+	// loopback only unless Insecure (--debug-addr). Empty: off.
+	DebugAddr string
+
+	// BootstrapWait is how long a node that never belonged to a cluster
+	// looks for one before founding it. Default: at once when there is
+	// nothing to discover (no peers, no discovery, no broadcast, gossip on
+	// loopback), else cluster.DefaultBootstrapWait. Not a flag.
+	BootstrapWait time.Duration
+	// Raft tunes failure detection and log retention (see cluster.Config);
+	// zero takes the defaults. Not flags: tests use them.
+	TickInterval  time.Duration
+	ElectionTicks int
+	LogKeep       int
+
+	// Logger receives the node's events. Nil discards them.
+	Logger *slog.Logger
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (c *Config) EnsureDefaults() {
+	if c.Bind == "" {
+		c.Bind = DefaultBind
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = net.JoinHostPort(c.Bind, strconv.Itoa(DefaultHTTPPort))
+	}
+	if c.QUICAddr == "" {
+		c.QUICAddr = net.JoinHostPort(c.Bind, strconv.Itoa(DefaultQUICPort))
+	}
+	if c.GossipAddr == "" {
+		c.GossipAddr = net.JoinHostPort(c.Bind, strconv.Itoa(membership.DefaultBindPort))
+	}
+	if c.Broadcast == "" {
+		c.Broadcast = BroadcastAuto
+	}
+	if c.ClusterName == "" {
+		c.ClusterName = membership.DefaultClusterName
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = cluster.DefaultReplicationFactor
+	}
+	if c.DeadAfter == 0 {
+		c.DeadAfter = cluster.DefaultDeadAfter
+	}
+	if c.Partitions == 0 {
+		c.Partitions = core.DefaultPartitions
+	}
+	if c.Storage == "" {
+		c.Storage = DefaultStorage
+	}
+	if c.Tiering.DemoteAfter == 0 {
+		c.Tiering.DemoteAfter = tiered.DefaultDemoteAfter
+	}
+	if c.Tiering.ColdAfter == 0 {
+		c.Tiering.ColdAfter = tiered.DefaultColdAfter
+	}
+	if c.Tiering.Interval == 0 {
+		c.Tiering.Interval = tiered.DefaultInterval
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = item.DefaultLimits().MaxBodyBytes
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = httpapi.DefaultWriteTimeout
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports every problem with c at once, in the flags' terms.
+// Call EnsureDefaults first.
+func (c *Config) Validate() error {
+	var errs []error
+	for name, addr := range map[string]string{"--http-addr": c.HTTPAddr, "--quic-addr": c.QUICAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want host:port", name, addr))
+		}
+	}
+	if _, err := c.gossip(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := daemon.CheckExposure(c.HTTPAddr, c.APIKeys != "", c.Insecure); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DebugAddr != "" && !daemon.IsLoopback(c.DebugAddr) && !c.Insecure {
+		errs = append(errs, fmt.Errorf("refusing to serve profiles on %s: --debug-addr must be a loopback address unless --insecure is given", c.DebugAddr))
+	}
+	if err := cluster.CheckReplicationFactor(c.ReplicationFactor); err != nil {
+		errs = append(errs, fmt.Errorf("--replication-factor: %w", err))
+	}
+	if _, err := c.storageSpec(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MaxBodyBytes < 0 || c.RateLimit < 0 || c.RateBurst < 0 {
+		errs = append(errs, errors.New("--max-body-bytes, --rate-limit and --rate-burst cannot be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// storageSpec parses Storage, or the tiered StorageHot/-Warm/-Cold. It
+// does not expand {{nodeId}}.
+func (c *Config) storageSpec() (backend.Spec, error) {
+	if c.StorageHot == "" && c.StorageWarm == "" && c.StorageCold == "" {
+		return backend.Parse(c.Storage)
+	}
+	if c.StorageHot == "" {
+		return backend.Spec{}, errors.New("--storage-warm and --storage-cold need --storage-hot, the local directory in front of them")
+	}
+	return backend.ParseTiered(c.StorageHot, c.StorageWarm, c.StorageCold)
+}
+
+// gossip turns the discovery settings into a membership config (without
+// the node's metadata, known only once the store is open).
+func (c *Config) gossip() (membership.Config, error) {
+	var g membership.Config
+	host, port, err := net.SplitHostPort(c.GossipAddr)
+	if err != nil {
+		return g, fmt.Errorf("--gossip-addr %q: %v", c.GossipAddr, err)
+	}
+	g.BindAddr = host
+	if port == "0" {
+		g.BindPort = membership.AnyPort
+	} else if g.BindPort, err = strconv.Atoi(port); err != nil || g.BindPort < 1 || g.BindPort > 65535 {
+		return g, fmt.Errorf("--gossip-addr %q: bad port", c.GossipAddr)
+	}
+	g.Peers, g.Discover, g.ClusterName = c.Peers, c.Discover, c.ClusterName
+	if c.GossipKey != "" {
+		if g.GossipKey, err = base64.StdEncoding.DecodeString(c.GossipKey); err != nil {
+			return g, fmt.Errorf("--gossip-key: not base64: %v", err)
+		}
+		if n := len(g.GossipKey); n != 16 && n != 24 && n != 32 {
+			return g, fmt.Errorf("--gossip-key: %d bytes; want 16, 24 or 32 (base64 of `openssl rand 32`)", n)
+		}
+	}
+	if c.Broadcast != BroadcastAuto {
+		b, err := strconv.ParseBool(c.Broadcast)
+		if err != nil {
+			return g, fmt.Errorf("--broadcast %q: want auto, true or false", c.Broadcast)
+		}
+		g.Broadcast = &b
+	}
+	return g, nil
+}
+
+// bootstrapWait is how long to look for a cluster before founding one.
+func (c *Config) bootstrapWait(g membership.Config) time.Duration {
+	if c.BootstrapWait != 0 {
+		return c.BootstrapWait
+	}
+	if len(g.Peers) == 0 && len(g.Discover) == 0 && (g.Broadcast == nil || !*g.Broadcast) && daemon.IsLoopback(c.GossipAddr) {
+		return -1 // nothing to discover: found (or rejoin) at once
+	}
+	return cluster.DefaultBootstrapWait
+}

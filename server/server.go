@@ -1,0 +1,314 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/soullabs/brainy/cluster"
+	"github.com/soullabs/brainy/cluster/membership"
+	"github.com/soullabs/brainy/core"
+	"github.com/soullabs/brainy/httpapi"
+	"github.com/soullabs/brainy/internal/daemon"
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/tiers/backend"
+	"github.com/soullabs/brainy/transport"
+)
+
+// Server is a running core node. New starts everything but the HTTP API,
+// whose listener is bound; Run serves it and shuts the node down when its
+// context ends. Close shuts down a node that is not running.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	nodeID  string
+	store   *backend.Store
+	qsrv    *transport.Server
+	qclient *transport.Client
+	members *membership.Membership
+	node    *cluster.Node
+	http    *httpapi.Server
+	ln      net.Listener
+	debugLn net.Listener
+
+	httpDone  atomic.Bool // the HTTP server was shut down (by Run, or Close)
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the node's storage, joins or founds its cluster, and binds
+// the HTTP API's listener. On error, whatever was opened is closed again.
+func New(ctx context.Context, cfg Config) (_ *Server, err error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	defer func() {
+		if err != nil {
+			s.abort()
+		}
+	}()
+	limits := item.DefaultLimits()
+	limits.MaxBodyBytes = cfg.MaxBodyBytes
+	keys, err := httpapi.LoadAPIKeys(cfg.APIKeys, &limits)
+	if err != nil {
+		return nil, fmt.Errorf("--api-keys: %w", err)
+	}
+	spec, err := s.openStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.startTransport(spec); err != nil {
+		return nil, err
+	}
+	gossip, err := s.startGossip(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.node, err = cluster.Start(ctx, cluster.Config{
+		Core: core.Config{Store: s.store, StorageLocation: spec.Location(), StorageStats: s.store.FillStats, NodeID: s.nodeID,
+			Partitions: cfg.Partitions, Limits: limits, Logger: s.log},
+		Server: s.qsrv, Client: s.qclient, Directory: directory{s.members},
+		ReplicationFactor: cfg.ReplicationFactor, DeadAfter: cfg.DeadAfter, BootstrapWait: cfg.bootstrapWait(gossip),
+		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks, LogKeep: cfg.LogKeep, Logger: s.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.qclient.OnDisconnect(s.peerDisconnected)
+	h, err := httpapi.NewHandler(httpapi.Config{Limits: limits, APIKeys: keys, WriteTimeout: cfg.WriteTimeout, Logger: s.log,
+		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst}, s.node)
+	if err != nil {
+		return nil, err
+	}
+	s.http = httpapi.NewServer(httpapi.ServerConfig{}, h)
+	if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if cfg.DebugAddr != "" {
+		if s.debugLn, err = net.Listen("tcp", cfg.DebugAddr); err != nil {
+			return nil, fmt.Errorf("--debug-addr: %w", err)
+		}
+		s.log.Info("serving profiles", "component", "main", "debug_addr", s.debugLn.Addr().String())
+		go http.Serve(s.debugLn, debugMux())
+	}
+	return s, nil
+}
+
+// openStore opens the storage and settles the node id: the configured
+// one, the one stored with the data, or a new one.
+func (s *Server) openStore(ctx context.Context) (backend.Spec, error) {
+	cfg := s.cfg
+	spec, err := cfg.storageSpec()
+	if err != nil {
+		return spec, err
+	}
+	if spec.HasTemplate() {
+		id := cfg.NodeID
+		if id == "" {
+			if id, err = os.Hostname(); err != nil {
+				return spec, fmt.Errorf("storage %s: {{nodeId}} needs --node-id or a host name: %w", spec, err)
+			}
+		}
+		spec = spec.Expand(id)
+	}
+	s.log.Info("starting", "component", "main", "http_addr", cfg.HTTPAddr, "quic_addr", cfg.QUICAddr, "gossip_addr", cfg.GossipAddr,
+		"storage", spec.String(), "partitions", cfg.Partitions, "replication_factor", cfg.ReplicationFactor,
+		"peers", cfg.Peers, "discover", cfg.Discover, "api_keys", cfg.APIKeys != "", "insecure", cfg.Insecure,
+		"max_body_bytes", cfg.MaxBodyBytes, "write_timeout", cfg.WriteTimeout, "shutdown_timeout", cfg.ShutdownTimeout)
+	s.store, err = backend.Open(ctx, spec, backend.Options{NodeID: cfg.NodeID, Demotable: core.Demotable, Logger: s.log, Tiering: cfg.Tiering})
+	if err != nil {
+		return spec, fmt.Errorf("storage %s: %w", spec, err)
+	}
+	s.nodeID = cfg.NodeID
+	if s.nodeID == "" {
+		if s.nodeID, err = core.StoredNodeID(ctx, s.store); err != nil {
+			return spec, err
+		}
+		if s.nodeID == "" {
+			s.nodeID = ulid.Make().String()
+		}
+	}
+	return spec, nil
+}
+
+// startTransport starts the QUIC server edges and peers call, and the
+// client this node calls peers with.
+func (s *Server) startTransport(spec backend.Spec) error {
+	tlsConf, err := s.credentials(spec)
+	if err != nil {
+		return fmt.Errorf("cluster credentials: %w", err)
+	}
+	qcfg := transport.DefaultConfig(tlsConf)
+	qcfg.ListenAddr, qcfg.Logger = s.cfg.QUICAddr, s.log
+	if s.qsrv, err = transport.NewServer(qcfg); err != nil {
+		return fmt.Errorf("quic: %w", err)
+	}
+	go s.qsrv.Serve(context.Background())
+	// Calls to other nodes notice a dead peer within a second, and leave
+	// from the address peers know.
+	host, _, _ := net.SplitHostPort(s.cfg.QUICAddr)
+	ccfg := transport.FastFailoverConfig(tlsConf)
+	ccfg.ListenAddr, ccfg.Logger = net.JoinHostPort(host, "0"), s.log
+	if s.qclient, err = transport.NewClient(ccfg); err != nil {
+		return fmt.Errorf("quic: %w", err)
+	}
+	return nil
+}
+
+// startGossip joins the gossip membership, announcing this node.
+func (s *Server) startGossip(ctx context.Context) (membership.Config, error) {
+	g, err := s.cfg.gossip()
+	if err != nil {
+		return g, err
+	}
+	g.Meta = membership.Meta{ID: s.nodeID, QUICAddr: s.qsrv.Addr().String(), HTTPAddr: s.cfg.HTTPAddr,
+		Zone: s.cfg.Zone, Region: s.cfg.Region, Role: "core"}
+	g.Logger = s.log
+	if s.members, err = membership.Start(ctx, g); err != nil {
+		return g, fmt.Errorf("gossip: %w", err)
+	}
+	return g, nil
+}
+
+// peerDisconnected is the fast failure signal: a lost QUIC connection
+// tells the gossip the member is unreachable well before its probes
+// would, and the cluster that the changes it pushed meanwhile are lost.
+func (s *Server) peerDisconnected(addr string) {
+	for _, m := range s.members.Members() {
+		if m.Meta.QUICAddr == addr {
+			s.members.NotifyUnreachable(m.Meta.ID)
+		}
+	}
+	s.node.PeerDisconnected(addr)
+}
+
+// NodeID returns the node's id in the cluster.
+func (s *Server) NodeID() string { return s.nodeID }
+
+// HTTPAddr, QUICAddr and GossipAddr return where the node listens.
+func (s *Server) HTTPAddr() string   { return s.ln.Addr().String() }
+func (s *Server) QUICAddr() string   { return s.qsrv.Addr().String() }
+func (s *Server) GossipAddr() string { return s.members.LocalNode().Addr }
+
+// Cluster returns the node's cluster member, which serves the item API.
+func (s *Server) Cluster() *cluster.Node { return s.node }
+
+// Run serves the HTTP API until ctx ends (or serving fails), then shuts
+// the node down (see Close).
+func (s *Server) Run(ctx context.Context) error {
+	s.log.Info("listening", "component", "main", "node", s.nodeID, "http_addr", s.HTTPAddr(),
+		"quic_addr", s.QUICAddr(), "gossip_addr", s.GossipAddr())
+	if err := daemon.ServeUntil(ctx, s.ln, s.http, s.cfg.ShutdownTimeout, s.log); err != nil {
+		s.abort()
+		return err
+	}
+	s.httpDone.Store(true)
+	return s.Close()
+}
+
+// Close shuts the node down in order: HTTP requests in flight finish (if
+// Run is serving), leaderships are handed to other voters so the
+// partitions this node led do not wait out an election, the node leaves
+// the gossip, edges' and peers' calls in flight finish, the raft groups
+// stop, and the store closes. Each step is bounded by ShutdownTimeout.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		defer cancel()
+		if err := s.shutdownHTTP(ctx); err != nil {
+			s.log.Warn("shutdown did not finish in-flight requests", "component", "main", "err", err)
+		}
+		s.node.Leave(ctx)
+		if err := s.members.Leave(time.Second); err != nil {
+			s.log.Warn("leaving the gossip", "component", "main", "err", err)
+		}
+		if err := s.qsrv.Shutdown(ctx); err != nil {
+			s.log.Warn("QUIC shutdown did not finish in-flight calls", "component", "main", "err", err)
+		}
+		s.closeErr = s.closeAll()
+		if s.closeErr == nil {
+			s.log.Info("stopped", "component", "main")
+		}
+	})
+	return s.closeErr
+}
+
+// shutdownHTTP stops the HTTP API, unless Run did already. A listener
+// that was never served is closed.
+func (s *Server) shutdownHTTP(ctx context.Context) error {
+	if !s.httpDone.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.ln.Close()
+	return s.http.Shutdown(ctx)
+}
+
+// abort closes whatever is open without the orderly steps: New failed
+// part-way, or serving did.
+func (s *Server) abort() {
+	s.closeOnce.Do(func() { s.closeErr = s.closeAll() })
+}
+
+// closeAll closes every part that is open, the node before its store.
+func (s *Server) closeAll() error {
+	var errs []error
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.debugLn != nil {
+		s.debugLn.Close()
+	}
+	if s.node != nil {
+		errs = append(errs, s.node.Close())
+	}
+	if s.members != nil {
+		errs = append(errs, s.members.Shutdown())
+	}
+	if s.qclient != nil {
+		s.qclient.Close()
+	}
+	if s.qsrv != nil {
+		s.qsrv.Close()
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// directory adapts the gossip membership to the cluster's view of it:
+// the members alive or suspected, as peers.
+type directory struct{ m *membership.Membership }
+
+func (d directory) Members() []cluster.Peer {
+	var out []cluster.Peer
+	for _, m := range d.m.Members() {
+		if m.State == membership.StateAlive || m.State == membership.StateSuspect {
+			out = append(out, cluster.Peer{ID: m.Meta.ID, QUICAddr: m.Meta.QUICAddr, Zone: m.Meta.Zone})
+		}
+	}
+	return out
+}
+
+// debugMux serves net/http/pprof on its own mux, never on the API's.
+func debugMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
