@@ -42,6 +42,8 @@
 #                           other processes to leave the CPUs idle (default 5)
 #   BENCH_RESULTS_DIR       where the report and raw outputs go (default: a
 #                           new temporary directory, printed at the end)
+#   BENCH_BRAINY_REF        build brainy-core and brainy-edge from this
+#                           commit instead of the work tree (e.g. HEAD~3)
 #
 # Missing tools (wrk, nginx, varnish, curl) are installed with apt-get.
 # Only processes this script started are stopped. The whole run takes
@@ -59,6 +61,7 @@ FRESH_WRITES="${BENCH_FRESH_WRITES:-1000}"
 FRESH_TTL_WRITES="${BENCH_FRESH_TTL_WRITES:-10}"
 FRESH_TIMEOUT="${BENCH_FRESH_TIMEOUT:-2s}"
 QUIET_WAIT="${BENCH_QUIET_WAIT:-5}"
+BRAINY_REF="${BENCH_BRAINY_REF:-}"
 CACHE_BYTES=$((256 << 20))
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -417,14 +420,9 @@ main() {
 	fi
 
 	BIN="$WORK_DIR/bin"
-	BRAINY_VERSION="commit $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-	if [[ -n "$(git -C "$REPO_ROOT" status --porcelain -- cmd core edge transport internal 2>/dev/null)" ]]; then
-		BRAINY_VERSION+=" with uncommitted changes"
-	fi
-	log "building brainy-core, brainy-edge, brainy-loadtest ($BRAINY_VERSION)"
-	(cd "$REPO_ROOT" && go build -o "$BIN/brainy-core" ./cmd/brainy-core &&
-		go build -o "$BIN/brainy-edge" ./cmd/brainy-edge &&
-		go build -o "$BIN/brainy-loadtest" ./cmd/brainy-loadtest)
+	build_brainy "$BIN" brainy-core brainy-edge
+	# The load generator is the driver, not what is measured: always the work tree's.
+	(cd "$REPO_ROOT" && go build -o "$BIN/brainy-loadtest" ./cmd/brainy-loadtest)
 
 	start_with_retries brainy-core start_core "$RESULTS_DIR/brainy-core.log"
 	local core_pid=$PID

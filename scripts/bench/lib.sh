@@ -156,11 +156,15 @@ row_field() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
-# build_brainy DIR builds brainy-core into DIR, from the work tree or, with
-# BRAINY_REF (BENCH_BRAINY_REF), from that commit, extracted under
-# $WORK_DIR/src; sets BRAINY_VERSION for the report.
+# build_brainy DIR [CMD...] builds brainy-core (or the named commands under
+# cmd/) into DIR, from the work tree or, with BRAINY_REF (BENCH_BRAINY_REF),
+# from that commit, extracted under $WORK_DIR/src; sets BRAINY_VERSION for
+# the report. Comparing two builds: run the script twice, once with
+# BENCH_BRAINY_REF set to the older commit.
 build_brainy() {
-	local out=$1 src=$REPO_ROOT commit
+	local out=$1 src=$REPO_ROOT commit cmd
+	shift
+	local cmds=("${@:-brainy-core}")
 	mkdir -p "$out"
 	if [[ -n "$BRAINY_REF" ]]; then
 		commit=$(git -C "$REPO_ROOT" rev-parse --short "$BRAINY_REF^{commit}") ||
@@ -176,6 +180,8 @@ build_brainy() {
 			BRAINY_VERSION+=" with uncommitted changes"
 		fi
 	fi
-	log "building brainy-core ($BRAINY_VERSION)"
-	(cd "$src" && go build -o "$out/brainy-core" ./cmd/brainy-core)
+	log "building ${cmds[*]} ($BRAINY_VERSION)"
+	for cmd in "${cmds[@]}"; do
+		(cd "$src" && go build -o "$out/$cmd" "./cmd/$cmd")
+	done
 }
