@@ -359,7 +359,8 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 	// The cache's hit path: no unescaping, no allocation. It resolves the
 	// tenant (and charges its rate limit) once for the whole request.
 	var tenant string
-	fast := h.cfg.Cache != nil && (ctx.IsGet() || ctx.IsHead()) && bytes.IndexByte(rawID, '%') < 0 && len(rawID) <= h.cfg.Limits.MaxIDBytes
+	fast := h.cfg.Cache != nil && (ctx.IsGet() || ctx.IsHead()) && bytes.IndexByte(rawID, '%') < 0 && len(rawID) <= h.cfg.Limits.MaxIDBytes &&
+		ctx.QueryArgs().Len() == 0 // ?consistency= is read on the slow path
 	if fast {
 		t, ok := h.itemTenant(ctx)
 		if !ok {
@@ -395,13 +396,15 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 	m := ctx.Method()
 	switch string(m) {
 	case "GET", "HEAD":
-		if h.cfg.Cache != nil {
-			h.serveMiss(ctx, tenant, id)
-			return
-		}
 		rctx, err := readConsistency(ctx)
 		if err != nil {
 			h.writeError(ctx, err)
+			return
+		}
+		// The cache answers unless the client asked for a linearizable
+		// read by name: ?consistency=strong goes to the partition's leader.
+		if h.cfg.Cache != nil && !explicitlyStrong(ctx) {
+			h.serveCached(ctx, tenant, id)
 			return
 		}
 		it, err := h.be.Get(rctx, tenant, id)
@@ -495,10 +498,11 @@ func (h *Handler) writeItem(ctx *fasthttp.RequestCtx, status int, it *item.Item)
 	ctx.Response.SwapBody(append(appendItem(b[:0], it), '\n'))
 }
 
-// serveMiss answers a GET the cache could not: one backend request per
-// key at a time (concurrent misses share it), the answer cached; while no
-// backend answers, a stale answer is served rather than an error.
-func (h *Handler) serveMiss(ctx *fasthttp.RequestCtx, tenant, id string) {
+// serveCached answers a GET from the cache, or as a miss: one backend
+// request per key at a time (concurrent misses share it), the answer
+// cached; while no backend answers, a stale answer is served rather than
+// an error.
+func (h *Handler) serveCached(ctx *fasthttp.RequestCtx, tenant, id string) {
 	a, stale, err := h.cfg.Cache.Load(tenant, id, func() (*item.Item, error) {
 		start := time.Now()
 		it, err := h.be.Get(context.Background(), tenant, id)
@@ -611,6 +615,16 @@ func (h *Handler) serveMetrics(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("application/json")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.SetBody(b)
+}
+
+// explicitlyStrong reports whether the request named a linearizable read
+// (?consistency=strong or linearizable), which a cache must not answer.
+func explicitlyStrong(ctx *fasthttp.RequestCtx) bool {
+	switch string(ctx.QueryArgs().Peek("consistency")) {
+	case "strong", "linearizable":
+		return true
+	}
+	return false
 }
 
 // readConsistency reads ?consistency=: "strong" (the default: the read

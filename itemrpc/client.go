@@ -34,23 +34,26 @@ var _ item.API = (*Remote)(nil)
 func (r *Remote) call(ctx context.Context, method uint16, req *wire.Request) ([]byte, error) {
 	req.Forwarded, req.Stale = r.Forwarded, item.StaleReads(ctx)
 	out, err := r.Call(ctx, method, wire.AppendRequest(nil, req))
-	return out, answerError(ctx, err)
+	return out, answerError(ctx, err, method != wire.MethodGet && method != wire.MethodList)
 }
 
 // answerError turns a call's error into an item error: the remote
-// handler's own error as the sentinel it encodes, a call that got no
-// answer as item.ErrUnavailable (unless the caller gave up).
-func answerError(ctx context.Context, err error) error {
+// handler's own error as the sentinel it encodes; a call that got no
+// answer as item.ErrUnavailable — or, for a write that may have been
+// delivered, item.ErrOutcomeUnknown — unless the caller gave up first.
+func answerError(ctx context.Context, err error, write bool) error {
 	var re *transport.RemoteError
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &re):
 		return wire.Error(re.Code, re.Message)
+	case errors.Is(err, item.ErrUnavailable):
+		return err // already classified (package upstream's choice of core)
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case errors.Is(err, item.ErrUnavailable):
-		return err
+	case write && !errors.Is(err, transport.ErrNotSent) && !errors.Is(err, transport.ErrFrameTooLarge):
+		return fmt.Errorf("%w: %v", item.ErrOutcomeUnknown, err)
 	}
 	return fmt.Errorf("%w: %v", item.ErrUnavailable, err)
 }
@@ -120,7 +123,7 @@ func (r *Remote) List(ctx context.Context, tenant string, opts item.ListOptions)
 func (r *Remote) ListPartitions(ctx context.Context, tenant string, opts item.ListOptions, parts []int) (*item.Page, error) {
 	req := &wire.Request{Tenant: tenant, List: opts, Forwarded: r.Forwarded, Stale: item.StaleReads(ctx)}
 	out, err := r.Call(ctx, wire.MethodListPartitions, appendListPartitions(req, parts))
-	if err = answerError(ctx, err); err != nil {
+	if err = answerError(ctx, err, false); err != nil {
 		return nil, err
 	}
 	p, err := wire.DecodePage(out)

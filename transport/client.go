@@ -110,6 +110,9 @@ func (c *Client) OnDisconnect(f func(addr string)) { c.onDisconnect.Store(&f) }
 // waiting; the handler may or may not have run), ErrUnauthenticated,
 // ErrFrameTooLarge, ErrRemote (*RemoteError), ErrClosed, and ctx's error when
 // ctx ends first (the server's handler then sees its context cancelled).
+// Any of them but ErrRemote also matches ErrNotSent when the request
+// provably never reached the handler: only then may a caller send a write
+// elsewhere without risking it being applied twice.
 // A call whose request was not sent, because the pooled connection or
 // stream turned out to be dead, is retried once.
 func (c *Client) Call(ctx context.Context, addr string, method uint16, req []byte) ([]byte, error) {
@@ -118,7 +121,7 @@ func (c *Client) Call(ctx context.Context, addr string, method uint16, req []byt
 		cc, err := c.get(ctx, addr)
 		if err != nil {
 			c.callErrors.Add(1)
-			return nil, callError(ctx, "call", addr, err)
+			return nil, callError(ctx, "call", addr, err, false)
 		}
 		resp, sent, err := roundTrip(ctx, cc.streams, kindRequest, method, req, c.cfg.MaxFrameBytes)
 		if err == nil {
@@ -133,7 +136,7 @@ func (c *Client) Call(ctx context.Context, addr string, method uint16, req []byt
 			continue
 		}
 		c.callErrors.Add(1)
-		return nil, callError(ctx, "call", addr, err)
+		return nil, callError(ctx, "call", addr, err, sent)
 	}
 }
 

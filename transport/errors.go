@@ -32,6 +32,11 @@ var (
 	ErrProtocol = errors.New("transport: protocol violation")
 	// ErrClosed: the Client or Server was closed.
 	ErrClosed = errors.New("transport: closed")
+	// ErrNotSent accompanies another sentinel when the request provably
+	// never reached the peer's handler (no connection, or no complete frame
+	// written): it is then safe to send it elsewhere, even a write. A
+	// failed call without it may have been handled.
+	ErrNotSent = errors.New("transport: request not sent")
 )
 
 // Error codes carried in error frames. Codes below CodeUser are reserved for
@@ -88,11 +93,11 @@ const (
 
 // callError wraps err from a round trip with addr and a sentinel. ctx errors
 // win: a caller whose context ended sees ctx.Err() wrapped.
-func callError(ctx context.Context, op, addr string, err error) error {
+func callError(ctx context.Context, op, addr string, err error, sent bool) error {
 	if cerr := ctx.Err(); cerr != nil {
-		return &opError{op: op, addr: addr, err: cerr}
+		return &opError{op: op, addr: addr, err: cerr, notSent: !sent}
 	}
-	return &opError{op: op, addr: addr, kind: classify(err), err: err}
+	return &opError{op: op, addr: addr, kind: classify(err), err: err, notSent: !sent}
 }
 
 // classify maps an error from quic-go or the frame reader to a sentinel.
@@ -145,6 +150,7 @@ type opError struct {
 	op, addr string
 	kind     error // sentinel, or nil when err already is one
 	err      error
+	notSent  bool // the request never reached the peer's handler: unwraps to ErrNotSent
 }
 
 func (e *opError) Error() string {
@@ -156,10 +162,15 @@ func (e *opError) Error() string {
 }
 
 func (e *opError) Unwrap() []error {
-	if e.kind == nil {
-		return []error{e.err}
+	var errs []error
+	if e.kind != nil {
+		errs = append(errs, e.kind)
 	}
-	return []error{e.kind, e.err}
+	errs = append(errs, e.err)
+	if e.notSent {
+		errs = append(errs, ErrNotSent)
+	}
+	return errs
 }
 
 func trimPrefix(s string) string {

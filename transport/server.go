@@ -317,10 +317,10 @@ func (p *Peer) Done() <-chan struct{} { return p.conn.Context().Done() }
 // for concurrent use.
 func (p *Peer) Push(ctx context.Context, method uint16, msg []byte) error {
 	p.srv.pushes.Add(1)
-	_, _, err := roundTrip(ctx, p.streams, kindPush, method, msg, p.srv.cfg.MaxFrameBytes)
+	_, sent, err := roundTrip(ctx, p.streams, kindPush, method, msg, p.srv.cfg.MaxFrameBytes)
 	if err != nil {
 		p.srv.pushErrors.Add(1)
-		return callError(ctx, "push", p.id, err)
+		return callError(ctx, "push", p.id, err, sent)
 	}
 	return nil
 }

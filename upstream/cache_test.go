@@ -2,6 +2,7 @@ package upstream_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -156,4 +157,41 @@ func TestStaleWhileCoreIsDown(t *testing.T) {
 		s, body, xc := r.doH(t, "GET", "/v1/items/a", "", acme...)
 		return s == 200 && xc != "STALE" && strings.Contains(body, `"data":2`)
 	})
+}
+
+// TestEdgeConsistency: a read that names ?consistency=strong is never
+// answered from the cache — written at the core, read at the edge, 0 stale
+// in 1,000 — while the default read is the cache's; an unknown
+// consistency is 400 at the edge as at the core.
+func TestEdgeConsistency(t *testing.T) {
+	r := newRigWith(t, item.Limits{}, newCache(t))
+	ctx := context.Background()
+	stale := 0
+	for i := range 1000 {
+		if _, _, err := r.core.Put(ctx, "acme", &item.Item{ID: "c", Data: []byte(strconv.Itoa(i))}, item.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+		status, body, xc := r.doH(t, "GET", "/v1/items/c?consistency=strong", "", acme...)
+		if status != 200 || xc == "HIT" {
+			t.Fatalf("strong read %d: %d %s %s", i, status, xc, body)
+		}
+		if !strings.Contains(body, `"data":`+strconv.Itoa(i)+`,`) {
+			stale++
+		}
+	}
+	if stale > 0 {
+		t.Fatalf("%d of 1000 strong reads at the edge were stale", stale)
+	}
+	// The default read is cached.
+	eventually(t, "a cached answer", func() bool { _, _, xc := r.doH(t, "GET", "/v1/items/c", "", acme...); return xc == "HIT" })
+	for _, q := range []string{"bogus", "STRONG", ""} {
+		status, body, _ := r.doH(t, "GET", "/v1/items/c?consistency="+q, "", acme...)
+		if want := 400; q == "" {
+			if status != 200 {
+				t.Fatalf("?consistency= (empty): %d %s", status, body)
+			}
+		} else if status != want || code(body) != "invalid_consistency" {
+			t.Fatalf("?consistency=%s at the edge: %d %s", q, status, body)
+		}
+	}
 }

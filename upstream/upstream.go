@@ -118,10 +118,14 @@ func (b *Backend) push(_ context.Context, addr string, method uint16, msg []byte
 	return nil
 }
 
-// call sends one encoded request, trying each core once, starting with
-// the one that answered last. Only an unreachable core moves it on: a
-// core's own answer, error or not, is final (a *transport.RemoteError,
-// which itemrpc.Remote decodes).
+// call sends one encoded request, trying the cores in turn, starting with
+// the one that answered last. A core's own answer, error or not, is final
+// (a *transport.RemoteError, which itemrpc.Remote decodes). Only a request
+// that provably never reached a core (transport.ErrNotSent) moves on to
+// the next; a read may move on after any failure, since reading twice is
+// harmless, but a write that may have been delivered is never sent again:
+// its caller gets item.ErrOutcomeUnknown. A frame too large is the
+// request's fault, not the core's: it fails that request only.
 func (b *Backend) call(ctx context.Context, method uint16, req []byte) ([]byte, error) {
 	start := int(b.current.Load())
 	var lastErr error
@@ -144,16 +148,34 @@ func (b *Backend) call(ctx context.Context, method uint16, req []byte) ([]byte, 
 		case errors.As(err, &re):
 			b.arrived(idx)
 			return nil, err
+		case errors.Is(err, transport.ErrFrameTooLarge):
+			return nil, fmt.Errorf("%w: the request or its answer exceeds the transport's frame limit: %v", item.ErrUnavailable, err)
+		case ctx.Err() != nil && errors.Is(err, transport.ErrNotSent):
+			return nil, ctx.Err()
+		case ctx.Err() != nil && !idempotent(method):
+			return nil, fmt.Errorf("%w: %v", item.ErrOutcomeUnknown, ctx.Err())
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
 		}
 		b.fails.Add(1)
 		b.downUntil[idx].Store(time.Now().Add(retryDown).UnixNano())
-		lastErr = err
 		b.log.Warn("core unreachable", "addr", b.cfg.Addrs[idx], "err", err)
+		if !errors.Is(err, transport.ErrNotSent) && !idempotent(method) {
+			return nil, fmt.Errorf("%w: %s did not answer: %v", item.ErrOutcomeUnknown, b.cfg.Addrs[idx], err)
+		}
+		lastErr = err
 	}
 	b.healthy.Store(false)
 	return nil, fmt.Errorf("%w: no core answered: %v", item.ErrUnavailable, lastErr)
+}
+
+// idempotent reports whether sending method twice does no harm: reads.
+func idempotent(method uint16) bool {
+	switch method {
+	case wire.MethodGet, wire.MethodList, wire.MethodListPartitions:
+		return true
+	}
+	return false
 }
 
 func (b *Backend) arrived(idx int) {

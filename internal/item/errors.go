@@ -20,6 +20,12 @@ var (
 	ErrUnavailable = errors.New("brainy: unavailable")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("brainy: closed")
+	// ErrOutcomeUnknown: a write was sent but its answer was lost (a
+	// timeout, a connection gone); it may or may not have been applied.
+	// The system never re-sends such a write: the client may, with an
+	// Idempotency-Key or a condition (If-Match, If-None-Match: *). It is
+	// an ErrUnavailable too.
+	ErrOutcomeUnknown = fmt.Errorf("%w: outcome unknown", ErrUnavailable)
 )
 
 // InvalidError describes bad input. Code is a stable, machine-readable

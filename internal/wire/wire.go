@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/soullabs/brainy/internal/codec"
@@ -211,6 +212,7 @@ const (
 	CodeUnavailable
 	CodeClosed
 	CodeWrongNode
+	CodeOutcomeUnknown
 )
 
 // ErrWrongNode: the node asked holds no replica of the item's partition,
@@ -256,6 +258,8 @@ func ErrorCode(err error) (uint16, string) {
 		return CodePreconditionFailed, err.Error()
 	case errors.Is(err, item.ErrClosed):
 		return CodeClosed, err.Error()
+	case errors.Is(err, item.ErrOutcomeUnknown):
+		return CodeOutcomeUnknown, err.Error()
 	}
 	return CodeUnavailable, err.Error()
 }
@@ -280,6 +284,8 @@ func Error(code uint16, msg string) error {
 		return fmt.Errorf("%w: the core is shutting down", item.ErrUnavailable)
 	case CodeWrongNode:
 		return ErrWrongNode
+	case CodeOutcomeUnknown:
+		return fmt.Errorf("%w: %s", item.ErrOutcomeUnknown, strings.TrimPrefix(msg, item.ErrOutcomeUnknown.Error()+": "))
 	}
 	return fmt.Errorf("%w: %s", item.ErrUnavailable, trim(msg))
 }
