@@ -186,6 +186,7 @@ type Node struct {
 	alive         atomic.Pointer[map[multiraft.NodeID]Peer] // live members by raft id, refreshed by the reconciler
 	snapshots     snapshotSessions
 	snapshotBytes atomic.Uint64 // received while installing snapshots
+	rejectedRaft  atomic.Uint64 // raft batches refused: sender not who it claims (handleRaft)
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -235,14 +236,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.core = c
-	cfg.Server.Handle(wire.MethodRaft, func(_ context.Context, _ *transport.Peer, req []byte) ([]byte, error) {
-		msgs, err := decodeRaft(req)
-		if err != nil {
-			return nil, err
-		}
-		c.Step(msgs)
-		return nil, nil
-	})
+	cfg.Server.Handle(wire.MethodRaft, n.handleRaft)
 	// Edges' requests may belong to partitions held elsewhere: route them
 	// through the cluster, which forwards (one hop) what is not here.
 	itemrpc.Register(cfg.Server, c, n)
@@ -261,6 +255,34 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.log.Info("member of the cluster", "node", cfg.Core.NodeID, "raft_id", uint64(n.self),
 		"founded", bootstrap, "rejoined", clustered, "partitions", c.Partitions())
 	return n, nil
+}
+
+// errRaftSender refuses a raft batch whose sender is not who it claims.
+var errRaftSender = errors.New("cluster: raft messages must come from the member they name")
+
+// handleRaft steps a batch of raft messages from peer, only if every
+// message names the caller as its sender and the caller is a live member:
+// the identity in the caller's certificate (its node id) decides its raft
+// id, so no certificate holder can speak for another node, depose a
+// leader with an invented term, or open partitions here by naming them.
+func (n *Node) handleRaft(_ context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
+	msgs, err := decodeRaft(req)
+	if err != nil {
+		return nil, err
+	}
+	from := core.RaftID(peer.ID())
+	if _, member := (*n.alive.Load())[from]; !member || from == n.self {
+		n.rejectedRaft.Add(1)
+		return nil, fmt.Errorf("%w: %q is not a live member", errRaftSender, peer.ID())
+	}
+	for _, m := range msgs {
+		if multiraft.NodeID(m.Msg.GetFrom()) != from {
+			n.rejectedRaft.Add(1)
+			return nil, fmt.Errorf("%w: %q sent a message from raft id %x", errRaftSender, peer.ID(), m.Msg.GetFrom())
+		}
+	}
+	n.core.Step(msgs)
+	return nil, nil
 }
 
 func (n *Node) info() Info {
@@ -624,6 +646,6 @@ func (n *Node) Metrics() nodestats.Snapshot {
 	rs := n.core.RaftStats()
 	s.Replication = nodestats.Replication{Factor: factor, Mode: "raft", LagEntries: lag, Lag: lag,
 		Elections: rs.Elections, SnapshotsSent: rs.SnapshotsSent, SnapshotsInstalled: rs.SnapshotsInstalled,
-		SnapshotBytes: n.snapshotBytes.Load()}
+		SnapshotBytes: n.snapshotBytes.Load(), RejectedMessages: n.rejectedRaft.Load() + rs.Rejected}
 	return s
 }

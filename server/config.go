@@ -103,7 +103,8 @@ type Config struct {
 	TLSDir string
 	// TLSCert, TLSKey and TLSCA name the node's certificate, its key and
 	// the cluster CA, PEM files, instead of TLSDir (--tls-cert, --tls-key,
-	// --tls-ca). All three or none.
+	// --tls-ca). All three or none. The certificate's common name must be
+	// the node id: peers take raft messages only from the node it names.
 	TLSCert, TLSKey, TLSCA string
 
 	// APIKeys names a file of "KEY TENANT" lines; it turns authentication

@@ -2,6 +2,8 @@ package server
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"net"
 	"path/filepath"
 
@@ -33,5 +35,31 @@ func (s *Server) credentials(spec backend.Spec) (*tls.Config, error) {
 		secret = []byte(loopbackSecret)
 	}
 	host, _, _ := net.SplitHostPort(cfg.QUICAddr)
-	return daemon.ClusterTLS(daemon.TLSFiles{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA, Secret: secret}, dir, s.nodeID, []string{host})
+	tc, err := daemon.ClusterTLS(daemon.TLSFiles{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA, Secret: secret}, dir, s.nodeID, []string{host})
+	if err != nil {
+		return nil, err
+	}
+	// Peers take raft messages only from the node a certificate names
+	// (cluster.handleRaft): a certificate for another name would cut this
+	// node off from every partition, silently.
+	if name := certName(tc); name != s.nodeID {
+		return nil, fmt.Errorf("the node certificate names %q but the node id is %q: peers accept raft messages only from the node its certificate names; pass --node-id %q, or issue the certificate for %q",
+			name, s.nodeID, name, s.nodeID)
+	}
+	return tc, nil
+}
+
+// certName returns the common name of tc's own certificate.
+func certName(tc *tls.Config) string {
+	if len(tc.Certificates) == 0 || len(tc.Certificates[0].Certificate) == 0 {
+		return ""
+	}
+	leaf := tc.Certificates[0].Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(tc.Certificates[0].Certificate[0]); err != nil {
+			return ""
+		}
+	}
+	return leaf.Subject.CommonName
 }

@@ -177,3 +177,17 @@ func (n *Node) TransferLeadership(ctx context.Context, g GroupID, to NodeID) err
 		}
 	})
 }
+
+// plausible reports whether raft can step m without panicking. raft
+// treats some inputs as broken invariants: a heartbeat asking a follower
+// to commit past the end of its log (which a leader never sends, but a
+// follower that lost its disk, or a peer lying about its identity, would
+// receive) makes it panic in commitTo. Such messages are dropped instead;
+// the leader's next append repairs an honest follower.
+func (g *group) plausible(m *pb.Message) bool {
+	if m.GetType() == pb.MessageType_MsgHeartbeat {
+		last, err := g.storage.LastIndex()
+		return err == nil && m.GetCommit() <= last
+	}
+	return true
+}

@@ -105,6 +105,7 @@ type Node struct {
 	syncs, readies uint64 // owned by the driver; read through Stats
 	snapshotsSent  uint64 // owned by the driver
 	snapshotsTaken uint64 // owned by the driver
+	rejected       uint64 // messages dropped as implausible (group.plausible); owned by the driver
 }
 
 // New starts a node with no groups; open them with OpenGroup.
@@ -245,6 +246,12 @@ func (n *Node) step(msgs []Message) {
 		}
 		if g == nil {
 			continue // not open here (yet)
+		}
+		if !g.plausible(m.Msg) {
+			n.rejected++
+			n.log.Warn("dropping a raft message that would corrupt the group", "group", uint32(m.Group),
+				"type", m.Msg.GetType().String(), "from", m.Msg.GetFrom(), "commit", m.Msg.GetCommit())
+			continue
 		}
 		if m.Msg.GetFrom() == g.rn.BasicStatus().Lead {
 			g.quiet = 0

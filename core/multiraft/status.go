@@ -18,13 +18,18 @@ func (n *Node) Leader(g GroupID) NodeID {
 // Stats counts the driver's synced batches and the group Readies they
 // carried (Readies / Syncs is how many groups share a sync), and the
 // elections this node won.
-type Stats struct{ Syncs, Readies, Elections, SnapshotsSent, SnapshotsInstalled uint64 }
+type Stats struct {
+	Syncs, Readies, Elections, SnapshotsSent, SnapshotsInstalled uint64
+	// Rejected counts messages dropped because raft would have panicked on
+	// them (see group.plausible).
+	Rejected uint64
+}
 
 // Stats returns the driver's counters.
 func (n *Node) Stats() Stats {
 	var s Stats
 	_ = n.do(context.Background(), func() {
-		s = Stats{Syncs: n.syncs, Readies: n.readies, SnapshotsSent: n.snapshotsSent, SnapshotsInstalled: n.snapshotsTaken}
+		s = Stats{Syncs: n.syncs, Readies: n.readies, SnapshotsSent: n.snapshotsSent, SnapshotsInstalled: n.snapshotsTaken, Rejected: n.rejected}
 	})
 	n.mu.Lock()
 	s.Elections = n.elections

@@ -73,6 +73,10 @@ type Replication struct {
 	SnapshotsInstalled uint64 `json:"snapshotsInstalled"`
 	// SnapshotBytes counts the bytes received installing snapshots.
 	SnapshotBytes uint64 `json:"snapshotBytes"`
+	// RejectedMessages counts raft messages refused: batches whose sender
+	// was not the member it named, and messages raft could not take
+	// without corrupting its state. Non-zero means a broken or hostile peer.
+	RejectedMessages uint64 `json:"rejectedMessages"`
 }
 
 // Operations counts requests served since start.

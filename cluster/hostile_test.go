@@ -1,0 +1,107 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/soullabs/brainy/core"
+	"github.com/soullabs/brainy/core/multiraft"
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/wire"
+	"github.com/soullabs/brainy/transport"
+)
+
+// leaders returns every partition's leader as m sees it.
+func leaders(m *member) map[int]string {
+	out := map[int]string{}
+	for _, p := range m.node.Metrics().Partitions {
+		out[p.ID] = p.Leader
+	}
+	return out
+}
+
+// sendRaft sends one raft message for group g from a client holding a
+// certificate for name, minted by the cluster's CA.
+func sendRaft(t *testing.T, c *testCluster, name, to string, g int, msg *pb.Message) error {
+	t.Helper()
+	creds, err := c.ca.NewBundle(name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := transport.NewClient(transport.LocalConfig(creds.TLSConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	b, err := appendRaft(nil, []multiraft.Message{{Group: multiraft.GroupID(g), Msg: msg}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = client.Call(ctx, c.peers[to].QUICAddr, wire.MethodRaft, b)
+	return err
+}
+
+// TestHostileRaftMessages: a process holding a certificate from the
+// cluster's CA tries to take partitions over with raft messages. A message
+// claiming another member's id, or from a stranger, is refused and changes
+// no leader; a member's heartbeat asking a follower to commit far past its
+// log, which would make raft panic, is dropped and the node keeps serving.
+func TestHostileRaftMessages(t *testing.T) {
+	c := newTestCluster(t)
+	a := c.start("a")
+	c.start("b")
+	c.start("c")
+	c.waitPlacement(3)
+	if _, err := a.node.Add(context.Background(), "t", &item.Item{ID: "x", Data: []byte(`1`)}); err != nil {
+		t.Fatal(err)
+	}
+	before := leaders(a)
+	victim := c.members["b"]
+
+	// Forged: mallory's certificate, a message claiming to be from a's id
+	// with a term no election reached. Then mallory as itself: not a member.
+	forged := &pb.Message{Type: pb.MessageType_MsgHeartbeat.Enum(), From: new(uint64(core.RaftID("a"))),
+		To: new(uint64(core.RaftID("b"))), Term: new(uint64(1 << 30))}
+	for p := range 8 {
+		if err := sendRaft(t, c, "mallory", "b", p, forged); !errors.Is(err, transport.ErrRemote) {
+			t.Fatalf("a raft message with a forged sender was accepted: %v", err)
+		}
+	}
+	own := &pb.Message{Type: pb.MessageType_MsgVote.Enum(), From: new(uint64(core.RaftID("mallory"))),
+		To: new(uint64(core.RaftID("b"))), Term: new(uint64(1 << 30)), Index: new(uint64(1 << 40)), LogTerm: new(uint64(1 << 30))}
+	if err := sendRaft(t, c, "mallory", "b", 3, own); !errors.Is(err, transport.ErrRemote) {
+		t.Fatalf("a raft message from a stranger was accepted: %v", err)
+	}
+
+	// A member's own certificate (as a rogue process holding it would), a
+	// heartbeat with an absurd commit: raft would panic in commitTo.
+	for p := range 8 {
+		crash := &pb.Message{Type: pb.MessageType_MsgHeartbeat.Enum(), From: new(uint64(core.RaftID("c"))),
+			To: new(uint64(core.RaftID("b"))), Term: new(uint64(0)), Commit: new(uint64(1 << 40))}
+		if before[p] == "c" {
+			crash.Term = nil // the current term: the leader's own
+		}
+		_ = sendRaft(t, c, "c", "b", p, crash)
+	}
+	time.Sleep(300 * time.Millisecond) // a few driver cycles and heartbeats
+	if _, err := victim.node.Get(context.Background(), "t", "x"); err != nil {
+		t.Fatalf("b after the hostile messages: %v", err)
+	}
+	if after := leaders(a); len(after) != len(before) {
+		t.Fatalf("partitions lost: %v then %v", before, after)
+	}
+	for p, l := range leaders(victim) {
+		if l == "" || l == "mallory" {
+			t.Errorf("partition %d has leader %q after the hostile messages", p, l)
+		}
+	}
+	if r := victim.node.Metrics().Replication.RejectedMessages; r < 9 {
+		t.Errorf("b counted %d rejected raft messages, want at least 9", r)
+	}
+}
