@@ -136,6 +136,9 @@ func (sm *stateMachine) applyItem(v view, w writer, part int, index uint64, cmd 
 		return result{err: fmt.Errorf("core: unknown op %d", cmd.Op)}
 	}
 
+	if n := len(next.data) + len(next.metadata) + 4*len(next.vector); n > item.MaxItemBytes {
+		return result{err: item.Invalid("item_too_large", "the item would hold %d bytes of data, metadata and vector; the limit is %d", n, item.MaxItemBytes)}
+	}
 	sm.rbuf = next.append(sm.rbuf[:0])
 	w.set(key, sm.rbuf)
 	if exists && prev.typ != next.typ && prev.typ != "" {

@@ -26,7 +26,7 @@ func classify(err error) apiError {
 	switch {
 	case errors.As(err, &inv):
 		status := fasthttp.StatusBadRequest
-		if inv.Code == "body_too_large" {
+		if inv.Code == "body_too_large" || inv.Code == "item_too_large" {
 			status = fasthttp.StatusRequestEntityTooLarge
 		}
 		return apiError{status, inv.Code, inv.Message}
@@ -88,6 +88,9 @@ func errorHandler(log *slog.Logger) func(ctx *fasthttp.RequestCtx, err error) {
 		switch {
 		case errors.Is(err, fasthttp.ErrBodyTooLarge):
 			writeAPIError(ctx, apiError{fasthttp.StatusRequestEntityTooLarge, "body_too_large", "the request body is larger than the limit"})
+		case errors.As(err, new(*fasthttp.ErrSmallBuffer)) || errors.Is(err, fasthttp.ErrSmallReadBuffer):
+			writeAPIError(ctx, apiError{fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large",
+				"the request line and headers are larger than the server reads (4 KiB)"})
 		default:
 			log.Debug("malformed request", "err", err)
 			writeAPIError(ctx, apiError{fasthttp.StatusBadRequest, "bad_request", "malformed HTTP request"})

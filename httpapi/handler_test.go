@@ -124,6 +124,7 @@ func TestMalformedRequests(t *testing.T) {
 		{"truncated percent-encoding", "GET /v1/items/a%2 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "invalid_id"},
 		{"content-length over the limit", "POST /v1/items HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n{}", 413, "body_too_large"},
 		{"garbage request line", "BLAH\r\n\r\n", 400, "bad_request"},
+		{"headers over the read buffer", "GET /v1/items/a HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("h", 20<<10) + "\r\n\r\n", 431, "headers_too_large"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := s.raw(t, tc.request)

@@ -2,6 +2,7 @@ package upstream_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -193,5 +194,49 @@ func TestEdgeConsistency(t *testing.T) {
 		} else if status != want || code(body) != "invalid_consistency" {
 			t.Fatalf("?consistency=%s at the edge: %d %s", q, status, body)
 		}
+	}
+}
+
+// TestItemGrowthCapped: PATCHes of 900 KB each, every one under the body
+// limit, once grew one item past the transport's frame limit; reading it
+// through the edge then failed as "core unreachable", and every tenant got
+// 503. Now growth past item.MaxItemBytes is refused with 413
+// item_too_large, the item keeps its last version, and another tenant's
+// reads and writes through the edge, and its readiness, are untouched.
+func TestItemGrowthCapped(t *testing.T) {
+	defer func(d time.Duration) { rigCallTimeout = d }(rigCallTimeout)
+	rigCallTimeout = 10 * time.Second // megabyte merges under -race
+	r := newRigWith(t, item.Limits{}, newCache(t))
+	if status, body := r.do(t, "PUT", "/v1/items/big", `{"data":{}}`, acme...); status != 201 {
+		t.Fatalf("PUT: %d %s", status, body)
+	}
+	chunk := strings.Repeat("y", 900<<10)
+	refused := 0
+	for i := range 6 {
+		status, body := r.do(t, "PATCH", "/v1/items/big", fmt.Sprintf(`{"data":{"k%d":%q}}`, i, chunk), acme...)
+		switch {
+		case status == 200:
+		case status == 413 && code(body) == "item_too_large":
+			refused++
+		default:
+			t.Fatalf("PATCH %d: %d %.200s", i, status, body)
+		}
+		bob := []string{"X-Brainy-Tenant", "bob"}
+		if status, body := r.do(t, "PUT", fmt.Sprintf("/v1/items/b%d", i), `{"data":1}`, bob...); status != 201 {
+			t.Fatalf("bob's write after PATCH %d: %d %s", i, status, body)
+		}
+		if status, body := r.do(t, "GET", fmt.Sprintf("/v1/items/b%d", i), "", bob...); status != 200 {
+			t.Fatalf("bob's read after PATCH %d: %d %s", i, status, body)
+		}
+		if status, _ := r.do(t, "GET", "/readyz", ""); status != 200 {
+			t.Fatalf("readyz after PATCH %d: %d", i, status)
+		}
+	}
+	if refused == 0 {
+		t.Fatal("six 900 KB patches all landed: the item grew past the cap")
+	}
+	status, body := r.do(t, "GET", "/v1/items/big?consistency=strong", "", acme...)
+	if status != 200 || len(body) > item.MaxItemBytes+4096 {
+		t.Fatalf("the capped item: %d, %d bytes", status, len(body))
 	}
 }

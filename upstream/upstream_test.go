@@ -39,6 +39,10 @@ func newRig(t *testing.T, lim item.Limits, onChanges ...func([]wire.Change, bool
 
 // newRigWith runs the rig with an edge cache when cache is set; the cache
 // then takes the pushed changes.
+// rigCallTimeout is the rig edge's call timeout: short, so tests that stop
+// the core see failover quickly. Tests of slow writes raise it.
+var rigCallTimeout = 500 * time.Millisecond
+
 func newRigWith(t *testing.T, lim item.Limits, cache *edge.Cache, onChanges ...func([]wire.Change, bool)) *rig {
 	t.Helper()
 	ca, err := pki.NewCA("test cluster")
@@ -63,7 +67,7 @@ func newRigWith(t *testing.T, lim item.Limits, cache *edge.Cache, onChanges ...f
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := upstream.Config{Addrs: []string{srv.Addr().String()}, Client: client, CallTimeout: 500 * time.Millisecond}
+	cfg := upstream.Config{Addrs: []string{srv.Addr().String()}, Client: client, CallTimeout: rigCallTimeout}
 	if len(onChanges) > 0 {
 		cfg.OnChanges = onChanges[0]
 	}

@@ -4,6 +4,15 @@ import (
 	"unicode/utf8"
 )
 
+// MaxItemBytes bounds a stored item's value — data, metadata and vector —
+// whatever writes built it: a PATCH merges into what is there, so a few
+// bodies under MaxBodyBytes could otherwise grow one item past what a
+// single transport frame (4 MiB) carries, and the item could then never
+// be read through an edge, listed, or copied to a new replica. It is a
+// constant, not a setting: every replica's state machine must refuse the
+// same writes.
+const MaxItemBytes = 2 << 20
+
 // Limits bound every input, so that no request can make the server spend
 // unbounded memory or time. The zero value of a field means its default.
 type Limits struct {
