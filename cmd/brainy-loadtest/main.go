@@ -328,6 +328,20 @@ func runFreshness(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	if err := writeFreshness(res, jsonOut, outFile, stdout); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if res.Interrupted {
+		return 130
+	}
+	return 0
+}
+
+// writeFreshness prints res as text or JSON, and writes the JSON to
+// outFile when one is named.
+func writeFreshness(res *loadtest.FreshnessResult, jsonOut bool, outFile string, stdout io.Writer) error {
+	var err error
 	if jsonOut {
 		err = res.WriteJSON(stdout)
 	} else {
@@ -339,14 +353,7 @@ func runFreshness(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			err = errors.Join(res.WriteJSON(f), f.Close())
 		}
 	}
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	if res.Interrupted {
-		return 130
-	}
-	return 0
+	return err
 }
 
 func usageError(stderr io.Writer, err error) int {
