@@ -1,21 +1,21 @@
 package httpapi
 
 import (
-	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/time/rate"
 )
 
 // tenantLimits is a token bucket per tenant. Tenants come from API keys or
 // a request header, so their number is bounded by maxTenants: past it, the
-// buckets start over (briefly lenient, never unbounded in memory).
+// least recently active tenant's bucket is forgotten (it starts full again
+// when that tenant returns). A flood of new tenant names never resets the
+// buckets of tenants that are active.
 type tenantLimits struct {
-	rate  rate.Limit
-	burst int
-
-	mu      sync.Mutex
-	buckets map[string]*rate.Limiter // guarded by mu
+	rate    rate.Limit
+	burst   int
+	buckets *lru.Cache[string, *rate.Limiter] // safe for concurrent use
 }
 
 const maxTenants = 100_000
@@ -24,22 +24,23 @@ func newTenantLimits(perSecond float64, burst int) *tenantLimits {
 	if burst <= 0 {
 		burst = max(int(perSecond), 1)
 	}
-	return &tenantLimits{rate: rate.Limit(perSecond), burst: burst, buckets: map[string]*rate.Limiter{}}
+	buckets, err := lru.New[string, *rate.Limiter](maxTenants)
+	if err != nil {
+		panic(err) // only for a size <= 0
+	}
+	return &tenantLimits{rate: rate.Limit(perSecond), burst: burst, buckets: buckets}
 }
 
 // allow takes a token from tenant's bucket, or reports how long until one
 // is available.
 func (l *tenantLimits) allow(tenant string, now time.Time) (ok bool, retryAfter time.Duration) {
-	l.mu.Lock()
-	b := l.buckets[tenant]
-	if b == nil {
-		if len(l.buckets) >= maxTenants {
-			clear(l.buckets)
-		}
+	b, found := l.buckets.Get(tenant)
+	if !found {
 		b = rate.NewLimiter(l.rate, l.burst)
-		l.buckets[tenant] = b
+		if prev, had, _ := l.buckets.PeekOrAdd(tenant, b); had {
+			b = prev // another request made it first
+		}
 	}
-	l.mu.Unlock()
 	r := b.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
