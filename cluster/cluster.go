@@ -49,6 +49,7 @@ import (
 	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/itemrpc"
 	"github.com/soullabs/brainy/transport"
+	"github.com/soullabs/brainy/transport/pki"
 	"github.com/soullabs/brainy/upstream"
 )
 
@@ -212,9 +213,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		lastSeen: map[string]time.Time{}, peers: map[string]Peer{}, forward: map[string]*upstream.Backend{},
 		stop: make(chan struct{}),
 	}
-	cfg.Server.Handle(wire.MethodClusterInfo, func(context.Context, *transport.Peer, []byte) ([]byte, error) {
+	cfg.Server.Handle(wire.MethodClusterInfo, coresOnly(func(context.Context, *transport.Peer, []byte) ([]byte, error) {
 		return json.Marshal(n.info())
-	})
+	}))
 	clustered, err := core.IsClustered(ctx, cfg.Core.Store)
 	if err != nil {
 		return nil, err
@@ -236,14 +237,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.core = c
-	cfg.Server.Handle(wire.MethodRaft, n.handleRaft)
+	// Cluster methods answer cores only: an edge's certificate may ask for
+	// items and changes, never speak raft, copy partitions or map the cluster.
+	cfg.Server.Handle(wire.MethodRaft, coresOnly(n.handleRaft))
 	// Edges' requests may belong to partitions held elsewhere: route them
 	// through the cluster, which forwards (one hop) what is not here.
 	itemrpc.Register(cfg.Server, c, n)
 	itemrpc.RegisterSubscribe(cfg.Server, func() itemrpc.Subscription { return c.SubscribeChanges(1024) })
-	itemrpc.RegisterListPartitions(cfg.Server, c.Partitions, c.ListPartitions)
-	cfg.Server.Handle(wire.MethodGroupInfo, n.handleGroupInfo)
-	cfg.Server.Handle(wire.MethodSnapshot, n.handleSnapshot)
+	cfg.Server.Handle(wire.MethodListPartitions, coresOnly(itemrpc.ListPartitionsHandler(c.Partitions, c.ListPartitions)))
+	cfg.Server.Handle(wire.MethodGroupInfo, coresOnly(n.handleGroupInfo))
+	cfg.Server.Handle(wire.MethodSnapshot, coresOnly(n.handleSnapshot))
 	n.refreshHeld(ctx)
 	cfg.Client.OnPush(n.relayPush)
 	cfg.Client.OnConnect(n.subscribePeer)
@@ -255,6 +258,21 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.log.Info("member of the cluster", "node", cfg.Core.NodeID, "raft_id", uint64(n.self),
 		"founded", bootstrap, "rejoined", clustered, "partitions", c.Partitions())
 	return n, nil
+}
+
+// errNotCore refuses a cluster method to a caller whose certificate is
+// not a core's.
+var errNotCore = errors.New("cluster: this method answers cores only")
+
+// coresOnly lets h answer only callers holding a core certificate.
+func coresOnly(h transport.HandlerFunc) transport.HandlerFunc {
+	return func(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
+		if peer.Role() != pki.RoleCore {
+			return nil, &transport.RemoteError{Code: wire.CodeForbidden,
+				Message: fmt.Sprintf("%v: %q holds a %s certificate", errNotCore, peer.ID(), peer.Role())}
+		}
+		return h(ctx, peer, req)
+	}
 }
 
 // errRaftSender refuses a raft batch whose sender is not who it claims.

@@ -13,6 +13,7 @@ import (
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/transport"
+	"github.com/soullabs/brainy/transport/pki"
 )
 
 // leaders returns every partition's leader as m sees it.
@@ -103,5 +104,69 @@ func TestHostileRaftMessages(t *testing.T) {
 	}
 	if r := victim.node.Metrics().Replication.RejectedMessages; r < 9 {
 		t.Errorf("b counted %d rejected raft messages, want at least 9", r)
+	}
+}
+
+// call sends one request to member to from a certificate of role and name
+// minted by the cluster's CA.
+func call(t *testing.T, c *testCluster, role pki.Role, name, to string, method uint16, body []byte) ([]byte, error) {
+	t.Helper()
+	creds, err := c.ca.NewBundleRole(role, name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := transport.NewClient(transport.LocalConfig(creds.TLSConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return client.Call(ctx, c.peers[to].QUICAddr, method, body)
+}
+
+// TestEdgeCertificatesCannotCallClusterMethods: an edge's certificate
+// reads and writes items, but every cluster method — raft, snapshots,
+// group info, partition lists, cluster info — refuses it, whatever name it
+// carries (here a member's).
+func TestEdgeCertificatesCannotCallClusterMethods(t *testing.T) {
+	c := newTestCluster(t)
+	c.start("a")
+	if _, err := c.members["a"].node.Add(context.Background(), "t", &item.Item{ID: "x", Data: []byte(`1`)}); err != nil {
+		t.Fatal(err)
+	}
+	raftBatch, err := appendRaft(nil, []multiraft.Message{{Group: 0, Msg: &pb.Message{Type: pb.MessageType_MsgHeartbeat.Enum(),
+		From: new(uint64(core.RaftID("a"))), To: new(uint64(core.RaftID("a")))}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []struct {
+		name   string
+		method uint16
+		body   []byte
+	}{
+		{"raft", wire.MethodRaft, raftBatch},
+		{"snapshot", wire.MethodSnapshot, []byte{0}},
+		{"group info", wire.MethodGroupInfo, []byte{0}},
+		{"partition list", wire.MethodListPartitions, nil},
+		{"cluster info", wire.MethodClusterInfo, nil},
+	} {
+		_, err := call(t, c, pki.RoleEdge, "a", "a", m.method, m.body)
+		var re *transport.RemoteError
+		if !errors.As(err, &re) || re.Code != wire.CodeForbidden {
+			t.Errorf("%s with an edge certificate: %v (want CodeForbidden)", m.name, err)
+		}
+	}
+	// Items are what an edge is for.
+	out, err := call(t, c, pki.RoleEdge, "edge-1", "a", wire.MethodGet, wire.AppendRequest(nil, &wire.Request{Tenant: "t", ID: "x"}))
+	if err != nil {
+		t.Fatalf("GET with an edge certificate: %v", err)
+	}
+	if it, _, err := wire.DecodeItem(out); err != nil || it.ID != "x" {
+		t.Fatalf("GET with an edge certificate: %v %v", it, err)
+	}
+	// A core's certificate still gets cluster info.
+	if _, err := call(t, c, pki.RoleCore, "b", "a", wire.MethodClusterInfo, nil); err != nil {
+		t.Fatalf("cluster info with a core certificate: %v", err)
 	}
 }

@@ -256,7 +256,7 @@ func credentials(cfg Config) (*tls.Config, error) {
 				cfg.TLSDir, pki.CACertFile)
 		}
 	}
-	tlsConf, err := daemon.ClusterTLS(files, cfg.TLSDir, cfg.Name, nil)
+	tlsConf, err := daemon.ClusterTLS(files, pki.RoleEdge, cfg.TLSDir, cfg.Name, nil)
 	if err != nil {
 		return nil, fmt.Errorf("cluster credentials: %w", err)
 	}

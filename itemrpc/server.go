@@ -76,7 +76,13 @@ type ListPartitionsFunc func(ctx context.Context, tenant string, opts item.ListO
 // partitions it lacks (see package cluster). A request naming more than
 // maxParts partitions is malformed.
 func RegisterListPartitions(s *transport.Server, maxParts func() int, list ListPartitionsFunc) {
-	s.Handle(wire.MethodListPartitions, func(ctx context.Context, _ *transport.Peer, req []byte) ([]byte, error) {
+	s.Handle(wire.MethodListPartitions, ListPartitionsHandler(maxParts, list))
+}
+
+// ListPartitionsHandler is the handler RegisterListPartitions registers,
+// for a caller that wraps it (package cluster lets only cores call it).
+func ListPartitionsHandler(maxParts func() int, list ListPartitionsFunc) transport.HandlerFunc {
+	return func(ctx context.Context, _ *transport.Peer, req []byte) ([]byte, error) {
 		r, parts, err := decodeListPartitions(req, maxParts())
 		if err != nil {
 			return nil, Error(item.Invalid("malformed_request", "%v", err))
@@ -89,7 +95,7 @@ func RegisterListPartitions(s *transport.Server, maxParts func() int, list ListP
 			return nil, Error(err)
 		}
 		return wire.AppendPage(nil, p), nil
-	})
+	}
 }
 
 var errMalformedListPartitions = errors.New("itemrpc: malformed partition list request")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/soullabs/brainy/internal/daemon"
 	"github.com/soullabs/brainy/tiers/backend"
+	"github.com/soullabs/brainy/transport/pki"
 )
 
 // loopbackSecret is the cluster secret of nodes that listen on loopback
@@ -35,7 +36,7 @@ func (s *Server) credentials(spec backend.Spec) (*tls.Config, error) {
 		secret = []byte(loopbackSecret)
 	}
 	host, _, _ := net.SplitHostPort(cfg.QUICAddr)
-	tc, err := daemon.ClusterTLS(daemon.TLSFiles{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA, Secret: secret}, dir, s.nodeID, []string{host})
+	tc, err := daemon.ClusterTLS(daemon.TLSFiles{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA, Secret: secret}, pki.RoleCore, dir, s.nodeID, []string{host})
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/soullabs/brainy/transport/pki"
 )
 
 // HandlerFunc answers one request. ctx is cancelled when the caller's
@@ -60,6 +61,7 @@ type Server struct {
 // push). A Peer is valid until Done is closed.
 type Peer struct {
 	id      string
+	role    pki.Role
 	conn    *quic.Conn
 	srv     *Server
 	streams *streamPool // push streams
@@ -160,11 +162,20 @@ func peerID(conn *quic.Conn) string {
 	return certs[0].Subject.CommonName
 }
 
+// peerRole is the role the verified certificate of conn's peer carries.
+func peerRole(conn *quic.Conn) pki.Role {
+	certs := conn.ConnectionState().TLS.PeerCertificates
+	if len(certs) == 0 {
+		return ""
+	}
+	return pki.RoleOf(certs[0])
+}
+
 // serveConn checks the join token if one is configured, registers the
 // peer and serves its streams until the connection ends.
 func (s *Server) serveConn(conn *quic.Conn) {
 	defer s.wg.Done()
-	p := &Peer{id: peerID(conn), conn: conn, srv: s, streams: newStreamPool(conn)}
+	p := &Peer{id: peerID(conn), role: peerRole(conn), conn: conn, srv: s, streams: newStreamPool(conn)}
 	var first *quic.Stream
 	if s.cfg.JoinToken != nil {
 		str, err := checkJoin(conn, s.cfg.JoinToken, s.cfg.HandshakeTimeout)
@@ -300,6 +311,10 @@ func (s *Server) Close() error {
 // ID is the peer's node name: the common name of its client certificate,
 // verified against the cluster CA.
 func (p *Peer) ID() string { return p.id }
+
+// Role returns the role the peer's verified certificate was issued for
+// (pki.RoleOf): what the peer may call.
+func (p *Peer) Role() pki.Role { return p.role }
 
 // RemoteAddr is the peer's UDP address.
 func (p *Peer) RemoteAddr() net.Addr { return p.conn.RemoteAddr() }

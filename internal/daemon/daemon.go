@@ -70,14 +70,14 @@ type TLSFiles struct {
 	Secret        []byte
 }
 
-// ClusterTLS returns the node's mutual-TLS configuration: from explicit
+// ClusterTLS returns the mutual-TLS configuration of a holder of role: from explicit
 // files when given; else from dir, creating the cluster CA and the node's
 // certificate there on first use; else (dir empty) from a CA made for
 // this process only, which no other node can join.
 //
 // A cluster secret takes precedence over dir: the CA is derived from it
 // (pki.DeriveCA) and the node's certificate issued in memory at each start.
-func ClusterTLS(files TLSFiles, dir, nodeName string, hosts []string) (*tls.Config, error) {
+func ClusterTLS(files TLSFiles, role pki.Role, dir, nodeName string, hosts []string) (*tls.Config, error) {
 	switch {
 	case len(files.Secret) > 0:
 		ca, err := pki.DeriveCA(files.Secret)
@@ -91,7 +91,7 @@ func ClusterTLS(files TLSFiles, dir, nodeName string, hosts []string) (*tls.Conf
 				return nil, err
 			}
 		}
-		b, err := ca.NewBundle(nodeName, hosts)
+		b, err := ca.NewBundleRole(role, nodeName, hosts)
 		if err != nil {
 			return nil, err
 		}
@@ -106,7 +106,7 @@ func ClusterTLS(files TLSFiles, dir, nodeName string, hosts []string) (*tls.Conf
 		}
 		return b.TLSConfig(), nil
 	case dir != "":
-		b, err := pki.LoadOrCreate(dir, nodeName, hosts)
+		b, err := pki.LoadOrCreateRole(dir, role, nodeName, hosts)
 		if err != nil {
 			return nil, err
 		}
@@ -116,7 +116,7 @@ func ClusterTLS(files TLSFiles, dir, nodeName string, hosts []string) (*tls.Conf
 	if err != nil {
 		return nil, err
 	}
-	b, err := ca.NewBundle(nodeName, hosts)
+	b, err := ca.NewBundleRole(role, nodeName, hosts)
 	if err != nil {
 		return nil, err
 	}

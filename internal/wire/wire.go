@@ -213,6 +213,8 @@ const (
 	CodeClosed
 	CodeWrongNode
 	CodeOutcomeUnknown
+	// CodeForbidden: the caller's certificate role may not call the method.
+	CodeForbidden
 )
 
 // ErrWrongNode: the node asked holds no replica of the item's partition,

@@ -58,6 +58,34 @@ const (
 	NodeValidity = 10 * 365 * 24 * time.Hour
 )
 
+// Role is what a certificate's holder may do in the cluster, written into
+// the certificate (its subject's organizational unit) by the CA that
+// issued it, so that a handler can check its verified caller.
+type Role string
+
+// Roles.
+const (
+	// RoleCore is a core node: every method, raft and snapshots included.
+	RoleCore Role = "core"
+	// RoleEdge is an edge: item requests and change subscriptions only.
+	RoleEdge Role = "edge"
+)
+
+// RoleOf returns the role cert was issued for, or "" (no rights) for a
+// role this package does not issue. Certificates issued before roles
+// existed carry none and count as RoleCore: they were all nodes', or
+// edges' holding the CA key, which could issue themselves any role anyway.
+func RoleOf(cert *x509.Certificate) Role {
+	ous := cert.Subject.OrganizationalUnit
+	if len(ous) == 0 {
+		return RoleCore
+	}
+	if r := Role(ous[0]); len(ous) == 1 && (r == RoleCore || r == RoleEdge) {
+		return r
+	}
+	return ""
+}
+
 // ErrInvalid reports unusable certificate or key material.
 var ErrInvalid = errors.New("pki: invalid certificate or key")
 
@@ -133,6 +161,14 @@ func caFromDER(der []byte, key *ecdsa.PrivateKey) (*CA, error) {
 // into the certificate besides [ServerName]. It returns the PEM encodings of
 // the certificate and its private key.
 func (ca *CA) Issue(nodeName string, hosts []string) (certPEM, keyPEM []byte, err error) {
+	return ca.IssueRole(RoleCore, nodeName, hosts)
+}
+
+// IssueRole is Issue for a holder of the given role.
+func (ca *CA) IssueRole(role Role, nodeName string, hosts []string) (certPEM, keyPEM []byte, err error) {
+	if role != RoleCore && role != RoleEdge {
+		return nil, nil, fmt.Errorf("pki: issue: unknown role %q: %w", role, ErrInvalid)
+	}
 	if nodeName == "" {
 		return nil, nil, fmt.Errorf("pki: issue: empty node name: %w", ErrInvalid)
 	}
@@ -147,7 +183,7 @@ func (ca *CA) Issue(nodeName string, hosts []string) (certPEM, keyPEM []byte, er
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: nodeName, Organization: []string{"Brainy cluster"}},
+		Subject:      pkix.Name{CommonName: nodeName, Organization: []string{"Brainy cluster"}, OrganizationalUnit: []string{string(role)}},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(NodeValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -176,7 +212,12 @@ func (ca *CA) Issue(nodeName string, hosts []string) (certPEM, keyPEM []byte, er
 // NewBundle issues a certificate for nodeName from ca and returns the
 // bundle, without touching the disk. Tests use it.
 func (ca *CA) NewBundle(nodeName string, hosts []string) (*Bundle, error) {
-	certPEM, keyPEM, err := ca.Issue(nodeName, hosts)
+	return ca.NewBundleRole(RoleCore, nodeName, hosts)
+}
+
+// NewBundleRole is NewBundle for a holder of the given role.
+func (ca *CA) NewBundleRole(role Role, nodeName string, hosts []string) (*Bundle, error) {
+	certPEM, keyPEM, err := ca.IssueRole(role, nodeName, hosts)
 	if err != nil {
 		return nil, err
 	}
@@ -190,6 +231,12 @@ func (ca *CA) NewBundle(nodeName string, hosts []string) (*Bundle, error) {
 // An existing node certificate is used as it is, even if nodeName or hosts
 // differ.
 func LoadOrCreate(dir, nodeName string, hosts []string) (*Bundle, error) {
+	return LoadOrCreateRole(dir, RoleCore, nodeName, hosts)
+}
+
+// LoadOrCreateRole is LoadOrCreate for a holder of the given role (the
+// role of a certificate it creates; an existing one keeps its own).
+func LoadOrCreateRole(dir string, role Role, nodeName string, hosts []string) (*Bundle, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pki: create %s: %w", dir, err)
 	}
@@ -225,7 +272,7 @@ func LoadOrCreate(dir, nodeName string, hosts []string) (*Bundle, error) {
 			return nil, err
 		}
 	}
-	certPEM, keyPEM, err := ca.Issue(nodeName, hosts)
+	certPEM, keyPEM, err := ca.IssueRole(role, nodeName, hosts)
 	if err != nil {
 		return nil, err
 	}
