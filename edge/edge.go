@@ -247,13 +247,20 @@ func New(ctx context.Context, cfg Config) (*Edge, error) {
 }
 
 // credentials returns the edge's mutual-TLS configuration. An edge never
-// makes a CA of its own: one made here would be trusted by no core.
+// makes a CA of its own (one made here would be trusted by no core). With
+// no TLS setting and only loopback cores, it issues itself an edge
+// certificate from this user's per-host secret, as the cores on this host
+// derive theirs (daemon.HostSecret): nothing to copy, and the CA it
+// derives stays in memory.
 func credentials(cfg Config) (*tls.Config, error) {
 	files := daemon.TLSFiles{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA, Secret: []byte(cfg.ClusterSecret)}
 	if files.Cert == "" && files.Key == "" && files.CA == "" && len(files.Secret) == 0 {
 		if _, err := os.Stat(filepath.Join(cfg.TLSDir, pki.CACertFile)); err != nil {
-			return nil, fmt.Errorf("--tls-dir %s holds no %s: copy ca.crt and ca.key from a core's STORAGE/tls there, pass the cores' --cluster-secret, or pass --tls-cert, --tls-key and --tls-ca",
-				cfg.TLSDir, pki.CACertFile)
+			if !allLoopback(cfg.Upstreams) {
+				return nil, fmt.Errorf("--tls-dir %s holds no %s: copy ca.crt and ca.key from a core's STORAGE/tls there, pass the cores' --cluster-secret, or pass --tls-cert, --tls-key and --tls-ca",
+					cfg.TLSDir, pki.CACertFile)
+			}
+			return hostCredentials(cfg)
 		}
 	}
 	tlsConf, err := daemon.ClusterTLS(files, pki.RoleEdge, cfg.TLSDir, cfg.Name, nil)
@@ -261,6 +268,33 @@ func credentials(cfg Config) (*tls.Config, error) {
 		return nil, fmt.Errorf("cluster credentials: %w", err)
 	}
 	return tlsConf, nil
+}
+
+// hostCredentials issues the edge a certificate from the per-host secret.
+func hostCredentials(cfg Config) (*tls.Config, error) {
+	secret, path, err := daemon.HostSecret()
+	if err != nil {
+		return nil, fmt.Errorf("cluster credentials: %w", err)
+	}
+	ca, err := pki.DeriveCA(secret)
+	if err != nil {
+		return nil, fmt.Errorf("cluster credentials from %s: %w", path, err)
+	}
+	b, err := ca.NewBundleRole(pki.RoleEdge, cfg.Name, nil)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger.Info("edge certificate issued from the per-host secret", "component", "main", "file", path)
+	return b.TLSConfig(), nil
+}
+
+func allLoopback(addrs []string) bool {
+	for _, a := range addrs {
+		if !daemon.IsLoopback(a) {
+			return false
+		}
+	}
+	return len(addrs) > 0
 }
 
 // HTTPAddr returns the address the HTTP API listens on.

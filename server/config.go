@@ -62,7 +62,7 @@ type Config struct {
 	// ClusterSecret (16+ bytes) is what the cluster CA is derived from, so
 	// that nodes and edges trust each other without copying files
 	// (--cluster-secret). Empty: the CA in TLSDir (one per node, to copy),
-	// or on loopback a secret shared by every node on this host.
+	// or on loopback this user's per-host secret (daemon.HostSecret).
 	ClusterSecret string
 	// ClusterName keeps clusters sharing a network apart (--cluster-name).
 	// Default membership.DefaultClusterName.

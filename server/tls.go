@@ -12,13 +12,10 @@ import (
 	"github.com/soullabs/brainy/transport/pki"
 )
 
-// loopbackSecret is the cluster secret of nodes that listen on loopback
-// only and were given none.
-const loopbackSecret = "brainy loopback cluster: for nodes on one host only"
-
 // credentials returns the node's mutual-TLS configuration: from
-// ClusterSecret, from explicit files, or from TLSDir (by default the
-// storage directory's tls/, where edges copy the CA from).
+// ClusterSecret, from explicit files, from the per-host secret when every
+// listener is on loopback (daemon.HostSecret), or from TLSDir (by default
+// the storage directory's tls/, where edges copy the CA from).
 func (s *Server) credentials(spec backend.Spec) (*tls.Config, error) {
 	cfg := s.cfg
 	dir := cfg.TLSDir
@@ -30,10 +27,14 @@ func (s *Server) credentials(spec backend.Spec) (*tls.Config, error) {
 	}
 	secret := []byte(cfg.ClusterSecret)
 	if len(secret) == 0 && daemon.IsLoopback(cfg.QUICAddr) && daemon.IsLoopback(cfg.GossipAddr) && cfg.TLSCert == "" {
-		// Every process on this host can reach loopback anyway: nodes on
-		// loopback share a well-known secret, so that a second node on
-		// 127.0.0.2 joins with no credentials to copy.
-		secret = []byte(loopbackSecret)
+		// Nodes on loopback share this user's per-host secret, so that a
+		// second node on 127.0.0.2, or an edge, joins with nothing to copy.
+		hs, path, err := daemon.HostSecret()
+		if err != nil {
+			return nil, err
+		}
+		s.log.Info("cluster CA derived from the per-host secret", "component", "main", "file", path)
+		secret = hs
 	}
 	host, _, _ := net.SplitHostPort(cfg.QUICAddr)
 	tc, err := daemon.ClusterTLS(daemon.TLSFiles{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA, Secret: secret}, pki.RoleCore, dir, s.nodeID, []string{host})

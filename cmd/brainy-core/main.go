@@ -56,7 +56,7 @@ func flags(c *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.Var((*cliconfig.List)(&c.Peers), "peers", "comma-separated gossip `addresses` (host:port) of any running nodes to join")
 	fs.Var((*cliconfig.List)(&c.Discover), "discover", "comma-separated discovery `sources`: dns:NAME[:PORT], ec2:TAG=VALUE, k8s (auto in Kubernetes)")
 	fs.StringVar(&c.Broadcast, "broadcast", server.BroadcastAuto, "LAN broadcast discovery on the gossip port: auto (on unless bound to loopback), true or false")
-	fs.StringVar(&c.ClusterSecret, "cluster-secret", "", "shared `secret` (16+ bytes) the cluster CA is derived from, so nodes and edges trust each other;\nempty means STORAGE/tls (a CA per node, to copy), or on loopback a built-in one")
+	fs.StringVar(&c.ClusterSecret, "cluster-secret", "", "shared `secret` (16+ bytes) the cluster CA is derived from, so nodes and edges trust each other;\nempty means STORAGE/tls (a CA per node, to copy), or on loopback the per-host secret in ~/.config/brainy")
 	fs.StringVar(&c.GossipKey, "gossip-key", "", "base64 `key` (16, 24 or 32 bytes) encrypting gossip; empty sends gossip in the clear")
 	fs.StringVar(&c.ClusterName, "cluster-name", membership.DefaultClusterName, "`name` that keeps clusters sharing a network apart")
 	fs.StringVar(&c.Zone, "zone", "", "failure `domain` of this node (for example an availability zone); replicas spread over zones")

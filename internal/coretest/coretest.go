@@ -95,7 +95,10 @@ func startWrapped(wrapper []string, bin string, env []string, args ...string) (*
 	} else {
 		cmd = exec.Command(bin, args...)
 	}
-	cmd.Env = append(os.Environ(), env...)
+	// Every process of one test binary shares a configuration directory,
+	// as the processes of one user on one host do (the per-host cluster
+	// secret lives there), and none touches the real user's.
+	cmd.Env = append(append(os.Environ(), "XDG_CONFIG_HOME="+configHome()), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -141,6 +144,16 @@ func startWrapped(wrapper []string, bin string, env []string, args ...string) (*
 	}
 }
 
+// configHome is the configuration directory of the processes this test
+// binary starts, made once.
+var configHome = sync.OnceValue(func() string {
+	dir, err := os.MkdirTemp("", "brainy-test-config-")
+	if err != nil {
+		panic(err)
+	}
+	return dir
+})
+
 // URL returns the http:// URL of path on the process.
 func (p *Process) URL(path string) string { return "http://" + p.Addr + path }
 
@@ -181,7 +194,8 @@ func (p *Process) Wait(timeout time.Duration) error {
 // returns its exit code and stderr.
 func Run(bin string, env []string, args ...string) (int, string) {
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	// The same configuration directory as Start's processes.
+	cmd.Env = append(append(os.Environ(), "XDG_CONFIG_HOME="+configHome()), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
