@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"strconv"
@@ -297,6 +298,34 @@ func (h *Handler) checkBody(ctx *fasthttp.RequestCtx) bool {
 	return false
 }
 
+// body reads the request body, at most Limits.MaxBodyBytes of it. The
+// server streams bodies (ServerConfig), so nothing of a body is held
+// before this point: a declared length over the limit is refused unread,
+// and a chunked body is read only up to the limit.
+func (h *Handler) body(ctx *fasthttp.RequestCtx) ([]byte, bool) {
+	limit := h.cfg.Limits.MaxBodyBytes
+	tooLarge := func() ([]byte, bool) {
+		writeAPIError(ctx, apiError{fasthttp.StatusRequestEntityTooLarge, "body_too_large",
+			fmt.Sprintf("the request body is larger than the limit of %d bytes", limit)})
+		ctx.SetConnectionClose() // the rest of the body is still on the wire
+		return nil, false
+	}
+	if n := ctx.Request.Header.ContentLength(); n > limit {
+		return tooLarge()
+	} else if n >= 0 || !ctx.Request.IsBodyStream() {
+		return ctx.PostBody(), true
+	}
+	b, err := io.ReadAll(io.LimitReader(ctx.RequestBodyStream(), int64(limit)+1))
+	if err != nil {
+		writeAPIError(ctx, apiError{fasthttp.StatusBadRequest, "bad_request", "the request body could not be read"})
+		return nil, false
+	}
+	if len(b) > limit {
+		return tooLarge()
+	}
+	return b, true
+}
+
 func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 	if !h.allow(ctx, "GET", "POST") {
 		return
@@ -309,7 +338,11 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 		if !h.checkBody(ctx) {
 			return
 		}
-		it, err := DecodeItem(ctx.PostBody(), &h.cfg.Limits)
+		body, ok := h.body(ctx)
+		if !ok {
+			return
+		}
+		it, err := DecodeItem(body, &h.cfg.Limits)
 		if err != nil {
 			h.writeError(ctx, err)
 			return
@@ -424,7 +457,11 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 		if !h.checkBody(ctx) {
 			return
 		}
-		it, err := DecodeItem(ctx.PostBody(), &h.cfg.Limits)
+		body, ok := h.body(ctx)
+		if !ok {
+			return
+		}
+		it, err := DecodeItem(body, &h.cfg.Limits)
 		if err != nil {
 			h.writeError(ctx, err)
 			return
@@ -451,7 +488,11 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 		if !h.checkBody(ctx) {
 			return
 		}
-		bodyID, p, err := DecodePatch(ctx.PostBody(), &h.cfg.Limits)
+		body, ok := h.body(ctx)
+		if !ok {
+			return
+		}
+		bodyID, p, err := DecodePatch(body, &h.cfg.Limits)
 		if err != nil {
 			h.writeError(ctx, err)
 			return

@@ -124,6 +124,8 @@ func TestMalformedRequests(t *testing.T) {
 		{"truncated percent-encoding", "GET /v1/items/a%2 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "invalid_id"},
 		{"content-length over the limit", "POST /v1/items HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n{}", 413, "body_too_large"},
 		{"garbage request line", "BLAH\r\n\r\n", 400, "bad_request"},
+		{"chunked body over the limit", "POST /v1/items HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(strings.Repeat(" ", 2<<20)+"{}"), 413, "body_too_large"},
+		{"chunked body", "POST /v1/items HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(`{"data":1}`), 201, ""},
 		{"headers over the read buffer", "GET /v1/items/a HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("h", 20<<10) + "\r\n\r\n", 431, "headers_too_large"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -377,4 +379,9 @@ func TestRateLimitPerTenant(t *testing.T) {
 	if r := s.do(t, "GET", "/healthz", ""); r.status != 200 {
 		t.Fatalf("health checks are not rate limited: %d", r.status)
 	}
+}
+
+// chunked encodes body as one HTTP/1.1 chunk and the last chunk.
+func chunked(body string) string {
+	return fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(body), body)
 }

@@ -55,8 +55,29 @@ func NewServer(cfg ServerConfig, h *Handler) *Server {
 		CloseOnShutdown:      true,
 		NoDefaultContentType: true,
 		TCPKeepalive:         true,
+		// Bodies are read by the handler, after the API key and the
+		// declared length are checked (Handler.body): without streaming,
+		// fasthttp allocates a body's declared Content-Length before any
+		// handler runs, so idle connections that only declare a body would
+		// hold memory unauthenticated.
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		HeaderReceived:               refuseOversized(h.cfg.Limits.MaxBodyBytes),
 		Logger:               printfLogger{h.log},
 	}}
+}
+
+// refuseOversized makes fasthttp hand a request whose declared body is
+// over limit to the handler (which answers 413) after reading one byte of
+// it, instead of first waiting for the streaming pre-read (8 KiB) that a
+// short or absent body never fills.
+func refuseOversized(limit int) func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+	return func(hdr *fasthttp.RequestHeader) fasthttp.RequestConfig {
+		if hdr.ContentLength() > limit {
+			return fasthttp.RequestConfig{MaxRequestBodySize: 1}
+		}
+		return fasthttp.RequestConfig{}
+	}
 }
 
 // Serve answers requests on ln until Shutdown. It returns nil after a

@@ -154,6 +154,9 @@ var configHome = sync.OnceValue(func() string {
 	return dir
 })
 
+// Pid returns the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // URL returns the http:// URL of path on the process.
 func (p *Process) URL(path string) string { return "http://" + p.Addr + path }
 
