@@ -63,7 +63,7 @@ func NewServer(cfg ServerConfig, h *Handler) *Server {
 		StreamRequestBody:            true,
 		DisablePreParseMultipartForm: true,
 		HeaderReceived:               refuseOversized(h.cfg.Limits.MaxBodyBytes),
-		Logger:               printfLogger{h.log},
+		Logger:                       printfLogger{h.log},
 	}}
 }
 
