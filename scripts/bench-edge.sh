@@ -247,8 +247,11 @@ start_core() {
 	CORE_QUIC=$FREE_PORT
 	rm -rf "$WORK_DIR/core"
 	log "starting brainy-core: HTTP 127.0.0.1:$CORE_HTTP, QUIC 127.0.0.1:$CORE_QUIC"
+	# A secret of this run's: the edge trusts the core through it, with no
+	# file to copy and nothing from the user's per-host secret.
+	CLUSTER_SECRET=$(head -c 32 /dev/urandom | base64)
 	"$BIN/brainy-core" --storage "$WORK_DIR/core" --http-addr "127.0.0.1:$CORE_HTTP" \
-		--quic-addr "127.0.0.1:$CORE_QUIC" --log-format json >"$RESULTS_DIR/brainy-core.log" 2>&1 &
+		--quic-addr "127.0.0.1:$CORE_QUIC" --cluster-secret "$CLUSTER_SECRET" --log-format json >"$RESULTS_DIR/brainy-core.log" 2>&1 &
 	PID=$!
 	PIDS+=("$PID")
 	wait_until brainy-core "$PID" curl -s -o /dev/null "http://127.0.0.1:$CORE_HTTP/v1/items/none" &&
@@ -261,10 +264,9 @@ start_edge() {
 	free_port
 	PORT=$FREE_PORT
 	rm -rf "$tls" && mkdir -p "$tls"
-	cp "$WORK_DIR/core/tls/ca.crt" "$WORK_DIR/core/tls/ca.key" "$tls/"
 	log "starting brainy-edge on 127.0.0.1:$PORT (cache $EDGE_CACHE bytes)"
 	"$BIN/brainy-edge" --http-addr "127.0.0.1:$PORT" --upstream "127.0.0.1:$CORE_QUIC" \
-		--tls-dir "$tls" --cache-size "$EDGE_CACHE" --cache-ttl 60s --log-format json \
+		--cluster-secret "$CLUSTER_SECRET" --tls-dir "$tls" --cache-size "$EDGE_CACHE" --cache-ttl 60s --log-format json \
 		>>"$RESULTS_DIR/brainy-edge-$EDGE_CACHE.log" 2>&1 &
 	PID=$!
 	PIDS+=("$PID")

@@ -34,7 +34,9 @@ func (s *Server) credentials(spec backend.Spec) (*tls.Config, error) {
 			return nil, err
 		}
 		s.log.Info("cluster CA derived from the per-host secret", "component", "main", "file", path)
-		secret = hs
+		// Nothing to write for edges to copy: an edge on this host derives
+		// the same CA, and none elsewhere may.
+		secret, dir = hs, ""
 	}
 	host, _, _ := net.SplitHostPort(cfg.QUICAddr)
 	tc, err := daemon.ClusterTLS(daemon.TLSFiles{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA, Secret: secret}, pki.RoleCore, dir, s.nodeID, []string{host})

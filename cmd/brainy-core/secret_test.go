@@ -1,47 +1,72 @@
 package main
 
 import (
-	"bytes"
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/soullabs/brainy/internal/coretest"
 	"github.com/soullabs/brainy/internal/daemon"
+	"github.com/soullabs/brainy/internal/wire"
+	"github.com/soullabs/brainy/transport"
 	"github.com/soullabs/brainy/transport/pki"
 )
 
 // TestNoBuiltInSecret: nodes on loopback with no secret derive their CA
 // from a random per-user, per-host secret (mode 0600), never from a
-// constant: two users' nodes get different CAs, one user's nodes the same.
+// constant, and write no CA to disk: a certificate from one user's secret
+// is trusted by that user's nodes and refused by another user's.
 func TestNoBuiltInSecret(t *testing.T) {
 	dir := t.TempDir()
 	homeA, homeB := filepath.Join(dir, "user-a"), filepath.Join(dir, "user-b")
-	caOf := func(home, name, ip string) []byte {
-		t.Helper()
-		data := filepath.Join(dir, name)
-		p := coretest.Start(t, bin, []string{"XDG_CONFIG_HOME=" + home}, "--bind", ip, "--storage", data)
-		p.Kill()
-		ca, err := pki.LoadCA(filepath.Join(data, "tls", pki.CACertFile), filepath.Join(data, "tls", pki.CAKeyFile))
-		if err != nil {
-			t.Fatalf("%s's CA: %v", name, err)
-		}
-		return ca.Cert.RawSubjectPublicKeyInfo
-	}
-	a1 := caOf(homeA, "a1", "127.0.0.81")
-	a2 := caOf(homeA, "a2", "127.0.0.82")
-	b1 := caOf(homeB, "b1", "127.0.0.83")
-	if !bytes.Equal(a1, a2) {
-		t.Error("two nodes of one user on one host derived different CAs: they could not join")
-	}
-	if bytes.Equal(a1, b1) {
-		t.Error("two users' nodes derived the same CA: the secret is not per user")
-	}
-	st, err := os.Stat(filepath.Join(homeA, "brainy", daemon.HostSecretName))
+	a := coretest.StartCore(t, bin, []string{"XDG_CONFIG_HOME=" + homeA}, "--storage", filepath.Join(dir, "a"))
+	b := coretest.StartCore(t, bin, []string{"XDG_CONFIG_HOME=" + homeB}, "--storage", filepath.Join(dir, "b"))
+
+	secretFile := filepath.Join(homeA, "brainy", daemon.HostSecretName)
+	st, err := os.Stat(secretFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Mode().Perm() != 0o600 {
 		t.Errorf("the per-host secret has mode %v, want 0600", st.Mode().Perm())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a", "tls", pki.CAKeyFile)); err == nil {
+		t.Error("the node wrote the CA derived from the per-host secret to its storage")
+	}
+
+	// A client of user A: its certificate comes from A's secret.
+	t.Setenv("XDG_CONFIG_HOME", homeA)
+	secret, _, err := daemon.HostSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.DeriveCA(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := ca.NewBundleRole(pki.RoleEdge, "edge-a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := transport.NewClient(transport.LocalConfig(creds.TLSConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	get := func(addr string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := client.Call(ctx, addr, wire.MethodGet, wire.AppendRequest(nil, &wire.Request{Tenant: "t", ID: "nobody"}))
+		return err
+	}
+	var re *transport.RemoteError
+	if err := get(a.QUICAddr); !errors.As(err, &re) { // not found: an answer
+		t.Fatalf("user A's node refused user A's certificate: %v", err)
+	}
+	if err := get(b.QUICAddr); !errors.Is(err, transport.ErrUnauthenticated) {
+		t.Fatalf("user B's node and user A's certificate: %v (want ErrUnauthenticated)", err)
 	}
 }

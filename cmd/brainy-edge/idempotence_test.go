@@ -22,7 +22,7 @@ import (
 func TestWritesNeverDuplicated(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "core-data")
-	core := coretest.StartCore(t, coreBin, nil, "--storage", data)
+	core := coretest.StartCore(t, coreBin, nil, "--storage", data, "--cluster-secret", newSecret(t))
 	edgeTLS := filepath.Join(dir, "edge-tls")
 	copyCA(t, filepath.Join(data, "tls"), edgeTLS)
 	edge := coretest.Start(t, edgeBin, nil, "--upstream", core.QUICAddr+","+core.QUICAddr,

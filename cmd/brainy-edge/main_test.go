@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -48,6 +50,18 @@ func do(t *testing.T, method, url, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// newSecret returns a random cluster secret. A core given one writes the
+// CA derived from it to STORAGE/tls, which copyCA hands to an edge: the
+// enrolment of an edge on another host. (On loopback with no secret, the
+// core derives its CA from the per-host secret and writes none.)
+func newSecret(t *testing.T) string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
 // copyCA gives an edge directory the cluster CA of a core.
 func copyCA(t *testing.T, coreTLS, edgeTLS string) {
 	t.Helper()
@@ -69,7 +83,8 @@ func copyCA(t *testing.T, coreTLS, edgeTLS string) {
 func TestEdgeServesThroughCore(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "core-data")
-	core := coretest.StartCore(t, coreBin, nil, "--storage", data)
+	secret := newSecret(t)
+	core := coretest.StartCore(t, coreBin, nil, "--storage", data, "--cluster-secret", secret)
 	edgeTLS := filepath.Join(dir, "edge-tls")
 	copyCA(t, filepath.Join(data, "tls"), edgeTLS)
 	edge := coretest.Start(t, edgeBin, nil, "--upstream", core.QUICAddr, "--tls-dir", edgeTLS, "--cache-size", "0")
@@ -93,7 +108,7 @@ func TestEdgeServesThroughCore(t *testing.T) {
 		t.Fatalf("GET via edge with the core down: %d %s", status, got)
 	}
 	// The core comes back on the same address; the edge reconnects by itself.
-	core = coretest.Start(t, coreBin, nil, "--storage", data, "--quic-addr", core.QUICAddr)
+	core = coretest.Start(t, coreBin, nil, "--storage", data, "--quic-addr", core.QUICAddr, "--cluster-secret", secret)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		status, got := do(t, "GET", edge.URL("/v1/items/john"), "")
@@ -160,7 +175,8 @@ func waitFor(t *testing.T, what string, f func() bool) {
 func TestEdgeCache(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "core-data")
-	core := coretest.StartCore(t, coreBin, nil, "--storage", data)
+	secret := newSecret(t)
+	core := coretest.StartCore(t, coreBin, nil, "--storage", data, "--cluster-secret", secret)
 	edgeTLS := filepath.Join(dir, "edge-tls")
 	copyCA(t, filepath.Join(data, "tls"), edgeTLS)
 	edge := coretest.Start(t, edgeBin, nil, "--upstream", core.QUICAddr, "--tls-dir", edgeTLS,
@@ -196,7 +212,7 @@ func TestEdgeCache(t *testing.T) {
 	if status, body, _ := doH(t, edge.URL("/v1/items/never-cached")); status != 503 || !strings.Contains(body, `"error"`) {
 		t.Fatalf("uncached item with the core down: %d %s", status, body)
 	}
-	core = coretest.Start(t, coreBin, nil, "--storage", data, "--quic-addr", core.QUICAddr)
+	core = coretest.Start(t, coreBin, nil, "--storage", data, "--quic-addr", core.QUICAddr, "--cluster-secret", secret)
 	if status, _ := do(t, "PUT", core.URL("/v1/items/a"), `{"data":3}`); status != 200 {
 		t.Fatalf("update after restart: %d", status)
 	}
