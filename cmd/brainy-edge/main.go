@@ -2,12 +2,14 @@
 // in front of the regional cores, which it reaches over QUIC (package
 // edge).
 //
-//	brainy-edge --upstream core1:7071,core2:7071 --tls-dir ./edge-tls
+//	brainy-edge --upstream 127.0.0.1:7071                    # cores on this host: nothing else
+//	brainy-edge --upstream core1:7071,core2:7071 --cluster-secret "$SECRET"
 //
-// The edge authenticates to the cores with a certificate from the cluster
-// CA: copy ca.crt and ca.key from a core's STORAGE/tls into --tls-dir
-// before the first start, and the edge issues its own certificate from
-// them. Every flag can also be set as BRAINY_EDGE_<NAME> or in a YAML file
+// The edge authenticates to the cores with an edge certificate from the
+// cluster CA. With cores on loopback and no TLS setting, it derives the CA
+// from this user's per-host secret, as those cores do; otherwise give it
+// the cores' --cluster-secret, or copy ca.crt and ca.key from a core's
+// STORAGE/tls into --tls-dir before the first start. Every flag can also be set as BRAINY_EDGE_<NAME> or in a YAML file
 // given by --config; run with --help for the list.
 package main
 
@@ -49,7 +51,7 @@ func flags(c *edge.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.StringVar(&c.HTTPAddr, "http-addr", "", "HTTP API listen `host:port`; empty means BIND:"+edge.DefaultHTTPPort)
 	c.Upstreams = []string{edge.DefaultUpstream}
 	fs.Var((*cliconfig.List)(&c.Upstreams), "upstream", "the cores' QUIC `addresses`, comma-separated, tried in order")
-	fs.StringVar(&c.TLSDir, "tls-dir", edge.DefaultTLSDir, "`directory` holding the cluster's ca.crt and ca.key (copied from a core's STORAGE/tls);\nthe edge's own certificate is created there on first start")
+	fs.StringVar(&c.TLSDir, "tls-dir", edge.DefaultTLSDir, "`directory` holding the cluster's ca.crt and ca.key (copied from a core's STORAGE/tls);\nthe edge's own certificate is created there on first start. Not needed for cores on loopback")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "edge certificate `file` (PEM), with --tls-key and --tls-ca, instead of --tls-dir")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "edge private key `file` (PEM)")
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "cluster CA certificate `file` (PEM)")
