@@ -16,6 +16,7 @@ import (
 // lookup's timing says nothing about how much of a guessed key was right.
 type APIKeys struct {
 	tenants map[[32]byte]string
+	admins  map[[32]byte]bool // keys that may also read the node's metrics
 }
 
 // LoadAPIKeys reads an API key file (ParseAPIKeys); an empty path means
@@ -40,10 +41,12 @@ func LoadAPIKeys(path string, lim *item.Limits) (*APIKeys, error) {
 const MinAPIKeyLength = 16
 
 // ParseAPIKeys reads an API key file: one "KEY TENANT" pair per line,
-// separated by blanks; blank lines and lines starting with # are ignored.
-// Every problem is reported with its line number.
+// separated by blanks, optionally followed by "admin" for a key that may
+// also read the node's metrics (/v1/metrics, /metrics: every tenant's
+// counts and the cluster's addresses); blank lines and lines starting
+// with # are ignored. Every problem is reported with its line number.
 func ParseAPIKeys(r io.Reader, lim *item.Limits) (*APIKeys, error) {
-	keys := &APIKeys{tenants: map[[32]byte]string{}}
+	keys := &APIKeys{tenants: map[[32]byte]string{}, admins: map[[32]byte]bool{}}
 	sc := bufio.NewScanner(r)
 	var problems []string
 	line := 0
@@ -54,8 +57,9 @@ func ParseAPIKeys(r io.Reader, lim *item.Limits) (*APIKeys, error) {
 			continue
 		}
 		fields := strings.Fields(text)
-		if len(fields) != 2 {
-			problems = append(problems, fmt.Sprintf("line %d: want \"KEY TENANT\", got %d fields", line, len(fields)))
+		admin := len(fields) == 3 && fields[2] == "admin"
+		if len(fields) != 2 && !admin {
+			problems = append(problems, fmt.Sprintf("line %d: want \"KEY TENANT\" or \"KEY TENANT admin\", got %q", line, strings.Join(fields[min(2, len(fields)):], " ")))
 			continue
 		}
 		key, tenant := fields[0], fields[1]
@@ -73,6 +77,9 @@ func ParseAPIKeys(r io.Reader, lim *item.Limits) (*APIKeys, error) {
 			continue
 		}
 		keys.tenants[sum] = tenant
+		if admin {
+			keys.admins[sum] = true
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("httpapi: reading API keys: %w", err)
@@ -96,10 +103,25 @@ func (k *APIKeys) Len() int {
 
 // tenant returns the tenant of the bearer token in an Authorization header.
 func (k *APIKeys) tenant(authorization []byte) (string, bool) {
-	const scheme = "bearer "
-	if len(authorization) <= len(scheme) || !bytes.EqualFold(authorization[:len(scheme)], []byte(scheme)) {
+	sum, ok := bearer(authorization)
+	if !ok {
 		return "", false
 	}
-	t, ok := k.tenants[sha256.Sum256(bytes.TrimSpace(authorization[len(scheme):]))]
+	t, ok := k.tenants[sum]
 	return t, ok
+}
+
+// admin reports whether the bearer token in an Authorization header is an
+// admin key.
+func (k *APIKeys) admin(authorization []byte) bool {
+	sum, ok := bearer(authorization)
+	return ok && k.admins[sum]
+}
+
+func bearer(authorization []byte) ([32]byte, bool) {
+	const scheme = "bearer "
+	if len(authorization) <= len(scheme) || !bytes.EqualFold(authorization[:len(scheme)], []byte(scheme)) {
+		return [32]byte{}, false
+	}
+	return sha256.Sum256(bytes.TrimSpace(authorization[len(scheme):])), true
 }

@@ -222,10 +222,19 @@ func (h *Handler) allow(ctx *fasthttp.RequestCtx, methods ...string) bool {
 	return false
 }
 
-// authorize checks the API key when authentication is on.
+// authorize admits a request to the metrics endpoints: with
+// authentication on, an admin key.
 func (h *Handler) authorize(ctx *fasthttp.RequestCtx) bool {
-	_, ok := h.tenant(ctx)
-	return ok
+	if _, ok := h.tenant(ctx); !ok {
+		return false
+	}
+	// The node's metrics span every tenant and name the cluster's
+	// addresses: with authentication on, only an admin key reads them.
+	if h.cfg.APIKeys.Len() > 0 && !h.cfg.APIKeys.admin(ctx.Request.Header.Peek("Authorization")) {
+		writeAPIError(ctx, apiError{fasthttp.StatusForbidden, "forbidden", "the node's metrics need an admin key (\"KEY TENANT admin\" in the API key file)"})
+		return false
+	}
+	return true
 }
 
 // tenant resolves the request's tenant, answering 401/403/400 itself when

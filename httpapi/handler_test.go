@@ -260,7 +260,7 @@ func TestTenantIsolation(t *testing.T) {
 
 func TestAPIKeys(t *testing.T) {
 	lim := item.DefaultLimits()
-	keys, err := ParseAPIKeys(strings.NewReader("# keys\nalice-key-0123456789 alice\nbob-key-0123456789abc bob\n"), &lim)
+	keys, err := ParseAPIKeys(strings.NewReader("# keys\nalice-key-0123456789 alice\nbob-key-0123456789abc bob\nops-key-0123456789abc ops admin\n"), &lim)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +301,19 @@ func TestAPIKeys(t *testing.T) {
 	if r := s.do(t, "GET", "/metrics", ""); r.status != 401 {
 		t.Fatalf("metrics without key: %d", r.status)
 	}
+	// The node's metrics span every tenant: a tenant's key may not read
+	// them, an admin key may.
+	ops := []string{"Authorization", "Bearer ops-key-0123456789abc"}
+	for _, path := range []string{"/metrics", "/v1/metrics"} {
+		if r := s.do(t, "GET", path, "", alice...); r.status != 403 || r.errorCode() != "forbidden" {
+			t.Fatalf("%s with a tenant's key: %d %s", path, r.status, r.body)
+		}
+		if r := s.do(t, "GET", path, "", ops...); r.status != 200 {
+			t.Fatalf("%s with an admin key: %d %s", path, r.status, r.body)
+		}
+	}
 	for _, bad := range []string{"short tenant\n", "k-0123456789abcdef bad/tenant\n", "one-field-only-0123456\n", "# nothing\n",
+		"k-0123456789abcdef t root\n", "k-0123456789abcdef t admin extra\n",
 		"dup-key-0123456789 a\ndup-key-0123456789 b\n"} {
 		if _, err := ParseAPIKeys(strings.NewReader(bad), &lim); err == nil {
 			t.Errorf("ParseAPIKeys(%q) accepted it", bad)

@@ -75,7 +75,7 @@ func flags(c *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.Int64Var(&c.Tiering.HotMinFreeBytes, "tier-hot-min-free-bytes", 0, "tiered storage: demote while the hot tier's disk has fewer free `bytes`; 0 means no limit")
 	fs.DurationVar(&c.Tiering.Interval, "tier-interval", tiered.DefaultInterval, "tiered storage: how often idle items are looked for")
 	fs.IntVar(&c.Partitions, "partitions", core.DefaultPartitions, "partitions of a new store; fixed once the store exists")
-	fs.StringVar(&c.APIKeys, "api-keys", "", "`file` of \"KEY TENANT\" lines; turns on authentication")
+	fs.StringVar(&c.APIKeys, "api-keys", "", "`file` of \"KEY TENANT\" lines (\"KEY TENANT admin\" may also read metrics); turns on authentication")
 	fs.BoolVar(&c.Insecure, "insecure", false, "allow a non-loopback address without API keys")
 	fs.StringVar(&c.TLSDir, "tls-dir", "", "`directory` of the cluster CA and this node's certificate, created on first start;\nempty means STORAGE/tls (with memory storage: a CA for this process only)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "node certificate `file` (PEM), with --tls-key and --tls-ca, instead of --tls-dir")

@@ -57,7 +57,7 @@ func flags(c *edge.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "cluster CA certificate `file` (PEM)")
 	fs.StringVar(&c.ClusterSecret, "cluster-secret", "", "the cores' shared `secret`: the cluster CA is derived from it, instead of --tls-dir")
 	fs.StringVar(&c.Name, "name", "", "the edge's `name` in its certificate; empty means edge-HOSTNAME")
-	fs.StringVar(&c.APIKeys, "api-keys", "", "`file` of \"KEY TENANT\" lines; turns on authentication")
+	fs.StringVar(&c.APIKeys, "api-keys", "", "`file` of \"KEY TENANT\" lines (\"KEY TENANT admin\" may also read metrics); turns on authentication")
 	fs.BoolVar(&c.Insecure, "insecure", false, "allow a non-loopback address without API keys")
 	fs.Int64Var(&c.CacheBytes, "cache-size", edge.DefaultCacheBytes(), "RAM for cached answers, in `bytes` (default: a quarter of RAM, at most 1 GiB); 0 turns the cache off")
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", edge.DefaultCacheTTL, "how long a cached answer is served; only a backstop, since the cores push every change")
