@@ -307,11 +307,15 @@ func (h *Handler) checkBody(ctx *fasthttp.RequestCtx) bool {
 	return false
 }
 
-// body reads the request body, at most Limits.MaxBodyBytes of it. The
+// body checks the request body's content type (checkBody) and reads the
+// body, at most Limits.MaxBodyBytes of it. The
 // server streams bodies (ServerConfig), so nothing of a body is held
 // before this point: a declared length over the limit is refused unread,
 // and a chunked body is read only up to the limit.
 func (h *Handler) body(ctx *fasthttp.RequestCtx) ([]byte, bool) {
+	if !h.checkBody(ctx) {
+		return nil, false
+	}
 	limit := h.cfg.Limits.MaxBodyBytes
 	tooLarge := func() ([]byte, bool) {
 		writeAPIError(ctx, apiError{fasthttp.StatusRequestEntityTooLarge, "body_too_large",
@@ -344,9 +348,6 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if ctx.IsPost() {
-		if !h.checkBody(ctx) {
-			return
-		}
 		body, ok := h.body(ctx)
 		if !ok {
 			return
@@ -463,9 +464,6 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 		}
 		h.writeItem(ctx, fasthttp.StatusOK, it)
 	case "PUT":
-		if !h.checkBody(ctx) {
-			return
-		}
 		body, ok := h.body(ctx)
 		if !ok {
 			return
@@ -494,9 +492,6 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 		h.cacheWrite(out)
 		h.writeItem(ctx, status, out)
 	case "PATCH":
-		if !h.checkBody(ctx) {
-			return
-		}
 		body, ok := h.body(ctx)
 		if !ok {
 			return
