@@ -64,15 +64,7 @@ var stores = []struct {
 
 // cleanup removes what the test wrote and closes s when the test ends.
 func cleanup(t *testing.T, s objstore.Store) objstore.Store {
-	t.Cleanup(func() {
-		ctx := context.Background()
-		var keys []string
-		_ = s.List(ctx, "", func(k string, _ int64) error { keys = append(keys, k); return nil })
-		for _, k := range keys {
-			_ = s.Delete(ctx, k)
-		}
-		s.Close()
-	})
+	objstoretest.Cleanup(t, s)
 	return s
 }
 
