@@ -34,14 +34,14 @@ var _ item.API = (*Remote)(nil)
 func (r *Remote) call(ctx context.Context, method uint16, req *wire.Request) ([]byte, error) {
 	req.Forwarded, req.Stale = r.Forwarded, item.StaleReads(ctx)
 	out, err := r.Call(ctx, method, wire.AppendRequest(nil, req))
-	return out, answerError(ctx, err, method != wire.MethodGet && method != wire.MethodList)
+	return out, answerError(ctx, err, method)
 }
 
 // answerError turns a call's error into an item error: the remote
 // handler's own error as the sentinel it encodes; a call that got no
 // answer as item.ErrUnavailable — or, for a write that may have been
 // delivered, item.ErrOutcomeUnknown — unless the caller gave up first.
-func answerError(ctx context.Context, err error, write bool) error {
+func answerError(ctx context.Context, err error, method uint16) error {
 	var re *transport.RemoteError
 	switch {
 	case err == nil:
@@ -52,7 +52,7 @@ func answerError(ctx context.Context, err error, write bool) error {
 		return err // already classified (package upstream's choice of core)
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case write && !errors.Is(err, transport.ErrNotSent) && !errors.Is(err, transport.ErrFrameTooLarge):
+	case !wire.Idempotent(method) && !errors.Is(err, transport.ErrNotSent) && !errors.Is(err, transport.ErrFrameTooLarge):
 		return fmt.Errorf("%w: %v", item.ErrOutcomeUnknown, err)
 	}
 	return fmt.Errorf("%w: %v", item.ErrUnavailable, err)
@@ -123,7 +123,7 @@ func (r *Remote) List(ctx context.Context, tenant string, opts item.ListOptions)
 func (r *Remote) ListPartitions(ctx context.Context, tenant string, opts item.ListOptions, parts []int) (*item.Page, error) {
 	req := &wire.Request{Tenant: tenant, List: opts, Forwarded: r.Forwarded, Stale: item.StaleReads(ctx)}
 	out, err := r.Call(ctx, wire.MethodListPartitions, appendListPartitions(req, parts))
-	if err = answerError(ctx, err, false); err != nil {
+	if err = answerError(ctx, err, wire.MethodListPartitions); err != nil {
 		return nil, err
 	}
 	p, err := wire.DecodePage(out)

@@ -152,7 +152,7 @@ func (b *Backend) call(ctx context.Context, method uint16, req []byte) ([]byte, 
 			return nil, fmt.Errorf("%w: the request or its answer exceeds the transport's frame limit: %v", item.ErrUnavailable, err)
 		case ctx.Err() != nil && errors.Is(err, transport.ErrNotSent):
 			return nil, ctx.Err()
-		case ctx.Err() != nil && !idempotent(method):
+		case ctx.Err() != nil && !wire.Idempotent(method):
 			return nil, fmt.Errorf("%w: %v", item.ErrOutcomeUnknown, ctx.Err())
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
@@ -160,22 +160,13 @@ func (b *Backend) call(ctx context.Context, method uint16, req []byte) ([]byte, 
 		b.fails.Add(1)
 		b.downUntil[idx].Store(time.Now().Add(retryDown).UnixNano())
 		b.log.Warn("core unreachable", "addr", b.cfg.Addrs[idx], "err", err)
-		if !errors.Is(err, transport.ErrNotSent) && !idempotent(method) {
+		if !errors.Is(err, transport.ErrNotSent) && !wire.Idempotent(method) {
 			return nil, fmt.Errorf("%w: %s did not answer: %v", item.ErrOutcomeUnknown, b.cfg.Addrs[idx], err)
 		}
 		lastErr = err
 	}
 	b.healthy.Store(false)
 	return nil, fmt.Errorf("%w: no core answered: %v", item.ErrUnavailable, lastErr)
-}
-
-// idempotent reports whether sending method twice does no harm: reads.
-func idempotent(method uint16) bool {
-	switch method {
-	case wire.MethodGet, wire.MethodList, wire.MethodListPartitions:
-		return true
-	}
-	return false
 }
 
 func (b *Backend) arrived(idx int) {

@@ -242,6 +242,17 @@ const (
 	MethodListPartitions uint16 = 124
 )
 
+// Idempotent reports whether sending a request of method twice does no
+// harm (the reads): only such a request may be sent again after a call
+// that may have reached its handler.
+func Idempotent(method uint16) bool {
+	switch method {
+	case MethodGet, MethodList, MethodListPartitions:
+		return true
+	}
+	return false
+}
+
 // ErrorCode classifies err for the wire, and the message to send with it.
 // An *item.InvalidError travels as "code\x00message" so that the edge can
 // answer with the same error code as the core.
