@@ -176,6 +176,9 @@ type Node struct {
 	core *core.Node
 	net  *raftNet
 	self multiraft.NodeID
+	// verify proves members' identities (verify.go): only proven members
+	// are placed, take part in raft, or are sent raft messages.
+	verify *verifier
 
 	mu       sync.Mutex
 	ready    bool                         // core open; guarded by mu
@@ -226,7 +229,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	n.refreshAlive(cfg.Directory.Members())
+	n.verify = newVerifier(cfg.Client, cfg.Core.NodeID, n.log)
+	n.refreshAlive(n.verify.settle(cfg.Directory.Members()))
 	n.net = newRaftNet(cfg.Client, n.addrOf, n.log)
 	cc := cfg.Core
 	cc.Raft = &core.RaftConfig{ID: n.self, Transport: n.net, Bootstrap: bootstrap,
@@ -234,6 +238,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	c, err := core.Open(ctx, cc)
 	if err != nil {
 		n.net.close()
+		n.verify.close()
 		return nil, err
 	}
 	n.core = c
@@ -250,6 +255,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.refreshHeld(ctx)
 	cfg.Client.OnPush(n.relayPush)
 	cfg.Client.OnConnect(n.subscribePeer)
+	// Proving members' identities already connected to them, before there
+	// was a core to relay to: subscribe on those connections now.
+	for _, p := range *n.alive.Load() {
+		if p.ID != cfg.Core.NodeID {
+			n.subscribePeer(p.QUICAddr)
+		}
+	}
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()
@@ -387,7 +399,7 @@ func (n *Node) addrOf(id multiraft.NodeID) (string, bool) {
 }
 
 // refreshAlive rebuilds the raft id → member map that every raft message
-// and forwarded request looks up, from the directory: once per
+// and forwarded request looks up, from the proven members: once per
 // reconcile interval rather than once per lookup.
 func (n *Node) refreshAlive(members []Peer) {
 	m := make(map[multiraft.NodeID]Peer, len(members))
@@ -442,6 +454,7 @@ func (n *Node) Leave(ctx context.Context) {
 func (n *Node) Close() error {
 	close(n.stop)
 	n.wg.Wait()
+	n.verify.close()
 	err := n.core.Close()
 	n.net.close()
 	return err

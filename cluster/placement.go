@@ -105,7 +105,11 @@ const caughtUpEntries = 64
 //  3. drop learners that are not wanted;
 //  4. remove a voter that is not wanted — only once every wanted node is a
 //     voter, and never the leader itself: it first hands leadership to a
-//     wanted voter;
+//     wanted voter. An unwanted voter that does not answer goes at once,
+//     even while a wanted node is still catching up: it adds nothing to
+//     the quorum but a vote that never comes, and waiting for a newcomer
+//     that never catches up would leave the group one failure from
+//     unavailability for good;
 //  5. hand leadership to the preferred leader (want[0]) when it is a
 //     caught-up voter, which balances leaders over the nodes.
 func NextStep(st multiraft.GroupStatus, self multiraft.NodeID, want []multiraft.NodeID) Step {
@@ -138,6 +142,11 @@ func NextStep(st multiraft.GroupStatus, self multiraft.NodeID, want []multiraft.
 		allVoters = allVoters && isVoter(id)
 	}
 	if !allVoters {
+		for _, id := range st.Voters {
+			if id != self && !slices.Contains(want, id) && !st.Active[id] {
+				return Step{Change: change(pb.ConfChangeType_ConfChangeRemoveNode, id), Why: "remove unresponsive voter"}
+			}
+		}
 		return Step{}
 	}
 	for _, id := range st.Voters {

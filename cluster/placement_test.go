@@ -121,8 +121,22 @@ func TestNextStep(t *testing.T) {
 	if typ, id := changeOf(NextStep(st, self, []multiraft.NodeID{1, 2, 3})); typ != pb.ConfChangeType_ConfChangeRemoveNode || id != 4 {
 		t.Fatalf("an unwanted voter: %v %d, want its removal", typ, id)
 	}
+	// Repair stalled by a newcomer that never catches up (node 5, wanted
+	// in place of the dead node 3): the dead voter goes anyway, an answering
+	// unwanted voter waits until every wanted node votes.
+	st = multiraft.GroupStatus{Leader: self, Commit: 10, Voters: []multiraft.NodeID{1, 2, 3, 4}, Learners: []multiraft.NodeID{5},
+		Match:  map[multiraft.NodeID]uint64{1: 10, 2: 10, 3: 4, 4: 10, 5: 0},
+		Active: map[multiraft.NodeID]bool{1: true, 2: true, 3: false, 4: true, 5: true}}
+	if typ, id := changeOf(NextStep(st, self, []multiraft.NodeID{1, 2, 5})); typ != pb.ConfChangeType_ConfChangeRemoveNode || id != 3 {
+		t.Fatalf("an unresponsive unwanted voter while a newcomer catches up: %v %d, want node 3 removed", typ, id)
+	}
+	st.Voters = []multiraft.NodeID{1, 2, 4}
+	if s := NextStep(st, self, []multiraft.NodeID{1, 2, 5}); s.Change != nil || s.TransferTo != 0 {
+		t.Fatalf("an answering unwanted voter was acted on before the newcomer votes: %+v", s)
+	}
 	// In place: only leadership balancing remains.
-	st.Voters = []multiraft.NodeID{1, 2, 3}
+	st.Voters, st.Learners = []multiraft.NodeID{1, 2, 3}, nil
+	st.Active[3], st.Match[3] = true, 10
 	if s := NextStep(st, self, []multiraft.NodeID{2, 1, 3}); s.TransferTo != 2 {
 		t.Fatalf("preferred leader 2: %+v", s)
 	}

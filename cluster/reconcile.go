@@ -29,11 +29,11 @@ func (n *Node) reconcileLoop() {
 }
 
 // placementMembers returns the members placement counts: those alive and
-// those gone for less than DeadAfter, whose replicas stay where they are
-// in case they come back.
+// proven to be who they claim (verify.go), and those gone for less than
+// DeadAfter, whose replicas stay where they are in case they come back.
 func (n *Node) placementMembers() []Member {
 	now := time.Now()
-	alive := n.cfg.Directory.Members()
+	alive := n.verify.filter(n.cfg.Directory.Members())
 	n.refreshAlive(alive)
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/soullabs/brainy/internal/codec"
@@ -181,9 +182,20 @@ type Subscription interface {
 // or a peer relaying changes) is pushed every change subscribe's feed
 // carries, as wire.MethodInvalidate, until it disconnects.
 func RegisterSubscribe(s *transport.Server, subscribe func() Subscription) {
+	// One subscription per connection: a peer asking again (a reconnect
+	// races the first answer, or a hostile one loops) gets what it has,
+	// never another goroutine and buffer.
+	var subscribed sync.Map // *transport.Peer → struct{}
 	s.Handle(wire.MethodSubscribe, func(_ context.Context, peer *transport.Peer, _ []byte) ([]byte, error) {
+		if _, dup := subscribed.LoadOrStore(peer, struct{}{}); dup {
+			return nil, nil
+		}
 		// Subscribe before answering: every commit after the answer is pushed.
-		go pushChanges(peer, subscribe())
+		sub := subscribe()
+		go func() {
+			defer subscribed.Delete(peer)
+			pushChanges(peer, sub)
+		}()
 		return nil, nil
 	})
 }

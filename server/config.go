@@ -56,8 +56,10 @@ type Config struct {
 	// "true", "false" or BroadcastAuto, which is on unless gossip binds
 	// loopback (--broadcast). Default BroadcastAuto.
 	Broadcast string
-	// GossipKey, base64 of 16, 24 or 32 bytes, encrypts gossip
-	// (--gossip-key). Empty sends gossip in the clear.
+	// GossipKey, base64 of 16, 24 or 32 bytes, encrypts and authenticates
+	// gossip (--gossip-key). Empty: a key derived from the cluster secret,
+	// the per-host secret or the CA key in TLSDir; with none of them (explicit
+	// TLS files), gossip off loopback is refused.
 	GossipKey string
 	// ClusterSecret (16+ bytes) is what the cluster CA is derived from, so
 	// that nodes and edges trust each other without copying files

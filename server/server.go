@@ -32,6 +32,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	nodeID  string
+	root    []byte // the cluster's root secret, for the gossip key (credentials)
 	store   *backend.Store
 	qsrv    *transport.Server
 	qclient *transport.Client
@@ -146,10 +147,11 @@ func (s *Server) openStore(ctx context.Context) (backend.Spec, error) {
 // startTransport starts the QUIC server edges and peers call, and the
 // client this node calls peers with.
 func (s *Server) startTransport(spec backend.Spec) error {
-	tlsConf, err := s.credentials(spec)
+	tlsConf, root, err := s.credentials(spec)
 	if err != nil {
 		return fmt.Errorf("cluster credentials: %w", err)
 	}
+	s.root = root
 	qcfg := transport.DefaultConfig(tlsConf)
 	qcfg.ListenAddr, qcfg.Logger = s.cfg.QUICAddr, s.log
 	if s.qsrv, err = transport.NewServer(qcfg); err != nil {
@@ -171,6 +173,9 @@ func (s *Server) startTransport(spec backend.Spec) error {
 func (s *Server) startGossip(ctx context.Context) (membership.Config, error) {
 	g, err := s.cfg.gossip()
 	if err != nil {
+		return g, err
+	}
+	if g.GossipKey, err = gossipKey(g.GossipKey, s.root, s.cfg.GossipAddr); err != nil {
 		return g, err
 	}
 	g.Meta = membership.Meta{ID: s.nodeID, QUICAddr: s.qsrv.Addr().String(), HTTPAddr: s.cfg.HTTPAddr,
@@ -289,12 +294,16 @@ func (s *Server) closeAll() error {
 }
 
 // directory adapts the gossip membership to the cluster's view of it:
-// the members alive or suspected, as peers.
+// the cores alive or suspected, as peers. (The cluster counts them only
+// once their certificates prove who they are: cluster/verify.go.)
 type directory struct{ m *membership.Membership }
 
 func (d directory) Members() []cluster.Peer {
 	var out []cluster.Peer
 	for _, m := range d.m.Members() {
+		if m.Meta.Role != "core" {
+			continue
+		}
 		if m.State == membership.StateAlive || m.State == membership.StateSuspect {
 			out = append(out, cluster.Peer{ID: m.Meta.ID, QUICAddr: m.Meta.QUICAddr, Zone: m.Meta.Zone})
 		}

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/hkdf"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -16,7 +18,12 @@ import (
 // ClusterSecret, from explicit files, from the per-host secret when every
 // listener is on loopback (daemon.HostSecret), or from TLSDir (by default
 // the storage directory's tls/, where edges copy the CA from).
-func (s *Server) credentials(spec backend.Spec) (*tls.Config, error) {
+//
+// It also returns the cluster's root secret, which the gossip key is
+// derived from when none is given (gossipKey): the cluster secret, the
+// per-host secret, or the CA key in TLSDir; nil with explicit files (no
+// CA key here) or a CA made for this process only.
+func (s *Server) credentials(spec backend.Spec) (*tls.Config, []byte, error) {
 	cfg := s.cfg
 	dir := cfg.TLSDir
 	if dir == "" && spec.Kind == "disk" {
@@ -31,7 +38,7 @@ func (s *Server) credentials(spec backend.Spec) (*tls.Config, error) {
 		// second node on 127.0.0.2, or an edge, joins with nothing to copy.
 		hs, path, err := daemon.HostSecret()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		s.log.Info("cluster CA derived from the per-host secret", "component", "main", "file", path)
 		// Nothing to write for edges to copy: an edge on this host derives
@@ -41,16 +48,44 @@ func (s *Server) credentials(spec backend.Spec) (*tls.Config, error) {
 	host, _, _ := net.SplitHostPort(cfg.QUICAddr)
 	tc, err := daemon.ClusterTLS(daemon.TLSFiles{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA, Secret: secret}, pki.RoleCore, dir, s.nodeID, []string{host})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Peers take raft messages only from the node a certificate names
 	// (cluster.handleRaft): a certificate for another name would cut this
 	// node off from every partition, silently.
 	if name := certName(tc); name != s.nodeID {
-		return nil, fmt.Errorf("the node certificate names %q but the node id is %q: peers accept raft messages only from the node its certificate names; pass --node-id %q, or issue the certificate for %q",
+		return nil, nil, fmt.Errorf("the node certificate names %q but the node id is %q: peers accept raft messages only from the node its certificate names; pass --node-id %q, or issue the certificate for %q",
 			name, s.nodeID, name, s.nodeID)
 	}
-	return tc, nil
+	root := secret
+	if len(root) == 0 && dir != "" && cfg.TLSCert == "" {
+		ca, err := pki.LoadCA(filepath.Join(dir, pki.CACertFile), filepath.Join(dir, pki.CAKeyFile))
+		if err != nil {
+			return nil, nil, err
+		}
+		if root, err = ca.Key.Bytes(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return tc, root, nil
+}
+
+// gossipKey is the key gossip is encrypted and authenticated with: the
+// configured one, else one derived from the cluster's root secret, so that
+// every node holding the cluster's credentials gossips with the same key
+// and nobody else can join the gossip, let alone be placed. Gossip in the
+// clear is allowed on loopback only: off it, anyone who reaches the port
+// could announce members and make every node dial the addresses they name.
+func gossipKey(configured, root []byte, gossipAddr string) ([]byte, error) {
+	switch {
+	case len(configured) > 0:
+		return configured, nil
+	case len(root) > 0:
+		return hkdf.Key(sha256.New, root, nil, "brainy gossip key", 32)
+	case daemon.IsLoopback(gossipAddr):
+		return nil, nil
+	}
+	return nil, fmt.Errorf("gossip on %s would be unauthenticated: pass --gossip-key (base64 of `openssl rand 32`, the same on every node) or --cluster-secret, or keep the CA in --tls-dir", gossipAddr)
 }
 
 // certName returns the common name of tc's own certificate.

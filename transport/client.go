@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/soullabs/brainy/transport/pki"
 )
 
 // PushFunc handles a message the server pushed. addr is the server's
@@ -138,6 +140,18 @@ func (c *Client) Call(ctx context.Context, addr string, method uint16, req []byt
 		c.callErrors.Add(1)
 		return nil, callError(ctx, "call", addr, err, sent)
 	}
+}
+
+// Identify returns the identity (common name) and role that the verified
+// certificate of the server at addr states, connecting if needed. It is how
+// a node proves that a member gossip announces at addr is the node it
+// claims to be: gossip itself carries no proof.
+func (c *Client) Identify(ctx context.Context, addr string) (id string, role pki.Role, err error) {
+	cc, err := c.get(ctx, addr)
+	if err != nil {
+		return "", "", callError(ctx, "identify", addr, err, false)
+	}
+	return peerID(cc.conn), peerRole(cc.conn), nil
 }
 
 // get returns the live pooled connection to addr, dialling if needed.
