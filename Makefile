@@ -32,7 +32,8 @@ FUZZ_TARGETS = \
 	./itemrpc:FuzzDecodeListPartitions \
 	./tiers/segment:FuzzDecodeSegment \
 	./tiers/segment:FuzzDecodeCheckpoint \
-	./tiers/backend:FuzzParse
+	./tiers/backend:FuzzParse \
+	./transport/pki:FuzzEnrol
 
 .PHONY: all build test vet fmt-check provision unit fuzz bench bench-go bench-e2e bench-edge bench-loadtest bench-cluster clean
 

@@ -67,7 +67,7 @@ type testCluster struct {
 }
 
 func newTestCluster(t *testing.T) *testCluster {
-	ca, err := pki.DeriveCA([]byte("a test cluster secret, 32 bytes."))
+	ca, err := pki.NewCA("test cluster")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,4 +145,20 @@ func startWith(t *testing.T, cfg server.Config) *server.Server {
 		}
 	})
 	return s
+}
+
+// TestOffLoopbackNeedsCredentials: a node reachable from other hosts never
+// makes up a CA (no other node would trust it) nor falls back on anything
+// built in; it says what to pass instead. Nothing is bound: the refusal
+// comes before any listener.
+func TestOffLoopbackNeedsCredentials(t *testing.T) {
+	dir := t.TempDir()
+	_, err := server.New(context.Background(), server.Config{NodeID: "n1", Storage: dir,
+		HTTPAddr: "127.0.0.1:0", QUICAddr: "0.0.0.0:0", GossipAddr: "0.0.0.0:0", Logger: testLogger("n1")})
+	if err == nil || !strings.Contains(err.Error(), "--cluster-secret") {
+		t.Fatalf("off loopback with no secret and no CA: %v, want a refusal naming --cluster-secret", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "tls")); len(entries) > 0 {
+		t.Errorf("the refused node wrote %d files of TLS material", len(entries))
+	}
 }

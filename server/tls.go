@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 
 	"github.com/soullabs/brainy/internal/daemon"
@@ -45,6 +46,16 @@ func (s *Server) credentials(spec backend.Spec) (*tls.Config, []byte, error) {
 		// the same CA, and none elsewhere may.
 		secret, dir = hs, ""
 	}
+	loopback := daemon.IsLoopback(cfg.QUICAddr) && daemon.IsLoopback(cfg.GossipAddr)
+	if len(secret) == 0 && cfg.TLSCert == "" && !loopback && !hasCA(dir) {
+		// A CA made up here would be one no other node trusts, and a
+		// fallback to anything built in would be a CA anyone can derive.
+		where := "the directory --tls-dir names"
+		if dir != "" {
+			where = dir
+		}
+		return nil, nil, fmt.Errorf("no cluster credentials for a node off loopback: pass --cluster-secret (the same on every node; make one with `openssl rand -base64 32`), or --tls-cert, --tls-key and --tls-ca, or put the cluster's ca.crt and ca.key in %s", where)
+	}
 	host, _, _ := net.SplitHostPort(cfg.QUICAddr)
 	tc, err := daemon.ClusterTLS(daemon.TLSFiles{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA, Secret: secret}, pki.RoleCore, dir, s.nodeID, []string{host})
 	if err != nil {
@@ -57,8 +68,14 @@ func (s *Server) credentials(spec backend.Spec) (*tls.Config, []byte, error) {
 		return nil, nil, fmt.Errorf("the node certificate names %q but the node id is %q: peers accept raft messages only from the node its certificate names; pass --node-id %q, or issue the certificate for %q",
 			name, s.nodeID, name, s.nodeID)
 	}
-	root := secret
-	if len(root) == 0 && dir != "" && cfg.TLSCert == "" {
+	var root []byte
+	if len(secret) > 0 {
+		// The stretched secret, never the secret: a recorded gossip
+		// packet must not let anyone test guesses at it cheaply.
+		if root, err = pki.StretchSecret(secret); err != nil {
+			return nil, nil, err
+		}
+	} else if dir != "" && cfg.TLSCert == "" {
 		ca, err := pki.LoadCA(filepath.Join(dir, pki.CACertFile), filepath.Join(dir, pki.CAKeyFile))
 		if err != nil {
 			return nil, nil, err
@@ -68,6 +85,15 @@ func (s *Server) credentials(spec backend.Spec) (*tls.Config, []byte, error) {
 		}
 	}
 	return tc, root, nil
+}
+
+// hasCA reports whether dir holds a cluster CA certificate.
+func hasCA(dir string) bool {
+	if dir == "" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(dir, pki.CACertFile))
+	return err == nil
 }
 
 // gossipKey is the key gossip is encrypted and authenticated with: the

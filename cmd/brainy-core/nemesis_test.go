@@ -55,9 +55,6 @@ const (
 	// nemesisTimeout bounds every client request; a write that takes
 	// longer has an unknown outcome.
 	nemesisTimeout = 2 * time.Second
-	// nemesisSecret is the cluster secret of the test's nodes: addresses
-	// off loopback need one.
-	nemesisSecret = "nemesis test cluster secret"
 )
 
 // TestNemesisLinearizable runs concurrent gets, puts, compare-and-sets and
@@ -242,6 +239,8 @@ func startNemesisCluster(t *testing.T, nw *nemesisNet) *nemesisCluster {
 	t.Helper()
 	c := &nemesisCluster{t: t, net: nw}
 	dir := t.TempDir()
+	// Addresses off loopback need a cluster secret.
+	secret := coretest.NewSecret(t)
 	for i := 1; i <= nemesisNodes; i++ {
 		// coretest starts BIN ARGS...; this wrapper makes BIN start
 		// brainy-core inside node i's namespace, with the same pid (ip
@@ -252,7 +251,7 @@ func startNemesisCluster(t *testing.T, nw *nemesisNet) *nemesisCluster {
 			t.Fatal(err)
 		}
 		args := []string{wrapper, "--bind", nw.addr(i), "--storage", filepath.Join(dir, fmt.Sprint("node-", i)),
-			"--node-id", fmt.Sprint("node-", i), "--cluster-secret", nemesisSecret, "--insecure",
+			"--node-id", fmt.Sprint("node-", i), "--cluster-secret", secret, "--insecure",
 			"--write-timeout", "1500ms", "--partitions", fmt.Sprint(nemesisPartitions)}
 		if i > 1 {
 			args = append(args, "--peers", nw.addr(1)+":7946")

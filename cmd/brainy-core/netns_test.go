@@ -102,12 +102,13 @@ func TestBroadcastClusterInNetns(t *testing.T) {
 	dir := t.TempDir()
 	var nodes []*coretest.Process
 	var clients []*http.Client
+	secret := coretest.NewSecret(t)
 	for i := range ns {
 		// The same command on every host; only the data directory differs
 		// because the three "hosts" share one file system.
 		p := coretest.StartWrapped(t, []string{"ip", "netns", "exec", ns[i]}, bin, nil,
 			"--bind", addrs[i], "--storage", filepath.Join(dir, fmt.Sprint("host-", i+1)),
-			"--cluster-secret", "netns test cluster secret, 32 b", "--insecure")
+			"--cluster-secret", secret, "--insecure")
 		nodes = append(nodes, p)
 		clients = append(clients, nsClient(t, ns[i]))
 	}

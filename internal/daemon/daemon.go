@@ -76,20 +76,15 @@ type TLSFiles struct {
 // this process only, which no other node can join.
 //
 // A cluster secret takes precedence over dir: the CA is derived from it
-// (pki.DeriveCA) and the node's certificate issued in memory at each start.
+// (pki.DeriveCA) and the node's certificate issued in memory at each start;
+// nothing is written, so no file on disk holds the CA key, and a later
+// start without the secret cannot fall back on it.
 func ClusterTLS(files TLSFiles, role pki.Role, dir, nodeName string, hosts []string) (*tls.Config, error) {
 	switch {
 	case len(files.Secret) > 0:
 		ca, err := pki.DeriveCA(files.Secret)
 		if err != nil {
 			return nil, fmt.Errorf("--cluster-secret: %w", err)
-		}
-		if dir != "" {
-			// Edges trust the CA found in a core's tls directory: put the
-			// derived one there.
-			if err := pki.WriteCA(dir, ca); err != nil {
-				return nil, err
-			}
 		}
 		b, err := ca.NewBundleRole(role, nodeName, hosts)
 		if err != nil {
@@ -106,6 +101,9 @@ func ClusterTLS(files TLSFiles, role pki.Role, dir, nodeName string, hosts []str
 		}
 		return b.TLSConfig(), nil
 	case dir != "":
+		if err := pki.RefuseWellKnownCA(dir); err != nil {
+			return nil, err
+		}
 		b, err := pki.LoadOrCreateRole(dir, role, nodeName, hosts)
 		if err != nil {
 			return nil, err

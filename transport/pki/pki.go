@@ -34,7 +34,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
+
+	"golang.org/x/crypto/argon2"
 )
 
 // File names inside the directory given to LoadOrCreate.
@@ -166,19 +169,33 @@ func (ca *CA) Issue(nodeName string, hosts []string) (certPEM, keyPEM []byte, er
 
 // IssueRole is Issue for a holder of the given role.
 func (ca *CA) IssueRole(role Role, nodeName string, hosts []string) (certPEM, keyPEM []byte, err error) {
-	if role != RoleCore && role != RoleEdge {
-		return nil, nil, fmt.Errorf("pki: issue: unknown role %q: %w", role, ErrInvalid)
-	}
-	if nodeName == "" {
-		return nil, nil, fmt.Errorf("pki: issue: empty node name: %w", ErrInvalid)
-	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pki: generate node key: %w", err)
 	}
-	serial, err := newSerial()
+	der, err := ca.issue(role, nodeName, hosts, &key.PublicKey)
 	if err != nil {
 		return nil, nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: marshal node key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+// issue signs a certificate for pub, held by nodeName in role.
+func (ca *CA) issue(role Role, nodeName string, hosts []string, pub *ecdsa.PublicKey) ([]byte, error) {
+	if role != RoleCore && role != RoleEdge {
+		return nil, fmt.Errorf("pki: issue: unknown role %q: %w", role, ErrInvalid)
+	}
+	if nodeName == "" {
+		return nil, fmt.Errorf("pki: issue: empty node name: %w", ErrInvalid)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return nil, err
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -197,16 +214,11 @@ func (ca *CA) IssueRole(role Role, nodeName string, hosts []string) (certPEM, ke
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: create node certificate: %w", err)
+		return nil, fmt.Errorf("pki: create node certificate: %w", err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("pki: marshal node key: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+	return der, nil
 }
 
 // NewBundle issues a certificate for nodeName from ca and returns the
@@ -419,34 +431,71 @@ func writeFile(path string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
+// Stretching. Everything a cluster secret protects — the CA key, the gossip
+// key — is derived from StretchSecret's output, never from the secret
+// itself: anyone holding a certificate signed by the derived CA (every TLS
+// client gets to see one) or a recorded gossip packet can test guesses at
+// the secret offline, and argon2id makes each guess cost 19 MiB of memory
+// and tens of milliseconds, where a plain hash costs nanoseconds.
+// The salt is fixed (every node must derive the same key with nothing
+// shared but the secret), so it only separates Brainy's derivation from
+// other uses of the same secret.
+const (
+	stretchTime    = 2
+	stretchMemory  = 19 * 1024 // KiB: OWASP's minimum for argon2id
+	stretchThreads = 1
+	stretchSalt    = "brainy cluster secret v2"
+	// MinSecretBytes is the shortest cluster secret accepted.
+	MinSecretBytes = 16
+	// minSecretVariety is the fewest distinct bytes a secret may have:
+	// "aaaaaaaaaaaaaaaa" is 16 bytes but no secret.
+	minSecretVariety = 8
+)
+
+// stretched memoizes StretchSecret within the process: tests and an edge
+// beside a core derive the same secret many times.
+var stretched sync.Map // [sha256.Size]byte of the secret → []byte
+
+// StretchSecret returns the 32-byte root key a cluster secret stands for
+// (argon2id, see above), or an error saying how to make a good secret when
+// secret is too short or too uniform to be one.
+func StretchSecret(secret []byte) ([]byte, error) {
+	distinct := map[byte]bool{}
+	for _, b := range secret {
+		distinct[b] = true
+	}
+	if len(secret) < MinSecretBytes || len(distinct) < minSecretVariety {
+		return nil, fmt.Errorf("pki: a cluster secret needs at least %d bytes and %d different characters, got %d and %d; make one with `openssl rand -base64 32`: %w",
+			MinSecretBytes, minSecretVariety, len(secret), len(distinct), ErrInvalid)
+	}
+	id := sha256.Sum256(secret)
+	if v, ok := stretched.Load(id); ok {
+		return v.([]byte), nil
+	}
+	root := argon2.IDKey(secret, []byte(stretchSalt), stretchTime, stretchMemory, stretchThreads, 32)
+	stretched.Store(id, root)
+	return root, nil
+}
+
 // DeriveCA returns the cluster CA derived from a shared secret: every node
 // given the same secret derives the same CA key (and so trusts the others'
 // certificates) without any file being copied between them. The secret is
 // the cluster's root of trust: anyone who has it can join; choose at least
 // 32 random bytes.
 //
-// The key is a P-256 scalar taken from HKDF-SHA256 of the secret. The CA
+// The key is a P-256 scalar taken from HKDF-SHA256 of the stretched
+// secret (StretchSecret). The CA
 // certificate's fields are fixed, so that, although each node signs its
 // own copy (ECDSA signatures are randomised), all copies name the same
 // subject and key, which is all chain verification looks at.
 func DeriveCA(secret []byte) (*CA, error) {
-	if len(secret) < 16 {
-		return nil, fmt.Errorf("pki: a cluster secret needs at least 16 bytes, got %d: %w", len(secret), ErrInvalid)
+	root, err := StretchSecret(secret)
+	if err != nil {
+		return nil, err
 	}
-	n := elliptic.P256().Params().N
-	var key *ecdsa.PrivateKey
-	for counter := byte(0); key == nil; counter++ {
-		raw, err := hkdf.Key(sha256.New, secret, []byte{counter}, "brainy cluster CA key", 32)
-		if err != nil {
-			return nil, err
-		}
-		d := new(big.Int).SetBytes(raw)
-		if d.Sign() == 0 || d.Cmp(n) >= 0 {
-			continue // out of range: try the next counter (probability ~2^-32)
-		}
-		if key, err = ecdsa.ParseRawPrivateKey(elliptic.P256(), raw); err != nil {
-			return nil, fmt.Errorf("pki: derive CA key: %w", err)
-		}
+	key, err := caKey(root)
+	if err != nil {
+		return nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
@@ -465,30 +514,59 @@ func DeriveCA(secret []byte) (*CA, error) {
 	return caFromDER(der, key)
 }
 
-// WriteCA stores ca as dir's cluster CA (ca.crt, ca.key), for edges to
-// copy, unless dir already holds it. A different CA there is an error:
-// certificates issued from it would not be trusted by this cluster.
-func WriteCA(dir string, ca *CA) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("pki: create %s: %w", dir, err)
+// caKey derives the CA's P-256 key from root.
+func caKey(root []byte) (*ecdsa.PrivateKey, error) {
+	n := elliptic.P256().Params().N
+	for counter := byte(0); ; counter++ {
+		raw, err := hkdf.Key(sha256.New, root, []byte{counter}, "brainy cluster CA key", 32)
+		if err != nil {
+			return nil, err
+		}
+		d := new(big.Int).SetBytes(raw)
+		if d.Sign() == 0 || d.Cmp(n) >= 0 {
+			continue // out of range: try the next counter (probability ~2^-32)
+		}
+		key, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), raw)
+		if err != nil {
+			return nil, fmt.Errorf("pki: derive CA key: %w", err)
+		}
+		return key, nil
 	}
-	certPath, keyPath := filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile)
-	ok, err := exists(certPath)
+}
+
+// formerLoopbackSecret is the built-in string older versions derived the
+// cluster CA of loopback nodes from (unstretched), and wrote into their
+// storage's tls directory. It is kept only to recognise that CA and refuse
+// it: anyone can derive its key.
+const formerLoopbackSecret = "brainy loopback cluster: for nodes on one host only"
+
+// RefuseWellKnownCA returns an error when dir holds a CA whose key anyone
+// can derive (the one older versions made from a built-in value), so that
+// no node or edge ever trusts it.
+func RefuseWellKnownCA(dir string) error {
+	pemBytes, err := os.ReadFile(filepath.Join(dir, CACertFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	block, _ := pem.Decode(pemBytes)
+	if block == nil {
+		return nil // not a certificate: loading it reports that
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil
+	}
+	known, err := caKey([]byte(formerLoopbackSecret))
 	if err != nil {
 		return err
 	}
-	if ok {
-		have, err := LoadCA(certPath, keyPath)
-		if err != nil {
-			return err
-		}
-		if !have.Key.Equal(ca.Key) {
-			return fmt.Errorf("pki: %s holds another cluster CA than the one derived from the cluster secret; move it away: %w", dir, ErrInvalid)
-		}
-		return nil
+	if pub, ok := cert.PublicKey.(*ecdsa.PublicKey); ok && pub.Equal(&known.PublicKey) {
+		return fmt.Errorf("pki: %s holds the cluster CA older versions derived from a built-in value, whose key anyone can derive; move %s away and pass --cluster-secret (or new CA files): %w",
+			dir, dir, ErrInvalid)
 	}
-	if err := writeFile(keyPath, ca.KeyPEM, 0o600); err != nil {
-		return err
-	}
-	return writeFile(certPath, ca.CertPEM, 0o644)
+	return nil
 }
+

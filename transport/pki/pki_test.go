@@ -1,11 +1,19 @@
 package pki
 
 import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadOrCreate(t *testing.T) {
@@ -139,5 +147,60 @@ func TestDeriveCA(t *testing.T) {
 	}
 	if _, err := DeriveCA([]byte("short")); err == nil {
 		t.Fatal("a 5-byte secret was accepted")
+	}
+}
+
+// TestStretchSecret: what protects the cluster is never a fast hash of the
+// secret, and a secret without variety is refused with advice.
+func TestStretchSecret(t *testing.T) {
+	secret := []byte("a cluster secret of reasonable length")
+	root, err := StretchSecret(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := sha256.Sum256(secret)
+	if len(root) != 32 || bytes.Equal(root, plain[:]) || bytes.Contains(root, secret[:8]) {
+		t.Fatalf("root %x is not a stretched derivation", root)
+	}
+	if again, _ := StretchSecret(secret); !bytes.Equal(root, again) {
+		t.Fatal("the same secret stretched to two roots")
+	}
+	for _, weak := range []string{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "abababababababababab", "short"} {
+		if _, err := StretchSecret([]byte(weak)); err == nil || !strings.Contains(err.Error(), "openssl rand") {
+			t.Errorf("secret %q: %v, want a refusal saying how to make one", weak, err)
+		}
+	}
+}
+
+// TestRefuseWellKnownCA: the CA older versions derived from a built-in
+// value is recognised in a tls directory; a random CA is not.
+func TestRefuseWellKnownCA(t *testing.T) {
+	key, err := caKey([]byte(formerLoopbackSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "brainy cluster CA (derived)"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := t.TempDir()
+	if err := os.WriteFile(filepath.Join(known, CACertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := RefuseWellKnownCA(known); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("the well-known CA: %v, want ErrInvalid", err)
+	}
+	random := t.TempDir()
+	if _, err := LoadOrCreate(random, "node-1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := RefuseWellKnownCA(random); err != nil {
+		t.Fatalf("a random CA: %v", err)
+	}
+	if err := RefuseWellKnownCA(t.TempDir()); err != nil {
+		t.Fatalf("an empty directory: %v", err)
 	}
 }
