@@ -25,6 +25,9 @@ const (
 	DefaultHTTPPort        = "8080"
 	DefaultUpstream        = "127.0.0.1:7071"
 	DefaultTLSDir          = "./brainy-edge-tls"
+	// DefaultCoreHTTPPort is where an edge enrols when EnrolAddr is empty:
+	// the cores' default HTTP port.
+	DefaultCoreHTTPPort = "7070"
 	DefaultShutdownTimeout = 10 * time.Second
 )
 
@@ -54,17 +57,29 @@ type Config struct {
 	// "edge-" + the host name.
 	Name string
 
-	// TLSDir holds the cluster's ca.crt and ca.key (copied from a core's
-	// STORAGE/tls); the edge's own certificate is created there on first
-	// start (--tls-dir). Default "./brainy-edge-tls". Not used when
-	// ClusterSecret or the three TLS files are set.
+	// TLSDir holds the edge's certificate and key and the cluster's
+	// ca.crt (--tls-dir): written by enrolment (JoinToken), or made on
+	// first start from a ca.crt and ca.key copied there from a core.
+	// Default "./brainy-edge-tls". Not used when ClusterSecret or the
+	// three TLS files are set.
 	TLSDir string
+	// JoinToken enrols the edge on first start (--join-token): made by
+	// `brainy-core edge-token` on a core, it gets the edge a certificate of
+	// its own, kept in TLSDir, without the edge ever holding the CA key.
+	// Ignored once TLSDir holds a certificate.
+	JoinToken string
+	// EnrolAddr is the HTTP address (host:port or URL) of a core to enrol
+	// at (--enrol-addr). Default: the first upstream's host, port
+	// DefaultCoreHTTPPort.
+	EnrolAddr string
 	// TLSCert, TLSKey and TLSCA name the edge's certificate, its key and
 	// the cluster CA, PEM files, instead of TLSDir (--tls-cert, --tls-key,
 	// --tls-ca). All three or none.
 	TLSCert, TLSKey, TLSCA string
 	// ClusterSecret is the cores' shared secret; the cluster CA is derived
-	// from it instead of read from TLSDir (--cluster-secret).
+	// from it instead of read from TLSDir (--cluster-secret). It gives the
+	// edge the CA key, so every power a core has: for edges you trust as
+	// much as cores; others enrol (JoinToken).
 	ClusterSecret string
 
 	// APIKeys names a file of "KEY TENANT" lines; it turns authentication
@@ -194,7 +209,7 @@ func New(ctx context.Context, cfg Config) (*Edge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--api-keys: %w", err)
 	}
-	tlsConf, err := credentials(cfg)
+	tlsConf, err := credentials(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -252,13 +267,18 @@ func New(ctx context.Context, cfg Config) (*Edge, error) {
 // certificate from this user's per-host secret, as the cores on this host
 // derive theirs (daemon.HostSecret): nothing to copy, and the CA it
 // derives stays in memory.
-func credentials(cfg Config) (*tls.Config, error) {
+func credentials(ctx context.Context, cfg Config) (*tls.Config, error) {
 	files := daemon.TLSFiles{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA, Secret: []byte(cfg.ClusterSecret)}
 	if files.Cert == "" && files.Key == "" && files.CA == "" && len(files.Secret) == 0 {
+		if cfg.JoinToken != "" {
+			if err := enrol(ctx, cfg); err != nil {
+				return nil, err
+			}
+		}
 		if _, err := os.Stat(filepath.Join(cfg.TLSDir, pki.CACertFile)); err != nil {
 			if !allLoopback(cfg.Upstreams) {
-				return nil, fmt.Errorf("--tls-dir %s holds no %s: copy ca.crt and ca.key from a core's STORAGE/tls there, pass the cores' --cluster-secret, or pass --tls-cert, --tls-key and --tls-ca",
-					cfg.TLSDir, pki.CACertFile)
+				return nil, fmt.Errorf("%w: --tls-dir %s holds no %s: enrol with --join-token (run `brainy-core edge-token` on a core), or pass --tls-cert, --tls-key and --tls-ca",
+					errNoCredentials, cfg.TLSDir, pki.CACertFile)
 			}
 			return hostCredentials(cfg)
 		}

@@ -62,6 +62,12 @@ type Config struct {
 	RateLimit float64
 	// RateBurst is the bucket size. Default: RateLimit (one second's worth).
 	RateBurst int
+	// Enrol, when set, answers POST /v1/enrol: an edge's enrolment request
+	// (pki.Enrolment), which carries its own proof of authority — a token
+	// made with the cluster CA — so it needs no API key. An error refuses
+	// it (403 enrolment_refused, with the error's message). Nil: 404, as
+	// on nodes that hold no CA key, and on edges.
+	Enrol func(body []byte) ([]byte, error)
 	// Cache, when set, answers GETs from RAM (an edge's cache, package
 	// edge); writes made through this handler update it. Nil means every
 	// GET asks the backend. Its Prometheus metrics are the cache's to
@@ -128,6 +134,7 @@ const (
 	routeProm    = "prometheus"
 	routeHealth  = "health"
 	routeOther   = "other"
+	routeEnrol   = "enrol"
 )
 
 var (
@@ -174,6 +181,12 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 		route = routeProm
 		if h.allow(ctx, "GET") && h.authorize(ctx) {
 			h.promh(ctx)
+		}
+		return
+	case string(path) == "/v1/enrol" && h.cfg.Enrol != nil:
+		route = routeEnrol
+		if h.allow(ctx, "POST") {
+			h.serveEnrol(ctx)
 		}
 		return
 	case string(path) == "/healthz":
@@ -337,6 +350,24 @@ func (h *Handler) body(ctx *fasthttp.RequestCtx) ([]byte, bool) {
 		return tooLarge()
 	}
 	return b, true
+}
+
+// serveEnrol signs an edge's certificate request when its token proves
+// the cluster's authority (Config.Enrol).
+func (h *Handler) serveEnrol(ctx *fasthttp.RequestCtx) {
+	body, ok := h.body(ctx)
+	if !ok {
+		return
+	}
+	out, err := h.cfg.Enrol(body)
+	if err != nil {
+		h.log.Warn("edge enrolment refused", "remote", ctx.RemoteIP().String(), "err", err)
+		writeAPIError(ctx, apiError{fasthttp.StatusForbidden, "enrolment_refused", err.Error()})
+		return
+	}
+	h.log.Info("edge enrolled", "remote", ctx.RemoteIP().String())
+	ctx.SetContentType("application/json")
+	ctx.SetBody(out)
 }
 
 func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {

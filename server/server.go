@@ -23,6 +23,7 @@ import (
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/tiers/backend"
 	"github.com/soullabs/brainy/transport"
+	"github.com/soullabs/brainy/transport/pki"
 )
 
 // Server is a running core node. New starts everything but the HTTP API,
@@ -32,7 +33,8 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	nodeID  string
-	root    []byte // the cluster's root secret, for the gossip key (credentials)
+	ca      *pki.CA // the cluster CA, when this node holds its key: it enrols edges
+	root    []byte  // the cluster's root secret, for the gossip key (credentials)
 	store   *backend.Store
 	qsrv    *transport.Server
 	qclient *transport.Client
@@ -88,8 +90,12 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.qclient.OnDisconnect(s.peerDisconnected)
-	h, err := httpapi.NewHandler(httpapi.Config{Limits: limits, APIKeys: keys, WriteTimeout: cfg.WriteTimeout, Logger: s.log,
-		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst}, s.node)
+	hcfg := httpapi.Config{Limits: limits, APIKeys: keys, WriteTimeout: cfg.WriteTimeout, Logger: s.log,
+		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst}
+	if s.ca != nil {
+		hcfg.Enrol = func(body []byte) ([]byte, error) { return s.ca.Enrol(body, time.Now()) }
+	}
+	h, err := httpapi.NewHandler(hcfg, s.node)
 	if err != nil {
 		return nil, err
 	}
@@ -147,11 +153,11 @@ func (s *Server) openStore(ctx context.Context) (backend.Spec, error) {
 // startTransport starts the QUIC server edges and peers call, and the
 // client this node calls peers with.
 func (s *Server) startTransport(spec backend.Spec) error {
-	tlsConf, root, err := s.credentials(spec)
+	tlsConf, ca, root, err := s.credentials(spec)
 	if err != nil {
 		return fmt.Errorf("cluster credentials: %w", err)
 	}
-	s.root = root
+	s.ca, s.root = ca, root
 	qcfg := transport.DefaultConfig(tlsConf)
 	qcfg.ListenAddr, qcfg.Logger = s.cfg.QUICAddr, s.log
 	if s.qsrv, err = transport.NewServer(qcfg); err != nil {

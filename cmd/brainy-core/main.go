@@ -14,9 +14,11 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/soullabs/brainy/cluster"
 	"github.com/soullabs/brainy/cluster/membership"
@@ -30,11 +32,14 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "edge-token" {
+		os.Exit(edgeToken(os.Args[2:]))
+	}
 	var cfg server.Config
 	var logLevel, logFormat string
 	os.Exit(daemon.Main(daemon.Command{
 		Name: "brainy-core", EnvPrefix: "BRAINY_",
-		Synopsis: "Usage: brainy-core [flags]\n\nRuns a Brainy node serving the HTTP API v1 and, for edges, the same items over QUIC.",
+		Synopsis: "Usage: brainy-core [flags]\n       brainy-core edge-token [--ttl 1h] [flags]\n\nRuns a Brainy node serving the HTTP API v1 and, for edges, the same items over QUIC.\nedge-token prints a token that enrols edges (brainy-edge --join-token) with this node's CA.",
 		Flags:    flags(&cfg, &logLevel, &logFormat), LogLevel: &logLevel, LogFormat: &logFormat,
 		Run: func(ctx context.Context, log *slog.Logger, sources map[string]cliconfig.Source) error {
 			cfg.Logger = log
@@ -46,6 +51,29 @@ func main() {
 			return s.Run(ctx)
 		},
 	}, os.Args[1:], os.Stderr))
+}
+
+// edgeToken prints a token enrolling edges, made with the CA of the node
+// the same flags (and BRAINY_* variables, and --config) configure.
+func edgeToken(args []string) int {
+	var cfg server.Config
+	var logLevel, logFormat string
+	ttl := time.Hour
+	fs := flags(&cfg, &logLevel, &logFormat)
+	fs.DurationVar(&ttl, "ttl", ttl, "how long the token enrols edges (at most a year); keep it short")
+	return daemon.Main(daemon.Command{
+		Name: "brainy-core edge-token", EnvPrefix: "BRAINY_",
+		Synopsis: "Usage: brainy-core edge-token [--ttl 1h] [flags]\n\nPrints a token that enrols edges (brainy-edge --join-token TOKEN) with the cluster CA of the node\nthese flags configure: run it where that node runs, with its settings.",
+		Flags:    fs, LogLevel: &logLevel, LogFormat: &logFormat,
+		Run: func(ctx context.Context, log *slog.Logger, _ map[string]cliconfig.Source) error {
+			token, err := server.EdgeToken(cfg, ttl)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Println(token)
+			return err
+		},
+	}, args, os.Stderr)
 }
 
 func flags(c *server.Config, logLevel, logFormat *string) *flag.FlagSet {

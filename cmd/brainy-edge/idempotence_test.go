@@ -22,11 +22,10 @@ import (
 func TestWritesNeverDuplicated(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "core-data")
-	core := coretest.StartCore(t, coreBin, nil, "--storage", data, "--cluster-secret", newSecret(t))
-	edgeTLS := filepath.Join(dir, "edge-tls")
-	copyCA(t, filepath.Join(data, "tls"), edgeTLS)
-	edge := coretest.Start(t, edgeBin, nil, "--upstream", core.QUICAddr+","+core.QUICAddr,
-		"--tls-dir", edgeTLS, "--cache-size", "0", "--call-timeout", "1ms")
+	secret := newSecret(t)
+	core := coretest.StartCore(t, coreBin, nil, "--storage", data, "--cluster-secret", secret)
+	edge := coretest.Start(t, edgeBin, nil, append(enrolment(t, core, filepath.Join(dir, "edge-tls"), "--storage", data, "--cluster-secret", secret),
+		"--upstream", core.QUICAddr+","+core.QUICAddr, "--cache-size", "0", "--call-timeout", "1ms")...)
 	// Small payloads leave at once, but a durable write (raft log synced)
 	// often takes longer than 1 ms: many time out after they were
 	// delivered. A core that did not answer is skipped for a second, so the

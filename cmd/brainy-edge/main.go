@@ -2,15 +2,17 @@
 // in front of the regional cores, which it reaches over QUIC (package
 // edge).
 //
-//	brainy-edge --upstream 127.0.0.1:7071                    # cores on this host: nothing else
-//	brainy-edge --upstream core1:7071,core2:7071 --cluster-secret "$SECRET"
+//	brainy-edge --upstream 127.0.0.1:7071                      # cores on this host: nothing else
+//	brainy-edge --upstream core1:7071,core2:7071 --join-token "$TOKEN"
 //
 // The edge authenticates to the cores with an edge certificate from the
-// cluster CA. With cores on loopback and no TLS setting, it derives the CA
-// from this user's per-host secret, as those cores do; otherwise give it
-// the cores' --cluster-secret, or copy ca.crt and ca.key from a core's
-// STORAGE/tls into --tls-dir before the first start. Every flag can also be set as BRAINY_EDGE_<NAME> or in a YAML file
-// given by --config; run with --help for the list.
+// cluster CA. With cores on loopback and no TLS setting, it issues itself
+// one from this user's per-host secret, as those cores derive their CA.
+// Elsewhere it enrols once: `brainy-core edge-token` on a core prints a
+// token; given it, the edge makes a key, has a core sign it, and keeps its
+// certificate in --tls-dir (never the CA key). Every flag can also be set
+// as BRAINY_EDGE_<NAME> or in a YAML file given by --config; run with
+// --help for the list.
 package main
 
 import (
@@ -51,11 +53,13 @@ func flags(c *edge.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.StringVar(&c.HTTPAddr, "http-addr", "", "HTTP API listen `host:port`; empty means BIND:"+edge.DefaultHTTPPort)
 	c.Upstreams = []string{edge.DefaultUpstream}
 	fs.Var((*cliconfig.List)(&c.Upstreams), "upstream", "the cores' QUIC `addresses`, comma-separated, tried in order")
-	fs.StringVar(&c.TLSDir, "tls-dir", edge.DefaultTLSDir, "`directory` holding the cluster's ca.crt and ca.key (copied from a core's STORAGE/tls);\nthe edge's own certificate is created there on first start. Not needed for cores on loopback")
+	fs.StringVar(&c.TLSDir, "tls-dir", edge.DefaultTLSDir, "`directory` holding the edge's certificate and the cluster's ca.crt, written by enrolment (--join-token).\nNot needed for cores on loopback")
+	fs.StringVar(&c.JoinToken, "join-token", "", "enrolment `token` from `brainy-core edge-token`: on first start the edge gets its certificate\nfrom a core (at --enrol-addr) and keeps it in --tls-dir")
+	fs.StringVar(&c.EnrolAddr, "enrol-addr", "", "a core's HTTP `address` (host:port or URL) to enrol at; empty means the first upstream's host, port "+edge.DefaultCoreHTTPPort)
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "edge certificate `file` (PEM), with --tls-key and --tls-ca, instead of --tls-dir")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "edge private key `file` (PEM)")
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "cluster CA certificate `file` (PEM)")
-	fs.StringVar(&c.ClusterSecret, "cluster-secret", "", "the cores' shared `secret`: the cluster CA is derived from it, instead of --tls-dir")
+	fs.StringVar(&c.ClusterSecret, "cluster-secret", "", "the cores' shared `secret`: the cluster CA is derived from it, instead of --tls-dir.\nIt gives the edge a core's powers: prefer --join-token")
 	fs.StringVar(&c.Name, "name", "", "the edge's `name` in its certificate; empty means edge-HOSTNAME")
 	fs.StringVar(&c.APIKeys, "api-keys", "", "`file` of \"KEY TENANT\" lines (\"KEY TENANT admin\" may also read metrics); turns on authentication")
 	fs.BoolVar(&c.Insecure, "insecure", false, "allow a non-loopback address without API keys")

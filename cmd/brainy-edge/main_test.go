@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -50,31 +48,20 @@ func do(t *testing.T, method, url, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// newSecret returns a random cluster secret. A core given one writes the
-// CA derived from it to STORAGE/tls, which copyCA hands to an edge: the
-// enrolment of an edge on another host. (On loopback with no secret, the
-// core derives its CA from the per-host secret and writes none.)
-func newSecret(t *testing.T) string {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
+// newSecret returns a random cluster secret: never a constant.
+func newSecret(t *testing.T) string { return coretest.NewSecret(t) }
 
-// copyCA gives an edge directory the cluster CA of a core.
-func copyCA(t *testing.T, coreTLS, edgeTLS string) {
+// enrolment returns the edge flags that enrol it with core, as an operator
+// would on another host: a token from `brainy-core edge-token` run with
+// the core's own settings (coreArgs), the core's HTTP address, and an
+// empty --tls-dir where the edge keeps what it is issued (never the CA key).
+func enrolment(t *testing.T, core *coretest.Process, edgeTLS string, coreArgs ...string) []string {
 	t.Helper()
-	os.MkdirAll(edgeTLS, 0o700)
-	for _, f := range []string{pki.CACertFile, pki.CAKeyFile} {
-		b, err := os.ReadFile(filepath.Join(coreTLS, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(edgeTLS, f), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
+	token := strings.TrimSpace(coretest.Output(t, coreBin, nil, append([]string{"edge-token", "--ttl", "10m"}, coreArgs...)...))
+	if !strings.HasPrefix(token, pki.TokenPrefix) {
+		t.Fatalf("brainy-core edge-token printed %q", token)
 	}
+	return []string{"--tls-dir", edgeTLS, "--join-token", token, "--enrol-addr", core.URL("")}
 }
 
 // TestEdgeServesThroughCore, without a cache: writes through the edge land
@@ -86,8 +73,11 @@ func TestEdgeServesThroughCore(t *testing.T) {
 	secret := newSecret(t)
 	core := coretest.StartCore(t, coreBin, nil, "--storage", data, "--cluster-secret", secret)
 	edgeTLS := filepath.Join(dir, "edge-tls")
-	copyCA(t, filepath.Join(data, "tls"), edgeTLS)
-	edge := coretest.Start(t, edgeBin, nil, "--upstream", core.QUICAddr, "--tls-dir", edgeTLS, "--cache-size", "0")
+	edge := coretest.Start(t, edgeBin, nil, append(enrolment(t, core, edgeTLS, "--storage", data, "--cluster-secret", secret),
+		"--upstream", core.QUICAddr, "--cache-size", "0")...)
+	if _, err := os.Stat(filepath.Join(edgeTLS, pki.CAKeyFile)); err == nil {
+		t.Fatal("the enrolled edge holds the CA key")
+	}
 
 	status, put := do(t, "PUT", edge.URL("/v1/items/john"), `{"type":"person","data":{"name":"John"}}`)
 	if status != 201 {
@@ -138,9 +128,18 @@ func TestEdgeWithoutClusterCredentials(t *testing.T) {
 	if status, _ := do(t, "GET", core.URL("/v1/items/x"), ""); status != 404 {
 		t.Fatalf("the foreign edge's write reached the core: %d", status)
 	}
-	// Off this host there is no per-host secret to enrol from: the CA is needed.
+	// A token of another cluster enrols nothing: the core refuses it.
+	foreignToken := strings.TrimSpace(coretest.Output(t, coreBin, nil, "edge-token", "--storage", filepath.Join(dir, "other"), "--cluster-secret", newSecret(t)))
+	if code, out := coretest.Run(edgeBin, nil, "--tls-dir", filepath.Join(dir, "enrolled"), "--http-addr", "127.0.0.1:0",
+		"--upstream", core.QUICAddr, "--join-token", foreignToken, "--enrol-addr", core.URL("")); code == 0 || !strings.Contains(out, "enrolment_refused") {
+		t.Fatalf("an edge with another cluster's token should be refused: %d\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "enrolled", pki.NodeCertFile)); err == nil {
+		t.Fatal("a refused enrolment left a certificate")
+	}
+	// Off this host there is no per-host secret to enrol from: enrolment is needed.
 	if code, out := coretest.Run(edgeBin, nil, "--tls-dir", filepath.Join(dir, "empty"), "--http-addr", "127.0.0.1:0",
-		"--upstream", "192.0.2.1:7071"); code == 0 || !strings.Contains(out, "copy ca.crt and ca.key") {
+		"--upstream", "192.0.2.1:7071"); code == 0 || !strings.Contains(out, "--join-token") {
 		t.Fatalf("an edge of remote cores without the cluster CA should refuse to start: %d\n%s", code, out)
 	}
 }
@@ -178,9 +177,8 @@ func TestEdgeCache(t *testing.T) {
 	secret := newSecret(t)
 	core := coretest.StartCore(t, coreBin, nil, "--storage", data, "--cluster-secret", secret)
 	edgeTLS := filepath.Join(dir, "edge-tls")
-	copyCA(t, filepath.Join(data, "tls"), edgeTLS)
-	edge := coretest.Start(t, edgeBin, nil, "--upstream", core.QUICAddr, "--tls-dir", edgeTLS,
-		"--cache-size", "16777216", "--cache-ttl", "60s", "--call-timeout", "1s")
+	edge := coretest.Start(t, edgeBin, nil, append(enrolment(t, core, edgeTLS, "--storage", data, "--cluster-secret", secret),
+		"--upstream", core.QUICAddr, "--cache-size", "16777216", "--cache-ttl", "60s", "--call-timeout", "1s")...)
 
 	if status, _ := do(t, "PUT", core.URL("/v1/items/a"), `{"data":1}`); status != 201 {
 		t.Fatalf("PUT at core: %d", status)

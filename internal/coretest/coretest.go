@@ -230,3 +230,18 @@ func NewSecret(t testing.TB) string {
 	}
 	return base64.StdEncoding.EncodeToString(b)
 }
+
+// Output runs bin to completion and returns its standard output, failing t
+// (with its standard error) unless it exits 0.
+func Output(t testing.TB, bin string, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(append(os.Environ(), "XDG_CONFIG_HOME="+configHome()), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out)
+}
