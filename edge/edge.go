@@ -21,13 +21,13 @@ import (
 
 // Defaults of the Config fields.
 const (
-	DefaultBind            = "127.0.0.1"
-	DefaultHTTPPort        = "8080"
-	DefaultUpstream        = "127.0.0.1:7071"
-	DefaultTLSDir          = "./brainy-edge-tls"
+	DefaultBind     = "127.0.0.1"
+	DefaultHTTPPort = "8080"
+	DefaultUpstream = "127.0.0.1:7071"
+	DefaultTLSDir   = "./brainy-edge-tls"
 	// DefaultCoreHTTPPort is where an edge enrols when EnrolAddr is empty:
 	// the cores' default HTTP port.
-	DefaultCoreHTTPPort = "7070"
+	DefaultCoreHTTPPort    = "7070"
 	DefaultShutdownTimeout = 10 * time.Second
 )
 

@@ -569,4 +569,3 @@ func RefuseWellKnownCA(dir string) error {
 	}
 	return nil
 }
-
