@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
@@ -348,25 +349,7 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if ctx.IsPost() {
-		body, ok := h.body(ctx)
-		if !ok {
-			return
-		}
-		it, err := DecodeItem(body, &h.cfg.Limits)
-		if err != nil {
-			h.writeError(ctx, err)
-			return
-		}
-		wctx, cancel := context.WithTimeout(context.Background(), h.cfg.WriteTimeout)
-		defer cancel()
-		out, err := h.be.Add(wctx, tenant, it)
-		if err != nil {
-			h.writeError(ctx, err)
-			return
-		}
-		h.cacheWrite(out)
-		ctx.Response.Header.Set("Location", "/v1/items/"+url.PathEscape(out.ID))
-		h.writeItem(ctx, fasthttp.StatusCreated, out)
+		h.serveAdd(ctx, tenant)
 		return
 	}
 	args := ctx.QueryArgs()
@@ -393,6 +376,61 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	b := ctx.Response.SwapBody(nil)
 	ctx.Response.SwapBody(append(appendPage(b[:0], page), '\n'))
+}
+
+// serveAdd answers POST /v1/items. The id is settled here, before the
+// backend sees the write: from the Idempotency-Key, else the body's, else
+// a new ULID. So a retry by the client (with the key) or a failover by an
+// edge's upstream names the item the first attempt named, and Add, which
+// only creates, cannot store it twice.
+func (h *Handler) serveAdd(ctx *fasthttp.RequestCtx, tenant string) {
+	key, err := idempotencyKey(ctx)
+	if err != nil {
+		h.writeError(ctx, err)
+		return
+	}
+	body, ok := h.body(ctx)
+	if !ok {
+		return
+	}
+	it, err := DecodeItem(body, &h.cfg.Limits)
+	if err != nil {
+		h.writeError(ctx, err)
+		return
+	}
+	switch {
+	case key != "" && it.ID != "":
+		h.writeError(ctx, item.Invalid("id_with_idempotency_key",
+			"a POST with an Idempotency-Key gets its id from the key; leave id out of the body, or PUT to the id"))
+		return
+	case key != "":
+		it.ID = KeyedID(key)
+	case it.ID == "":
+		it.ID = ulid.Make().String()
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), h.cfg.WriteTimeout)
+	defer cancel()
+	out, err := h.be.Add(wctx, tenant, it)
+	replayed := false
+	if key != "" && errors.Is(err, item.ErrConflict) {
+		out, replayed, err = h.replay(wctx, tenant, it)
+	}
+	location := "/v1/items/" + url.PathEscape(it.ID)
+	if err != nil {
+		h.writeError(ctx, err)
+		if ctx.Response.StatusCode() == fasthttp.StatusServiceUnavailable {
+			// The write may have happened (outcome_unknown, a timeout):
+			// say where the item is if it did, so the client can look.
+			ctx.Response.Header.Set("Location", location)
+		}
+		return
+	}
+	h.cacheWrite(out)
+	ctx.Response.Header.Set("Location", location)
+	if replayed {
+		ctx.Response.Header.Set("Idempotent-Replayed", "true")
+	}
+	h.writeItem(ctx, fasthttp.StatusCreated, out)
 }
 
 func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
