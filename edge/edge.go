@@ -96,6 +96,11 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies (--max-body-bytes). Default
 	// item.DefaultLimits().MaxBodyBytes (1 MiB).
 	MaxBodyBytes int
+	// MaxConnsPerIP bounds the HTTP connections one client address may
+	// hold open; one more is answered 429 and closed (--max-conns-per-ip).
+	// Default httpapi.DefaultMaxConnsPerIP (1024). Behind a proxy, every
+	// client has the proxy's address.
+	MaxConnsPerIP int
 
 	// CacheBytes is the RAM for cached answers (--cache-size). Zero turns
 	// the cache off; the flag's default is DefaultCacheBytes().
@@ -180,8 +185,8 @@ func (c *Config) Validate() error {
 	if c.CacheBytes < 0 {
 		errs = append(errs, fmt.Errorf("--cache-size %d: want 0 (off) or more bytes", c.CacheBytes))
 	}
-	if c.MaxBodyBytes < 0 || c.RateLimit < 0 || c.RateBurst < 0 {
-		errs = append(errs, errors.New("--max-body-bytes, --rate-limit and --rate-burst cannot be negative"))
+	if c.MaxBodyBytes < 0 || c.MaxConnsPerIP < 0 || c.RateLimit < 0 || c.RateBurst < 0 {
+		errs = append(errs, errors.New("--max-body-bytes, --max-conns-per-ip, --rate-limit and --rate-burst cannot be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -253,7 +258,7 @@ func New(ctx context.Context, cfg Config) (*Edge, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.srv = httpapi.NewServer(httpapi.ServerConfig{}, h)
+	e.srv = httpapi.NewServer(httpapi.ServerConfig{MaxConnsPerIP: cfg.MaxConnsPerIP}, h)
 	if e.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}

@@ -1,6 +1,8 @@
 // Package httpapi is Brainy's HTTP API v1 on fasthttp, the same on
 // brainy-core and brainy-edge: routing, tenants and API keys, per-tenant
-// rate limits, bounded JSON decoding, ETag and If-Match handling, the one
+// rate limits, bounded JSON decoding, ETag and If-Match handling, the id
+// of every POST (from its Idempotency-Key, so a retry stores nothing new:
+// idempotency.go), the one
 // mapping from item errors to statuses, /v1/metrics, Prometheus /metrics,
 // /healthz and /readyz, and the HTTP server around it.
 //

@@ -30,6 +30,11 @@ func classify(err error) apiError {
 			status = fasthttp.StatusRequestEntityTooLarge
 		}
 		return apiError{status, inv.Code, inv.Message}
+	case errors.Is(err, errKeyReused):
+		// 422, as draft-ietf-httpapi-idempotency-key-header asks for a key
+		// reused with another payload.
+		return apiError{fasthttp.StatusUnprocessableEntity, "idempotency_key_reused",
+			"the Idempotency-Key names an item whose content differs from this request's (the key was used for another request, or the item has changed since)"}
 	case errors.Is(err, item.ErrNotFound):
 		return apiError{fasthttp.StatusNotFound, "not_found", "item not found"}
 	case errors.Is(err, item.ErrConflict):

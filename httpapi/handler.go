@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
@@ -35,11 +36,24 @@ type Backend interface {
 // DefaultWriteTimeout is Config.WriteTimeout when zero.
 const DefaultWriteTimeout = 10 * time.Second
 
+// DefaultMaxBodyBytesInFlight is Config.MaxBodyBytesInFlight when zero
+// (raised to Limits.MaxBodyBytes if that is larger): 64 bodies of the
+// default largest size at once, or tens of thousands of typical ones.
+const DefaultMaxBodyBytesInFlight = 64 << 20
+
 // Config configures the HTTP API. Zero fields take their defaults.
 type Config struct {
 	// Limits bound every request. Zero fields take item.DefaultLimits
 	// (1 MiB bodies, 256-byte ids, depth 32, 10,000 fields, 4096 dims).
 	Limits item.Limits
+	// MaxBodyBytesInFlight bounds the request bodies held at once by the
+	// requests being served: each holds its declared Content-Length (a
+	// chunked body: Limits.MaxBodyBytes) from the moment its tenant is
+	// known until it is answered. A body that does not fit is refused at
+	// once, 503 overloaded with Retry-After, unread: waiting would hold
+	// the connection and its goroutine instead. Default
+	// DefaultMaxBodyBytesInFlight, at least Limits.MaxBodyBytes.
+	MaxBodyBytesInFlight int64
 	// APIKeys, when non-empty, turns authentication on: every request but
 	// /healthz and /readyz needs "Authorization: Bearer KEY", and the key
 	// decides the tenant. Nil means no authentication.
@@ -78,6 +92,9 @@ type Config struct {
 // EnsureDefaults fills zero fields with their defaults.
 func (c *Config) EnsureDefaults() {
 	c.Limits.EnsureDefaults()
+	if c.MaxBodyBytesInFlight == 0 {
+		c.MaxBodyBytesInFlight = max(DefaultMaxBodyBytesInFlight, int64(c.Limits.MaxBodyBytes))
+	}
 	if c.DefaultTenant == "" {
 		c.DefaultTenant = "default"
 	}
@@ -101,6 +118,7 @@ type Handler struct {
 	metrics  *httpMetrics
 	promh    fasthttp.RequestHandler
 	draining atomic.Bool
+	bodies   atomic.Int64 // bytes of request bodies held now (Config.MaxBodyBytesInFlight)
 }
 
 // NewHandler returns the API handler for be.
@@ -108,6 +126,10 @@ func NewHandler(cfg Config, be Backend) (*Handler, error) {
 	cfg.EnsureDefaults()
 	if err := cfg.Limits.CheckTenant(cfg.DefaultTenant); err != nil {
 		return nil, fmt.Errorf("httpapi: DefaultTenant: %w", err)
+	}
+	if cfg.MaxBodyBytesInFlight < int64(cfg.Limits.MaxBodyBytes) {
+		return nil, fmt.Errorf("httpapi: MaxBodyBytesInFlight %d is below Limits.MaxBodyBytes %d: a body of the largest size could never be read",
+			cfg.MaxBodyBytesInFlight, cfg.Limits.MaxBodyBytes)
 	}
 	h := &Handler{cfg: cfg, be: be, log: cfg.Logger.With("component", "http")}
 	m, err := newHTTPMetrics(cfg.Registry, be)
@@ -324,41 +346,63 @@ func (h *Handler) checkBody(ctx *fasthttp.RequestCtx) bool {
 // body, at most Limits.MaxBodyBytes of it. The
 // server streams bodies (ServerConfig), so nothing of a body is held
 // before this point: a declared length over the limit is refused unread,
-// and a chunked body is read only up to the limit.
-func (h *Handler) body(ctx *fasthttp.RequestCtx) ([]byte, bool) {
+// and a chunked body is read only up to the limit. The body's bytes are
+// counted against MaxBodyBytesInFlight until the caller calls
+// releaseBody(held), which it must once it is done with the body.
+func (h *Handler) body(ctx *fasthttp.RequestCtx) (_ []byte, held int64, _ bool) {
 	if !h.checkBody(ctx) {
-		return nil, false
+		return nil, 0, false
 	}
 	limit := h.cfg.Limits.MaxBodyBytes
-	tooLarge := func() ([]byte, bool) {
-		writeAPIError(ctx, apiError{fasthttp.StatusRequestEntityTooLarge, "body_too_large",
-			fmt.Sprintf("the request body is larger than the limit of %d bytes", limit)})
-		ctx.SetConnectionClose() // the rest of the body is still on the wire
-		return nil, false
+	refuse := func(e apiError) ([]byte, int64, bool) {
+		writeAPIError(ctx, e)
+		ctx.SetConnectionClose() // the rest of the body may still be on the wire
+		return nil, 0, false
 	}
-	if n := ctx.Request.Header.ContentLength(); n > limit {
-		return tooLarge()
-	} else if n >= 0 || !ctx.Request.IsBodyStream() {
-		return ctx.PostBody(), true
+	tooLarge := func() apiError {
+		return apiError{fasthttp.StatusRequestEntityTooLarge, "body_too_large",
+			fmt.Sprintf("the request body is larger than the limit of %d bytes", limit)}
+	}
+	n := ctx.Request.Header.ContentLength()
+	if n > limit {
+		return refuse(tooLarge())
+	}
+	held = int64(n)
+	if n < 0 { // chunked: as long as it may get
+		held = int64(limit)
+	}
+	if h.bodies.Add(held) > h.cfg.MaxBodyBytesInFlight {
+		h.bodies.Add(-held)
+		return refuse(apiError{fasthttp.StatusServiceUnavailable, "overloaded",
+			"the server is reading too many request bodies at once; retry shortly"})
+	}
+	if n >= 0 || !ctx.Request.IsBodyStream() {
+		return ctx.PostBody(), held, true
 	}
 	b, err := io.ReadAll(io.LimitReader(ctx.RequestBodyStream(), int64(limit)+1))
 	if err != nil {
+		h.releaseBody(held)
 		writeAPIError(ctx, apiError{fasthttp.StatusBadRequest, "bad_request", "the request body could not be read"})
-		return nil, false
+		return nil, 0, false
 	}
 	if len(b) > limit {
-		return tooLarge()
+		h.releaseBody(held)
+		return refuse(tooLarge())
 	}
-	return b, true
+	return b, held, true
 }
+
+// releaseBody returns what body counted against MaxBodyBytesInFlight.
+func (h *Handler) releaseBody(held int64) { h.bodies.Add(-held) }
 
 // serveEnrol signs an edge's certificate request when its token proves
 // the cluster's authority (Config.Enrol).
 func (h *Handler) serveEnrol(ctx *fasthttp.RequestCtx) {
-	body, ok := h.body(ctx)
+	body, held, ok := h.body(ctx)
 	if !ok {
 		return
 	}
+	defer h.releaseBody(held)
 	out, err := h.cfg.Enrol(body)
 	if err != nil {
 		h.log.Warn("edge enrolment refused", "remote", ctx.RemoteIP().String(), "err", err)
@@ -379,25 +423,7 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if ctx.IsPost() {
-		body, ok := h.body(ctx)
-		if !ok {
-			return
-		}
-		it, err := DecodeItem(body, &h.cfg.Limits)
-		if err != nil {
-			h.writeError(ctx, err)
-			return
-		}
-		wctx, cancel := context.WithTimeout(context.Background(), h.cfg.WriteTimeout)
-		defer cancel()
-		out, err := h.be.Add(wctx, tenant, it)
-		if err != nil {
-			h.writeError(ctx, err)
-			return
-		}
-		h.cacheWrite(out)
-		ctx.Response.Header.Set("Location", "/v1/items/"+url.PathEscape(out.ID))
-		h.writeItem(ctx, fasthttp.StatusCreated, out)
+		h.serveAdd(ctx, tenant)
 		return
 	}
 	args := ctx.QueryArgs()
@@ -424,6 +450,62 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	b := ctx.Response.SwapBody(nil)
 	ctx.Response.SwapBody(append(appendPage(b[:0], page), '\n'))
+}
+
+// serveAdd answers POST /v1/items. The id is settled here, before the
+// backend sees the write: from the Idempotency-Key, else the body's, else
+// a new ULID. So a retry by the client (with the key) or a failover by an
+// edge's upstream names the item the first attempt named, and Add, which
+// only creates, cannot store it twice.
+func (h *Handler) serveAdd(ctx *fasthttp.RequestCtx, tenant string) {
+	key, err := idempotencyKey(ctx)
+	if err != nil {
+		h.writeError(ctx, err)
+		return
+	}
+	body, held, ok := h.body(ctx)
+	if !ok {
+		return
+	}
+	defer h.releaseBody(held)
+	it, err := DecodeItem(body, &h.cfg.Limits)
+	if err != nil {
+		h.writeError(ctx, err)
+		return
+	}
+	switch {
+	case key != "" && it.ID != "":
+		h.writeError(ctx, item.Invalid("id_with_idempotency_key",
+			"a POST with an Idempotency-Key gets its id from the key; leave id out of the body, or PUT to the id"))
+		return
+	case key != "":
+		it.ID = KeyedID(key)
+	case it.ID == "":
+		it.ID = ulid.Make().String()
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), h.cfg.WriteTimeout)
+	defer cancel()
+	out, err := h.be.Add(wctx, tenant, it)
+	replayed := false
+	if key != "" && errors.Is(err, item.ErrConflict) {
+		out, replayed, err = h.replay(wctx, tenant, it)
+	}
+	location := "/v1/items/" + url.PathEscape(it.ID)
+	if err != nil {
+		h.writeError(ctx, err)
+		if ctx.Response.StatusCode() == fasthttp.StatusServiceUnavailable {
+			// The write may have happened (outcome_unknown, a timeout):
+			// say where the item is if it did, so the client can look.
+			ctx.Response.Header.Set("Location", location)
+		}
+		return
+	}
+	h.cacheWrite(out)
+	ctx.Response.Header.Set("Location", location)
+	if replayed {
+		ctx.Response.Header.Set("Idempotent-Replayed", "true")
+	}
+	h.writeItem(ctx, fasthttp.StatusCreated, out)
 }
 
 func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
@@ -495,10 +577,11 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 		}
 		h.writeItem(ctx, fasthttp.StatusOK, it)
 	case "PUT":
-		body, ok := h.body(ctx)
+		body, held, ok := h.body(ctx)
 		if !ok {
 			return
 		}
+		defer h.releaseBody(held)
 		it, err := DecodeItem(body, &h.cfg.Limits)
 		if err != nil {
 			h.writeError(ctx, err)
@@ -523,10 +606,11 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 		h.cacheWrite(out)
 		h.writeItem(ctx, status, out)
 	case "PATCH":
-		body, ok := h.body(ctx)
+		body, held, ok := h.body(ctx)
 		if !ok {
 			return
 		}
+		defer h.releaseBody(held)
 		bodyID, p, err := DecodePatch(body, &h.cfg.Limits)
 		if err != nil {
 			h.writeError(ctx, err)

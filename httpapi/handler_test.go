@@ -26,13 +26,22 @@ type testServer struct {
 }
 
 func newTestServer(t testing.TB, cfg Config) *testServer {
+	return newTestServerWith(t, cfg, nil)
+}
+
+// newTestServerWith serves wrap(node) instead of the node when wrap is set.
+func newTestServerWith(t testing.TB, cfg Config, wrap func(*core.Node) Backend) *testServer {
 	t.Helper()
 	store := memory.New()
 	node, err := core.Open(context.Background(), core.Config{Store: store, Limits: cfg.Limits})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := NewHandler(cfg, node)
+	var be Backend = node
+	if wrap != nil {
+		be = wrap(node)
+	}
+	h, err := NewHandler(cfg, be)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,27 +11,54 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// ServerConfig configures the HTTP server around a Handler.
+// Defaults of the ServerConfig fields.
+const (
+	DefaultReadTimeout = 30 * time.Second
+	DefaultIdleTimeout = 2 * time.Minute
+	DefaultMaxConns    = 1 << 16
+	// DefaultMaxConnsPerIP leaves room for a load generator or a proxy
+	// with hundreds of connections, while one address alone cannot take
+	// more than a sixty-fourth of DefaultMaxConns.
+	DefaultMaxConnsPerIP = 1024
+)
+
+// ServerConfig configures the HTTP server around a Handler. Zero fields
+// take their defaults. Every connection holds read and write buffers and
+// a goroutine before any request on it is authenticated: the connection
+// caps bound that memory. (Request bodies are bounded, once their API key
+// is checked, by Config.MaxBodyBytesInFlight.)
 type ServerConfig struct {
 	// ReadTimeout bounds reading one request, headers and body. Default
-	// 30 s: slow clients cannot hold a connection's buffers forever.
+	// DefaultReadTimeout (30 s): slow clients cannot hold a connection's
+	// buffers forever.
 	ReadTimeout time.Duration
-	// IdleTimeout closes keep-alive connections idle this long. Default 2 min.
+	// IdleTimeout closes keep-alive connections idle this long. Default
+	// DefaultIdleTimeout (2 min).
 	IdleTimeout time.Duration
-	// MaxConns bounds concurrent connections. Default 65,536.
+	// MaxConns bounds concurrent connections in all (fasthttp's
+	// Concurrency); one more is answered 503 and closed. Default
+	// DefaultMaxConns (65,536).
 	MaxConns int
+	// MaxConnsPerIP bounds the concurrent connections from one client IP
+	// address; one more is answered 429 and closed. Default
+	// DefaultMaxConnsPerIP (1024). Behind a proxy every client has the
+	// proxy's address: raise it to the proxy's connection count.
+	MaxConnsPerIP int
 }
 
 // EnsureDefaults fills zero fields with their defaults.
 func (c *ServerConfig) EnsureDefaults() {
 	if c.ReadTimeout == 0 {
-		c.ReadTimeout = 30 * time.Second
+		c.ReadTimeout = DefaultReadTimeout
 	}
 	if c.IdleTimeout == 0 {
-		c.IdleTimeout = 2 * time.Minute
+		c.IdleTimeout = DefaultIdleTimeout
 	}
 	if c.MaxConns == 0 {
-		c.MaxConns = 1 << 16
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
 	}
 }
 
@@ -52,6 +79,7 @@ func NewServer(cfg ServerConfig, h *Handler) *Server {
 		ReadTimeout:          cfg.ReadTimeout,
 		IdleTimeout:          cfg.IdleTimeout,
 		Concurrency:          cfg.MaxConns,
+		MaxConnsPerIP:        cfg.MaxConnsPerIP,
 		CloseOnShutdown:      true,
 		NoDefaultContentType: true,
 		TCPKeepalive:         true,

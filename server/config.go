@@ -124,6 +124,11 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies (--max-body-bytes). Default
 	// item.DefaultLimits().MaxBodyBytes (1 MiB).
 	MaxBodyBytes int
+	// MaxConnsPerIP bounds the HTTP connections one client address may
+	// hold open; one more is answered 429 and closed (--max-conns-per-ip).
+	// Default httpapi.DefaultMaxConnsPerIP (1024). Behind a proxy, every
+	// client has the proxy's address.
+	MaxConnsPerIP int
 	// WriteTimeout bounds how long a write waits for its commit before 503
 	// (--write-timeout). Default httpapi.DefaultWriteTimeout (10 s).
 	WriteTimeout time.Duration
@@ -229,8 +234,8 @@ func (c *Config) Validate() error {
 	if _, err := c.storageSpec(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.MaxBodyBytes < 0 || c.RateLimit < 0 || c.RateBurst < 0 {
-		errs = append(errs, errors.New("--max-body-bytes, --rate-limit and --rate-burst cannot be negative"))
+	if c.MaxBodyBytes < 0 || c.MaxConnsPerIP < 0 || c.RateLimit < 0 || c.RateBurst < 0 {
+		errs = append(errs, errors.New("--max-body-bytes, --max-conns-per-ip, --rate-limit and --rate-burst cannot be negative"))
 	}
 	return errors.Join(errs...)
 }

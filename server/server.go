@@ -99,7 +99,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.http = httpapi.NewServer(httpapi.ServerConfig{}, h)
+	s.http = httpapi.NewServer(httpapi.ServerConfig{MaxConnsPerIP: cfg.MaxConnsPerIP}, h)
 	if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}

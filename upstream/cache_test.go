@@ -151,7 +151,7 @@ func TestStaleWhileCoreIsDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serveCore(srv, r.core)
+	serveCore(srv, r.core, nil)
 	go srv.Serve(context.Background())
 	t.Cleanup(func() { srv.Close() })
 	eventually(t, "a fresh answer after the core returned", func() bool {

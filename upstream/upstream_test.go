@@ -43,6 +43,10 @@ func newRig(t *testing.T, lim item.Limits, onChanges ...func([]wire.Change, bool
 // the core see failover quickly. Tests of slow writes raise it.
 var rigCallTimeout = 500 * time.Millisecond
 
+// rigFront, when set, wraps what the rig's core serves to the edge: for
+// tests that need the core to be slow or to record what it was sent.
+var rigFront func(*core.Node) item.API
+
 func newRigWith(t *testing.T, lim item.Limits, cache *edge.Cache, onChanges ...func([]wire.Change, bool)) *rig {
 	t.Helper()
 	ca, err := pki.NewCA("test cluster")
@@ -61,7 +65,11 @@ func newRigWith(t *testing.T, lim item.Limits, cache *edge.Cache, onChanges ...f
 	if err != nil {
 		t.Fatal(err)
 	}
-	serveCore(srv, node)
+	var front item.API
+	if rigFront != nil {
+		front = rigFront(node)
+	}
+	serveCore(srv, node, front)
 	go srv.Serve(context.Background())
 	client, err := transport.NewClient(transport.LocalConfig(edgeCreds.TLSConfig()))
 	if err != nil {
@@ -212,9 +220,9 @@ func TestChangesArePushed(t *testing.T) {
 }
 
 // serveCore serves a single core's items and change feed on srv, as a
-// cluster of one does.
-func serveCore(srv *transport.Server, node *core.Node) {
-	itemrpc.Register(srv, node, nil)
+// cluster of one does; front, when not nil, answers the item requests.
+func serveCore(srv *transport.Server, node *core.Node, front item.API) {
+	itemrpc.Register(srv, node, front)
 	itemrpc.RegisterSubscribe(srv, func() itemrpc.Subscription { return node.SubscribeChanges(1024) })
 }
 

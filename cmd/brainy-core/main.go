@@ -112,6 +112,7 @@ func flags(c *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "item requests per second allowed to each tenant (429 beyond); 0 means no limit")
 	fs.IntVar(&c.RateBurst, "rate-burst", 0, "requests a tenant may make at once above its rate; 0 means one second's worth")
 	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", item.DefaultLimits().MaxBodyBytes, "largest request body accepted, in `bytes`")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", httpapi.DefaultMaxConnsPerIP, "HTTP connections one client address may hold open (429 beyond); behind a proxy, its connection count")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", httpapi.DefaultWriteTimeout, "how long a write may wait for its commit before 503")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long SIGTERM waits for in-flight requests")
 	fs.StringVar(&c.NodeID, "node-id", "", "node `id`; empty means the stored one, or a new random one")

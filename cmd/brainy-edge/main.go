@@ -69,6 +69,7 @@ func flags(c *edge.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "item requests per second allowed to each tenant (429 beyond); 0 means no limit")
 	fs.IntVar(&c.RateBurst, "rate-burst", 0, "requests a tenant may make at once above its rate; 0 means one second's worth")
 	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", item.DefaultLimits().MaxBodyBytes, "largest request body accepted, in `bytes`")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", httpapi.DefaultMaxConnsPerIP, "HTTP connections one client address may hold open (429 beyond); behind a proxy, its connection count")
 	fs.DurationVar(&c.CallTimeout, "call-timeout", upstream.DefaultCallTimeout, "how long one call to one core may take before the next core is tried")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", httpapi.DefaultWriteTimeout, "how long a write may take in all before 503")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", edge.DefaultShutdownTimeout, "how long SIGTERM waits for in-flight requests")
