@@ -62,6 +62,11 @@ func (n *Node) newValueCommand(op Op, tenant string, it *item.Item, cond item.Co
 	if err != nil {
 		return nil, err
 	}
+	// apply would refuse it too, but only after its raft entry, which may
+	// then be too large for a transport frame, stalled the partition's log.
+	if err := checkItemSize(data, meta, it.Vector); err != nil {
+		return nil, err
+	}
 	return &Command{Op: op, Now: n.cfg.Now().UnixNano(), Tenant: tenant, ID: id, Cond: cond,
 		Type: it.Type, Data: data, Metadata: meta, Vector: it.Vector}, nil
 }
@@ -93,6 +98,11 @@ func (n *Node) Patch(ctx context.Context, tenant, id string, p *item.Patch, cond
 		if cmd.Metadata[0] != '{' && string(cmd.Metadata) != "null" {
 			return nil, item.Invalid("invalid_metadata", "metadata must be a JSON object")
 		}
+	}
+	// No patch carries more than an item may hold: its raft entry must fit
+	// a transport frame.
+	if err := checkItemSize(cmd.Data, cmd.Metadata, cmd.Vector); err != nil {
+		return nil, err
 	}
 	res := n.propose(ctx, cmd)
 	n.count(&n.ops.updates, res.err)
