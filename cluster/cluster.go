@@ -231,7 +231,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.verify = newVerifier(cfg.Client, cfg.Core.NodeID, n.log)
 	n.refreshAlive(n.verify.settle(cfg.Directory.Members()))
-	n.net = newRaftNet(cfg.Client, n.addrOf, n.log)
+	n.net = newRaftNet(cfg.Client.Call, n.addrOf, n.log)
 	cc := cfg.Core
 	cc.Raft = &core.RaftConfig{ID: n.self, Transport: n.net, Bootstrap: bootstrap,
 		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks, LogKeep: cfg.LogKeep, FetchPartition: n.fetchPartition}

@@ -64,6 +64,7 @@ type testCluster struct {
 	dir     *directory
 	members map[string]*member
 	peers   map[string]Peer
+	logKeep int // raft's LogKeep for nodes started from now on; 0 is 20
 }
 
 func newTestCluster(t *testing.T) *testCluster {
@@ -99,12 +100,16 @@ func (c *testCluster) start(id string) *member {
 	c.peers[id] = Peer{ID: id, QUICAddr: srv.Addr().String()}
 	c.publish()
 	m := &member{id: id, store: memory.New(), srv: srv, client: client}
+	logKeep := c.logKeep
+	if logKeep == 0 {
+		logKeep = 20
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	m.node, err = Start(ctx, Config{
 		Core: core.Config{Store: m.store, NodeID: id, Partitions: 8}, Server: srv, Client: client, Directory: c.dir,
 		BootstrapWait: 300 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond, DeadAfter: time.Second,
-		TickInterval: 10 * time.Millisecond, Logger: testLogger(c.t, id), LogKeep: 20,
+		TickInterval: 10 * time.Millisecond, Logger: testLogger(c.t, id), LogKeep: logKeep,
 	})
 	if err != nil {
 		c.t.Fatalf("starting %s: %v", id, err)

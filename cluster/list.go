@@ -17,9 +17,11 @@ import (
 // every partition, so the node asked lists the partitions it holds, asks
 // other members for the rest (each answering for partitions it holds,
 // MethodListPartitions), and merges the pages. Items are ordered by id
-// across partitions, so the first limit items of the merged pages are the
-// first limit of the whole list, and the cursor (the last id) works for
-// every partition alike.
+// across partitions, and the cursor (the last id) works for every
+// partition alike. A node's page ends at the limit or at its byte budget,
+// whichever comes first, so the merged page may take items only up to the
+// end of the shortest page that has more to come: past it, that node holds
+// items the merge has not seen.
 
 // heldPartitions returns the partitions this node holds a replica of.
 func (n *Node) heldPartitions(ctx context.Context) ([]int, error) {
@@ -100,21 +102,35 @@ func (n *Node) listAcross(ctx context.Context, tenant string, opts item.ListOpti
 	return mergePages(pages, opts.Limit), nil
 }
 
-// mergePages merges pages of disjoint partitions sorted by id into the
-// first limit items, with a cursor if any page had more.
+// mergePages merges pages of disjoint partitions, each sorted by id and
+// cut by count or bytes, into a page of the whole list: the first items up
+// to limit and core.PageBudget, none past the last item of a page that has
+// more to come, and a cursor if anything is left.
 func mergePages(pages []*item.Page, limit int) *item.Page {
 	if limit <= 0 {
 		limit = item.DefaultListLimit
 	}
-	out := &item.Page{Items: []*item.Item{}}
-	more := false
+	var all []*item.Item
+	more, bounded, end := false, false, ""
 	for _, p := range pages {
-		out.Items = append(out.Items, p.Items...)
-		more = more || p.Cursor != ""
+		all = append(all, p.Items...)
+		if p.Cursor == "" {
+			continue
+		}
+		more = true
+		if n := len(p.Items); n > 0 && (!bounded || p.Items[n-1].ID < end) {
+			bounded, end = true, p.Items[n-1].ID
+		}
 	}
-	slices.SortFunc(out.Items, func(a, b *item.Item) int { return cmp.Compare(a.ID, b.ID) })
-	if len(out.Items) > limit {
-		out.Items, more = out.Items[:limit], true
+	slices.SortFunc(all, func(a, b *item.Item) int { return cmp.Compare(a.ID, b.ID) })
+	out := &item.Page{Items: []*item.Item{}}
+	var budget core.PageBudget
+	for _, it := range all {
+		if len(out.Items) == limit || bounded && it.ID > end || !budget.Add(it) {
+			more = true
+			break
+		}
+		out.Items = append(out.Items, it)
 	}
 	if more && len(out.Items) > 0 {
 		out.Cursor = core.ListCursor(out.Items[len(out.Items)-1].ID)

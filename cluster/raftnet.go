@@ -18,12 +18,16 @@ import (
 )
 
 // raftNet carries raft messages between nodes over QUIC (multiraft's
-// Transport). Each peer has a sender goroutine and a queue: Send only
-// appends, so the multiraft driver never waits on the network, and while
-// one batch is in flight the next accumulates — the messages of many
-// groups and cycles share one call.
+// Transport). Each peer has two lanes, each a queue and a sender
+// goroutine: one for the messages that keep raft's state (heartbeats,
+// votes, responses), one for those that carry entries or snapshots. Send
+// only appends, so the multiraft driver never waits on the network; while
+// a lane's calls are in flight its next round accumulates, the messages of
+// many groups and cycles sharing a call. The lanes are apart so that
+// megabytes of appends in flight never hold a heartbeat back past an
+// election timeout, nor take it down with them when their call fails.
 type raftNet struct {
-	client *transport.Client
+	call   func(ctx context.Context, addr string, method uint16, req []byte) ([]byte, error)
 	lookup func(multiraft.NodeID) (addr string, ok bool)
 	log    *slog.Logger
 
@@ -34,18 +38,30 @@ type raftNet struct {
 }
 
 type raftPeer struct {
+	state, bulk raftLane
+	stop        chan struct{}
+}
+
+type raftLane struct {
 	mu    sync.Mutex
 	queue []multiraft.Message
 	wake  chan struct{}
-	stop  chan struct{}
 }
 
-// maxQueuedMessages bounds a peer's queue; beyond it messages are dropped,
+// maxQueuedMessages bounds a lane's queue; beyond it messages are dropped,
 // as on a congested link, and raft sends them again.
 const maxQueuedMessages = 8192
 
-func newRaftNet(client *transport.Client, lookup func(multiraft.NodeID) (string, bool), log *slog.Logger) *raftNet {
-	return &raftNet{client: client, lookup: lookup, log: log, peers: map[multiraft.NodeID]*raftPeer{}}
+// maxRaftCall bounds the bytes of one raft call, well under the transport's
+// frame limit (4 MiB): a lane's queue goes out in as many calls as it
+// takes, so a round of megabyte appends never makes a frame too large to
+// send, and a failed call loses little. A message larger than this (an
+// append of one large entry) goes alone in its call.
+const maxRaftCall = 1 << 20
+
+func newRaftNet(call func(ctx context.Context, addr string, method uint16, req []byte) ([]byte, error),
+	lookup func(multiraft.NodeID) (string, bool), log *slog.Logger) *raftNet {
+	return &raftNet{call: call, lookup: lookup, log: log, peers: map[multiraft.NodeID]*raftPeer{}}
 }
 
 // Send implements multiraft.Transport.
@@ -57,55 +73,128 @@ func (t *raftNet) Send(to multiraft.NodeID, msgs []multiraft.Message) {
 	}
 	p := t.peers[to]
 	if p == nil {
-		p = &raftPeer{wake: make(chan struct{}, 1), stop: make(chan struct{})}
+		p = &raftPeer{stop: make(chan struct{})}
+		p.state.wake, p.bulk.wake = make(chan struct{}, 1), make(chan struct{}, 1)
 		t.peers[to] = p
-		t.wg.Add(1)
-		go t.send(to, p)
+		t.wg.Add(2)
+		go t.send(to, &p.state, p.stop)
+		go t.send(to, &p.bulk, p.stop)
 	}
 	t.mu.Unlock()
-	p.mu.Lock()
-	if len(p.queue)+len(msgs) <= maxQueuedMessages {
-		p.queue = append(p.queue, msgs...)
+	bulk := 0
+	for _, m := range msgs {
+		if carriesData(m.Msg.GetType()) {
+			bulk++
+		}
 	}
-	p.mu.Unlock()
+	if bulk < len(msgs) {
+		p.state.add(msgs, false, len(msgs)-bulk)
+	}
+	if bulk > 0 {
+		p.bulk.add(msgs, true, bulk)
+	}
+}
+
+// add queues the n messages of msgs that carry data, or the n that do not,
+// and wakes the lane's sender.
+func (l *raftLane) add(msgs []multiraft.Message, data bool, n int) {
+	l.mu.Lock()
+	if len(l.queue)+n <= maxQueuedMessages {
+		for _, m := range msgs {
+			if carriesData(m.Msg.GetType()) == data {
+				l.queue = append(l.queue, m)
+			}
+		}
+	}
+	l.mu.Unlock()
 	select {
-	case p.wake <- struct{}{}:
+	case l.wake <- struct{}{}:
 	default:
 	}
 }
 
-func (t *raftNet) send(to multiraft.NodeID, p *raftPeer) {
+// carriesData reports whether a message of type typ may carry entries or
+// a snapshot, and so be large.
+func carriesData(typ pb.MessageType) bool {
+	return typ == pb.MessageType_MsgApp || typ == pb.MessageType_MsgSnap || typ == pb.MessageType_MsgProp
+}
+
+// send is a lane's sender: each round takes the whole queue and sends it.
+func (t *raftNet) send(to multiraft.NodeID, l *raftLane, stop <-chan struct{}) {
 	defer t.wg.Done()
+	// Reused across rounds: the queue taken, handed back as the next
+	// queue, and the encoding buffer.
+	var msgs []multiraft.Message
 	var buf []byte
 	for {
 		select {
-		case <-p.stop:
+		case <-stop:
 			return
-		case <-p.wake:
+		case <-l.wake:
 		}
-		p.mu.Lock()
-		msgs := p.queue
-		p.queue = nil
-		p.mu.Unlock()
-		if len(msgs) == 0 {
-			continue
+		l.mu.Lock()
+		msgs, l.queue = l.queue, msgs[:0]
+		l.mu.Unlock()
+		// An unknown address is unknown for now: raft sends again.
+		if addr, ok := t.lookup(to); ok && len(msgs) > 0 {
+			buf = t.sendAll(addr, msgs, buf)
 		}
-		addr, ok := t.lookup(to)
-		if !ok {
-			continue // unknown for now: raft retries
-		}
+		clear(msgs) // the reused slice keeps no entries alive
+	}
+}
+
+// sendAll sends msgs to addr in calls of at most maxRaftCall bytes (a
+// larger message alone), in order. A call too large for a frame loses only
+// its own message(s), as a lossy link would: raft sends again, or a
+// snapshot. Any other failure ends the round: the peer is unreachable or
+// slow, and each further call would wait as long.
+func (t *raftNet) sendAll(addr string, msgs []multiraft.Message, buf []byte) []byte {
+	for len(msgs) > 0 {
+		n := raftCallLen(msgs, maxRaftCall)
 		var err error
-		if buf, err = appendRaft(buf[:0], msgs); err != nil {
+		if buf, err = appendRaft(buf[:0], msgs[:n]); err != nil {
 			t.log.Error("encoding raft messages", "err", err)
-			continue
+			return buf
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err = t.client.Call(ctx, addr, wire.MethodRaft, buf)
+		_, err = t.call(ctx, addr, wire.MethodRaft, buf)
 		cancel()
-		if err != nil {
-			t.log.Debug("sending raft messages", "to", addr, "messages", len(msgs), "err", err)
+		switch {
+		case errors.Is(err, transport.ErrFrameTooLarge):
+			t.log.Warn("dropping raft messages too large for a frame", "to", addr, "messages", n,
+				"bytes", len(buf), "group", uint32(msgs[0].Group), "type", msgs[0].Msg.GetType().String())
+		case err != nil:
+			t.log.Debug("sending raft messages", "to", addr, "messages", n, "err", err)
+			return buf
+		}
+		if cap(buf) > maxRaftCall+maxRaftCall/2 {
+			buf = nil // grown for one large message: not kept
+		}
+		msgs = msgs[n:]
+	}
+	return buf
+}
+
+// raftCallLen returns how many of msgs, at least one, the next call
+// carries: as many as fit in budget bytes of appendRaft's encoding.
+func raftCallLen(msgs []multiraft.Message, budget int) int {
+	size := uvarintLen(uint64(len(msgs)))
+	for i, m := range msgs {
+		s := proto.Size(m.Msg)
+		size += uvarintLen(uint64(m.Group)) + uvarintLen(uint64(s)) + s
+		if size > budget && i > 0 {
+			return i
 		}
 	}
+	return len(msgs)
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
 }
 
 func (t *raftNet) close() {
@@ -125,16 +214,16 @@ var errMalformedRaft = errors.New("cluster: malformed raft message batch")
 const maxRaftBatch = 1 << 16
 
 // appendRaft encodes a batch: a count, then per message its group and the
-// protobuf encoding.
+// protobuf encoding, marshaled straight into dst.
 func appendRaft(dst []byte, msgs []multiraft.Message) ([]byte, error) {
 	dst = binary.AppendUvarint(dst, uint64(len(msgs)))
 	for _, m := range msgs {
 		dst = binary.AppendUvarint(dst, uint64(m.Group))
-		b, err := proto.Marshal(m.Msg)
-		if err != nil {
+		dst = binary.AppendUvarint(dst, uint64(proto.Size(m.Msg)))
+		var err error
+		if dst, err = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(dst, m.Msg); err != nil {
 			return nil, err
 		}
-		dst = codec.AppendBytes(dst, b)
 	}
 	return dst, nil
 }

@@ -1,12 +1,22 @@
 package cluster
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/soullabs/brainy/core/multiraft"
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/wire"
+	"github.com/soullabs/brainy/transport"
 )
 
 func TestRaftBatchRoundTrip(t *testing.T) {
@@ -70,4 +80,150 @@ func FuzzDecodeGroupInfo(f *testing.F) {
 			t.Fatalf("%d replicas decoded", len(gi.replicas))
 		}
 	})
+}
+
+// fakeRaftCalls is a raftNet whose calls go to a channel instead of a
+// peer. A call fails as the transport would with a body over its 4 MiB
+// frame limit; a call carrying entries waits while hold is locked, and
+// fails with ErrUnavailable while down is set.
+type fakeRaftCalls struct {
+	net   *raftNet
+	calls chan []multiraft.Message
+	hold  sync.RWMutex
+	down  atomic.Bool
+}
+
+func newFakeRaftCalls(t *testing.T) *fakeRaftCalls {
+	f := &fakeRaftCalls{calls: make(chan []multiraft.Message, 64)}
+	call := func(_ context.Context, _ string, method uint16, req []byte) ([]byte, error) {
+		if method != wire.MethodRaft {
+			t.Errorf("method %d, want MethodRaft", method)
+		}
+		if len(req) > transport.DefaultMaxFrameBytes {
+			return nil, fmt.Errorf("call: %w", transport.ErrFrameTooLarge)
+		}
+		msgs, err := decodeRaft(req)
+		if err != nil {
+			t.Errorf("a call does not decode: %v", err)
+		}
+		if len(msgs) > 1 && len(req) > maxRaftCall {
+			t.Errorf("a call of %d messages takes %d bytes, over the budget of %d", len(msgs), len(req), maxRaftCall)
+		}
+		if slices.ContainsFunc(msgs, func(m multiraft.Message) bool { return carriesData(m.Msg.GetType()) }) {
+			f.hold.RLock()
+			defer f.hold.RUnlock()
+		}
+		if f.down.Load() {
+			err = transport.ErrUnavailable
+		}
+		f.calls <- msgs
+		return nil, err
+	}
+	f.net = newRaftNet(call, func(multiraft.NodeID) (string, bool) { return "peer", true }, slog.New(slog.DiscardHandler))
+	t.Cleanup(f.net.close)
+	return f
+}
+
+// next returns the messages of the next call.
+func (f *fakeRaftCalls) next(t *testing.T) []multiraft.Message {
+	t.Helper()
+	select {
+	case msgs := <-f.calls:
+		return msgs
+	case <-time.After(10 * time.Second):
+		t.Fatal("no raft call")
+		return nil
+	}
+}
+
+func raftMsg(g int, typ pb.MessageType, entryBytes int) multiraft.Message {
+	m := &pb.Message{Type: typ.Enum(), To: proto.Uint64(2), From: proto.Uint64(1), Term: proto.Uint64(1)}
+	if entryBytes > 0 {
+		m.Entries = []*pb.Entry{{Index: proto.Uint64(1), Term: proto.Uint64(1), Data: make([]byte, entryBytes)}}
+	}
+	return multiraft.Message{Group: multiraft.GroupID(g), Msg: m}
+}
+
+// groups lists the groups of msgs, the messages' identities in these tests.
+func groups(msgs []multiraft.Message) []int {
+	var out []int
+	for _, m := range msgs {
+		out = append(out, int(m.Group))
+	}
+	return out
+}
+
+// TestRaftNetSplitsByBytes: a peer's messages go out in two lanes, each in
+// order: those that keep raft's state (heartbeats, votes, responses) in
+// calls of their own, and those carrying entries in calls within
+// maxRaftCall unless one message is larger; an append too large for a
+// frame is dropped alone and the ones after it still go.
+func TestRaftNetSplitsByBytes(t *testing.T) {
+	f := newFakeRaftCalls(t)
+	app := pb.MessageType_MsgApp
+	f.net.Send(2, []multiraft.Message{
+		raftMsg(1, app, 700<<10),
+		raftMsg(2, pb.MessageType_MsgHeartbeat, 0),
+		raftMsg(3, app, 700<<10), // with group 1's, over the budget: a call of its own
+		raftMsg(4, pb.MessageType_MsgVote, 0),
+		raftMsg(5, app, 5<<20), // over the frame limit: dropped
+		raftMsg(6, pb.MessageType_MsgHeartbeatResp, 0),
+		raftMsg(7, pb.MessageType_MsgAppResp, 0),
+		raftMsg(8, app, 100),
+		raftMsg(9, pb.MessageType_MsgProp, 100),
+		raftMsg(10, app, item.MaxItemBytes), // one entry of the largest item
+		raftMsg(11, pb.MessageType_MsgSnap, 0),
+	})
+	var state, bulk []int
+	for len(state)+len(bulk) < 10 {
+		msgs := f.next(t)
+		data := carriesData(msgs[0].Msg.GetType())
+		for _, m := range msgs {
+			if carriesData(m.Msg.GetType()) != data {
+				t.Fatalf("a call mixes lanes: groups %v", groups(msgs))
+			}
+		}
+		if data {
+			bulk = append(bulk, groups(msgs)...)
+		} else {
+			state = append(state, groups(msgs)...)
+		}
+	}
+	if want := []int{2, 4, 6, 7}; !slices.Equal(state, want) {
+		t.Errorf("heartbeats, votes and responses arrived as groups %v, want %v", state, want)
+	}
+	if want := []int{1, 3, 8, 9, 10, 11}; !slices.Equal(bulk, want) {
+		t.Errorf("appends arrived as groups %v, want %v", bulk, want)
+	}
+}
+
+// TestRaftNetHeartbeatsPassAppends: while a call carrying an append hangs,
+// heartbeats to the same peer still go out.
+func TestRaftNetHeartbeatsPassAppends(t *testing.T) {
+	f := newFakeRaftCalls(t)
+	f.hold.Lock()
+	defer f.hold.Unlock()
+	f.net.Send(2, []multiraft.Message{raftMsg(1, pb.MessageType_MsgApp, item.MaxItemBytes)})
+	f.net.Send(2, []multiraft.Message{raftMsg(2, pb.MessageType_MsgHeartbeat, 0)})
+	if got := groups(f.next(t)); !slices.Equal(got, []int{2}) {
+		t.Fatalf("first call carries groups %v, want the heartbeat [2]", got)
+	}
+}
+
+// TestRaftNetUnreachablePeerEndsRound: when a call fails for want of the
+// peer, the rest of its round is dropped (raft sends again) instead of
+// each call waiting out its own timeout, and the next round goes out.
+func TestRaftNetUnreachablePeerEndsRound(t *testing.T) {
+	f := newFakeRaftCalls(t)
+	f.down.Store(true)
+	// Two calls' worth of appends in one round.
+	f.net.Send(2, []multiraft.Message{raftMsg(1, pb.MessageType_MsgApp, maxRaftCall), raftMsg(2, pb.MessageType_MsgApp, 10)})
+	if got := groups(f.next(t)); !slices.Equal(got, []int{1}) {
+		t.Fatalf("first call carries groups %v, want [1]", got)
+	}
+	f.down.Store(false)
+	f.net.Send(2, []multiraft.Message{raftMsg(3, pb.MessageType_MsgApp, 10)})
+	if got := groups(f.next(t)); !slices.Equal(got, []int{3}) {
+		t.Fatalf("after a failed call the next carries groups %v, want the next round's [3]", got)
+	}
 }

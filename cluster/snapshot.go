@@ -19,14 +19,17 @@ import (
 // Snapshot streaming. A replica that must install a snapshot asks the
 // sender for the partition's keys: the first call opens a read session on
 // a consistent iterator of the partition, and each call returns the next
-// chunk (at most snapshotChunk bytes), so a partition of any size crosses
-// the QUIC frame limit in pieces that all come from one point in time. A
-// session left idle for snapshotIdle is closed.
+// chunk, so a partition of any size crosses the QUIC frame limit in pieces
+// that all come from one point in time. A session left idle for
+// snapshotIdle is closed.
 //
 // Request:  session (8 bytes, 0 opens one) · partition (uvarint)
 // Response: session (8 bytes) · done (1 byte) · pairs (bytes key, bytes value)...
 
 const (
+	// snapshotChunk bounds a chunk's bytes, unless its one pair is larger:
+	// an item record of item.MaxItemBytes (2 MiB) with its key still fits
+	// a 4 MiB frame alone.
 	snapshotChunk = 1 << 20
 	snapshotIdle  = 30 * time.Second
 )
@@ -88,18 +91,13 @@ func (n *Node) handleSnapshot(ctx context.Context, _ *transport.Peer, req []byte
 
 	out := binary.BigEndian.AppendUint64(nil, id)
 	out = append(out, 0)
-	for s.pending || s.it.Next() {
-		if len(out) > snapshotChunk {
-			s.pending = true
-			s.used = time.Now()
-			ss.mu.Lock()
-			ss.m[id] = s
-			ss.mu.Unlock()
-			return out, nil
-		}
-		s.pending = false
-		out = codec.AppendBytes(out, s.it.Key())
-		out = codec.AppendBytes(out, s.it.Value())
+	out, done := s.fill(out)
+	if !done {
+		s.used = time.Now()
+		ss.mu.Lock()
+		ss.m[id] = s
+		ss.mu.Unlock()
+		return out, nil
 	}
 	err := s.it.Err()
 	s.it.Close()
@@ -108,6 +106,29 @@ func (n *Node) handleSnapshot(ctx context.Context, _ *transport.Peer, req []byte
 	}
 	out[8] = 1 // done
 	return out, nil
+}
+
+// fill appends the session's next pairs to out, the chunk's header, until
+// the next pair would take it past snapshotChunk; the first pair goes in
+// whatever its size. done reports the end of the iteration.
+func (s *snapshotSession) fill(out []byte) (_ []byte, done bool) {
+	header := len(out)
+	for s.pending || s.it.Next() {
+		k, v := s.it.Key(), s.it.Value()
+		if len(out) > header && len(out)+pairLen(k, v) > snapshotChunk {
+			s.pending = true
+			return out, false
+		}
+		s.pending = false
+		out = codec.AppendBytes(out, k)
+		out = codec.AppendBytes(out, v)
+	}
+	return out, true
+}
+
+// pairLen is the encoded length of a key and value in a chunk.
+func pairLen(k, v []byte) int {
+	return uvarintLen(uint64(len(k))) + len(k) + uvarintLen(uint64(len(v))) + len(v)
 }
 
 // fetchPartition is core.RaftConfig.FetchPartition over QUIC.

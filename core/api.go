@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/jsontext"
 	"github.com/soullabs/brainy/internal/nodestats"
+	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/tiers"
 )
 
@@ -60,6 +62,11 @@ func (n *Node) newValueCommand(op Op, tenant string, it *item.Item, cond item.Co
 	if err != nil {
 		return nil, err
 	}
+	// apply would refuse it too, but only after its raft entry, which may
+	// then be too large for a transport frame, stalled the partition's log.
+	if err := checkItemSize(data, meta, it.Vector); err != nil {
+		return nil, err
+	}
 	return &Command{Op: op, Now: n.cfg.Now().UnixNano(), Tenant: tenant, ID: id, Cond: cond,
 		Type: it.Type, Data: data, Metadata: meta, Vector: it.Vector}, nil
 }
@@ -91,6 +98,11 @@ func (n *Node) Patch(ctx context.Context, tenant, id string, p *item.Patch, cond
 		if cmd.Metadata[0] != '{' && string(cmd.Metadata) != "null" {
 			return nil, item.Invalid("invalid_metadata", "metadata must be a JSON object")
 		}
+	}
+	// No patch carries more than an item may hold: its raft entry must fit
+	// a transport frame.
+	if err := checkItemSize(cmd.Data, cmd.Metadata, cmd.Vector); err != nil {
+		return nil, err
 	}
 	res := n.propose(ctx, cmd)
 	n.count(&n.ops.updates, res.err)
@@ -151,8 +163,9 @@ func (n *Node) isClosed() bool {
 }
 
 // List returns a page of tenant's items ordered by id, optionally only
-// those of one type. It merges the partitions' key ranges, so a page costs
-// one seek per partition plus one step per item returned.
+// those of one type: up to opts.Limit items and item.MaxPageBytes (see
+// PageBudget). It merges the partitions' key ranges, so a page costs one
+// seek per partition plus one step per item returned.
 func (n *Node) List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error) {
 	return n.ListPartitions(ctx, tenant, opts, nil)
 }
@@ -249,7 +262,8 @@ func (n *Node) ListPartitions(ctx context.Context, tenant string, opts item.List
 	}
 	heap.Init(h)
 	page := &item.Page{Items: []*item.Item{}}
-	for h.Len() > 0 && len(page.Items) <= limit {
+	var budget PageBudget
+	for h.Len() > 0 {
 		s := h.srcs[0]
 		id := s.id
 		if len(page.Items) == limit {
@@ -273,6 +287,11 @@ func (n *Node) ListPartitions(ctx context.Context, tenant string, opts item.List
 			return nil, err
 		}
 		if it != nil {
+			if !budget.Add(it) {
+				// The page is full by bytes: the next one starts at it.
+				page.Cursor = encodeCursor(page.Items[len(page.Items)-1].ID)
+				break
+			}
 			page.Items = append(page.Items, it)
 		}
 		if s.next() {
@@ -314,6 +333,29 @@ func (h *mergeHeap) Pop() any {
 	s := h.srcs[len(h.srcs)-1]
 	h.srcs = h.srcs[:len(h.srcs)-1]
 	return s
+}
+
+// PageBudget cuts a list page at item.MaxPageBytes of its wire encoding
+// (wire.AppendPage). Items are offered in page order; Add reports whether
+// one still fits, counting the page's own bytes and the cursor the page
+// would end with, and takes it into account if so. The first item always
+// fits: a page holds at least one. A cluster cuts the page it merges from
+// several nodes' pages with it too.
+type PageBudget struct{ used int }
+
+// pageOverhead covers what a page encodes besides its items and cursor:
+// a format byte and the uvarints of the item count and cursor length.
+const pageOverhead = 1 + binary.MaxVarintLen64 + binary.MaxVarintLen32
+
+// Add reports whether it fits the page, and counts it if so.
+func (b *PageBudget) Add(it *item.Item) bool {
+	n := wire.ItemSize(it)
+	cursor := base64.RawURLEncoding.EncodedLen(1 + len(it.ID))
+	if b.used > 0 && pageOverhead+b.used+n+cursor > item.MaxPageBytes {
+		return false
+	}
+	b.used += n
+	return true
 }
 
 // A cursor is "1" + the last id returned, base64url-encoded. The leading

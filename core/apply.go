@@ -136,8 +136,8 @@ func (sm *stateMachine) applyItem(v view, w writer, part int, index uint64, cmd 
 		return result{err: fmt.Errorf("core: unknown op %d", cmd.Op)}
 	}
 
-	if n := len(next.data) + len(next.metadata) + 4*len(next.vector); n > item.MaxItemBytes {
-		return result{err: item.Invalid("item_too_large", "the item would hold %d bytes of data, metadata and vector; the limit is %d", n, item.MaxItemBytes)}
+	if err := checkItemSize(next.data, next.metadata, next.vector); err != nil {
+		return result{err: err}
 	}
 	sm.rbuf = next.append(sm.rbuf[:0])
 	w.set(key, sm.rbuf)
@@ -173,6 +173,15 @@ func (sm *stateMachine) merge(target, patch []byte, field string) ([]byte, error
 		return nil, nil
 	}
 	return out, nil
+}
+
+// checkItemSize refuses data, metadata and a vector that together pass
+// item.MaxItemBytes.
+func checkItemSize(data, metadata []byte, vector []float32) error {
+	if n := len(data) + len(metadata) + 4*len(vector); n > item.MaxItemBytes {
+		return item.Invalid("item_too_large", "%d bytes of data, metadata and vector; an item holds at most %d", n, item.MaxItemBytes)
+	}
+	return nil
 }
 
 // checkCond evaluates If-Match / If-None-Match against the stored item.

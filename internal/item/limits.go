@@ -13,6 +13,15 @@ import (
 // same writes.
 const MaxItemBytes = 2 << 20
 
+// MaxPageBytes is the byte budget of a list page, as encoded between
+// nodes: a page ends before the item that would take it past the budget,
+// and its cursor continues from there. MaxListLimit items of up to
+// MaxItemBytes each would otherwise make a page of gigabytes, far past what
+// one transport frame (4 MiB) carries from the node that lists to the one
+// that asked. A page always holds at least one item, so a page of one item
+// may pass the budget, never the frame: MaxItemBytes fits one.
+const MaxPageBytes = 1 << 20
+
 // Limits bound every input, so that no request can make the server spend
 // unbounded memory or time. The zero value of a field means its default.
 type Limits struct {

@@ -182,6 +182,18 @@ func AppendPage(dst []byte, p *item.Page) []byte {
 	return codec.AppendString(dst, p.Cursor)
 }
 
+// ItemSize is the number of bytes AppendPage spends on it.
+func ItemSize(it *item.Item) int {
+	var b [binary.MaxVarintLen64]byte
+	uvarint := func(v int) int { return len(binary.AppendUvarint(b[:0], uint64(v))) }
+	varint := func(v int64) int { return len(binary.AppendVarint(b[:0], v)) }
+	n := 0
+	for _, l := range []int{len(it.ID), len(it.Type), len(it.Tenant), len(it.Data), len(it.Metadata), len(it.Version)} {
+		n += uvarint(l) + l
+	}
+	return n + uvarint(len(it.Vector)) + 4*len(it.Vector) + varint(it.CreatedAt.UnixNano()) + varint(it.UpdatedAt.UnixNano())
+}
+
 // DecodePage decodes a listing page.
 func DecodePage(b []byte) (*item.Page, error) {
 	d := codec.Decoder{B: b, Fail: ErrMalformed}

@@ -31,6 +31,23 @@ func TestRoundTrips(t *testing.T) {
 	}
 }
 
+// TestItemSize: ItemSize is exactly what a page spends on an item, which
+// list pages are budgeted by.
+func TestItemSize(t *testing.T) {
+	now := time.Unix(0, 1700000000123456789).UTC()
+	for _, it := range []*item.Item{
+		{},
+		{ID: "i", Tenant: "t", Version: "1"},
+		{ID: "i", Type: "person", Tenant: "t", Data: bytes.Repeat([]byte("x"), 300), Metadata: []byte(`{"a":1}`),
+			Vector: make([]float32, 40), CreatedAt: now, UpdatedAt: now.Add(time.Hour), Version: "zz"},
+		{ID: "big", Tenant: "t", Data: make([]byte, item.MaxItemBytes), Vector: make([]float32, 4096), CreatedAt: now, UpdatedAt: now},
+	} {
+		if got, want := ItemSize(it), len(appendItemBody(nil, it)); got != want {
+			t.Errorf("ItemSize of %q (%d data bytes) = %d, its encoding takes %d", it.ID, len(it.Data), got, want)
+		}
+	}
+}
+
 func TestChangesRoundTrip(t *testing.T) {
 	cs := []Change{{Tenant: "t", ID: "a", Version: "3"}, {Tenant: "t", ID: "b", Deleted: true}}
 	got, lost, err := DecodeChanges(AppendChanges(nil, cs, true))
