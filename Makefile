@@ -56,8 +56,16 @@ fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
+# Tests too slow under the race detector skip themselves there (they say
+# so); they run here without it, so CI runs them too.
+NORACE_TESTS = ./cluster:TestMaxSizeItems
+
 unit:
 	$(GO) test -race -timeout 20m ./...
+	@for t in $(NORACE_TESTS); do \
+		echo "go test -count=1 -run '^$${t#*:}$$' $${t%%:*} (without -race)"; \
+		$(GO) test -count=1 -run "^$${t#*:}$$" $${t%%:*} || exit 1; \
+	done
 
 # On a loaded machine Go's fuzzing coordinator sometimes stalls its workers
 # and ends a run with "context deadline exceeded" although no input failed;
