@@ -36,25 +36,7 @@ func secret(t *testing.T) string {
 // start runs one node in-process on free loopback ports, joining peers.
 func start(t *testing.T, id, clusterSecret string, peers ...string) *server.Server {
 	t.Helper()
-	cfg := server.Config{
-		NodeID: id, Storage: "memory", ClusterSecret: clusterSecret,
-		HTTPAddr: "127.0.0.1:0", QUICAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0",
-		Peers: peers, Partitions: 16, ShutdownTimeout: 5 * time.Second, Logger: testLogger(id),
-	}
-	s, err := server.New(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("starting %s: %v", id, err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("%s stopped with %v", id, err)
-		}
-	})
-	return s
+	return startWith(t, server.Config{NodeID: id, ClusterSecret: clusterSecret, Peers: peers})
 }
 
 func do(t *testing.T, method, url, body string) (int, string) {
