@@ -662,6 +662,7 @@ func (n *Node) Metrics() nodestats.Snapshot {
 	s.Shards.Replicas, s.Shards.Local = len(st), len(st)
 	s.Shards.Leaders = leaders[n.cfg.Core.NodeID]
 	rs := n.core.RaftStats()
+	s.Operations.HandlerPanics = n.cfg.Server.Metrics().HandlerPanics + n.cfg.Client.Metrics().HandlerPanics
 	s.Replication = nodestats.Replication{Factor: factor, Mode: "raft", LagEntries: lag, Lag: lag,
 		Elections: rs.Elections, SnapshotsSent: rs.SnapshotsSent, SnapshotsInstalled: rs.SnapshotsInstalled,
 		SnapshotBytes: n.snapshotBytes.Load(), RejectedMessages: n.rejectedRaft.Load() + rs.Rejected}

@@ -89,6 +89,11 @@ type Operations struct {
 	// Errors counts operations that failed for a reason other than the
 	// caller's (storage or internal failures), not 4xx answers.
 	Errors uint64 `json:"errors"`
+	// HandlerPanics counts requests and pushes from other nodes and edges
+	// (QUIC) whose handler panicked: each was recovered, logged with its
+	// stack and answered as an internal error. Non-zero is a bug, or a peer
+	// sending what a bug does not survive.
+	HandlerPanics uint64 `json:"handlerPanics"`
 	// Commits counts durable storage commits; Writes / Commits is the mean
 	// group-commit batch size.
 	Commits uint64 `json:"commits"`
