@@ -23,7 +23,7 @@ import (
 	"github.com/soullabs/brainy/upstream"
 )
 
-func testLogger(t *testing.T, id string) *slog.Logger {
+func testLogger(t testing.TB, id string) *slog.Logger {
 	if !testing.Verbose() {
 		return nil
 	}
@@ -59,14 +59,14 @@ type member struct {
 }
 
 type testCluster struct {
-	t       *testing.T
+	t       testing.TB
 	ca      *pki.CA
 	dir     *directory
 	members map[string]*member
 	peers   map[string]Peer
 }
 
-func newTestCluster(t *testing.T) *testCluster {
+func newTestCluster(t testing.TB) *testCluster {
 	ca, err := pki.DeriveCA([]byte("a test cluster secret, 32 bytes."))
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +102,7 @@ func (c *testCluster) start(id string) *member {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	m.node, err = Start(ctx, Config{
-		Core: core.Config{Store: m.store, NodeID: id, Partitions: 8}, Server: srv, Client: client, Directory: c.dir,
+		Core: core.Config{Store: m.store, NodeID: id, Partitions: 8, Logger: testLogger(c.t, id)}, Server: srv, Client: client, Directory: c.dir,
 		BootstrapWait: 300 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond, DeadAfter: time.Second,
 		TickInterval: 10 * time.Millisecond, Logger: testLogger(c.t, id), LogKeep: 20,
 	})
