@@ -283,6 +283,8 @@ var errRaftSender = errors.New("cluster: raft messages must come from the member
 // the identity in the caller's certificate (its node id) decides its raft
 // id, so no certificate holder can speak for another node, depose a
 // leader with an invented term, or open partitions here by naming them.
+// What a member says as itself is checked message by message before raft
+// sees it (multiraft's check).
 func (n *Node) handleRaft(_ context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
 	msgs, err := decodeRaft(req)
 	if err != nil {

@@ -74,8 +74,10 @@ type Replication struct {
 	// SnapshotBytes counts the bytes received installing snapshots.
 	SnapshotBytes uint64 `json:"snapshotBytes"`
 	// RejectedMessages counts raft messages refused: batches whose sender
-	// was not the member it named, and messages raft could not take
-	// without corrupting its state. Non-zero means a broken or hostile peer.
+	// was not the member it named, messages no correct peer sends (raft
+	// would panic on them, or take a term or a leader from them it must
+	// not), and committed conf changes raft could not apply. Non-zero means
+	// a broken or hostile peer.
 	RejectedMessages uint64 `json:"rejectedMessages"`
 }
 
