@@ -143,6 +143,16 @@ func newTestCluster(t *testing.T, parts int, before func(n *Node)) *testCluster 
 			}
 		}
 	}
+	// A replica its leader has not filled yet answers as no replica
+	// (a cluster asks another); here, wait until all are filled.
+	for i, n := range c.nodes {
+		for st, _ := n.GroupStatus(ctx); len(st) < parts; st, _ = n.GroupStatus(ctx) {
+			if ctx.Err() != nil {
+				t.Fatalf("node %d holds %d of %d partitions", i+1, len(st), parts)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	return c
 }
 
