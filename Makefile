@@ -29,6 +29,7 @@ FUZZ_TARGETS = \
 	./cluster/membership:FuzzDecodeBeacon \
 	./cluster:FuzzDecodeRaft \
 	./cluster:FuzzDecodeGroupInfo \
+	./cluster:FuzzRaftFromMember \
 	./itemrpc:FuzzDecodeListPartitions \
 	./tiers/segment:FuzzDecodeSegment \
 	./tiers/segment:FuzzDecodeCheckpoint \

@@ -295,6 +295,8 @@ var errRaftSender = errors.New("cluster: raft messages must come from the member
 // the identity in the caller's certificate (its node id) decides its raft
 // id, so no certificate holder can speak for another node, depose a
 // leader with an invented term, or open partitions here by naming them.
+// What a member says as itself is checked message by message before raft
+// sees it (multiraft's check).
 func (n *Node) handleRaft(_ context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
 	msgs, err := decodeRaft(req)
 	if err != nil {
@@ -675,6 +677,7 @@ func (n *Node) Metrics() nodestats.Snapshot {
 	s.Shards.Replicas, s.Shards.Local = len(st), len(st)
 	s.Shards.Leaders = leaders[n.cfg.Core.NodeID]
 	rs := n.core.RaftStats()
+	s.Operations.HandlerPanics = n.cfg.Server.Metrics().HandlerPanics + n.cfg.Client.Metrics().HandlerPanics
 	s.Replication = nodestats.Replication{Factor: factor, Mode: "raft", LagEntries: lag, Lag: lag,
 		Elections: rs.Elections, SnapshotsSent: rs.SnapshotsSent, SnapshotsInstalled: rs.SnapshotsInstalled,
 		SnapshotBytes: n.snapshotBytes.Load(), RejectedMessages: n.rejectedRaft.Load() + rs.Rejected}

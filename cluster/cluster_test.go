@@ -23,7 +23,7 @@ import (
 	"github.com/soullabs/brainy/upstream"
 )
 
-func testLogger(t *testing.T, id string) *slog.Logger {
+func testLogger(t testing.TB, id string) *slog.Logger {
 	if !testing.Verbose() {
 		return nil
 	}
@@ -59,7 +59,7 @@ type member struct {
 }
 
 type testCluster struct {
-	t       *testing.T
+	t       testing.TB
 	ca      *pki.CA
 	dir     *directory
 	members map[string]*member
@@ -67,7 +67,7 @@ type testCluster struct {
 	logKeep int // raft's LogKeep for nodes started from now on; 0 is 20
 }
 
-func newTestCluster(t *testing.T) *testCluster {
+func newTestCluster(t testing.TB) *testCluster {
 	ca, err := pki.NewCA("test cluster")
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +107,7 @@ func (c *testCluster) start(id string) *member {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	m.node, err = Start(ctx, Config{
-		Core: core.Config{Store: m.store, NodeID: id, Partitions: 8}, Server: srv, Client: client, Directory: c.dir,
+		Core: core.Config{Store: m.store, NodeID: id, Partitions: 8, Logger: testLogger(c.t, id)}, Server: srv, Client: client, Directory: c.dir,
 		BootstrapWait: 300 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond, DeadAfter: time.Second,
 		TickInterval: 10 * time.Millisecond, Logger: testLogger(c.t, id), LogKeep: logKeep,
 	})

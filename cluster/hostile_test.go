@@ -170,3 +170,45 @@ func TestEdgeCertificatesCannotCallClusterMethods(t *testing.T) {
 		t.Fatalf("cluster info with a core certificate: %v", err)
 	}
 }
+
+// TestHandlerPanicsAreCounted: a handler that panics on what a peer sent
+// costs that one request (an internal error), not the node, and shows in
+// the node's metrics.
+func TestHandlerPanicsAreCounted(t *testing.T) {
+	c := newTestCluster(t)
+	a := c.start("a")
+	const method = 60000
+	a.srv.Handle(method, func(context.Context, *transport.Peer, []byte) ([]byte, error) { panic("a bug a peer found") })
+	_, err := call(t, c, pki.RoleCore, "b", "a", method, nil)
+	var re *transport.RemoteError
+	if !errors.As(err, &re) || re.Code != transport.CodeInternal {
+		t.Fatalf("calling a panicking handler: %v (want CodeInternal)", err)
+	}
+	if got := a.node.Metrics().Operations.HandlerPanics; got != 1 {
+		t.Errorf("a counted %d handler panics, want 1", got)
+	}
+	if _, err := a.node.Add(context.Background(), "t", &item.Item{ID: "x", Data: []byte(`1`)}); err != nil {
+		t.Fatalf("a after the panic: %v", err)
+	}
+}
+
+// TestSnapshotBeyondTheSender: a snapshot session opens only if the
+// sender's replica has applied the snapshot's index, so a replica told to
+// install one its sender cannot serve (a lying peer's MsgSnap) fails
+// before it has deleted anything of its own.
+func TestSnapshotBeyondTheSender(t *testing.T) {
+	c := newTestCluster(t)
+	a := c.start("a")
+	if _, err := a.node.Add(context.Background(), "t", &item.Item{ID: "x", Data: []byte(`1`)}); err != nil {
+		t.Fatal(err)
+	}
+	part := core.PartitionOf("t", "x", 8)
+	keys := 0
+	count := func(_, _ []byte) error { keys++; return nil }
+	if err := a.node.fetchPartition(context.Background(), core.RaftID("a"), part, 1<<40, count); err == nil || keys != 0 {
+		t.Fatalf("a snapshot past the sender's log: %v, %d keys", err, keys)
+	}
+	if err := a.node.fetchPartition(context.Background(), core.RaftID("a"), part, 1, count); err != nil || keys == 0 {
+		t.Fatalf("a snapshot the sender holds: %v, %d keys", err, keys)
+	}
+}

@@ -23,7 +23,12 @@ import (
 // that all come from one point in time. A session left idle for
 // snapshotIdle is closed.
 //
-// Request:  session (8 bytes, 0 opens one) · partition (uvarint)
+// A session opens only if this node's replica of the partition has
+// applied the snapshot's index: the receiver deletes its own copy of the
+// partition once the first chunk arrives, so a snapshot that cannot be
+// served (a lying peer's, or a removed replica's) must fail before.
+//
+// Request:  session (8 bytes, 0 opens one) · partition (uvarint) · index (uvarint)
 // Response: session (8 bytes) · done (1 byte) · pairs (bytes key, bytes value)...
 
 const (
@@ -54,9 +59,14 @@ func (n *Node) handleSnapshot(ctx context.Context, _ *transport.Peer, req []byte
 	}
 	id := binary.BigEndian.Uint64(req)
 	d := codec.Decoder{B: req[8:], Fail: errMalformedSnapshot}
-	part := int(d.Uvarint())
+	part, index := int(d.Uvarint()), d.Uvarint()
 	if d.Err != nil || len(d.B) != 0 || part >= n.core.Partitions() {
 		return nil, errMalformedSnapshot
+	}
+	if id == 0 {
+		if err := n.canServe(ctx, part, index); err != nil {
+			return nil, err
+		}
 	}
 	ss := &n.snapshots
 	ss.mu.Lock()
@@ -131,8 +141,25 @@ func pairLen(k, v []byte) int {
 	return uvarintLen(uint64(len(k))) + len(k) + uvarintLen(uint64(len(v))) + len(v)
 }
 
+// canServe reports why this node cannot serve a snapshot of part at index.
+func (n *Node) canServe(ctx context.Context, part int, index uint64) error {
+	st, err := n.core.GroupStatus(ctx)
+	if err != nil {
+		return err
+	}
+	for _, g := range st {
+		if int(g.Group) == part {
+			if g.Applied < index {
+				return fmt.Errorf("cluster: partition %d: applied %d, behind the snapshot's %d", part, g.Applied, index)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("cluster: no replica of partition %d here", part)
+}
+
 // fetchPartition is core.RaftConfig.FetchPartition over QUIC.
-func (n *Node) fetchPartition(ctx context.Context, from multiraft.NodeID, part int, fn func(key, value []byte) error) error {
+func (n *Node) fetchPartition(ctx context.Context, from multiraft.NodeID, part int, index uint64, fn func(key, value []byte) error) error {
 	addr, ok := n.addrOf(from)
 	if !ok {
 		return fmt.Errorf("cluster: no address for node %x", uint64(from))
@@ -140,6 +167,7 @@ func (n *Node) fetchPartition(ctx context.Context, from multiraft.NodeID, part i
 	var session uint64
 	for {
 		req := binary.AppendUvarint(binary.BigEndian.AppendUint64(nil, session), uint64(part))
+		req = binary.AppendUvarint(req, index)
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		out, err := n.cfg.Client.Call(cctx, addr, wire.MethodSnapshot, req)
 		cancel()

@@ -49,10 +49,11 @@ type RaftConfig struct {
 	LogKeep int
 	// FetchPartition streams partition part's keys and values, as one
 	// consistent snapshot, from node from (see Node.PartitionSnapshot on
-	// its side). A replica whose group's log was compacted past what it
-	// holds installs a snapshot this way. Required in a cluster of more
-	// than one node.
-	FetchPartition func(ctx context.Context, from multiraft.NodeID, part int, fn func(key, value []byte) error) error
+	// its side), whose replica must have applied index or more: if it has
+	// not, or holds none, FetchPartition fails before calling fn. A
+	// replica whose group's log was compacted past what it holds installs
+	// a snapshot this way. Required in a cluster of more than one node.
+	FetchPartition func(ctx context.Context, from multiraft.NodeID, part int, index uint64, fn func(key, value []byte) error) error
 	// ProposeTimeout bounds how long a write or a linearizable read waits
 	// for its partition to have a leader before it fails with
 	// item.ErrUnavailable. Default 3 s.
@@ -385,12 +386,20 @@ func (r *raftSM) ApplySnapshot(g multiraft.GroupID, from multiraft.NodeID, snap 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := n.dropPartition(ctx, part); err != nil {
-		return err
-	}
 	var b tiers.Batch
 	var state []byte
-	err := fetch(ctx, from, part, func(key, value []byte) error {
+	dropped := false
+	err := fetch(ctx, from, part, snap.GetMetadata().GetIndex(), func(key, value []byte) error {
+		if !dropped {
+			// The partition's keys go once the sender has begun to answer: a
+			// sender that cannot serve the snapshot (it holds no replica, or
+			// one behind the snapshot, as a lying peer's snapshot message
+			// would have it) fails before, and this replica keeps its state.
+			if err := n.dropPartition(ctx, part); err != nil {
+				return err
+			}
+			dropped = true
+		}
 		if !bytes.HasPrefix(key, appendPartition(nil, part, 0)[:3]) {
 			return fmt.Errorf("core: snapshot of partition %d holds key %q of another", part, key)
 		}
@@ -406,8 +415,14 @@ func (r *raftSM) ApplySnapshot(g multiraft.GroupID, from multiraft.NodeID, snap 
 		}
 		return nil
 	})
+	if err != nil && !dropped {
+		return fmt.Errorf("%w: core: fetching partition %d from %x: %w", multiraft.ErrSnapshotUnavailable, part, uint64(from), err)
+	}
 	if err != nil {
 		return fmt.Errorf("core: fetching partition %d from %x: %w", part, uint64(from), err)
+	}
+	if !dropped {
+		return fmt.Errorf("%w: core: partition %d from %x is empty", multiraft.ErrSnapshotUnavailable, part, uint64(from))
 	}
 	var ps partState
 	if state == nil {

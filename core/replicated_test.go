@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -142,16 +143,33 @@ func newTestCluster(t *testing.T, parts int, before func(n *Node)) *testCluster 
 			}
 		}
 	}
+	// A replica its leader has not filled yet answers as no replica
+	// (a cluster asks another); here, wait until all are filled.
+	for i, n := range c.nodes {
+		for st, _ := n.GroupStatus(ctx); len(st) < parts; st, _ = n.GroupStatus(ctx) {
+			if ctx.Err() != nil {
+				t.Fatalf("node %d holds %d of %d partitions", i+1, len(st), parts)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	return c
 }
 
 // fetch serves FetchPartition from the node with raft id from.
-func (c *testCluster) fetch(ctx context.Context, from multiraft.NodeID, part int, fn func(key, value []byte) error) error {
+func (c *testCluster) fetch(ctx context.Context, from multiraft.NodeID, part int, index uint64, fn func(key, value []byte) error) error {
 	c.nw.mu.Lock()
 	src := c.nw.nodes[from]
 	c.nw.mu.Unlock()
 	if src == nil {
 		return fmt.Errorf("no node %d", from)
+	}
+	st, err := src.GroupStatus(ctx)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(st, func(g multiraft.GroupStatus) bool { return int(g.Group) == part && g.Applied >= index }) {
+		return fmt.Errorf("node %d holds no replica of partition %d at %d", from, part, index)
 	}
 	it, err := src.PartitionSnapshot(ctx, part)
 	if err != nil {

@@ -310,6 +310,7 @@ func (c *Client) Metrics() ClientMetrics {
 		CallErrors:     c.callErrors.Load(),
 		Pushes:         c.counters.exchanges.Load(),
 		FramesRejected: c.counters.rejected.Load(),
+		HandlerPanics:  c.counters.panics.Load(),
 	}
 }
 

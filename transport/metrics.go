@@ -18,6 +18,9 @@ type ServerMetrics struct {
 	FramesRejected uint64
 	// Pushes counts Peer.Push calls; PushErrors those that failed.
 	Pushes, PushErrors uint64
+	// HandlerPanics counts requests whose handler panicked: each was
+	// recovered, logged and answered with CodeInternal.
+	HandlerPanics uint64
 }
 
 // ClientMetrics is a snapshot of a Client's counters. Counters only grow.
@@ -35,9 +38,12 @@ type ClientMetrics struct {
 	// FramesRejected counts incoming push frames refused for exceeding
 	// MaxFrameBytes or being malformed.
 	FramesRejected uint64
+	// HandlerPanics counts pushes whose handler panicked (recovered and
+	// logged).
+	HandlerPanics uint64
 }
 
 // streamCounters are the counters serveStream updates.
 type streamCounters struct {
-	exchanges, errors, rejected atomic.Uint64
+	exchanges, errors, rejected, panics atomic.Uint64
 }

@@ -259,6 +259,7 @@ func (s *Server) Metrics() ServerMetrics {
 		FramesRejected:      s.counters.rejected.Load(),
 		Pushes:              s.pushes.Load(),
 		PushErrors:          s.pushErrors.Load(),
+		HandlerPanics:       s.counters.panics.Load(),
 	}
 }
 

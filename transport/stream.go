@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"runtime/debug"
 
 	"github.com/quic-go/quic-go"
 )
@@ -247,7 +248,7 @@ func serveStream(str *quic.Stream, want byte, maxBody int, dispatch dispatchFunc
 			return
 		}
 		counters.exchanges.Add(1)
-		resp, herr := safeDispatch(ctx, dispatch, h.method, body, log)
+		resp, herr := safeDispatch(ctx, dispatch, h.method, body, counters, log)
 		if ctx.Err() != nil {
 			// The caller reset the stream or the connection is gone: nobody
 			// reads an answer.
@@ -286,11 +287,18 @@ func serveStream(str *quic.Stream, want byte, maxBody int, dispatch dispatchFunc
 	}
 }
 
-// safeDispatch runs dispatch and turns a panic into a CodeInternal error.
-func safeDispatch(ctx context.Context, dispatch dispatchFunc, method uint16, body []byte, log *slog.Logger) (resp []byte, err error) {
+// safeDispatch runs dispatch and turns a panic into a CodeInternal error,
+// logged with its stack and counted: what a peer sends must not take the
+// process down. It covers the handler's own goroutine only. Work a
+// handler hands to another goroutine is not covered, nor should it be
+// patched up after a panic there: a raft group that panics midway
+// through a message is corrupt, so multiraft checks every message before
+// raft sees it instead (cluster's MethodRaft handler only queues them).
+func safeDispatch(ctx context.Context, dispatch dispatchFunc, method uint16, body []byte, counters *streamCounters, log *slog.Logger) (resp []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			log.Error("transport: handler panicked", "method", method, "panic", r)
+			counters.panics.Add(1)
+			log.Error("transport: handler panicked", "method", method, "panic", r, "stack", string(debug.Stack()))
 			resp, err = nil, &RemoteError{Code: CodeInternal, Message: "handler panicked"}
 		}
 	}()

@@ -165,6 +165,9 @@ func TestRoundTrip(t *testing.T) {
 	if n := len(srv.Peers()); n != 1 {
 		t.Fatalf("server has %d connections, want 1 (pooled)", n)
 	}
+	if n := srv.Metrics().HandlerPanics; n != 1 {
+		t.Fatalf("server counted %d handler panics, want 1", n)
+	}
 }
 
 func trunc(b []byte) []byte {

@@ -66,5 +66,14 @@
 // synced batch. The sender counts the snapshot delivered once sent: if
 // the message is lost, raft sends another.
 //
+// Messages from peers are checked before raft steps them (check): raft
+// panics on some messages no correct peer sends, and takes a term, a
+// leader or entries from any message that offers them; the rules, and the
+// raft invariant each rests on, are written on check. A committed conf
+// change raft cannot apply is skipped on every replica alike (canApply).
+// A snapshot the state machine cannot get (ErrSnapshotUnavailable) is
+// dropped, its group reopened from the store as if the message had been
+// lost.
+//
 // Not yet: quiescing idle groups.
 package multiraft

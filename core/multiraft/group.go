@@ -168,26 +168,15 @@ func (n *Node) RemoveGroup(ctx context.Context, g GroupID, destroy func() error)
 	return err
 }
 
-// TransferLeadership asks the leader of g (if it is this node) to hand
-// leadership to another replica, as a node does before it leaves.
+// TransferLeadership asks the leader of g, if it is this node, to hand
+// leadership to another replica, as a node does before it leaves. On a
+// follower it does nothing: raft would forward the request to the leader
+// with the transferee as its sender, which the leader's node refuses as
+// forged (see check).
 func (n *Node) TransferLeadership(ctx context.Context, g GroupID, to NodeID) error {
 	return n.do(ctx, func() {
-		if gr := n.groups[g]; gr != nil {
+		if gr := n.groups[g]; gr != nil && gr.rn.BasicStatus().RaftState == raft.StateLeader {
 			gr.rn.TransferLeader(uint64(to))
 		}
 	})
-}
-
-// plausible reports whether raft can step m without panicking. raft
-// treats some inputs as broken invariants: a heartbeat asking a follower
-// to commit past the end of its log (which a leader never sends, but a
-// follower that lost its disk, or a peer lying about its identity, would
-// receive) makes it panic in commitTo. Such messages are dropped instead;
-// the leader's next append repairs an honest follower.
-func (g *group) plausible(m *pb.Message) bool {
-	if m.GetType() == pb.MessageType_MsgHeartbeat {
-		last, err := g.storage.LastIndex()
-		return err == nil && m.GetCommit() <= last
-	}
-	return true
 }

@@ -59,7 +59,10 @@ type StateMachine interface {
 	// may be newer than snap (its applied index higher); entries up to the
 	// state's applied index are then skipped by the state machine, which
 	// reports that index through Applied afterwards. The state must be
-	// durable when ApplySnapshot returns.
+	// durable when ApplySnapshot returns. An error wrapping
+	// ErrSnapshotUnavailable says the state could not be had and nothing
+	// changed: the node then drops the snapshot, as if its message had been
+	// lost, and the leader sends another. Any other error stops the node.
 	ApplySnapshot(group GroupID, from NodeID, snap *pb.Snapshot) error
 	// Commit makes the applies of this cycle visible and durable enough
 	// (see the invariant: the log is already synced, so the state machine
@@ -76,6 +79,8 @@ var (
 	ErrStopped = errors.New("multiraft: stopped")
 	// ErrUnknownGroup: the group is not open on this node.
 	ErrUnknownGroup = errors.New("multiraft: unknown group")
+	// ErrSnapshotUnavailable: see StateMachine.ApplySnapshot.
+	ErrSnapshotUnavailable = errors.New("multiraft: snapshot unavailable")
 )
 
 // Node runs the raft groups of one node.
@@ -102,10 +107,11 @@ type Node struct {
 	voters    map[GroupID]int    // guarded by mu: voters in each group's config, updated by the driver
 	elections uint64             // guarded by mu: times this node became a leader
 
-	syncs, readies uint64 // owned by the driver; read through Stats
-	snapshotsSent  uint64 // owned by the driver
-	snapshotsTaken uint64 // owned by the driver
-	rejected       uint64 // messages dropped as implausible (group.plausible); owned by the driver
+	syncs, readies uint64    // owned by the driver; read through Stats
+	snapshotsSent  uint64    // owned by the driver
+	snapshotsTaken uint64    // owned by the driver
+	rejected       uint64    // messages dropped by check, and conf changes skipped by canApply; owned by the driver
+	warned         time.Time // when a dropped message was last logged as a warning; owned by the driver
 }
 
 // New starts a node with no groups; open them with OpenGroup.
@@ -247,20 +253,26 @@ func (n *Node) step(msgs []Message) {
 		if g == nil {
 			continue // not open here (yet)
 		}
-		if !g.plausible(m.Msg) {
+		if err := n.check(g, m.Msg); err != nil {
 			n.rejected++
-			n.log.Warn("dropping a raft message that would corrupt the group", "group", uint32(m.Group),
-				"type", m.Msg.GetType().String(), "from", m.Msg.GetFrom(), "commit", m.Msg.GetCommit())
+			// One warning a second at most: a hostile peer could otherwise
+			// fill the log. The rest go to debug; Stats counts them all.
+			level := slog.LevelDebug
+			if now := time.Now(); now.Sub(n.warned) >= time.Second {
+				level, n.warned = slog.LevelWarn, now
+			}
+			n.log.Log(context.Background(), level, "dropping a raft message", "group", uint32(m.Group),
+				"type", m.Msg.GetType().String(), "from", m.Msg.GetFrom(), "term", m.Msg.GetTerm(), "err", err)
 			continue
-		}
-		if m.Msg.GetFrom() == g.rn.BasicStatus().Lead {
-			g.quiet = 0
 		}
 		if m.Msg.GetType() == pb.MessageType_MsgSnap {
 			g.snapFrom = NodeID(m.Msg.GetFrom())
 		}
 		if err := g.rn.Step(m.Msg); err != nil {
 			n.log.Debug("step", "group", uint32(m.Group), "err", err)
+		}
+		if m.Msg.GetFrom() == g.rn.BasicStatus().Lead {
+			g.quiet = 0
 		}
 	}
 }

@@ -92,7 +92,13 @@ func (n *Node) SoleVoterLeader(g GroupID) bool {
 
 func (n *Node) propose(p *proposal) {
 	g := n.groups[p.group]
-	if g == nil {
+	n.mu.Lock()
+	voters := n.voters[p.group]
+	n.mu.Unlock()
+	if g == nil || voters == 0 {
+		// A replica that knows no voters was opened by a message and not
+		// yet filled by its leader (or by a peer's message only): it is no
+		// replica yet, and its caller should ask one.
 		p.done <- result{err: fmt.Errorf("%w: %d", ErrUnknownGroup, p.group)}
 		return
 	}
@@ -154,13 +160,13 @@ func (n *Node) finishReads(g *group) {
 
 // reply queues the result for the proposal whose id starts idb, if it was
 // proposed here.
-func (n *Node) reply(idb []byte, v any) {
+func (n *Node) reply(idb []byte, r result) {
 	if len(idb) < 8 {
 		return
 	}
 	id := binary.BigEndian.Uint64(idb)
 	if p, ok := n.waiters[id]; ok {
 		delete(n.waiters, id)
-		n.replies = append(n.replies, reply{p: p, r: result{value: v}})
+		n.replies = append(n.replies, reply{p: p, r: r})
 	}
 }

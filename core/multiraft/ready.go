@@ -4,7 +4,9 @@ package multiraft
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -33,18 +35,23 @@ func (n *Node) handleReady() error {
 	// (new entries, term or vote: a commit index alone may be lost).
 	var b tiers.Batch
 	mustSync := false
+	var unavailable []*group // their snapshot could not be installed
 	for _, r := range rds {
+		if !raft.IsEmptySnap(r.rd.Snapshot) {
+			if err := n.installSnapshot(r.g, r.rd.Snapshot, &b); errors.Is(err, ErrSnapshotUnavailable) {
+				n.log.Warn("dropping a snapshot that could not be installed", "group", uint32(r.g.id), "err", err)
+				unavailable = append(unavailable, r.g)
+				continue
+			} else if err != nil {
+				return err
+			}
+			mustSync = true
+		}
 		if !raft.IsEmptyHardState(r.rd.HardState) {
 			prev, _, _ := r.g.storage.InitialState()
 			mustSync = mustSync || raft.MustSync(r.rd.HardState, prev, len(r.rd.Entries))
 		} else {
 			mustSync = mustSync || len(r.rd.Entries) > 0
-		}
-		if !raft.IsEmptySnap(r.rd.Snapshot) {
-			if err := n.installSnapshot(r.g, r.rd.Snapshot, &b); err != nil {
-				return err
-			}
-			mustSync = true
 		}
 		if !raft.IsEmptyHardState(r.rd.HardState) {
 			data, err := proto.Marshal(r.rd.HardState)
@@ -73,6 +80,9 @@ func (n *Node) handleReady() error {
 			}
 		}
 	}
+	// A group whose snapshot could not be installed does nothing more with
+	// its Ready; it restarts from the store below.
+	rds = slices.DeleteFunc(rds, func(r ready) bool { return slices.Contains(unavailable, r.g) })
 	for _, r := range rds {
 		if !raft.IsEmptyHardState(r.rd.HardState) {
 			if err := r.g.storage.SetHardState(r.rd.HardState); err != nil {
@@ -142,34 +152,56 @@ func (n *Node) handleReady() error {
 		n.replies[i] = reply{}
 	}
 	n.replies = n.replies[:0]
+	for _, g := range unavailable {
+		if err := n.reopen(g); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// reopen replaces replica g with one loaded from the store, forgetting
+// what g's RawNode holds beyond it — a Ready that was not persisted,
+// sent or applied, as if the messages behind it had been lost. That is
+// how a snapshot that could not be installed is dropped: raft adopted it
+// when it was stepped, and has no way back.
+func (n *Node) reopen(g *group) error {
+	for _, p := range g.reads {
+		p.done <- result{err: ErrNoLeader}
+	}
+	delete(n.groups, g.id)
+	n.mu.Lock()
+	delete(n.leaders, g.id)
+	n.mu.Unlock()
+	return n.openGroup(context.Background(), g.id, nil)
 }
 
 func (n *Node) apply(g *group, e *pb.Entry) {
 	g.applied = e.GetIndex()
 	switch e.GetType() {
 	case pb.EntryType_EntryConfChange, pb.EntryType_EntryConfChangeV2:
-		var cc pb.ConfChangeI
-		var ctx []byte
-		if e.GetType() == pb.EntryType_EntryConfChange {
-			var c pb.ConfChange
-			if err := proto.Unmarshal(e.GetData(), &c); err != nil {
-				panic(fmt.Sprintf("multiraft: group %d: committed conf change %d: %v", g.id, e.GetIndex(), err))
-			}
-			cc, ctx = &c, c.GetContext()
-		} else {
-			var c pb.ConfChangeV2
-			if err := proto.Unmarshal(e.GetData(), &c); err != nil {
-				panic(fmt.Sprintf("multiraft: group %d: committed conf change %d: %v", g.id, e.GetIndex(), err))
-			}
-			cc, ctx = &c, c.GetContext()
+		cc, ctx, err := decodeConfChange(e)
+		if err == nil {
+			err = g.canApply(cc)
+		}
+		if err != nil {
+			// A conf change raft would panic on (which only a lying peer
+			// gets committed) changes nothing: every replica checks the same
+			// change against the same membership and skips it alike, and
+			// raft allows skipping one. Its index is consumed as an empty
+			// entry's.
+			n.rejected++
+			n.log.Warn("skipping a committed conf change that cannot apply", "group", uint32(g.id), "index", e.GetIndex(), "err", err)
+			n.cfg.StateMachine.Apply(g.id, e.GetIndex(), nil)
+			n.reply(ctx, result{err: err})
+			return
 		}
 		cs := g.rn.ApplyConfChange(cc)
 		n.mu.Lock()
 		n.voters[g.id] = len(cs.GetVoters()) + len(cs.GetVotersOutgoing())
 		n.mu.Unlock()
 		n.cfg.StateMachine.ApplyConfState(g.id, e.GetIndex(), cs)
-		n.reply(ctx, nil)
+		n.reply(ctx, result{})
 	default:
 		data := e.GetData()
 		if len(data) < 8 {
@@ -177,6 +209,23 @@ func (n *Node) apply(g *group, e *pb.Entry) {
 			return
 		}
 		v := n.cfg.StateMachine.Apply(g.id, e.GetIndex(), data[8:])
-		n.reply(data, v)
+		n.reply(data, result{value: v})
 	}
+}
+
+// decodeConfChange decodes a conf change entry, and returns its context
+// (the proposal id).
+func decodeConfChange(e *pb.Entry) (pb.ConfChangeI, []byte, error) {
+	if e.GetType() == pb.EntryType_EntryConfChange {
+		var c pb.ConfChange
+		if err := proto.Unmarshal(e.GetData(), &c); err != nil {
+			return nil, nil, fmt.Errorf("multiraft: conf change %d: %w", e.GetIndex(), err)
+		}
+		return &c, c.GetContext(), nil
+	}
+	var c pb.ConfChangeV2
+	if err := proto.Unmarshal(e.GetData(), &c); err != nil {
+		return nil, nil, fmt.Errorf("multiraft: conf change %d: %w", e.GetIndex(), err)
+	}
+	return &c, c.GetContext(), nil
 }

@@ -37,6 +37,9 @@ func (n *Node) installSnapshot(g *group, snap *pb.Snapshot, b *tiers.Batch) erro
 	g.first, g.persistedLast = md.GetIndex()+1, md.GetIndex()
 	applied, _ := n.cfg.StateMachine.Applied(g.id)
 	g.applied, g.durable = max(applied, md.GetIndex()), max(applied, md.GetIndex())
+	n.mu.Lock()
+	n.voters[g.id] = len(md.GetConfState().GetVoters()) + len(md.GetConfState().GetVotersOutgoing())
+	n.mu.Unlock()
 	n.snapshotsTaken++
 	n.log.Info("installed a snapshot", "group", uint32(g.id), "index", md.GetIndex(), "from", uint64(from), "applied", applied)
 	return nil

@@ -20,8 +20,9 @@ func (n *Node) Leader(g GroupID) NodeID {
 // elections this node won.
 type Stats struct {
 	Syncs, Readies, Elections, SnapshotsSent, SnapshotsInstalled uint64
-	// Rejected counts messages dropped because raft would have panicked on
-	// them (see group.plausible).
+	// Rejected counts messages from peers dropped before raft saw them, and
+	// committed conf changes skipped, because raft would have panicked on
+	// them or a correct peer never sends them (see check and canApply).
 	Rejected uint64
 }
 

@@ -74,8 +74,10 @@ type Replication struct {
 	// SnapshotBytes counts the bytes received installing snapshots.
 	SnapshotBytes uint64 `json:"snapshotBytes"`
 	// RejectedMessages counts raft messages refused: batches whose sender
-	// was not the member it named, and messages raft could not take
-	// without corrupting its state. Non-zero means a broken or hostile peer.
+	// was not the member it named, messages no correct peer sends (raft
+	// would panic on them, or take a term or a leader from them it must
+	// not), and committed conf changes raft could not apply. Non-zero means
+	// a broken or hostile peer.
 	RejectedMessages uint64 `json:"rejectedMessages"`
 }
 
@@ -89,6 +91,11 @@ type Operations struct {
 	// Errors counts operations that failed for a reason other than the
 	// caller's (storage or internal failures), not 4xx answers.
 	Errors uint64 `json:"errors"`
+	// HandlerPanics counts requests and pushes from other nodes and edges
+	// (QUIC) whose handler panicked: each was recovered, logged with its
+	// stack and answered as an internal error. Non-zero is a bug, or a peer
+	// sending what a bug does not survive.
+	HandlerPanics uint64 `json:"handlerPanics"`
 	// Commits counts durable storage commits; Writes / Commits is the mean
 	// group-commit batch size.
 	Commits uint64 `json:"commits"`
