@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/confchange"
@@ -52,8 +53,9 @@ const (
 //     and skips its term checks; it answers a vote request with the
 //     request's term and panics on 0; it panics forwarding a proposal that
 //     carries one). Bounded above (see termCeiling).
-//   - Terms, inside a lease. A follower that heard from its leader within
-//     an election timeout moves to no higher term: raft's CheckQuorum
+//   - Terms, inside a lease. A follower that heard from its leader (an
+//     append, heartbeat or snapshot, as raft's election timer counts)
+//     within an election timeout moves to no higher term: raft's CheckQuorum
 //     already ignores vote requests there (Raft thesis §4.2.3), and no
 //     correct node sends it any other message of a higher term, since the
 //     quorum that elects a new leader has left the old one's lease. The
@@ -250,27 +252,20 @@ func (g *group) checkSnapshot(m *pb.Message) error {
 		return fmt.Errorf("a snapshot's membership: %w", err)
 	}
 	from, self := m.GetFrom(), m.GetTo()
-	voter := func(id uint64) bool { return contains(cs.GetVoters(), id) || contains(cs.GetVotersOutgoing(), id) }
+	voter := func(id uint64) bool {
+		return slices.Contains(cs.GetVoters(), id) || slices.Contains(cs.GetVotersOutgoing(), id)
+	}
 	if !voter(from) {
 		return fmt.Errorf("a snapshot whose membership %v does not count its sender", cs)
 	}
 	cfg := g.rn.Status().Config
-	if len(cfg.Voters[0]) == 0 && len(cfg.Voters[1]) == 0 && len(cfg.Learners) == 0 && !contains(cs.GetLearners(), self) {
+	if len(cfg.Voters[0]) == 0 && len(cfg.Voters[1]) == 0 && len(cfg.Learners) == 0 && !slices.Contains(cs.GetLearners(), self) {
 		return fmt.Errorf("a first snapshot whose membership %v does not make this replica a learner", cs)
 	}
-	if !voter(self) && !contains(cs.GetLearners(), self) {
+	if !voter(self) && !slices.Contains(cs.GetLearners(), self) {
 		return fmt.Errorf("a snapshot whose membership %v does not count this replica", cs)
 	}
 	return nil
-}
-
-func contains(ids []uint64, id uint64) bool {
-	for _, v := range ids {
-		if v == id {
-			return true
-		}
-	}
-	return false
 }
 
 // emptyChanger is a confchange.Changer on an empty membership, to

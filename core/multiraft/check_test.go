@@ -298,3 +298,22 @@ func TestSnapshotUnavailable(t *testing.T) {
 		t.Errorf("node 2 installed %d snapshots, want 1 after two unavailable", st.SnapshotsInstalled)
 	}
 }
+
+// TestLeaseHeardOnlyFromLeaderMessages: a replica's lease runs from the
+// last append, heartbeat or snapshot of its leader. A deposed leader
+// still sends vote requests and answers; were they to renew the lease,
+// its followers would refuse every election after it (seen as a group
+// that lost its leader for good while the others waited on it).
+func TestLeaseHeardOnlyFromLeaderMessages(t *testing.T) {
+	n, g := testReplica(t, false)
+	n.log, n.groups = slog.New(slog.DiscardHandler), map[GroupID]*group{0: g}
+	g.quiet = 5
+	n.step([]Message{{Msg: msg(pb.MessageType_MsgAppResp, 2, 5)}, {Msg: msg(pb.MessageType_MsgPreVote, 2, 6)}})
+	if g.quiet != 5 {
+		t.Fatalf("the leader's answers and vote requests renewed the lease (quiet %d)", g.quiet)
+	}
+	n.step([]Message{{Msg: msg(pb.MessageType_MsgHeartbeat, 2, 5)}})
+	if g.quiet != 0 {
+		t.Fatalf("the leader's heartbeat did not renew the lease (quiet %d)", g.quiet)
+	}
+}
