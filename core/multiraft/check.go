@@ -53,20 +53,20 @@ const (
 //     and skips its term checks; it answers a vote request with the
 //     request's term and panics on 0; it panics forwarding a proposal that
 //     carries one). Bounded above (see termCeiling).
-//   - Terms, inside a lease. A follower that heard from its leader (an
-//     append, heartbeat or snapshot, as raft's election timer counts)
-//     within an election timeout moves to no higher term: raft's CheckQuorum
-//     already ignores vote requests there (Raft thesis §4.2.3), and no
-//     correct node sends it any other message of a higher term, since the
-//     quorum that elects a new leader has left the old one's lease. The
-//     one exception is raft's: a vote request with the leadership-transfer
-//     context, which raft grants inside the lease; it must come from a
-//     voter, for the next term (the transferee is caught up with the
-//     leader, so in its term). A leader takes a higher term from the voter
-//     it hands leadership to, and from a replica that has not answered it
-//     within the last election timeout: a replica whose term moved past
-//     the leader's answers no more, and ending the leader's term is how
-//     raft lets it back. Outside a lease, raft's rules apply.
+//   - Terms, inside a lease. A replica that leads, or heard from its
+//     leader (an append, heartbeat or snapshot, as raft's election timer
+//     counts) within an election timeout, moves to no higher term: raft's
+//     CheckQuorum already ignores vote requests there (Raft thesis
+//     §4.2.3), and no correct node sends it any other message of a higher
+//     term, since the quorum that elects a new leader has left the old
+//     one's lease. The exception is raft's: a vote request with the
+//     leadership-transfer context, which raft grants inside the lease; it
+//     must come from a voter, for the next term (the transferee is caught
+//     up with the leader, so in its term). A leader also takes a higher
+//     term from a replica that has not answered it within the last
+//     election timeout: a replica whose term moved past the leader's
+//     answers no more, and ending the leader's term is how raft lets it
+//     back. Outside a lease, raft's rules apply.
 //   - One leader per term: MsgApp and MsgHeartbeat at this replica's term
 //     come from the leader it follows, or from anyone if it knows none
 //     (raft then follows the sender). MsgSnap, MsgTimeoutNow and
@@ -187,18 +187,18 @@ func (n *Node) check(g *group, m *pb.Message) error {
 // mayRaiseTerm reports whether m, from a term above replica g's, may
 // take g to it (see check).
 func (n *Node) mayRaiseTerm(g *group, st raft.BasicStatus, m *pb.Message) bool {
-	switch {
-	case st.RaftState == raft.StateLeader:
-		t, from := m.GetType(), m.GetFrom()
-		if (t == pb.MessageType_MsgVote || t == pb.MessageType_MsgPreVote) && from == st.LeadTransferee {
-			return true
-		}
-		pr, ok := g.rn.Status().Progress[from]
-		return ok && !pr.RecentActive
-	case st.RaftState == raft.StateFollower && st.Lead != 0 && g.quiet < n.cfg.ElectionTicks:
-		return m.GetType() == pb.MessageType_MsgVote && m.GetTerm() == st.GetTerm()+1 && g.isVoter(m.GetFrom())
+	leader := st.RaftState == raft.StateLeader
+	if !leader && (st.RaftState != raft.StateFollower || st.Lead == 0 || g.quiet >= n.cfg.ElectionTicks) {
+		return true // outside any lease
 	}
-	return true
+	if m.GetType() == pb.MessageType_MsgVote && m.GetTerm() == st.GetTerm()+1 && g.isVoter(m.GetFrom()) {
+		return true // raft grants it inside the lease only for a leadership transfer
+	}
+	if leader {
+		pr, ok := g.rn.Status().Progress[m.GetFrom()]
+		return ok && !pr.RecentActive
+	}
+	return false
 }
 
 // isVoter reports whether id votes in g's membership as this replica

@@ -159,6 +159,8 @@ func TestCheck(t *testing.T) {
 		{name: "an acknowledgement", lead: true, m: with(msg(pb.MessageType_MsgAppResp, 2, 6), func(m *pb.Message) { m.Index = proto.Uint64(10) }), ok: true},
 		{name: "an acknowledgement past the log", lead: true, m: with(msg(pb.MessageType_MsgAppResp, 2, 6), func(m *pb.Message) { m.Index = proto.Uint64(12) })},
 		{name: "a reject hint past the log", lead: true, m: with(msg(pb.MessageType_MsgAppResp, 2, 6), func(m *pb.Message) { m.RejectHint = proto.Uint64(1 << 40) })},
+		{name: "a voter's vote request for the leader's next term", lead: true, m: msg(pb.MessageType_MsgVote, 2, 7), ok: true},
+		{name: "a vote request two terms past the leader's", lead: true, m: msg(pb.MessageType_MsgVote, 2, 8)},
 		{name: "a higher term from a voter that answers", lead: true, m: msg(pb.MessageType_MsgAppResp, 2, 9)},
 		{name: "a higher term from a voter that went quiet", lead: true, m: msg(pb.MessageType_MsgAppResp, 3, 9), ok: true},
 		{name: "a heartbeat answer raft cannot decode", lead: true, m: with(msg(pb.MessageType_MsgHeartbeatResp, 2, 6), func(m *pb.Message) { m.Context = []byte{1} })},
