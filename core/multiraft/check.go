@@ -93,16 +93,14 @@ const (
 //     decodes.
 //   - Snapshots: index and term set, the term no later than the
 //     message's, a membership raft can restore that names the sender a
-//     voter (a leader votes in its own group) and this replica; a replica
-//     that was never in the group takes its first snapshot only as a
-//     learner, since a node joins a group as a learner and is promoted
-//     once it holds the data.
+//     voter (a leader votes in its own group) and this replica.
 //
 // What check cannot stop: a voter can still run an election and, if it
 // wins or while a replica is outside any lease, lead — raft gives every
 // voter that — and a leader that lies about its log or snapshots can
-// mislead its followers; raft assumes honest members. Committed conf
-// changes raft cannot apply are skipped (see canApply).
+// mislead its followers, as can any peer a replica opened for a message
+// (Config.AcceptGroup) and not yet filled; raft assumes honest members.
+// Committed conf changes raft cannot apply are skipped (see canApply).
 func (n *Node) check(g *group, m *pb.Message) error {
 	t := m.GetType()
 	switch t {
@@ -169,7 +167,7 @@ func (n *Node) check(g *group, m *pb.Message) error {
 			return fmt.Errorf("a leader's message from %x in term %d, led by %x in term %d", from, m.GetTerm(), lead, term)
 		}
 		if t == pb.MessageType_MsgSnap {
-			return g.checkSnapshot(m)
+			return checkSnapshot(m)
 		}
 		if t == pb.MessageType_MsgReadIndexResp && len(m.GetEntries()) != 1 {
 			return fmt.Errorf("a read-index answer with %d entries", len(m.GetEntries()))
@@ -242,7 +240,7 @@ func checkContext(m *pb.Message) error {
 	return nil
 }
 
-func (g *group) checkSnapshot(m *pb.Message) error {
+func checkSnapshot(m *pb.Message) error {
 	md := m.GetSnapshot().GetMetadata()
 	if md.GetIndex() == 0 || md.GetTerm() == 0 || md.GetTerm() > m.GetTerm() {
 		return fmt.Errorf("a snapshot at index %d of term %d in term %d", md.GetIndex(), md.GetTerm(), m.GetTerm())
@@ -257,10 +255,6 @@ func (g *group) checkSnapshot(m *pb.Message) error {
 	}
 	if !voter(from) {
 		return fmt.Errorf("a snapshot whose membership %v does not count its sender", cs)
-	}
-	cfg := g.rn.Status().Config
-	if len(cfg.Voters[0]) == 0 && len(cfg.Voters[1]) == 0 && len(cfg.Learners) == 0 && !slices.Contains(cs.GetLearners(), self) {
-		return fmt.Errorf("a first snapshot whose membership %v does not make this replica a learner", cs)
 	}
 	if !voter(self) && !slices.Contains(cs.GetLearners(), self) {
 		return fmt.Errorf("a snapshot whose membership %v does not count this replica", cs)

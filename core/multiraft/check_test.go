@@ -175,27 +175,6 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-// TestCheckFirstSnapshot: a replica opened for a message takes its first
-// snapshot only as a learner, the way a node joins a group.
-func TestCheckFirstSnapshot(t *testing.T) {
-	ms := raft.NewMemoryStorage()
-	rn, err := raft.NewRawNode(&raft.Config{ID: 1, ElectionTick: 10, HeartbeatTick: 1, Storage: ms, MaxSizePerMsg: 1 << 20,
-		MaxInflightMsgs: 256, CheckQuorum: true, PreVote: true, Logger: raftLogger{slog.New(slog.DiscardHandler)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rn.Step(msg(pb.MessageType_MsgHeartbeat, 2, 5)); err != nil {
-		t.Fatal(err)
-	}
-	n, g := &Node{cfg: Config{ID: 1, ElectionTicks: 10}}, &group{rn: rn, storage: ms}
-	if err := n.check(g, snapMsg(2, 5, 20, 5, &pb.ConfState{Voters: []uint64{1, 2}})); err == nil {
-		t.Error("a first snapshot making this replica a voter was let through")
-	}
-	if err := n.check(g, snapMsg(2, 5, 20, 5, &pb.ConfState{Voters: []uint64{2, 3}, Learners: []uint64{1}})); err != nil {
-		t.Errorf("a first snapshot making this replica a learner: %v", err)
-	}
-}
-
 // TestCanApply: committed conf changes raft would panic on are found.
 func TestCanApply(t *testing.T) {
 	_, g := testReplica(t, false)
