@@ -193,7 +193,19 @@ func (c *testCluster) waitPlacement(want int) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	c.logGroups()
 	c.t.Fatalf("placement never settled on %d voters per partition: %s", want, last)
+}
+
+// logGroups logs every raft group as each member sees it.
+func (c *testCluster) logGroups() {
+	for id, m := range c.members {
+		st, _ := m.node.Core().GroupStatus(context.Background())
+		for _, g := range st {
+			c.t.Logf("%s: partition %d term %d leader %x voters %x learners %x quiet %d applied %d",
+				id, g.Group, g.Term, g.Leader, g.Voters, g.Learners, g.Quiet, g.Applied)
+		}
+	}
 }
 
 func (c *testCluster) readAll(ids []string, via *member) {

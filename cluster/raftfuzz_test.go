@@ -262,12 +262,7 @@ func (c *testCluster) waitOneLeader() {
 			return
 		}
 	}
-	for id, m := range c.members {
-		st, _ := m.node.Core().GroupStatus(context.Background())
-		for _, g := range st {
-			c.t.Logf("%s: partition %d term %d leader %x voters %x learners %x quiet %d", id, g.Group, g.Term, g.Leader, g.Voters, g.Learners, g.Quiet)
-		}
-	}
+	c.logGroups()
 	c.t.Fatalf("the partitions never settled on one leader each: %s", last)
 }
 

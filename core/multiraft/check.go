@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/confchange"
@@ -52,19 +53,20 @@ const (
 //     and skips its term checks; it answers a vote request with the
 //     request's term and panics on 0; it panics forwarding a proposal that
 //     carries one). Bounded above (see termCeiling).
-//   - Terms, inside a lease. A follower that heard from its leader within
-//     an election timeout moves to no higher term: raft's CheckQuorum
-//     already ignores vote requests there (Raft thesis §4.2.3), and no
-//     correct node sends it any other message of a higher term, since the
-//     quorum that elects a new leader has left the old one's lease. The
-//     one exception is raft's: a vote request with the leadership-transfer
-//     context, which raft grants inside the lease; it must come from a
-//     voter, for the next term (the transferee is caught up with the
-//     leader, so in its term). A leader takes a higher term from the voter
-//     it hands leadership to, and from a replica that has not answered it
-//     within the last election timeout: a replica whose term moved past
-//     the leader's answers no more, and ending the leader's term is how
-//     raft lets it back. Outside a lease, raft's rules apply.
+//   - Terms, inside a lease. A replica that leads, or heard from its
+//     leader (an append, heartbeat or snapshot, as raft's election timer
+//     counts) within an election timeout, moves to no higher term: raft's
+//     CheckQuorum already ignores vote requests there (Raft thesis
+//     §4.2.3), and no correct node sends it any other message of a higher
+//     term, since the quorum that elects a new leader has left the old
+//     one's lease. The exception is raft's: a vote request with the
+//     leadership-transfer context, which raft grants inside the lease; it
+//     must come from a voter, for the next term (the transferee is caught
+//     up with the leader, so in its term). A leader also takes a higher
+//     term from a replica that has not answered it within the last
+//     election timeout: a replica whose term moved past the leader's
+//     answers no more, and ending the leader's term is how raft lets it
+//     back. Outside a lease, raft's rules apply.
 //   - One leader per term: MsgApp and MsgHeartbeat at this replica's term
 //     come from the leader it follows, or from anyone if it knows none
 //     (raft then follows the sender). MsgSnap, MsgTimeoutNow and
@@ -91,16 +93,14 @@ const (
 //     decodes.
 //   - Snapshots: index and term set, the term no later than the
 //     message's, a membership raft can restore that names the sender a
-//     voter (a leader votes in its own group) and this replica; a replica
-//     that was never in the group takes its first snapshot only as a
-//     learner, since a node joins a group as a learner and is promoted
-//     once it holds the data.
+//     voter (a leader votes in its own group) and this replica.
 //
 // What check cannot stop: a voter can still run an election and, if it
 // wins or while a replica is outside any lease, lead — raft gives every
 // voter that — and a leader that lies about its log or snapshots can
-// mislead its followers; raft assumes honest members. Committed conf
-// changes raft cannot apply are skipped (see canApply).
+// mislead its followers, as can any peer a replica opened for a message
+// (Config.AcceptGroup) and not yet filled; raft assumes honest members.
+// Committed conf changes raft cannot apply are skipped (see canApply).
 func (n *Node) check(g *group, m *pb.Message) error {
 	t := m.GetType()
 	switch t {
@@ -167,7 +167,7 @@ func (n *Node) check(g *group, m *pb.Message) error {
 			return fmt.Errorf("a leader's message from %x in term %d, led by %x in term %d", from, m.GetTerm(), lead, term)
 		}
 		if t == pb.MessageType_MsgSnap {
-			return g.checkSnapshot(m)
+			return checkSnapshot(m)
 		}
 		if t == pb.MessageType_MsgReadIndexResp && len(m.GetEntries()) != 1 {
 			return fmt.Errorf("a read-index answer with %d entries", len(m.GetEntries()))
@@ -185,18 +185,18 @@ func (n *Node) check(g *group, m *pb.Message) error {
 // mayRaiseTerm reports whether m, from a term above replica g's, may
 // take g to it (see check).
 func (n *Node) mayRaiseTerm(g *group, st raft.BasicStatus, m *pb.Message) bool {
-	switch {
-	case st.RaftState == raft.StateLeader:
-		t, from := m.GetType(), m.GetFrom()
-		if (t == pb.MessageType_MsgVote || t == pb.MessageType_MsgPreVote) && from == st.LeadTransferee {
-			return true
-		}
-		pr, ok := g.rn.Status().Progress[from]
-		return ok && !pr.RecentActive
-	case st.RaftState == raft.StateFollower && st.Lead != 0 && g.quiet < n.cfg.ElectionTicks:
-		return m.GetType() == pb.MessageType_MsgVote && m.GetTerm() == st.GetTerm()+1 && g.isVoter(m.GetFrom())
+	leader := st.RaftState == raft.StateLeader
+	if !leader && (st.RaftState != raft.StateFollower || st.Lead == 0 || g.quiet >= n.cfg.ElectionTicks) {
+		return true // outside any lease
 	}
-	return true
+	if m.GetType() == pb.MessageType_MsgVote && m.GetTerm() == st.GetTerm()+1 && g.isVoter(m.GetFrom()) {
+		return true // raft grants it inside the lease only for a leadership transfer
+	}
+	if leader {
+		pr, ok := g.rn.Status().Progress[m.GetFrom()]
+		return ok && !pr.RecentActive
+	}
+	return false
 }
 
 // isVoter reports whether id votes in g's membership as this replica
@@ -240,7 +240,7 @@ func checkContext(m *pb.Message) error {
 	return nil
 }
 
-func (g *group) checkSnapshot(m *pb.Message) error {
+func checkSnapshot(m *pb.Message) error {
 	md := m.GetSnapshot().GetMetadata()
 	if md.GetIndex() == 0 || md.GetTerm() == 0 || md.GetTerm() > m.GetTerm() {
 		return fmt.Errorf("a snapshot at index %d of term %d in term %d", md.GetIndex(), md.GetTerm(), m.GetTerm())
@@ -250,27 +250,16 @@ func (g *group) checkSnapshot(m *pb.Message) error {
 		return fmt.Errorf("a snapshot's membership: %w", err)
 	}
 	from, self := m.GetFrom(), m.GetTo()
-	voter := func(id uint64) bool { return contains(cs.GetVoters(), id) || contains(cs.GetVotersOutgoing(), id) }
+	voter := func(id uint64) bool {
+		return slices.Contains(cs.GetVoters(), id) || slices.Contains(cs.GetVotersOutgoing(), id)
+	}
 	if !voter(from) {
 		return fmt.Errorf("a snapshot whose membership %v does not count its sender", cs)
 	}
-	cfg := g.rn.Status().Config
-	if len(cfg.Voters[0]) == 0 && len(cfg.Voters[1]) == 0 && len(cfg.Learners) == 0 && !contains(cs.GetLearners(), self) {
-		return fmt.Errorf("a first snapshot whose membership %v does not make this replica a learner", cs)
-	}
-	if !voter(self) && !contains(cs.GetLearners(), self) {
+	if !voter(self) && !slices.Contains(cs.GetLearners(), self) {
 		return fmt.Errorf("a snapshot whose membership %v does not count this replica", cs)
 	}
 	return nil
-}
-
-func contains(ids []uint64, id uint64) bool {
-	for _, v := range ids {
-		if v == id {
-			return true
-		}
-	}
-	return false
 }
 
 // emptyChanger is a confchange.Changer on an empty membership, to

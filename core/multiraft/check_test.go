@@ -159,6 +159,8 @@ func TestCheck(t *testing.T) {
 		{name: "an acknowledgement", lead: true, m: with(msg(pb.MessageType_MsgAppResp, 2, 6), func(m *pb.Message) { m.Index = proto.Uint64(10) }), ok: true},
 		{name: "an acknowledgement past the log", lead: true, m: with(msg(pb.MessageType_MsgAppResp, 2, 6), func(m *pb.Message) { m.Index = proto.Uint64(12) })},
 		{name: "a reject hint past the log", lead: true, m: with(msg(pb.MessageType_MsgAppResp, 2, 6), func(m *pb.Message) { m.RejectHint = proto.Uint64(1 << 40) })},
+		{name: "a voter's vote request for the leader's next term", lead: true, m: msg(pb.MessageType_MsgVote, 2, 7), ok: true},
+		{name: "a vote request two terms past the leader's", lead: true, m: msg(pb.MessageType_MsgVote, 2, 8)},
 		{name: "a higher term from a voter that answers", lead: true, m: msg(pb.MessageType_MsgAppResp, 2, 9)},
 		{name: "a higher term from a voter that went quiet", lead: true, m: msg(pb.MessageType_MsgAppResp, 3, 9), ok: true},
 		{name: "a heartbeat answer raft cannot decode", lead: true, m: with(msg(pb.MessageType_MsgHeartbeatResp, 2, 6), func(m *pb.Message) { m.Context = []byte{1} })},
@@ -170,27 +172,6 @@ func TestCheck(t *testing.T) {
 				t.Fatalf("check = %v, want ok=%v", err, tt.ok)
 			}
 		})
-	}
-}
-
-// TestCheckFirstSnapshot: a replica opened for a message takes its first
-// snapshot only as a learner, the way a node joins a group.
-func TestCheckFirstSnapshot(t *testing.T) {
-	ms := raft.NewMemoryStorage()
-	rn, err := raft.NewRawNode(&raft.Config{ID: 1, ElectionTick: 10, HeartbeatTick: 1, Storage: ms, MaxSizePerMsg: 1 << 20,
-		MaxInflightMsgs: 256, CheckQuorum: true, PreVote: true, Logger: raftLogger{slog.New(slog.DiscardHandler)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rn.Step(msg(pb.MessageType_MsgHeartbeat, 2, 5)); err != nil {
-		t.Fatal(err)
-	}
-	n, g := &Node{cfg: Config{ID: 1, ElectionTicks: 10}}, &group{rn: rn, storage: ms}
-	if err := n.check(g, snapMsg(2, 5, 20, 5, &pb.ConfState{Voters: []uint64{1, 2}})); err == nil {
-		t.Error("a first snapshot making this replica a voter was let through")
-	}
-	if err := n.check(g, snapMsg(2, 5, 20, 5, &pb.ConfState{Voters: []uint64{2, 3}, Learners: []uint64{1}})); err != nil {
-		t.Errorf("a first snapshot making this replica a learner: %v", err)
 	}
 }
 
@@ -296,5 +277,24 @@ func TestSnapshotUnavailable(t *testing.T) {
 	c.waitSame(7, 10)
 	if st := n.Stats(); st.SnapshotsInstalled != 1 {
 		t.Errorf("node 2 installed %d snapshots, want 1 after two unavailable", st.SnapshotsInstalled)
+	}
+}
+
+// TestLeaseHeardOnlyFromLeaderMessages: a replica's lease runs from the
+// last append, heartbeat or snapshot of its leader. A deposed leader
+// still sends vote requests and answers; were they to renew the lease,
+// its followers would refuse every election after it (seen as a group
+// that lost its leader for good while the others waited on it).
+func TestLeaseHeardOnlyFromLeaderMessages(t *testing.T) {
+	n, g := testReplica(t, false)
+	n.log, n.groups = slog.New(slog.DiscardHandler), map[GroupID]*group{0: g}
+	g.quiet = 5
+	n.step([]Message{{Msg: msg(pb.MessageType_MsgAppResp, 2, 5)}, {Msg: msg(pb.MessageType_MsgPreVote, 2, 6)}})
+	if g.quiet != 5 {
+		t.Fatalf("the leader's answers and vote requests renewed the lease (quiet %d)", g.quiet)
+	}
+	n.step([]Message{{Msg: msg(pb.MessageType_MsgHeartbeat, 2, 5)}})
+	if g.quiet != 0 {
+		t.Fatalf("the leader's heartbeat did not renew the lease (quiet %d)", g.quiet)
 	}
 }

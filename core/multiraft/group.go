@@ -19,7 +19,7 @@ type group struct {
 	storage       *raft.MemoryStorage
 	persistedLast uint64
 	applied       uint64
-	quiet         int // ticks since a message from the leader arrived
+	quiet         int // ticks since an append, heartbeat or snapshot from the leader arrived
 	// durable is the applied index whose state machine writes are known
 	// durable: those of cycles before the last synced persist. The log is
 	// never compacted past it, so a crash cannot lose both.

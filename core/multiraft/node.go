@@ -271,8 +271,14 @@ func (n *Node) step(msgs []Message) {
 		if err := g.rn.Step(m.Msg); err != nil {
 			n.log.Debug("step", "group", uint32(m.Group), "err", err)
 		}
-		if m.Msg.GetFrom() == g.rn.BasicStatus().Lead {
-			g.quiet = 0
+		// The leader is heard through what only a leader sends, as raft's
+		// own election timer is: a deposed leader's vote requests and
+		// answers must not keep its followers in its lease (see check).
+		switch m.Msg.GetType() {
+		case pb.MessageType_MsgApp, pb.MessageType_MsgHeartbeat, pb.MessageType_MsgSnap:
+			if m.Msg.GetFrom() == g.rn.BasicStatus().Lead {
+				g.quiet = 0
+			}
 		}
 	}
 }
