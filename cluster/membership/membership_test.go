@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -416,5 +417,44 @@ func TestStartErrors(t *testing.T) {
 	_, err := Start(context.Background(), Config{Meta: Meta{ID: "b"}, BindPort: p})
 	if err == nil || !strings.Contains(err.Error(), "listen tcp 127.0.0.1:"+port) {
 		t.Fatalf("port in use: error %v", err)
+	}
+}
+
+// TestEventQueueIsBounded: a reader that does not read leaves at most
+// MaxQueuedEvents events waiting; the oldest are dropped and counted, and
+// what the reader gets later is the newest events, in order.
+func TestEventQueueIsBounded(t *testing.T) {
+	m := &Membership{events: newEventQueue()}
+	defer m.events.close()
+	const pushed = 3 * MaxQueuedEvents
+	for i := range pushed {
+		m.events.push(Event{Type: EventJoin, Member: Member{Meta: Meta{ID: strconv.Itoa(i)}}})
+		m.events.mu.Lock()
+		queued := len(m.events.q)
+		m.events.mu.Unlock()
+		if queued > MaxQueuedEvents {
+			t.Fatalf("%d events queued after %d pushes, want at most %d", queued, i+1, MaxQueuedEvents)
+		}
+	}
+	// The queue's goroutine may hold one early event, waiting to hand it
+	// over; every other event is queued or dropped.
+	dropped := m.DroppedEvents()
+	if dropped < pushed-MaxQueuedEvents-1 || dropped > pushed-MaxQueuedEvents {
+		t.Fatalf("%d events dropped of %d pushed, want %d (or one fewer)", dropped, pushed, pushed-MaxQueuedEvents)
+	}
+	last := -1
+	for range pushed - int(dropped) {
+		ev := <-m.Events()
+		i, _ := strconv.Atoi(ev.Member.Meta.ID)
+		if i <= last {
+			t.Fatalf("event %d after event %d", i, last)
+		}
+		if i < pushed-MaxQueuedEvents && last >= 0 {
+			t.Fatalf("event %d read after event %d: an old event outlived newer ones", i, last)
+		}
+		last = i
+	}
+	if last != pushed-1 {
+		t.Fatalf("the last event read is %d, want %d", last, pushed-1)
 	}
 }
