@@ -22,7 +22,8 @@
 // safe for concurrent use. Events arrive in memberlist's order on one
 // channel, from a queue of at most MaxQueuedEvents, so a slow reader delays
 // only itself; one that falls further behind loses the oldest events
-// (DroppedEvents counts them) and catches up from Members.
+// (DroppedEvents counts them) and catches up from Members. Departed
+// members are forgotten DeadRetention after they went.
 //
 // # Discovery
 //

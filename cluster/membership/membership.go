@@ -113,6 +113,8 @@ type Membership struct {
 	// never set), so, as in Serf, a leaving member first gossips its intent
 	// and NotifyLeave consults this to tell StateLeft from StateDead.
 	leaving map[string]time.Time
+	// reaped is when reapLocked last ran.
+	reaped time.Time
 
 	// bq queues this node's gossip: leave intents, its own and relayed.
 	bq *memberlist.TransmitLimitedQueue
@@ -286,6 +288,7 @@ func (m *Membership) Members() []Member {
 }
 
 func (m *Membership) reapLocked(now time.Time) {
+	m.reaped = now
 	for id, e := range m.members {
 		if !e.gone.IsZero() && now.Sub(e.gone) > m.cfg.DeadRetention {
 			delete(m.members, id)
@@ -298,6 +301,15 @@ func (m *Membership) reapLocked(now time.Time) {
 		if now.Sub(at) > m.cfg.DeadRetention {
 			delete(m.leaving, id)
 		}
+	}
+}
+
+// reapSometimesLocked reaps at most once a second. The paths that add
+// entries call it, so that the table stays bounded by the members gone
+// within DeadRetention even when nobody calls Members.
+func (m *Membership) reapSometimesLocked(now time.Time) {
+	if now.Sub(m.reaped) >= time.Second {
+		m.reapLocked(now)
 	}
 }
 
@@ -605,8 +617,10 @@ func (d *delegate) NotifyMsg(b []byte) {
 		return
 	}
 	d.m.mu.Lock()
+	now := time.Now()
+	d.m.reapSometimesLocked(now)
 	_, seen := d.m.leaving[id]
-	d.m.leaving[id] = time.Now()
+	d.m.leaving[id] = now
 	d.m.mu.Unlock()
 	if !seen { // relay once, so the intent outruns the leave message
 		d.m.bq.QueueBroadcast(&leaveBroadcast{msg: append([]byte(nil), b...)})
@@ -670,6 +684,7 @@ func (d *eventDelegate) NotifyJoin(n *memberlist.Node) {
 	m := (*Membership)(d)
 	mem := d.member(n)
 	m.mu.Lock()
+	m.reapSometimesLocked(time.Now())
 	m.members[mem.Meta.ID] = &entry{m: mem}
 	delete(m.leaving, mem.Meta.ID) // an intent from an earlier life
 	m.events.push(Event{Type: EventJoin, Member: mem})
@@ -681,12 +696,14 @@ func (d *eventDelegate) NotifyLeave(n *memberlist.Node) {
 	m := (*Membership)(d)
 	mem := d.member(n)
 	m.mu.Lock()
+	now := time.Now()
+	m.reapSometimesLocked(now)
 	mem.State = StateDead
 	if _, ok := m.leaving[mem.Meta.ID]; ok {
 		mem.State = StateLeft
 		delete(m.leaving, mem.Meta.ID)
 	}
-	m.members[mem.Meta.ID] = &entry{m: mem, gone: time.Now()}
+	m.members[mem.Meta.ID] = &entry{m: mem, gone: now}
 	m.events.push(Event{Type: EventLeave, Member: mem})
 	m.mu.Unlock()
 	m.log.Info("member gone", "member", mem.Meta.ID, "addr", mem.Addr, "state", mem.State.String())

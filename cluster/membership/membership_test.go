@@ -458,3 +458,39 @@ func TestEventQueueIsBounded(t *testing.T) {
 		t.Fatalf("the last event read is %d, want %d", last, pushed-1)
 	}
 }
+
+// TestDepartedMembersAreForgotten: members that joined and left are gone
+// from the table DeadRetention after they went, although nobody called
+// Members (which also reaps): the next membership event does it.
+func TestDepartedMembersAreForgotten(t *testing.T) {
+	const n = 5
+	// Long enough that none is forgotten before the last has left.
+	retention := 3 * time.Second
+	ms := startCluster(t, n, func(i int, c *Config) { c.DeadRetention = retention })
+	for _, m := range ms {
+		waitFor(t, 20*time.Second, fmt.Sprintf("%d alive members", n), func() bool { return m.NumAlive() == n })
+	}
+	for _, m := range ms[1:] {
+		if err := m.Leave(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Shutdown(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	table := func() (members, leaving int) {
+		ms[0].mu.Lock()
+		defer ms[0].mu.Unlock()
+		return len(ms[0].members), len(ms[0].leaving)
+	}
+	waitFor(t, 20*time.Second, "the leaves to arrive", func() bool { return ms[0].NumAlive() == 1 })
+	if got, _ := table(); got != n {
+		t.Fatalf("%d members in the table right after the leaves, want all %d", got, n)
+	}
+	time.Sleep(retention + time.Second)
+	late := startMember(t, Config{Meta: testMeta(n), Peers: []string{ms[0].LocalNode().Addr}})
+	waitFor(t, 20*time.Second, "a late member to join", func() bool { return late.NumAlive() == 2 })
+	if members, leaving := table(); members != 2 || leaving != 0 {
+		t.Fatalf("the table holds %d members and %d leave intents, want 2 (this node and the late one) and 0", members, leaving)
+	}
+}
