@@ -51,18 +51,26 @@ func newRaftNet(client *transport.Client, lookup func(multiraft.NodeID) (string,
 // Send implements multiraft.Transport.
 func (t *raftNet) Send(to multiraft.NodeID, msgs []multiraft.Message) {
 	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return
-	}
 	p := t.peers[to]
-	if p == nil {
-		p = &raftPeer{wake: make(chan struct{}, 1), stop: make(chan struct{})}
-		t.peers[to] = p
-		t.wg.Add(1)
-		go t.send(to, p)
-	}
 	t.mu.Unlock()
+	if p == nil {
+		// A node without an address (gone for longer than DeadAfter) gets
+		// no sender: it would drop the messages anyway, and raft retries.
+		if _, ok := t.lookup(to); !ok {
+			return
+		}
+		t.mu.Lock()
+		if p = t.peers[to]; p == nil && !t.closed {
+			p = &raftPeer{wake: make(chan struct{}, 1), stop: make(chan struct{})}
+			t.peers[to] = p
+			t.wg.Add(1)
+			go t.send(to, p)
+		}
+		t.mu.Unlock()
+	}
+	if p == nil {
+		return // closed
+	}
 	p.mu.Lock()
 	if len(p.queue)+len(msgs) <= maxQueuedMessages {
 		p.queue = append(p.queue, msgs...)
@@ -105,6 +113,29 @@ func (t *raftNet) send(to multiraft.NodeID, p *raftPeer) {
 		if err != nil {
 			t.log.Debug("sending raft messages", "to", addr, "messages", len(msgs), "err", err)
 		}
+	}
+}
+
+// forgetUnknown stops the senders of the nodes lookup no longer knows:
+// without it a node would keep a goroutine and a queue for every member it
+// ever sent raft messages to.
+func (t *raftNet) forgetUnknown() {
+	t.mu.Lock()
+	ids := make([]multiraft.NodeID, 0, len(t.peers))
+	for id := range t.peers {
+		ids = append(ids, id)
+	}
+	t.mu.Unlock()
+	for _, id := range ids {
+		if _, ok := t.lookup(id); ok {
+			continue
+		}
+		t.mu.Lock()
+		if p := t.peers[id]; p != nil && !t.closed {
+			close(p.stop)
+			delete(t.peers, id)
+		}
+		t.mu.Unlock()
 	}
 }
 
