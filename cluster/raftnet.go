@@ -67,20 +67,28 @@ func newRaftNet(call func(ctx context.Context, addr string, method uint16, req [
 // Send implements multiraft.Transport.
 func (t *raftNet) Send(to multiraft.NodeID, msgs []multiraft.Message) {
 	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return
-	}
 	p := t.peers[to]
-	if p == nil {
-		p = &raftPeer{stop: make(chan struct{})}
-		p.state.wake, p.bulk.wake = make(chan struct{}, 1), make(chan struct{}, 1)
-		t.peers[to] = p
-		t.wg.Add(2)
-		go t.send(to, &p.state, p.stop)
-		go t.send(to, &p.bulk, p.stop)
-	}
 	t.mu.Unlock()
+	if p == nil {
+		// A node without an address (gone for longer than DeadAfter) gets
+		// no sender: it would drop the messages anyway, and raft retries.
+		if _, ok := t.lookup(to); !ok {
+			return
+		}
+		t.mu.Lock()
+		if p = t.peers[to]; p == nil && !t.closed {
+			p = &raftPeer{stop: make(chan struct{})}
+			p.state.wake, p.bulk.wake = make(chan struct{}, 1), make(chan struct{}, 1)
+			t.peers[to] = p
+			t.wg.Add(2)
+			go t.send(to, &p.state, p.stop)
+			go t.send(to, &p.bulk, p.stop)
+		}
+		t.mu.Unlock()
+	}
+	if p == nil {
+		return // closed
+	}
 	bulk := 0
 	for _, m := range msgs {
 		if carriesData(m.Msg.GetType()) {
@@ -195,6 +203,29 @@ func uvarintLen(v uint64) int {
 		n++
 	}
 	return n
+}
+
+// forgetUnknown stops the senders of the nodes lookup no longer knows:
+// without it a node would keep a goroutine and a queue for every member it
+// ever sent raft messages to.
+func (t *raftNet) forgetUnknown() {
+	t.mu.Lock()
+	ids := make([]multiraft.NodeID, 0, len(t.peers))
+	for id := range t.peers {
+		ids = append(ids, id)
+	}
+	t.mu.Unlock()
+	for _, id := range ids {
+		if _, ok := t.lookup(id); ok {
+			continue
+		}
+		t.mu.Lock()
+		if p := t.peers[id]; p != nil && !t.closed {
+			close(p.stop)
+			delete(t.peers, id)
+		}
+		t.mu.Unlock()
+	}
 }
 
 func (t *raftNet) close() {

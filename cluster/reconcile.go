@@ -20,6 +20,7 @@ func (n *Node) reconcileLoop() {
 		case <-t.C:
 		}
 		n.reconcile()
+		n.prune(time.Now())
 		if i%5 == 4 {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			n.collectGarbage(ctx)

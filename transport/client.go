@@ -60,6 +60,9 @@ type clientConn struct {
 	conn    *quic.Conn
 	streams *streamPool
 	err     error
+	// dropped is set by Disconnect: the connection is closed as soon as
+	// it is up, if it was still being dialled.
+	dropped atomic.Bool
 }
 
 // NewClient validates cfg (after EnsureDefaults) and binds a UDP socket on
@@ -100,7 +103,8 @@ func (c *Client) OnConnect(f func(addr string)) { c.onConnect.Store(&f) }
 
 // OnDisconnect sets a function called with the address when a connection is
 // lost: the server closed it, restarted (stateless reset) or stopped
-// answering for IdleTimeout. It is the fast failure signal. It is called on
+// answering for IdleTimeout, or Disconnect dropped it. It is the fast
+// failure signal. It is called on
 // the connection's goroutine, once per connection, and must not block long
 // or call Close. It is not called for connections closed by Client.Close.
 func (c *Client) OnDisconnect(f func(addr string)) { c.onDisconnect.Store(&f) }
@@ -242,6 +246,8 @@ func (c *Client) run(cc *clientConn) {
 	c.mu.RUnlock()
 	if closed {
 		_ = conn.CloseWithError(connClosed, "client closed")
+	} else if cc.dropped.Load() {
+		_ = conn.CloseWithError(connClosed, "disconnected")
 	} else if f := c.onConnect.Load(); f != nil {
 		c.wg.Add(1)
 		go func() {
@@ -294,6 +300,27 @@ func (c *Client) dial(addr string) (*quic.Conn, error) {
 		tlsConf.ServerName, _, _ = net.SplitHostPort(addr)
 	}
 	return c.tr.Dial(ctx, uaddr, tlsConf, c.qconf)
+}
+
+// Disconnect closes the pooled connection to addr, if there is one, as if
+// it were lost: calls on it fail, OnDisconnect is called, and the next
+// Call to addr dials again. A connection lives as long as the server
+// answers its keep-alives; Disconnect is how a caller lets go of a server
+// it will not call again, such as a member that left the cluster.
+func (c *Client) Disconnect(addr string) {
+	c.mu.Lock()
+	cc := c.conns[addr]
+	delete(c.conns, addr)
+	c.mu.Unlock()
+	if cc == nil {
+		return
+	}
+	// run checks dropped after ready is closed, so either it sees the flag
+	// or the connection is up here.
+	cc.dropped.Store(true)
+	if isReady(cc) && cc.conn != nil {
+		_ = cc.conn.CloseWithError(connClosed, "disconnected")
+	}
 }
 
 // Metrics returns a snapshot of the client's counters.

@@ -723,3 +723,42 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 }
+
+// TestDisconnect: Disconnect closes a pooled connection (the server sees
+// it go, the client reports it lost) and a later call dials again.
+func TestDisconnect(t *testing.T) {
+	srv := startServer(t, nodeConfig(t, "server"), map[uint16]HandlerFunc{mEcho: echo})
+	addr := srv.Addr().String()
+	c := newClient(t, nodeConfig(t, "client"))
+	lost := make(chan string, 1)
+	c.OnDisconnect(func(a string) { lost <- a })
+	if _, err := c.Call(context.Background(), addr, mEcho, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.Disconnect("127.0.0.1:1") // no connection there: nothing happens
+	c.Disconnect(addr)
+	select {
+	case got := <-lost:
+		if got != addr {
+			t.Fatalf("OnDisconnect(%q), want %q", got, addr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no OnDisconnect 10s after Disconnect")
+	}
+	if n := c.Metrics().Connections; n != 0 {
+		t.Fatalf("%d pooled connections after Disconnect, want 0", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Metrics().Connections != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the server still holds the connection 5s after Disconnect")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := c.Call(context.Background(), addr, mEcho, nil); err != nil {
+		t.Fatalf("call after Disconnect: %v", err)
+	}
+	if m := c.Metrics(); m.Connections != 1 || m.Dials != 2 {
+		t.Fatalf("after a new call: %d connections, %d dials; want 1 and 2", m.Connections, m.Dials)
+	}
+}

@@ -20,7 +20,10 @@
 //
 // Start returns at once; joining happens in the background. Every method is
 // safe for concurrent use. Events arrive in memberlist's order on one
-// channel, from an unbounded queue, so a slow reader delays only itself.
+// channel, from a queue of at most MaxQueuedEvents, so a slow reader delays
+// only itself; one that falls further behind loses the oldest events
+// (DroppedEvents counts them) and catches up from Members. Departed
+// members are forgotten DeadRetention after they went.
 //
 // # Discovery
 //

@@ -113,6 +113,8 @@ type Membership struct {
 	// never set), so, as in Serf, a leaving member first gossips its intent
 	// and NotifyLeave consults this to tell StateLeft from StateDead.
 	leaving map[string]time.Time
+	// reaped is when reapLocked last ran.
+	reaped time.Time
 
 	// bq queues this node's gossip: leave intents, its own and relayed.
 	bq *memberlist.TransmitLimitedQueue
@@ -286,6 +288,7 @@ func (m *Membership) Members() []Member {
 }
 
 func (m *Membership) reapLocked(now time.Time) {
+	m.reaped = now
 	for id, e := range m.members {
 		if !e.gone.IsZero() && now.Sub(e.gone) > m.cfg.DeadRetention {
 			delete(m.members, id)
@@ -298,6 +301,15 @@ func (m *Membership) reapLocked(now time.Time) {
 		if now.Sub(at) > m.cfg.DeadRetention {
 			delete(m.leaving, id)
 		}
+	}
+}
+
+// reapSometimesLocked reaps at most once a second. The paths that add
+// entries call it, so that the table stays bounded by the members gone
+// within DeadRetention even when nobody calls Members.
+func (m *Membership) reapSometimesLocked(now time.Time) {
+	if now.Sub(m.reaped) >= time.Second {
+		m.reapLocked(now)
 	}
 }
 
@@ -319,10 +331,21 @@ func (m *Membership) NumAlive() int { return m.ml.NumMembers() }
 
 // Events returns the stream of membership changes, in the order memberlist
 // reported them, starting with this node's own join. There is one stream
-// per Membership: every call returns the same channel. Events are queued
-// without bound, so a slow reader never stalls gossip (the queue grows
-// only with membership churn); the channel is closed by Shutdown.
+// per Membership: every call returns the same channel; it is closed by
+// Shutdown.
+//
+// A reader never stalls gossip: events wait in a queue of at most
+// MaxQueuedEvents, and when a reader falls further behind (or never
+// reads) the oldest are dropped and counted by DroppedEvents. A dropped
+// event is a change the reader did not hear of, not one that did not
+// happen: Members is always the current view, so a reader that keeps its
+// own copy of the membership converges by re-reading Members whenever
+// DroppedEvents has grown.
 func (m *Membership) Events() <-chan Event { return m.events.out }
+
+// DroppedEvents counts the events dropped because the reader of Events was
+// more than MaxQueuedEvents behind.
+func (m *Membership) DroppedEvents() uint64 { return m.events.droppedCount() }
 
 // NotifyUnreachable tells the failure detector that the transport lost its
 // connection to member id, so that a crash is noticed without waiting for
@@ -594,8 +617,10 @@ func (d *delegate) NotifyMsg(b []byte) {
 		return
 	}
 	d.m.mu.Lock()
+	now := time.Now()
+	d.m.reapSometimesLocked(now)
 	_, seen := d.m.leaving[id]
-	d.m.leaving[id] = time.Now()
+	d.m.leaving[id] = now
 	d.m.mu.Unlock()
 	if !seen { // relay once, so the intent outruns the leave message
 		d.m.bq.QueueBroadcast(&leaveBroadcast{msg: append([]byte(nil), b...)})
@@ -659,6 +684,7 @@ func (d *eventDelegate) NotifyJoin(n *memberlist.Node) {
 	m := (*Membership)(d)
 	mem := d.member(n)
 	m.mu.Lock()
+	m.reapSometimesLocked(time.Now())
 	m.members[mem.Meta.ID] = &entry{m: mem}
 	delete(m.leaving, mem.Meta.ID) // an intent from an earlier life
 	m.events.push(Event{Type: EventJoin, Member: mem})
@@ -670,12 +696,14 @@ func (d *eventDelegate) NotifyLeave(n *memberlist.Node) {
 	m := (*Membership)(d)
 	mem := d.member(n)
 	m.mu.Lock()
+	now := time.Now()
+	m.reapSometimesLocked(now)
 	mem.State = StateDead
 	if _, ok := m.leaving[mem.Meta.ID]; ok {
 		mem.State = StateLeft
 		delete(m.leaving, mem.Meta.ID)
 	}
-	m.members[mem.Meta.ID] = &entry{m: mem, gone: time.Now()}
+	m.members[mem.Meta.ID] = &entry{m: mem, gone: now}
 	m.events.push(Event{Type: EventLeave, Member: mem})
 	m.mu.Unlock()
 	m.log.Info("member gone", "member", mem.Meta.ID, "addr", mem.Addr, "state", mem.State.String())
@@ -690,16 +718,23 @@ func (d *eventDelegate) NotifyUpdate(n *memberlist.Node) {
 	m.mu.Unlock()
 }
 
-// eventQueue is an unbounded FIFO in front of a channel: push never blocks,
-// so memberlist's goroutines never wait for the application.
+// MaxQueuedEvents bounds the events waiting for the reader of Events: a
+// process that never reads them (brainy-core does not) keeps at most a few
+// hundred kilobytes of events, however much the membership churns.
+const MaxQueuedEvents = 1024
+
+// eventQueue is a bounded FIFO in front of a channel: push never blocks,
+// so memberlist's goroutines never wait for the application; when full it
+// drops the oldest event.
 type eventQueue struct {
-	mu     sync.Mutex
-	q      []Event
-	wake   chan struct{}
-	closed chan struct{}
-	out    chan Event
-	once   sync.Once
-	done   chan struct{}
+	mu      sync.Mutex
+	q       []Event
+	dropped uint64 // events pushed out of a full queue; guarded by mu
+	wake    chan struct{}
+	closed  chan struct{}
+	out     chan Event
+	once    sync.Once
+	done    chan struct{}
 }
 
 func newEventQueue() *eventQueue {
@@ -710,12 +745,23 @@ func newEventQueue() *eventQueue {
 
 func (e *eventQueue) push(ev Event) {
 	e.mu.Lock()
+	if len(e.q) >= MaxQueuedEvents {
+		e.q[0] = Event{}
+		e.q = e.q[1:]
+		e.dropped++
+	}
 	e.q = append(e.q, ev)
 	e.mu.Unlock()
 	select {
 	case e.wake <- struct{}{}:
 	default:
 	}
+}
+
+func (e *eventQueue) droppedCount() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.dropped
 }
 
 func (e *eventQueue) run() {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -416,5 +417,80 @@ func TestStartErrors(t *testing.T) {
 	_, err := Start(context.Background(), Config{Meta: Meta{ID: "b"}, BindPort: p})
 	if err == nil || !strings.Contains(err.Error(), "listen tcp 127.0.0.1:"+port) {
 		t.Fatalf("port in use: error %v", err)
+	}
+}
+
+// TestEventQueueIsBounded: a reader that does not read leaves at most
+// MaxQueuedEvents events waiting; the oldest are dropped and counted, and
+// what the reader gets later is the newest events, in order.
+func TestEventQueueIsBounded(t *testing.T) {
+	m := &Membership{events: newEventQueue()}
+	defer m.events.close()
+	const pushed = 3 * MaxQueuedEvents
+	for i := range pushed {
+		m.events.push(Event{Type: EventJoin, Member: Member{Meta: Meta{ID: strconv.Itoa(i)}}})
+		m.events.mu.Lock()
+		queued := len(m.events.q)
+		m.events.mu.Unlock()
+		if queued > MaxQueuedEvents {
+			t.Fatalf("%d events queued after %d pushes, want at most %d", queued, i+1, MaxQueuedEvents)
+		}
+	}
+	// The queue's goroutine may hold one early event, waiting to hand it
+	// over; every other event is queued or dropped.
+	dropped := m.DroppedEvents()
+	if dropped < pushed-MaxQueuedEvents-1 || dropped > pushed-MaxQueuedEvents {
+		t.Fatalf("%d events dropped of %d pushed, want %d (or one fewer)", dropped, pushed, pushed-MaxQueuedEvents)
+	}
+	last := -1
+	for range pushed - int(dropped) {
+		ev := <-m.Events()
+		i, _ := strconv.Atoi(ev.Member.Meta.ID)
+		if i <= last {
+			t.Fatalf("event %d after event %d", i, last)
+		}
+		if i < pushed-MaxQueuedEvents && last >= 0 {
+			t.Fatalf("event %d read after event %d: an old event outlived newer ones", i, last)
+		}
+		last = i
+	}
+	if last != pushed-1 {
+		t.Fatalf("the last event read is %d, want %d", last, pushed-1)
+	}
+}
+
+// TestDepartedMembersAreForgotten: members that joined and left are gone
+// from the table DeadRetention after they went, although nobody called
+// Members (which also reaps): the next membership event does it.
+func TestDepartedMembersAreForgotten(t *testing.T) {
+	const n = 5
+	// Long enough that none is forgotten before the last has left.
+	retention := 3 * time.Second
+	ms := startCluster(t, n, func(i int, c *Config) { c.DeadRetention = retention })
+	for _, m := range ms {
+		waitFor(t, 20*time.Second, fmt.Sprintf("%d alive members", n), func() bool { return m.NumAlive() == n })
+	}
+	for _, m := range ms[1:] {
+		if err := m.Leave(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Shutdown(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	table := func() (members, leaving int) {
+		ms[0].mu.Lock()
+		defer ms[0].mu.Unlock()
+		return len(ms[0].members), len(ms[0].leaving)
+	}
+	waitFor(t, 20*time.Second, "the leaves to arrive", func() bool { return ms[0].NumAlive() == 1 })
+	if got, _ := table(); got != n {
+		t.Fatalf("%d members in the table right after the leaves, want all %d", got, n)
+	}
+	time.Sleep(retention + time.Second)
+	late := startMember(t, Config{Meta: testMeta(n), Peers: []string{ms[0].LocalNode().Addr}})
+	waitFor(t, 20*time.Second, "a late member to join", func() bool { return late.NumAlive() == 2 })
+	if members, leaving := table(); members != 2 || leaving != 0 {
+		t.Fatalf("the table holds %d members and %d leave intents, want 2 (this node and the late one) and 0", members, leaving)
 	}
 }
