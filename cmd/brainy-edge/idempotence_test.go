@@ -124,13 +124,12 @@ func TestWritesNeverDuplicated(t *testing.T) {
 func TestIdempotencyKeyRetries(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "core-data")
-	core := coretest.StartCore(t, coreBin, nil, "--storage", data, "--cluster-secret", newSecret(t))
-	fastTLS, steadyTLS := filepath.Join(dir, "fast-tls"), filepath.Join(dir, "steady-tls")
-	copyCA(t, filepath.Join(data, "tls"), fastTLS)
-	copyCA(t, filepath.Join(data, "tls"), steadyTLS)
-	fast := coretest.Start(t, edgeBin, nil, "--upstream", core.QUICAddr+","+core.QUICAddr,
-		"--tls-dir", fastTLS, "--cache-size", "0", "--call-timeout", "1ms")
-	steady := coretest.Start(t, edgeBin, nil, "--upstream", core.QUICAddr, "--tls-dir", steadyTLS, "--cache-size", "0")
+	secret := newSecret(t)
+	core := coretest.StartCore(t, coreBin, nil, "--storage", data, "--cluster-secret", secret)
+	fast := coretest.Start(t, edgeBin, nil, append(enrolment(t, core, filepath.Join(dir, "fast-tls"), "--storage", data, "--cluster-secret", secret),
+		"--upstream", core.QUICAddr+","+core.QUICAddr, "--cache-size", "0", "--call-timeout", "1ms")...)
+	steady := coretest.Start(t, edgeBin, nil, append(enrolment(t, core, filepath.Join(dir, "steady-tls"), "--storage", data, "--cluster-secret", secret),
+		"--upstream", core.QUICAddr, "--cache-size", "0")...)
 
 	pad := strings.Repeat("x", 1<<10)
 	const rounds, perRound = 4, 25
