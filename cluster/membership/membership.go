@@ -731,9 +731,9 @@ func (d *eventDelegate) NotifyUpdate(n *memberlist.Node) {
 }
 
 // MaxQueuedEvents bounds the events waiting for the reader of Events: a
-// process that never reads them (brainy-core does not) keeps at most a few
-// hundred kilobytes of events, however much the membership churns.
-const MaxQueuedEvents = 1024
+// process that never reads them (brainy-core does not) keeps some 60 KB of
+// events at most, however much the membership churns.
+const MaxQueuedEvents = 256
 
 // eventQueue is a bounded FIFO in front of a channel: push never blocks,
 // so memberlist's goroutines never wait for the application; when full it
