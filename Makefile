@@ -4,6 +4,9 @@
 #              and etcd (installs wrk, redis-server, etcd-server), brainy-edge
 #              against nginx and Varnish (installs them), and brainy-loadtest
 #              against wrk.
+# make bench-churn — 10,000 gossip members join and leave a brainy-core, whose
+#              heap must come back (the suite churns 1,000, under the race
+#              detector).
 
 GO        ?= go
 FUZZTIME  ?= 10s
@@ -103,6 +106,10 @@ bench-cluster:
 .PHONY: bench-storage
 bench-storage:
 	scripts/bench-storage.sh
+
+.PHONY: bench-churn
+bench-churn:
+	BRAINY_CHURN_MEMBERS=10000 $(GO) test -count=1 -timeout 20m -run '^TestGossipChurnKeepsHeapBounded$$' -v ./cmd/brainy-core
 
 clean:
 	rm -rf bin

@@ -28,8 +28,7 @@ const maxDownMembers = 64
 // reporting a departed member as down.
 const downForDeadAfters = 10
 
-// prune forgets the members gone for good (see above). now is the time
-// placementMembers last recorded the live members.
+// prune forgets the members gone for good (see above) as of now.
 func (n *Node) prune(now time.Time) {
 	liveAddrs := map[string]bool{}
 	for _, p := range *n.alive.Load() {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -108,6 +109,9 @@ type Membership struct {
 	// until DeadRetention after they went. Invariant: keyed by Meta.ID,
 	// which equals the memberlist node name.
 	members map[string]*entry
+	// membersPeak is the most entries members held since it was made
+	// (see reapLocked).
+	membersPeak int
 	// leaving records the leave intents received, by member ID: memberlist
 	// reports a member that left and one that died alike (its Node.State is
 	// never set), so, as in Serf, a leaving member first gossips its intent
@@ -289,6 +293,7 @@ func (m *Membership) Members() []Member {
 
 func (m *Membership) reapLocked(now time.Time) {
 	m.reaped = now
+	m.membersPeak = max(m.membersPeak, len(m.members))
 	for id, e := range m.members {
 		if !e.gone.IsZero() && now.Sub(e.gone) > m.cfg.DeadRetention {
 			delete(m.members, id)
@@ -301,6 +306,13 @@ func (m *Membership) reapLocked(now time.Time) {
 		if now.Sub(at) > m.cfg.DeadRetention {
 			delete(m.leaving, id)
 		}
+	}
+	// A Go map keeps the room it once grew to: once a wave of churn has
+	// passed and most of the table is gone, move the rest to a map their
+	// size.
+	if len(m.members) < m.membersPeak/4 {
+		m.members = maps.Collect(maps.All(m.members))
+		m.membersPeak = len(m.members)
 	}
 }
 
@@ -719,9 +731,9 @@ func (d *eventDelegate) NotifyUpdate(n *memberlist.Node) {
 }
 
 // MaxQueuedEvents bounds the events waiting for the reader of Events: a
-// process that never reads them (brainy-core does not) keeps at most a few
-// hundred kilobytes of events, however much the membership churns.
-const MaxQueuedEvents = 1024
+// process that never reads them (brainy-core does not) keeps some 60 KB of
+// events at most, however much the membership churns.
+const MaxQueuedEvents = 256
 
 // eventQueue is a bounded FIFO in front of a channel: push never blocks,
 // so memberlist's goroutines never wait for the application; when full it
