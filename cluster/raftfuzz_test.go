@@ -207,8 +207,17 @@ func hostileCluster(tb testing.TB) (*testCluster, []string) {
 	for i := range 16 {
 		id := fmt.Sprint("item-", i)
 		data, _ := json.Marshal(id)
-		if _, err := c.members["a"].node.Add(context.Background(), "t", &item.Item{ID: id, Data: data}); err != nil {
-			tb.Fatal(err)
+		// Leaderships may still be moving toward placement's preferred
+		// leaders: a write caught in a transfer is retried, as a Put
+		// (writing the same value twice is harmless).
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			_, _, err := c.members["a"].node.Put(context.Background(), "t", &item.Item{ID: id, Data: data}, item.Cond{})
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, item.ErrUnavailable) || time.Now().After(deadline) {
+				tb.Fatal(err)
+			}
 		}
 		ids = append(ids, id)
 	}
