@@ -29,15 +29,7 @@ func leaders(m *member) map[int]string {
 // certificate for name, minted by the cluster's CA.
 func sendRaft(t *testing.T, c *testCluster, name, to string, g int, msg *pb.Message) error {
 	t.Helper()
-	creds, err := c.ca.NewBundle(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := transport.NewClient(transport.LocalConfig(creds.TLSConfig()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := clientAs(t, c, pki.RoleCore, name)
 	b, err := appendRaft(nil, []multiraft.Message{{Group: multiraft.GroupID(g), Msg: msg}})
 	if err != nil {
 		t.Fatal(err)
@@ -111,15 +103,7 @@ func TestHostileRaftMessages(t *testing.T) {
 // minted by the cluster's CA.
 func call(t *testing.T, c *testCluster, role pki.Role, name, to string, method uint16, body []byte) ([]byte, error) {
 	t.Helper()
-	creds, err := c.ca.NewBundleRole(role, name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := transport.NewClient(transport.LocalConfig(creds.TLSConfig()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := clientAs(t, c, role, name)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return client.Call(ctx, c.peers[to].QUICAddr, method, body)
@@ -211,4 +195,20 @@ func TestSnapshotBeyondTheSender(t *testing.T) {
 	if err := a.node.fetchPartition(context.Background(), core.RaftID("a"), part, 1, count); err != nil || keys == 0 {
 		t.Fatalf("a snapshot the sender holds: %v, %d keys", err, keys)
 	}
+}
+
+// clientAs returns a QUIC client holding a certificate of role and name
+// minted by the cluster's CA, closed when t ends.
+func clientAs(t testing.TB, c *testCluster, role pki.Role, name string) *transport.Client {
+	t.Helper()
+	creds, err := c.ca.NewBundleRole(role, name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := transport.NewClient(transport.LocalConfig(creds.TLSConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return client
 }

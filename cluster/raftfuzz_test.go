@@ -20,6 +20,7 @@ import (
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/transport"
+	"github.com/soullabs/brainy/transport/pki"
 )
 
 // A member's certificate in hostile hands. handleRaft makes sure every
@@ -286,15 +287,7 @@ func (c *testCluster) waitOneLeader() {
 func TestRaftFromMember(t *testing.T) {
 	c, ids := hostileCluster(t)
 	victim := c.members["b"]
-	creds, err := c.ca.NewBundle("d", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := transport.NewClient(transport.LocalConfig(creds.TLSConfig()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := clientAs(t, c, pki.RoleCore, "d")
 	h := newHostileGen(c, seeded{rand.New(rand.NewPCG(1, 2))}, "d", "b")
 	sent := 0
 	for range 250 {
