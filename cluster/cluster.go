@@ -185,6 +185,7 @@ type Node struct {
 	lastSeen map[string]time.Time         // member id → last time alive; guarded by mu
 	peers    map[string]Peer              // member id → last known peer; guarded by mu
 	forward  map[string]*upstream.Backend // QUIC address → client; guarded by mu
+	peaks    [3]int                       // the most lastSeen, peers and forward held (shrink.Map); guarded by mu
 
 	held          atomic.Pointer[[]bool]                    // partitions held here, refreshed by the reconciler
 	alive         atomic.Pointer[map[multiraft.NodeID]Peer] // live members by raft id, refreshed by the reconciler

@@ -3,6 +3,8 @@ package cluster
 import (
 	"slices"
 	"time"
+
+	"github.com/soullabs/brainy/internal/shrink"
 )
 
 // Forgetting departed members. placementMembers records every member it
@@ -63,6 +65,9 @@ func (n *Node) prune(now time.Time) {
 			delete(n.forward, addr)
 		}
 	}
+	n.lastSeen = shrink.Map(n.lastSeen, &n.peaks[0])
+	n.peers = shrink.Map(n.peers, &n.peaks[1])
+	n.forward = shrink.Map(n.forward, &n.peaks[2])
 	// A counted member may have taken over a departed one's address (a
 	// node restarted under a new id): its connection stays.
 	inUse := map[string]bool{}

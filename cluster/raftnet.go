@@ -13,6 +13,7 @@ import (
 
 	"github.com/soullabs/brainy/core/multiraft"
 	"github.com/soullabs/brainy/internal/codec"
+	"github.com/soullabs/brainy/internal/shrink"
 	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/transport"
 )
@@ -33,6 +34,7 @@ type raftNet struct {
 
 	mu     sync.Mutex
 	peers  map[multiraft.NodeID]*raftPeer
+	peak   int // the most peers held (shrink.Map)
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -226,6 +228,9 @@ func (t *raftNet) forgetUnknown() {
 		}
 		t.mu.Unlock()
 	}
+	t.mu.Lock()
+	t.peers = shrink.Map(t.peers, &t.peak)
+	t.mu.Unlock()
 }
 
 func (t *raftNet) close() {

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/soullabs/brainy/internal/shrink"
 	"github.com/soullabs/brainy/transport/pki"
 )
 
@@ -43,8 +44,8 @@ type verifier struct {
 	mu      sync.Mutex
 	proven  map[string]string    // member id → the QUIC address its certificate was seen at
 	failed  map[string]time.Time // member id → when its last check failed
-	running map[string]bool      // checks in flight
-	sem     chan struct{}
+	running map[string]bool      // checks in flight, at most verifyConcurrency
+	peaks   [2]int               // the most proven and failed held (shrink.Map)
 	wg      sync.WaitGroup
 	stop    chan struct{}
 }
@@ -52,13 +53,16 @@ type verifier struct {
 func newVerifier(client identifier, self string, log *slog.Logger) *verifier {
 	return &verifier{client: client, self: self, log: log,
 		proven: map[string]string{}, failed: map[string]time.Time{}, running: map[string]bool{},
-		sem: make(chan struct{}, verifyConcurrency), stop: make(chan struct{})}
+		stop: make(chan struct{})}
 }
 
 // filter returns the members of ms whose identity is proven at the address
-// they announce now (this node always is), and starts checks of the rest.
-// Members no longer announced are forgotten, so the maps stay as small as
-// the membership.
+// they announce now (this node always is), and starts checks of the rest,
+// at most verifyConcurrency at a time: those beyond wait for a later
+// filter (the reconcile loop calls it every interval), so a flood of
+// announced members costs a bounded number of goroutines. Members no
+// longer announced are forgotten, so the maps stay as small as the
+// membership.
 func (v *verifier) filter(ms []Peer) []Peer {
 	now := time.Now()
 	out := ms[:0:0]
@@ -71,7 +75,7 @@ func (v *verifier) filter(ms []Peer) []Peer {
 			out = append(out, p)
 			continue
 		}
-		if v.running[p.ID] || now.Sub(v.failed[p.ID]) < verifyRetry {
+		if v.running[p.ID] || now.Sub(v.failed[p.ID]) < verifyRetry || len(v.running) >= verifyConcurrency {
 			continue
 		}
 		select {
@@ -93,6 +97,8 @@ func (v *verifier) filter(ms []Peer) []Peer {
 			delete(v.failed, id)
 		}
 	}
+	v.proven = shrink.Map(v.proven, &v.peaks[0])
+	v.failed = shrink.Map(v.failed, &v.peaks[1])
 	return out
 }
 
@@ -100,13 +106,6 @@ func (v *verifier) filter(ms []Peer) []Peer {
 // there is a core's naming p.ID.
 func (v *verifier) check(p Peer) {
 	defer v.wg.Done()
-	select {
-	case v.sem <- struct{}{}:
-	case <-v.stop:
-		v.done(p, false)
-		return
-	}
-	defer func() { <-v.sem }()
 	ctx, cancel := context.WithTimeout(context.Background(), verifyTimeout)
 	id, role, err := v.client.Identify(ctx, p.QUICAddr)
 	cancel()
@@ -130,29 +129,21 @@ func (v *verifier) done(p Peer, ok bool) {
 	}
 }
 
-// settle waits, at most verifyTimeout, for the checks filter started,
-// then filters again: at start-up, so that the members already announced
-// count from the first moment.
+// settle checks the members of ms, waiting at most verifyTimeout (and a
+// second) for the checks, and returns those proven: at start-up, so that
+// the members already announced count from the first moment.
 func (v *verifier) settle(ms []Peer) []Peer {
-	v.filter(ms)
-	done := make(chan struct{})
-	go func() {
-		for {
-			v.mu.Lock()
-			n := len(v.running)
-			v.mu.Unlock()
-			if n == 0 {
-				close(done)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
+	deadline := time.Now().Add(verifyTimeout + time.Second)
+	for {
+		out := v.filter(ms) // starts the checks that fit, as slots free up
+		v.mu.Lock()
+		n := len(v.running)
+		v.mu.Unlock()
+		if n == 0 || time.Now().After(deadline) {
+			return out
 		}
-	}()
-	select {
-	case <-done:
-	case <-time.After(verifyTimeout + time.Second):
+		time.Sleep(10 * time.Millisecond)
 	}
-	return v.filter(ms)
 }
 
 // close stops starting checks and waits for those running.

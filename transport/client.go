@@ -11,6 +11,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/soullabs/brainy/internal/shrink"
 	"github.com/soullabs/brainy/transport/pki"
 )
 
@@ -43,6 +44,7 @@ type Client struct {
 
 	mu     sync.RWMutex
 	conns  map[string]*clientConn // by address; guarded by mu
+	peak   int                    // the most conns held (shrink.Map); guarded by mu
 	closed bool                   // guarded by mu
 
 	wg sync.WaitGroup // connection goroutines and push handlers
@@ -205,6 +207,7 @@ func (c *Client) forget(cc *clientConn) {
 	c.mu.Lock()
 	if c.conns[cc.addr] == cc {
 		delete(c.conns, cc.addr)
+		c.conns = shrink.Map(c.conns, &c.peak)
 	}
 	c.mu.Unlock()
 }
@@ -311,6 +314,7 @@ func (c *Client) Disconnect(addr string) {
 	c.mu.Lock()
 	cc := c.conns[addr]
 	delete(c.conns, addr)
+	c.conns = shrink.Map(c.conns, &c.peak)
 	c.mu.Unlock()
 	if cc == nil {
 		return

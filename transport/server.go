@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/soullabs/brainy/internal/shrink"
 	"github.com/soullabs/brainy/transport/pki"
 )
 
@@ -44,6 +45,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	peers  map[*Peer]struct{} // connected peers; guarded by mu
+	peak   int                // the most peers held (shrink.Map); guarded by mu
 	closed bool               // guarded by mu
 
 	counters           streamCounters
@@ -232,6 +234,7 @@ func (s *Server) serveConn(conn *quic.Conn) {
 	}
 	s.mu.Lock()
 	delete(s.peers, p)
+	s.peers = shrink.Map(s.peers, &s.peak)
 	s.mu.Unlock()
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
-	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/soullabs/brainy/internal/shrink"
 )
 
 // State is a member's health as this node sees it.
@@ -109,9 +109,9 @@ type Membership struct {
 	// until DeadRetention after they went. Invariant: keyed by Meta.ID,
 	// which equals the memberlist node name.
 	members map[string]*entry
-	// membersPeak is the most entries members held since it was made
-	// (see reapLocked).
-	membersPeak int
+	// peaks are the most entries members and leaving held since they
+	// were made (shrink.Map).
+	peaks [2]int
 	// leaving records the leave intents received, by member ID: memberlist
 	// reports a member that left and one that died alike (its Node.State is
 	// never set), so, as in Serf, a leaving member first gossips its intent
@@ -293,7 +293,6 @@ func (m *Membership) Members() []Member {
 
 func (m *Membership) reapLocked(now time.Time) {
 	m.reaped = now
-	m.membersPeak = max(m.membersPeak, len(m.members))
 	for id, e := range m.members {
 		if !e.gone.IsZero() && now.Sub(e.gone) > m.cfg.DeadRetention {
 			delete(m.members, id)
@@ -307,13 +306,9 @@ func (m *Membership) reapLocked(now time.Time) {
 			delete(m.leaving, id)
 		}
 	}
-	// A Go map keeps the room it once grew to: once a wave of churn has
-	// passed and most of the table is gone, move the rest to a map their
-	// size.
-	if len(m.members) < m.membersPeak/4 {
-		m.members = maps.Collect(maps.All(m.members))
-		m.membersPeak = len(m.members)
-	}
+	// Once a wave of churn has passed, give its room back.
+	m.members = shrink.Map(m.members, &m.peaks[0])
+	m.leaving = shrink.Map(m.leaving, &m.peaks[1])
 }
 
 // reapSometimesLocked reaps at most once a second. The paths that add
@@ -787,6 +782,9 @@ func (e *eventQueue) run() {
 			ev = e.q[0]
 			e.q[0] = Event{}
 			e.q = e.q[1:]
+			if len(e.q) == 0 {
+				e.q = nil // a burst's array goes with it
+			}
 		}
 		e.mu.Unlock()
 		if !have {
