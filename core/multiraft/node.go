@@ -187,24 +187,10 @@ func (n *Node) run() {
 			}
 		}
 	}()
+	more := false // a group has a Ready already: do not wait for news
 	for {
-		select {
-		case <-n.stopC:
+		if !n.wait(ticker.C, more) {
 			return
-		case <-ticker.C:
-			for _, g := range n.groups {
-				g.rn.Tick()
-				g.quiet++
-			}
-			if n.ticks++; n.ticks%50 == 0 {
-				n.sweep()
-			}
-		case msgs := <-n.recvC:
-			n.step(msgs)
-		case p := <-n.propC:
-			n.propose(p)
-		case f := <-n.ctlC:
-			f()
 		}
 		// Take whatever else is waiting, so one sync covers it all.
 	drain:
@@ -219,13 +205,52 @@ func (n *Node) run() {
 			}
 		}
 		n.cycle++
-		if err := n.handleReady(); err != nil {
+		var err error
+		if more, err = n.handleReady(); err != nil {
 			n.log.Error("persisting raft state failed; stopping", "err", err)
 			go n.Close()
 			return
 		}
 	}
 }
+
+// wait handles one event — a tick, messages, a proposal, a control
+// function — waiting for it unless poll is set, and reports false once
+// the node is stopping.
+//
+// A cycle's Advance can leave a group with a Ready at once: a lone voter
+// commits the entries it just persisted by acknowledging them to itself,
+// in Advance. Waiting for the next event would hold their proposers until
+// the next tick or proposal, so then the driver polls.
+func (n *Node) wait(tick <-chan time.Time, poll bool) bool {
+	var pollC chan struct{}
+	if poll {
+		pollC = closedC
+	}
+	select {
+	case <-n.stopC:
+		return false
+	case <-tick:
+		for _, g := range n.groups {
+			g.rn.Tick()
+			g.quiet++
+		}
+		if n.ticks++; n.ticks%50 == 0 {
+			n.sweep()
+		}
+	case msgs := <-n.recvC:
+		n.step(msgs)
+	case p := <-n.propC:
+		n.propose(p)
+	case f := <-n.ctlC:
+		f()
+	case <-pollC:
+	}
+	return true
+}
+
+// closedC is a closed channel: a select case on it is always ready.
+var closedC = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // sweep forgets waiters whose callers gave up: a command forwarded to a
 // leader that then lost it would otherwise be waited for forever.

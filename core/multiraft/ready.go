@@ -16,8 +16,9 @@ import (
 )
 
 // handleReady persists, sends, applies and advances every group that has
-// a Ready, in that order (see the package doc).
-func (n *Node) handleReady() error {
+// a Ready, in that order (see the package doc). It reports whether a group
+// has a Ready again right after (see wait).
+func (n *Node) handleReady() (bool, error) {
 	type ready struct {
 		g  *group
 		rd raft.Ready
@@ -29,7 +30,7 @@ func (n *Node) handleReady() error {
 		}
 	}
 	if len(rds) == 0 {
-		return nil
+		return false, nil
 	}
 	// 1. Persist, all groups in one batch, synced only if raft needs it
 	// (new entries, term or vote: a commit index alone may be lost).
@@ -43,7 +44,7 @@ func (n *Node) handleReady() error {
 				unavailable = append(unavailable, r.g)
 				continue
 			} else if err != nil {
-				return err
+				return false, err
 			}
 			mustSync = true
 		}
@@ -56,19 +57,19 @@ func (n *Node) handleReady() error {
 		if !raft.IsEmptyHardState(r.rd.HardState) {
 			data, err := proto.Marshal(r.rd.HardState)
 			if err != nil {
-				return err
+				return false, err
 			}
 			b.Set(hardStateKey(r.g.id), data)
 		}
 		last, err := appendToBatch(&b, r.g.id, r.rd.Entries, r.g.persistedLast)
 		if err != nil {
-			return err
+			return false, err
 		}
 		r.g.persistedLast = last
 	}
 	if b.Len() > 0 {
 		if err := n.cfg.Store.Apply(context.Background(), &b, mustSync); err != nil {
-			return err
+			return false, err
 		}
 		n.syncs++
 		n.readies += uint64(len(rds))
@@ -86,12 +87,12 @@ func (n *Node) handleReady() error {
 	for _, r := range rds {
 		if !raft.IsEmptyHardState(r.rd.HardState) {
 			if err := r.g.storage.SetHardState(r.rd.HardState); err != nil {
-				return err
+				return false, err
 			}
 		}
 		if len(r.rd.Entries) > 0 {
 			if err := r.g.storage.Append(r.rd.Entries); err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
@@ -136,7 +137,7 @@ func (n *Node) handleReady() error {
 		}
 	}
 	if err := n.cfg.StateMachine.Commit(); err != nil {
-		return err
+		return false, err
 	}
 	for _, r := range rds {
 		n.finishReads(r.g)
@@ -144,7 +145,7 @@ func (n *Node) handleReady() error {
 	}
 	for _, r := range rds {
 		if err := n.maybeCompact(r.g); err != nil {
-			return err
+			return false, err
 		}
 	}
 	for i, rp := range n.replies {
@@ -154,10 +155,15 @@ func (n *Node) handleReady() error {
 	n.replies = n.replies[:0]
 	for _, g := range unavailable {
 		if err := n.reopen(g); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return nil
+	for _, r := range rds {
+		if r.g.rn.HasReady() {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // reopen replaces replica g with one loaded from the store, forgetting
