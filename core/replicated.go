@@ -222,8 +222,8 @@ func (n *Node) proposeRaft(ctx context.Context, cmd *Command) result {
 	if n.isClosed() {
 		return result{err: item.ErrClosed}
 	}
-	if errp := n.failed.Load(); errp != nil {
-		return result{err: fmt.Errorf("%w: %v", item.ErrUnavailable, *errp)}
+	if err := n.failure(); err != nil {
+		return result{err: fmt.Errorf("%w: %v", item.ErrUnavailable, err)}
 	}
 	part := PartitionOf(cmd.Tenant, cmd.ID, n.nparts)
 	enc := cmd.AppendEncode(nil)
@@ -475,20 +475,24 @@ func (n *Node) PartitionSnapshot(ctx context.Context, part int) (tiers.Iterator,
 	return n.store.NewIter(ctx, appendPartition(nil, part, 0), appendPartition(nil, part+1, 0))
 }
 
-func (r *raftSM) Commit() error {
+// Flush hands this cycle's writes, with the state (applied index,
+// membership) of every partition they touched, to the driver's store write.
+func (r *raftSM) Flush(b *tiers.Batch) {
 	n := r.n
 	for _, part := range r.parts {
 		r.batch.Set(stateKey(part), n.sm.parts[part].encode())
 		r.touched[part] = false
 	}
 	r.parts = r.parts[:0]
+	b.Append(&r.batch)
+}
+
+// Commit runs once the cycle's writes are stored: the record cache and
+// the change feed learn them, and only then do proposers hear back.
+func (r *raftSM) Commit() error {
+	n := r.n
 	if r.batch.Len() == 0 {
 		return nil
-	}
-	if err := n.store.Apply(context.Background(), &r.batch, false); err != nil {
-		n.failed.Store(&err)
-		n.cfg.Logger.Error("applying committed raft entries failed; stopping", "component", "core", "err", err)
-		return err
 	}
 	n.ops.commits.Add(1)
 	for _, w := range r.items {

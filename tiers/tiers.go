@@ -91,6 +91,21 @@ func (b *Batch) add(p []byte) [2]int {
 	return [2]int{start, len(b.buf)}
 }
 
+// Append adds o's writes after b's, in order. o is unchanged.
+func (b *Batch) Append(o *Batch) {
+	base := len(b.buf)
+	b.buf = append(b.buf, o.buf...)
+	for _, op := range o.ops {
+		op.key[0] += base
+		op.key[1] += base
+		if !op.del {
+			op.value[0] += base
+			op.value[1] += base
+		}
+		b.ops = append(b.ops, op)
+	}
+}
+
 // Len returns the number of writes in the batch.
 func (b *Batch) Len() int { return len(b.ops) }
 

@@ -9,8 +9,10 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/soullabs/brainy/tiers"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
@@ -41,6 +43,10 @@ type Transport interface {
 // the command's writes, the new membership — it persists atomically with
 // "applied = i", so after a crash Applied names exactly the state on disk
 // and raft re-delivers everything after it.
+//
+// Each driver cycle calls Apply and ApplyConfState for the entries it
+// commits, then Flush, whose writes the node stores in one atomic write
+// with the cycle's log entries, then Commit.
 type StateMachine interface {
 	// Apply applies a command. data is nil for raft's own empty entries
 	// (a new leader's), which still consume their index. The returned
@@ -64,9 +70,13 @@ type StateMachine interface {
 	// changed: the node then drops the snapshot, as if its message had been
 	// lost, and the leader sends another. Any other error stops the node.
 	ApplySnapshot(group GroupID, from NodeID, snap *pb.Snapshot) error
-	// Commit makes the applies of this cycle visible and durable enough
-	// (see the invariant: the log is already synced, so the state machine
-	// need not sync). Proposers hear their results only after it returns.
+	// Flush adds the writes of this cycle's applies to b, which the node
+	// stores atomically with the cycle's raft log entries and hard states
+	// — synced when raft requires it, else not: the entries are durable in
+	// the log already, so after a crash they are applied again.
+	Flush(b *tiers.Batch)
+	// Commit is called once b is stored: it makes the applies of this
+	// cycle visible. Proposers hear their results only after it returns.
 	// An error stops the node.
 	Commit() error
 }
@@ -112,6 +122,8 @@ type Node struct {
 	snapshotsTaken uint64    // owned by the driver
 	rejected       uint64    // messages dropped by check, and conf changes skipped by canApply; owned by the driver
 	warned         time.Time // when a dropped message was last logged as a warning; owned by the driver
+
+	failure atomic.Pointer[error] // what stopped the driver, if a store write failed
 }
 
 // New starts a node with no groups; open them with OpenGroup.
@@ -162,6 +174,15 @@ func (n *Node) Step(msgs []Message) {
 	}
 }
 
+// Err returns the error that stopped the driver — a store write that
+// failed — or nil.
+func (n *Node) Err() error {
+	if errp := n.failure.Load(); errp != nil {
+		return *errp
+	}
+	return nil
+}
+
 // Close stops the driver. Pending proposals fail with ErrStopped.
 func (n *Node) Close() {
 	select {
@@ -207,6 +228,7 @@ func (n *Node) run() {
 		n.cycle++
 		var err error
 		if more, err = n.handleReady(); err != nil {
+			n.failure.Store(&err)
 			n.log.Error("persisting raft state failed; stopping", "err", err)
 			go n.Close()
 			return

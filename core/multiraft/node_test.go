@@ -136,6 +136,8 @@ func (r *recorder) Applied(g GroupID) (uint64, *pb.ConfState) {
 	return r.last[g], r.cs[g]
 }
 
+func (r *recorder) Flush(*tiers.Batch) {}
+
 func (r *recorder) Commit() error { return nil }
 
 // ApplySnapshot copies the state of the recorder of node from.
