@@ -27,7 +27,8 @@ type Store interface {
 	// Apply writes the batch atomically: after it returns, readers see all
 	// of it or, if it failed, none of it. With sync, Apply returns only
 	// once the batch is durable (survives a crash of the process and of the
-	// machine), and concurrent synced Applies may share one sync.
+	// machine), and concurrent synced Applies may share one sync. The store
+	// keeps nothing of b once Apply returns: callers reuse it.
 	Apply(ctx context.Context, b *Batch, sync bool) error
 	// NewIter returns an iterator over keys in [lower, upper); a nil upper
 	// means no upper bound. The iterator sees a consistent snapshot.

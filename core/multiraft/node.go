@@ -108,7 +108,8 @@ type Node struct {
 	groups  map[GroupID]*group
 	waiters map[uint64]*proposal
 	rng     *rand.Rand
-	replies []reply // results to deliver after the state machine's Commit
+	replies []reply     // results to deliver after the state machine's Commit
+	batch   tiers.Batch // the cycle's store write, reused
 	ticks   uint64
 	cycle   uint64 // driver cycles, for batching reads
 

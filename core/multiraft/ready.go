@@ -11,8 +11,6 @@ import (
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/soullabs/brainy/tiers"
 )
 
 // handleReady applies, persists, sends and advances every group that has
@@ -34,14 +32,15 @@ func (n *Node) handleReady() (bool, error) {
 	}
 	// 1. Install snapshots: each replaces its group's state, durably, before
 	// anything after it applies. The log's cut goes into b.
-	var b tiers.Batch
+	b := &n.batch
+	b.Reset()
 	mustSync := false
 	var unavailable []*group // their snapshot could not be installed
 	for _, r := range rds {
 		if raft.IsEmptySnap(r.rd.Snapshot) {
 			continue
 		}
-		if err := n.installSnapshot(r.g, r.rd.Snapshot, &b); errors.Is(err, ErrSnapshotUnavailable) {
+		if err := n.installSnapshot(r.g, r.rd.Snapshot, b); errors.Is(err, ErrSnapshotUnavailable) {
 			n.log.Warn("dropping a snapshot that could not be installed", "group", uint32(r.g.id), "err", err)
 			unavailable = append(unavailable, r.g)
 		} else if err != nil {
@@ -87,15 +86,15 @@ func (n *Node) handleReady() (bool, error) {
 		} else {
 			mustSync = mustSync || len(r.rd.Entries) > 0
 		}
-		last, err := appendToBatch(&b, r.g.id, r.rd.Entries, r.g.persistedLast)
+		last, err := appendToBatch(b, r.g.id, r.rd.Entries, r.g.persistedLast)
 		if err != nil {
 			return false, err
 		}
 		r.g.persistedLast = last
 	}
-	n.cfg.StateMachine.Flush(&b)
+	n.cfg.StateMachine.Flush(b)
 	if b.Len() > 0 {
-		if err := n.cfg.Store.Apply(context.Background(), &b, mustSync); err != nil {
+		if err := n.cfg.Store.Apply(context.Background(), b, mustSync); err != nil {
 			return false, err
 		}
 		n.syncs++
