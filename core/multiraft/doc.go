@@ -5,7 +5,13 @@
 // cycle it takes what arrived (ticks, inbound messages, proposals), then
 // handles the Ready of every group that has one, in this order:
 //
-//  1. install snapshots (each durably, before what follows it applies);
+//  1. collect the Readies; one that brings a snapshot is held while the
+//     state machine copies the snapshot's state on a goroutine of its own
+//     (StateMachine.ApplySnapshot, at most two at once), so the driver
+//     keeps ticking, heartbeating and applying the other groups — a
+//     partition being copied no longer makes a node's leaders step down.
+//     Once the copy is done, the held Ready is taken up: the state is
+//     adopted and the log cut before anything after it applies;
 //  2. apply: committed entries, in index order, through StateMachine.Apply;
 //     conf changes through the RawNode and StateMachine.ApplyConfState.
 //     The state machine only collects its writes;
@@ -90,6 +96,9 @@
 // A snapshot the state machine cannot get (ErrSnapshotUnavailable) is
 // dropped, its group reopened from the store as if the message had been
 // lost.
+//
+// RemoveGroup refuses a group whose snapshot is being copied (the copy
+// writes its keys); the caller retries once it is done.
 //
 // Not yet: quiescing idle groups.
 package multiraft

@@ -64,12 +64,22 @@ type StateMachine interface {
 	// gone, so the state cannot be rebuilt by applying entries. The copy
 	// may be newer than snap (its applied index higher); entries up to the
 	// state's applied index are then skipped by the state machine, which
-	// reports that index through Applied afterwards. The state must be
-	// durable when ApplySnapshot returns. An error wrapping
-	// ErrSnapshotUnavailable says the state could not be had and nothing
-	// changed: the node then drops the snapshot, as if its message had been
-	// lost, and the leader sends another. Any other error stops the node.
-	ApplySnapshot(group GroupID, from NodeID, snap *pb.Snapshot) error
+	// reports that index through Applied afterwards.
+	//
+	// Unlike the other methods it runs on a goroutine of its own (at most
+	// MaxInstalls at once), for copying a partition takes long: the driver
+	// goes on with every other group meanwhile, ticking and heartbeating,
+	// and this group does nothing until it returns. So it may write the
+	// group's keys to the store, and nothing the other methods touch; what
+	// must change on the driver goroutine it returns as adopt, which the
+	// driver calls before the group goes on. The written state must be
+	// durable when it returns. ctx ends when the node closes.
+	//
+	// An error wrapping ErrSnapshotUnavailable says the state could not be
+	// had and nothing changed: the node then drops the snapshot, as if its
+	// message had been lost, and the leader sends another. Any other error
+	// stops the node.
+	ApplySnapshot(ctx context.Context, group GroupID, from NodeID, snap *pb.Snapshot) (adopt func(), err error)
 	// Flush adds the writes of this cycle's applies to b, which the node
 	// stores atomically with the cycle's raft log entries and hard states
 	// — synced when raft requires it, else not: the entries are durable in
@@ -125,6 +135,13 @@ type Node struct {
 	warned         time.Time // when a dropped message was last logged as a warning; owned by the driver
 
 	failure atomic.Pointer[error] // what stopped the driver, if a store write failed
+
+	// Snapshot installs in flight (see StateMachine.ApplySnapshot).
+	installedC  chan installResult // finished installs, to the driver
+	installSem  chan struct{}      // at most MaxInstalls copy at once
+	installs    sync.WaitGroup
+	installCtx  context.Context // ends when the node closes
+	stopInstall context.CancelFunc
 }
 
 // New starts a node with no groups; open them with OpenGroup.
@@ -148,7 +165,11 @@ func New(cfg Config) (*Node, error) {
 		rng:     rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
 		leaders: map[GroupID]NodeID{},
 		voters:  map[GroupID]int{},
+
+		installedC: make(chan installResult),
+		installSem: make(chan struct{}, maxInstalls),
 	}
+	n.installCtx, n.stopInstall = context.WithCancel(context.Background())
 	go n.run()
 	return n, nil
 }
@@ -184,7 +205,8 @@ func (n *Node) Err() error {
 	return nil
 }
 
-// Close stops the driver. Pending proposals fail with ErrStopped.
+// Close stops the driver. Pending proposals fail with ErrStopped. It
+// returns once snapshot installs in flight have stopped too.
 func (n *Node) Close() {
 	select {
 	case <-n.stopC:
@@ -192,6 +214,8 @@ func (n *Node) Close() {
 		close(n.stopC)
 	}
 	<-n.doneC
+	n.stopInstall()
+	n.installs.Wait()
 }
 
 func (n *Node) run() {
@@ -267,6 +291,10 @@ func (n *Node) wait(tick <-chan time.Time, poll bool) bool {
 		n.propose(p)
 	case f := <-n.ctlC:
 		f()
+	case res := <-n.installedC:
+		if n.groups[res.g.id] == res.g {
+			res.g.installed = &res // handleReady finishes it
+		}
 	case <-pollC:
 	}
 	return true

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -14,43 +13,50 @@ import (
 )
 
 // handleReady applies, persists, sends and advances every group that has
-// a Ready (see the package doc for the order and why it is safe). It
+// a Ready (see the package doc for the order and why it is safe). A group
+// whose snapshot could not be installed does nothing more with its Ready;
+// it restarts from the store at the end. It
 // reports whether a group has a Ready again right after (see wait).
 func (n *Node) handleReady() (bool, error) {
 	type ready struct {
 		g  *group
 		rd raft.Ready
 	}
-	var rds []ready
-	for _, g := range n.groups {
-		if g.rn.HasReady() {
-			rds = append(rds, ready{g, g.rn.Ready()})
-		}
-	}
-	if len(rds) == 0 {
-		return false, nil
-	}
-	// 1. Install snapshots: each replaces its group's state, durably, before
-	// anything after it applies. The log's cut goes into b.
+	// 1. Collect the Readies. One that brings a snapshot waits while the
+	// state machine copies the snapshot's state on another goroutine;
+	// once that is done, the group's held Ready is taken up, its state
+	// adopted and its log cut (into b) before anything after it applies.
 	b := &n.batch
 	b.Reset()
 	mustSync := false
 	var unavailable []*group // their snapshot could not be installed
-	for _, r := range rds {
-		if raft.IsEmptySnap(r.rd.Snapshot) {
-			continue
+	var rds []ready
+	for _, g := range n.groups {
+		switch {
+		case g.installed != nil:
+			rd, err := n.finishInstall(g, b)
+			if errors.Is(err, ErrSnapshotUnavailable) {
+				n.log.Warn("dropping a snapshot that could not be installed", "group", uint32(g.id), "err", err)
+				unavailable = append(unavailable, g)
+				continue
+			} else if err != nil {
+				return false, err
+			}
+			mustSync = true
+			rds = append(rds, ready{g, rd})
+		case g.installing:
+		case g.rn.HasReady():
+			rd := g.rn.Ready()
+			if !raft.IsEmptySnap(rd.Snapshot) {
+				n.startInstall(g, rd)
+				continue
+			}
+			rds = append(rds, ready{g, rd})
 		}
-		if err := n.installSnapshot(r.g, r.rd.Snapshot, b); errors.Is(err, ErrSnapshotUnavailable) {
-			n.log.Warn("dropping a snapshot that could not be installed", "group", uint32(r.g.id), "err", err)
-			unavailable = append(unavailable, r.g)
-		} else if err != nil {
-			return false, err
-		}
-		mustSync = true
 	}
-	// A group whose snapshot could not be installed does nothing more with
-	// its Ready; it restarts from the store below.
-	rds = slices.DeleteFunc(rds, func(r ready) bool { return slices.Contains(unavailable, r.g) })
+	if len(rds) == 0 && len(unavailable) == 0 {
+		return false, nil
+	}
 	// 2. Apply the committed entries. Their effects stay in the state
 	// machine's batch and in memory until the store write below, and no
 	// caller hears of them before it.
