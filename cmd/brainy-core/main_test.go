@@ -130,6 +130,7 @@ func crashTest(t *testing.T, rounds int, env []string, args ...string) {
 	// each restart checks the items written since the last one, the end
 	// checks them all.
 	dirty := map[string]bool{}
+	killed := "" // the log of the server killed last
 	check := func(p *coretest.Process, when string, all bool) {
 		for id, h := range items {
 			if !all && !dirty[id] {
@@ -140,7 +141,8 @@ func crashTest(t *testing.T, rounds int, env []string, args ...string) {
 				if h.acked == "" {
 					continue // never acknowledged, and did not land
 				}
-				t.Fatalf("%s: acknowledged %s lost: %d %s", when, id, status, got)
+				t.Fatalf("%s: acknowledged %s lost: %d %s\nthe killed server's log ends:\n%s\nthe restarted server's:\n%s",
+					when, id, status, got, tail(killed, 40), tail(p.Log(), 40))
 			}
 			var it struct{ Data json.RawMessage }
 			json.Unmarshal(got, &it)
@@ -218,6 +220,7 @@ func crashTest(t *testing.T, rounds int, env []string, args ...string) {
 			time.Sleep(time.Millisecond)
 		}
 		p.Kill()
+		killed = p.Log()
 		close(stop)
 		wg.Wait()
 		if n.Load() == 0 {
@@ -352,4 +355,10 @@ func TestSettingsFromEnvAndFile(t *testing.T) {
 	if code, out := coretest.Run(bin, nil, "--help"); code != 0 || !strings.Contains(out, "env: BRAINY_STORAGE") || !strings.Contains(out, "default: ./brainy-data") {
 		t.Fatalf("--help: exit %d\n%s", code, out)
 	}
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
