@@ -154,6 +154,10 @@ func (l *Log) replay(s *segment, last bool) error {
 	if err != nil {
 		return fmt.Errorf("raftlog: %w", err)
 	}
+	if size > 1<<32-1 {
+		// Offsets are 32 bits: no segment written here grows past 2 GiB.
+		return fmt.Errorf("%w: segment %d is %d bytes", ErrCorrupt, s.seq, size)
+	}
 	torn := func(at int64, why string) error {
 		if !last {
 			return fmt.Errorf("%w: segment %d: %s at offset %d", ErrCorrupt, s.seq, why, at)
