@@ -27,6 +27,7 @@ FUZZ_TARGETS = \
 	./httpapi:FuzzDecodePatch \
 	./core:FuzzDecodeCommand \
 	./core:FuzzDecodeRecord \
+	./core/raftlog:FuzzRecover \
 	./internal/wire:FuzzDecode \
 	./transport:FuzzDecodeFrame \
 	./tiers/objstore:FuzzValidKey \
