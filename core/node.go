@@ -13,6 +13,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/soullabs/brainy/core/multiraft"
+	"github.com/soullabs/brainy/core/raftlog"
 	"github.com/soullabs/brainy/internal/codec"
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/jsontext"
@@ -59,6 +60,12 @@ type Config struct {
 	// Raft, when set, makes the node a replica in a cluster: see
 	// RaftConfig. Nil: a single node committing locally.
 	Raft *RaftConfig
+	// RaftLogDir, for a node with Raft, is the directory of its raft log
+	// (package raftlog), on a local disk: the node opens it, and closes it
+	// on Close. A raft log an earlier version kept in Store moves there at
+	// the first start. Empty: the raft log is kept in Store, as a node on
+	// an object store does.
+	RaftLogDir string
 }
 
 // EnsureDefaults fills zero fields with their defaults. Partitions stays 0
@@ -153,8 +160,9 @@ type Node struct {
 
 	// In a cluster (Config.Raft set) the raft groups replace the driver and
 	// committer above; see replicated.go.
-	raft *multiraft.Node
-	rsm  *raftSM
+	raft    *multiraft.Node
+	raftLog *raftlog.Log // Config.RaftLogDir's log, nil without one
+	rsm     *raftSM
 }
 
 // opCounters are the Operations of nodestats, updated atomically.
@@ -472,6 +480,12 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	if n.raft != nil {
 		n.raft.Close()
+	}
+	if n.raftLog != nil {
+		// After the raft node: its driver is the log's only user.
+		if err := n.raftLog.Close(); err != nil {
+			n.cfg.Logger.Error("closing the raft log", "component", "core", "err", err)
+		}
 	}
 	<-n.done
 	n.cfg.Logger.Info("node closed", "component", "core", "node", n.nodeID)

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/soullabs/brainy/core/multiraft"
+	"github.com/soullabs/brainy/core/raftlog"
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/tiers"
@@ -86,8 +87,24 @@ func (n *Node) openRaft(ctx context.Context) error {
 		rc.ProposeTimeout = 3 * time.Second
 	}
 	n.rsm = &raftSM{n: n, overlay: map[string]overlayEntry{}, touched: make([]bool, n.nparts)}
+	if n.cfg.RaftLogDir != "" {
+		l, err := raftlog.Open(raftlog.Config{Dir: n.cfg.RaftLogDir, Logger: n.cfg.Logger.With("component", "raftlog")})
+		if err != nil {
+			return fmt.Errorf("core: opening the raft log: %w", err)
+		}
+		n.raftLog = l
+	}
+	err := n.startRaft(ctx, rc)
+	if err != nil && n.raftLog != nil {
+		_ = n.raftLog.Close()
+		n.raftLog = nil
+	}
+	return err
+}
+
+func (n *Node) startRaft(ctx context.Context, rc *RaftConfig) error {
 	mr, err := multiraft.New(multiraft.Config{
-		ID: rc.ID, Store: n.store, Transport: rc.Transport, StateMachine: n.rsm,
+		ID: rc.ID, Store: n.store, Log: n.raftLog, Transport: rc.Transport, StateMachine: n.rsm,
 		TickInterval: rc.TickInterval, ElectionTicks: rc.ElectionTicks, LogKeep: rc.LogKeep,
 		AcceptGroup: func(g multiraft.GroupID) bool { return int(g) < n.nparts },
 		Logger:      n.cfg.Logger,
@@ -96,23 +113,32 @@ func (n *Node) openRaft(ctx context.Context) error {
 		return err
 	}
 	n.raft = mr
+	fail := func(err error) error {
+		mr.Close()
+		n.raft = nil
+		return err
+	}
 	var b tiers.Batch
 	b.Set(metaKey("raft"), []byte{1})
 	if err := n.store.Apply(ctx, &b, true); err != nil {
-		mr.Close()
-		return fmt.Errorf("core: writing node metadata: %w", err)
+		return fail(fmt.Errorf("core: writing node metadata: %w", err))
 	}
 	for p := range n.nparts {
 		var peers []multiraft.NodeID
 		if n.sm.parts[p].applied == 0 && rc.Bootstrap {
 			peers = []multiraft.NodeID{rc.ID}
 		}
-		if n.sm.parts[p].applied == 0 && peers == nil && !n.hasLog(ctx, p) {
-			continue // not a replica (yet): a leader opens it by writing to it
+		if n.sm.parts[p].applied == 0 && peers == nil {
+			has, err := mr.HasLog(ctx, multiraft.GroupID(p))
+			if err != nil {
+				return fail(fmt.Errorf("core: partition %d: %w", p, err))
+			}
+			if !has {
+				continue // not a replica (yet): a leader opens it by writing to it
+			}
 		}
 		if err := mr.OpenGroup(ctx, multiraft.GroupID(p), peers); err != nil {
-			mr.Close()
-			return err
+			return fail(err)
 		}
 	}
 	return nil
@@ -130,12 +156,6 @@ func IsClustered(ctx context.Context, store tiers.Store) (bool, error) {
 		return false, nil
 	}
 	return false, err
-}
-
-// hasLog reports whether the store holds raft state of partition p.
-func (n *Node) hasLog(ctx context.Context, p int) bool {
-	_, err := n.store.Get(ctx, multiraft.HardStateKey(multiraft.GroupID(p)))
-	return err == nil
 }
 
 // Step delivers raft messages from another node (its transport's receive

@@ -11,9 +11,6 @@ import (
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/soullabs/brainy/tiers"
-	"github.com/soullabs/brainy/tiers/memory"
 )
 
 // testReplica is replica 1 of a group whose voters are 1, 2 and 3 and
@@ -208,7 +205,11 @@ func TestCanApply(t *testing.T) {
 // (here, removing every voter) is committed, skipped alike by every
 // replica, and reported to its proposer; the group goes on.
 func TestImpossibleConfChangeIsSkipped(t *testing.T) {
-	c := newCluster(t, 3, 1)
+	forEachLog(t, testImpossibleConfChangeIsSkipped)
+}
+
+func testImpossibleConfChangeIsSkipped(t *testing.T, dedicated bool) {
+	c := newCluster(t, dedicated, 3, 1)
 	leader := c.nodes[c.leader(0)]
 	cc := &pb.ConfChangeV2{Transition: pb.ConfChangeTransition_ConfChangeTransitionJointExplicit.Enum()}
 	for _, id := range c.ids {
@@ -246,30 +247,23 @@ func (f *flakySnapshots) ApplySnapshot(ctx context.Context, g GroupID, from Node
 // TestSnapshotUnavailable: a snapshot the state machine could not get
 // (ErrSnapshotUnavailable) is dropped, not fatal; the leader sends another
 // and the replica catches up.
-func TestSnapshotUnavailable(t *testing.T) {
-	c := &cluster{t: t, nw: newNetwork(), nodes: map[NodeID]*Node{}, sms: map[NodeID]*recorder{}, stores: map[NodeID]tiers.Store{}, groups: []GroupID{7}, logKeep: 3}
-	t.Cleanup(func() {
-		for _, n := range c.nodes {
-			n.Close()
-		}
-	})
+func TestSnapshotUnavailable(t *testing.T) { forEachLog(t, testSnapshotUnavailable) }
+
+func testSnapshotUnavailable(t *testing.T, dedicated bool) {
+	c := emptyCluster(t, dedicated, []GroupID{7}, 3)
 	c.ids = []NodeID{1}
-	c.stores[1] = memory.New()
 	c.start(1)
 	for i := range 10 {
 		c.propose(7, fmt.Sprint("alone-", i))
 	}
 	sm := &flakySnapshots{recorder: c.newRecorder(), fail: 2}
-	n, err := New(Config{ID: 2, Store: memory.New(), Transport: endpoint{c.nw, 2}, StateMachine: sm,
-		TickInterval: 5 * time.Millisecond, AcceptGroup: func(GroupID) bool { return true }, LogKeep: c.logKeep})
+	cfg := c.config(2, sm)
+	cfg.AcceptGroup = func(GroupID) bool { return true }
+	n, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.smMu.Lock()
-	c.sms[2] = sm.recorder
-	c.smMu.Unlock()
-	c.nodes[2] = n
-	c.nw.attach(2, n)
+	c.add(2, n, sm.recorder)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.nodes[1].ChangeReplicas(ctx, 7, &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: pb.ConfChangeType_ConfChangeAddLearnerNode.Enum(), NodeId: proto.Uint64(2)}}}); err != nil {
@@ -323,30 +317,25 @@ func (s *gatedSnapshots) ApplySnapshot(ctx context.Context, g GroupID, from Node
 // node's other groups go on — they apply what their leaders commit — and
 // the copied group catches up once the copy is done.
 func TestSnapshotCopyDoesNotStallOtherGroups(t *testing.T) {
-	c := &cluster{t: t, nw: newNetwork(), nodes: map[NodeID]*Node{}, sms: map[NodeID]*recorder{}, stores: map[NodeID]tiers.Store{}, groups: []GroupID{7, 8}, logKeep: 3}
-	t.Cleanup(func() {
-		for _, n := range c.nodes {
-			n.Close()
-		}
-	})
+	forEachLog(t, testSnapshotCopyDoesNotStallOtherGroups)
+}
+
+func testSnapshotCopyDoesNotStallOtherGroups(t *testing.T, dedicated bool) {
+	c := emptyCluster(t, dedicated, []GroupID{7, 8}, 3)
 	c.ids = []NodeID{1}
-	c.stores[1] = memory.New()
 	c.start(1)
 	for i := range 10 {
 		c.propose(7, fmt.Sprint("big-", i)) // compacted: a new replica needs a snapshot
 	}
 	c.propose(8, "small-0")
 	sm := &gatedSnapshots{recorder: c.newRecorder(), started: make(chan struct{}), gate: make(chan struct{})}
-	n, err := New(Config{ID: 2, Store: memory.New(), Transport: endpoint{c.nw, 2}, StateMachine: sm,
-		TickInterval: 5 * time.Millisecond, AcceptGroup: func(GroupID) bool { return true }, LogKeep: c.logKeep})
+	cfg := c.config(2, sm)
+	cfg.AcceptGroup = func(GroupID) bool { return true }
+	n, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.smMu.Lock()
-	c.sms[2] = sm.recorder
-	c.smMu.Unlock()
-	c.nodes[2] = n
-	c.nw.attach(2, n)
+	c.add(2, n, sm.recorder)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	addLearner := func(g GroupID) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/soullabs/brainy/core/raftlog"
 	"github.com/soullabs/brainy/tiers"
 )
 
@@ -13,8 +14,18 @@ import (
 type Config struct {
 	// ID is this node's replica id in every group. Required, not 0.
 	ID NodeID
-	// Store persists the raft logs and hard states. Required.
+	// Store is the node's store: the state machine's writes go to it
+	// (StateMachine.Flush), and so does the raft log when Log is nil.
+	// Required.
 	Store tiers.Store
+	// Log, when set, holds the raft log of every group — entries, hard
+	// states, compaction points — in place of keys in Store: a dedicated
+	// append-only log on a local disk (package raftlog), for a node whose
+	// store is a local directory. New moves a log an earlier version kept
+	// in Store into it (see migrate). The node does not close it; its
+	// opener does, after Node.Close. Nil: the log is kept in Store (a node
+	// on an object store, which has no local disk for it).
+	Log *raftlog.Log
 	// Transport sends messages to peers. Required.
 	Transport Transport
 	// StateMachine applies committed commands. Required.

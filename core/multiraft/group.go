@@ -10,19 +10,21 @@ import (
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 
-	"github.com/soullabs/brainy/tiers"
 )
 
 type group struct {
-	id            GroupID
-	rn            *raft.RawNode
-	storage       *raft.MemoryStorage
+	id      GroupID
+	rn      *raft.RawNode
+	storage *raft.MemoryStorage
+	// persistedLast is the last entry index in the log (kept by storeLog
+	// only, which deletes an overwritten tail itself).
 	persistedLast uint64
 	applied       uint64
 	quiet         int // ticks since an append, heartbeat or snapshot from the leader arrived
 	// durable is the applied index whose state machine writes are known
-	// durable: those of cycles before the last synced persist. The log is
-	// never compacted past it, so a crash cannot lose both.
+	// durable: those of cycles up to the last synced store write (see
+	// handleReady). The log is never compacted past it, so a crash cannot
+	// lose both.
 	durable  uint64
 	first    uint64 // first entry index persisted (entries before it are compacted)
 	snapFrom NodeID // sender of the last snapshot message stepped
@@ -61,7 +63,12 @@ func (n *Node) OpenGroup(ctx context.Context, g GroupID, peers []NodeID) error {
 // openGroup runs on the driver goroutine.
 func (n *Node) openGroup(ctx context.Context, g GroupID, peers []NodeID) error {
 	applied, cs := n.cfg.StateMachine.Applied(g)
-	ms, first, last, found, err := loadGroup(ctx, n.cfg.Store, g, cs)
+	p, err := n.rlog.load(ctx, g)
+	if err != nil {
+		return err
+	}
+	found := p.found
+	ms, first, last, err := p.memoryStorage(g, applied, cs)
 	if err != nil {
 		return err
 	}
@@ -133,10 +140,12 @@ func (n *Node) ChangeReplicas(ctx context.Context, g GroupID, cc *pb.ConfChangeV
 	return err
 }
 
-// RemoveGroup destroys this node's replica of g: the group stops, its log
-// and hard state are deleted, and destroy (if not nil) runs on the driver
-// goroutine in between, for the state machine to drop the group's data —
-// nothing else touches the group then. Pending proposals of g fail
+// RemoveGroup destroys this node's replica of g: the group stops, destroy
+// (if not nil) runs on the driver goroutine, for the state machine to
+// drop the group's data — nothing else touches the group then — and the
+// log forgets the group in a synced write (with a dedicated log, after a
+// synced store write, so that destroy's writes are durable before the
+// log no longer has the group). Pending proposals of g fail
 // through their contexts. Call it only for a replica its group no longer
 // counts (see cluster's replica GC): a voter destroyed while counted
 // weakens its group's quorum.
@@ -165,13 +174,8 @@ func (n *Node) RemoveGroup(ctx context.Context, g GroupID, destroy func() error)
 				return
 			}
 		}
-		var b tiers.Batch
-		b.Delete(hardStateKey(g))
-		for i := max(gr.first, 1); i <= gr.persistedLast; i++ {
-			b.Delete(entryKey(g, i))
-		}
-		b.Delete(truncatedKey(g))
-		err = n.cfg.Store.Apply(ctx, &b, true)
+		n.rlog.remove(gr)
+		_, err = n.rlog.write(ctx, nil, true)
 	})
 	if derr != nil {
 		return derr

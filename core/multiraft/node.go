@@ -115,6 +115,7 @@ type Node struct {
 	doneC chan struct{}
 
 	// Owned by the driver goroutine.
+	rlog    logStore // where the raft log lives: Config.Log or Store
 	groups  map[GroupID]*group
 	waiters map[uint64]*proposal
 	rng     *rand.Rand
@@ -169,9 +170,28 @@ func New(cfg Config) (*Node, error) {
 		installedC: make(chan installResult),
 		installSem: make(chan struct{}, maxInstalls),
 	}
+	if cfg.Log != nil {
+		if err := migrate(context.Background(), cfg.Store, cfg.Log, n.log); err != nil {
+			return nil, err
+		}
+		n.rlog = &dedicatedLog{l: cfg.Log, store: cfg.Store}
+	} else {
+		n.rlog = &storeLog{store: cfg.Store}
+	}
 	n.installCtx, n.stopInstall = context.WithCancel(context.Background())
 	go n.run()
 	return n, nil
+}
+
+// HasLog reports whether this node holds raft state of group g (whether
+// or not the group is open).
+func (n *Node) HasLog(ctx context.Context, g GroupID) (bool, error) {
+	var has bool
+	var err error
+	if derr := n.do(ctx, func() { has, err = n.rlog.has(ctx, g) }); derr != nil {
+		return false, derr
+	}
+	return has, err
 }
 
 // do runs f on the driver goroutine.

@@ -12,6 +12,7 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/soullabs/brainy/core/raftlog"
 	"github.com/soullabs/brainy/tiers"
 	"github.com/soullabs/brainy/tiers/memory"
 )
@@ -167,40 +168,94 @@ func (r *recorder) commands(g GroupID) []string {
 type cluster struct {
 	smMu    sync.Mutex // guards sms against the drivers' snapshot lookups
 	logKeep int
-	t       *testing.T
-	nw      *network
-	ids     []NodeID
-	nodes   map[NodeID]*Node
-	sms     map[NodeID]*recorder
-	stores  map[NodeID]tiers.Store
-	groups  []GroupID
+	// dedicated: the nodes keep their raft logs in raftlog.Logs
+	// (Config.Log), not in their stores.
+	dedicated bool
+	t         *testing.T
+	nw        *network
+	ids       []NodeID
+	nodes     map[NodeID]*Node
+	sms       map[NodeID]*recorder
+	stores    map[NodeID]tiers.Store
+	logDirs   map[NodeID]string
+	logs      map[NodeID]*raftlog.Log
+	groups    []GroupID
 }
 
-func newCluster(t *testing.T, nodes, groups int) *cluster {
-	c := &cluster{t: t, nw: newNetwork(), nodes: map[NodeID]*Node{}, sms: map[NodeID]*recorder{}, stores: map[NodeID]tiers.Store{}}
-	for i := range nodes {
-		c.ids = append(c.ids, NodeID(i+1))
-	}
-	for g := range groups {
-		c.groups = append(c.groups, GroupID(g))
-	}
-	for _, id := range c.ids {
-		c.stores[id] = memory.New()
-		c.start(id)
-	}
+// forEachLog runs f once with the raft logs kept in the nodes' stores and
+// once with dedicated raftlog.Logs.
+func forEachLog(t *testing.T, f func(t *testing.T, dedicated bool)) {
+	t.Run("store", func(t *testing.T) { f(t, false) })
+	t.Run("raftlog", func(t *testing.T) { f(t, true) })
+}
+
+// emptyCluster is a cluster of no nodes yet, of the given groups.
+func emptyCluster(t *testing.T, dedicated bool, groups []GroupID, logKeep int) *cluster {
+	c := &cluster{t: t, nw: newNetwork(), nodes: map[NodeID]*Node{}, sms: map[NodeID]*recorder{}, stores: map[NodeID]tiers.Store{},
+		logDirs: map[NodeID]string{}, logs: map[NodeID]*raftlog.Log{}, groups: groups, logKeep: logKeep, dedicated: dedicated}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
 			n.Close()
 		}
+		for _, l := range c.logs {
+			l.Close()
+		}
 	})
 	return c
+}
+
+func newCluster(t *testing.T, dedicated bool, nodes, groups int) *cluster {
+	var gs []GroupID
+	for g := range groups {
+		gs = append(gs, GroupID(g))
+	}
+	c := emptyCluster(t, dedicated, gs, 0)
+	for i := range nodes {
+		c.ids = append(c.ids, NodeID(i+1))
+	}
+	for _, id := range c.ids {
+		c.start(id)
+	}
+	return c
+}
+
+// config is node id's configuration: its store (a new memory store the
+// first time), its raft log (opened again in its directory, when the
+// cluster's logs are dedicated), the cluster's network and settings.
+func (c *cluster) config(id NodeID, sm StateMachine) Config {
+	if c.stores[id] == nil {
+		c.stores[id] = memory.New()
+	}
+	cfg := Config{ID: id, Store: c.stores[id], Transport: endpoint{c.nw, id}, StateMachine: sm, TickInterval: 5 * time.Millisecond, LogKeep: c.logKeep}
+	if c.dedicated {
+		if c.logDirs[id] == "" {
+			c.logDirs[id] = c.t.TempDir()
+		}
+		// Small segments: the log moves on, rewrites and deletes segments.
+		l, err := raftlog.Open(raftlog.Config{Dir: c.logDirs[id], SegmentBytes: 16 << 10})
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		c.logs[id] = l
+		cfg.Log = l
+	}
+	return cfg
+}
+
+// add makes n node id of the cluster.
+func (c *cluster) add(id NodeID, n *Node, sm *recorder) {
+	c.smMu.Lock()
+	c.sms[id] = sm
+	c.smMu.Unlock()
+	c.nodes[id] = n
+	c.nw.attach(id, n)
 }
 
 // start opens node id on its store, with a fresh state machine (which
 // replays the log from the start).
 func (c *cluster) start(id NodeID) {
 	sm := c.newRecorder()
-	n, err := New(Config{ID: id, Store: c.stores[id], Transport: endpoint{c.nw, id}, StateMachine: sm, TickInterval: 5 * time.Millisecond, LogKeep: c.logKeep})
+	n, err := New(c.config(id, sm))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -209,11 +264,7 @@ func (c *cluster) start(id NodeID) {
 			c.t.Fatal(err)
 		}
 	}
-	c.smMu.Lock()
-	c.sms[id] = sm
-	c.smMu.Unlock()
-	c.nodes[id] = n
-	c.nw.attach(id, n)
+	c.add(id, n, sm)
 }
 
 func (c *cluster) newRecorder() *recorder {
@@ -230,6 +281,12 @@ func (c *cluster) stop(id NodeID) {
 	c.nw.setDown(id, true)
 	c.nodes[id].Close()
 	delete(c.nodes, id)
+	if l := c.logs[id]; l != nil {
+		if err := l.Close(); err != nil {
+			c.t.Fatal(err)
+		}
+		delete(c.logs, id)
+	}
 }
 
 // leader waits for a leader of g among the running nodes.
@@ -294,8 +351,10 @@ func (c *cluster) waitSame(g GroupID, want int) []string {
 	}
 }
 
-func TestReplicatesEveryGroup(t *testing.T) {
-	c := newCluster(t, 3, 4)
+func TestReplicatesEveryGroup(t *testing.T) { forEachLog(t, testReplicatesEveryGroup) }
+
+func testReplicatesEveryGroup(t *testing.T, dedicated bool) {
+	c := newCluster(t, dedicated, 3, 4)
 	for _, g := range c.groups {
 		c.leader(g)
 	}
@@ -326,8 +385,10 @@ func TestReplicatesEveryGroup(t *testing.T) {
 
 // TestFailover stops the leader of a group: the others elect a new one and
 // keep taking writes, and nothing committed before is lost.
-func TestFailover(t *testing.T) {
-	c := newCluster(t, 3, 2)
+func TestFailover(t *testing.T) { forEachLog(t, testFailover) }
+
+func testFailover(t *testing.T, dedicated bool) {
+	c := newCluster(t, dedicated, 3, 2)
 	g := GroupID(1)
 	old := c.leader(g)
 	for i := range 10 {
@@ -354,8 +415,10 @@ func TestFailover(t *testing.T) {
 }
 
 // TestRestartReplaysPersistedLog restarts every node from its store.
-func TestRestartReplaysPersistedLog(t *testing.T) {
-	c := newCluster(t, 3, 1)
+func TestRestartReplaysPersistedLog(t *testing.T) { forEachLog(t, testRestartReplaysPersistedLog) }
+
+func testRestartReplaysPersistedLog(t *testing.T, dedicated bool) {
+	c := newCluster(t, dedicated, 3, 1)
 	for i := range 15 {
 		c.propose(0, fmt.Sprint("cmd-", i))
 	}
@@ -384,23 +447,18 @@ func TestConfigValidate(t *testing.T) {
 // message) as learners and promotes them: they catch up on everything the
 // first node held, and the group survives a restart from persisted
 // membership.
-func TestGrowFromOneNode(t *testing.T) {
+func TestGrowFromOneNode(t *testing.T) { forEachLog(t, testGrowFromOneNode) }
+
+func testGrowFromOneNode(t *testing.T, dedicated bool) {
 	// A short log: the first node compacts it, so the others catch up by
 	// snapshot rather than by replaying the log from its start.
-	c := &cluster{t: t, nw: newNetwork(), nodes: map[NodeID]*Node{}, sms: map[NodeID]*recorder{}, stores: map[NodeID]tiers.Store{}, groups: []GroupID{7}, logKeep: 3}
-	t.Cleanup(func() {
-		for _, n := range c.nodes {
-			n.Close()
-		}
-	})
+	c := emptyCluster(t, dedicated, []GroupID{7}, 3)
 	c.ids = []NodeID{1}
-	c.stores[1] = memory.New()
 	c.start(1)
 	for i := range 10 {
 		c.propose(7, fmt.Sprint("alone-", i))
 	}
 	for _, id := range []NodeID{2, 3} {
-		c.stores[id] = memory.New()
 		c.startEmpty(id)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -452,23 +510,20 @@ func TestGrowFromOneNode(t *testing.T) {
 // sends it messages for.
 func (c *cluster) startEmpty(id NodeID) {
 	sm := c.newRecorder()
-	n, err := New(Config{ID: id, Store: c.stores[id], Transport: endpoint{c.nw, id}, StateMachine: sm,
-		TickInterval: 5 * time.Millisecond, AcceptGroup: func(GroupID) bool { return true }, LogKeep: c.logKeep})
+	cfg := c.config(id, sm)
+	cfg.AcceptGroup = func(GroupID) bool { return true }
+	n, err := New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.smMu.Lock()
-	c.sms[id] = sm
-	c.smMu.Unlock()
-	c.nodes[id] = n
-	c.nw.attach(id, n)
+	c.add(id, n, sm)
 }
 
 // restartKeeping restarts node id with its state machine's applied state
 // kept, as a durable state machine's would be.
 func (c *cluster) restartKeeping(id NodeID) {
 	sm := c.sms[id]
-	n, err := New(Config{ID: id, Store: c.stores[id], Transport: endpoint{c.nw, id}, StateMachine: sm, TickInterval: 5 * time.Millisecond, LogKeep: c.logKeep})
+	n, err := New(c.config(id, sm))
 	if err != nil {
 		c.t.Fatal(err)
 	}

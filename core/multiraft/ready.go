@@ -15,26 +15,26 @@ import (
 // handleReady applies, persists, sends and advances every group that has
 // a Ready (see the package doc for the order and why it is safe). A group
 // whose snapshot could not be installed does nothing more with its Ready;
-// it restarts from the store at the end. It
-// reports whether a group has a Ready again right after (see wait).
+// it restarts from the log at the end. It reports whether a group has a
+// Ready again right after (see wait).
 func (n *Node) handleReady() (bool, error) {
 	type ready struct {
 		g  *group
 		rd raft.Ready
 	}
+	ctx := context.Background()
 	// 1. Collect the Readies. One that brings a snapshot waits while the
 	// state machine copies the snapshot's state on another goroutine;
 	// once that is done, the group's held Ready is taken up, its state
-	// adopted and its log cut (into b) before anything after it applies.
-	b := &n.batch
-	b.Reset()
+	// adopted and its log cut (in the cycle's log write) before anything
+	// after it applies.
 	mustSync := false
 	var unavailable []*group // their snapshot could not be installed
 	var rds []ready
 	for _, g := range n.groups {
 		switch {
 		case g.installed != nil:
-			rd, err := n.finishInstall(g, b)
+			rd, err := n.finishInstall(g)
 			if errors.Is(err, ErrSnapshotUnavailable) {
 				n.log.Warn("dropping a snapshot that could not be installed", "group", uint32(g.id), "err", err)
 				unavailable = append(unavailable, g)
@@ -60,6 +60,7 @@ func (n *Node) handleReady() (bool, error) {
 	// 2. Apply the committed entries. Their effects stay in the state
 	// machine's batch and in memory until the store write below, and no
 	// caller hears of them before it.
+	compact := false // some group's log is due for compaction: see 4
 	for _, r := range rds {
 		if r.rd.SoftState != nil {
 			lead := NodeID(r.rd.SoftState.Lead)
@@ -76,42 +77,68 @@ func (n *Node) handleReady() (bool, error) {
 		for _, rs := range r.rd.ReadStates {
 			n.readState(r.g, rs)
 		}
+		compact = compact || n.compactionDue(r.g)
 	}
-	// 3. Persist: every group's entries and hard state, and the state
-	// machine's writes, in one store write, synced only if raft needs it
-	// (new entries, term or vote: a commit index alone may be lost).
+	// 3. Write the log: every group's entries and hard state, synced only
+	// if raft needs it (new entries, term or vote: a commit index alone
+	// may be lost). The store-backed log adds them to the store write
+	// below instead.
+	b := &n.batch
+	b.Reset()
+	wrote := false
 	for _, r := range rds {
 		if !raft.IsEmptyHardState(r.rd.HardState) {
 			prev, _, _ := r.g.storage.InitialState()
 			mustSync = mustSync || raft.MustSync(r.rd.HardState, prev, len(r.rd.Entries))
-			data, err := proto.Marshal(r.rd.HardState)
-			if err != nil {
+			if err := n.rlog.setHardState(r.g.id, r.rd.HardState); err != nil {
 				return false, err
 			}
-			b.Set(hardStateKey(r.g.id), data)
+			wrote = true
 		} else {
 			mustSync = mustSync || len(r.rd.Entries) > 0
 		}
-		last, err := appendToBatch(b, r.g.id, r.rd.Entries, r.g.persistedLast)
-		if err != nil {
-			return false, err
+		if len(r.rd.Entries) > 0 {
+			if err := n.rlog.append(r.g, r.rd.Entries); err != nil {
+				return false, err
+			}
+			wrote = true
 		}
-		r.g.persistedLast = last
 	}
+	storeSync, err := n.rlog.write(ctx, b, mustSync)
+	if err != nil {
+		return false, err
+	}
+	// 4. Only once the log write has returned, the state machine's writes:
+	// they record its applied index, which must never be durable before
+	// the entries it names (raft hands a replica committed entries its
+	// log stores in this very cycle). With a dedicated log the store write
+	// is unsynced — the entries are durable in the log, and after a crash
+	// they are applied again — except in a cycle where some group's log is
+	// due for compaction: the log may be cut only behind state machine
+	// writes that a synced store write made durable (g.durable).
 	n.cfg.StateMachine.Flush(b)
+	storeSync = storeSync || compact
+	if storeSync && b.Len() == 0 {
+		// A store may skip an empty batch, and its sync with it (pebble
+		// does): give it something to write.
+		b.Delete(syncKey)
+	}
 	if b.Len() > 0 {
-		if err := n.cfg.Store.Apply(context.Background(), b, mustSync); err != nil {
+		if err := n.cfg.Store.Apply(ctx, b, storeSync); err != nil {
 			return false, err
 		}
-		n.syncs++
-		n.readies += uint64(len(rds))
-		if mustSync {
+		wrote = true
+		if storeSync {
 			// A synced write makes every earlier unsynced one durable too,
 			// and carried this cycle's applies: all applied state is.
 			for _, g := range n.groups {
 				g.durable = g.applied
 			}
 		}
+	}
+	if wrote {
+		n.syncs++
+		n.readies += uint64(len(rds))
 	}
 	for _, r := range rds {
 		if !raft.IsEmptyHardState(r.rd.HardState) {
@@ -125,7 +152,7 @@ func (n *Node) handleReady() (bool, error) {
 			}
 		}
 	}
-	// 4. Send, one batch per peer.
+	// 5. Send, one batch per peer.
 	out := map[NodeID][]Message{}
 	for _, r := range rds {
 		for _, m := range r.rd.Messages {
@@ -147,7 +174,7 @@ func (n *Node) handleReady() (bool, error) {
 			}
 		}
 	}
-	// 5. Make the applies visible, answer, advance, compact.
+	// 6. Make the applies visible, answer, advance, compact.
 	if err := n.cfg.StateMachine.Commit(); err != nil {
 		return false, err
 	}
@@ -159,6 +186,9 @@ func (n *Node) handleReady() (bool, error) {
 		if err := n.maybeCompact(r.g); err != nil {
 			return false, err
 		}
+	}
+	if _, err := n.rlog.write(ctx, nil, false); err != nil { // the compactions
+		return false, err
 	}
 	for i, rp := range n.replies {
 		rp.p.done <- rp.r
@@ -191,7 +221,14 @@ func (n *Node) reopen(g *group) error {
 	n.mu.Lock()
 	delete(n.leaders, g.id)
 	n.mu.Unlock()
-	return n.openGroup(context.Background(), g.id, nil)
+	if err := n.openGroup(context.Background(), g.id, nil); err != nil {
+		return err
+	}
+	// The state machine's applied index may be ahead of what a synced
+	// store write made durable.
+	gr := n.groups[g.id]
+	gr.durable = min(gr.durable, g.durable)
+	return nil
 }
 
 func (n *Node) apply(g *group, e *pb.Entry) {

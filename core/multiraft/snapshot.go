@@ -4,13 +4,10 @@
 package multiraft
 
 import (
-	"context"
 	"errors"
 	"fmt"
 
 	"go.etcd.io/raft/v3"
-
-	"github.com/soullabs/brainy/tiers"
 )
 
 // maxInstalls bounds the snapshots a node copies at once: each streams a
@@ -57,9 +54,9 @@ func (n *Node) startInstall(g *group, rd raft.Ready) {
 
 // finishInstall takes up g's held Ready once its snapshot's state is
 // copied: the state machine adopts it, the in-memory log restarts at the
-// snapshot, and b gets the persisted log's replacement (the truncation
-// point, no entries).
-func (n *Node) finishInstall(g *group, b *tiers.Batch) (raft.Ready, error) {
+// snapshot, and the cycle's log write gets the persisted log's
+// replacement (the snapshot's index and term, no entries).
+func (n *Node) finishInstall(g *group) (raft.Ready, error) {
 	res, rd := g.installed, g.held
 	g.installing, g.held, g.installed = false, raft.Ready{}, nil
 	if res.err != nil {
@@ -73,11 +70,8 @@ func (n *Node) finishInstall(g *group, b *tiers.Batch) (raft.Ready, error) {
 	if err := g.storage.ApplySnapshot(snap); err != nil {
 		return rd, fmt.Errorf("multiraft: group %d: %w", g.id, err)
 	}
-	for i := max(g.first, 1); i <= g.persistedLast; i++ {
-		b.Delete(entryKey(g.id, i))
-	}
-	b.Set(truncatedKey(g.id), encodeTruncated(md.GetIndex(), md.GetTerm()))
-	g.first, g.persistedLast = md.GetIndex()+1, md.GetIndex()
+	n.rlog.snapshot(g, md.GetIndex(), md.GetTerm())
+	g.first = md.GetIndex() + 1
 	applied, _ := n.cfg.StateMachine.Applied(g.id)
 	g.applied, g.durable = max(applied, md.GetIndex()), max(applied, md.GetIndex())
 	n.mu.Lock()
@@ -88,9 +82,19 @@ func (n *Node) finishInstall(g *group, b *tiers.Batch) (raft.Ready, error) {
 	return rd, nil
 }
 
+// compactionDue reports whether g's log will be compacted once the state
+// machine's writes up to g.applied are durable: handleReady then syncs
+// its store write.
+func (n *Node) compactionDue(g *group) bool {
+	keep := uint64(n.cfg.LogKeep)
+	return g.durable < g.first+2*keep && g.applied >= g.first+2*keep
+}
+
 // maybeCompact drops the log of g up to LogKeep entries behind what the
-// state machine holds durably, once the log is twice that long. A
-// follower that needs a dropped entry gets a snapshot (see snapshot).
+// state machine holds durably, once the log is twice that long; the
+// caller writes the compaction (unsynced: losing it only keeps entries
+// longer). A follower that needs a dropped entry gets a snapshot (see
+// snapshot).
 func (n *Node) maybeCompact(g *group) error {
 	keep := uint64(n.cfg.LogKeep)
 	if g.durable < g.first+2*keep {
@@ -104,14 +108,7 @@ func (n *Node) maybeCompact(g *group) error {
 	if err := g.storage.Compact(to); err != nil && !errors.Is(err, raft.ErrCompacted) {
 		return fmt.Errorf("multiraft: group %d: compacting to %d: %w", g.id, to, err)
 	}
-	var b tiers.Batch
-	for i := max(g.first, 1); i <= to; i++ {
-		b.Delete(entryKey(g.id, i))
-	}
-	b.Set(truncatedKey(g.id), encodeTruncated(to, term))
-	if err := n.cfg.Store.Apply(context.Background(), &b, false); err != nil {
-		return err
-	}
+	n.rlog.compact(g, to, term)
 	g.first = to + 1
 	return nil
 }

@@ -24,11 +24,11 @@ func entryKey(g GroupID, index uint64) []byte {
 	return binary.BigEndian.AppendUint64(groupPrefix(g, 'e'), index)
 }
 
-func hardStateKey(g GroupID) []byte { return groupPrefix(g, 'h') }
+// syncKey is never set: a synced store write that has nothing else to
+// write deletes it.
+var syncKey = []byte{'r'}
 
-// HardStateKey is the store key of group g's hard state: present once the
-// group has persisted anything on this node.
-func HardStateKey(g GroupID) []byte { return hardStateKey(g) }
+func hardStateKey(g GroupID) []byte { return groupPrefix(g, 'h') }
 
 // truncatedKey holds the index and term of the last entry compacted away.
 func truncatedKey(g GroupID) []byte { return groupPrefix(g, 't') }
@@ -37,76 +37,58 @@ func encodeTruncated(index, term uint64) []byte {
 	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, index), term)
 }
 
-// loadGroup reads a group's persisted log into a fresh MemoryStorage: if
-// the log was compacted, a snapshot marker (the truncation point, with the
-// membership cs the state machine holds) and the entries after it. It
-// returns the first and last persisted entry indexes and whether the
-// group had any state.
-func loadGroup(ctx context.Context, store tiers.Store, g GroupID, cs *pb.ConfState) (*raft.MemoryStorage, uint64, uint64, bool, error) {
-	ms := raft.NewMemoryStorage()
-	found := false
-	first, last := uint64(1), uint64(0)
+func isNotFound(err error) bool { return errors.Is(err, tiers.ErrNotFound) }
+
+// loadGroup reads a group's log from store: the truncation point, the
+// hard state and the entries after the truncation point.
+func loadGroup(ctx context.Context, store tiers.Store, g GroupID) (persisted, error) {
+	var p persisted
 	tr, err := store.Get(ctx, truncatedKey(g))
 	switch {
 	case err == nil:
 		if len(tr) != 16 {
-			return nil, 0, 0, false, fmt.Errorf("multiraft: group %d: corrupt truncation point", g)
+			return p, fmt.Errorf("multiraft: group %d: corrupt truncation point", g)
 		}
-		index, term := binary.BigEndian.Uint64(tr), binary.BigEndian.Uint64(tr[8:])
-		snap := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: &index, Term: &term, ConfState: cs}}
-		if cs == nil {
-			snap.Metadata.ConfState = &pb.ConfState{}
-		}
-		if err := ms.ApplySnapshot(snap); err != nil {
-			return nil, 0, 0, false, fmt.Errorf("multiraft: group %d: %w", g, err)
-		}
-		first, last, found = index+1, index, true
-	case !errors.Is(err, tiers.ErrNotFound):
-		return nil, 0, 0, false, fmt.Errorf("multiraft: group %d truncation point: %w", g, err)
+		p.compacted, p.compactedTerm = binary.BigEndian.Uint64(tr), binary.BigEndian.Uint64(tr[8:])
+		p.found = true
+	case !isNotFound(err):
+		return p, fmt.Errorf("multiraft: group %d truncation point: %w", g, err)
 	}
 	hs, err := store.Get(ctx, hardStateKey(g))
 	switch {
 	case err == nil:
 		var st pb.HardState
 		if err := proto.Unmarshal(hs, &st); err != nil {
-			return nil, 0, 0, false, fmt.Errorf("multiraft: group %d hard state: %w", g, err)
+			return p, fmt.Errorf("multiraft: group %d hard state: %w", g, err)
 		}
-		if err := ms.SetHardState(&st); err != nil {
-			return nil, 0, 0, false, err
-		}
-		found = true
-	case !errors.Is(err, tiers.ErrNotFound):
-		return nil, 0, 0, false, fmt.Errorf("multiraft: group %d hard state: %w", g, err)
+		p.hs, p.found = &st, true
+	case !isNotFound(err):
+		return p, fmt.Errorf("multiraft: group %d hard state: %w", g, err)
 	}
 	prefix := groupPrefix(g, 'e')
 	end := groupPrefix(g, 'e'+1)
 	it, err := store.NewIter(ctx, prefix, end)
 	if err != nil {
-		return nil, 0, 0, false, err
+		return p, err
 	}
 	defer it.Close()
-	var ents []*pb.Entry
 	for it.Next() {
 		var e pb.Entry
 		if err := proto.Unmarshal(it.Value(), &e); err != nil {
-			return nil, 0, 0, false, fmt.Errorf("multiraft: group %d entry: %w", g, err)
+			return p, fmt.Errorf("multiraft: group %d entry: %w", g, err)
 		}
-		if e.GetIndex() < first {
+		if e.GetIndex() <= p.compacted {
 			continue // compacted, its delete not yet persisted
 		}
-		ents = append(ents, &e)
+		p.ents = append(p.ents, &e)
 	}
 	if err := it.Err(); err != nil {
-		return nil, 0, 0, false, err
+		return p, err
 	}
-	if len(ents) > 0 {
-		if err := ms.Append(ents); err != nil {
-			return nil, 0, 0, false, err
-		}
-		last = ents[len(ents)-1].GetIndex()
-		found = true
+	if len(p.ents) > 0 {
+		p.found = true
 	}
-	return ms, first, last, found, nil
+	return p, nil
 }
 
 // appendToBatch records entries (which may overwrite a conflicting tail)
