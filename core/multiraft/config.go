@@ -56,6 +56,9 @@ type Config struct {
 	AcceptGroup func(GroupID) bool
 	// Logger receives the node's and raft's events. Nil discards them.
 	Logger *slog.Logger
+
+	// wrapLog, set by tests, wraps where the node keeps its raft log.
+	wrapLog func(logStore) logStore
 }
 
 // EnsureDefaults fills zero fields with their defaults.

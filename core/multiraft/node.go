@@ -178,6 +178,9 @@ func New(cfg Config) (*Node, error) {
 	} else {
 		n.rlog = &storeLog{store: cfg.Store}
 	}
+	if cfg.wrapLog != nil {
+		n.rlog = cfg.wrapLog(n.rlog)
+	}
 	n.installCtx, n.stopInstall = context.WithCancel(context.Background())
 	go n.run()
 	return n, nil
