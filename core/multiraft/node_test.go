@@ -553,3 +553,43 @@ func (c *cluster) waitVoters(g GroupID, want int) {
 	}
 	c.t.Fatalf("group %d never had %d voters on every node", g, want)
 }
+
+// TestRemoveGroup: a removed replica's log is gone — after a restart too —
+// and destroy ran; the node's other groups keep theirs.
+func TestRemoveGroup(t *testing.T) { forEachLog(t, testRemoveGroup) }
+
+func testRemoveGroup(t *testing.T, dedicated bool) {
+	ctx := context.Background()
+	c := newCluster(t, dedicated, 1, 2)
+	for _, g := range c.groups {
+		c.propose(g, "x")
+	}
+	destroyed := false
+	if err := c.nodes[1].RemoveGroup(ctx, 0, func() error { destroyed = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !destroyed {
+		t.Fatal("destroy did not run")
+	}
+	for _, restart := range []bool{false, true} {
+		if restart {
+			c.stop(1)
+			n, err := New(c.config(1, c.newRecorder()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.add(1, n, c.sms[1])
+		}
+		for g, want := range map[GroupID]bool{0: false, 1: true} {
+			if has, err := c.nodes[1].HasLog(ctx, g); err != nil || has != want {
+				t.Fatalf("restarted %v: group %d: HasLog = %v, %v; want %v", restart, g, has, err, want)
+			}
+		}
+	}
+	if !dedicated {
+		groups, _, err := storedRaftKeys(ctx, c.stores[1])
+		if err != nil || !slices.Equal(groups, []GroupID{1}) {
+			t.Fatalf("the store holds the logs of groups %v (%v), want only 1's", groups, err)
+		}
+	}
+}
