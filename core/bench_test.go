@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
@@ -20,15 +21,29 @@ func (noTransport) Send(multiraft.NodeID, []multiraft.Message) {}
 // PUTs replacing items of a 10,000-key space from 64 goroutines (as
 // bench-e2e's 64 connections). It reports allocations per write — which,
 // unlike time, a loaded machine does not move — and writes per store
-// write (the cycle's batch: the more, the fewer syncs).
+// write (the cycle's batch: the more, the fewer syncs). log=raftlog keeps
+// the raft log in a dedicated log next to the store, as brainy-core on a
+// local directory does; log=store keeps it in pebble, as on an object
+// store.
 func BenchmarkLoneVoterPut(b *testing.B) {
-	store, err := disk.Open(disk.Config{Dir: b.TempDir()})
+	for _, dedicated := range []bool{true, false} {
+		name := map[bool]string{true: "log=raftlog", false: "log=store"}[dedicated]
+		b.Run(name, func(b *testing.B) { benchmarkLoneVoterPut(b, dedicated) })
+	}
+}
+
+func benchmarkLoneVoterPut(b *testing.B, dedicated bool) {
+	dir := b.TempDir()
+	store, err := disk.Open(disk.Config{Dir: dir})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer store.Close()
-	n, err := Open(context.Background(), Config{Store: store,
-		Raft: &RaftConfig{ID: 1, Transport: noTransport{}, Bootstrap: true}})
+	cfg := Config{Store: store, Raft: &RaftConfig{ID: 1, Transport: noTransport{}, Bootstrap: true}}
+	if dedicated {
+		cfg.RaftLogDir = filepath.Join(dir, "raftlog")
+	}
+	n, err := Open(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

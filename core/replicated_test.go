@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/regmodel"
 	"github.com/soullabs/brainy/tiers"
+	"github.com/soullabs/brainy/tiers/disk"
 	"github.com/soullabs/brainy/tiers/memory"
 )
 
@@ -108,9 +110,13 @@ func newTestCluster(t *testing.T, parts int, before func(n *Node)) *testCluster 
 	for i := range 3 {
 		id := multiraft.NodeID(i + 1)
 		s := memory.New()
-		n, err := Open(context.Background(), Config{Store: s, Partitions: parts, CacheBytes: 8 << 10,
+		cfg := Config{Store: s, Partitions: parts, CacheBytes: 8 << 10,
 			Raft: &RaftConfig{ID: id, Transport: raftEndpoint{c.nw, id}, Bootstrap: i == 0, TickInterval: 5 * time.Millisecond,
-				LogKeep: 20, FetchPartition: c.fetch}})
+				LogKeep: 20, FetchPartition: c.fetch}}
+		if i == 1 {
+			cfg.RaftLogDir = t.TempDir() // one node keeps its raft log in a log of its own
+		}
+		n, err := Open(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -337,5 +343,80 @@ func runClusterLinearizable(t *testing.T, seed uint64) {
 		t.Fatalf("seed %d: the history of %d operations is not linearizable", seed, len(history))
 	default:
 		t.Fatalf("seed %d: linearizability check inconclusive (%v)", seed, res)
+	}
+}
+
+// TestRaftLogMovesOutOfTheStore: a clustered node on disk that kept its
+// raft log in its store (compacted, so with truncation points) restarts
+// with a dedicated raft log: every item is there with its version, the
+// store's raft keys are gone, and the node goes on taking writes — across
+// a further restart too.
+func TestRaftLogMovesOutOfTheStore(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	open := func(logDir string) (*Node, tiers.Store) {
+		t.Helper()
+		store, err := disk.Open(disk.Config{Dir: filepath.Join(dir, "data")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := Open(ctx, Config{Store: store, Partitions: 4, RaftLogDir: logDir,
+			Raft: &RaftConfig{ID: 1, Transport: noTransport{}, Bootstrap: true, LogKeep: 10}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, store
+	}
+	raftKeys := func(store tiers.Store) int {
+		it, err := store.NewIter(ctx, []byte{'r'}, []byte{'s'})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer it.Close()
+		keys := 0
+		for it.Next() {
+			keys++
+		}
+		return keys
+	}
+	versions := map[string]string{}
+	write := func(n *Node, prefix string, count int) {
+		for i := range count {
+			id := fmt.Sprint(prefix, i%40)
+			it, _, err := n.Put(ctx, "t", &item.Item{ID: id, Data: json.RawMessage(fmt.Sprint(i))}, item.Cond{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			versions[id] = it.Version
+		}
+	}
+	check := func(n *Node) {
+		t.Helper()
+		for id, v := range versions {
+			got, err := n.Get(ctx, "t", id)
+			if err != nil || got.Version != v {
+				t.Fatalf("%s: %+v, %v; want version %s", id, got, err, v)
+			}
+		}
+	}
+	n, store := open("")
+	write(n, "old-", 200)
+	n.Close()
+	if raftKeys(store) == 0 {
+		t.Fatal("the store holds no raft log")
+	}
+	store.Close()
+
+	logDir := filepath.Join(dir, "data", "raftlog")
+	for round := range 2 {
+		n, store = open(logDir)
+		check(n)
+		if k := raftKeys(store); k != 0 {
+			t.Fatalf("round %d: %d raft keys left in the store", round, k)
+		}
+		write(n, fmt.Sprint("new-", round, "-"), 100)
+		check(n)
+		n.Close()
+		store.Close()
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,7 +82,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.node, err = cluster.Start(ctx, cluster.Config{
 		Core: core.Config{Store: s.store, StorageLocation: spec.Location(), StorageStats: s.store.FillStats, NodeID: s.nodeID,
-			Partitions: cfg.Partitions, Limits: limits, Logger: s.log},
+			Partitions: cfg.Partitions, Limits: limits, Logger: s.log, RaftLogDir: raftLogDir(spec)},
 		Server: s.qsrv, Client: s.qclient, Directory: directory{s.members},
 		ReplicationFactor: cfg.ReplicationFactor, DeadAfter: cfg.DeadAfter, BootstrapWait: cfg.bootstrapWait(gossip),
 		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks, LogKeep: cfg.LogKeep, Logger: s.log,
@@ -111,6 +112,17 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		go http.Serve(s.debugLn, debugMux())
 	}
 	return s, nil
+}
+
+// raftLogDir is where a node on spec keeps its raft log: in the raftlog
+// directory of its local data directory (the hot tier's, when tiered);
+// "" — in the store — for a node on an object store, which has no local
+// disk for it, or in memory.
+func raftLogDir(spec backend.Spec) string {
+	if dir := spec.LocalDir(); dir != "" {
+		return filepath.Join(dir, "raftlog")
+	}
+	return ""
 }
 
 // openStore opens the storage and settles the node id: the configured

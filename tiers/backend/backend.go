@@ -84,6 +84,19 @@ func (s Spec) String() string {
 	return s.Path
 }
 
+// LocalDir is the directory on a local disk the data lives in: the
+// directory of a disk spec, the hot tier's of a tiered one; "" for memory
+// and object stores.
+func (s Spec) LocalDir() string {
+	switch s.Kind {
+	case "disk":
+		return s.Path
+	case "tiered":
+		return s.Hot.LocalDir()
+	}
+	return ""
+}
+
 // Location is where the data lives, for metrics.
 func (s Spec) Location() string { return s.String() }
 

@@ -57,6 +57,17 @@ func TestParseTiered(t *testing.T) {
 	if err != nil || s.Kind != "tiered" || s.Hot.Path != "/ssd" || s.Warm.URL != "s3://warm/x" || s.Cold.URL != "azure://cold/y" {
 		t.Fatalf("ParseTiered: %+v %v", s, err)
 	}
+	if s.LocalDir() != "/ssd" {
+		t.Fatalf("the local directory of a tiered spec: %q", s.LocalDir())
+	}
+}
+
+func TestLocalDir(t *testing.T) {
+	for setting, want := range map[string]string{"/var/lib/brainy": "/var/lib/brainy", "memory": "", "s3://bucket/p": ""} {
+		if s, err := Parse(setting); err != nil || s.LocalDir() != want {
+			t.Errorf("LocalDir of %q: %q, %v; want %q", setting, s.LocalDir(), err, want)
+		}
+	}
 }
 
 // TestParseErrors: every malformed setting gets one line naming the problem.
