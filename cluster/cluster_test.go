@@ -65,6 +65,7 @@ type testCluster struct {
 	members map[string]*member
 	peers   map[string]Peer
 	logKeep int // raft's LogKeep for nodes started from now on; 0 is 20
+	started int // nodes started: every other one keeps its raft log in a raftlog of its own
 }
 
 func newTestCluster(t testing.TB) *testCluster {
@@ -106,8 +107,12 @@ func (c *testCluster) start(id string) *member {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	cc := core.Config{Store: m.store, NodeID: id, Partitions: 8, Logger: testLogger(c.t, id)}
+	if c.started++; c.started%2 == 0 {
+		cc.RaftLogDir = c.t.TempDir()
+	}
 	m.node, err = Start(ctx, Config{
-		Core: core.Config{Store: m.store, NodeID: id, Partitions: 8, Logger: testLogger(c.t, id)}, Server: srv, Client: client, Directory: c.dir,
+		Core: cc, Server: srv, Client: client, Directory: c.dir,
 		BootstrapWait: 300 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond, DeadAfter: time.Second,
 		TickInterval: 10 * time.Millisecond, Logger: testLogger(c.t, id), LogKeep: logKeep,
 	})
