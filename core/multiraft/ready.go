@@ -15,8 +15,8 @@ import (
 // handleReady applies, persists, sends and advances every group that has
 // a Ready (see the package doc for the order and why it is safe). A group
 // whose snapshot could not be installed does nothing more with its Ready;
-// it restarts from the store at the end. It
-// reports whether a group has a Ready again right after (see wait).
+// it restarts from the store at the end. It reports whether a group has a
+// Ready again right after (see wait).
 func (n *Node) handleReady() (bool, error) {
 	type ready struct {
 		g  *group
