@@ -9,6 +9,8 @@
 #              detector); its heap must come back within 20% of its start.
 #              What stays is memberlist's own tables at their busiest size
 #              (docs/BENCHMARKS.md, gossip churn).
+# make stress-cluster — TestGrowAddRemove (a fourth node joins, by
+#              snapshots, and one leaves, under writes) 20 times under -race.
 # make stress-crash — SIGKILLs brainy-core under writes 100 times on disk
 #              and 100 times on an object store (the suite: 5 and 2), and
 #              reads back every acknowledged write after each restart.
@@ -116,6 +118,10 @@ bench-cluster:
 .PHONY: bench-storage
 bench-storage:
 	scripts/bench-storage.sh
+
+.PHONY: stress-cluster
+stress-cluster:
+	$(GO) test -race -count=20 -failfast -timeout 90m -run '^TestGrowAddRemove$$' -v ./cluster
 
 .PHONY: stress-crash
 stress-crash:

@@ -2,12 +2,15 @@ package multiraft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/soullabs/brainy/core/raftlog"
+	"github.com/soullabs/brainy/tiers"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -363,5 +366,103 @@ func testSnapshotCopyDoesNotStallOtherGroups(t *testing.T, dedicated bool) {
 	c.waitSame(7, 10)
 	if st := n.Stats(); st.SnapshotsInstalled != 1 {
 		t.Errorf("node 2 installed %d snapshots, want 1", st.SnapshotsInstalled)
+	}
+}
+
+// gatedApply holds the apply of one command until gate is closed.
+type gatedApply struct {
+	*recorder
+	data string
+	gate chan struct{}
+}
+
+func (g *gatedApply) Apply(group GroupID, index uint64, data []byte) any {
+	if string(data) == g.data {
+		<-g.gate
+	}
+	return g.recorder.Apply(group, index, data)
+}
+
+// TestSoleVoterReadsWaitForItsTerm: a lone voter restarts with a commit
+// index that lags its log (a crash lost the last, unsynced, hard state).
+// Until it has committed and applied an entry of its new term — and with
+// it the old entries it acknowledged before — SoleVoterLeader must not
+// hold: a read of local state would miss acknowledged writes. The apply
+// of the first such entry is held to widen that window.
+func TestSoleVoterReadsWaitForItsTerm(t *testing.T) { forEachLog(t, testSoleVoterReadsWaitForItsTerm) }
+
+func testSoleVoterReadsWaitForItsTerm(t *testing.T, dedicated bool) {
+	c := emptyCluster(t, dedicated, []GroupID{7}, 0)
+	c.ids = []NodeID{1}
+	c.start(1)
+	const writes = 20
+	for i := range writes {
+		c.propose(7, fmt.Sprint("acked-", i))
+	}
+	c.stop(1)
+	// The crash: the hard state on disk still has the commit index of
+	// before the writes.
+	ctx := context.Background()
+	if dedicated {
+		l, err := raftlog.Open(raftlog.Config{Dir: c.logDirs[1]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := l.State(7)
+		hs := st.HardState
+		hs.Commit = proto.Uint64(hs.GetCommit() - writes)
+		var b raftlog.Batch
+		b.SetHardState(7, hs)
+		if err := errors.Join(l.Write(&b, true), l.Close()); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		raw, err := c.stores[1].Get(ctx, hardStateKey(7))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hs pb.HardState
+		if err := proto.Unmarshal(raw, &hs); err != nil {
+			t.Fatal(err)
+		}
+		hs.Commit = proto.Uint64(hs.GetCommit() - writes)
+		raw, _ = proto.Marshal(&hs)
+		var b tiers.Batch
+		b.Set(hardStateKey(7), raw)
+		if err := c.stores[1].Apply(ctx, &b, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sm := &gatedApply{recorder: c.newRecorder(), data: "acked-0", gate: make(chan struct{})}
+	var once sync.Once
+	open := func() { once.Do(func() { close(sm.gate) }) }
+	t.Cleanup(open) // before the node closes: its driver may wait at the gate
+	n, err := New(c.config(1, sm))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[1] = n
+	if err := n.OpenGroup(ctx, 7, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The node elects itself within a few ticks; the old entries are
+	// committed again then, and their apply waits at the gate.
+	for start := time.Now(); time.Since(start) < 500*time.Millisecond; {
+		if n.SoleVoterLeader(7) {
+			t.Fatalf("SoleVoterLeader held with %d of the %d acknowledged commands applied", len(sm.commands(7)), writes)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n.Leader(7) != 1 {
+		t.Fatalf("the restarted lone voter is not its group's leader (leader %d)", n.Leader(7))
+	}
+	open()
+	for deadline := time.Now().Add(10 * time.Second); !n.SoleVoterLeader(7); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("SoleVoterLeader never held once the old entries were applied")
+		}
+	}
+	if got := sm.commands(7); len(got) != writes {
+		t.Fatalf("SoleVoterLeader held with %d of the %d acknowledged commands applied", len(got), writes)
 	}
 }

@@ -164,6 +164,7 @@ func (n *Node) RemoveGroup(ctx context.Context, g GroupID, destroy func() error)
 		n.mu.Lock()
 		delete(n.leaders, g)
 		delete(n.voters, g)
+		delete(n.sole, g)
 		n.mu.Unlock()
 		for _, p := range gr.reads {
 			p.done <- result{err: fmt.Errorf("%w: %d", ErrUnknownGroup, g)}

@@ -127,6 +127,7 @@ type Node struct {
 	mu        sync.Mutex
 	leaders   map[GroupID]NodeID // guarded by mu; updated by the driver
 	voters    map[GroupID]int    // guarded by mu: voters in each group's config, updated by the driver
+	sole      map[GroupID]bool   // guarded by mu: groups SoleVoterLeader holds for, updated by the driver
 	elections uint64             // guarded by mu: times this node became a leader
 
 	syncs, readies uint64    // owned by the driver; read through Stats
@@ -166,6 +167,7 @@ func New(cfg Config) (*Node, error) {
 		rng:     rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
 		leaders: map[GroupID]NodeID{},
 		voters:  map[GroupID]int{},
+		sole:    map[GroupID]bool{},
 
 		installedC: make(chan installResult),
 		installSem: make(chan struct{}, maxInstalls),

@@ -80,14 +80,39 @@ func (n *Node) submit(p *proposal) (any, error) {
 	}
 }
 
-// SoleVoterLeader reports whether this node leads g and is its only
-// voter. No other node can lead g then (any other leader would need this
-// node's vote), so reads of local state are linearizable without a
-// read-index round: the fast path of a cluster of one.
+// SoleVoterLeader reports whether this node leads g, is its only voter,
+// and has applied everything committed, up to an entry of its own term.
+// No other node can lead g then (any other leader would need this node's
+// vote), so reads of local state are linearizable without a read-index
+// round: the fast path of a cluster of one.
+//
+// The last condition is raft's own for serving reads (thesis §6.4): a
+// node that restarts learns the commit index it persisted, which may lag
+// what it acknowledged before the crash; the entries after it are
+// committed again — and applied — only once its new term's first entry
+// commits. Until then local state may lack acknowledged writes.
 func (n *Node) SoleVoterLeader(g GroupID) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.leaders[g] == n.cfg.ID && n.voters[g] == 1
+	return n.sole[g]
+}
+
+// updateSole recomputes SoleVoterLeader for g, after a cycle.
+func (n *Node) updateSole(g *group) {
+	st := g.rn.BasicStatus()
+	sole := st.Lead == uint64(n.cfg.ID) && g.applied >= st.GetCommit()
+	if sole {
+		t, err := g.storage.Term(st.GetCommit())
+		sole = err == nil && t == st.GetTerm()
+	}
+	n.mu.Lock()
+	sole = sole && n.voters[g.id] == 1
+	if sole {
+		n.sole[g.id] = true
+	} else {
+		delete(n.sole, g.id)
+	}
+	n.mu.Unlock()
 }
 
 func (n *Node) propose(p *proposal) {

@@ -181,6 +181,7 @@ func (n *Node) handleReady() (bool, error) {
 	for _, r := range rds {
 		n.finishReads(r.g)
 		r.g.rn.Advance(r.rd)
+		n.updateSole(r.g)
 	}
 	for _, r := range rds {
 		if err := n.maybeCompact(r.g); err != nil {
@@ -220,6 +221,7 @@ func (n *Node) reopen(g *group) error {
 	delete(n.groups, g.id)
 	n.mu.Lock()
 	delete(n.leaders, g.id)
+	delete(n.sole, g.id)
 	n.mu.Unlock()
 	if err := n.openGroup(context.Background(), g.id, nil); err != nil {
 		return err

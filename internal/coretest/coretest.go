@@ -141,8 +141,16 @@ func startWrapped(wrapper []string, bin string, env []string, args ...string) (*
 		p.exit <- err
 		return nil, fmt.Errorf("%s exited before listening (%v):\n%s", filepath.Base(bin), err, p.Log())
 	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		return nil, fmt.Errorf("%s did not listen within 30s:\n%s", filepath.Base(bin), p.Log())
+		// SIGQUIT makes a Go program print every goroutine's stack before
+		// it exits: the log then says where start-up was stuck.
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case err := <-p.exit:
+			p.exit <- err
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+		}
+		return nil, fmt.Errorf("%s did not listen within 30s; its log, then its goroutines:\n%s", filepath.Base(bin), p.Log())
 	}
 }
 
