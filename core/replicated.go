@@ -321,11 +321,12 @@ func (n *Node) retryNoLeader(ctx context.Context, part int, idempotent bool, op 
 // raftSM is the multiraft.StateMachine of a clustered node. Its methods
 // run on the multiraft driver goroutine, which owns n.sm in cluster mode.
 //
-// Applies of one driver cycle accumulate in batch and overlay; Commit
-// writes them in one store batch (unsynced: the raft log, synced before
-// any apply, is what makes them durable — after a crash the entries after
-// the stored applied index are applied again), then updates the record
-// cache and feeds subscribers, and only then do proposers hear back.
+// Applies of one driver cycle accumulate in batch and overlay; Flush
+// hands them to the driver's store write (mostly unsynced, and only once
+// the cycle's raft log write has returned: the log is what makes them
+// durable — after a crash the entries after the stored applied index are
+// applied again); Commit then updates the record cache and feeds
+// subscribers, and only then do proposers hear back.
 type raftSM struct {
 	n       *Node
 	batch   tiers.Batch

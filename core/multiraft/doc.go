@@ -11,42 +11,78 @@
 //     keeps ticking, heartbeating and applying the other groups — a
 //     partition being copied no longer makes a node's leaders step down.
 //     Once the copy is done, the held Ready is taken up: the state is
-//     adopted and the log cut before anything after it applies;
+//     adopted and the log cut (in this cycle's log write) before anything
+//     after it applies;
 //  2. apply: committed entries, in index order, through StateMachine.Apply;
 //     conf changes through the RawNode and StateMachine.ApplyConfState.
 //     The state machine only collects its writes;
-//  3. persist: the entries and hard states of all groups and the state
-//     machine's writes (StateMachine.Flush) go into ONE tiers.Batch,
-//     stored with one Store.Apply (CockroachDB's lesson: batch all
+//  3. write the log: the entries and hard states of all groups (and the
+//     cuts of step 1) with one write (CockroachDB's lesson: batch all
 //     groups' log writes per cycle; TiKV and etcd also keep one write per
 //     cycle), synced only when raft needs it (new entries, term or vote,
 //     or an installed snapshot);
-//  4. send: the messages of all groups, one Transport.Send per peer;
-//  5. StateMachine.Commit makes the applies visible, proposers hear back,
-//     then advance, and compact the logs that grew long enough (see below).
+//  4. only once that write has returned, the state machine's writes
+//     (StateMachine.Flush) go to the store in one Store.Apply — unsynced,
+//     except in a cycle where a group's log is due for compaction (below);
+//  5. send: the messages of all groups, one Transport.Send per peer;
+//  6. StateMachine.Commit makes the applies visible, proposers hear back,
+//     then advance, and compact the logs that grew long enough (one more,
+//     unsynced, log write).
+//
+// Where the log lives (logStore): with Config.Log, in a raftlog.Log of its
+// own, on the node's local disk — steps 3 and 4 are then two writes to two
+// files; without, in the node's tiers.Store under keys of its own, as a
+// node on an object store keeps it — the log's operations then ride in the
+// store write of step 4, one atomic batch, synced when step 3 would be.
 //
 // Applying before persisting is safe although raft hands a replica
 // committed entries its own log has not stored yet (synchronous mode lets
-// it): an entry and its effects reach the store in the same atomic write,
-// and nothing of an apply — a reply, a cache entry, a change pushed —
-// leaves the node before that write. A crash before it loses both, and the
-// entry is delivered again. After a cycle whose Advance leaves a Ready
-// (a lone voter acknowledges its own append there, committing it), the
-// driver runs the next cycle at once instead of waiting for an event.
+// it): the state machine's writes record its applied index, and they reach
+// the store only after the log write that holds the entries they applied
+// has returned — synced, since a cycle with new entries always syncs. And
+// nothing of an apply — a reply, a cache entry, a change pushed — leaves
+// the node before both. A crash before them loses the apply, and the entry
+// is delivered again. After a cycle whose Advance leaves a Ready (a lone
+// voter acknowledges its own append there, committing it), the driver runs
+// the next cycle at once instead of waiting for an event.
+//
+// Three invariants keep a restart sound with two files:
+//
+//   - (a) the applied index the state machine holds on disk never exceeds
+//     the last index of the durable log (the order of steps 3 and 4);
+//     openGroup refuses a group where it does;
+//   - (b) the hard state's commit index may lag the applied index: a cycle
+//     that only moves the commit index writes the log and the store
+//     unsynced, and a crash of the machine may keep the store's write and
+//     lose the log's. raft refuses to start a replica whose applied index is
+//     past its commit, so loading raises the commit to the applied index
+//     when that is within the log (every applied entry was committed);
+//   - (c) the log is compacted only behind g.durable, the applied index of
+//     the last synced store write: a synced log write no longer makes the
+//     state machine's writes durable. The driver syncs its store write in
+//     a cycle where some group is due for compaction (once per LogKeep
+//     entries of a group), not every cycle.
+//
+// TestCrashLosesNoCommittedEntry crashes nodes at random writes, the store
+// keeping or losing its unsynced writes and the dedicated log losing its
+// own; breaking any of the three makes it fail.
 //
 // Callers propose from any goroutine with Propose, which returns once the
 // local replica has applied the command (proposals made on a follower are
 // forwarded to the leader by raft itself). Inbound messages arrive through
 // Step, from the transport's goroutines.
 //
-// Persistence lives in the node's tiers.Store under keys of their own:
+// In the store, the log is kept under keys of its own:
 //
 //	r<group:4>e<index:8>   a log entry (raftpb.Entry, protobuf)
 //	r<group:4>h            the group's HardState
 //	r<group:4>t            the truncation point: index and term of the
 //	                       last entry compacted away
 //
-// RemoveGroup deletes them all when the node drops its replica.
+// New moves a log kept that way into a Config.Log that holds no group yet
+// (a node's first start with a dedicated log), in one synced log write,
+// then deletes the keys; an interrupted move is redone (see migrate).
+// RemoveGroup drops a group's log when the node drops its replica.
 //
 // Membership changes go through ChangeReplicas (raft's joint-consensus
 // ConfChangeV2). A node receiving a message for a group it does not hold
@@ -65,10 +101,9 @@
 //
 // Results reach proposers only after StateMachine.Commit, so a write is
 // acknowledged once it is durable in the log and visible to readers. The
-// state machine's writes need no sync of their own: a synced batch makes
-// them durable with the entries (the log is compacted only behind what a
-// synced batch made durable), and an unsynced one carries only entries
-// durable already, which replay after a crash.
+// state machine's writes need no sync of their own: the entries they apply
+// are durable in the log, which replays them after a crash, and the log is
+// compacted only behind what a synced store write made durable.
 //
 // Heartbeats travel in the per-peer batch of each cycle, so a tick costs
 // one Transport.Send per peer whatever the number of groups (each group
@@ -76,17 +111,18 @@
 //
 // Log compaction: once a group's log holds 2×Config.LogKeep entries behind
 // the applied index the state machine holds durably, it is cut back to
-// LogKeep entries behind it; the truncation point is persisted with the
-// deletes. A replica that needs a compacted entry gets a snapshot, which
-// carries only raft's metadata (index, term, membership at the leader's
-// applied index), no data. The receiving node records the sender and
-// hands both to StateMachine.ApplySnapshot, which copies the group's state
-// from that node itself (core does it through RaftConfig.FetchPartition,
-// reading the partition's key range from the sender as one consistent
-// snapshot). The copy may be newer than the snapshot; the log then
-// restarts at the snapshot index, its old entries deleted in the same
-// synced batch. The sender counts the snapshot delivered once sent: if
-// the message is lost, raft sends another.
+// LogKeep entries behind it (raftlog: one compaction record; in the
+// store: the truncation point and a delete per entry). A replica that
+// needs a compacted entry gets a snapshot, which carries only raft's
+// metadata (index, term, membership at the leader's applied index), no
+// data. The receiving node records the sender and hands both to
+// StateMachine.ApplySnapshot, which copies the group's state from that
+// node itself (core does it through RaftConfig.FetchPartition, reading
+// the partition's key range from the sender as one consistent snapshot),
+// durably. The copy may be newer than the snapshot; the log then restarts
+// at the snapshot index, its old entries dropped in the cycle's synced log
+// write. The sender counts the snapshot delivered once sent: if the
+// message is lost, raft sends another.
 //
 // Messages from peers are checked before raft steps them (check): raft
 // panics on some messages no correct peer sends, and takes a term, a
@@ -94,7 +130,7 @@
 // raft invariant each rests on, are written on check. A committed conf
 // change raft cannot apply is skipped on every replica alike (canApply).
 // A snapshot the state machine cannot get (ErrSnapshotUnavailable) is
-// dropped, its group reopened from the store as if the message had been
+// dropped, its group reopened from the log as if the message had been
 // lost.
 //
 // RemoveGroup refuses a group whose snapshot is being copied (the copy

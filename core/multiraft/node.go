@@ -45,8 +45,8 @@ type Transport interface {
 // and raft re-delivers everything after it.
 //
 // Each driver cycle calls Apply and ApplyConfState for the entries it
-// commits, then Flush, whose writes the node stores in one atomic write
-// with the cycle's log entries, then Commit.
+// commits, then Flush, whose writes the node stores in one atomic store
+// write once the cycle's log entries are written, then Commit.
 type StateMachine interface {
 	// Apply applies a command. data is nil for raft's own empty entries
 	// (a new leader's), which still consume their index. The returned
@@ -81,9 +81,10 @@ type StateMachine interface {
 	// stops the node.
 	ApplySnapshot(ctx context.Context, group GroupID, from NodeID, snap *pb.Snapshot) (adopt func(), err error)
 	// Flush adds the writes of this cycle's applies to b, which the node
-	// stores atomically with the cycle's raft log entries and hard states
-	// — synced when raft requires it, else not: the entries are durable in
-	// the log already, so after a crash they are applied again.
+	// stores atomically, after the cycle's raft log entries and hard states
+	// are written (with them, when the log is kept in the store) — mostly
+	// unsynced: the entries are durable in the log already, so after a
+	// crash they are applied again.
 	Flush(b *tiers.Batch)
 	// Commit is called once b is stored: it makes the applies of this
 	// cycle visible. Proposers hear their results only after it returns.

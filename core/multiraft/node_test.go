@@ -377,8 +377,15 @@ func testReplicatesEveryGroup(t *testing.T, dedicated bool) {
 	}
 	// All groups' log writes share syncs.
 	for id, n := range c.nodes {
-		if s := n.Stats(); s.Readies <= s.Syncs {
+		s := n.Stats()
+		if s.Readies <= s.Syncs {
 			t.Errorf("node %d: %d readies in %d syncs; groups should share syncs", id, s.Readies, s.Syncs)
+		}
+		if dedicated && (s.Log.Groups != len(c.groups) || s.Log.Syncs == 0) {
+			t.Errorf("node %d: the dedicated log: %+v", id, s.Log)
+		}
+		if _, keys, _ := storedRaftKeys(context.Background(), c.stores[id]); dedicated == (len(keys) > 0) {
+			t.Errorf("node %d: %d raft keys in the store", id, len(keys))
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"go.etcd.io/raft/v3"
+
+	"github.com/soullabs/brainy/core/raftlog"
 )
 
 // Leader returns the leader of group g as last known here (0 if none).
@@ -15,15 +17,17 @@ func (n *Node) Leader(g GroupID) NodeID {
 	return n.leaders[g]
 }
 
-// Stats counts the driver's synced batches and the group Readies they
-// carried (Readies / Syncs is how many groups share a sync), and the
-// elections this node won.
+// Stats counts the driver's cycles that wrote (Syncs, though not every
+// one syncs) and the group Readies they carried (Readies / Syncs is how
+// many groups share a write), and the elections this node won.
 type Stats struct {
 	Syncs, Readies, Elections, SnapshotsSent, SnapshotsInstalled uint64
 	// Rejected counts messages from peers dropped before raft saw them, and
 	// committed conf changes skipped, because raft would have panicked on
 	// them or a correct peer never sends them (see check and canApply).
 	Rejected uint64
+	// Log is the dedicated raft log's (Config.Log), zero without one.
+	Log raftlog.Stats
 }
 
 // Stats returns the driver's counters.
@@ -31,6 +35,9 @@ func (n *Node) Stats() Stats {
 	var s Stats
 	_ = n.do(context.Background(), func() {
 		s = Stats{Syncs: n.syncs, Readies: n.readies, SnapshotsSent: n.snapshotsSent, SnapshotsInstalled: n.snapshotsTaken, Rejected: n.rejected}
+		if n.cfg.Log != nil {
+			s.Log = n.cfg.Log.Stats()
+		}
 	})
 	n.mu.Lock()
 	s.Elections = n.elections
