@@ -216,6 +216,18 @@ func (s *Store) Get(ctx context.Context, key []byte) ([]byte, error) {
 // NewIter implements tiers.Store: the buffer's writes merged over the
 // store below, both as of the call.
 func (s *Store) NewIter(ctx context.Context, lower, upper []byte) (tiers.Iterator, error) {
+	it, err := s.newIter(ctx, lower, upper)
+	if err != nil {
+		return nil, err
+	}
+	// The first step may read the store below (an object store: a
+	// network round trip): not under mu, which every write takes.
+	it.innerOK = it.inner.Next()
+	return it, nil
+}
+
+// newIter takes the two snapshots, the buffer's and the store's below.
+func (s *Store) newIter(ctx context.Context, lower, upper []byte) (*iter, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -235,9 +247,7 @@ func (s *Store) NewIter(ctx context.Context, lower, upper []byte) (tiers.Iterato
 		mem = append(mem, e)
 		return true
 	})
-	it := &iter{inner: inner, mem: mem}
-	it.innerOK = inner.Next()
-	return it, nil
+	return &iter{inner: inner, mem: mem}, nil
 }
 
 // Stats implements tiers.Store: the store below, plus the buffered bytes.

@@ -159,3 +159,67 @@ func TestGroupCommitAndReadsNeverWait(t *testing.T) {
 		t.Fatalf("the buffered write did not ride along: %q %v", v, err)
 	}
 }
+
+// slowIter is a store whose iterators block in their first Next until
+// release is closed, as an object store's first range read would.
+type slowIter struct {
+	tiers.Store
+	entered chan struct{} // closed when an iterator's first Next begins
+	release chan struct{}
+}
+
+func (s *slowIter) NewIter(ctx context.Context, lower, upper []byte) (tiers.Iterator, error) {
+	it, err := s.Store.NewIter(ctx, lower, upper)
+	return &blockingIter{Iterator: it, s: s}, err
+}
+
+type blockingIter struct {
+	tiers.Iterator
+	s    *slowIter
+	once bool
+}
+
+func (b *blockingIter) Next() bool {
+	if !b.once {
+		b.once = true
+		close(b.s.entered)
+		<-b.s.release
+	}
+	return b.Iterator.Next()
+}
+
+// TestIterDoesNotBlockWrites: an iterator's first read of the store below
+// happens outside the lock every write takes, so a slow one (a network
+// round trip) stalls no write.
+func TestIterDoesNotBlockWrites(t *testing.T) {
+	inner := &slowIter{Store: memory.New(), entered: make(chan struct{}), release: make(chan struct{})}
+	s := New(inner, time.Hour)
+	defer s.Close()
+	ctx := context.Background()
+	iterDone := make(chan error, 1)
+	go func() {
+		it, err := s.NewIter(ctx, nil, nil)
+		if err == nil {
+			err = it.Close()
+		}
+		iterDone <- err
+	}()
+	<-inner.entered
+	var b tiers.Batch
+	b.Set([]byte("k"), []byte("v"))
+	wrote := make(chan error, 1)
+	go func() { wrote <- s.Apply(ctx, &b, false) }()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		close(inner.release)
+		t.Fatal("a write waited for an iterator's read of the store below")
+	}
+	close(inner.release)
+	if err := <-iterDone; err != nil {
+		t.Fatal(err)
+	}
+}
