@@ -411,7 +411,7 @@ func (n *Node) Metrics() nodestats.Snapshot {
 			items += ps.items
 		}
 	}
-	healthy := n.failed.Load() == nil && !n.isClosed()
+	healthy := n.failure() == nil && !n.isClosed()
 	storage := nodestats.Storage{Backend: st.Backend, Location: n.cfg.StorageLocation, Items: items, Bytes: st.LiveBytes}
 	if n.cfg.StorageStats != nil {
 		n.cfg.StorageStats(&storage)
@@ -432,7 +432,19 @@ func (n *Node) Metrics() nodestats.Snapshot {
 }
 
 // Healthy reports whether the node can take writes.
-func (n *Node) Healthy() bool { return n.failed.Load() == nil && !n.isClosed() }
+func (n *Node) Healthy() bool { return n.failure() == nil && !n.isClosed() }
+
+// failure returns what made the node fail — its committer's or its raft
+// driver's store write — or nil.
+func (n *Node) failure() error {
+	if errp := n.failed.Load(); errp != nil {
+		return *errp
+	}
+	if n.raft != nil {
+		return n.raft.Err()
+	}
+	return nil
+}
 
 func btoi(b bool) int {
 	if b {

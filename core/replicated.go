@@ -222,8 +222,8 @@ func (n *Node) proposeRaft(ctx context.Context, cmd *Command) result {
 	if n.isClosed() {
 		return result{err: item.ErrClosed}
 	}
-	if errp := n.failed.Load(); errp != nil {
-		return result{err: fmt.Errorf("%w: %v", item.ErrUnavailable, *errp)}
+	if err := n.failure(); err != nil {
+		return result{err: fmt.Errorf("%w: %v", item.ErrUnavailable, err)}
 	}
 	part := PartitionOf(cmd.Tenant, cmd.ID, n.nparts)
 	enc := cmd.AppendEncode(nil)
@@ -376,19 +376,32 @@ func (r *raftSM) Applied(g multiraft.GroupID) (uint64, *pb.ConfState) {
 	return ps.applied, &cs
 }
 
-// ApplySnapshot replaces partition g's keys with node from's.
-func (r *raftSM) ApplySnapshot(g multiraft.GroupID, from multiraft.NodeID, snap *pb.Snapshot) error {
+// ApplySnapshot replaces partition g's keys with node from's. It runs off
+// the driver goroutine (see multiraft.StateMachine): it touches only the
+// partition's keys in the store and the record cache, and returns the
+// partition's new state for the driver to adopt.
+func (r *raftSM) ApplySnapshot(ctx context.Context, g multiraft.GroupID, from multiraft.NodeID, snap *pb.Snapshot) (func(), error) {
 	n := r.n
 	part := int(g)
 	fetch := n.cfg.Raft.FetchPartition
 	if fetch == nil {
-		return errors.New("core: no FetchPartition to install a snapshot with")
+		return nil, errors.New("core: no FetchPartition to install a snapshot with")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	var b tiers.Batch
 	var state []byte
 	dropped := false
+	// A reader may have cached a key's absence between the drop and the
+	// copy's write: the written item keys leave the cache afterwards.
+	forget := func() {
+		_ = b.Each(func(_ bool, key, _ []byte) error {
+			if isItemKey(key) {
+				n.cache.set(string(key), nil)
+			}
+			return nil
+		})
+	}
 	err := fetch(ctx, from, part, snap.GetMetadata().GetIndex(), func(key, value []byte) error {
 		if !dropped {
 			// The partition's keys go once the sender has begun to answer: a
@@ -411,38 +424,43 @@ func (r *raftSM) ApplySnapshot(g multiraft.GroupID, from multiraft.NodeID, snap 
 			if err := n.store.Apply(ctx, &b, false); err != nil {
 				return err
 			}
+			forget()
 			b.Reset()
 		}
 		return nil
 	})
 	if err != nil && !dropped {
-		return fmt.Errorf("%w: core: fetching partition %d from %x: %w", multiraft.ErrSnapshotUnavailable, part, uint64(from), err)
+		return nil, fmt.Errorf("%w: core: fetching partition %d from %x: %w", multiraft.ErrSnapshotUnavailable, part, uint64(from), err)
 	}
 	if err != nil {
-		return fmt.Errorf("core: fetching partition %d from %x: %w", part, uint64(from), err)
+		return nil, fmt.Errorf("core: fetching partition %d from %x: %w", part, uint64(from), err)
 	}
 	if !dropped {
-		return fmt.Errorf("%w: core: partition %d from %x is empty", multiraft.ErrSnapshotUnavailable, part, uint64(from))
+		return nil, fmt.Errorf("%w: core: partition %d from %x is empty", multiraft.ErrSnapshotUnavailable, part, uint64(from))
 	}
 	var ps partState
 	if state == nil {
-		return fmt.Errorf("core: the snapshot of partition %d from %x has no partition state", part, uint64(from))
+		return nil, fmt.Errorf("core: the snapshot of partition %d from %x has no partition state", part, uint64(from))
 	}
 	if err := ps.decode(state); err != nil {
-		return fmt.Errorf("core: the snapshot of partition %d: %w", part, err)
+		return nil, fmt.Errorf("core: the snapshot of partition %d: %w", part, err)
 	}
 	if ps.applied < snap.GetMetadata().GetIndex() {
-		return fmt.Errorf("core: the snapshot of partition %d from %x is at %d, behind raft's %d", part, uint64(from), ps.applied, snap.GetMetadata().GetIndex())
+		return nil, fmt.Errorf("core: the snapshot of partition %d from %x is at %d, behind raft's %d", part, uint64(from), ps.applied, snap.GetMetadata().GetIndex())
 	}
 	if err := n.store.Apply(ctx, &b, true); err != nil {
-		return err
+		return nil, err
 	}
-	n.sm.parts[part] = ps
-	n.ops.snapshots.Add(1)
-	return nil
+	forget()
+	return func() {
+		n.sm.parts[part] = ps
+		n.ops.snapshots.Add(1)
+	}, nil
 }
 
-// dropPartition deletes every key of partition part (driver goroutine).
+// dropPartition deletes every key of partition part: on the driver
+// goroutine, or off it for a partition whose group waits (a snapshot's
+// copy).
 func (n *Node) dropPartition(ctx context.Context, part int) error {
 	it, err := n.store.NewIter(ctx, appendPartition(nil, part, 0), appendPartition(nil, part+1, 0))
 	if err != nil {
@@ -475,20 +493,24 @@ func (n *Node) PartitionSnapshot(ctx context.Context, part int) (tiers.Iterator,
 	return n.store.NewIter(ctx, appendPartition(nil, part, 0), appendPartition(nil, part+1, 0))
 }
 
-func (r *raftSM) Commit() error {
+// Flush hands this cycle's writes, with the state (applied index,
+// membership) of every partition they touched, to the driver's store write.
+func (r *raftSM) Flush(b *tiers.Batch) {
 	n := r.n
 	for _, part := range r.parts {
 		r.batch.Set(stateKey(part), n.sm.parts[part].encode())
 		r.touched[part] = false
 	}
 	r.parts = r.parts[:0]
+	b.Append(&r.batch)
+}
+
+// Commit runs once the cycle's writes are stored: the record cache and
+// the change feed learn them, and only then do proposers hear back.
+func (r *raftSM) Commit() error {
+	n := r.n
 	if r.batch.Len() == 0 {
 		return nil
-	}
-	if err := n.store.Apply(context.Background(), &r.batch, false); err != nil {
-		n.failed.Store(&err)
-		n.cfg.Logger.Error("applying committed raft entries failed; stopping", "component", "core", "err", err)
-		return err
 	}
 	n.ops.commits.Add(1)
 	for _, w := range r.items {

@@ -27,7 +27,8 @@ type Store interface {
 	// Apply writes the batch atomically: after it returns, readers see all
 	// of it or, if it failed, none of it. With sync, Apply returns only
 	// once the batch is durable (survives a crash of the process and of the
-	// machine), and concurrent synced Applies may share one sync.
+	// machine), and concurrent synced Applies may share one sync. The store
+	// keeps nothing of b once Apply returns: callers reuse it.
 	Apply(ctx context.Context, b *Batch, sync bool) error
 	// NewIter returns an iterator over keys in [lower, upper); a nil upper
 	// means no upper bound. The iterator sees a consistent snapshot.
@@ -89,6 +90,21 @@ func (b *Batch) add(p []byte) [2]int {
 	start := len(b.buf)
 	b.buf = append(b.buf, p...)
 	return [2]int{start, len(b.buf)}
+}
+
+// Append adds o's writes after b's, in order. o is unchanged.
+func (b *Batch) Append(o *Batch) {
+	base := len(b.buf)
+	b.buf = append(b.buf, o.buf...)
+	for _, op := range o.ops {
+		op.key[0] += base
+		op.key[1] += base
+		if !op.del {
+			op.value[0] += base
+			op.value[1] += base
+		}
+		b.ops = append(b.ops, op)
+	}
 }
 
 // Len returns the number of writes in the batch.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -234,12 +235,12 @@ type flakySnapshots struct {
 	fail int
 }
 
-func (f *flakySnapshots) ApplySnapshot(g GroupID, from NodeID, snap *pb.Snapshot) error {
+func (f *flakySnapshots) ApplySnapshot(ctx context.Context, g GroupID, from NodeID, snap *pb.Snapshot) (func(), error) {
 	if f.fail > 0 {
 		f.fail--
-		return fmt.Errorf("%w: the sender is not answering", ErrSnapshotUnavailable)
+		return nil, fmt.Errorf("%w: the sender is not answering", ErrSnapshotUnavailable)
 	}
-	return f.recorder.ApplySnapshot(g, from, snap)
+	return f.recorder.ApplySnapshot(ctx, g, from, snap)
 }
 
 // TestSnapshotUnavailable: a snapshot the state machine could not get
@@ -296,5 +297,82 @@ func TestLeaseHeardOnlyFromLeaderMessages(t *testing.T) {
 	n.step([]Message{{Msg: msg(pb.MessageType_MsgHeartbeat, 2, 5)}})
 	if g.quiet != 0 {
 		t.Fatalf("the leader's heartbeat did not renew the lease (quiet %d)", g.quiet)
+	}
+}
+
+// gatedSnapshots holds every snapshot copy until gate is closed.
+type gatedSnapshots struct {
+	*recorder
+	started chan struct{} // closed when the first copy begins
+	once    sync.Once
+	gate    chan struct{}
+}
+
+func (s *gatedSnapshots) ApplySnapshot(ctx context.Context, g GroupID, from NodeID, snap *pb.Snapshot) (func(), error) {
+	s.once.Do(func() { close(s.started) })
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.recorder.ApplySnapshot(ctx, g, from, snap)
+}
+
+// TestSnapshotCopyDoesNotStallOtherGroups: while a replica copies one
+// group's snapshot, which takes as long as the partition is large, the
+// node's other groups go on — they apply what their leaders commit — and
+// the copied group catches up once the copy is done.
+func TestSnapshotCopyDoesNotStallOtherGroups(t *testing.T) {
+	c := &cluster{t: t, nw: newNetwork(), nodes: map[NodeID]*Node{}, sms: map[NodeID]*recorder{}, stores: map[NodeID]tiers.Store{}, groups: []GroupID{7, 8}, logKeep: 3}
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
+			n.Close()
+		}
+	})
+	c.ids = []NodeID{1}
+	c.stores[1] = memory.New()
+	c.start(1)
+	for i := range 10 {
+		c.propose(7, fmt.Sprint("big-", i)) // compacted: a new replica needs a snapshot
+	}
+	c.propose(8, "small-0")
+	sm := &gatedSnapshots{recorder: c.newRecorder(), started: make(chan struct{}), gate: make(chan struct{})}
+	n, err := New(Config{ID: 2, Store: memory.New(), Transport: endpoint{c.nw, 2}, StateMachine: sm,
+		TickInterval: 5 * time.Millisecond, AcceptGroup: func(GroupID) bool { return true }, LogKeep: c.logKeep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.smMu.Lock()
+	c.sms[2] = sm.recorder
+	c.smMu.Unlock()
+	c.nodes[2] = n
+	c.nw.attach(2, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	addLearner := func(g GroupID) {
+		cc := &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: pb.ConfChangeType_ConfChangeAddLearnerNode.Enum(), NodeId: proto.Uint64(2)}}}
+		if err := c.nodes[1].ChangeReplicas(ctx, g, cc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addLearner(8)
+	c.waitSame(8, 1)
+	addLearner(7)
+	select {
+	case <-sm.started:
+	case <-ctx.Done():
+		t.Fatal("node 2 never began to copy group 7's snapshot")
+	}
+	for i := 1; i <= 5; i++ {
+		c.propose(8, fmt.Sprint("small-", i))
+	}
+	c.waitSame(8, 6) // node 2 applies group 8 while group 7's copy waits
+	if got := sm.recorder.commands(7); len(got) != 0 {
+		t.Fatalf("group 7 on node 2 holds %d commands before its snapshot was copied", len(got))
+	}
+	close(sm.gate)
+	c.waitSame(7, 10)
+	if st := n.Stats(); st.SnapshotsInstalled != 1 {
+		t.Errorf("node 2 installed %d snapshots, want 1", st.SnapshotsInstalled)
 	}
 }

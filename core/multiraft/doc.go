@@ -3,18 +3,36 @@
 //
 // The driver is the only goroutine that touches the groups' RawNodes. Each
 // cycle it takes what arrived (ticks, inbound messages, proposals), then
-// handles the Ready of every group that has one, in this order, which raft
-// requires:
+// handles the Ready of every group that has one, in this order:
 //
-//  1. persist: the entries and hard states of all groups go into ONE
-//     tiers.Batch, applied with one Store.Apply (CockroachDB's lesson:
-//     batch all groups' log writes per cycle), synced only when raft needs
-//     it (new entries, term or vote, or an installed snapshot);
-//  2. send: the messages of all groups, one Transport.Send per peer;
-//  3. apply: committed entries, in index order, through StateMachine.Apply;
-//     conf changes through the RawNode and StateMachine.ApplyConfState;
-//     then StateMachine.Commit;
-//  4. advance, then compact the logs that grew long enough (see below).
+//  1. collect the Readies; one that brings a snapshot is held while the
+//     state machine copies the snapshot's state on a goroutine of its own
+//     (StateMachine.ApplySnapshot, at most two at once), so the driver
+//     keeps ticking, heartbeating and applying the other groups — a
+//     partition being copied no longer makes a node's leaders step down.
+//     Once the copy is done, the held Ready is taken up: the state is
+//     adopted and the log cut before anything after it applies;
+//  2. apply: committed entries, in index order, through StateMachine.Apply;
+//     conf changes through the RawNode and StateMachine.ApplyConfState.
+//     The state machine only collects its writes;
+//  3. persist: the entries and hard states of all groups and the state
+//     machine's writes (StateMachine.Flush) go into ONE tiers.Batch,
+//     stored with one Store.Apply (CockroachDB's lesson: batch all
+//     groups' log writes per cycle; TiKV and etcd also keep one write per
+//     cycle), synced only when raft needs it (new entries, term or vote,
+//     or an installed snapshot);
+//  4. send: the messages of all groups, one Transport.Send per peer;
+//  5. StateMachine.Commit makes the applies visible, proposers hear back,
+//     then advance, and compact the logs that grew long enough (see below).
+//
+// Applying before persisting is safe although raft hands a replica
+// committed entries its own log has not stored yet (synchronous mode lets
+// it): an entry and its effects reach the store in the same atomic write,
+// and nothing of an apply — a reply, a cache entry, a change pushed —
+// leaves the node before that write. A crash before it loses both, and the
+// entry is delivered again. After a cycle whose Advance leaves a Ready
+// (a lone voter acknowledges its own append there, committing it), the
+// driver runs the next cycle at once instead of waiting for an event.
 //
 // Callers propose from any goroutine with Propose, which returns once the
 // local replica has applied the command (proposals made on a follower are
@@ -46,7 +64,11 @@
 // ReadIndex then.
 //
 // Results reach proposers only after StateMachine.Commit, so a write is
-// acknowledged once it is durable in the log and visible to readers.
+// acknowledged once it is durable in the log and visible to readers. The
+// state machine's writes need no sync of their own: a synced batch makes
+// them durable with the entries (the log is compacted only behind what a
+// synced batch made durable), and an unsynced one carries only entries
+// durable already, which replay after a crash.
 //
 // Heartbeats travel in the per-peer batch of each cycle, so a tick costs
 // one Transport.Send per peer whatever the number of groups (each group
@@ -74,6 +96,9 @@
 // A snapshot the state machine cannot get (ErrSnapshotUnavailable) is
 // dropped, its group reopened from the store as if the message had been
 // lost.
+//
+// RemoveGroup refuses a group whose snapshot is being copied (the copy
+// writes its keys); the caller retries once it is done.
 //
 // Not yet: quiescing idle groups.
 package multiraft

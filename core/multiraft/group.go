@@ -31,6 +31,12 @@ type group struct {
 	readCtx   []byte
 	readCycle uint64
 	reads     []*proposal // ReadIndex requests that know their index, waiting for applied to reach it
+	// While the state machine copies a snapshot (installing), the group's
+	// Ready waits in held, not yet advanced; raft still steps and ticks
+	// it. installed is set once the copy has finished.
+	installing bool
+	held       raft.Ready
+	installed  *installResult
 }
 
 // OpenGroup opens group g: from its persisted log if this node has one,
@@ -139,6 +145,11 @@ func (n *Node) RemoveGroup(ctx context.Context, g GroupID, destroy func() error)
 	derr := n.do(ctx, func() {
 		gr := n.groups[g]
 		if gr == nil {
+			return
+		}
+		if gr.installing {
+			// The copy writes the group's keys; they would outlive it.
+			err = fmt.Errorf("multiraft: group %d is installing a snapshot; remove it once that is done", g)
 			return
 		}
 		delete(n.groups, g)

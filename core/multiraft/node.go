@@ -9,8 +9,10 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/soullabs/brainy/tiers"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
@@ -41,6 +43,10 @@ type Transport interface {
 // the command's writes, the new membership — it persists atomically with
 // "applied = i", so after a crash Applied names exactly the state on disk
 // and raft re-delivers everything after it.
+//
+// Each driver cycle calls Apply and ApplyConfState for the entries it
+// commits, then Flush, whose writes the node stores in one atomic write
+// with the cycle's log entries, then Commit.
 type StateMachine interface {
 	// Apply applies a command. data is nil for raft's own empty entries
 	// (a new leader's), which still consume their index. The returned
@@ -58,15 +64,29 @@ type StateMachine interface {
 	// gone, so the state cannot be rebuilt by applying entries. The copy
 	// may be newer than snap (its applied index higher); entries up to the
 	// state's applied index are then skipped by the state machine, which
-	// reports that index through Applied afterwards. The state must be
-	// durable when ApplySnapshot returns. An error wrapping
-	// ErrSnapshotUnavailable says the state could not be had and nothing
-	// changed: the node then drops the snapshot, as if its message had been
-	// lost, and the leader sends another. Any other error stops the node.
-	ApplySnapshot(group GroupID, from NodeID, snap *pb.Snapshot) error
-	// Commit makes the applies of this cycle visible and durable enough
-	// (see the invariant: the log is already synced, so the state machine
-	// need not sync). Proposers hear their results only after it returns.
+	// reports that index through Applied afterwards.
+	//
+	// Unlike the other methods it runs on a goroutine of its own (at most
+	// MaxInstalls at once), for copying a partition takes long: the driver
+	// goes on with every other group meanwhile, ticking and heartbeating,
+	// and this group does nothing until it returns. So it may write the
+	// group's keys to the store, and nothing the other methods touch; what
+	// must change on the driver goroutine it returns as adopt, which the
+	// driver calls before the group goes on. The written state must be
+	// durable when it returns. ctx ends when the node closes.
+	//
+	// An error wrapping ErrSnapshotUnavailable says the state could not be
+	// had and nothing changed: the node then drops the snapshot, as if its
+	// message had been lost, and the leader sends another. Any other error
+	// stops the node.
+	ApplySnapshot(ctx context.Context, group GroupID, from NodeID, snap *pb.Snapshot) (adopt func(), err error)
+	// Flush adds the writes of this cycle's applies to b, which the node
+	// stores atomically with the cycle's raft log entries and hard states
+	// — synced when raft requires it, else not: the entries are durable in
+	// the log already, so after a crash they are applied again.
+	Flush(b *tiers.Batch)
+	// Commit is called once b is stored: it makes the applies of this
+	// cycle visible. Proposers hear their results only after it returns.
 	// An error stops the node.
 	Commit() error
 }
@@ -98,7 +118,8 @@ type Node struct {
 	groups  map[GroupID]*group
 	waiters map[uint64]*proposal
 	rng     *rand.Rand
-	replies []reply // results to deliver after the state machine's Commit
+	replies []reply     // results to deliver after the state machine's Commit
+	batch   tiers.Batch // the cycle's store write, reused
 	ticks   uint64
 	cycle   uint64 // driver cycles, for batching reads
 
@@ -112,6 +133,15 @@ type Node struct {
 	snapshotsTaken uint64    // owned by the driver
 	rejected       uint64    // messages dropped by check, and conf changes skipped by canApply; owned by the driver
 	warned         time.Time // when a dropped message was last logged as a warning; owned by the driver
+
+	failure atomic.Pointer[error] // what stopped the driver, if a store write failed
+
+	// Snapshot installs in flight (see StateMachine.ApplySnapshot).
+	installedC  chan installResult // finished installs, to the driver
+	installSem  chan struct{}      // at most MaxInstalls copy at once
+	installs    sync.WaitGroup
+	installCtx  context.Context // ends when the node closes
+	stopInstall context.CancelFunc
 }
 
 // New starts a node with no groups; open them with OpenGroup.
@@ -135,7 +165,11 @@ func New(cfg Config) (*Node, error) {
 		rng:     rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
 		leaders: map[GroupID]NodeID{},
 		voters:  map[GroupID]int{},
+
+		installedC: make(chan installResult),
+		installSem: make(chan struct{}, maxInstalls),
 	}
+	n.installCtx, n.stopInstall = context.WithCancel(context.Background())
 	go n.run()
 	return n, nil
 }
@@ -162,7 +196,17 @@ func (n *Node) Step(msgs []Message) {
 	}
 }
 
-// Close stops the driver. Pending proposals fail with ErrStopped.
+// Err returns the error that stopped the driver — a store write that
+// failed — or nil.
+func (n *Node) Err() error {
+	if errp := n.failure.Load(); errp != nil {
+		return *errp
+	}
+	return nil
+}
+
+// Close stops the driver. Pending proposals fail with ErrStopped. It
+// returns once snapshot installs in flight have stopped too.
 func (n *Node) Close() {
 	select {
 	case <-n.stopC:
@@ -170,6 +214,8 @@ func (n *Node) Close() {
 		close(n.stopC)
 	}
 	<-n.doneC
+	n.stopInstall()
+	n.installs.Wait()
 }
 
 func (n *Node) run() {
@@ -207,6 +253,7 @@ func (n *Node) run() {
 		n.cycle++
 		var err error
 		if more, err = n.handleReady(); err != nil {
+			n.failure.Store(&err)
 			n.log.Error("persisting raft state failed; stopping", "err", err)
 			go n.Close()
 			return
@@ -244,6 +291,10 @@ func (n *Node) wait(tick <-chan time.Time, poll bool) bool {
 		n.propose(p)
 	case f := <-n.ctlC:
 		f()
+	case res := <-n.installedC:
+		if n.groups[res.g.id] == res.g {
+			res.g.installed = &res // handleReady finishes it
+		}
 	case <-pollC:
 	}
 	return true

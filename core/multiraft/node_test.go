@@ -136,22 +136,26 @@ func (r *recorder) Applied(g GroupID) (uint64, *pb.ConfState) {
 	return r.last[g], r.cs[g]
 }
 
+func (r *recorder) Flush(*tiers.Batch) {}
+
 func (r *recorder) Commit() error { return nil }
 
-// ApplySnapshot copies the state of the recorder of node from.
-func (r *recorder) ApplySnapshot(g GroupID, from NodeID, snap *pb.Snapshot) error {
+// ApplySnapshot copies the state of the recorder of node from; the copy
+// becomes this recorder's when the driver adopts it.
+func (r *recorder) ApplySnapshot(_ context.Context, g GroupID, from NodeID, snap *pb.Snapshot) (func(), error) {
 	src := r.peers(from)
 	if src == nil {
-		return fmt.Errorf("no recorder for node %d", from)
+		return nil, fmt.Errorf("no recorder for node %d", from)
 	}
 	src.mu.Lock()
 	cmds, last, cs := slices.Clone(src.applied[g]), src.last[g], src.cs[g]
 	src.mu.Unlock()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.applied[g], r.last[g], r.cs[g] = cmds, last, cs
-	r.snapshots++
-	return nil
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.applied[g], r.last[g], r.cs[g] = cmds, last, cs
+		r.snapshots++
+	}, nil
 }
 
 func (r *recorder) commands(g GroupID) []string {

@@ -6,84 +6,113 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/soullabs/brainy/tiers"
 )
 
-// handleReady persists, sends, applies and advances every group that has
-// a Ready, in that order (see the package doc). It reports whether a group
-// has a Ready again right after (see wait).
+// handleReady applies, persists, sends and advances every group that has
+// a Ready (see the package doc for the order and why it is safe). A group
+// whose snapshot could not be installed does nothing more with its Ready;
+// it restarts from the store at the end. It
+// reports whether a group has a Ready again right after (see wait).
 func (n *Node) handleReady() (bool, error) {
 	type ready struct {
 		g  *group
 		rd raft.Ready
 	}
-	var rds []ready
-	for _, g := range n.groups {
-		if g.rn.HasReady() {
-			rds = append(rds, ready{g, g.rn.Ready()})
-		}
-	}
-	if len(rds) == 0 {
-		return false, nil
-	}
-	// 1. Persist, all groups in one batch, synced only if raft needs it
-	// (new entries, term or vote: a commit index alone may be lost).
-	var b tiers.Batch
+	// 1. Collect the Readies. One that brings a snapshot waits while the
+	// state machine copies the snapshot's state on another goroutine;
+	// once that is done, the group's held Ready is taken up, its state
+	// adopted and its log cut (into b) before anything after it applies.
+	b := &n.batch
+	b.Reset()
 	mustSync := false
 	var unavailable []*group // their snapshot could not be installed
-	for _, r := range rds {
-		if !raft.IsEmptySnap(r.rd.Snapshot) {
-			if err := n.installSnapshot(r.g, r.rd.Snapshot, &b); errors.Is(err, ErrSnapshotUnavailable) {
-				n.log.Warn("dropping a snapshot that could not be installed", "group", uint32(r.g.id), "err", err)
-				unavailable = append(unavailable, r.g)
+	var rds []ready
+	for _, g := range n.groups {
+		switch {
+		case g.installed != nil:
+			rd, err := n.finishInstall(g, b)
+			if errors.Is(err, ErrSnapshotUnavailable) {
+				n.log.Warn("dropping a snapshot that could not be installed", "group", uint32(g.id), "err", err)
+				unavailable = append(unavailable, g)
 				continue
 			} else if err != nil {
 				return false, err
 			}
 			mustSync = true
+			rds = append(rds, ready{g, rd})
+		case g.installing:
+		case g.rn.HasReady():
+			rd := g.rn.Ready()
+			if !raft.IsEmptySnap(rd.Snapshot) {
+				n.startInstall(g, rd)
+				continue
+			}
+			rds = append(rds, ready{g, rd})
 		}
+	}
+	if len(rds) == 0 && len(unavailable) == 0 {
+		return false, nil
+	}
+	// 2. Apply the committed entries. Their effects stay in the state
+	// machine's batch and in memory until the store write below, and no
+	// caller hears of them before it.
+	for _, r := range rds {
+		if r.rd.SoftState != nil {
+			lead := NodeID(r.rd.SoftState.Lead)
+			n.mu.Lock()
+			if lead == n.cfg.ID && n.leaders[r.g.id] != lead {
+				n.elections++
+			}
+			n.leaders[r.g.id] = lead
+			n.mu.Unlock()
+		}
+		for _, e := range r.rd.CommittedEntries {
+			n.apply(r.g, e)
+		}
+		for _, rs := range r.rd.ReadStates {
+			n.readState(r.g, rs)
+		}
+	}
+	// 3. Persist: every group's entries and hard state, and the state
+	// machine's writes, in one store write, synced only if raft needs it
+	// (new entries, term or vote: a commit index alone may be lost).
+	for _, r := range rds {
 		if !raft.IsEmptyHardState(r.rd.HardState) {
 			prev, _, _ := r.g.storage.InitialState()
 			mustSync = mustSync || raft.MustSync(r.rd.HardState, prev, len(r.rd.Entries))
-		} else {
-			mustSync = mustSync || len(r.rd.Entries) > 0
-		}
-		if !raft.IsEmptyHardState(r.rd.HardState) {
 			data, err := proto.Marshal(r.rd.HardState)
 			if err != nil {
 				return false, err
 			}
 			b.Set(hardStateKey(r.g.id), data)
+		} else {
+			mustSync = mustSync || len(r.rd.Entries) > 0
 		}
-		last, err := appendToBatch(&b, r.g.id, r.rd.Entries, r.g.persistedLast)
+		last, err := appendToBatch(b, r.g.id, r.rd.Entries, r.g.persistedLast)
 		if err != nil {
 			return false, err
 		}
 		r.g.persistedLast = last
 	}
+	n.cfg.StateMachine.Flush(b)
 	if b.Len() > 0 {
-		if err := n.cfg.Store.Apply(context.Background(), &b, mustSync); err != nil {
+		if err := n.cfg.Store.Apply(context.Background(), b, mustSync); err != nil {
 			return false, err
 		}
 		n.syncs++
 		n.readies += uint64(len(rds))
 		if mustSync {
-			// A synced batch makes every earlier unsynced one durable
-			// too: the state machine's writes of past cycles now are.
+			// A synced write makes every earlier unsynced one durable too,
+			// and carried this cycle's applies: all applied state is.
 			for _, g := range n.groups {
 				g.durable = g.applied
 			}
 		}
 	}
-	// A group whose snapshot could not be installed does nothing more with
-	// its Ready; it restarts from the store below.
-	rds = slices.DeleteFunc(rds, func(r ready) bool { return slices.Contains(unavailable, r.g) })
 	for _, r := range rds {
 		if !raft.IsEmptyHardState(r.rd.HardState) {
 			if err := r.g.storage.SetHardState(r.rd.HardState); err != nil {
@@ -96,7 +125,7 @@ func (n *Node) handleReady() (bool, error) {
 			}
 		}
 	}
-	// 2. Send, one batch per peer.
+	// 4. Send, one batch per peer.
 	out := map[NodeID][]Message{}
 	for _, r := range rds {
 		for _, m := range r.rd.Messages {
@@ -118,24 +147,7 @@ func (n *Node) handleReady() (bool, error) {
 			}
 		}
 	}
-	// 3. Apply, commit, reply; 4. advance.
-	for _, r := range rds {
-		if r.rd.SoftState != nil {
-			lead := NodeID(r.rd.SoftState.Lead)
-			n.mu.Lock()
-			if lead == n.cfg.ID && n.leaders[r.g.id] != lead {
-				n.elections++
-			}
-			n.leaders[r.g.id] = lead
-			n.mu.Unlock()
-		}
-		for _, e := range r.rd.CommittedEntries {
-			n.apply(r.g, e)
-		}
-		for _, rs := range r.rd.ReadStates {
-			n.readState(r.g, rs)
-		}
-	}
+	// 5. Make the applies visible, answer, advance, compact.
 	if err := n.cfg.StateMachine.Commit(); err != nil {
 		return false, err
 	}

@@ -9,26 +9,69 @@ import (
 	"fmt"
 
 	"go.etcd.io/raft/v3"
-	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/soullabs/brainy/tiers"
 )
 
-// installSnapshot handles a snapshot raft received for g: the state
-// machine copies the sender's state, the in-memory log restarts at the
-// snapshot, and b gets the persisted log's replacement (the truncation
-// point, no entries).
-func (n *Node) installSnapshot(g *group, snap *pb.Snapshot, b *tiers.Batch) error {
-	md := snap.GetMetadata()
+// maxInstalls bounds the snapshots a node copies at once: each streams a
+// whole partition from a peer, and a node that joins a cluster is sent one
+// for every partition placed on it.
+const maxInstalls = 2
+
+// installResult is a finished copy of a snapshot's state.
+type installResult struct {
+	g     *group
+	adopt func()
+	err   error
+}
+
+// startInstall holds g's Ready rd, whose snapshot the state machine now
+// copies on a goroutine of its own (see StateMachine.ApplySnapshot);
+// handleReady takes the Ready up again once the copy has finished.
+func (n *Node) startInstall(g *group, rd raft.Ready) {
+	g.installing, g.held = true, rd
 	from := g.snapFrom
 	if from == 0 {
 		from = NodeID(g.rn.BasicStatus().Lead)
 	}
-	if err := n.cfg.StateMachine.ApplySnapshot(g.id, from, snap); err != nil {
-		return fmt.Errorf("multiraft: group %d: installing a snapshot at %d from %d: %w", g.id, md.GetIndex(), from, err)
+	n.installs.Add(1)
+	go func() {
+		defer n.installs.Done()
+		select {
+		case n.installSem <- struct{}{}:
+		case <-n.installCtx.Done():
+			return
+		}
+		adopt, err := n.cfg.StateMachine.ApplySnapshot(n.installCtx, g.id, from, rd.Snapshot)
+		<-n.installSem
+		if err != nil {
+			md := rd.Snapshot.GetMetadata()
+			err = fmt.Errorf("multiraft: group %d: installing a snapshot at %d from %d: %w", g.id, md.GetIndex(), from, err)
+		}
+		select {
+		case n.installedC <- installResult{g: g, adopt: adopt, err: err}:
+		case <-n.installCtx.Done():
+		}
+	}()
+}
+
+// finishInstall takes up g's held Ready once its snapshot's state is
+// copied: the state machine adopts it, the in-memory log restarts at the
+// snapshot, and b gets the persisted log's replacement (the truncation
+// point, no entries).
+func (n *Node) finishInstall(g *group, b *tiers.Batch) (raft.Ready, error) {
+	res, rd := g.installed, g.held
+	g.installing, g.held, g.installed = false, raft.Ready{}, nil
+	if res.err != nil {
+		return rd, res.err
 	}
+	if res.adopt != nil {
+		res.adopt()
+	}
+	snap := rd.Snapshot
+	md := snap.GetMetadata()
 	if err := g.storage.ApplySnapshot(snap); err != nil {
-		return fmt.Errorf("multiraft: group %d: %w", g.id, err)
+		return rd, fmt.Errorf("multiraft: group %d: %w", g.id, err)
 	}
 	for i := max(g.first, 1); i <= g.persistedLast; i++ {
 		b.Delete(entryKey(g.id, i))
@@ -41,8 +84,8 @@ func (n *Node) installSnapshot(g *group, snap *pb.Snapshot, b *tiers.Batch) erro
 	n.voters[g.id] = len(md.GetConfState().GetVoters()) + len(md.GetConfState().GetVotersOutgoing())
 	n.mu.Unlock()
 	n.snapshotsTaken++
-	n.log.Info("installed a snapshot", "group", uint32(g.id), "index", md.GetIndex(), "from", uint64(from), "applied", applied)
-	return nil
+	n.log.Info("installed a snapshot", "group", uint32(g.id), "index", md.GetIndex(), "applied", applied)
+	return rd, nil
 }
 
 // maybeCompact drops the log of g up to LogKeep entries behind what the
