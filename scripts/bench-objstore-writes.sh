@@ -89,7 +89,8 @@ provision_s3() {
 	exec 8>"$CACHE/services/s3.users"
 	flock -s 8
 	local env
-	env=$(BRAINY_SERVICE_OWNER=$OWNER "$SERVICES/start-s3.sh") || die "versitygw could not be provisioned"
+	# 8>&-: a server started here must not inherit (and so hold) the lock.
+	env=$(BRAINY_SERVICE_OWNER=$OWNER "$SERVICES/start-s3.sh" 8>&-) || die "versitygw could not be provisioned"
 	eval "$env"
 	if [[ "$(cat "$CACHE/services/s3.owner" 2>/dev/null)" == "$OWNER" ]]; then
 		STARTED_S3=true
