@@ -2,10 +2,11 @@
 // next synced one, so that they cost no write of their own.
 //
 // On a local disk an unsynced write is cheap already. On an object store
-// (tiers/segment) every Apply is an object Put, synced or not; a raft
-// node, which syncs its log and then applies the committed entries
-// unsynced, would pay two Puts per cycle. Wrapped, the applied state rides
-// along with the next log write.
+// (tiers/segment) every Apply is an object Put, synced or not. A raft
+// node writes each driver cycle with one Apply, synced when it holds new
+// log entries; a cycle that only applies what was committed since (a lone
+// write's second cycle, a follower learning the commit index) is
+// unsynced. Wrapped, such writes ride along with the next synced one.
 //
 // Invariants:
 //   - Readers see a write once its Apply returns, synced or not: Get and
@@ -26,12 +27,11 @@
 //     them alone.
 //
 // Why so long a wait: on an object store every flush is an object Put.
-// A raft node syncs its log and applies the committed entries unsynced
-// right after; with a short wait, a write arriving alone (more than the
-// wait after the one before) cost two Puts, its log entry's and, later,
-// its applied state's. Losing the applied state costs nothing but a
-// replay: everything buffered was written since the last synced Apply,
-// so the raft log that the synced Apply stored holds it all.
+// With a short wait (it was 100 ms), a write arriving alone cost a raft
+// node two Puts: its log entry's and, a moment later, that of the cycle
+// that applied it. Losing such writes costs nothing but a replay: they
+// were written after the last synced Apply, and record the applying of
+// entries that the raft log, synced before, holds.
 package buffered
 
 import (
