@@ -2,8 +2,8 @@
 #              and short fuzz runs of every decoder.
 # make bench — Go benchmarks, the end-to-end HTTP comparison against Redis
 #              and etcd (installs wrk, redis-server, etcd-server), brainy-edge
-#              against nginx and Varnish (installs them), and brainy-loadtest
-#              against wrk.
+#              against nginx and Varnish (installs them), brainy-loadtest
+#              against wrk, and object-store Puts per item (versitygw).
 # make bench-churn — 10,000 gossip members join and leave a brainy-core in a
 #              minute or two (the suite churns 1,000, under the race
 #              detector); its heap must come back within 20% of its start.
@@ -53,7 +53,7 @@ FUZZ_TARGETS = \
 	./tiers/backend:FuzzParse \
 	./transport/pki:FuzzEnrol
 
-.PHONY: all build test vet fmt-check provision unit fuzz bench bench-go bench-e2e bench-edge bench-loadtest bench-cluster clean
+.PHONY: all build test vet fmt-check provision unit fuzz bench bench-go bench-e2e bench-edge bench-loadtest bench-cluster bench-objstore-writes clean
 
 all: build
 
@@ -101,7 +101,7 @@ fuzz:
 		else exit 1; fi; \
 	done
 
-bench: bench-go bench-e2e bench-edge bench-loadtest bench-cluster bench-storage
+bench: bench-go bench-e2e bench-edge bench-loadtest bench-cluster bench-storage bench-objstore-writes
 
 bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./core ./core/multiraft ./edge ./httpapi ./internal/jsontext ./transport .
@@ -121,6 +121,12 @@ bench-cluster:
 .PHONY: bench-storage
 bench-storage:
 	scripts/bench-storage.sh
+
+# Object-store Puts per item added through the real brainy-core on
+# versitygw (counted by a proxy in front of it): one node and three, 16 and
+# 64 concurrent writers, and sparse writes.
+bench-objstore-writes:
+	scripts/bench-objstore-writes.sh
 
 .PHONY: stress-cluster
 stress-cluster:
