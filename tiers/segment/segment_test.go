@@ -807,7 +807,9 @@ func TestApplyCancelled(t *testing.T) {
 // cached and reads nothing — rather than one range read per record each
 // time, which made loading every group's log at start cost a round trip
 // per entry.
-func TestIteratorsReadSmallSegmentsWhole(t *testing.T) { forBackends(t, testIteratorsReadSmallSegmentsWhole) }
+func TestIteratorsReadSmallSegmentsWhole(t *testing.T) {
+	forBackends(t, testIteratorsReadSmallSegmentsWhole)
+}
 
 func testIteratorsReadSmallSegmentsWhole(t *testing.T, objs objstore.Store) {
 	s := open(t, testConfig(objs))
