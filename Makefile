@@ -13,10 +13,8 @@
 #              snapshots, and one leaves, under writes) 20 times under -race.
 # make stress-crash — SIGKILLs brainy-core under writes 100 times on disk
 #              and 100 times on an object store (the suite: 5 and 2), and
-#              reads back every acknowledged write after each restart. On
-#              the object store a restart loads every raft log entry with a
-#              range read of its own, so after 20–35 rounds a restart takes
-#              longer than the test's 30 s (docs/BENCHMARKS.md, write path).
+#              reads back every acknowledged write after each restart
+#              (about 3 and 15 minutes).
 
 GO        ?= go
 FUZZTIME  ?= 10s
