@@ -46,12 +46,12 @@ type benchBackend struct {
 	object bool // an object store: report its requests
 	// setting returns the storage setting of a fresh, empty store, setting
 	// the credentials it needs in the environment.
-	setting func(b *testing.B) string
+	setting func(b testing.TB) string
 }
 
 var benchBackends = []benchBackend{
-	{"memory", false, func(*testing.B) string { return "memory" }},
-	{"disk", false, func(b *testing.B) string { return b.TempDir() }},
+	{"memory", false, func(testing.TB) string { return "memory" }},
+	{"disk", false, func(b testing.TB) string { return b.TempDir() }},
 	{"s3", true, s3Setting},
 	{"gcs", true, gcsSetting},
 	{"azure", true, azureSetting},
@@ -60,7 +60,7 @@ var benchBackends = []benchBackend{
 // benchPrefix is a fresh object prefix, so runs never see each other's data.
 func benchPrefix() string { return "bench-" + strings.ToLower(rand.Text()[:10]) }
 
-func s3Setting(b *testing.B) string {
+func s3Setting(b testing.TB) string {
 	e := objstoretest.Use(b, objstoretest.S3)
 	b.Setenv("AWS_ACCESS_KEY_ID", e["BRAINY_TEST_S3_ACCESS_KEY"])
 	b.Setenv("AWS_SECRET_ACCESS_KEY", e["BRAINY_TEST_S3_SECRET_KEY"])
@@ -68,13 +68,13 @@ func s3Setting(b *testing.B) string {
 		e["BRAINY_TEST_S3_ENDPOINT"], e["BRAINY_TEST_S3_REGION"]))
 }
 
-func gcsSetting(b *testing.B) string {
+func gcsSetting(b testing.TB) string {
 	e := objstoretest.Use(b, objstoretest.GCS)
 	return dropAfter(b, fmt.Sprintf("gs://%s/%s?endpoint=http://%s/storage/v1/&anonymous=true",
 		e["BRAINY_TEST_GCS_BUCKET"], benchPrefix(), e["BRAINY_TEST_GCS_EMULATOR_HOST"]))
 }
 
-func azureSetting(b *testing.B) string {
+func azureSetting(b testing.TB) string {
 	e := objstoretest.Use(b, objstoretest.Azurite)
 	b.Setenv("AZURE_STORAGE_CONNECTION_STRING", e["BRAINY_TEST_AZURE_CONNSTR"])
 	return dropAfter(b, "azure://brainy-bench/"+benchPrefix()+"?create_container=true")
@@ -82,7 +82,7 @@ func azureSetting(b *testing.B) string {
 
 // dropAfter deletes what a benchmark left under an object-store URL when
 // it ends, so that repeated runs do not fill the test servers' disks.
-func dropAfter(b *testing.B, url string) string {
+func dropAfter(b testing.TB, url string) string {
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -107,7 +107,7 @@ func dropAfter(b *testing.B, url string) string {
 	return url
 }
 
-func openSpec(b *testing.B, spec backend.Spec, opts backend.Options) *backend.Store {
+func openSpec(b testing.TB, spec backend.Spec, opts backend.Options) *backend.Store {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -119,7 +119,7 @@ func openSpec(b *testing.B, spec backend.Spec, opts backend.Options) *backend.St
 	return st
 }
 
-func openSetting(b *testing.B, setting string, opts backend.Options) (*backend.Store, backend.Spec) {
+func openSetting(b testing.TB, setting string, opts backend.Options) (*backend.Store, backend.Spec) {
 	b.Helper()
 	spec, err := backend.Parse(setting)
 	if err != nil {
@@ -132,7 +132,7 @@ func openSetting(b *testing.B, setting string, opts backend.Options) (*backend.S
 // benchmark that reopens it, or by the cleanup openSpec registers.
 var closed sync.Map
 
-func closeStore(b *testing.B, st *backend.Store) {
+func closeStore(b testing.TB, st *backend.Store) {
 	b.Helper()
 	if _, done := closed.LoadOrStore(st, true); done {
 		return

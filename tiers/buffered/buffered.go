@@ -2,10 +2,11 @@
 // next synced one, so that they cost no write of their own.
 //
 // On a local disk an unsynced write is cheap already. On an object store
-// (tiers/segment) every Apply is an object Put, synced or not; a raft
-// node, which syncs its log and then applies the committed entries
-// unsynced, would pay two Puts per cycle. Wrapped, the applied state rides
-// along with the next log write.
+// (tiers/segment) every Apply is an object Put, synced or not. A raft
+// node writes each driver cycle with one Apply, synced when it holds new
+// log entries; a cycle that only applies what was committed since (a lone
+// write's second cycle, a follower learning the commit index) is
+// unsynced. Wrapped, such writes ride along with the next synced one.
 //
 // Invariants:
 //   - Readers see a write once its Apply returns, synced or not: Get and
@@ -14,12 +15,23 @@
 //   - Writes reach the store below in Apply order: one flusher at a time
 //     writes everything queued (buffered writes, then the synced batches,
 //     in arrival order) as one batch; synced Applies that arrive meanwhile
-//     wait for the next flush and share it (group commit).
+//     wait for the next flush and share it (group commit). Unsynced writes
+//     that arrive meanwhile wait for a synced Apply, as any others do.
 //   - A buffered entry leaves memory only once a flush that holds it (or a
 //     later write of the key) is in the store below.
 //   - Unsynced writes are lost if the process dies before the next flush
-//     (the tiers.Store contract allows it); FlushAfter bounds how long they
-//     wait.
+//     (the tiers.Store contract allows it). They never cost a write below
+//     of their own while synced writes keep coming: only once they have
+//     waited flushAfter (DefaultFlushAfter, 10 s) with no synced Apply to
+//     carry them, or once they hold MaxPendingBytes, does the store flush
+//     them alone.
+//
+// Why so long a wait: on an object store every flush is an object Put.
+// With a short wait (it was 100 ms), a write arriving alone cost a raft
+// node two Puts: its log entry's and, a moment later, that of the cycle
+// that applied it. Losing such writes costs nothing but a replay: they
+// were written after the last synced Apply, and record the applying of
+// entries that the raft log, synced before, holds.
 package buffered
 
 import (
@@ -33,10 +45,20 @@ import (
 	"github.com/soullabs/brainy/tiers"
 )
 
+// DefaultFlushAfter is how long unsynced writes wait for a synced Apply
+// to carry them before they are flushed on their own.
+const DefaultFlushAfter = 10 * time.Second
+
+// MaxPendingBytes bounds the unsynced writes held: once they reach it they
+// are flushed (in the background) without waiting for a synced Apply.
+const MaxPendingBytes = 4 << 20
+
 // Store is a tiers.Store buffering unsynced writes over another.
 type Store struct {
 	inner      tiers.Store
-	flushAfter time.Duration
+	flushAfter time.Duration // <= 0: never by age
+	maxPending int           // bytes; MaxPendingBytes but for tests
+	kick       chan struct{} // asks flushLoop for a flush of pending (size bound)
 
 	mu       sync.Mutex
 	mem      *btree.BTreeG[entry] // buffered writes not yet flushed; guarded by mu
@@ -65,13 +87,15 @@ type syncReq struct {
 func less(a, b entry) bool { return bytes.Compare(a.key, b.key) < 0 }
 
 // New wraps inner. Unsynced writes are flushed by the next synced Apply,
-// or flushAfter after the first of them (0: 100 ms).
+// or on their own flushAfter after the first of them (0:
+// DefaultFlushAfter; negative: never by age), or once they hold
+// MaxPendingBytes.
 func New(inner tiers.Store, flushAfter time.Duration) *Store {
-	if flushAfter <= 0 {
-		flushAfter = 100 * time.Millisecond
+	if flushAfter == 0 {
+		flushAfter = DefaultFlushAfter
 	}
-	s := &Store{inner: inner, flushAfter: flushAfter, mem: btree.NewG(16, less),
-		stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Store{inner: inner, flushAfter: flushAfter, maxPending: MaxPendingBytes, kick: make(chan struct{}, 1),
+		mem: btree.NewG(16, less), stop: make(chan struct{}), done: make(chan struct{})}
 	go s.flushLoop()
 	return s
 }
@@ -100,7 +124,14 @@ func (s *Store) Apply(ctx context.Context, b *tiers.Batch, sync bool) error {
 			s.mem.ReplaceOrInsert(e)
 			return nil
 		})
+		full := s.pending.Size() >= s.maxPending
 		s.mu.Unlock()
+		if full {
+			select {
+			case s.kick <- struct{}{}:
+			default: // a kick is pending already
+			}
+		}
 		return nil
 	}
 	r := &syncReq{done: make(chan error, 1)}
@@ -115,10 +146,12 @@ func (s *Store) Apply(ctx context.Context, b *tiers.Batch, sync bool) error {
 }
 
 // flushLocked is called with mu held and returns with it released. It
-// writes what is queued, then whatever queued meanwhile, until nothing is.
+// writes what is queued, then, while synced Applies queued meanwhile, those
+// and the unsynced writes queued before them. Unsynced writes queued
+// during the last write stay for the next synced Apply (or flushLoop).
 func (s *Store) flushLocked(ctx context.Context) {
 	s.flushing = true
-	for s.pending.Len() > 0 || len(s.syncs) > 0 {
+	for first := true; len(s.syncs) > 0 || (first && s.pending.Len() > 0) || s.pending.Size() >= s.maxPending; first = false {
 		var all tiers.Batch
 		appendBatch(&all, &s.pending)
 		taken, upTo := s.pending, s.seq
@@ -176,19 +209,28 @@ func appendBatch(dst, src *tiers.Batch) {
 	})
 }
 
+// flushLoop flushes unsynced writes that waited flushAfter for a synced
+// Apply, and those that reached maxPending (on a kick from Apply).
 func (s *Store) flushLoop() {
 	defer close(s.done)
-	t := time.NewTicker(s.flushAfter / 2)
-	defer t.Stop()
+	var tick <-chan time.Time
+	if s.flushAfter > 0 {
+		t := time.NewTicker(s.flushAfter / 2)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-s.stop:
 			return
-		case <-t.C:
+		case <-tick:
+		case <-s.kick:
 		}
 		s.mu.Lock()
-		if !s.closed && !s.flushing && s.pending.Len() > 0 && time.Since(s.since) >= s.flushAfter {
-			s.flushLocked(context.Background()) // a failure retries next tick
+		due := s.pending.Len() > 0 &&
+			((s.flushAfter > 0 && time.Since(s.since) >= s.flushAfter) || s.pending.Size() >= s.maxPending)
+		if !s.closed && !s.flushing && due {
+			s.flushLocked(context.Background()) // a failure retries next tick or kick
 		} else {
 			s.mu.Unlock()
 		}
@@ -216,6 +258,18 @@ func (s *Store) Get(ctx context.Context, key []byte) ([]byte, error) {
 // NewIter implements tiers.Store: the buffer's writes merged over the
 // store below, both as of the call.
 func (s *Store) NewIter(ctx context.Context, lower, upper []byte) (tiers.Iterator, error) {
+	it, err := s.newIter(ctx, lower, upper)
+	if err != nil {
+		return nil, err
+	}
+	// The first step may read the store below (an object store: a
+	// network round trip): not under mu, which every write takes.
+	it.innerOK = it.inner.Next()
+	return it, nil
+}
+
+// newIter takes the two snapshots, the buffer's and the store's below.
+func (s *Store) newIter(ctx context.Context, lower, upper []byte) (*iter, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -235,9 +289,7 @@ func (s *Store) NewIter(ctx context.Context, lower, upper []byte) (tiers.Iterato
 		mem = append(mem, e)
 		return true
 	})
-	it := &iter{inner: inner, mem: mem}
-	it.innerOK = inner.Next()
-	return it, nil
+	return &iter{inner: inner, mem: mem}, nil
 }
 
 // Stats implements tiers.Store: the store below, plus the buffered bytes.

@@ -1,6 +1,7 @@
 package buffered
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -104,20 +105,139 @@ func TestFlushAfter(t *testing.T) {
 	}
 }
 
+// TestUnsyncedNeverAloneWhileSyncsCome: with the default wait, unsynced
+// writes cost no write below of their own for far longer than a raft
+// node's writes are apart; the next synced Apply carries them. With a
+// negative wait they go only with a synced Apply or at Close.
+func TestUnsyncedNeverAloneWhileSyncsCome(t *testing.T) {
+	ctx := context.Background()
+	for _, flushAfter := range []time.Duration{0, -1} {
+		below := &slowApply{Store: memory.New()}
+		s := New(below, flushAfter)
+		for i := range 3 {
+			var b tiers.Batch
+			b.Set(fmt.Appendf(nil, "applied%d", i), []byte("v"))
+			if err := s.Apply(ctx, &b, false); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(150 * time.Millisecond) // longer than the old 100 ms wait
+			if n := below.count(); n != i {
+				t.Fatalf("flushAfter %v: %d writes below after %d unsynced and %d synced Applies", flushAfter, n, i+1, i)
+			}
+			b.Reset()
+			b.Set(fmt.Appendf(nil, "log%d", i), []byte("v"))
+			if err := s.Apply(ctx, &b, true); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := below.Get(ctx, fmt.Appendf(nil, "applied%d", i)); err != nil || string(v) != "v" {
+				t.Fatalf("flushAfter %v: the synced Apply did not carry the unsynced write: %q %v", flushAfter, v, err)
+			}
+		}
+		var b tiers.Batch
+		b.Set([]byte("last"), []byte("v"))
+		if err := s.Apply(ctx, &b, false); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if n := below.count(); n != 4 {
+			t.Fatalf("flushAfter %v: %d writes below, want 4 (3 synced, 1 at Close)", flushAfter, n)
+		}
+		if _, err := below.Get(ctx, []byte("last")); err != nil {
+			t.Fatalf("flushAfter %v: Close did not flush: %v", flushAfter, err)
+		}
+	}
+}
+
+// TestSizeBoundFlushes: unsynced writes that reach maxPending are flushed
+// without a synced Apply, even when the age never triggers.
+func TestSizeBoundFlushes(t *testing.T) {
+	ctx := context.Background()
+	below := &counting{Store: memory.New()}
+	s := New(below, -1)
+	defer s.Close()
+	s.maxPending = 1 << 10
+	for i := range 20 {
+		var b tiers.Batch
+		b.Set(fmt.Appendf(nil, "k%02d", i), make([]byte, 100))
+		if err := s.Apply(ctx, &b, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := below.Get(ctx, []byte("k00")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("2 KB of unsynced writes over a 1 KiB bound never reached the store below")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestUnsyncedDuringAFlushWait: unsynced writes that arrive while a synced
+// Apply's write is in flight are not written after it on their own; the
+// next synced Apply carries them.
+func TestUnsyncedDuringAFlushWait(t *testing.T) {
+	ctx := context.Background()
+	below := &slowApply{Store: memory.New(), delay: 50 * time.Millisecond}
+	s := New(below, -1)
+	defer s.Close()
+	done := make(chan error, 1)
+	go func() {
+		var b tiers.Batch
+		b.Set([]byte("log1"), []byte("v"))
+		done <- s.Apply(ctx, &b, true)
+	}()
+	time.Sleep(10 * time.Millisecond) // the synced write is in flight
+	var b tiers.Batch
+	b.Set([]byte("applied"), []byte("v"))
+	if err := s.Apply(ctx, &b, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := below.count(); n != 1 {
+		t.Fatalf("%d writes below after one synced Apply: the unsynced write went alone", n)
+	}
+	b.Reset()
+	b.Set([]byte("log2"), []byte("v"))
+	if err := s.Apply(ctx, &b, true); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := below.Get(ctx, []byte("applied")); err != nil || string(v) != "v" || below.count() != 2 {
+		t.Fatalf("the second synced Apply did not carry the unsynced write: %q %v, %d writes", v, err, below.count())
+	}
+}
+
 // slowApply is a store below whose synced Applies take a while, like an
 // object Put, and which counts them.
 type slowApply struct {
 	tiers.Store
+	delay   time.Duration // 0: 2 ms
 	mu      sync.Mutex
 	applies int
 }
 
 func (s *slowApply) Apply(ctx context.Context, b *tiers.Batch, sync bool) error {
-	time.Sleep(2 * time.Millisecond)
+	time.Sleep(cmp.Or(s.delay, 2*time.Millisecond))
 	s.mu.Lock()
 	s.applies++
 	s.mu.Unlock()
 	return s.Store.Apply(ctx, b, sync)
+}
+
+// Close leaves the store below open, so that a test can read it after.
+func (s *slowApply) Close() error { return nil }
+
+func (s *slowApply) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applies
 }
 
 // TestGroupCommitAndReadsNeverWait: concurrent synced writers share the
@@ -157,5 +277,69 @@ func TestGroupCommitAndReadsNeverWait(t *testing.T) {
 	}
 	if v, err := below.Get(ctx, []byte("buffered")); err != nil || string(v) != "v" {
 		t.Fatalf("the buffered write did not ride along: %q %v", v, err)
+	}
+}
+
+// slowIter is a store whose iterators block in their first Next until
+// release is closed, as an object store's first range read would.
+type slowIter struct {
+	tiers.Store
+	entered chan struct{} // closed when an iterator's first Next begins
+	release chan struct{}
+}
+
+func (s *slowIter) NewIter(ctx context.Context, lower, upper []byte) (tiers.Iterator, error) {
+	it, err := s.Store.NewIter(ctx, lower, upper)
+	return &blockingIter{Iterator: it, s: s}, err
+}
+
+type blockingIter struct {
+	tiers.Iterator
+	s    *slowIter
+	once bool
+}
+
+func (b *blockingIter) Next() bool {
+	if !b.once {
+		b.once = true
+		close(b.s.entered)
+		<-b.s.release
+	}
+	return b.Iterator.Next()
+}
+
+// TestIterDoesNotBlockWrites: an iterator's first read of the store below
+// happens outside the lock every write takes, so a slow one (a network
+// round trip) stalls no write.
+func TestIterDoesNotBlockWrites(t *testing.T) {
+	inner := &slowIter{Store: memory.New(), entered: make(chan struct{}), release: make(chan struct{})}
+	s := New(inner, time.Hour)
+	defer s.Close()
+	ctx := context.Background()
+	iterDone := make(chan error, 1)
+	go func() {
+		it, err := s.NewIter(ctx, nil, nil)
+		if err == nil {
+			err = it.Close()
+		}
+		iterDone <- err
+	}()
+	<-inner.entered
+	var b tiers.Batch
+	b.Set([]byte("k"), []byte("v"))
+	wrote := make(chan error, 1)
+	go func() { wrote <- s.Apply(ctx, &b, false) }()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		close(inner.release)
+		t.Fatal("a write waited for an iterator's read of the store below")
+	}
+	close(inner.release)
+	if err := <-iterDone; err != nil {
+		t.Fatal(err)
 	}
 }

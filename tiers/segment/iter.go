@@ -20,7 +20,15 @@ const (
 	iterChunk      = 256     // entries per chunk
 	iterChunkBytes = 4 << 20 // record bytes per chunk (at least one entry)
 	coalesceGap    = 64 << 10
-	maxRangeRead   = 8 << 20
+	// wholeSegmentRead: a segment this small is read whole by an
+	// iterator, and every record in it cached. Small segments are what
+	// a raft node writes (one per driver cycle); the keys of one range —
+	// a raft group's log, a partition — are spread over many of them,
+	// interleaved with other ranges', so without this each range read
+	// would fetch one record, and loading every group's log at start
+	// would cost a round trip per entry.
+	wholeSegmentRead = 64 << 10
+	maxRangeRead     = 8 << 20
 	// fetchParallelism bounds an iterator's concurrent range reads.
 	fetchParallelism = 8
 )
@@ -150,6 +158,15 @@ func (s *Store) fetch(ctx context.Context, ents []entry) ([][]byte, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(fetchParallelism)
 	for seq, idx := range bySeg {
+		if s.cache != nil {
+			s.mu.RLock()
+			info := s.segs[seq]
+			s.mu.RUnlock()
+			if info != nil && info.size <= wholeSegmentRead {
+				g.Go(func() error { return s.fetchWhole(gctx, seq, ents, idx, vals) })
+				continue
+			}
+		}
 		slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(ents[a].off, ents[b].off) })
 		for len(idx) > 0 {
 			start, end := ents[idx[0]].off, ents[idx[0]].off+ents[idx[0]].n
@@ -188,4 +205,37 @@ func (s *Store) fetch(ctx context.Context, ents []entry) ([][]byte, error) {
 		return nil, err
 	}
 	return vals, nil
+}
+
+// fetchWhole reads segment seq whole, checks it, caches every value it
+// holds, and sets vals[i] for the entries idx of ents in it.
+func (s *Store) fetchWhole(ctx context.Context, seq uint64, ents []entry, idx []int, vals [][]byte) error {
+	body, _, err := s.objs.Get(ctx, segKey(seq))
+	if err != nil {
+		return fmt.Errorf("segment: reading %s: %w", segKey(seq), err)
+	}
+	got, recs, err := decodeSegment(body)
+	if err != nil {
+		return fmt.Errorf("segment: %s: %w", segKey(seq), err)
+	}
+	if got != seq {
+		return corrupt("%s holds segment %d", segKey(seq), got)
+	}
+	at := make(map[int64]record, len(recs))
+	for _, r := range recs {
+		at[r.Off] = r
+		if !r.Del {
+			// A copy: a cached value must not pin the whole segment.
+			s.cache.add(loc{seq, r.Off}, bytes.Clone(r.Value))
+		}
+	}
+	for _, i := range idx {
+		e := ents[i]
+		r, ok := at[e.off]
+		if !ok || r.Del || r.Len != e.n || !bytes.Equal(r.Key, e.key) {
+			return corrupt("%s has no record of %q at offset %d", segKey(seq), e.key, e.off)
+		}
+		vals[i] = r.Value
+	}
+	return nil
 }

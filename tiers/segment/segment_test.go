@@ -799,3 +799,59 @@ func TestApplyCancelled(t *testing.T) {
 	s.shutdown(false)
 	m.check(t, open(t, testConfig(mem)))
 }
+
+// TestIteratorsReadSmallSegmentsWhole: two key ranges written
+// interleaved, one small segment per write (as a raft node writes its
+// groups' logs, one segment per cycle). Iterating the first range reads
+// each segment once, whole; iterating the second then finds every value
+// cached and reads nothing — rather than one range read per record each
+// time, which made loading every group's log at start cost a round trip
+// per entry.
+func TestIteratorsReadSmallSegmentsWhole(t *testing.T) {
+	forBackends(t, testIteratorsReadSmallSegmentsWhole)
+}
+
+func testIteratorsReadSmallSegmentsWhole(t *testing.T, objs objstore.Store) {
+	s := open(t, testConfig(objs))
+	ctx := context.Background()
+	const n = 40
+	for i := range n {
+		var b tiers.Batch
+		b.Set(fmt.Appendf(nil, "a/%03d", i), fmt.Appendf(nil, "value a %d", i))
+		b.Set(fmt.Appendf(nil, "b/%03d", i), fmt.Appendf(nil, "value b %d", i))
+		if err := s.Apply(ctx, &b, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A reopened store: nothing cached from the writes.
+	s.Close()
+	s = open(t, testConfig(objs))
+	scan := func(prefix string) {
+		t.Helper()
+		it, err := s.NewIter(ctx, []byte(prefix), []byte(prefix+"\xff"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer it.Close()
+		i := 0
+		for ; it.Next(); i++ {
+			if want := fmt.Sprintf("value %s %d", prefix[:1], i); string(it.Value()) != want {
+				t.Fatalf("%s: value %q, want %q", it.Key(), it.Value(), want)
+			}
+		}
+		if it.Err() != nil || i != n {
+			t.Fatalf("scan of %s: %d keys, err %v", prefix, i, it.Err())
+		}
+	}
+	r0 := s.Requests()
+	scan("a/")
+	r1 := s.Requests()
+	scan("b/")
+	r2 := s.Requests()
+	if reads := r1.Gets + r1.RangeGets - r0.Gets - r0.RangeGets; reads > n {
+		t.Errorf("the first scan made %d reads for %d records in %d segments", reads, n, n)
+	}
+	if reads := r2.Gets + r2.RangeGets - r1.Gets - r1.RangeGets; reads != 0 {
+		t.Errorf("the second scan made %d reads; its values came with the first scan's segments", reads)
+	}
+}
