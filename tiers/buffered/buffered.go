@@ -3,10 +3,12 @@
 //
 // On a local disk an unsynced write is cheap already. On an object store
 // (tiers/segment) every Apply is an object Put, synced or not. A raft
-// node writes each driver cycle with one Apply, synced when it holds new
-// log entries; a cycle that only applies what was committed since (a lone
-// write's second cycle, a follower learning the commit index) is
-// unsynced. Wrapped, such writes ride along with the next synced one.
+// node on an object store keeps its raft log in the store and writes each
+// driver cycle with one Apply, synced when it holds new log entries (or a
+// group's log is due for compaction); a cycle that only applies what was
+// committed since (a lone write's second cycle, a follower learning the
+// commit index) is unsynced. Wrapped, such writes ride along with the next
+// synced one.
 //
 // Invariants:
 //   - Readers see a write once its Apply returns, synced or not: Get and
