@@ -260,18 +260,8 @@ func testSnapshotUnavailable(t *testing.T, dedicated bool) {
 		c.propose(7, fmt.Sprint("alone-", i))
 	}
 	sm := &flakySnapshots{recorder: c.newRecorder(), fail: 2}
-	cfg := c.config(2, sm)
-	cfg.AcceptGroup = func(GroupID) bool { return true }
-	n, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.add(2, n, sm.recorder)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.nodes[1].ChangeReplicas(ctx, 7, &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: pb.ConfChangeType_ConfChangeAddLearnerNode.Enum(), NodeId: proto.Uint64(2)}}}); err != nil {
-		t.Fatal(err)
-	}
+	n := c.joinEmpty(2, sm, sm.recorder)
+	c.addLearner(7, 2)
 	c.waitSame(7, 10)
 	if st := n.Stats(); st.SnapshotsInstalled != 1 {
 		t.Errorf("node 2 installed %d snapshots, want 1 after two unavailable", st.SnapshotsInstalled)
@@ -332,24 +322,12 @@ func testSnapshotCopyDoesNotStallOtherGroups(t *testing.T, dedicated bool) {
 	}
 	c.propose(8, "small-0")
 	sm := &gatedSnapshots{recorder: c.newRecorder(), started: make(chan struct{}), gate: make(chan struct{})}
-	cfg := c.config(2, sm)
-	cfg.AcceptGroup = func(GroupID) bool { return true }
-	n, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.add(2, n, sm.recorder)
+	n := c.joinEmpty(2, sm, sm.recorder)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	addLearner := func(g GroupID) {
-		cc := &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: pb.ConfChangeType_ConfChangeAddLearnerNode.Enum(), NodeId: proto.Uint64(2)}}}
-		if err := c.nodes[1].ChangeReplicas(ctx, g, cc); err != nil {
-			t.Fatal(err)
-		}
-	}
-	addLearner(8)
+	c.addLearner(8, 2)
 	c.waitSame(8, 1)
-	addLearner(7)
+	c.addLearner(7, 2)
 	select {
 	case <-sm.started:
 	case <-ctx.Done():
@@ -464,5 +442,30 @@ func testSoleVoterReadsWaitForItsTerm(t *testing.T, dedicated bool) {
 	}
 	if got := sm.commands(7); len(got) != writes {
 		t.Fatalf("SoleVoterLeader held with %d of the %d acknowledged commands applied", len(got), writes)
+	}
+}
+
+// joinEmpty starts node id with state machine sm (whose recorder is rec)
+// and no groups: its leaders open them by adding it.
+func (c *cluster) joinEmpty(id NodeID, sm StateMachine, rec *recorder) *Node {
+	c.t.Helper()
+	cfg := c.config(id, sm)
+	cfg.AcceptGroup = func(GroupID) bool { return true }
+	n, err := New(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.add(id, n, rec)
+	return n
+}
+
+// addLearner has node 1, g's leader, add node id to g as a learner.
+func (c *cluster) addLearner(g GroupID, id NodeID) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cc := &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: pb.ConfChangeType_ConfChangeAddLearnerNode.Enum(), NodeId: proto.Uint64(uint64(id))}}}
+	if err := c.nodes[1].ChangeReplicas(ctx, g, cc); err != nil {
+		c.t.Fatal(err)
 	}
 }

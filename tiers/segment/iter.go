@@ -210,16 +210,9 @@ func (s *Store) fetch(ctx context.Context, ents []entry) ([][]byte, error) {
 // fetchWhole reads segment seq whole, checks it, caches every value it
 // holds, and sets vals[i] for the entries idx of ents in it.
 func (s *Store) fetchWhole(ctx context.Context, seq uint64, ents []entry, idx []int, vals [][]byte) error {
-	body, _, err := s.objs.Get(ctx, segKey(seq))
+	_, recs, err := s.readSegment(ctx, seq)
 	if err != nil {
-		return fmt.Errorf("segment: reading %s: %w", segKey(seq), err)
-	}
-	got, recs, err := decodeSegment(body)
-	if err != nil {
-		return fmt.Errorf("segment: %s: %w", segKey(seq), err)
-	}
-	if got != seq {
-		return corrupt("%s holds segment %d", segKey(seq), got)
+		return err
 	}
 	at := make(map[int64]record, len(recs))
 	for _, r := range recs {

@@ -188,18 +188,11 @@ func (s *Store) recover(ctx context.Context) error {
 		if s.segs[seq] == nil {
 			return fmt.Errorf("segment: %s is missing: checkpoint %d is followed by segments up to %d, and recovery needs every one", segKey(seq), m.Checkpoint, last)
 		}
-		body, _, err := s.objs.Get(ctx, segKey(seq))
+		size, recs, err := s.readSegment(ctx, seq)
 		if err != nil {
-			return fmt.Errorf("segment: reading %s: %w", segKey(seq), err)
+			return err
 		}
-		got, recs, err := decodeSegment(body)
-		if err != nil {
-			return fmt.Errorf("segment: %s: %w", segKey(seq), err)
-		}
-		if got != seq {
-			return corrupt("%s holds segment %d", segKey(seq), got)
-		}
-		s.applySegment(seq, int64(len(body)), recs)
+		s.applySegment(seq, size, recs)
 	}
 	s.nextSeq = max(m.Checkpoint, last) + 1
 	s.lastTrigger = m.Checkpoint
@@ -296,6 +289,23 @@ func checkRecord(b []byte, e entry) ([]byte, error) {
 		return nil, corrupt("%s at offset %d holds key %q, want %q", segKey(e.seq), e.off, r.Key, e.key)
 	}
 	return r.Value, nil
+}
+
+// readSegment reads segment seq whole and checks it: its size and records
+// (aliasing the read bytes).
+func (s *Store) readSegment(ctx context.Context, seq uint64) (int64, []record, error) {
+	body, _, err := s.objs.Get(ctx, segKey(seq))
+	if err != nil {
+		return 0, nil, fmt.Errorf("segment: reading %s: %w", segKey(seq), err)
+	}
+	got, recs, err := decodeSegment(body)
+	if err != nil {
+		return 0, nil, fmt.Errorf("segment: %s: %w", segKey(seq), err)
+	}
+	if got != seq {
+		return 0, nil, corrupt("%s holds segment %d", segKey(seq), got)
+	}
+	return int64(len(body)), recs, nil
 }
 
 // Stats implements tiers.Store. LiveBytes counts the keys and values of
