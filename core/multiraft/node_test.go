@@ -144,7 +144,10 @@ func (r *recorder) Commit() error { return nil }
 // ApplySnapshot copies the state of the recorder of node from; the copy
 // becomes this recorder's when the driver adopts it.
 func (r *recorder) ApplySnapshot(_ context.Context, g GroupID, from NodeID, snap *pb.Snapshot) (func(), error) {
-	src := r.peers(from)
+	var src *recorder
+	if r.peers != nil {
+		src = r.peers(from)
+	}
 	if src == nil {
 		return nil, fmt.Errorf("no recorder for node %d", from)
 	}
