@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -13,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/soullabs/brainy/bench/internal/benchhttp"
 	"github.com/soullabs/brainy/cluster"
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/nodestats"
@@ -281,50 +280,14 @@ var httpClient = &http.Client{Transport: &http.Transport{
 	DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
 }}
 
-// httpDo makes one request with its own timeout and returns the status and
-// body.
+// httpDo makes one request with its own timeout (benchhttp.Do).
 func httpDo(ctx context.Context, method, url string, body []byte, timeout time.Duration) (int, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var r io.Reader
-	if body != nil {
-		r = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, r)
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	return benchhttp.Do(ctx, httpClient, method, url, body, timeout)
 }
 
-// waitFor polls cond every 100 ms until it holds, the timeout passes, or
-// ctx ends; the error names the last reason cond gave.
+// waitFor polls cond until it holds (benchhttp.WaitFor).
 func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, string)) error {
-	deadline := time.Now().Add(timeout)
-	var why string
-	for {
-		var ok bool
-		if ok, why = cond(); ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not reached after %v: %s", timeout, why)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %s", errStopped, why)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return benchhttp.WaitFor(ctx, timeout, errStopped, cond)
 }
 
 // checkFree fails if something already listens on ip at any of the TCP

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/soullabs/brainy/bench/internal/benchhttp"
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/nodestats"
 	"github.com/soullabs/brainy/tiers/s3"
@@ -296,45 +295,12 @@ func deleteObjects(cfg *Config, ns []*node) error {
 	return errors.Join(errs...)
 }
 
+// httpDo makes one request with its own timeout (benchhttp.Do).
 func httpDo(ctx context.Context, method, url string, body []byte, timeout time.Duration) (int, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var r io.Reader
-	if body != nil {
-		r = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, r)
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	return benchhttp.Do(ctx, httpClient, method, url, body, timeout)
 }
 
-// waitFor polls cond every 100 ms until it holds, the timeout passes, or
-// ctx ends; the error names the last reason cond gave.
+// waitFor polls cond until it holds (benchhttp.WaitFor).
 func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, string)) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not reached after %v: %s", timeout, why)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %s", ctx.Err(), why)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return benchhttp.WaitFor(ctx, timeout, nil, cond)
 }
