@@ -603,3 +603,43 @@ func testRemoveGroup(t *testing.T, dedicated bool) {
 		}
 	}
 }
+
+// TestLoneVoterLeadsAtOnce: a group whose only voter is this node elects
+// itself when opened, new or reopened, without waiting for its clock —
+// here the clock never ticks within the test.
+func TestLoneVoterLeadsAtOnce(t *testing.T) { forEachLog(t, testLoneVoterLeadsAtOnce) }
+
+func testLoneVoterLeadsAtOnce(t *testing.T, dedicated bool) {
+	c := emptyCluster(t, dedicated, []GroupID{3}, 0)
+	c.ids = []NodeID{1}
+	open := func() {
+		sm := c.newRecorder()
+		cfg := c.config(1, sm)
+		cfg.TickInterval = time.Hour
+		n, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.add(1, n, sm)
+		if err := n.OpenGroup(context.Background(), 3, c.ids); err != nil {
+			t.Fatal(err)
+		}
+		// Raft drops a proposal made before the driver's cycle has
+		// taken the election's Ready up (ErrNoLeader): try again.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for {
+			_, err := n.Propose(ctx, 3, []byte("x"))
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrNoLeader) {
+				t.Fatalf("a lone voter with a stopped clock: %v", err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	open()
+	c.stop(1)
+	open()
+}

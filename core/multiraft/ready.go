@@ -182,6 +182,7 @@ func (n *Node) handleReady() (bool, error) {
 		n.finishReads(r.g)
 		r.g.rn.Advance(r.rd)
 		n.updateSole(r.g)
+		n.campaignAlone(r.g)
 	}
 	for _, r := range rds {
 		if err := n.maybeCompact(r.g); err != nil {
@@ -254,9 +255,7 @@ func (n *Node) apply(g *group, e *pb.Entry) {
 			return
 		}
 		cs := g.rn.ApplyConfChange(cc)
-		n.mu.Lock()
-		n.voters[g.id] = len(cs.GetVoters()) + len(cs.GetVotersOutgoing())
-		n.mu.Unlock()
+		n.setVoters(g, cs.GetVoters(), cs.GetVotersOutgoing())
 		n.cfg.StateMachine.ApplyConfState(g.id, e.GetIndex(), cs)
 		n.reply(ctx, result{})
 	default:

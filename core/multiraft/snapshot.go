@@ -74,9 +74,8 @@ func (n *Node) finishInstall(g *group) (raft.Ready, error) {
 	g.first = md.GetIndex() + 1
 	applied, _ := n.cfg.StateMachine.Applied(g.id)
 	g.applied, g.durable = max(applied, md.GetIndex()), max(applied, md.GetIndex())
-	n.mu.Lock()
-	n.voters[g.id] = len(md.GetConfState().GetVoters()) + len(md.GetConfState().GetVotersOutgoing())
-	n.mu.Unlock()
+	cs := md.GetConfState()
+	n.setVoters(g, cs.GetVoters(), cs.GetVotersOutgoing())
 	n.snapshotsTaken++
 	n.log.Info("installed a snapshot", "group", uint32(g.id), "index", md.GetIndex(), "applied", applied)
 	return rd, nil
