@@ -163,7 +163,9 @@ func (n *Node) campaignAlone(g *group) {
 		g.campaign = false // someone leads: nothing to hurry
 		return
 	}
-	if g.lone && st.RaftState == raft.StateFollower {
+	// Raft refuses (and logs) a campaign while committed entries, which
+	// may be configuration changes, wait to be applied.
+	if g.lone && st.RaftState == raft.StateFollower && st.Applied >= st.GetCommit() {
 		if err := g.rn.Campaign(); err != nil {
 			n.log.Warn("a lone voter's campaign failed", "group", uint32(g.id), "err", err)
 		}
