@@ -149,13 +149,13 @@ type imagedLog struct {
 	t          *testing.T
 }
 
-func (l *imagedLog) write(ctx context.Context, into *tiers.Batch, sync bool) (bool, error) {
+func (l *imagedLog) writeOps(ctx context.Context, ops *logOps, sync bool) error {
 	lost := l.cp.step()
-	storeSync, err := l.logStore.write(ctx, into, sync)
+	err := l.logStore.writeOps(ctx, ops, sync)
 	if err == nil && sync && !lost {
 		copyLogFiles(l.t, l.dir, l.image)
 	}
-	return storeSync, err
+	return err
 }
 
 // copyLogFiles makes the segment files of directory to those of from.
@@ -520,7 +520,10 @@ func testCrash(t *testing.T, dedicated bool, voters int) {
 	}
 	t.Logf("%d crashes (store kept its unsynced writes %d times, lost them %d), %d acknowledged writes; %d groups restarted with a commit index raised to the applied one",
 		rounds, kept, lost, total, raised)
-	if dedicated && raised == 0 {
+	// Alone, node 1 writes a commit index unsynced in most cycles, and
+	// restarts past it in every run; with peers that is rarer (a few in
+	// 30 crashes, sometimes none), so only the lone voter insists.
+	if dedicated && voters == 1 && raised == 0 {
 		t.Errorf("no restart found the state machine past the log's commit index: the test no longer tests that")
 	}
 }

@@ -5,6 +5,10 @@
 // cycle it takes what arrived (ticks, inbound messages, proposals), then
 // handles the Ready of every group that has one, in this order:
 //
+//  0. finish the parked Readies whose log write is done (below): apply the
+//     committed entries they deferred, give raft's storage the entries,
+//     send their messages, advance. A lone voter's Advance commits the
+//     entries just written, so step 1 finds them at once;
 //  1. collect the Readies; one that brings a snapshot is held while the
 //     state machine copies the snapshot's state on a goroutine of its own
 //     (StateMachine.ApplySnapshot, at most two at once), so the driver
@@ -13,43 +17,54 @@
 //     Once the copy is done, the held Ready is taken up: the state is
 //     adopted and the log cut (in this cycle's log write) before anything
 //     after it applies;
-//  2. apply: committed entries, in index order, through StateMachine.Apply;
+//  2. the log: the entries and hard states of all groups (and the cuts of
+//     step 1) as one write (CockroachDB's lesson: batch all groups' log
+//     writes per cycle; TiKV and etcd also keep one write per cycle),
+//     synced only when raft needs it (new entries, term or vote, or an
+//     installed snapshot);
+//  3. apply: committed entries, in index order, through StateMachine.Apply;
 //     conf changes through the RawNode and StateMachine.ApplyConfState.
 //     The state machine only collects its writes;
-//  3. write the log: the entries and hard states of all groups (and the
-//     cuts of step 1) with one write (CockroachDB's lesson: batch all
-//     groups' log writes per cycle; TiKV and etcd also keep one write per
-//     cycle), synced only when raft needs it (new entries, term or vote,
-//     or an installed snapshot);
-//  4. only once that write has returned, the state machine's writes
-//     (StateMachine.Flush) go to the store in one Store.Apply — unsynced,
-//     except in a cycle where a group's log is due for compaction (below);
-//  5. send: the messages of all groups, one Transport.Send per peer;
-//  6. StateMachine.Commit makes the applies visible, proposers hear back,
-//     then advance, and compact the logs that grew long enough (one more,
-//     unsynced, log write).
+//  4. the state machine's writes (StateMachine.Flush) go to the store in
+//     one Store.Apply — unsynced, except in a cycle where a group's log is
+//     due for compaction (below); StateMachine.Commit makes the applies
+//     visible; proposers hear back;
+//  5. the Readies whose log write is done: as step 0; logs that grew long
+//     enough are compacted (one more, unsynced, log write).
 //
-// Where the log lives (logStore): with Config.Log, in a raftlog.Log of its
-// own, on the node's local disk — steps 3 and 4 are then two writes to two
-// files; without, in the node's tiers.Store under keys of its own, as a
-// node on an object store keeps it — the log's operations then ride in the
-// store write of step 4, one atomic batch, synced when step 3 would be.
+// Where the log lives (logStore) decides when a cycle's log write is done.
+// With Config.Log it lives in a raftlog.Log of its own, on the node's
+// local disk, written by the logWriter on a goroutine of its own: the
+// driver hands it step 2's write and goes on at once — applying, storing
+// and answering the writes before it while the sync runs. The Readies
+// whose write must be synced park until the writer reports it (step 0 of
+// a later cycle); while a write is being synced the driver leaves new
+// proposals and messages in their channels, so the next write takes all
+// of them (as a driver that synced the log itself would). Without
+// Config.Log the log lives in the node's tiers.Store under keys of its
+// own, as a node on an object store keeps it: its operations ride in
+// step 4's store write, one atomic batch, synced when step 2 would be,
+// and every Ready finishes in its own cycle.
 //
-// Applying before persisting is safe although raft hands a replica
-// committed entries its own log has not stored yet (synchronous mode lets
-// it): the state machine's writes record its applied index, and they reach
-// the store only after the log write that holds the entries they applied
-// has returned — synced, since a cycle with new entries always syncs. And
-// nothing of an apply — a reply, a cache entry, a change pushed — leaves
-// the node before both. A crash before them loses the apply, and the entry
-// is delivered again. After a cycle whose Advance leaves a Ready (a lone
-// voter acknowledges its own append there, committing it), the driver runs
-// the next cycle at once instead of waiting for an event.
+// Applying is safe although raft hands a replica committed entries its
+// own log has not stored yet (synchronous mode lets it): with a separate
+// log, step 3 applies only entries the log held before the cycle began
+// (committedFromLog) — a leader's always qualify, since raft counts its
+// own append only once persisted; a follower's that arrive with their
+// commit wait, parked, for their own write (step 0). With the store-kept
+// log, the state machine's writes, which record the applied index, reach
+// the store in the same atomic write as the entries. Either way nothing
+// of an apply — a reply, a cache entry, a change pushed — leaves the node
+// before the entries are durable. A crash before the store write loses
+// the apply, and the entry is delivered again. After a cycle whose Advance
+// leaves a Ready, the driver runs the next cycle at once instead of
+// waiting for an event.
 //
 // Three invariants keep a restart sound with two files:
 //
 //   - (a) the applied index the state machine holds on disk never exceeds
-//     the last index of the durable log (the order of steps 3 and 4);
+//     the last index of the durable log (only entries already durable are
+//     applied, see above);
 //     openGroup refuses a group where it does;
 //   - (b) the hard state's commit index may lag the applied index: a cycle
 //     that only moves the commit index writes the log and the store

@@ -38,6 +38,8 @@ type group struct {
 	installing bool
 	held       raft.Ready
 	installed  *installResult
+	// parked: its Ready waits for its log write (see handleReady).
+	parked bool
 	// lone: this node is the group's only voter.
 	lone bool
 	// campaign: no leader has been known since the group was opened, and
@@ -222,7 +224,7 @@ func (n *Node) RemoveGroup(ctx context.Context, g GroupID, destroy func() error)
 			}
 		}
 		n.rlog.remove(gr)
-		_, err = n.rlog.write(ctx, nil, true)
+		err = n.writeLog(ctx, true)
 	})
 	if derr != nil {
 		return derr

@@ -6,6 +6,7 @@ package multiraft
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -51,7 +52,32 @@ type logStore interface {
 	// synced. The dedicated log writes them to its own files and returns
 	// false: the store write that follows needs no sync for the log's sake.
 	write(ctx context.Context, into *tiers.Batch, sync bool) (storeSync bool, err error)
+
+	// separate reports whether the log is written apart from the store
+	// (the dedicated log). Such a log is not written with write but on
+	// the logWriter's goroutine: the driver detaches each cycle's
+	// operations, and the writer writes them with writeOps. load, has and
+	// stats are then safe while a write runs.
+	separate() bool
+	// detach takes the operations added since the last detach (nil if
+	// there are none).
+	detach() *logOps
+	// writeOps writes ops (nil: none) — synced when sync — and recycles
+	// them.
+	writeOps(ctx context.Context, ops *logOps, sync bool) error
+	// stats returns the dedicated log's counters (zero for the store's).
+	stats() raftlog.Stats
 }
+
+// logOps are the dedicated log's operations of one driver cycle.
+type logOps struct {
+	b raftlog.Batch
+	// sb holds deletes of a removed group's in-store keys, written synced
+	// to the store before the log records the removal (see remove).
+	sb tiers.Batch
+}
+
+func (o *logOps) empty() bool { return o.b.Len() == 0 && o.sb.Len() == 0 }
 
 // persisted is what a log holds of one group.
 type persisted struct {
@@ -118,15 +144,21 @@ func (p *persisted) memoryStorage(g GroupID, applied uint64, cs *pb.ConfState) (
 // dedicatedLog keeps the raft log in a raftlog.Log of its own. The store
 // is written only on RemoveGroup's behalf (see remove).
 type dedicatedLog struct {
-	l     *raftlog.Log
 	store tiers.Store
-	b     raftlog.Batch
-	// sb holds deletes of a removed group's in-store keys, written synced
-	// to the store before the log records the removal (see remove).
-	sb tiers.Batch
+	cur   *logOps      // the driver's: operations added since the last detach
+	free  chan *logOps // written operations, for reuse
+
+	mu sync.Mutex // the driver's reads against the writer's writes
+	l  *raftlog.Log
+}
+
+func newDedicatedLog(l *raftlog.Log, store tiers.Store) *dedicatedLog {
+	return &dedicatedLog{l: l, store: store, cur: &logOps{}, free: make(chan *logOps, 4)}
 }
 
 func (d *dedicatedLog) load(_ context.Context, g GroupID) (persisted, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if _, ok := d.l.State(raftlog.GroupID(g)); !ok {
 		return persisted{}, nil
 	}
@@ -138,26 +170,34 @@ func (d *dedicatedLog) load(_ context.Context, g GroupID) (persisted, error) {
 }
 
 func (d *dedicatedLog) has(_ context.Context, g GroupID) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	_, ok := d.l.State(raftlog.GroupID(g))
 	return ok, nil
 }
 
+func (d *dedicatedLog) stats() raftlog.Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.l.Stats()
+}
+
 func (d *dedicatedLog) setHardState(g GroupID, hs *pb.HardState) error {
-	d.b.SetHardState(raftlog.GroupID(g), hs)
+	d.cur.b.SetHardState(raftlog.GroupID(g), hs)
 	return nil
 }
 
 func (d *dedicatedLog) append(g *group, ents []*pb.Entry) error {
-	d.b.Append(raftlog.GroupID(g.id), ents) // drops the overwritten tail itself
+	d.cur.b.Append(raftlog.GroupID(g.id), ents) // drops the overwritten tail itself
 	return nil
 }
 
 func (d *dedicatedLog) snapshot(g *group, index, term uint64) {
-	d.b.Snapshot(raftlog.GroupID(g.id), index, term)
+	d.cur.b.Snapshot(raftlog.GroupID(g.id), index, term)
 }
 
 func (d *dedicatedLog) compact(g *group, index, term uint64) {
-	d.b.Compact(raftlog.GroupID(g.id), index, term)
+	d.cur.b.Compact(raftlog.GroupID(g.id), index, term)
 }
 
 // remove drops g from the log. What the state machine wrote to drop the
@@ -168,23 +208,55 @@ func (d *dedicatedLog) compact(g *group, index, term uint64) {
 // with the deletes of the group's in-store keys, which also gives the
 // store something to sync (an empty batch is not written).
 func (d *dedicatedLog) remove(g *group) {
-	d.b.Remove(raftlog.GroupID(g.id))
-	d.sb.Delete(hardStateKey(g.id))
-	d.sb.Delete(truncatedKey(g.id))
+	d.cur.b.Remove(raftlog.GroupID(g.id))
+	d.cur.sb.Delete(hardStateKey(g.id))
+	d.cur.sb.Delete(truncatedKey(g.id))
 }
 
+// write writes the operations added since the last detach, on the
+// caller's goroutine.
 func (d *dedicatedLog) write(ctx context.Context, _ *tiers.Batch, sync bool) (bool, error) {
-	if d.sb.Len() > 0 {
-		err := d.store.Apply(ctx, &d.sb, true)
-		d.sb.Reset()
-		if err != nil {
-			d.b.Reset()
-			return false, err
+	return false, d.writeOps(ctx, d.detach(), sync)
+}
+
+func (d *dedicatedLog) separate() bool { return true }
+
+func (d *dedicatedLog) detach() *logOps {
+	if d.cur.empty() {
+		return nil
+	}
+	ops := d.cur
+	select {
+	case d.cur = <-d.free:
+	default:
+		d.cur = &logOps{}
+	}
+	return ops
+}
+
+func (d *dedicatedLog) writeOps(ctx context.Context, ops *logOps, sync bool) error {
+	if ops == nil {
+		ops = &logOps{}
+	}
+	defer func() {
+		ops.b.Reset()
+		ops.sb.Reset()
+		select {
+		case d.free <- ops:
+		default:
+		}
+	}()
+	if ops.sb.Len() > 0 {
+		if err := d.store.Apply(ctx, &ops.sb, true); err != nil {
+			return err
 		}
 	}
-	err := d.l.Write(&d.b, sync)
-	d.b.Reset()
-	return false, err
+	if ops.b.Len() == 0 && !sync {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.l.Write(&ops.b, sync)
 }
 
 // storeLog keeps the raft log in the node's tiers.Store, under the keys
@@ -263,3 +335,13 @@ func (s *storeLog) write(ctx context.Context, into *tiers.Batch, sync bool) (boo
 	}
 	return false, s.store.Apply(ctx, &s.b, sync)
 }
+
+func (s *storeLog) separate() bool { return false }
+
+func (s *storeLog) detach() *logOps { panic("multiraft: the store-kept log is written with write") }
+
+func (s *storeLog) writeOps(context.Context, *logOps, bool) error {
+	panic("multiraft: the store-kept log is written with write")
+}
+
+func (s *storeLog) stats() raftlog.Stats { return raftlog.Stats{} }

@@ -116,7 +116,10 @@ type Node struct {
 	doneC chan struct{}
 
 	// Owned by the driver goroutine.
-	rlog    logStore // where the raft log lives: Config.Log or Store
+	rlog    logStore   // where the raft log lives: Config.Log or Store
+	writer  *logWriter // writes a separate rlog (nil for the store-kept log)
+	logSeq  uint64     // log writes submitted to writer
+	parked  []ready    // Readies waiting for their log write (see handleReady)
 	groups  map[GroupID]*group
 	waiters map[uint64]*proposal
 	rng     *rand.Rand
@@ -177,12 +180,15 @@ func New(cfg Config) (*Node, error) {
 		if err := migrate(context.Background(), cfg.Store, cfg.Log, n.log); err != nil {
 			return nil, err
 		}
-		n.rlog = &dedicatedLog{l: cfg.Log, store: cfg.Store}
+		n.rlog = newDedicatedLog(cfg.Log, cfg.Store)
 	} else {
 		n.rlog = &storeLog{store: cfg.Store}
 	}
 	if cfg.wrapLog != nil {
 		n.rlog = cfg.wrapLog(n.rlog)
+	}
+	if n.rlog.separate() {
+		n.writer = newLogWriter(n.rlog)
 	}
 	n.installCtx, n.stopInstall = context.WithCancel(context.Background())
 	go n.run()
@@ -249,6 +255,9 @@ func (n *Node) run() {
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
 	defer func() {
+		if n.writer != nil {
+			n.writer.stop() // what is queued is written; Config.Log may be closed after
+		}
 		for id, p := range n.waiters {
 			p.done <- result{err: ErrStopped}
 			delete(n.waiters, id)
@@ -291,14 +300,27 @@ func (n *Node) run() {
 // function — waiting for it unless poll is set, and reports false once
 // the node is stopping.
 //
+// While a log write is being synced, news (proposals, messages, ticks)
+// waits in its channels: taken once the write is done, it goes into the
+// next write whole, as it did when the driver synced the log itself —
+// but the driver meanwhile applies, answers and sends for the writes
+// before.
+//
 // A cycle's Advance can leave a group with a Ready at once: a lone voter
 // commits the entries it just persisted by acknowledging them to itself,
 // in Advance. Waiting for the next event would hold their proposers until
 // the next tick or proposal, so then the driver polls.
 func (n *Node) wait(tick <-chan time.Time, poll bool) bool {
-	var pollC chan struct{}
+	var pollC, wroteC chan struct{}
 	if poll {
 		pollC = closedC
+	}
+	recvC, propC := n.recvC, n.propC
+	if n.writer != nil {
+		wroteC = n.writer.wakeC
+		if n.writing() {
+			recvC, propC, tick = nil, nil, nil
+		}
 	}
 	select {
 	case <-n.stopC:
@@ -311,9 +333,9 @@ func (n *Node) wait(tick <-chan time.Time, poll bool) bool {
 		if n.ticks++; n.ticks%50 == 0 {
 			n.sweep()
 		}
-	case msgs := <-n.recvC:
+	case msgs := <-recvC:
 		n.step(msgs)
-	case p := <-n.propC:
+	case p := <-propC:
 		n.propose(p)
 	case f := <-n.ctlC:
 		f()
@@ -321,6 +343,7 @@ func (n *Node) wait(tick <-chan time.Time, poll bool) bool {
 		if n.groups[res.g.id] == res.g {
 			res.g.installed = &res // handleReady finishes it
 		}
+	case <-wroteC: // a log write is done: its parked Readies go on
 	case <-pollC:
 	}
 	return true

@@ -7,10 +7,23 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/soullabs/brainy/tiers"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
+
+// ready is a group's Ready, from the cycle that took it until the cycle
+// that advances it.
+type ready struct {
+	g  *group
+	rd raft.Ready
+	// deferred: its committed entries are applied only once its own log
+	// write is done (see committedFromLog).
+	deferred bool
+	// seq is the log write it waits for, while parked.
+	seq uint64
+}
 
 // handleReady applies, persists, sends and advances every group that has
 // a Ready (see the package doc for the order and why it is safe). A group
@@ -18,11 +31,46 @@ import (
 // it restarts from the log at the end. It reports whether a group has a
 // Ready again right after (see wait).
 func (n *Node) handleReady() (bool, error) {
-	type ready struct {
-		g  *group
-		rd raft.Ready
-	}
 	ctx := context.Background()
+	separate := n.writer != nil
+	if separate {
+		if err := n.writer.err.Load(); err != nil {
+			return false, *err
+		}
+	}
+	// 0. Finish the parked Readies whose log write is done: apply what
+	// they deferred, advance them. A lone voter's Advance commits the
+	// entries just written, so the Readies collected next apply them and
+	// answer their proposers in this same cycle. (Replies, reads' too,
+	// are only queued until the Commit below.)
+	var fin []ready // Readies to finish (send, advance)
+	if len(n.parked) > 0 {
+		done := n.writer.done.Load()
+		kept := n.parked[:0]
+		for _, r := range n.parked {
+			switch {
+			case n.groups[r.g.id] != r.g: // removed meanwhile
+			case r.seq <= done:
+				fin = append(fin, r) // still parked: collect skips it
+			default:
+				kept = append(kept, r)
+			}
+		}
+		clear(n.parked[len(kept):])
+		n.parked = kept
+	}
+	compact := false // some group's log is due for compaction: see storeApplies
+	for _, r := range fin {
+		if r.deferred {
+			n.applyAll(r.g, r.rd.CommittedEntries)
+		}
+		compact = compact || n.compactionDue(r.g)
+	}
+	if err := n.finish(ctx, fin); err != nil {
+		return false, err
+	}
+	finished := len(fin) > 0
+	fin = fin[:0]
 	// 1. Collect the Readies. One that brings a snapshot waits while the
 	// state machine copies the snapshot's state on another goroutine;
 	// once that is done, the group's held Ready is taken up, its state
@@ -33,6 +81,7 @@ func (n *Node) handleReady() (bool, error) {
 	var rds []ready
 	for _, g := range n.groups {
 		switch {
+		case g.parked:
 		case g.installed != nil:
 			rd, err := n.finishInstall(g)
 			if errors.Is(err, ErrSnapshotUnavailable) {
@@ -43,7 +92,7 @@ func (n *Node) handleReady() (bool, error) {
 				return false, err
 			}
 			mustSync = true
-			rds = append(rds, ready{g, rd})
+			rds = append(rds, ready{g: g, rd: rd, deferred: separate})
 		case g.installing:
 		case g.rn.HasReady():
 			rd := g.rn.Ready()
@@ -51,16 +100,67 @@ func (n *Node) handleReady() (bool, error) {
 				n.startInstall(g, rd)
 				continue
 			}
-			rds = append(rds, ready{g, rd})
+			rds = append(rds, ready{g: g, rd: rd, deferred: separate && !committedFromLog(g, rd)})
 		}
 	}
-	if len(rds) == 0 && len(unavailable) == 0 {
+	if len(rds) == 0 && !finished && len(unavailable) == 0 {
 		return false, nil
 	}
-	// 2. Apply the committed entries. Their effects stay in the state
-	// machine's batch and in memory until the store write below, and no
-	// caller hears of them before it.
-	compact := false // some group's log is due for compaction: see 4
+	// 2. The log: every group's entries and hard state, synced only if
+	// raft needs it (new entries, term or vote: a commit index alone may
+	// be lost). A separate log's write goes to the writer at once, so its
+	// sync runs while the driver applies and answers; the Readies that
+	// need it synced park until it is. The store-kept log's operations go
+	// into the cycle's store batch, ahead of the state machine's writes.
+	b := &n.batch
+	b.Reset()
+	wrote := false
+	park := make([]bool, len(rds))
+	for i, r := range rds {
+		if !raft.IsEmptyHardState(r.rd.HardState) {
+			prev, _, _ := r.g.storage.InitialState()
+			sync := raft.MustSync(r.rd.HardState, prev, len(r.rd.Entries))
+			mustSync = mustSync || sync
+			park[i] = sync
+			if err := n.rlog.setHardState(r.g.id, r.rd.HardState); err != nil {
+				return false, err
+			}
+			wrote = true
+		}
+		if len(r.rd.Entries) > 0 {
+			mustSync, park[i] = true, true
+			if err := n.rlog.append(r.g, r.rd.Entries); err != nil {
+				return false, err
+			}
+			wrote = true
+		}
+		park[i] = park[i] || r.deferred
+	}
+	storeSync := false
+	if separate {
+		if ops := n.rlog.detach(); ops != nil || mustSync {
+			n.logSeq++
+			n.writer.submit(n.logSeq, ops, mustSync)
+		}
+		for i, r := range rds {
+			if park[i] && mustSync {
+				r.seq, r.g.parked = n.logSeq, true
+				n.parked = append(n.parked, r)
+			} else {
+				fin = append(fin, r)
+			}
+		}
+	} else {
+		var err error
+		if storeSync, err = n.rlog.write(ctx, b, mustSync); err != nil {
+			return false, err
+		}
+		fin = append(fin, rds...)
+	}
+	// 3. Apply the committed entries whose log is durable (with a
+	// separate log; with the store-kept one all of them: they are stored
+	// together with the log). Their effects stay in the state machine's
+	// batch and in memory until the store write below.
 	for _, r := range rds {
 		if r.rd.SoftState != nil {
 			lead := NodeID(r.rd.SoftState.Lead)
@@ -71,90 +171,70 @@ func (n *Node) handleReady() (bool, error) {
 			n.leaders[r.g.id] = lead
 			n.mu.Unlock()
 		}
-		for _, e := range r.rd.CommittedEntries {
-			n.apply(r.g, e)
+		if !r.deferred {
+			n.applyAll(r.g, r.rd.CommittedEntries)
 		}
 		for _, rs := range r.rd.ReadStates {
 			n.readState(r.g, rs)
 		}
 		compact = compact || n.compactionDue(r.g)
 	}
-	// 3. Write the log: every group's entries and hard state, synced only
-	// if raft needs it (new entries, term or vote: a commit index alone
-	// may be lost). The store-backed log adds them to the store write
-	// below instead.
-	b := &n.batch
-	b.Reset()
-	wrote := false
-	for _, r := range rds {
-		if !raft.IsEmptyHardState(r.rd.HardState) {
-			prev, _, _ := r.g.storage.InitialState()
-			mustSync = mustSync || raft.MustSync(r.rd.HardState, prev, len(r.rd.Entries))
-			if err := n.rlog.setHardState(r.g.id, r.rd.HardState); err != nil {
-				return false, err
-			}
-			wrote = true
-		} else {
-			mustSync = mustSync || len(r.rd.Entries) > 0
-		}
-		if len(r.rd.Entries) > 0 {
-			if err := n.rlog.append(r.g, r.rd.Entries); err != nil {
-				return false, err
-			}
-			wrote = true
-		}
-	}
-	storeSync, err := n.rlog.write(ctx, b, mustSync)
-	if err != nil {
+	// 4. Store the applies, make them visible, answer their proposers.
+	if err := n.storeApplies(ctx, b, storeSync, compact); err != nil {
 		return false, err
 	}
-	// 4. Only once the log write has returned, the state machine's writes:
-	// they record its applied index, which must never be durable before
-	// the entries it names (raft hands a replica committed entries its
-	// log stores in this very cycle). With a dedicated log the store write
-	// is unsynced — the entries are durable in the log, and after a crash
-	// they are applied again — except in a cycle where some group's log is
-	// due for compaction: the log may be cut only behind state machine
-	// writes that a synced store write made durable (g.durable).
-	n.cfg.StateMachine.Flush(b)
-	storeSync = storeSync || compact
-	if storeSync && b.Len() == 0 {
-		// A store may skip an empty batch, and its sync with it (pebble
-		// does): give it something to write.
-		b.Delete(syncKey)
+	wrote = wrote || b.Len() > 0
+	if err := n.cfg.StateMachine.Commit(); err != nil {
+		return false, err
 	}
-	if b.Len() > 0 {
-		if err := n.cfg.Store.Apply(ctx, b, storeSync); err != nil {
-			return false, err
-		}
-		wrote = true
-		if storeSync {
-			// A synced write makes every earlier unsynced one durable too,
-			// and carried this cycle's applies: all applied state is.
-			for _, g := range n.groups {
-				g.durable = g.applied
-			}
-		}
-	}
+	n.answer()
 	if wrote {
 		n.syncs++
 		n.readies += uint64(len(rds))
 	}
-	for _, r := range rds {
+	// 5. Finish the Readies whose log is written: raft's own storage
+	// learns what the log holds, messages go out (one batch per peer),
+	// raft advances, logs due for it are compacted.
+	if err := n.finish(ctx, fin); err != nil {
+		return false, err
+	}
+	n.answer() // reads that finished
+	for _, g := range unavailable {
+		if err := n.reopen(g); err != nil {
+			return false, err
+		}
+	}
+	for _, r := range fin {
+		if r.g.rn.HasReady() {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// applyAll applies committed entries of g in order.
+func (n *Node) applyAll(g *group, ents []*pb.Entry) {
+	for _, e := range ents {
+		n.apply(g, e)
+	}
+}
+
+// finish ends the Readies in fin, whose log writes are done.
+func (n *Node) finish(ctx context.Context, fin []ready) error {
+	for _, r := range fin {
 		if !raft.IsEmptyHardState(r.rd.HardState) {
 			if err := r.g.storage.SetHardState(r.rd.HardState); err != nil {
-				return false, err
+				return err
 			}
 		}
 		if len(r.rd.Entries) > 0 {
 			if err := r.g.storage.Append(r.rd.Entries); err != nil {
-				return false, err
+				return err
 			}
 		}
 	}
-	// 5. Send, one batch per peer.
 	out := map[NodeID][]Message{}
-	for _, r := range rds {
+	for _, r := range fin {
 		for _, m := range r.rd.Messages {
 			to := NodeID(m.GetTo())
 			out[to] = append(out[to], Message{Group: r.g.id, Msg: m})
@@ -166,7 +246,7 @@ func (n *Node) handleReady() (bool, error) {
 	// A snapshot message carries only metadata (the receiver fetches the
 	// state itself), so it is as good as delivered once sent; if it is
 	// lost, the follower stays behind and raft sends another.
-	for _, r := range rds {
+	for _, r := range fin {
 		for _, m := range r.rd.Messages {
 			if m.GetType() == pb.MessageType_MsgSnap {
 				r.g.rn.ReportSnapshot(m.GetTo(), raft.SnapshotFinish)
@@ -174,40 +254,96 @@ func (n *Node) handleReady() (bool, error) {
 			}
 		}
 	}
-	// 6. Make the applies visible, answer, advance, compact.
-	if err := n.cfg.StateMachine.Commit(); err != nil {
-		return false, err
-	}
-	for _, r := range rds {
+	for _, r := range fin {
+		r.g.parked = false
 		n.finishReads(r.g)
 		r.g.rn.Advance(r.rd)
 		n.updateSole(r.g)
 		n.campaignAlone(r.g)
 	}
-	for _, r := range rds {
+	for _, r := range fin {
 		if err := n.maybeCompact(r.g); err != nil {
-			return false, err
+			return err
 		}
 	}
-	if _, err := n.rlog.write(ctx, nil, false); err != nil { // the compactions
-		return false, err
+	// The compactions, unsynced: losing one only keeps entries longer.
+	if n.writer != nil {
+		if ops := n.rlog.detach(); ops != nil {
+			n.logSeq++
+			n.writer.submit(n.logSeq, ops, false)
+		}
+		return nil
 	}
+	_, err := n.rlog.write(ctx, nil, false)
+	return err
+}
+
+// storeApplies writes the state machine's writes of this cycle's applies
+// (StateMachine.Flush) to the store in one Store.Apply.
+//
+// They record the applied index, which must never be durable before the
+// entries it names, so they normally follow the cycle's log write: raft
+// hands a replica committed entries its log stores in this very cycle. A
+// cycle whose applied entries were all in the log before it (early; a
+// leader's always are — it counts its own append only once persisted —
+// and a follower's mostly) stores them first, makes them visible and
+// answers their proposers, and only then writes and syncs the new
+// entries: a write is then answered one log sync after its own, not two.
+// That needs a log apart from the store (Config.Log); the store-kept log
+// rides in this same write.
+//
+// With a dedicated log the store write is unsynced — the entries are
+// durable in the log, and after a crash they are applied again — except
+// in a cycle where some group's log is due for compaction (compact): the
+// log may be cut only behind state machine writes that a synced store
+// write made durable (g.durable). sync is what the store-kept log needs.
+func (n *Node) storeApplies(ctx context.Context, b *tiers.Batch, sync, compact bool) error {
+	n.cfg.StateMachine.Flush(b)
+	sync = sync || compact
+	if sync && b.Len() == 0 {
+		// A store may skip an empty batch, and its sync with it (pebble
+		// does): give it something to write.
+		b.Delete(syncKey)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := n.cfg.Store.Apply(ctx, b, sync); err != nil {
+		return err
+	}
+	if sync {
+		// A synced write makes every earlier unsynced one durable too,
+		// and carried this cycle's applies: all applied state is.
+		for _, g := range n.groups {
+			g.durable = g.applied
+		}
+	}
+	return nil
+}
+
+// committedFromLog reports whether every entry rd commits was in g's log
+// before this cycle: none is among the entries rd appends (which may also
+// replace an uncommitted tail), and none lies past what the log holds.
+func committedFromLog(g *group, rd raft.Ready) bool {
+	ce := rd.CommittedEntries
+	if len(ce) == 0 {
+		return true
+	}
+	last := ce[len(ce)-1].GetIndex()
+	if len(rd.Entries) > 0 && rd.Entries[0].GetIndex() <= last {
+		return false
+	}
+	li, err := g.storage.LastIndex()
+	return err == nil && last <= li
+}
+
+// answer hands the replies collected by the applies to their proposers.
+func (n *Node) answer() {
 	for i, rp := range n.replies {
 		rp.p.done <- rp.r
 		n.replies[i] = reply{}
 	}
 	n.replies = n.replies[:0]
-	for _, g := range unavailable {
-		if err := n.reopen(g); err != nil {
-			return false, err
-		}
-	}
-	for _, r := range rds {
-		if r.g.rn.HasReady() {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // reopen replaces replica g with one loaded from the store, forgetting

@@ -36,7 +36,7 @@ func (n *Node) Stats() Stats {
 	_ = n.do(context.Background(), func() {
 		s = Stats{Syncs: n.syncs, Readies: n.readies, SnapshotsSent: n.snapshotsSent, SnapshotsInstalled: n.snapshotsTaken, Rejected: n.rejected}
 		if n.cfg.Log != nil {
-			s.Log = n.cfg.Log.Stats()
+			s.Log = n.rlog.stats()
 		}
 	})
 	n.mu.Lock()
