@@ -120,6 +120,7 @@ type Node struct {
 	writer  *logWriter // writes a separate rlog (nil for the store-kept log)
 	logSeq  uint64     // log writes submitted to writer
 	parked  []ready    // Readies waiting for their log write (see handleReady)
+	park    []bool     // handleReady's, reused
 	groups  map[GroupID]*group
 	waiters map[uint64]*proposal
 	rng     *rand.Rand

@@ -115,7 +115,11 @@ func (n *Node) handleReady() (bool, error) {
 	b := &n.batch
 	b.Reset()
 	wrote := false
-	park := make([]bool, len(rds))
+	park := n.park[:0]
+	for range rds {
+		park = append(park, false)
+	}
+	n.park = park
 	for i, r := range rds {
 		if !raft.IsEmptyHardState(r.rd.HardState) {
 			prev, _, _ := r.g.storage.InitialState()
