@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/soullabs/brainy/bench/internal/benchproc"
 )
 
 // bench is one run: its settings, the processes it started and what it
@@ -17,7 +19,7 @@ import (
 type bench struct {
 	cfg   Config
 	log   *slog.Logger
-	procs *registry
+	procs *benchproc.Registry
 	res   results
 }
 
@@ -83,7 +85,7 @@ func (b *bench) threeNodes(ctx context.Context) error {
 		return err
 	}
 	if b.cfg.has("throughput") {
-		var servers []*proc
+		var servers []*benchproc.Proc
 		for _, n := range c.nodes {
 			servers = append(servers, n.proc)
 		}

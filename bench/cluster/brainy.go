@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/soullabs/brainy/bench/internal/benchhttp"
+	"github.com/soullabs/brainy/bench/internal/benchproc"
 	"github.com/soullabs/brainy/cluster"
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/nodestats"
@@ -28,7 +29,7 @@ const tenant = "default"
 type node struct {
 	id   string
 	ip   string
-	proc *proc
+	proc *benchproc.Proc
 }
 
 func (n *node) url(path string) string { return "http://" + n.ip + ":7070" + path }
@@ -51,8 +52,8 @@ func (b *bench) newBrainyCluster(name string, count int) *brainyCluster {
 		if i > 0 {
 			args = append(args, "--peers", fmt.Sprintf("127.0.0.%d:7946", b.cfg.FirstIP))
 		}
-		c.nodes = append(c.nodes, &node{id: id, ip: ip, proc: &proc{
-			name: name + "/" + id, path: b.cfg.BrainyCore, args: args, log: filepath.Join(c.dir, id+".log"),
+		c.nodes = append(c.nodes, &node{id: id, ip: ip, proc: &benchproc.Proc{
+			Name: name + "/" + id, Path: b.cfg.BrainyCore, Args: args, Log: filepath.Join(c.dir, id+".log"),
 		}})
 	}
 	return c
@@ -63,12 +64,12 @@ func (c *brainyCluster) startNode(ctx context.Context, n *node) error {
 	if err := checkFree(n.ip, 7070, 7071, 7946); err != nil {
 		return err
 	}
-	c.b.log.Info("starting brainy-core", "node", n.id, "cmd", n.proc.path+" "+strings.Join(n.proc.args, " "))
-	if err := c.b.procs.start(n.proc); err != nil {
+	c.b.log.Info("starting brainy-core", "node", n.id, "cmd", n.proc.Path+" "+strings.Join(n.proc.Args, " "))
+	if err := c.b.procs.Start(n.proc); err != nil {
 		return err
 	}
 	return waitFor(ctx, 30*time.Second, func() (bool, string) {
-		if err := n.proc.exitErr(); err != nil {
+		if err := n.proc.ExitErr(); err != nil {
 			return false, err.Error()
 		}
 		code, _, err := httpDo(ctx, "GET", n.url("/readyz"), nil, time.Second)
@@ -87,7 +88,7 @@ func (c *brainyCluster) start(ctx context.Context) error {
 	}
 	for _, n := range c.nodes {
 		if err := c.startNode(ctx, n); err != nil {
-			return fmt.Errorf("%s: %w", n.proc.name, err)
+			return fmt.Errorf("%s: %w", n.proc.Name, err)
 		}
 	}
 	return c.waitHealthy(ctx, c.b.cfg.HealTimeout)
@@ -95,7 +96,7 @@ func (c *brainyCluster) start(ctx context.Context) error {
 
 func (c *brainyCluster) stop() {
 	for _, n := range c.nodes {
-		n.proc.stop(15 * time.Second)
+		n.proc.Stop(15 * time.Second)
 	}
 }
 
@@ -119,7 +120,7 @@ func metrics(ctx context.Context, n *node) (*nodestats.Snapshot, error) {
 func (c *brainyCluster) snapshots(ctx context.Context) ([]*nodestats.Snapshot, error) {
 	var out []*nodestats.Snapshot
 	for _, n := range c.nodes {
-		if !n.proc.running() {
+		if !n.proc.Running() {
 			continue
 		}
 		s, err := metrics(ctx, n)
@@ -168,7 +169,7 @@ func healthy(snaps []*nodestats.Snapshot, ids []string) (leaders map[int]string,
 func (c *brainyCluster) ids() []string {
 	var ids []string
 	for _, n := range c.nodes {
-		if !n.proc.running() {
+		if !n.proc.Running() {
 			continue
 		}
 		ids = append(ids, n.id)

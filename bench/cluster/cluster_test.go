@@ -1,8 +1,6 @@
 package main
 
 import (
-	"log/slog"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -204,35 +202,5 @@ func TestPacedWriterCountsOnlyRequestsSentAfterTheKill(t *testing.T) {
 	}
 	if w.okBefore != 1 || w.failed != 1 || !w.got {
 		t.Fatalf("counted %d before, %d failed, got %v", w.okBefore, w.failed, w.got)
-	}
-}
-
-// TestRegistryStopsItsProcesses: stopAll ends every process started and
-// still running, and a process can be started again with its command.
-func TestRegistryStopsItsProcesses(t *testing.T) {
-	dir := t.TempDir()
-	r := newRegistry(slog.New(slog.DiscardHandler))
-	p := &proc{name: "sleep", path: "sleep", args: []string{"60"}, log: filepath.Join(dir, "sleep.log")}
-	q := &proc{name: "sleep2", path: "sleep", args: []string{"60"}, log: filepath.Join(dir, "sleep2.log")}
-	for _, x := range []*proc{p, q} {
-		if err := r.start(x); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p.kill()
-	if p.running() || p.exitErr() == nil {
-		t.Fatal("killed process still running")
-	}
-	if err := r.start(p); err != nil {
-		t.Fatal(err)
-	}
-	r.stopAll()
-	if p.running() || q.running() {
-		t.Fatal("stopAll left a process running")
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.procs) != 0 {
-		t.Fatalf("registry still holds %d processes", len(r.procs))
 	}
 }

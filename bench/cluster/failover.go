@@ -170,7 +170,7 @@ func (b *bench) failoverOnce(ctx context.Context, c *brainyCluster, part int, vi
 	s := &failoverSample{partition: part, killed: victim.id, client: client.id}
 	killAt := time.Now()
 	w.arm(killAt)
-	victim.proc.kill()
+	victim.proc.Kill()
 	select {
 	case <-w.signal:
 		s.ok = true

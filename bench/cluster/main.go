@@ -53,6 +53,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/soullabs/brainy/bench/internal/benchproc"
 )
 
 // Config is one benchmark run. Zero fields take the defaults EnsureDefaults
@@ -274,15 +276,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 
-	b := &bench{cfg: c, log: c.Log, procs: newRegistry(c.Log)}
+	b := &bench{cfg: c, log: c.Log, procs: benchproc.NewRegistry(c.Log)}
 	defer func() {
-		b.procs.stopAll()
+		b.procs.StopAll(15 * time.Second)
 		if !c.KeepWorkDir {
 			os.RemoveAll(c.WorkDir)
 		}
 	}()
 	err := b.run(ctx)
-	b.procs.stopAll()
+	b.procs.StopAll(15 * time.Second)
 	b.summary(stdout)
 	if err != nil {
 		c.Log.Error("run failed", "err", err)

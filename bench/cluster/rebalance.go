@@ -146,7 +146,7 @@ func (b *bench) rebalance(ctx context.Context) error {
 	three, fourth := c.nodes[:3], c.nodes[3]
 	for _, n := range three {
 		if err := c.startNode(ctx, n); err != nil {
-			return fmt.Errorf("%s: %w", n.proc.name, err)
+			return fmt.Errorf("%s: %w", n.proc.Name, err)
 		}
 	}
 	if err := c.waitHealthy(ctx, b.cfg.HealTimeout); err != nil {
@@ -199,7 +199,7 @@ func (b *bench) rebalance(ctx context.Context) error {
 	fg.into(&r.during)
 	start := time.Now()
 	if err := c.startNode(ctx, fourth); err != nil {
-		return fmt.Errorf("%s: %w", fourth.proc.name, err)
+		return fmt.Errorf("%s: %w", fourth.proc.Name, err)
 	}
 	var last time.Time
 	err := waitFor(ctx, b.cfg.SettleTimeout, func() (bool, string) {

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/soullabs/brainy/bench/internal/benchproc"
 )
 
 // wrkResult is what one wrk run reports.
@@ -87,7 +89,7 @@ func parseWrkDuration(s string) (time.Duration, error) {
 
 // runWrk runs wrk with kv.lua in mode against url, an unreported warm-up
 // first; the output is kept in the work directory's results.
-func (b *bench) runWrk(ctx context.Context, store, mode, url string, servers []*proc) (wrkResult, error) {
+func (b *bench) runWrk(ctx context.Context, store, mode, url string, servers []*benchproc.Proc) (wrkResult, error) {
 	c := b.cfg
 	args := func(d time.Duration) []string {
 		return []string{"-t" + strconv.Itoa(c.Threads), "-c" + strconv.Itoa(c.Connections), "-d" + fmt.Sprintf("%ds", int(d.Seconds())),
@@ -141,7 +143,7 @@ func (b *bench) runWrk(ctx context.Context, store, mode, url string, servers []*
 func (b *bench) waitQuiet(ctx context.Context, limit time.Duration) {
 	start := time.Now()
 	for ctx.Err() == nil {
-		ours := b.procs.running()
+		ours := b.procs.Running()
 		m0, o0 := busyTicks(), procTicks(ours)
 		time.Sleep(time.Second)
 		other := float64(busyTicks()-m0-(procTicks(ours)-o0)) / clkTck
@@ -180,13 +182,13 @@ func busyTicks() int64 {
 
 // procTicks is the user+system CPU time used so far by the running
 // processes of ps, in clock ticks.
-func procTicks(ps []*proc) int64 {
+func procTicks(ps []*benchproc.Proc) int64 {
 	var t int64
 	for _, p := range ps {
-		if !p.running() {
+		if !p.Running() {
 			continue
 		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
 		if err != nil {
 			continue
 		}
@@ -209,7 +211,7 @@ type etcdCluster struct {
 	b       *bench
 	dir     string
 	ips     []string
-	members []*proc
+	members []*benchproc.Proc
 }
 
 func (b *bench) newEtcdCluster() *etcdCluster {
@@ -222,8 +224,8 @@ func (b *bench) newEtcdCluster() *etcdCluster {
 	}
 	for i, ip := range e.ips {
 		name := fmt.Sprintf("e%d", i+1)
-		e.members = append(e.members, &proc{name: "etcd/" + name, path: b.cfg.Etcd, log: filepath.Join(e.dir, name+".log"),
-			args: []string{"--name", name, "--data-dir", filepath.Join(e.dir, name),
+		e.members = append(e.members, &benchproc.Proc{Name: "etcd/" + name, Path: b.cfg.Etcd, Log: filepath.Join(e.dir, name+".log"),
+			Args: []string{"--name", name, "--data-dir", filepath.Join(e.dir, name),
 				"--listen-client-urls", "http://" + ip + ":2379", "--advertise-client-urls", "http://" + ip + ":2379",
 				"--listen-peer-urls", "http://" + ip + ":2380", "--initial-advertise-peer-urls", "http://" + ip + ":2380",
 				"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
@@ -242,19 +244,19 @@ func (e *etcdCluster) start(ctx context.Context) error {
 		if err := checkFree(e.ips[i], 2379, 2380); err != nil {
 			return err
 		}
-		e.b.log.Info("starting etcd", "member", p.name, "cmd", p.path+" "+strings.Join(p.args, " "))
-		if err := e.b.procs.start(p); err != nil {
+		e.b.log.Info("starting etcd", "member", p.Name, "cmd", p.Path+" "+strings.Join(p.Args, " "))
+		if err := e.b.procs.Start(p); err != nil {
 			return err
 		}
 	}
 	return waitFor(ctx, 60*time.Second, func() (bool, string) {
 		for i, p := range e.members {
-			if err := p.exitErr(); err != nil {
+			if err := p.ExitErr(); err != nil {
 				return false, err.Error()
 			}
 			code, body, err := httpDo(ctx, "GET", "http://"+e.ips[i]+":2379/health", nil, time.Second)
 			if err != nil || code != 200 || !strings.Contains(string(body), `"true"`) {
-				return false, fmt.Sprintf("%s: /health %d %s %v", p.name, code, body, err)
+				return false, fmt.Sprintf("%s: /health %d %s %v", p.Name, code, body, err)
 			}
 		}
 		_, err := e.leader(ctx)
@@ -287,7 +289,7 @@ func (e *etcdCluster) leader(ctx context.Context) (int, error) {
 
 func (e *etcdCluster) stop() {
 	for _, p := range e.members {
-		p.stop(15 * time.Second)
+		p.Stop(15 * time.Second)
 	}
 }
 
@@ -306,7 +308,7 @@ func (b *bench) throughputEtcd(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.target += " (leader " + e.members[l].name + ")"
+	r.target += " (leader " + e.members[l].Name + ")"
 	b.res.etcd = &r
 	return nil
 }

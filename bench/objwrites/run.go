@@ -10,16 +10,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/soullabs/brainy/bench/internal/benchhttp"
+	"github.com/soullabs/brainy/bench/internal/benchproc"
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/nodestats"
 	"github.com/soullabs/brainy/tiers/s3"
@@ -43,9 +41,7 @@ type node struct {
 	id, ip  string
 	storage string // the --storage URL (through the proxy)
 	prefix  string // the node's prefix in the bucket
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
+	proc    *benchproc.Proc
 }
 
 func (n *node) url(path string) string { return "http://" + n.ip + ":7070" + path }
@@ -64,10 +60,9 @@ func runOne(ctx context.Context, log *slog.Logger, cfg *Config, nodes, writers i
 	run := "objw-" + strings.ToLower(rand.Text()[:8]) + fmt.Sprintf("-%dn-c%d", nodes, writers)
 	secret := rand.Text() + rand.Text()
 	var ns []*node
+	procs := benchproc.NewRegistry(log)
 	defer func() {
-		for _, n := range ns {
-			n.stop(20 * time.Second)
-		}
+		procs.StopAll(20 * time.Second)
 		if derr := deleteObjects(cfg, ns); derr != nil {
 			log.Warn("deleting the run's objects", "err", derr)
 		}
@@ -77,19 +72,23 @@ func runOne(ctx context.Context, log *slog.Logger, cfg *Config, nodes, writers i
 		n := &node{id: fmt.Sprintf("n%d", i+1), ip: fmt.Sprintf("127.0.0.%d", cfg.FirstIP+i)}
 		n.prefix = run + "-" + n.id
 		n.storage = fmt.Sprintf("s3://%s/%s?endpoint=%s&region=%s", cfg.Bucket, n.prefix, url.QueryEscape(px.URL()), cfg.Region)
-		n.logPath = filepath.Join(cfg.WorkDir, run+"-"+n.id+".log")
 		args := []string{"--bind", n.ip, "--storage", n.storage, "--node-id", n.id, "--cluster-secret", secret,
 			"--log-format", "json"}
 		if i > 0 {
 			args = append(args, "--peers", ns[0].ip+":7946")
 		}
-		if err := n.start(cfg, args); err != nil {
+		n.proc = &benchproc.Proc{Name: n.id, Path: cfg.BrainyCore, Args: args, Log: filepath.Join(cfg.WorkDir, run+"-"+n.id+".log"),
+			Env: []string{"AWS_ACCESS_KEY_ID=" + cfg.AccessKey, "AWS_SECRET_ACCESS_KEY=" + cfg.SecretKey, "AWS_EC2_METADATA_DISABLED=true"}}
+		if err := n.portsFree(); err != nil {
+			return res, err
+		}
+		if err := procs.Start(n.proc); err != nil {
 			return res, err
 		}
 		ns = append(ns, n)
 		if err := waitFor(ctx, 60*time.Second, func() (bool, string) {
-			if !n.running() {
-				return false, "exited; see " + n.logPath
+			if !n.proc.Running() {
+				return false, n.proc.ExitErr().Error()
 			}
 			code, _, err := httpDo(ctx, "GET", n.url("/readyz"), nil, time.Second)
 			if err != nil {
@@ -163,8 +162,8 @@ func runOne(ctx context.Context, log *slog.Logger, cfg *Config, nodes, writers i
 	}
 	res.Load = px.snapshot().sub(res.Startup)
 	for _, n := range ns {
-		if !n.running() {
-			return res, fmt.Errorf("%s exited during the load; see %s", n.id, n.logPath)
+		if !n.proc.Running() {
+			return res, fmt.Errorf("during the load: %w", n.proc.ExitErr())
 		}
 	}
 	if cfg.Idle > 0 {
@@ -184,7 +183,8 @@ func runOne(ctx context.Context, log *slog.Logger, cfg *Config, nodes, writers i
 // puts keeps the Put requests of c.
 func puts(c counts) tally { return c.sum(func(k reqKind) bool { return k.Op == opPut }) }
 
-func (n *node) start(cfg *Config, args []string) error {
+// portsFree checks that nothing listens on the node's ports already.
+func (n *node) portsFree() error {
 	for _, port := range []int{7070, 7071, 7946} {
 		addr := net.JoinHostPort(n.ip, fmt.Sprint(port))
 		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
@@ -192,48 +192,7 @@ func (n *node) start(cfg *Config, args []string) error {
 			return fmt.Errorf("%s is already in use (pick other addresses with -first-ip)", addr)
 		}
 	}
-	f, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	n.cmd = exec.Command(cfg.BrainyCore, args...)
-	n.cmd.Stdout, n.cmd.Stderr = f, f
-	n.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+cfg.AccessKey, "AWS_SECRET_ACCESS_KEY="+cfg.SecretKey,
-		"AWS_EC2_METADATA_DISABLED=true")
-	if err := n.cmd.Start(); err != nil {
-		f.Close()
-		return err
-	}
-	n.done = make(chan struct{})
-	go func() {
-		_ = n.cmd.Wait()
-		f.Close()
-		close(n.done)
-	}()
 	return nil
-}
-
-func (n *node) running() bool {
-	select {
-	case <-n.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop sends SIGTERM, then SIGKILL after grace, and waits for the exit.
-func (n *node) stop(grace time.Duration) {
-	if n.done == nil || !n.running() {
-		return
-	}
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.done:
-	case <-time.After(grace):
-		_ = n.cmd.Process.Signal(syscall.SIGKILL)
-		<-n.done
-	}
 }
 
 // healthy reports whether every node sees every other healthy and every
