@@ -4,6 +4,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/soullabs/brainy/internal/dirsync"
 )
 
 // fileSystem is what the log needs of a directory. The real one is osFS;
@@ -70,7 +72,7 @@ func (osFS) OpenRW(name string) (file, error) {
 
 func (osFS) Remove(name string) error { return os.Remove(name) }
 
-func (osFS) SyncDir(dir string) error { return syncDir(filepath.Clean(dir)) }
+func (osFS) SyncDir(dir string) error { return dirsync.Sync(filepath.Clean(dir)) }
 
 func (osFS) Lock(name string) (io.Closer, error) { return lockFile(name) }
 

@@ -12,7 +12,3 @@ import (
 func lockFile(name string) (io.Closer, error) {
 	return os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
 }
-
-// syncDir does nothing where a directory cannot be opened and synced
-// (Windows makes renames and creations durable with the file).
-func syncDir(string) error { return nil }

@@ -23,14 +23,3 @@ func lockFile(name string) (io.Closer, error) {
 	}
 	return f, nil
 }
-
-// syncDir fsyncs a directory, making the names created or removed in it
-// durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/soullabs/brainy/internal/dirsync"
 )
 
 // Dir is a Store in a local directory: the object-store contract on a
@@ -183,21 +185,12 @@ func (d *Dir) Put(ctx context.Context, key string, body []byte, cond Cond) (stri
 		err = os.Rename(tmp.Name(), p)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(p))
+		err = dirsync.Sync(filepath.Dir(p))
 	}
 	if err != nil {
 		return "", fmt.Errorf("objstore: put %q: %w: %v", key, ErrUnavailable, err)
 	}
 	return etag, nil
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // Get implements Store.
