@@ -42,15 +42,12 @@ type logStore interface {
 	// remove drops everything of g.
 	remove(g *group)
 
-	// write stores the operations added since the last write, durably
-	// when sync. into, when not nil, is the cycle's store batch, which
-	// the driver writes right after with the state machine's writes.
-	//
-	// The store-backed log adds its operations to into instead of writing
-	// them (one atomic store write per cycle, as before the dedicated log
-	// existed) and returns storeSync = sync: that store write must then be
-	// synced. The dedicated log writes them to its own files and returns
-	// false: the store write that follows needs no sync for the log's sake.
+	// write (the store-kept log only) stores the operations added since
+	// the last write, durably when sync. into, when not nil, is the
+	// cycle's store batch, which the driver writes right after with the
+	// state machine's writes: the operations go into it instead (one
+	// atomic store write per cycle) and write returns storeSync = sync,
+	// that store write must then be synced.
 	write(ctx context.Context, into *tiers.Batch, sync bool) (storeSync bool, err error)
 
 	// separate reports whether the log is written apart from the store
@@ -213,10 +210,8 @@ func (d *dedicatedLog) remove(g *group) {
 	d.cur.sb.Delete(truncatedKey(g.id))
 }
 
-// write writes the operations added since the last detach, on the
-// caller's goroutine.
-func (d *dedicatedLog) write(ctx context.Context, _ *tiers.Batch, sync bool) (bool, error) {
-	return false, d.writeOps(ctx, d.detach(), sync)
+func (d *dedicatedLog) write(context.Context, *tiers.Batch, bool) (bool, error) {
+	panic("multiraft: the dedicated log is written by the log writer (writeOps)")
 }
 
 func (d *dedicatedLog) separate() bool { return true }
