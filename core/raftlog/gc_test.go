@@ -91,12 +91,7 @@ func TestGC(t *testing.T) {
 	if st := l.Stats(); st.DeletedSegments != uint64(before+1-after) && st.DeletedSegments != uint64(before-after) {
 		t.Fatalf("stats %+v", st)
 	}
-	l.Close()
-	l = openT(t, cfg)
-	if got := dump(t, l).String(); got != m.String() {
-		t.Fatalf("after GC and reopen: %s", diffStates(m.String(), got))
-	}
-	l.Close()
+	reopenMatches(t, l, cfg, m, "after GC and reopen")
 }
 
 // TestGCRemove: removing a group lets the segments only it used go.
@@ -121,12 +116,7 @@ func TestGCRemove(t *testing.T) {
 	if n := segmentFiles(t, dir); n != 1 {
 		t.Fatalf("%d segments left after removing the only group with entries in the old ones", n)
 	}
-	l.Close()
-	l = openT(t, cfg)
-	defer l.Close()
-	if got := dump(t, l).String(); got != m.String() {
-		t.Fatalf("after removal and reopen: %s", diffStates(m.String(), got))
-	}
+	reopenMatches(t, l, cfg, m, "after removal and reopen")
 }
 
 // TestGCIdleGroup: a group that wrote a few entries and went idle does
@@ -154,12 +144,7 @@ func TestGCIdleGroup(t *testing.T) {
 	if st.RewrittenBytes > 5*uint64(st.Rolls)*210 {
 		t.Fatalf("rewrote %d bytes in %d moves", st.RewrittenBytes, st.Rolls)
 	}
-	l.Close()
-	l = openT(t, cfg)
-	defer l.Close()
-	if got := dump(t, l).String(); got != m.String() {
-		t.Fatalf("after reopen: %s", diffStates(m.String(), got))
-	}
+	l = reopenMatches(t, l, cfg, m, "after reopen")
 	if ents, err := l.Entries(1, 1, 6); err != nil || len(ents) != 5 {
 		t.Fatalf("the idle group's entries: %v, %v", len(ents), err)
 	}
@@ -184,10 +169,19 @@ func TestSnapshotOp(t *testing.T) {
 	if n := segmentFiles(t, dir); n > 2 {
 		t.Fatalf("%d segments after a snapshot replaced the log", n)
 	}
+	reopenMatches(t, l, cfg, m, "after the snapshot and reopen")
+}
+
+// reopenMatches closes l, opens its directory again and checks that it
+// holds what model m says (when names the moment, for the failure). The
+// reopened log is closed when the test ends.
+func reopenMatches(t *testing.T, l *Log, cfg Config, m model, when string) *Log {
+	t.Helper()
 	l.Close()
 	l = openT(t, cfg)
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
 	if got := dump(t, l).String(); got != m.String() {
-		t.Fatalf("%s", diffStates(m.String(), got))
+		t.Fatalf("%s: %s", when, diffStates(m.String(), got))
 	}
+	return l
 }
