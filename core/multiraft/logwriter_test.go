@@ -37,17 +37,9 @@ func TestAnswerDoesNotWaitForLaterSync(t *testing.T) {
 	c := emptyCluster(t, true, []GroupID{1}, 0)
 	c.ids = []NodeID{1}
 	gl := &gatedLog{first: make(chan struct{}), release: make(chan struct{})}
-	sm := c.newRecorder()
-	cfg := c.config(1, sm)
-	cfg.wrapLog = func(ls logStore) logStore { gl.logStore = ls; return gl }
-	n, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.add(1, n, sm)
-	if err := n.OpenGroup(context.Background(), 1, c.ids); err != nil {
-		t.Fatal(err)
-	}
+	n := c.startWith(1, func(cfg *Config) {
+		cfg.wrapLog = func(ls logStore) logStore { gl.logStore = ls; return gl }
+	})
 	c.propose(1, "warm-up") // elected, every election write done
 	defer close(gl.release)
 	gl.armed.Store(true)
@@ -73,7 +65,7 @@ func TestAnswerDoesNotWaitForLaterSync(t *testing.T) {
 		t.Fatalf("b was answered before its log write was synced: %v", err)
 	default:
 	}
-	if got := sm.commands(1); len(got) != 2 || got[1] != "a" {
+	if got := c.sms[1].commands(1); len(got) != 2 || got[1] != "a" {
 		t.Fatalf("applied %q, want warm-up and a", got)
 	}
 }

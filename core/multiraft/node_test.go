@@ -256,9 +256,17 @@ func (c *cluster) add(id NodeID, n *Node, sm *recorder) {
 
 // start opens node id on its store, with a fresh state machine (which
 // replays the log from the start).
-func (c *cluster) start(id NodeID) {
+func (c *cluster) start(id NodeID) { c.startWith(id, nil) }
+
+// startWith is start with the node's configuration changed by tweak
+// (when not nil) first.
+func (c *cluster) startWith(id NodeID, tweak func(*Config)) *Node {
 	sm := c.newRecorder()
-	n, err := New(c.config(id, sm))
+	cfg := c.config(id, sm)
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	n, err := New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -268,6 +276,7 @@ func (c *cluster) start(id NodeID) {
 		}
 	}
 	c.add(id, n, sm)
+	return n
 }
 
 func (c *cluster) newRecorder() *recorder {
@@ -613,17 +622,7 @@ func testLoneVoterLeadsAtOnce(t *testing.T, dedicated bool) {
 	c := emptyCluster(t, dedicated, []GroupID{3}, 0)
 	c.ids = []NodeID{1}
 	open := func() {
-		sm := c.newRecorder()
-		cfg := c.config(1, sm)
-		cfg.TickInterval = time.Hour
-		n, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.add(1, n, sm)
-		if err := n.OpenGroup(context.Background(), 3, c.ids); err != nil {
-			t.Fatal(err)
-		}
+		n := c.startWith(1, func(cfg *Config) { cfg.TickInterval = time.Hour })
 		// Raft drops a proposal made before the driver's cycle has
 		// taken the election's Ready up (ErrNoLeader): try again.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
