@@ -93,16 +93,7 @@ func TestFlushAfter(t *testing.T) {
 	if err := s.Apply(context.Background(), &b, false); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := below.Get(context.Background(), []byte("k")); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("a buffered write never reached the store below")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitBelow(t, below, "k", "a buffered write never reached the store below")
 }
 
 // TestUnsyncedNeverAloneWhileSyncsCome: with the default wait, unsynced
@@ -165,13 +156,20 @@ func TestSizeBoundFlushes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	waitBelow(t, below, "k00", "2 KB of unsynced writes over a 1 KiB bound never reached the store below")
+}
+
+// waitBelow waits until key is in the store below (10 s at most, else
+// the test fails with why).
+func waitBelow(t *testing.T, below tiers.Store, key, why string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := below.Get(ctx, []byte("k00")); err == nil {
-			break
+		if _, err := below.Get(context.Background(), []byte(key)); err == nil {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("2 KB of unsynced writes over a 1 KiB bound never reached the store below")
+			t.Fatal(why)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
