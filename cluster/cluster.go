@@ -464,13 +464,15 @@ func (n *Node) Close() error {
 }
 
 // viaPeers runs op against other members until one answers something
-// other than "wrong node". It is how a node answers for a partition it
+// other than "wrong node" or "not the leader" (a write reaches a
+// partition's leader that way). It is how a node answers for a partition it
 // holds no replica of; the request goes marked as forwarded, so the
 // receiving node answers from its own replicas and never forwards it
 // again: a request crosses at most one hop and cannot loop.
 func (n *Node) viaPeers(ctx context.Context, op func(b *upstream.Backend) error) error {
 	members := n.cfg.Directory.Members()
 	slices.SortFunc(members, func(a, b Peer) int { return cmp.Compare(a.ID, b.ID) })
+	var notLeader error
 	for _, p := range members {
 		if p.ID == n.cfg.Core.NodeID {
 			continue
@@ -479,10 +481,17 @@ func (n *Node) viaPeers(ctx context.Context, op func(b *upstream.Backend) error)
 		if err != nil {
 			return err
 		}
-		err = op(b)
-		if !errors.Is(err, wire.ErrWrongNode) {
+		// A replica that does not lead the partition refuses a write
+		// (wire.ErrNotLeader): the leader is another member.
+		switch err = op(b); {
+		case errors.Is(err, wire.ErrNotLeader):
+			notLeader = err
+		case !errors.Is(err, wire.ErrWrongNode):
 			return err
 		}
+	}
+	if notLeader != nil {
+		return notLeader // between leaders: see write
 	}
 	return fmt.Errorf("%w: no member holds the partition", item.ErrUnavailable)
 }
@@ -503,13 +512,14 @@ func (n *Node) forwarder(addr string) (*upstream.Backend, error) {
 
 // leaderOf returns a forwarder to the leader of the partition of tenant
 // and id, when another live member leads it; nil when this node leads it,
-// or the leader is unknown or gone (then the local replica proposes, and
-// raft forwards the proposal itself).
+// or the leader is unknown or gone (then the local replica tries: see
+// write).
 //
-// Why forward at all, when raft forwards proposals: a follower acks a
-// write only once it applied it, and followers learn commit indexes with
-// the leader's next message — up to a heartbeat later on a quiet
-// partition. The leader applies as soon as a quorum has the entry.
+// Writes must go to the leader: raft here never forwards a proposal (see
+// multiraft.ErrNotLeader). Reads go there too: a follower would answer
+// only once it applied the latest writes, and followers learn commit
+// indexes with the leader's next message — up to a heartbeat later on a
+// quiet partition. The leader applies as soon as a quorum has the entry.
 func (n *Node) leaderOf(tenant, id string) *upstream.Backend {
 	lead := n.core.Leader(core.PartitionOf(tenant, id, n.core.Partitions()))
 	if lead == 0 || lead == n.self {
@@ -543,57 +553,76 @@ func (n *Node) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
 }
 
 // Add implements httpapi.Backend.
-func (n *Node) Add(ctx context.Context, tenant string, in *item.Item) (*item.Item, error) {
+func (n *Node) Add(ctx context.Context, tenant string, in *item.Item) (it *item.Item, err error) {
 	if in.ID == "" {
 		// The id decides the partition, hence where the write goes.
 		cp := *in
 		cp.ID = ulid.Make().String()
 		in = &cp
 	}
-	if b := n.leaderOf(tenant, in.ID); b != nil {
-		return b.Add(ctx, tenant, in)
-	}
-	it, err := n.core.Add(ctx, tenant, in)
-	if errors.Is(err, wire.ErrWrongNode) {
-		err = n.viaPeers(ctx, func(b *upstream.Backend) (err error) { it, err = b.Add(ctx, tenant, in); return err })
-	}
+	err = n.write(ctx, tenant, in.ID,
+		func(b *upstream.Backend) (err error) { it, err = b.Add(ctx, tenant, in); return err },
+		func() (err error) { it, err = n.core.Add(ctx, tenant, in); return err })
 	return it, err
 }
 
 // Put implements httpapi.Backend.
-func (n *Node) Put(ctx context.Context, tenant string, in *item.Item, cond item.Cond) (*item.Item, bool, error) {
-	if b := n.leaderOf(tenant, in.ID); b != nil && in.ID != "" {
-		return b.Put(ctx, tenant, in, cond)
-	}
-	it, created, err := n.core.Put(ctx, tenant, in, cond)
-	if errors.Is(err, wire.ErrWrongNode) {
-		err = n.viaPeers(ctx, func(b *upstream.Backend) (err error) { it, created, err = b.Put(ctx, tenant, in, cond); return err })
-	}
+func (n *Node) Put(ctx context.Context, tenant string, in *item.Item, cond item.Cond) (it *item.Item, created bool, err error) {
+	err = n.write(ctx, tenant, in.ID,
+		func(b *upstream.Backend) (err error) { it, created, err = b.Put(ctx, tenant, in, cond); return err },
+		func() (err error) { it, created, err = n.core.Put(ctx, tenant, in, cond); return err })
 	return it, created, err
 }
 
 // Patch implements httpapi.Backend.
-func (n *Node) Patch(ctx context.Context, tenant, id string, p *item.Patch, cond item.Cond) (*item.Item, error) {
-	if b := n.leaderOf(tenant, id); b != nil {
-		return b.Patch(ctx, tenant, id, p, cond)
-	}
-	it, err := n.core.Patch(ctx, tenant, id, p, cond)
-	if errors.Is(err, wire.ErrWrongNode) {
-		err = n.viaPeers(ctx, func(b *upstream.Backend) (err error) { it, err = b.Patch(ctx, tenant, id, p, cond); return err })
-	}
+func (n *Node) Patch(ctx context.Context, tenant, id string, p *item.Patch, cond item.Cond) (it *item.Item, err error) {
+	err = n.write(ctx, tenant, id,
+		func(b *upstream.Backend) (err error) { it, err = b.Patch(ctx, tenant, id, p, cond); return err },
+		func() (err error) { it, err = n.core.Patch(ctx, tenant, id, p, cond); return err })
 	return it, err
 }
 
 // Delete implements httpapi.Backend.
 func (n *Node) Delete(ctx context.Context, tenant, id string, cond item.Cond) error {
-	if b := n.leaderOf(tenant, id); b != nil {
-		return b.Delete(ctx, tenant, id, cond)
+	return n.write(ctx, tenant, id,
+		func(b *upstream.Backend) error { return b.Delete(ctx, tenant, id, cond) },
+		func() error { return n.core.Delete(ctx, tenant, id, cond) })
+}
+
+// write makes a write where its partition's leader is: at the leader's
+// node (remote) when another live member leads the partition, else here
+// (local), or, when this node holds no replica, at a member that does.
+//
+// A node that turns out not to lead the partition — leadership moved
+// after the choice was made — refuses the write without making it
+// (core.ErrNotLeader; raft never forwards proposals, see
+// multiraft.ErrNotLeader), and the write is routed again, pausing
+// briefly while an election settles, until ctx ends or the propose
+// timeout passes. So a write that finds its partition between leaders
+// waits for the next one instead of failing, and never has an unknown
+// outcome for that reason.
+func (n *Node) write(ctx context.Context, tenant, id string, remote func(*upstream.Backend) error, local func() error) error {
+	deadline := time.Now().Add(n.core.ProposeTimeout())
+	pause := time.Millisecond
+	for {
+		var err error
+		if b := n.leaderOf(tenant, id); b != nil && id != "" {
+			err = remote(b)
+		} else if err = local(); errors.Is(err, wire.ErrWrongNode) {
+			err = n.viaPeers(ctx, remote)
+		}
+		if !errors.Is(err, wire.ErrNotLeader) || !time.Now().Add(pause).Before(deadline) {
+			return err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		pause = min(2*pause, 50*time.Millisecond)
 	}
-	err := n.core.Delete(ctx, tenant, id, cond)
-	if errors.Is(err, wire.ErrWrongNode) {
-		err = n.viaPeers(ctx, func(b *upstream.Backend) error { return b.Delete(ctx, tenant, id, cond) })
-	}
-	return err
 }
 
 // List implements httpapi.Backend: from the local replicas when this node

@@ -67,6 +67,12 @@ type RaftConfig struct {
 // item.ErrUnavailable, so a caller that cannot forward answers 503.
 var ErrNotHere = wire.ErrWrongNode
 
+// ErrNotLeader: a write reached a replica of its partition that does not
+// lead it; it was not made. It is wire.ErrNotLeader, so a write forwarded
+// to a node that has just lost the leadership goes back to its sender,
+// which routes it again.
+var ErrNotLeader = wire.ErrNotLeader
+
 // RaftID derives a raft replica id from a node id: its FNV-1a hash, so
 // that it is stable across restarts and the same on every node (0, which
 // raft reserves, becomes 1).
@@ -83,9 +89,7 @@ func RaftID(nodeID string) multiraft.NodeID {
 // single-node pipeline.
 func (n *Node) openRaft(ctx context.Context) error {
 	rc := n.cfg.Raft
-	if rc.ProposeTimeout == 0 {
-		rc.ProposeTimeout = 3 * time.Second
-	}
+	rc.ProposeTimeout = n.ProposeTimeout()
 	n.rsm = &raftSM{n: n, overlay: map[string]overlayEntry{}, touched: make([]bool, n.nparts)}
 	if n.cfg.RaftLogDir != "" {
 		l, err := raftlog.Open(raftlog.Config{Dir: n.cfg.RaftLogDir, Logger: n.cfg.Logger.With("component", "raftlog")})
@@ -236,6 +240,15 @@ func (n *Node) RaftStats() multiraft.Stats {
 	return n.raft.Stats()
 }
 
+// ProposeTimeout is RaftConfig.ProposeTimeout with its default applied:
+// how long a write may wait for its partition to have a leader.
+func (n *Node) ProposeTimeout() time.Duration {
+	if t := n.cfg.Raft.ProposeTimeout; t > 0 {
+		return t
+	}
+	return 3 * time.Second
+}
+
 // proposeRaft replicates cmd through its partition's group, retrying while
 // the group has no leader, up to ProposeTimeout.
 func (n *Node) proposeRaft(ctx context.Context, cmd *Command) result {
@@ -280,12 +293,11 @@ func (n *Node) readBarrier(ctx context.Context, part int) error {
 // proposal could apply it twice: its outcome is unknown, and the caller
 // hears item.ErrUnavailable.
 func (n *Node) retryNoLeader(ctx context.Context, part int, idempotent bool, op func(context.Context) error) error {
-	timeout := n.cfg.Raft.ProposeTimeout
-	if timeout == 0 {
-		timeout = 3 * time.Second
-	}
+	timeout := n.ProposeTimeout()
 	deadline := time.Now().Add(timeout)
-	backoff := 5 * time.Millisecond
+	// Short pauses: a leadership transfer, the common case of a partition
+	// between leaders, settles within a few milliseconds.
+	backoff := time.Millisecond
 	for {
 		attempt := time.Until(deadline)
 		if idempotent {
@@ -299,6 +311,10 @@ func (n *Node) retryNoLeader(ctx context.Context, part int, idempotent bool, op 
 			return nil
 		case errors.Is(err, multiraft.ErrUnknownGroup):
 			return ErrNotHere
+		case errors.Is(err, multiraft.ErrNotLeader):
+			// The caller routes it to the leader (cluster does), or
+			// answers 503 if it cannot.
+			return fmt.Errorf("%w (partition %d)", ErrNotLeader, part)
 		case errors.Is(err, multiraft.ErrStopped):
 			return item.ErrClosed
 		case ctx.Err() != nil:
@@ -313,7 +329,7 @@ func (n *Node) retryNoLeader(ctx context.Context, part int, idempotent bool, op 
 		}
 		if errors.Is(err, multiraft.ErrNoLeader) {
 			time.Sleep(backoff)
-			backoff = min(2*backoff, 100*time.Millisecond)
+			backoff = min(2*backoff, 20*time.Millisecond)
 		}
 	}
 }

@@ -191,8 +191,8 @@ func (c *testCluster) fetch(ctx context.Context, from multiraft.NodeID, part int
 }
 
 // TestClusterReplicatesFromOneNode: items a node held alone are on every
-// replica once two nodes join, with the same versions, and writes through
-// any node are read through any other.
+// replica once two nodes join, with the same versions, and a write through
+// the leader is read through any node.
 func TestClusterReplicatesFromOneNode(t *testing.T) {
 	ctx := context.Background()
 	const before = 200
@@ -206,9 +206,24 @@ func TestClusterReplicatesFromOneNode(t *testing.T) {
 			versions[it.ID] = it.Version
 		}
 	})
-	it, err := c.nodes[1].Add(ctx, "t", &item.Item{ID: "new", Data: json.RawMessage(`"via node 2"`)})
+	// A write through a follower is refused, unmade (the cluster package
+	// routes it to the leader); through the leader it is made.
+	in := &item.Item{ID: "new", Data: json.RawMessage(`"via its leader"`)}
+	lead := c.nodes[0].Leader(PartitionOf("t", in.ID, 4))
+	for deadline := time.Now().Add(10 * time.Second); lead == 0 && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		lead = c.nodes[0].Leader(PartitionOf("t", in.ID, 4))
+	}
+	for i, n := range c.nodes {
+		if multiraft.NodeID(i+1) == lead {
+			continue
+		}
+		if _, err := n.Add(ctx, "t", in); !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("write through follower %d: got %v, want ErrNotLeader", i+1, err)
+		}
+	}
+	it, err := c.nodes[lead-1].Add(ctx, "t", in)
 	if err != nil {
-		t.Fatalf("write through a follower: %v", err)
+		t.Fatalf("write through the leader: %v", err)
 	}
 	versions["new"] = it.Version
 	for i, n := range c.nodes {

@@ -83,9 +83,14 @@
 // own; breaking any of the three makes it fail.
 //
 // Callers propose from any goroutine with Propose, which returns once the
-// local replica has applied the command (proposals made on a follower are
-// forwarded to the leader by raft itself). Inbound messages arrive through
-// Step, from the transport's goroutines.
+// local replica has applied the command. Every command's outcome is known
+// unless its caller gives up first: a follower refuses proposals
+// (ErrNotLeader) instead of letting raft forward them to a leader that
+// may drop them unseen, and a command whose leader was deposed before
+// committing it is answered ErrNoLeader once another entry is applied at
+// its index (dropLost). Both were certainly not applied, so callers can
+// send them again, to the leader. Inbound messages arrive through Step,
+// from the transport's goroutines.
 //
 // In the store, the log is kept under keys of its own:
 //

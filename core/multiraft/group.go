@@ -32,6 +32,9 @@ type group struct {
 	readCtx   []byte
 	readCycle uint64
 	reads     []*proposal // ReadIndex requests that know their index, waiting for applied to reach it
+	// proposed: commands proposed here whose place in the log (index,
+	// term) is known, not yet answered (see placed and dropLost).
+	proposed []*proposal
 	// While the state machine copies a snapshot (installing), the group's
 	// Ready waits in held, not yet advanced; raft still steps and ticks
 	// it. installed is set once the copy has finished.
@@ -95,6 +98,8 @@ func (n *Node) openGroup(ctx context.Context, g GroupID, peers []NodeID) error {
 		MaxInflightMsgs: n.cfg.MaxInflightMsgs,
 		CheckQuorum:     true,
 		PreVote:         true,
+		// See ErrNotLeader.
+		DisableProposalForwarding: true,
 		// Reads are confirmed by a heartbeat round with a quorum
 		// (ReadOnlySafe), not by a leader lease: a lease is only as good
 		// as the nodes' clocks and schedulers, and a starved leader that

@@ -95,7 +95,16 @@ type StateMachine interface {
 // Errors.
 var (
 	// ErrNoLeader: the group knows no leader now; retry after an election.
+	// A command that fails with it was certainly not applied.
 	ErrNoLeader = errors.New("multiraft: no leader")
+	// ErrNotLeader: another node leads the group (Leader names it). A
+	// follower never hands a proposal to its leader itself: raft would drop
+	// it silently whenever the leader could not take it (it is handing
+	// over its leadership, or was deposed meanwhile), and the proposer
+	// could only wait for its deadline and never learn whether it applied.
+	// The caller sends the request to the leader instead. A command that
+	// fails with it was certainly not applied.
+	ErrNotLeader = errors.New("multiraft: not the leader")
 	// ErrStopped: the node is closed.
 	ErrStopped = errors.New("multiraft: stopped")
 	// ErrUnknownGroup: the group is not open on this node.

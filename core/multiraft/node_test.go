@@ -327,7 +327,7 @@ func (c *cluster) propose(g GroupID, data string) {
 			if err == nil {
 				return
 			}
-			if !errors.Is(err, ErrNoLeader) && !errors.Is(err, context.DeadlineExceeded) {
+			if !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrNotLeader) && !errors.Is(err, context.DeadlineExceeded) {
 				c.t.Fatal(err)
 			}
 		}
@@ -624,7 +624,9 @@ func testLoneVoterLeadsAtOnce(t *testing.T, dedicated bool) {
 	open := func() {
 		n := c.startWith(1, func(cfg *Config) { cfg.TickInterval = time.Hour })
 		// Raft drops a proposal made before the driver's cycle has
-		// taken the election's Ready up (ErrNoLeader): try again.
+		// taken the election's Ready up (ErrNoLeader), and a new group
+		// knows no voters until its bootstrap configuration is applied
+		// (ErrUnknownGroup): try again.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		for {
@@ -632,7 +634,7 @@ func testLoneVoterLeadsAtOnce(t *testing.T, dedicated bool) {
 			if err == nil {
 				break
 			}
-			if !errors.Is(err, ErrNoLeader) {
+			if !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrUnknownGroup) {
 				t.Fatalf("a lone voter with a stopped clock: %v", err)
 			}
 			time.Sleep(time.Millisecond)
@@ -641,4 +643,96 @@ func testLoneVoterLeadsAtOnce(t *testing.T, dedicated bool) {
 	open()
 	c.stop(1)
 	open()
+}
+
+// TestFollowerRefusesProposal: a follower never hands a proposal to its
+// leader (where raft could drop it unseen); it answers ErrNotLeader, and
+// the command is never applied.
+func TestFollowerRefusesProposal(t *testing.T) {
+	c := newCluster(t, false, 3, 1)
+	g := GroupID(0)
+	lead := c.leader(g)
+	c.propose(g, "first")
+	for id, n := range c.nodes {
+		if id == lead {
+			continue
+		}
+		if _, err := n.Propose(context.Background(), g, []byte("via-follower")); !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("node %d (leader %d): got %v, want ErrNotLeader", id, lead, err)
+		}
+	}
+	c.propose(g, "last")
+	if got := c.waitSame(g, 2); !slices.Equal(got, []string{"first", "last"}) {
+		t.Fatalf("applied %q", got)
+	}
+}
+
+// TestLostProposalAnswered: a leader cut off from its followers takes a
+// command it can never commit; the others elect a leader that commits
+// other entries at that index. Once the old leader hears from the new
+// one and applies them, its proposer is told the command was dropped
+// (ErrNoLeader: certainly not applied, safe to send again) instead of
+// waiting for its deadline without knowing.
+func TestLostProposalAnswered(t *testing.T) { forEachLog(t, testLostProposalAnswered) }
+
+func testLostProposalAnswered(t *testing.T, dedicated bool) {
+	c := newCluster(t, dedicated, 3, 1)
+	g := GroupID(0)
+	c.propose(g, "before")
+	want := 1 // commands applied
+	c.waitSame(g, want)
+	for attempt := 1; ; attempt++ {
+		old := c.leader(g)
+		c.nw.setDown(old, true)
+		// The cut-off leader takes the command: raft's CheckQuorum deposes
+		// it only after an election timeout.
+		errC := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_, err := c.nodes[old].Propose(ctx, g, []byte("lost"))
+			errC <- err
+		}()
+		// The others elect a leader and commit past the command's index.
+		var lead NodeID
+		for deadline := time.Now().Add(10 * time.Second); lead == 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the others elected no leader")
+			}
+			for id, n := range c.nodes {
+				if id != old && n.Leader(g) == id {
+					lead = id
+				}
+			}
+		}
+		for i := range 3 {
+			if _, err := c.nodes[lead].Propose(context.Background(), g, []byte(fmt.Sprint("after-", attempt, "-", i))); err != nil {
+				t.Fatal(err)
+			}
+			want++
+		}
+		c.nw.setDown(old, false)
+		var err error
+		select {
+		case err = <-errC:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the proposer of the lost command was never answered")
+		}
+		got := c.waitSame(g, want)
+		if slices.Contains(got, "lost") {
+			t.Fatalf("the cut-off leader's command was applied: %q", got)
+		}
+		if err == errLost {
+			t.Logf("attempt %d: %v", attempt, err)
+			return
+		}
+		if !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("the proposer of the lost command got %v, want ErrNoLeader", err)
+		}
+		// Refused at once: the leader was deposed before it took the
+		// command (a starved test). Try again.
+		if attempt == 10 {
+			t.Fatalf("never proposed to a cut-off leader: %v", err)
+		}
+	}
 }

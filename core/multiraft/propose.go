@@ -21,7 +21,10 @@ type proposal struct {
 	kind  proposalKind
 	data  []byte // 8-byte proposal id, then the command
 	cc    *pb.ConfChangeV2
-	index uint64 // for a read: the index it waits for, once known
+	// index is, for a read, the index it waits for, once known; for a
+	// command, its entry's index in the leader's log, with term its term.
+	index uint64
+	term  uint64
 	done  chan result
 }
 
@@ -47,8 +50,10 @@ type result struct {
 // machine's Apply returned for it, once this replica has applied it. If
 // ctx ends first the command may still be applied later.
 //
-// ErrNoLeader means raft dropped the command, which was then certainly not
-// applied. A ctx that ends first leaves the outcome unknown.
+// ErrNoLeader and ErrNotLeader mean the command was certainly not applied:
+// raft refused it, or the leader that took it lost it (another entry was
+// committed in its place). A ctx that ends first leaves the outcome
+// unknown.
 func (n *Node) Propose(ctx context.Context, g GroupID, data []byte) (any, error) {
 	p := &proposal{ctx: ctx, group: g, data: make([]byte, 8+len(data)), done: make(chan result, 1)}
 	copy(p.data[8:], data)
@@ -153,11 +158,65 @@ func (n *Node) propose(p *proposal) {
 	if err != nil {
 		if errors.Is(err, raft.ErrProposalDropped) {
 			err = ErrNoLeader
+			if lead := g.rn.BasicStatus().Lead; lead != 0 && lead != uint64(n.cfg.ID) {
+				err = ErrNotLeader
+			}
 		}
 		p.done <- result{err: err}
 		return
 	}
 	n.waiters[id] = p
+}
+
+// errLost answers a command whose leader lost it: see dropLost.
+var errLost = fmt.Errorf("%w: the leader that took the command lost it to an election", ErrNoLeader)
+
+// placed notes where the commands proposed here went in g's log: a
+// leader's new entries (ents, of a Ready) carry their proposal ids.
+func (n *Node) placed(g *group, ents []*pb.Entry) {
+	if len(n.waiters) == 0 {
+		return
+	}
+	for _, e := range ents {
+		if e.GetType() != pb.EntryType_EntryNormal || len(e.GetData()) < 8 {
+			continue
+		}
+		if p, ok := n.waiters[binary.BigEndian.Uint64(e.GetData())]; ok && p.group == g.id && p.index == 0 {
+			p.index, p.term = e.GetIndex(), e.GetTerm()
+			g.proposed = append(g.proposed, p)
+		}
+	}
+}
+
+// dropLost answers the commands proposed here that can no longer apply:
+// g has applied past their index and they were not the entry applied
+// there. Raft's log matching means an entry is identified by its index and
+// term, and a committed index holds one entry forever, so such a command
+// was overwritten — its leader was deposed before a quorum had it — and
+// can be proposed again without any risk of applying twice. Without this
+// its caller would wait for its deadline and learn nothing.
+//
+// A snapshot installed over them leaves their outcome unknown (the
+// snapshot may or may not include them): they are forgotten instead
+// (see finishInstall), and their callers wait for their deadlines.
+func (n *Node) dropLost(g *group) {
+	if len(g.proposed) == 0 {
+		return
+	}
+	kept := g.proposed[:0]
+	for _, p := range g.proposed {
+		id := binary.BigEndian.Uint64(p.data)
+		switch {
+		case n.waiters[id] != p: // answered, or given up by its caller (sweep)
+		case p.index <= g.applied:
+			delete(n.waiters, id)
+			n.replies = append(n.replies, reply{p: p, r: result{err: errLost}})
+		default:
+			kept = append(kept, p)
+		}
+	}
+	clear(g.proposed[len(kept):])
+	g.proposed = kept
 }
 
 // readState gives a ReadIndex request its index.

@@ -100,6 +100,7 @@ func (n *Node) handleReady() (bool, error) {
 				n.startInstall(g, rd)
 				continue
 			}
+			n.placed(g, rd.Entries)
 			rds = append(rds, ready{g: g, rd: rd, deferred: separate && !committedFromLog(g, rd)})
 		}
 	}
@@ -221,6 +222,7 @@ func (n *Node) applyAll(g *group, ents []*pb.Entry) {
 	for _, e := range ents {
 		n.apply(g, e)
 	}
+	n.dropLost(g)
 }
 
 // finish ends the Readies in fin, whose log writes are done.

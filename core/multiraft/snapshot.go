@@ -72,6 +72,7 @@ func (n *Node) finishInstall(g *group) (raft.Ready, error) {
 	}
 	n.rlog.snapshot(g, md.GetIndex(), md.GetTerm())
 	g.first = md.GetIndex() + 1
+	g.proposed = nil // outcome unknown: see dropLost
 	applied, _ := n.cfg.StateMachine.Applied(g.id)
 	g.applied, g.durable = max(applied, md.GetIndex()), max(applied, md.GetIndex())
 	cs := md.GetConfState()

@@ -227,12 +227,20 @@ const (
 	CodeOutcomeUnknown
 	// CodeForbidden: the caller's certificate role may not call the method.
 	CodeForbidden
+	// CodeNotLeader: see ErrNotLeader.
+	CodeNotLeader
 )
 
 // ErrWrongNode: the node asked holds no replica of the item's partition,
 // so another node must answer. It is an item.ErrUnavailable to whoever
 // cannot forward the request.
 var ErrWrongNode = fmt.Errorf("%w: this node holds no replica of the partition", item.ErrUnavailable)
+
+// ErrNotLeader: the node asked holds a replica of the item's partition
+// but does not lead it (leadership moved), so the write was not made and
+// should go to the leader. Like ErrWrongNode, an item.ErrUnavailable to
+// whoever cannot forward the request.
+var ErrNotLeader = fmt.Errorf("%w: this node does not lead the partition", item.ErrUnavailable)
 
 // Cluster methods, between cores.
 const (
@@ -275,6 +283,8 @@ func ErrorCode(err error) (uint16, string) {
 		return CodeInvalid, inv.Code + "\x00" + inv.Message
 	case errors.Is(err, ErrWrongNode):
 		return CodeWrongNode, err.Error()
+	case errors.Is(err, ErrNotLeader):
+		return CodeNotLeader, err.Error()
 	case errors.Is(err, item.ErrNotFound):
 		return CodeNotFound, err.Error()
 	case errors.Is(err, item.ErrConflict):
@@ -309,6 +319,8 @@ func Error(code uint16, msg string) error {
 		return fmt.Errorf("%w: the core is shutting down", item.ErrUnavailable)
 	case CodeWrongNode:
 		return ErrWrongNode
+	case CodeNotLeader:
+		return ErrNotLeader
 	case CodeOutcomeUnknown:
 		return fmt.Errorf("%w: %s", item.ErrOutcomeUnknown, strings.TrimPrefix(msg, item.ErrOutcomeUnknown.Error()+": "))
 	}
