@@ -736,3 +736,30 @@ func testLostProposalAnswered(t *testing.T, dedicated bool) {
 		}
 	}
 }
+
+// TestReadAnsweredWhenLeaderStepsDown: a linearizable read waits at a
+// leader for a quorum's heartbeat answers; cut off, the leader steps down
+// (CheckQuorum) and raft forgets the request. The reader hears
+// ErrNoLeader then, and asks again elsewhere, instead of waiting for its
+// deadline.
+func TestReadAnsweredWhenLeaderStepsDown(t *testing.T) {
+	c := newCluster(t, false, 3, 1)
+	g := GroupID(0)
+	c.propose(g, "x")
+	old := c.leader(g)
+	c.nw.setDown(old, true)
+	errC := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		errC <- c.nodes[old].ReadIndex(ctx, g)
+	}()
+	select {
+	case err := <-errC:
+		if !errors.Is(err, ErrNoLeader) {
+			t.Fatalf("read at a cut-off leader: got %v, want ErrNoLeader", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the read at a leader that stepped down was never answered")
+	}
+}

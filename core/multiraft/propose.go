@@ -231,6 +231,31 @@ func (n *Node) readState(g *group, rs raft.ReadState) {
 	}
 }
 
+// errReadDropped answers a read whose request raft forgot: see
+// dropUnplacedReads.
+var errReadDropped = fmt.Errorf("%w: the leadership changed before the read was confirmed", ErrNoLeader)
+
+// dropUnplacedReads answers the reads of g that have no index yet with
+// ErrNoLeader, after g's leader or this replica's role changed. Raft
+// forgets the read-index requests in flight when a leader steps down,
+// and a follower's request sent to a leader that lost its place is never
+// answered: such a read would wait for its deadline. Failing it early is
+// safe — a read changes nothing — and its caller asks again, of the new
+// leader.
+func (n *Node) dropUnplacedReads(g *group) {
+	kept := g.reads[:0]
+	for _, p := range g.reads {
+		if p.index == 0 {
+			n.replies = append(n.replies, reply{p: p, r: result{err: errReadDropped}})
+			continue
+		}
+		kept = append(kept, p)
+	}
+	clear(g.reads[len(kept):])
+	g.reads = kept
+	g.readCtx = nil
+}
+
 // finishReads answers the reads whose index this replica has applied.
 func (n *Node) finishReads(g *group) {
 	g.reads = slices.DeleteFunc(g.reads, func(p *proposal) bool {

@@ -175,6 +175,7 @@ func (n *Node) handleReady() (bool, error) {
 			}
 			n.leaders[r.g.id] = lead
 			n.mu.Unlock()
+			n.dropUnplacedReads(r.g)
 		}
 		if !r.deferred {
 			n.applyAll(r.g, r.rd.CommittedEntries)
