@@ -73,6 +73,7 @@ const (
 	DefaultBootstrapWait       = 3 * time.Second
 	DefaultReconcileInterval   = 200 * time.Millisecond
 	DefaultMaxStepsPerInterval = 4
+	DefaultMaxCatchingUp       = 2
 )
 
 // MaxReplicationFactor bounds Config.ReplicationFactor: a raft group of
@@ -118,6 +119,12 @@ type Config struct {
 	// transfers per interval, so rebalancing never crowds out foreground
 	// traffic. Default 4.
 	MaxStepsPerInterval int
+	// MaxCatchingUp bounds the partitions a leader has catching up a new
+	// replica (a learner copying the log or a snapshot) at once: a node
+	// joining a loaded cluster fills in a few partitions at a time, and
+	// the copying never takes all the machines' time from foreground
+	// requests. Default 2.
+	MaxCatchingUp int
 	// TickInterval, ElectionTicks and LogKeep tune raft (see
 	// core.RaftConfig).
 	TickInterval  time.Duration
@@ -143,6 +150,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.MaxStepsPerInterval == 0 {
 		c.MaxStepsPerInterval = DefaultMaxStepsPerInterval
+	}
+	if c.MaxCatchingUp == 0 {
+		c.MaxCatchingUp = DefaultMaxCatchingUp
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

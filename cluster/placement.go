@@ -164,10 +164,14 @@ func NextStep(st multiraft.GroupStatus, self multiraft.NodeID, want []multiraft.
 		return Step{Change: change(pb.ConfChangeType_ConfChangeRemoveNode, id), Why: "remove voter"}
 	}
 	if len(want) > 0 && want[0] != self && caughtUp(want[0]) {
-		return Step{TransferTo: want[0], Why: "balance leaders"}
+		return Step{TransferTo: want[0], Why: whyBalance}
 	}
 	return Step{}
 }
+
+// whyBalance is the Why of a leadership transfer to placement's preferred
+// leader.
+const whyBalance = "balance leaders"
 
 func change(t pb.ConfChangeType, id multiraft.NodeID) *pb.ConfChangeV2 {
 	return &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: t.Enum(), NodeId: proto.Uint64(uint64(id))}}}

@@ -144,3 +144,77 @@ func TestNextStep(t *testing.T) {
 		t.Fatalf("a group where it should be: %+v, want nothing", s)
 	}
 }
+
+// TestPlanBoundsCatchingUp: a fourth node joins; its leader starts copying
+// partitions to it only while fewer than maxCatchingUp of its groups have
+// an answering learner, and a learner that does not answer holds nothing
+// back.
+func TestPlanBoundsCatchingUp(t *testing.T) {
+	const self = multiraft.NodeID(1)
+	four := []Member{{ID: "a", Raft: 1}, {ID: "b", Raft: 2}, {ID: "c", Raft: 3}, {ID: "d", Raft: 4}}
+	var st []multiraft.GroupStatus
+	for g := range 64 {
+		st = append(st, multiraft.GroupStatus{Group: multiraft.GroupID(g), Leader: self, Commit: 10,
+			Voters: []multiraft.NodeID{1, 2, 3},
+			Match:  map[multiraft.NodeID]uint64{1: 10, 2: 10, 3: 10}, Active: map[multiraft.NodeID]bool{1: true, 2: true, 3: true}})
+	}
+	adds := func(steps []PlannedStep) int {
+		n := 0
+		for _, s := range steps {
+			if isAddLearner(s.Step) {
+				n++
+			}
+		}
+		return n
+	}
+	if got := adds(Plan(st, self, four, 3, 100, 2)); got != 2 {
+		t.Fatalf("nothing catching up: %d new learners planned, want 2", got)
+	}
+	// Group 0 now has node 4 catching up.
+	for i := range st {
+		if want := Place(i, four, 3); slices.Contains(want, 4) {
+			st[i].Learners = []multiraft.NodeID{4}
+			st[i].Match[4], st[i].Active[4] = 3, true
+			break
+		}
+	}
+	if got := adds(Plan(st, self, four, 3, 100, 2)); got != 1 {
+		t.Fatalf("one catching up: %d new learners planned, want 1", got)
+	}
+	if got := adds(Plan(st, self, four, 3, 100, 1)); got != 0 {
+		t.Fatalf("one catching up, at most one: %d new learners planned, want 0", got)
+	}
+	for i := range st {
+		if len(st[i].Learners) > 0 {
+			st[i].Active[4] = false
+		}
+	}
+	if got := adds(Plan(st, self, four, 3, 100, 1)); got != 1 {
+		t.Fatalf("a learner that does not answer: %d new learners planned, want 1", got)
+	}
+	// A group already catching up takes its next learner anyway (as
+	// when a cluster forms: one voter, every other node wanted): its
+	// promotions come only after it, so holding it back would stall.
+	for g := range 64 {
+		want := Place(g, four, 3)
+		if want[0] != self {
+			continue
+		}
+		one := []multiraft.GroupStatus{{Group: multiraft.GroupID(g), Leader: self, Commit: 10,
+			Voters: []multiraft.NodeID{self}, Learners: want[1:2],
+			Match: map[multiraft.NodeID]uint64{self: 10, want[1]: 10}, Active: map[multiraft.NodeID]bool{self: true, want[1]: true}}}
+		steps := Plan(one, self, four, 3, 100, 1)
+		if len(steps) != 1 || !isAddLearner(steps[0].Step) {
+			t.Fatalf("a forming group with one learner: %+v, want its second learner added", steps)
+		}
+		break
+	}
+	// Steps of other kinds are not held back (leadership transfers toward
+	// placement's preferred leaders), and maxSteps bounds them all.
+	if steps := Plan(st, self, four, 3, 100, 0); adds(steps) != 0 || len(steps) == 0 {
+		t.Fatalf("no new learners allowed: %d steps planned, %d of them new learners", len(steps), adds(steps))
+	}
+	if got := len(Plan(st, self, four, 3, 1, 64)); got != 1 {
+		t.Fatalf("maxSteps 1: %d steps planned", got)
+	}
+}

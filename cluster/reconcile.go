@@ -2,9 +2,13 @@ package cluster
 
 import (
 	"context"
+	"slices"
 	"time"
 
+	pb "go.etcd.io/raft/v3/raftpb"
+
 	"github.com/soullabs/brainy/core"
+	"github.com/soullabs/brainy/core/multiraft"
 )
 
 // reconcileLoop moves the groups this node leads toward their placement,
@@ -62,26 +66,85 @@ func (n *Node) reconcile() {
 		return
 	}
 	n.refreshHeld(ctx)
-	steps := 0
-	for _, g := range st {
-		if g.Leader != n.self || steps >= n.cfg.MaxStepsPerInterval {
-			continue
-		}
-		want := Place(int(g.Group), members, n.cfg.ReplicationFactor)
-		step := NextStep(g, n.self, want)
-		switch {
+	for _, ps := range Plan(st, n.self, members, n.cfg.ReplicationFactor, n.cfg.MaxStepsPerInterval, n.cfg.MaxCatchingUp) {
+		switch step := ps.Step; {
 		case step.Change != nil:
-			steps++
-			if err := n.core.ChangeReplicas(ctx, int(g.Group), step.Change); err != nil {
-				n.log.Debug("membership change", "partition", g.Group, "step", step.Why, "err", err)
+			if err := n.core.ChangeReplicas(ctx, int(ps.Group), step.Change); err != nil {
+				n.log.Debug("membership change", "partition", ps.Group, "step", step.Why, "err", err)
 				continue
 			}
-			n.log.Info("partition membership changed", "partition", g.Group, "step", step.Why,
+			n.log.Info("partition membership changed", "partition", ps.Group, "step", step.Why,
 				"node", step.Change.GetChanges()[0].GetNodeId())
 		case step.TransferTo != 0:
-			steps++
-			_ = n.core.TransferLeadership(ctx, int(g.Group), step.TransferTo)
-			n.log.Debug("leadership transfer", "partition", g.Group, "why", step.Why)
+			_ = n.core.TransferLeadership(ctx, int(ps.Group), step.TransferTo)
+			n.log.Debug("leadership transfer", "partition", ps.Group, "why", step.Why)
 		}
 	}
+}
+
+// PlannedStep is a step of Plan: Step, for partition Group.
+type PlannedStep struct {
+	Group multiraft.GroupID
+	Step  Step
+}
+
+// Plan returns the steps a leader (self) takes in one reconcile interval
+// toward placement among members, given the status of its node's groups
+// (st; the groups others lead are skipped): each led group's NextStep, at
+// most maxSteps of them, and never so many new learners that more than
+// maxCatchingUp of its groups are catching a replica up at once.
+func Plan(st []multiraft.GroupStatus, self multiraft.NodeID, members []Member, rf, maxSteps, maxCatchingUp int) []PlannedStep {
+	// A learner that does not answer copies nothing: it does not hold the
+	// others back (placement removes it once its node has been gone for
+	// DeadAfter).
+	active := func(g multiraft.GroupStatus) bool {
+		return slices.ContainsFunc(g.Learners, func(id multiraft.NodeID) bool { return g.Active[id] })
+	}
+	catchingUp := 0
+	for _, g := range st {
+		if g.Leader == self && active(g) {
+			catchingUp++
+		}
+	}
+	var out []PlannedStep
+	for _, g := range st {
+		if g.Leader != self || len(out) >= maxSteps {
+			continue
+		}
+		step := NextStep(g, self, Place(int(g.Group), members, rf))
+		if step.Change == nil && step.TransferTo == 0 {
+			continue
+		}
+		// A group already catching up may take another learner: the bound
+		// is on groups, and NextStep adds every wanted learner before it
+		// promotes any, so holding it back would hold its promotions too.
+		// Leaderships move to their preferred nodes once no group here is
+		// catching up: a node still filling in replicas serves its new
+		// leaderships slowly, its log writer busy with the copies.
+		if step.Why == whyBalance && catchingUp > 0 {
+			continue
+		}
+		if isAddLearner(step) && !active(g) {
+			if catchingUp >= maxCatchingUp {
+				continue // a later interval, once one has caught up
+			}
+			catchingUp++
+		}
+		out = append(out, PlannedStep{Group: g.Group, Step: step})
+	}
+	return out
+}
+
+// isAddLearner reports whether step starts copying a partition to a new
+// replica.
+func isAddLearner(step Step) bool {
+	if step.Change == nil {
+		return false
+	}
+	for _, c := range step.Change.GetChanges() {
+		if c.GetType() == pb.ConfChangeType_ConfChangeAddLearnerNode {
+			return true
+		}
+	}
+	return false
 }

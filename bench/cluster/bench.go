@@ -221,7 +221,14 @@ func (b *bench) summary(w io.Writer) {
 			fmt.Fprintf(w, "| foreground %s: requests, p50 / p99 / max ms, errors | %d, %s / %s / %s, %d |\n", l.name, len(l.l.d),
 				ms(percentile(l.l.d, 0.5)), ms(percentile(l.l.d, 0.99)), ms(percentile(l.l.d, 1)), l.l.errors)
 		}
-		fmt.Fprintf(w, "\nForeground: %d req/s, half GET and half PUT of random existing items, through the 3 original nodes; latency from launch.\n\n", x.foreground)
+		fmt.Fprintf(w, "\nForeground: %d req/s, half GET and half PUT of random existing items, through the 3 original nodes; latency from launch.\n", x.foreground)
+		if len(x.during.slowest) > 0 {
+			fmt.Fprintln(w, "Slowest during the move (launched after the fourth node's start):")
+			for _, s := range x.during.slowest {
+				fmt.Fprintf(w, "- %s ms: %s (+%.3f s)\n", ms(s.took), s.what, s.at.Sub(x.start).Seconds())
+			}
+		}
+		fmt.Fprintln(w)
 	}
 
 	fmt.Fprintln(w, "### Summary")

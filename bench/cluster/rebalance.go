@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 type rebalanceResult struct {
 	items      int
 	loadTook   time.Duration // writing the items into the 3-node cluster
+	start      time.Time     // the fourth node's start
 	settle     time.Duration // fourth node started to placement settled
 	moved      int           // partitions whose voters change
 	newItems   uint64        // items the new node holds once settled
@@ -27,6 +30,28 @@ type rebalanceResult struct {
 type latencies struct {
 	d      []time.Duration
 	errors int
+	// slowest are the slowest requests (at most keepSlowest), to tell
+	// what a long tail is made of.
+	slowest []slowRequest
+}
+
+// slowRequest is one request of the tail.
+type slowRequest struct {
+	what   string        // method, node, item
+	at     time.Time     // launch
+	took   time.Duration // until the answer
+	status int
+}
+
+const keepSlowest = 5
+
+// note keeps r if it is among the slowest.
+func (l *latencies) note(r slowRequest) {
+	l.slowest = append(l.slowest, r)
+	slices.SortFunc(l.slowest, func(a, b slowRequest) int { return cmp.Compare(b.took, a.took) })
+	if len(l.slowest) > keepSlowest {
+		l.slowest = l.slowest[:keepSlowest]
+	}
 }
 
 // foreground is a paced load of reads and writes of existing items.
@@ -42,7 +67,7 @@ func (f *foreground) into(l *latencies) {
 	f.mu.Unlock()
 }
 
-func (f *foreground) record(d time.Duration, err string) {
+func (f *foreground) record(r slowRequest, err string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.cur == nil {
@@ -53,7 +78,8 @@ func (f *foreground) record(d time.Duration, err string) {
 		f.lastErr = err
 		return
 	}
-	f.cur.d = append(f.cur.d, d)
+	f.cur.d = append(f.cur.d, r.took)
+	f.cur.note(r)
 }
 
 // run launches rate requests per second through nodes, alternately GET
@@ -77,15 +103,16 @@ func (f *foreground) run(ctx context.Context, nodes []*node, items, rate int, bo
 			method, b = "PUT", body
 		}
 		wg.Go(func() {
-			start := time.Now()
+			r := slowRequest{what: method + " " + url, at: time.Now()}
 			code, resp, err := httpDo(context.Background(), method, url, b, 5*time.Second)
+			r.took, r.status = time.Since(r.at), code
 			switch {
 			case err != nil:
-				f.record(0, err.Error())
+				f.record(r, err.Error())
 			case code != 200 && code != 201:
-				f.record(0, fmt.Sprintf("%s %d %s", method, code, strings.TrimSpace(string(resp))))
+				f.record(r, fmt.Sprintf("%s %d %s", method, code, strings.TrimSpace(string(resp))))
 			default:
-				f.record(time.Since(start), "")
+				f.record(r, "")
 			}
 		})
 	}
@@ -198,6 +225,7 @@ func (b *bench) rebalance(ctx context.Context) error {
 	b.log.Info("starting the fourth node", "partitions_to_move", r.moved)
 	fg.into(&r.during)
 	start := time.Now()
+	r.start = start
 	if err := c.startNode(ctx, fourth); err != nil {
 		return fmt.Errorf("%s: %w", fourth.proc.Name, err)
 	}
@@ -234,5 +262,9 @@ func (b *bench) rebalance(ctx context.Context) error {
 	b.log.Info("placement settled", "took_s", fmt.Sprintf("%.1f", r.settle.Seconds()), "new_node_items", r.newItems,
 		"new_node_partitions", r.newVoters, "foreground_p99_ms", ms(percentile(r.during.d, 0.99)),
 		"foreground_errors", r.during.errors, "last_error", fg.lastErr)
+	for _, s := range r.during.slowest {
+		b.log.Info("slow foreground request during the move", "request", s.what, "status", s.status,
+			"ms", ms(s.took), "launched_after_s", fmt.Sprintf("%.3f", s.at.Sub(start).Seconds()))
+	}
 	return nil
 }
