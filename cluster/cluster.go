@@ -10,7 +10,7 @@
 //	Node (this file)                 start-up, forwarding, metrics
 //	raftNet (raftnet.go)             raft messages over QUIC, batched per peer
 //	Place / NextStep (placement.go)  where replicas go, and the next step there
-//	reconcile (reconcile.go)         each group's leader applies NextStep
+//	Plan / reconcile (reconcile.go)  each leader's steps per interval, bounded, applied
 //	core.Node (Config.Raft)          partitions as raft groups, the state machine
 //
 // Placement is a pure function of the live membership (rendezvous hashing
@@ -19,6 +19,13 @@
 // act on one group (raft has one leader per term, and a change proposed by
 // a deposed leader is dropped), so the steps never conflict; a member list
 // seen differently by two nodes only delays convergence.
+//
+// Moves are gentle on the foreground: a leader takes few steps per
+// interval, catches up at most MaxCatchingUp partitions on new replicas at
+// once, hands leaderships to their preferred nodes only once none of its
+// partitions is catching up, and hands over its own leadership before its
+// replica leaves. A write that finds its partition between leaders is
+// routed to the next one (Node.write) rather than failing.
 //
 // Founding: a node whose store has never been part of a cluster waits for
 // discovery (Config.BootstrapWait), asks every member it found whether it

@@ -154,9 +154,9 @@ func TestPlanBoundsCatchingUp(t *testing.T) {
 	four := []Member{{ID: "a", Raft: 1}, {ID: "b", Raft: 2}, {ID: "c", Raft: 3}, {ID: "d", Raft: 4}}
 	var st []multiraft.GroupStatus
 	for g := range 64 {
-		st = append(st, multiraft.GroupStatus{Group: multiraft.GroupID(g), Leader: self, Commit: 10,
+		st = append(st, multiraft.GroupStatus{Group: multiraft.GroupID(g), Leader: self, Commit: 1000,
 			Voters: []multiraft.NodeID{1, 2, 3},
-			Match:  map[multiraft.NodeID]uint64{1: 10, 2: 10, 3: 10}, Active: map[multiraft.NodeID]bool{1: true, 2: true, 3: true}})
+			Match:  map[multiraft.NodeID]uint64{1: 1000, 2: 1000, 3: 1000}, Active: map[multiraft.NodeID]bool{1: true, 2: true, 3: true}})
 	}
 	adds := func(steps []PlannedStep) int {
 		n := 0
@@ -174,7 +174,7 @@ func TestPlanBoundsCatchingUp(t *testing.T) {
 	for i := range st {
 		if want := Place(i, four, 3); slices.Contains(want, 4) {
 			st[i].Learners = []multiraft.NodeID{4}
-			st[i].Match[4], st[i].Active[4] = 3, true
+			st[i].Match[4], st[i].Active[4] = 300, true
 			break
 		}
 	}
@@ -200,14 +200,22 @@ func TestPlanBoundsCatchingUp(t *testing.T) {
 		if want[0] != self {
 			continue
 		}
-		one := []multiraft.GroupStatus{{Group: multiraft.GroupID(g), Leader: self, Commit: 10,
+		one := []multiraft.GroupStatus{{Group: multiraft.GroupID(g), Leader: self, Commit: 1000,
 			Voters: []multiraft.NodeID{self}, Learners: want[1:2],
-			Match: map[multiraft.NodeID]uint64{self: 10, want[1]: 10}, Active: map[multiraft.NodeID]bool{self: true, want[1]: true}}}
+			Match: map[multiraft.NodeID]uint64{self: 1000, want[1]: 900}, Active: map[multiraft.NodeID]bool{self: true, want[1]: true}}}
 		steps := Plan(one, self, four, 3, 100, 1)
 		if len(steps) != 1 || !isAddLearner(steps[0].Step) {
 			t.Fatalf("a forming group with one learner: %+v, want its second learner added", steps)
 		}
 		break
+	}
+	// Small groups (a new cluster's) are not held back.
+	small := slices.Clone(st)
+	for i := range small {
+		small[i].Commit = 3
+	}
+	if got := adds(Plan(small, self, four, 3, 100, 1)); got < 2 {
+		t.Fatalf("small groups: %d new learners planned, want every group placement extends", got)
 	}
 	// Steps of other kinds are not held back (leadership transfers toward
 	// placement's preferred leaders), and maxSteps bounds them all.

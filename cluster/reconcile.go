@@ -82,6 +82,11 @@ func (n *Node) reconcile() {
 	}
 }
 
+// smallGroup is the commit index below which a group is too small to
+// count against MaxCatchingUp: copying a handful of entries costs nothing,
+// and a new cluster's partitions, a few entries each, fill in at once.
+const smallGroup = 64
+
 // PlannedStep is a step of Plan: Step, for partition Group.
 type PlannedStep struct {
 	Group multiraft.GroupID
@@ -92,7 +97,8 @@ type PlannedStep struct {
 // toward placement among members, given the status of its node's groups
 // (st; the groups others lead are skipped): each led group's NextStep, at
 // most maxSteps of them, and never so many new learners that more than
-// maxCatchingUp of its groups are catching a replica up at once.
+// maxCatchingUp of its groups (small ones aside) are catching a replica up
+// at once.
 func Plan(st []multiraft.GroupStatus, self multiraft.NodeID, members []Member, rf, maxSteps, maxCatchingUp int) []PlannedStep {
 	// A learner that does not answer copies nothing: it does not hold the
 	// others back (placement removes it once its node has been gone for
@@ -102,7 +108,7 @@ func Plan(st []multiraft.GroupStatus, self multiraft.NodeID, members []Member, r
 	}
 	catchingUp := 0
 	for _, g := range st {
-		if g.Leader == self && active(g) {
+		if g.Leader == self && g.Commit >= smallGroup && active(g) {
 			catchingUp++
 		}
 	}
@@ -124,7 +130,7 @@ func Plan(st []multiraft.GroupStatus, self multiraft.NodeID, members []Member, r
 		if step.Why == whyBalance && catchingUp > 0 {
 			continue
 		}
-		if isAddLearner(step) && !active(g) {
+		if isAddLearner(step) && !active(g) && g.Commit >= smallGroup {
 			if catchingUp >= maxCatchingUp {
 				continue // a later interval, once one has caught up
 			}

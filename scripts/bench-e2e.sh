@@ -515,6 +515,15 @@ probe_fsync() {
 
 
 
+# goal prints whether the ratio v meets "op g" (op is >= or <=).
+goal() {
+	awk -v v="$1" -v op="$2" -v g="$3" 'BEGIN {
+		if (v == "n/a" || v == "") { print "unknown"; exit }
+		ok = (op == ">=") ? (v + 0 >= g + 0) : (v + 0 <= g + 0)
+		print ok ? "met" : "NOT met"
+	}'
+}
+
 report() {
 	local r f
 	echo "Run: $(date -u +%Y-%m-%dT%H:%M:%SZ), \`scripts/bench-e2e.sh\` (\`make bench-e2e\`)"
@@ -544,13 +553,13 @@ report() {
 			"$(ratio "$(row_field brainy-core "$op" 4)" "$(row_field etcd "$op" 4)")"
 	done
 	echo
-	local put
-	put=$(row_field brainy-core PUT 2)
-	if awk -v p="$put" 'BEGIN { exit !(p >= 50000) }'; then
-		printf 'brainy-core durable PUT: %.0f req/s, goal >= 50,000: met\n' "$put"
-	else
-		printf 'brainy-core durable PUT: %.0f req/s, goal >= 50,000: NOT met\n' "$put"
-	fi
+	# The write path's goals against Redis (appendfsync always), same run.
+	local put get p99
+	put=$(ratio "$(row_field brainy-core PUT 2)" "$(row_field redis PUT 2)")
+	p99=$(ratio "$(row_field brainy-core PUT 4)" "$(row_field redis PUT 4)")
+	get=$(ratio "$(row_field brainy-core GET 2)" "$(row_field redis GET 2)")
+	printf 'brainy-core/Redis: durable PUT req/s %s (goal >= 0.6: %s), PUT p99 %s (goal <= 2: %s), GET req/s %s (goal >= 1.0: %s)\n' \
+		"$put" "$(goal "$put" '>=' 0.6)" "$p99" "$(goal "$p99" '<=' 2)" "$get" "$(goal "$get" '>=' 1.0)"
 	if [[ -n "$BRAINY_COMMITS" ]]; then
 		echo "brainy-core group commit during the PUT run: $BRAINY_COMMITS"
 	fi
