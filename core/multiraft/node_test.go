@@ -686,13 +686,10 @@ func testLostProposalAnswered(t *testing.T, dedicated bool) {
 		c.nw.setDown(old, true)
 		// The cut-off leader takes the command: raft's CheckQuorum deposes
 		// it only after an election timeout.
-		errC := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
+		errC := inBackground(func(ctx context.Context) error {
 			_, err := c.nodes[old].Propose(ctx, g, []byte("lost"))
-			errC <- err
-		}()
+			return err
+		})
 		// The others elect a leader and commit past the command's index.
 		var lead NodeID
 		for deadline := time.Now().Add(10 * time.Second); lead == 0; time.Sleep(time.Millisecond) {
@@ -712,12 +709,7 @@ func testLostProposalAnswered(t *testing.T, dedicated bool) {
 			want++
 		}
 		c.nw.setDown(old, false)
-		var err error
-		select {
-		case err = <-errC:
-		case <-time.After(30 * time.Second):
-			t.Fatal("the proposer of the lost command was never answered")
-		}
+		err := await(t, errC, "the proposer of the lost command")
 		got := c.waitSame(g, want)
 		if slices.Contains(got, "lost") {
 			t.Fatalf("the cut-off leader's command was applied: %q", got)
@@ -748,18 +740,33 @@ func TestReadAnsweredWhenLeaderStepsDown(t *testing.T) {
 	c.propose(g, "x")
 	old := c.leader(g)
 	c.nw.setDown(old, true)
+	errC := inBackground(func(ctx context.Context) error { return c.nodes[old].ReadIndex(ctx, g) })
+	if err := await(t, errC, "the read at a leader that stepped down"); !errors.Is(err, ErrNoLeader) {
+		t.Fatalf("read at a cut-off leader: got %v, want ErrNoLeader", err)
+	}
+}
+
+// inBackground runs f with a minute's context on a goroutine of its own.
+func inBackground(f func(ctx context.Context) error) <-chan error {
 	errC := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		errC <- c.nodes[old].ReadIndex(ctx, g)
+		errC <- f(ctx)
 	}()
+	return errC
+}
+
+// await returns what errC brings, failing the test if it brings nothing
+// within 30 s: a call that should be answered when raft forgets it (not
+// when its own deadline passes).
+func await(t *testing.T, errC <-chan error, what string) error {
+	t.Helper()
 	select {
 	case err := <-errC:
-		if !errors.Is(err, ErrNoLeader) {
-			t.Fatalf("read at a cut-off leader: got %v, want ErrNoLeader", err)
-		}
+		return err
 	case <-time.After(30 * time.Second):
-		t.Fatal("the read at a leader that stepped down was never answered")
+		t.Fatalf("%s was never answered", what)
+		return nil
 	}
 }
