@@ -209,6 +209,31 @@ func TestPlanBoundsCatchingUp(t *testing.T) {
 		}
 		break
 	}
+	// No leadership goes to a node still learning a group held here,
+	// even one another node leads.
+	settled := slices.Clone(st)
+	for i := range settled {
+		settled[i].Learners, settled[i].Voters = nil, Place(i, four, 3)
+		for _, v := range settled[i].Voters {
+			settled[i].Match[v], settled[i].Active[v] = 1000, true
+		}
+	}
+	transfersTo4 := func(steps []PlannedStep) int {
+		n := 0
+		for _, s := range steps {
+			if s.Step.TransferTo == 4 {
+				n++
+			}
+		}
+		return n
+	}
+	if transfersTo4(Plan(settled, self, four, 3, 100, 2)) == 0 {
+		t.Fatal("placement settled: no leadership handed to its preferred node 4")
+	}
+	settled = append(settled, multiraft.GroupStatus{Group: 64, Leader: 2, Voters: []multiraft.NodeID{1, 2, 3}, Learners: []multiraft.NodeID{4}, Commit: 1000})
+	if n := transfersTo4(Plan(settled, self, four, 3, 100, 2)); n != 0 {
+		t.Fatalf("node 4 still learning a group led by node 2: %d leaderships handed to it", n)
+	}
 	// Small groups (a new cluster's) are not held back.
 	small := slices.Clone(st)
 	for i := range small {

@@ -107,9 +107,13 @@ func Plan(st []multiraft.GroupStatus, self multiraft.NodeID, members []Member, r
 		return slices.ContainsFunc(g.Learners, func(id multiraft.NodeID) bool { return g.Active[id] })
 	}
 	catchingUp := 0
+	learning := map[multiraft.NodeID]bool{} // learners in any group held here, whoever leads it
 	for _, g := range st {
 		if g.Leader == self && g.Commit >= smallGroup && active(g) {
 			catchingUp++
+		}
+		for _, id := range g.Learners {
+			learning[id] = true
 		}
 	}
 	var out []PlannedStep
@@ -125,9 +129,10 @@ func Plan(st []multiraft.GroupStatus, self multiraft.NodeID, members []Member, r
 		// is on groups, and NextStep adds every wanted learner before it
 		// promotes any, so holding it back would hold its promotions too.
 		// Leaderships move to their preferred nodes once no group here is
-		// catching up: a node still filling in replicas serves its new
+		// catching up, and only to a node that is no learner in any group
+		// this node holds: a node still filling in replicas serves new
 		// leaderships slowly, its log writer busy with the copies.
-		if step.Why == whyBalance && catchingUp > 0 {
+		if step.Why == whyBalance && (catchingUp > 0 || learning[step.TransferTo]) {
 			continue
 		}
 		if isAddLearner(step) && !active(g) && g.Commit >= smallGroup {

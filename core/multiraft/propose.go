@@ -22,9 +22,8 @@ type proposal struct {
 	data  []byte // 8-byte proposal id, then the command
 	cc    *pb.ConfChangeV2
 	// index is, for a read, the index it waits for, once known; for a
-	// command, its entry's index in the leader's log, with term its term.
+	// command, its entry's index in the leader's log (see placed).
 	index uint64
-	term  uint64
 	done  chan result
 }
 
@@ -182,7 +181,7 @@ func (n *Node) placed(g *group, ents []*pb.Entry) {
 			continue
 		}
 		if p, ok := n.waiters[binary.BigEndian.Uint64(e.GetData())]; ok && p.group == g.id && p.index == 0 {
-			p.index, p.term = e.GetIndex(), e.GetTerm()
+			p.index = e.GetIndex()
 			g.proposed = append(g.proposed, p)
 		}
 	}
@@ -190,11 +189,11 @@ func (n *Node) placed(g *group, ents []*pb.Entry) {
 
 // dropLost answers the commands proposed here that can no longer apply:
 // g has applied past their index and they were not the entry applied
-// there. Raft's log matching means an entry is identified by its index and
-// term, and a committed index holds one entry forever, so such a command
-// was overwritten — its leader was deposed before a quorum had it — and
-// can be proposed again without any risk of applying twice. Without this
-// its caller would wait for its deadline and learn nothing.
+// there (its id would have answered it). A committed index holds one
+// entry forever, and a command is proposed once, at one index, so such a
+// command was overwritten — its leader was deposed before a quorum had
+// it — and can be proposed again without any risk of applying twice.
+// Without this its caller would wait for its deadline and learn nothing.
 //
 // A snapshot installed over them leaves their outcome unknown (the
 // snapshot may or may not include them): they are forgotten instead
