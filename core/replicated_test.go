@@ -285,44 +285,53 @@ func runClusterLinearizable(t *testing.T, seed uint64) {
 			rng := rand.New(rand.NewPCG(seed, uint64(cl)))
 			lastSeen := map[string]string{}
 			for i := range opsEach {
-				n := c.nodes[rng.IntN(3)]
 				in := regmodel.Input{Key: fmt.Sprint("k", rng.IntN(keys)), Value: fmt.Sprintf("%d-%d", cl, i)}
+				r := rng.IntN(10)
 				call := time.Since(start).Nanoseconds()
 				var out regmodel.Output
 				var err error
-				switch r := rng.IntN(10); {
-				case r < 4:
-					in.Op = "get"
-					var it *item.Item
-					if it, err = n.Get(ctx, "t", in.Key); err == nil {
-						var v string
-						json.Unmarshal(it.Data, &v)
-						out = regmodel.Output{OK: true, Value: v, Version: it.Version}
-						lastSeen[in.Key] = it.Version
+				// A write through a node that does not lead the key's
+				// partition is refused unmade (ErrNotLeader): the client
+				// tries another node, as the cluster package's router does.
+				for try := 0; ; try++ {
+					n := c.nodes[rng.IntN(3)]
+					switch {
+					case r < 4:
+						in.Op = "get"
+						var it *item.Item
+						if it, err = n.Get(ctx, "t", in.Key); err == nil {
+							var v string
+							json.Unmarshal(it.Data, &v)
+							out = regmodel.Output{OK: true, Value: v, Version: it.Version}
+							lastSeen[in.Key] = it.Version
+						}
+					case r < 7:
+						in.Op = "put"
+						data, _ := json.Marshal(in.Value)
+						var it *item.Item
+						if it, _, err = n.Put(ctx, "t", &item.Item{ID: in.Key, Data: data}, item.Cond{}); err == nil {
+							out = regmodel.Output{OK: true, Version: it.Version}
+							lastSeen[in.Key] = it.Version
+						}
+					case r < 9:
+						in.Op, in.IfVer = "cas", lastSeen[in.Key]
+						if in.IfVer == "" {
+							in.IfVer = "0"
+						}
+						data, _ := json.Marshal(in.Value)
+						var it *item.Item
+						if it, _, err = n.Put(ctx, "t", &item.Item{ID: in.Key, Data: data}, item.Cond{IfMatch: in.IfVer}); err == nil {
+							out = regmodel.Output{OK: true, Version: it.Version}
+							lastSeen[in.Key] = it.Version
+						}
+					default:
+						in.Op = "del"
+						if err = n.Delete(ctx, "t", in.Key, item.Cond{}); err == nil {
+							out.OK = true
+						}
 					}
-				case r < 7:
-					in.Op = "put"
-					data, _ := json.Marshal(in.Value)
-					var it *item.Item
-					if it, _, err = n.Put(ctx, "t", &item.Item{ID: in.Key, Data: data}, item.Cond{}); err == nil {
-						out = regmodel.Output{OK: true, Version: it.Version}
-						lastSeen[in.Key] = it.Version
-					}
-				case r < 9:
-					in.Op, in.IfVer = "cas", lastSeen[in.Key]
-					if in.IfVer == "" {
-						in.IfVer = "0"
-					}
-					data, _ := json.Marshal(in.Value)
-					var it *item.Item
-					if it, _, err = n.Put(ctx, "t", &item.Item{ID: in.Key, Data: data}, item.Cond{IfMatch: in.IfVer}); err == nil {
-						out = regmodel.Output{OK: true, Version: it.Version}
-						lastSeen[in.Key] = it.Version
-					}
-				default:
-					in.Op = "del"
-					if err = n.Delete(ctx, "t", in.Key, item.Cond{}); err == nil {
-						out.OK = true
+					if !errors.Is(err, ErrNotLeader) || try == 100 {
+						break
 					}
 				}
 				ret := time.Since(start).Nanoseconds()
