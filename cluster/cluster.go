@@ -48,6 +48,7 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"golang.org/x/time/rate"
 
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/core/multiraft"
@@ -81,6 +82,8 @@ const (
 	DefaultReconcileInterval   = 200 * time.Millisecond
 	DefaultMaxStepsPerInterval = 4
 	DefaultMaxCatchingUp       = 2
+	// DefaultSnapshotBytesPerSecond: see Config.SnapshotBytesPerSecond.
+	DefaultSnapshotBytesPerSecond = 64 << 20
 )
 
 // MaxReplicationFactor bounds Config.ReplicationFactor: a raft group of
@@ -132,6 +135,11 @@ type Config struct {
 	// the copying never takes all the machines' time from foreground
 	// requests. Default 2.
 	MaxCatchingUp int
+	// SnapshotBytesPerSecond bounds the bytes per second this node sends to
+	// replicas installing snapshots, all of them together, so that copying
+	// partitions to a new or recovering node never takes the network and
+	// disk from foreground requests. Default 64 MiB/s; negative: no bound.
+	SnapshotBytesPerSecond int
 	// TickInterval, ElectionTicks and LogKeep tune raft (see
 	// core.RaftConfig).
 	TickInterval  time.Duration
@@ -160,6 +168,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.MaxCatchingUp == 0 {
 		c.MaxCatchingUp = DefaultMaxCatchingUp
+	}
+	if c.SnapshotBytesPerSecond == 0 {
+		c.SnapshotBytesPerSecond = DefaultSnapshotBytesPerSecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -207,6 +218,7 @@ type Node struct {
 	held          atomic.Pointer[[]bool]                    // partitions held here, refreshed by the reconciler
 	alive         atomic.Pointer[map[multiraft.NodeID]Peer] // live members by raft id, refreshed by the reconciler
 	snapshots     snapshotSessions
+	snapshotPace  *rate.Limiter // nil: unbounded (Config.SnapshotBytesPerSecond)
 	snapshotBytes atomic.Uint64 // received while installing snapshots
 	rejectedRaft  atomic.Uint64 // raft batches refused: sender not who it claims (handleRaft)
 
@@ -233,6 +245,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		cfg: cfg, log: cfg.Logger.With("component", "cluster"), self: core.RaftID(cfg.Core.NodeID),
 		lastSeen: map[string]time.Time{}, peers: map[string]Peer{}, forward: map[string]*upstream.Backend{},
 		stop: make(chan struct{}),
+	}
+	if bps := cfg.SnapshotBytesPerSecond; bps > 0 {
+		// The burst holds any one chunk: a chunk fits a frame.
+		n.snapshotPace = rate.NewLimiter(rate.Limit(bps), max(bps, transport.DefaultMaxFrameBytes))
 	}
 	cfg.Server.Handle(wire.MethodClusterInfo, coresOnly(func(context.Context, *transport.Peer, []byte) ([]byte, error) {
 		return json.Marshal(n.info())

@@ -65,7 +65,10 @@ type testCluster struct {
 	members map[string]*member
 	peers   map[string]Peer
 	logKeep int // raft's LogKeep for nodes started from now on; 0 is 20
-	started int // nodes started: every other one keeps its raft log in a raftlog of its own
+	// snapshotBytesPerSecond is Config.SnapshotBytesPerSecond for nodes
+	// started from now on.
+	snapshotBytesPerSecond int
+	started                int // nodes started: every other one keeps its raft log in a raftlog of its own
 }
 
 func newTestCluster(t testing.TB) *testCluster {
@@ -115,6 +118,7 @@ func (c *testCluster) start(id string) *member {
 		Core: cc, Server: srv, Client: client, Directory: c.dir,
 		BootstrapWait: 300 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond, DeadAfter: time.Second,
 		TickInterval: 10 * time.Millisecond, Logger: testLogger(c.t, id), LogKeep: logKeep,
+		SnapshotBytesPerSecond: c.snapshotBytesPerSecond,
 	})
 	if err != nil {
 		c.t.Fatalf("starting %s: %v", id, err)

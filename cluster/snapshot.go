@@ -21,7 +21,8 @@ import (
 // a consistent iterator of the partition, and each call returns the next
 // chunk, so a partition of any size crosses the QUIC frame limit in pieces
 // that all come from one point in time. A session left idle for
-// snapshotIdle is closed.
+// snapshotIdle is closed. Chunks leave no faster than
+// Config.SnapshotBytesPerSecond, for all sessions together.
 //
 // A session opens only if this node's replica of the partition has
 // applied the snapshot's index: the receiver deletes its own copy of the
@@ -102,6 +103,15 @@ func (n *Node) handleSnapshot(ctx context.Context, _ *transport.Peer, req []byte
 	out := binary.BigEndian.AppendUint64(nil, id)
 	out = append(out, 0)
 	out, done := s.fill(out)
+	if n.snapshotPace != nil {
+		// Paced: the chunk leaves once the node's snapshot budget
+		// (Config.SnapshotBytesPerSecond) allows it. A wait longer than
+		// the caller's deadline fails the call, and the session with it.
+		if err := n.snapshotPace.WaitN(ctx, len(out)); err != nil {
+			s.it.Close()
+			return nil, fmt.Errorf("cluster: snapshot of partition %d paced past the deadline: %w", part, err)
+		}
+	}
 	if !done {
 		s.used = time.Now()
 		ss.mu.Lock()

@@ -2,9 +2,13 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/codec"
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/tiers"
@@ -62,5 +66,53 @@ func TestSnapshotChunksByBytes(t *testing.T) {
 	}
 	if len(got) != len(sizes) {
 		t.Fatalf("%d pairs sent, want %d", len(got), len(sizes))
+	}
+}
+
+// TestSnapshotPaced: a node sends snapshot chunks no faster than
+// SnapshotBytesPerSecond. At 1 byte/s the burst (a frame's worth) leaves
+// at once; the chunk past it would wait far longer than its caller's
+// deadline, and fails the call instead of leaving.
+func TestSnapshotPaced(t *testing.T) {
+	c := newTestCluster(t)
+	c.snapshotBytesPerSecond = 1
+	m := c.start("a")
+	c.waitPlacement(1)
+	const part = 0
+	value := []byte(`"` + strings.Repeat("x", 1<<20) + `"`)
+	for i, n := 0, 0; n < 6; i++ {
+		id := fmt.Sprint("big-", i)
+		if core.PartitionOf("t", id, m.node.core.Partitions()) != part {
+			continue
+		}
+		if _, _, err := m.node.Put(context.Background(), "t", &item.Item{ID: id, Data: value}, item.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	var session uint64
+	sent := 0
+	for {
+		req := binary.BigEndian.AppendUint64(nil, session)
+		req = binary.AppendUvarint(req, part)
+		req = binary.AppendUvarint(req, 0)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		out, err := m.node.handleSnapshot(ctx, nil, req)
+		cancel()
+		if err != nil {
+			t.Logf("paced after %d bytes: %v", sent, err)
+			break
+		}
+		sent += len(out)
+		if out[8] == 1 {
+			t.Fatalf("the whole partition (%d bytes) left at once, past a 1 byte/s budget", sent)
+		}
+		if sent > transport.DefaultMaxFrameBytes {
+			t.Fatalf("%d bytes sent at 1 byte/s, past the burst of %d", sent, transport.DefaultMaxFrameBytes)
+		}
+		session = binary.BigEndian.Uint64(out)
+	}
+	if sent == 0 {
+		t.Fatal("not even the burst was sent")
 	}
 }
