@@ -11,15 +11,25 @@ import (
 // immutable once cached: every writer stores a fresh slice, and readers
 // must copy before handing bytes to anyone who might modify them.
 //
-// Coherence. The committer is the only source of truth: after each cycle's
-// Apply, and before the cycle counts as committed or is acknowledged, it
-// sets or deletes every item the cycle wrote (write-through). Readers that
-// missed may fill the cache with what they read from the store, but only if
-// no committer write touched the key's shard in between (fill checks the
-// shard's generation). Together:
+// Coherence. The committer is the only source of truth. Before a cycle's
+// store write it takes every item the cycle writes out of the cache and
+// marks it pending (begin); after the write, and before the cycle counts
+// as committed or is acknowledged, it sets or deletes each of them, which
+// also clears the mark (write-through). Readers that missed may fill the
+// cache with what they read from the store, but only if the key is not
+// pending and no committer write touched the key's shard since they looked
+// (fill checks the shard's generation). Together:
 //
-// Invariant: a cached record is never older than the store's record as of
-// the last committed cycle.
+// Invariant: a cached record is the store's record, except that between a
+// committer's store write and its set (an instant readers of the store
+// may already observe) the key is not cached at all.
+//
+// Each part closes a stale read. While a store write is in flight, some
+// readers may see the newer value in the store; a cached older value
+// served after that would go back in time (hence the removal), and so
+// would a fill of an older value read before the write (hence the pending
+// mark and, for fills that looked before the write and fill after the set,
+// the generation).
 //
 // Eviction is random (the first key of a map iteration), bounded by bytes
 // per shard: cheap, and good enough for a cache in front of an LSM whose
@@ -36,6 +46,9 @@ type cacheShard struct {
 	m     map[string][]byte // guarded by mu
 	bytes int64             // guarded by mu
 	gen   uint64            // guarded by mu; bumped by every committer write
+	// pending counts, per key, the committer's store writes in flight
+	// (normally at most one); guarded by mu.
+	pending map[string]int
 }
 
 // entryOverhead approximates a map entry's bookkeeping, so that many tiny
@@ -46,6 +59,7 @@ func newRecordCache(totalBytes int64) *recordCache {
 	c := &recordCache{maxBytes: totalBytes / cacheShards}
 	for i := range c.shards {
 		c.shards[i].m = make(map[string][]byte)
+		c.shards[i].pending = make(map[string]int)
 	}
 	return c
 }
@@ -88,7 +102,7 @@ func (c *recordCache) fill(key, val []byte, gen uint64) {
 	}
 	s := c.shard(key)
 	s.mu.Lock()
-	if s.gen == gen {
+	if s.gen == gen && s.pending[string(key)] == 0 {
 		if _, ok := s.m[string(key)]; !ok {
 			s.insert(string(key), val, c.maxBytes)
 		}
@@ -96,7 +110,57 @@ func (c *recordCache) fill(key, val []byte, gen uint64) {
 	s.mu.Unlock()
 }
 
-// set records a committed write of key (val nil: a delete).
+// begin takes the keys of writes about to reach the store out of the cache
+// and marks them pending: no reader fills them until set (or abort)
+// records that the write is done.
+func (c *recordCache) begin(writes []itemWrite) {
+	if c.maxBytes == 0 {
+		return
+	}
+	for _, w := range writes {
+		s := c.shard([]byte(w.key))
+		s.mu.Lock()
+		s.pending[w.key]++
+		s.remove(w.key)
+		s.mu.Unlock()
+	}
+}
+
+// remove drops key's entry, if cached.
+func (s *cacheShard) remove(key string) {
+	if old, ok := s.m[key]; ok {
+		s.bytes -= int64(len(key) + len(old) + entryOverhead)
+		delete(s.m, key)
+	}
+}
+
+// abort ends begin's marks of writes that did not reach the store.
+func (c *recordCache) abort(writes []itemWrite) {
+	if c.maxBytes == 0 {
+		return
+	}
+	for _, w := range writes {
+		s := c.shard([]byte(w.key))
+		s.mu.Lock()
+		s.gen++
+		s.done(w.key)
+		s.mu.Unlock()
+	}
+}
+
+// done ends one pending mark of key, if any.
+func (s *cacheShard) done(key string) {
+	switch n := s.pending[key]; n {
+	case 0:
+	case 1:
+		delete(s.pending, key)
+	default:
+		s.pending[key] = n - 1
+	}
+}
+
+// set records a committed write of key (val nil: a delete), ending the
+// mark begin made, if any.
 func (c *recordCache) set(key string, val []byte) {
 	if c.maxBytes == 0 {
 		return
@@ -104,10 +168,8 @@ func (c *recordCache) set(key string, val []byte) {
 	s := c.shard([]byte(key))
 	s.mu.Lock()
 	s.gen++
-	if old, ok := s.m[key]; ok {
-		s.bytes -= int64(len(key) + len(old) + entryOverhead)
-		delete(s.m, key)
-	}
+	s.done(key)
+	s.remove(key)
 	if val != nil {
 		s.insert(key, val, c.maxBytes)
 	}

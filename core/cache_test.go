@@ -42,6 +42,47 @@ func TestRecordCacheFillLosesToCommitterWrites(t *testing.T) {
 	}
 }
 
+// TestRecordCacheFillWaitsForPendingWrite: while a write is in flight
+// (perhaps stored, not yet set), some reader may already have read the
+// newer value from the store, so nobody may read the older one from the
+// cache: neither one cached before nor one a reader read before the write
+// and fills during it.
+func TestRecordCacheFillWaitsForPendingWrite(t *testing.T) {
+	c := newRecordCache(1 << 20)
+	key := []byte("k")
+	write := []itemWrite{{key: "k", val: []byte("new")}}
+	c.set("k", []byte("old"))
+	c.begin(write) // the committer's store write begins
+	if v, ok := c.get(key); ok {
+		t.Fatalf("the older value stays cached while the store may hold the newer: %q", v)
+	}
+	c.set("k", nil)
+	gen := c.generation(key) // a reader looks, misses, reads "old"
+	c.begin(write)
+	c.fill(key, []byte("old"), gen)
+	if v, ok := c.get(key); ok {
+		t.Fatalf("a fill during a pending write was accepted: %q", v)
+	}
+	gen = c.generation(key) // a reader looks while the write is pending
+	c.set("k", []byte("new"))
+	c.fill(key, []byte("old"), gen)
+	if v, _ := c.get(key); string(v) != "new" {
+		t.Fatalf("after the write: %q", v)
+	}
+	// A write that failed ends its mark: fills work again.
+	c.set("k", nil)
+	c.begin(write)
+	c.abort(write)
+	gen = c.generation(key)
+	c.fill(key, []byte("stored"), gen)
+	if v, _ := c.get(key); string(v) != "stored" {
+		t.Fatalf("fill after an aborted write: %q", v)
+	}
+	if n := len(c.shard(key).pending); n != 0 {
+		t.Fatalf("%d pending marks left", n)
+	}
+}
+
 func TestRecordCacheStaysWithinBounds(t *testing.T) {
 	c := newRecordCache(64 << 10)
 	for i := range 10_000 {

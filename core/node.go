@@ -435,12 +435,16 @@ func (n *Node) commit() {
 		var err error
 		if errp := n.failed.Load(); errp != nil {
 			err = *errp
-		} else if err = n.store.Apply(context.Background(), &c.batch, true); err != nil {
-			n.failed.Store(&err)
-			n.cfg.Logger.Error("commit failed; refusing further writes", "component", "core", "err", err)
 		} else {
-			n.ops.commits.Add(1)
-			n.ops.writes.Add(uint64(len(c.props)))
+			n.cache.begin(c.items)
+			if err = n.store.Apply(context.Background(), &c.batch, true); err != nil {
+				n.cache.abort(c.items)
+				n.failed.Store(&err)
+				n.cfg.Logger.Error("commit failed; refusing further writes", "component", "core", "err", err)
+			} else {
+				n.ops.commits.Add(1)
+				n.ops.writes.Add(uint64(len(c.props)))
+			}
 		}
 		if err == nil {
 			// The cache must hold the cycle's writes before the cycle
@@ -512,8 +516,9 @@ type recentWrites struct {
 }
 
 type recentEntry struct {
-	val []byte // nil for a delete
-	seq uint64
+	val  []byte // nil for a delete
+	seq  uint64
+	item int // 1 + the write's index in its cycle's items; 0 if not an item
 }
 
 // recentCycles must exceed pipelineDepth, so that only committed cycles
@@ -524,13 +529,31 @@ func newRecentWrites() recentWrites {
 	return recentWrites{byKey: make(map[string]recentEntry)}
 }
 
-// put records a write and returns the key as a string, for reuse.
-func (r *recentWrites) put(key []byte, val []byte, seq uint64) string {
+// put records a write of cycle seq. If cycle seq wrote the item key
+// before, put replaces that write in items and returns items unchanged in
+// length; otherwise it appends an item key's write to items.
+func (r *recentWrites) put(key []byte, val []byte, seq uint64, items []itemWrite) []itemWrite {
+	e, ok := r.byKey[string(key)]
+	if ok && e.seq == seq {
+		e.val = val
+		if e.item > 0 {
+			items[e.item-1].val = val
+			r.byKey[items[e.item-1].key] = e
+		} else {
+			r.byKey[string(key)] = e
+		}
+		return items
+	}
 	k := string(key)
-	r.byKey[k] = recentEntry{val: val, seq: seq}
+	e = recentEntry{val: val, seq: seq}
+	if isItemKey(key) {
+		items = append(items, itemWrite{key: k, val: val})
+		e.item = len(items)
+	}
+	r.byKey[k] = e
 	slot := &r.ring[seq%recentCycles]
 	*slot = append(*slot, k)
-	return k
+	return items
 }
 
 // prune forgets cycle seq-recentCycles+1's writes, once cycle seq is
@@ -586,21 +609,22 @@ type cycleWriter struct {
 func (w cycleWriter) set(key, val []byte) {
 	w.c.batch.Set(key, val)
 	v := append(make([]byte, 0, len(val)+1), val...)
-	k := w.n.recent.put(key, v, w.c.seq)
-	if isItemKey(key) {
-		w.c.items = append(w.c.items, itemWrite{key: k, val: v})
-	}
+	w.c.items = w.n.recent.put(key, v, w.c.seq, w.c.items)
 }
 
 func (w cycleWriter) del(key []byte) {
 	w.c.batch.Delete(key)
-	k := w.n.recent.put(key, nil, w.c.seq)
-	if isItemKey(key) {
-		w.c.items = append(w.c.items, itemWrite{key: k})
-	}
+	w.c.items = w.n.recent.put(key, nil, w.c.seq, w.c.items)
 }
 
-// itemWrite is an item record written by a cycle; val nil means deleted.
+// itemWrite is the last write of an item record by a cycle; val nil means
+// deleted.
+//
+// A cycle keeps one itemWrite per key: the committer sets the record cache
+// from them one by one, after the store holds the whole cycle, and a
+// reader between the sets of an older and a newer write of one key would
+// read the older value from the cache after another read the newer one
+// from the store.
 type itemWrite struct {
 	key string
 	val []byte

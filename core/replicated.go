@@ -353,7 +353,8 @@ type raftSM struct {
 }
 
 type overlayEntry struct {
-	val []byte // nil: deleted
+	val  []byte // nil: deleted
+	item int    // 1 + the write's index in items; 0 if not an item
 }
 
 func (r *raftSM) touch(part int) {
@@ -539,6 +540,8 @@ func (r *raftSM) Flush(b *tiers.Batch) {
 		r.touched[part] = false
 	}
 	r.parts = r.parts[:0]
+	// The store write follows; its items' cache fills wait for Commit.
+	r.n.cache.begin(r.items)
 	b.Append(&r.batch)
 }
 
@@ -579,22 +582,29 @@ func (r *raftSM) get(key []byte) ([]byte, bool, error) {
 // set and del implement writer.
 func (r *raftSM) set(key, val []byte) {
 	r.batch.Set(key, val)
-	v := append(make([]byte, 0, len(val)+1), val...)
-	k := string(key)
-	r.overlay[k] = overlayEntry{val: v}
-	if isItemKey(key) {
-		r.items = append(r.items, itemWrite{key: k, val: v})
-		r.n.ops.writes.Add(1)
-	}
+	r.record(key, append(make([]byte, 0, len(val)+1), val...))
 }
 
 func (r *raftSM) del(key []byte) {
 	r.batch.Delete(key)
-	k := string(key)
-	r.overlay[k] = overlayEntry{}
-	if isItemKey(key) {
-		r.items = append(r.items, itemWrite{key: k})
+	r.record(key, nil)
+}
+
+// record notes a write in the overlay and, for an item, in items: one
+// entry per key, the last write (see itemWrite).
+func (r *raftSM) record(key, val []byte) {
+	e, ok := r.overlay[string(key)]
+	if !ok && isItemKey(key) {
+		r.items = append(r.items, itemWrite{key: string(key)})
+		e.item = len(r.items)
+	}
+	e.val = val
+	if e.item > 0 {
+		r.items[e.item-1].val = val
+		r.overlay[r.items[e.item-1].key] = e
 		r.n.ops.writes.Add(1)
+	} else {
+		r.overlay[string(key)] = e
 	}
 }
 

@@ -294,53 +294,18 @@ func runClusterLinearizable(t *testing.T, seed uint64) {
 				// partition is refused unmade (ErrNotLeader): the client
 				// tries another node, as the cluster package's router does.
 				for try := 0; ; try++ {
-					n := c.nodes[rng.IntN(3)]
-					switch {
-					case r < 4:
-						in.Op = "get"
-						var it *item.Item
-						if it, err = n.Get(ctx, "t", in.Key); err == nil {
-							var v string
-							json.Unmarshal(it.Data, &v)
-							out = regmodel.Output{OK: true, Value: v, Version: it.Version}
-							lastSeen[in.Key] = it.Version
-						}
-					case r < 7:
-						in.Op = "put"
-						data, _ := json.Marshal(in.Value)
-						var it *item.Item
-						if it, _, err = n.Put(ctx, "t", &item.Item{ID: in.Key, Data: data}, item.Cond{}); err == nil {
-							out = regmodel.Output{OK: true, Version: it.Version}
-							lastSeen[in.Key] = it.Version
-						}
-					case r < 9:
-						in.Op, in.IfVer = "cas", lastSeen[in.Key]
-						if in.IfVer == "" {
-							in.IfVer = "0"
-						}
-						data, _ := json.Marshal(in.Value)
-						var it *item.Item
-						if it, _, err = n.Put(ctx, "t", &item.Item{ID: in.Key, Data: data}, item.Cond{IfMatch: in.IfVer}); err == nil {
-							out = regmodel.Output{OK: true, Version: it.Version}
-							lastSeen[in.Key] = it.Version
-						}
-					default:
-						in.Op = "del"
-						if err = n.Delete(ctx, "t", in.Key, item.Cond{}); err == nil {
-							out.OK = true
-						}
-					}
+					out, err = linearizableOp(ctx, c.nodes[rng.IntN(3)], &in, r, lastSeen)
 					if !errors.Is(err, ErrNotLeader) || try == 100 {
 						break
 					}
 				}
 				ret := time.Since(start).Nanoseconds()
 				switch {
-				case err == nil, errors.Is(err, item.ErrNotFound), errors.Is(err, item.ErrPreconditionFailed):
+				case err == nil:
 				case errors.Is(err, item.ErrUnavailable):
 					// Timed out: it may or may not have happened.
 					out = regmodel.Output{Unknown: true}
-					ret = 1 << 62
+					ret = regmodel.EndOfTime
 				default:
 					t.Error(err)
 					return
@@ -361,10 +326,10 @@ func runClusterLinearizable(t *testing.T, seed uint64) {
 		}
 	}
 	t.Logf("seed %d: %d operations, %d with unknown outcome", seed, len(history), unknown)
-	switch res := porcupine.CheckOperationsTimeout(regmodel.Model, history, 60*time.Second); res {
+	switch res, report := regmodel.Check(history, 60*time.Second); res {
 	case porcupine.Ok:
 	case porcupine.Illegal:
-		t.Fatalf("seed %d: the history of %d operations is not linearizable", seed, len(history))
+		t.Fatalf("seed %d: the history of %d operations is not linearizable\n%s", seed, len(history), report)
 	default:
 		t.Fatalf("seed %d: linearizability check inconclusive (%v)", seed, res)
 	}

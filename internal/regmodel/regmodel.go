@@ -11,7 +11,13 @@
 package regmodel
 
 import (
+	"cmp"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -144,4 +150,89 @@ func Describe(in Input, out Output) string {
 	default:
 		return fmt.Sprintf("n%d %s(%s) -> %s", in.Node, in.Op, in.Key, res)
 	}
+}
+
+// EndOfTime is the Return of a call whose outcome is unknown: it may take
+// effect at any point after its Call.
+const EndOfTime = int64(1) << 62
+
+// Check runs porcupine on history. When the history is not linearizable,
+// report says why: the path of a visualization (an HTML file kept in the
+// system's temporary directory) and, for each key that cannot be
+// linearized, the calls around the first one that could not be placed.
+func Check(history []porcupine.Operation, timeout time.Duration) (res porcupine.CheckResult, report string) {
+	res, info := porcupine.CheckOperationsVerbose(Model, history, timeout)
+	if res != porcupine.Illegal {
+		return res, ""
+	}
+	viz := "(not written)"
+	if dir, err := os.MkdirTemp("", "brainy-history-"); err == nil {
+		path := filepath.Join(dir, "history.html")
+		if porcupine.VisualizePath(Model, info, path) == nil {
+			viz = path
+		}
+	}
+	return res, fmt.Sprintf("visualization: %s\n%s", viz, illegalExcerpt(history, info))
+}
+
+// Span renders when a call ran, in seconds since the history began.
+func Span(op porcupine.Operation) string {
+	ret := "…"
+	if op.Return != EndOfTime {
+		ret = fmt.Sprintf("%.6fs", float64(op.Return)/1e9)
+	}
+	return fmt.Sprintf("%.6fs-%s", float64(op.Call)/1e9, ret)
+}
+
+// illegalExcerpt shows, for each key whose history cannot be linearized,
+// the end of the longest linearizable prefix and the calls around the
+// first operation that could not be placed after it.
+func illegalExcerpt(history []porcupine.Operation, info porcupine.LinearizationInfo) string {
+	var b strings.Builder
+	for _, part := range info.PartialLinearizationsOperations() {
+		var longest []porcupine.Operation
+		for _, l := range part {
+			if len(l) > len(longest) {
+				longest = l
+			}
+		}
+		if len(longest) == 0 {
+			continue
+		}
+		key := longest[0].Input.(Input).Key
+		var ops []porcupine.Operation
+		for _, op := range history {
+			if op.Input.(Input).Key == key {
+				ops = append(ops, op)
+			}
+		}
+		if len(longest) == len(ops) {
+			continue
+		}
+		fmt.Fprintf(&b, "key %s: %d of %d operations linearize; the last of them:\n", key, len(longest), len(ops))
+		for _, op := range longest[max(0, len(longest)-8):] {
+			fmt.Fprintf(&b, "  [%s] c%d %s\n", Span(op), op.ClientId, Describe(op.Input.(Input), op.Output.(Output)))
+		}
+		placed := map[[2]int64]bool{}
+		for _, op := range longest {
+			placed[[2]int64{int64(op.ClientId), op.Call}] = true
+		}
+		first := int64(-1)
+		for _, op := range ops {
+			if !placed[[2]int64{int64(op.ClientId), op.Call}] && (first < 0 || op.Call < first) {
+				first = op.Call
+			}
+		}
+		slices.SortFunc(ops, func(x, y porcupine.Operation) int { return cmp.Compare(x.Call, y.Call) })
+		i := slices.IndexFunc(ops, func(op porcupine.Operation) bool { return op.Call == first })
+		fmt.Fprintf(&b, "  calls of %s around the first one not placed (*: not placed):\n", key)
+		for _, op := range ops[max(0, i-15):min(len(ops), i+25)] {
+			mark := " "
+			if !placed[[2]int64{int64(op.ClientId), op.Call}] {
+				mark = "*"
+			}
+			fmt.Fprintf(&b, " %s[%s] c%d %s\n", mark, Span(op), op.ClientId, Describe(op.Input.(Input), op.Output.(Output)))
+		}
+	}
+	return b.String()
 }
