@@ -116,6 +116,12 @@ type Config struct {
 	// CallTimeout bounds one call to one core before the next is tried
 	// (--call-timeout). Default upstream.DefaultCallTimeout (5 s).
 	CallTimeout time.Duration
+	// FeedLease is how long the cache trusts a core's change feed without
+	// hearing from it (--feed-lease): past it, cached answers are
+	// revalidated and the core is skipped. It bounds how long a core's
+	// silent death can leave a rewritten item served as a fresh hit.
+	// Default upstream.DefaultFeedLease (500 ms).
+	FeedLease time.Duration
 	// WriteTimeout bounds a write in all before 503 (--write-timeout).
 	// Default httpapi.DefaultWriteTimeout (10 s).
 	WriteTimeout time.Duration
@@ -157,6 +163,9 @@ func (c *Config) EnsureDefaults() {
 	if c.CallTimeout == 0 {
 		c.CallTimeout = upstream.DefaultCallTimeout
 	}
+	if c.FeedLease == 0 {
+		c.FeedLease = upstream.DefaultFeedLease
+	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = httpapi.DefaultWriteTimeout
 	}
@@ -194,12 +203,13 @@ func (c *Config) Validate() error {
 // Edge is a running brainy-edge: the HTTP API in front of its cache and
 // the upstream cores.
 type Edge struct {
-	cfg    Config
-	log    *slog.Logger
-	cache  *Cache // nil when off
-	client *transport.Client
-	srv    *httpapi.Server
-	ln     net.Listener
+	cfg      Config
+	log      *slog.Logger
+	cache    *Cache // nil when off
+	client   *transport.Client
+	upstream *upstream.Backend
+	srv      *httpapi.Server
+	ln       net.Listener
 }
 
 // New assembles an edge and binds its HTTP listener; Run serves.
@@ -220,7 +230,7 @@ func New(ctx context.Context, cfg Config) (*Edge, error) {
 	}
 	e := &Edge{cfg: cfg, log: cfg.Logger}
 	e.log.Info("starting", "component", "main", "http_addr", cfg.HTTPAddr, "upstream", cfg.Upstreams,
-		"name", cfg.Name, "api_keys", keys.Len(), "insecure", cfg.Insecure, "call_timeout", cfg.CallTimeout,
+		"name", cfg.Name, "api_keys", keys.Len(), "insecure", cfg.Insecure, "call_timeout", cfg.CallTimeout, "feed_lease", cfg.FeedLease,
 		"cache_bytes", cfg.CacheBytes, "cache_ttl", cfg.CacheTTL, "negative_ttl", cfg.NegativeTTL)
 	ok := false
 	defer func() {
@@ -246,14 +256,14 @@ func New(ctx context.Context, cfg Config) (*Edge, error) {
 	if e.client, err = transport.NewClient(qcfg); err != nil {
 		return nil, fmt.Errorf("quic: %w", err)
 	}
-	ucfg := upstream.Config{Addrs: cfg.Upstreams, Client: e.client, CallTimeout: cfg.CallTimeout, Logger: cfg.Logger}
+	ucfg := upstream.Config{Addrs: cfg.Upstreams, Client: e.client, CallTimeout: cfg.CallTimeout, FeedLease: cfg.FeedLease, Logger: cfg.Logger}
 	if e.cache != nil {
 		ucfg.OnChanges = e.cache.Apply
 	}
-	be, err := upstream.New(ucfg)
-	if err != nil {
+	if e.upstream, err = upstream.New(ucfg); err != nil {
 		return nil, err
 	}
+	be := e.upstream
 	h, err := httpapi.NewHandler(hcfg, be)
 	if err != nil {
 		return nil, err
@@ -340,6 +350,9 @@ func (e *Edge) Run(ctx context.Context) error {
 func (e *Edge) close() {
 	if e.ln != nil {
 		e.ln.Close()
+	}
+	if e.upstream != nil {
+		e.upstream.Close()
 	}
 	if e.client != nil {
 		e.client.Close()

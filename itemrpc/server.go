@@ -204,15 +204,21 @@ func RegisterSubscribe(s *transport.Server, subscribe func() Subscription) {
 // Batches that queued up meanwhile go out together; a push that fails, or
 // batches the subscription dropped, make the next push say changes were
 // lost, so the edge drops what it cannot trust.
+//
+// With nothing to push for wire.FeedHeartbeat it pushes an empty batch:
+// the subscriber's proof that the feed is alive.
 func pushChanges(peer *transport.Peer, sub Subscription) {
 	defer sub.Close()
 	lost := false
+	idle := time.NewTimer(wire.FeedHeartbeat)
+	defer idle.Stop()
 	for {
 		var batch []wire.Change
 		select {
 		case <-peer.Done():
 			return
 		case batch = <-sub.C():
+		case <-idle.C:
 		}
 	more:
 		for len(batch) < 4096 {
@@ -229,5 +235,6 @@ func pushChanges(peer *transport.Peer, sub Subscription) {
 		err := peer.Push(ctx, wire.MethodInvalidate, wire.AppendChanges(nil, batch, lost))
 		cancel()
 		lost = err != nil
+		idle.Reset(wire.FeedHeartbeat)
 	}
 }

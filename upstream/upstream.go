@@ -7,6 +7,14 @@
 // address when a core is unreachable, skipping one that just failed for a
 // second. It does not yet probe latencies or route by partition: every
 // request goes to one core, which forwards it to the partition's leader.
+//
+// Freshness. A subscribed core pushes at least every wire.FeedHeartbeat.
+// A core killed or cut off pushes nothing and says nothing, and QUIC
+// notices only at its idle timeout (seconds); meanwhile the cache would
+// serve as fresh what others may have rewritten. So the Backend holds each
+// feed on a lease (Config.FeedLease): a feed silent for longer makes the
+// cache distrust everything it holds, and the core is skipped and its
+// connection closed, so calls waiting on it fail over at once.
 package upstream
 
 import (
@@ -14,6 +22,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +36,9 @@ import (
 
 // DefaultCallTimeout is Config.CallTimeout when zero.
 const DefaultCallTimeout = 5 * time.Second
+
+// DefaultFeedLease is Config.FeedLease when zero: five heartbeats.
+const DefaultFeedLease = 5 * wire.FeedHeartbeat
 
 // Config configures a Backend.
 type Config struct {
@@ -48,6 +61,12 @@ type Config struct {
 	// that core must then be treated as stale. It is called from transport
 	// goroutines, concurrently, and must not block for long.
 	OnChanges func(changes []wire.Change, reset bool)
+	// FeedLease is how long a core's change feed is trusted without a push
+	// (changes or a heartbeat). Past it OnChanges gets a reset, the core is
+	// skipped for a second and its connection closed. Only with OnChanges;
+	// default DefaultFeedLease (500 ms). It must exceed wire.FeedHeartbeat
+	// by the pushes' round trip, or healthy feeds lapse.
+	FeedLease time.Duration
 }
 
 // Backend serves item requests from the cores: the item operations are
@@ -60,10 +79,16 @@ type Backend struct {
 	healthy atomic.Bool
 	calls   atomic.Uint64
 	fails   atomic.Uint64
+	lapses  atomic.Uint64 // feeds that went silent
 	// downUntil[i] is when Addrs[i] may be tried again after it failed
 	// (Unix nanoseconds): while a core is down, requests skip it at once
 	// instead of each waiting out a dial timeout.
 	downUntil []atomic.Int64
+
+	feedMu sync.Mutex
+	feeds  map[string]int64 // subscribed core's address → when last heard from (Unix nanoseconds)
+	stop   chan struct{}
+	done   sync.WaitGroup
 }
 
 // retryDown is how long a core that did not answer is skipped.
@@ -77,10 +102,17 @@ func New(cfg Config) (*Backend, error) {
 	if cfg.CallTimeout == 0 {
 		cfg.CallTimeout = DefaultCallTimeout
 	}
+	if cfg.FeedLease == 0 {
+		cfg.FeedLease = DefaultFeedLease
+	}
+	if cfg.FeedLease <= wire.FeedHeartbeat {
+		return nil, fmt.Errorf("upstream: FeedLease %v must exceed the cores' heartbeat, %v", cfg.FeedLease, wire.FeedHeartbeat)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Backend{cfg: cfg, log: cfg.Logger.With("component", "upstream"), downUntil: make([]atomic.Int64, len(cfg.Addrs))}
+	b := &Backend{cfg: cfg, log: cfg.Logger.With("component", "upstream"), downUntil: make([]atomic.Int64, len(cfg.Addrs)),
+		feeds: map[string]int64{}, stop: make(chan struct{})}
 	b.Remote = itemrpc.Remote{Call: b.call, Forwarded: cfg.Forwarded}
 	b.healthy.Store(true)
 	if cfg.OnChanges != nil {
@@ -88,26 +120,101 @@ func New(cfg Config) (*Backend, error) {
 		cfg.Client.OnPush(b.push)
 		// Without a connection no changes arrive: nothing cached can be
 		// trusted as fresh until the next subscription.
-		cfg.Client.OnDisconnect(func(string) { cfg.OnChanges(nil, true) })
+		cfg.Client.OnDisconnect(func(addr string) {
+			b.feedMu.Lock()
+			delete(b.feeds, addr)
+			b.feedMu.Unlock()
+			cfg.OnChanges(nil, true)
+		})
+		b.done.Add(1)
+		go b.watchFeeds()
 	}
 	return b, nil
 }
 
+// Close stops the Backend's feed watchdog. It does not close the Client.
+func (b *Backend) Close() {
+	select {
+	case <-b.stop:
+	default:
+		close(b.stop)
+	}
+	b.done.Wait()
+}
+
 // subscribe asks a newly connected core for its changes. Whatever changed
-// while there was no connection is unknown, hence the reset.
+// while there was no connection is unknown, hence the reset. The feed's
+// lease starts now, whether or not the call succeeded: a feed that never
+// pushes lapses, and the next connection subscribes again.
 func (b *Backend) subscribe(addr string) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.CallTimeout)
 	defer cancel()
+	b.heard(addr)
 	if _, err := b.cfg.Client.Call(ctx, addr, wire.MethodSubscribe, nil); err != nil {
 		b.log.Warn("subscribing to changes failed", "addr", addr, "err", err)
 	}
+	b.heard(addr)
 	b.cfg.OnChanges(nil, true)
+}
+
+// heard renews addr's feed lease.
+func (b *Backend) heard(addr string) {
+	now := time.Now().UnixNano()
+	b.feedMu.Lock()
+	b.feeds[addr] = now
+	b.feedMu.Unlock()
+}
+
+// watchFeeds ends the feeds whose lease lapsed, checking five times a
+// lease.
+func (b *Backend) watchFeeds() {
+	defer b.done.Done()
+	tick := time.NewTicker(b.cfg.FeedLease / 5)
+	defer tick.Stop()
+	var lapsed []string
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-tick.C:
+		}
+		cutoff := time.Now().Add(-b.cfg.FeedLease).UnixNano()
+		lapsed = lapsed[:0]
+		b.feedMu.Lock()
+		for addr, last := range b.feeds {
+			if last < cutoff {
+				lapsed = append(lapsed, addr)
+				delete(b.feeds, addr)
+			}
+		}
+		b.feedMu.Unlock()
+		for _, addr := range lapsed {
+			b.feedLapsed(addr)
+		}
+	}
+}
+
+// feedLapsed gives up on a core whose feed went silent: the cache stops
+// trusting what it holds (the core may have died after others committed
+// writes it never pushed), the core is skipped like one that failed a
+// call, and its connection is closed, so calls waiting on it fail over now
+// rather than at CallTimeout. A core that is merely slow is connected to
+// and subscribed to again by the next call that picks it.
+func (b *Backend) feedLapsed(addr string) {
+	b.lapses.Add(1)
+	b.log.Warn("core's change feed went silent; cached answers are no longer trusted", "addr", addr, "lease", b.cfg.FeedLease)
+	b.cfg.OnChanges(nil, true)
+	if i := slices.Index(b.cfg.Addrs, addr); i >= 0 {
+		b.downUntil[i].Store(time.Now().Add(retryDown).UnixNano())
+	}
+	b.cfg.Client.Disconnect(addr)
 }
 
 func (b *Backend) push(_ context.Context, addr string, method uint16, msg []byte) error {
 	if method != wire.MethodInvalidate {
 		return fmt.Errorf("upstream: unexpected push method %d", method)
 	}
+	b.heard(addr)
 	changes, lost, err := wire.DecodeChanges(msg)
 	if err != nil {
 		b.log.Warn("malformed change push", "addr", addr, "err", err)
@@ -178,7 +285,7 @@ func (b *Backend) arrived(idx int) {
 // Metrics implements httpapi.Backend: the edge's view, one entry per core.
 func (b *Backend) Metrics() nodestats.Snapshot {
 	cur := int(b.current.Load())
-	s := nodestats.Snapshot{Replication: nodestats.Replication{Mode: "upstream"}}
+	s := nodestats.Snapshot{Replication: nodestats.Replication{Mode: "upstream", FeedLapses: b.lapses.Load()}}
 	for i, a := range b.cfg.Addrs {
 		up := i == cur && b.healthy.Load()
 		s.Nodes.List = append(s.Nodes.List, nodestats.Node{ID: a, Role: "core", Address: a, Healthy: up})

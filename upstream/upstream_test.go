@@ -92,6 +92,7 @@ func newRigWith(t *testing.T, lim item.Limits, cache *edge.Cache, onChanges ...f
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		be.Close()
 		client.Close()
 		srv.Close()
 		node.Close()

@@ -26,6 +26,7 @@ import (
 	"github.com/soullabs/brainy/internal/cliconfig"
 	"github.com/soullabs/brainy/internal/daemon"
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/upstream"
 )
 
@@ -71,6 +72,7 @@ func flags(c *edge.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", item.DefaultLimits().MaxBodyBytes, "largest request body accepted, in `bytes`")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", httpapi.DefaultMaxConnsPerIP, "HTTP connections one client address may hold open (429 beyond); behind a proxy, its connection count")
 	fs.DurationVar(&c.CallTimeout, "call-timeout", upstream.DefaultCallTimeout, "how long one call to one core may take before the next core is tried")
+	fs.DurationVar(&c.FeedLease, "feed-lease", upstream.DefaultFeedLease, "how long cached answers stay trusted when the core pushing changes falls silent\n(cores push at least every "+wire.FeedHeartbeat.String()+")")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", httpapi.DefaultWriteTimeout, "how long a write may take in all before 503")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", edge.DefaultShutdownTimeout, "how long SIGTERM waits for in-flight requests")
 	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")

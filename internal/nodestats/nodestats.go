@@ -79,6 +79,9 @@ type Replication struct {
 	// not), and committed conf changes raft could not apply. Non-zero means
 	// a broken or hostile peer.
 	RejectedMessages uint64 `json:"rejectedMessages"`
+	// FeedLapses (an edge) counts cores' change feeds that went silent past
+	// their lease: each made the edge's cache distrust all it held.
+	FeedLapses uint64 `json:"feedLapses"`
 }
 
 // Operations counts requests served since start.

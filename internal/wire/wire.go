@@ -357,6 +357,13 @@ const (
 	MethodInvalidate uint16 = 111
 )
 
+// FeedHeartbeat is the longest a subscribed core stays silent: with no
+// change to push for this long it pushes an empty batch. A subscriber
+// that hears nothing for several of these knows the feed is gone — a core
+// killed or cut off says nothing, and QUIC would notice only at its idle
+// timeout — and must stop trusting what the feed was keeping fresh.
+const FeedHeartbeat = 100 * time.Millisecond
+
 // Change is one committed write of an item, as pushed to subscribers.
 type Change struct {
 	Tenant  string
