@@ -217,6 +217,7 @@ type Node struct {
 
 	held          atomic.Pointer[[]bool]                    // partitions held here, refreshed by the reconciler
 	alive         atomic.Pointer[map[multiraft.NodeID]Peer] // live members by raft id, refreshed by the reconciler
+	forwarded     atomic.Uint64                             // requests sent to another node's leader (nodestats.Operations.Forwarded)
 	snapshots     snapshotSessions
 	snapshotPace  *rate.Limiter // nil: unbounded (Config.SnapshotBytesPerSecond)
 	snapshotBytes atomic.Uint64 // received while installing snapshots
@@ -282,7 +283,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// Edges' requests may belong to partitions held elsewhere: route them
 	// through the cluster, which forwards (one hop) what is not here.
 	itemrpc.Register(cfg.Server, c, n)
-	itemrpc.RegisterSubscribe(cfg.Server, func() itemrpc.Subscription { return c.SubscribeChanges(1024) })
+	itemrpc.RegisterSubscribe(cfg.Server, func() itemrpc.Subscription { return routedFeed{c.SubscribeChanges(1024), n} })
 	cfg.Server.Handle(wire.MethodListPartitions, coresOnly(itemrpc.ListPartitionsHandler(c.Partitions, c.ListPartitions)))
 	cfg.Server.Handle(wire.MethodGroupInfo, coresOnly(n.handleGroupInfo))
 	cfg.Server.Handle(wire.MethodSnapshot, coresOnly(n.handleSnapshot))
@@ -569,9 +570,49 @@ func (n *Node) leaderOf(tenant, id string) *upstream.Backend {
 	return b
 }
 
+// routedFeed is the change feed this node serves to subscribers, with the
+// cluster's routing table (itemrpc.Topologies): edges send each request
+// to its partition's leader directly.
+type routedFeed struct {
+	*core.Subscription
+	n *Node
+}
+
+// Topology implements itemrpc.Topologies: the leaders this node knows of,
+// with their terms, and the members' addresses.
+func (f routedFeed) Topology() ([]byte, <-chan struct{}) {
+	leaders, changed := f.n.core.Leaders()
+	var alive map[multiraft.NodeID]Peer
+	if m := f.n.alive.Load(); m != nil {
+		alive = *m
+	}
+	t := &wire.Topology{Partitions: f.n.core.Partitions(), Leaders: make([]wire.Lead, f.n.core.Partitions())}
+	index := map[multiraft.NodeID]int{}
+	for i := range t.Leaders {
+		t.Leaders[i].Node = -1
+		l, ok := leaders[multiraft.GroupID(i)]
+		if !ok {
+			continue
+		}
+		at, ok := index[l.Node]
+		if !ok {
+			p, alive := alive[l.Node]
+			if !alive {
+				continue
+			}
+			at = len(t.Nodes)
+			index[l.Node] = at
+			t.Nodes = append(t.Nodes, wire.TopologyNode{ID: p.ID, Addr: p.QUICAddr})
+		}
+		t.Leaders[i] = wire.Lead{Node: at, Term: l.Term}
+	}
+	return wire.AppendTopology(nil, t), changed
+}
+
 // Get implements httpapi.Backend.
 func (n *Node) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
 	if b := n.leaderOf(tenant, id); b != nil && !item.StaleReads(ctx) {
+		n.forwarded.Add(1)
 		it, err := b.Get(ctx, tenant, id)
 		if !errors.Is(err, item.ErrUnavailable) {
 			return it, err
@@ -640,6 +681,7 @@ func (n *Node) write(ctx context.Context, tenant, id string, remote func(*upstre
 	for {
 		var err error
 		if b := n.leaderOf(tenant, id); b != nil && id != "" {
+			n.forwarded.Add(1)
 			err = remote(b)
 		} else if err = local(); errors.Is(err, wire.ErrWrongNode) {
 			err = n.viaPeers(ctx, remote)
@@ -675,6 +717,7 @@ func (n *Node) Healthy() bool { return n.core.Healthy() }
 // cluster's membership, partitions and replication filled in.
 func (n *Node) Metrics() nodestats.Snapshot {
 	s := n.core.Metrics()
+	s.Operations.Forwarded = n.forwarded.Load()
 	members := n.cfg.Directory.Members()
 	names := map[multiraft.NodeID]string{}
 	for _, p := range members {

@@ -89,7 +89,7 @@ func (n *Node) listAcross(ctx context.Context, tenant string, opts item.ListOpti
 	wg.Go(func() { pages[0], errs[0] = n.core.ListPartitions(ctx, tenant, opts, local) })
 	for i, sh := range shares {
 		wg.Go(func() {
-			peer := itemrpc.Remote{Call: func(ctx context.Context, method uint16, req []byte) ([]byte, error) {
+			peer := itemrpc.Remote{Call: func(ctx context.Context, method uint16, _ itemrpc.Target, req []byte) ([]byte, error) {
 				return n.cfg.Client.Call(ctx, sh.peer.QUICAddr, method, req)
 			}}
 			pages[i+1], errs[i+1] = peer.ListPartitions(ctx, tenant, opts, sh.parts)

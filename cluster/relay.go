@@ -34,6 +34,9 @@ func (n *Node) subscribePeer(addr string) {
 
 // relayPush receives a peer's pushed changes.
 func (n *Node) relayPush(_ context.Context, addr string, method uint16, msg []byte) error {
+	if method == wire.MethodTopology {
+		return nil // for edges: this node knows its own leaders
+	}
 	if method != wire.MethodInvalidate {
 		return fmt.Errorf("cluster: unexpected push method %d from %s", method, addr)
 	}

@@ -3,7 +3,7 @@ package core
 import (
 	"encoding/binary"
 
-	"github.com/cespare/xxhash/v2"
+	"github.com/soullabs/brainy/internal/wire"
 )
 
 // Key layout. Every key of a partition starts with 'p' and the partition
@@ -26,17 +26,9 @@ const (
 	prefixMeta      = 'm'
 )
 
-// PartitionOf maps a tenant and id to a partition in [0, n). The mapping is
-// stable forever for a given n: it decides where data lives on disk, so it
-// must never change.
-func PartitionOf(tenant, id string, n int) int {
-	var d xxhash.Digest
-	d.Reset()
-	_, _ = d.WriteString(tenant)
-	_, _ = d.Write([]byte{0})
-	_, _ = d.WriteString(id)
-	return int(d.Sum64() % uint64(n))
-}
+// PartitionOf maps a tenant and id to a partition in [0, n): see
+// wire.PartitionOf, which every router shares.
+func PartitionOf(tenant, id string, n int) int { return wire.PartitionOf(tenant, id, n) }
 
 func appendPartition(dst []byte, part int, kind byte) []byte {
 	dst = append(dst, prefixPartition)

@@ -214,6 +214,16 @@ func (n *Node) Leader(part int) multiraft.NodeID {
 	return n.raft.Leader(multiraft.GroupID(part))
 }
 
+// Leaders returns each partition's leader as last known here, by
+// partition, and a channel closed at the next change (see
+// multiraft.Node.Leaders). A node without raft has none.
+func (n *Node) Leaders() (map[multiraft.GroupID]multiraft.Lead, <-chan struct{}) {
+	if n.raft == nil {
+		return nil, nil
+	}
+	return n.raft.Leaders()
+}
+
 // ChangeReplicas proposes a membership change of partition part's group
 // (this node must lead it) and waits until it is applied.
 func (n *Node) ChangeReplicas(ctx context.Context, part int, cc *pb.ConfChangeV2) error {

@@ -10,11 +10,17 @@ import (
 	"github.com/soullabs/brainy/transport"
 )
 
-// CallFunc sends one encoded request and returns the encoded answer. An
-// error the remote handler returned comes back as a
+// CallFunc sends one encoded request about to and returns the encoded
+// answer. An error the remote handler returned comes back as a
 // *transport.RemoteError (the remote node's final answer); any other
 // error means the call did not get an answer.
-type CallFunc func(ctx context.Context, method uint16, req []byte) ([]byte, error)
+type CallFunc func(ctx context.Context, method uint16, to Target, req []byte) ([]byte, error)
+
+// Target is what a request is about, for a CallFunc that routes by
+// partition: an item, or (ID empty) a tenant's items.
+type Target struct {
+	Tenant, ID string
+}
 
 // Remote is item.API served by a remote core: each operation is encoded,
 // sent through Call, and its answer or error decoded. It holds no
@@ -33,7 +39,7 @@ var _ item.API = (*Remote)(nil)
 
 func (r *Remote) call(ctx context.Context, method uint16, req *wire.Request) ([]byte, error) {
 	req.Forwarded, req.Stale = r.Forwarded, item.StaleReads(ctx)
-	out, err := r.Call(ctx, method, wire.AppendRequest(nil, req))
+	out, err := r.Call(ctx, method, Target{Tenant: req.Tenant, ID: req.ID}, wire.AppendRequest(nil, req))
 	return out, answerError(ctx, err, method)
 }
 
@@ -122,7 +128,7 @@ func (r *Remote) List(ctx context.Context, tenant string, opts item.ListOptions)
 // node that holds them (RegisterListPartitions on its side).
 func (r *Remote) ListPartitions(ctx context.Context, tenant string, opts item.ListOptions, parts []int) (*item.Page, error) {
 	req := &wire.Request{Tenant: tenant, List: opts, Forwarded: r.Forwarded, Stale: item.StaleReads(ctx)}
-	out, err := r.Call(ctx, wire.MethodListPartitions, appendListPartitions(req, parts))
+	out, err := r.Call(ctx, wire.MethodListPartitions, Target{Tenant: tenant}, appendListPartitions(req, parts))
 	if err = answerError(ctx, err, wire.MethodListPartitions); err != nil {
 		return nil, err
 	}

@@ -62,7 +62,7 @@ func newRig(t *testing.T) *rig {
 	}
 	t.Cleanup(func() { client.Close(); srv.Close(); node.Close(); store.Close() })
 	addr := srv.Addr().String()
-	call := func(ctx context.Context, method uint16, req []byte) ([]byte, error) {
+	call := func(ctx context.Context, method uint16, _ itemrpc.Target, req []byte) ([]byte, error) {
 		return client.Call(ctx, addr, method, req)
 	}
 	return &rig{local: node, front: f, plain: &itemrpc.Remote{Call: call}, hop: &itemrpc.Remote{Call: call, Forwarded: true}}

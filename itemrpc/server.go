@@ -178,6 +178,15 @@ type Subscription interface {
 	Close()
 }
 
+// Topologies is what a Subscription may also offer: the cluster's routing
+// table, pushed to the subscriber (wire.MethodTopology) when it subscribes
+// and whenever the table changes.
+type Topologies interface {
+	// Topology returns the table, encoded (wire.AppendTopology), and a
+	// channel closed when it next changes.
+	Topology() ([]byte, <-chan struct{})
+}
+
 // RegisterSubscribe serves wire.MethodSubscribe on s: the caller (an edge,
 // or a peer relaying changes) is pushed every change subscribe's feed
 // carries, as wire.MethodInvalidate, until it disconnects.
@@ -206,17 +215,36 @@ func RegisterSubscribe(s *transport.Server, subscribe func() Subscription) {
 // lost, so the edge drops what it cannot trust.
 //
 // With nothing to push for wire.FeedHeartbeat it pushes an empty batch:
-// the subscriber's proof that the feed is alive.
+// the subscriber's proof that the feed is alive. A subscription that
+// offers Topologies has its table pushed first and after every change.
 func pushChanges(peer *transport.Peer, sub Subscription) {
 	defer sub.Close()
 	lost := false
 	idle := time.NewTimer(wire.FeedHeartbeat)
 	defer idle.Stop()
+	routes, _ := sub.(Topologies)
+	var routesChanged <-chan struct{}
+	pushRoutes := func() {
+		var table []byte
+		table, routesChanged = routes.Topology()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// A table that did not arrive is pushed again with the next change;
+		// meanwhile the subscriber's requests are forwarded, never lost.
+		_ = peer.Push(ctx, wire.MethodTopology, table)
+		cancel()
+		idle.Reset(wire.FeedHeartbeat)
+	}
+	if routes != nil {
+		pushRoutes()
+	}
 	for {
 		var batch []wire.Change
 		select {
 		case <-peer.Done():
 			return
+		case <-routesChanged:
+			pushRoutes()
+			continue
 		case batch = <-sub.C():
 		case <-idle.C:
 		}

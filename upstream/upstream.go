@@ -3,10 +3,12 @@
 // the QUIC transport (package itemrpc), and feeds the changes the cores
 // push to the edge's cache (package edge).
 //
-// It calls the core that answered last and moves to the next configured
-// address when a core is unreachable, skipping one that just failed for a
-// second. It does not yet probe latencies or route by partition: every
-// request goes to one core, which forwards it to the partition's leader.
+// With Config.Route (an edge) a request about an item goes to its
+// partition's leader, as the topology the cores push says (routes.go);
+// otherwise, and when the leader is unknown or fails, it goes to the core
+// that answered last, moving to the next configured address when a core
+// is unreachable and skipping one that just failed for a second. It does
+// not yet probe latencies.
 //
 // Freshness. A subscribed core pushes at least every wire.FeedHeartbeat.
 // A core killed or cut off pushes nothing and says nothing, and QUIC
@@ -22,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,12 @@ type Config struct {
 	// that core must then be treated as stale. It is called from transport
 	// goroutines, concurrently, and must not block for long.
 	OnChanges func(changes []wire.Change, reset bool)
+	// Route sends each request about an item to its partition's leader,
+	// as the topology the cores push says (routes.go), instead of to the
+	// core that answered last, which would forward it. Like OnChanges it
+	// subscribes to every core connected to and handles the Client's
+	// pushes: the Client must be this Backend's alone.
+	Route bool
 	// FeedLease is how long a core's change feed is trusted without a push
 	// (changes or a heartbeat). Past it OnChanges gets a reset, the core is
 	// skipped for a second and its connection closed. Only with OnChanges;
@@ -84,6 +91,9 @@ type Backend struct {
 	// (Unix nanoseconds): while a core is down, requests skip it at once
 	// instead of each waiting out a dial timeout.
 	downUntil []atomic.Int64
+
+	routes   atomic.Pointer[routes] // the cores' pushed topology, merged (routes.go); nil until one arrives
+	routesMu sync.Mutex             // serializes merges
 
 	feedMu sync.Mutex
 	feeds  map[string]int64 // subscribed core's address → when last heard from (Unix nanoseconds)
@@ -110,6 +120,9 @@ func New(cfg Config) (*Backend, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.OnChanges == nil && cfg.Route {
+		cfg.OnChanges = func([]wire.Change, bool) {} // subscribed for the topology only
 	}
 	b := &Backend{cfg: cfg, log: cfg.Logger.With("component", "upstream"), downUntil: make([]atomic.Int64, len(cfg.Addrs)),
 		feeds: map[string]int64{}, stop: make(chan struct{})}
@@ -204,13 +217,24 @@ func (b *Backend) feedLapsed(addr string) {
 	b.lapses.Add(1)
 	b.log.Warn("core's change feed went silent; cached answers are no longer trusted", "addr", addr, "lease", b.cfg.FeedLease)
 	b.cfg.OnChanges(nil, true)
-	if i := slices.Index(b.cfg.Addrs, addr); i >= 0 {
-		b.downUntil[i].Store(time.Now().Add(retryDown).UnixNano())
-	}
+	b.markDown(addr, time.Now().Add(retryDown).UnixNano())
 	b.cfg.Client.Disconnect(addr)
 }
 
 func (b *Backend) push(_ context.Context, addr string, method uint16, msg []byte) error {
+	if method == wire.MethodTopology {
+		b.heard(addr)
+		if !b.cfg.Route {
+			return nil
+		}
+		t, err := wire.DecodeTopology(msg)
+		if err != nil {
+			b.log.Warn("malformed topology push", "addr", addr, "err", err)
+			return err
+		}
+		b.learn(t)
+		return nil
+	}
 	if method != wire.MethodInvalidate {
 		return fmt.Errorf("upstream: unexpected push method %d", method)
 	}
@@ -225,50 +249,43 @@ func (b *Backend) push(_ context.Context, addr string, method uint16, msg []byte
 	return nil
 }
 
-// call sends one encoded request, trying the cores in turn, starting with
-// the one that answered last. A core's own answer, error or not, is final
-// (a *transport.RemoteError, which itemrpc.Remote decodes). Only a request
-// that provably never reached a core (transport.ErrNotSent) moves on to
-// the next; a read may move on after any failure, since reading twice is
-// harmless, but a write that may have been delivered is never sent again:
-// its caller gets item.ErrOutcomeUnknown. A frame too large is the
-// request's fault, not the core's: it fails that request only.
-func (b *Backend) call(ctx context.Context, method uint16, req []byte) ([]byte, error) {
-	start := int(b.current.Load())
+// call sends one encoded request: first to the leader of its target's
+// partition when the pushed topology names one (routes.go), then to the
+// configured cores in turn, starting with the one that answered last. A
+// core's own answer, error or not, is final (a *transport.RemoteError,
+// which itemrpc.Remote decodes). Only a request that provably never
+// reached a core (transport.ErrNotSent) moves on to the next; a read may
+// move on after any failure, since reading twice is harmless, but a write
+// that may have been delivered is never sent again: its caller gets
+// item.ErrOutcomeUnknown. A frame too large is the request's fault, not
+// the core's: it fails that request only.
+func (b *Backend) call(ctx context.Context, method uint16, to itemrpc.Target, req []byte) ([]byte, error) {
 	var lastErr error
 	now := time.Now().UnixNano()
+	leader, down := b.leaderOf(to)
+	if leader != "" && down.Load() <= now {
+		out, err, final := b.try(ctx, leader, down, method, req)
+		if final {
+			return out, err
+		}
+		lastErr = err
+	}
+	start := int(b.current.Load())
 	for i := range b.cfg.Addrs {
 		idx := (start + i) % len(b.cfg.Addrs)
+		if b.cfg.Addrs[idx] == leader && leader != "" {
+			continue // tried above
+		}
 		if b.downUntil[idx].Load() > now {
 			lastErr = errors.New("recently unreachable")
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, b.cfg.CallTimeout)
-		out, err := b.cfg.Client.Call(cctx, b.cfg.Addrs[idx], method, req)
-		cancel()
-		b.calls.Add(1)
-		var re *transport.RemoteError
-		switch {
-		case err == nil:
-			b.arrived(idx)
-			return out, nil
-		case errors.As(err, &re):
-			b.arrived(idx)
-			return nil, err
-		case errors.Is(err, transport.ErrFrameTooLarge):
-			return nil, fmt.Errorf("%w: the request or its answer exceeds the transport's frame limit: %v", item.ErrUnavailable, err)
-		case ctx.Err() != nil && errors.Is(err, transport.ErrNotSent):
-			return nil, ctx.Err()
-		case ctx.Err() != nil && !wire.Idempotent(method):
-			return nil, fmt.Errorf("%w: %v", item.ErrOutcomeUnknown, ctx.Err())
-		case ctx.Err() != nil:
-			return nil, ctx.Err()
-		}
-		b.fails.Add(1)
-		b.downUntil[idx].Store(time.Now().Add(retryDown).UnixNano())
-		b.log.Warn("core unreachable", "addr", b.cfg.Addrs[idx], "err", err)
-		if !errors.Is(err, transport.ErrNotSent) && !wire.Idempotent(method) {
-			return nil, fmt.Errorf("%w: %s did not answer: %v", item.ErrOutcomeUnknown, b.cfg.Addrs[idx], err)
+		out, err, final := b.try(ctx, b.cfg.Addrs[idx], &b.downUntil[idx], method, req)
+		if final {
+			if answered(err) {
+				b.current.Store(int32(idx))
+			}
+			return out, err
 		}
 		lastErr = err
 	}
@@ -276,10 +293,41 @@ func (b *Backend) call(ctx context.Context, method uint16, req []byte) ([]byte, 
 	return nil, fmt.Errorf("%w: no core answered: %v", item.ErrUnavailable, lastErr)
 }
 
-func (b *Backend) arrived(idx int) {
-	b.downUntil[idx].Store(0)
-	b.current.Store(int32(idx))
-	b.healthy.Store(true)
+// answered reports whether a call's error is the core's own answer.
+func answered(err error) bool {
+	var re *transport.RemoteError
+	return err == nil || errors.As(err, &re)
+}
+
+// try sends one request to the core at addr, whose skip-until time is
+// down. final reports that the outcome is the request's: an answer, or a
+// failure after which no other core may be tried.
+func (b *Backend) try(ctx context.Context, addr string, down *atomic.Int64, method uint16, req []byte) (out []byte, err error, final bool) {
+	cctx, cancel := context.WithTimeout(ctx, b.cfg.CallTimeout)
+	out, err = b.cfg.Client.Call(cctx, addr, method, req)
+	cancel()
+	b.calls.Add(1)
+	switch {
+	case answered(err):
+		down.Store(0)
+		b.healthy.Store(true)
+		return out, err, true
+	case errors.Is(err, transport.ErrFrameTooLarge):
+		return nil, fmt.Errorf("%w: the request or its answer exceeds the transport's frame limit: %v", item.ErrUnavailable, err), true
+	case ctx.Err() != nil && errors.Is(err, transport.ErrNotSent):
+		return nil, ctx.Err(), true
+	case ctx.Err() != nil && !wire.Idempotent(method):
+		return nil, fmt.Errorf("%w: %v", item.ErrOutcomeUnknown, ctx.Err()), true
+	case ctx.Err() != nil:
+		return nil, ctx.Err(), true
+	}
+	b.fails.Add(1)
+	down.Store(time.Now().Add(retryDown).UnixNano())
+	b.log.Warn("core unreachable", "addr", addr, "err", err)
+	if !errors.Is(err, transport.ErrNotSent) && !wire.Idempotent(method) {
+		return nil, fmt.Errorf("%w: %s did not answer: %v", item.ErrOutcomeUnknown, addr, err), true
+	}
+	return nil, err, false
 }
 
 // Metrics implements httpapi.Backend: the edge's view, one entry per core.

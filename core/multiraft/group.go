@@ -216,7 +216,7 @@ func (n *Node) RemoveGroup(ctx context.Context, g GroupID, destroy func() error)
 		}
 		delete(n.groups, g)
 		n.mu.Lock()
-		delete(n.leaders, g)
+		n.setLeader(g, Lead{})
 		delete(n.voters, g)
 		delete(n.sole, g)
 		n.mu.Unlock()

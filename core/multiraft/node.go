@@ -139,10 +139,11 @@ type Node struct {
 	cycle   uint64 // driver cycles, for batching reads
 
 	mu        sync.Mutex
-	leaders   map[GroupID]NodeID // guarded by mu; updated by the driver
-	voters    map[GroupID]int    // guarded by mu: voters in each group's config, updated by the driver
-	sole      map[GroupID]bool   // guarded by mu: groups SoleVoterLeader holds for, updated by the driver
-	elections uint64             // guarded by mu: times this node became a leader
+	leaders   map[GroupID]Lead // guarded by mu; updated by the driver
+	leadersCh chan struct{}    // guarded by mu; closed and replaced when leaders changes
+	voters    map[GroupID]int  // guarded by mu: voters in each group's config, updated by the driver
+	sole      map[GroupID]bool // guarded by mu: groups SoleVoterLeader holds for, updated by the driver
+	elections uint64           // guarded by mu: times this node became a leader
 
 	syncs, readies uint64    // owned by the driver; read through Stats
 	snapshotsSent  uint64    // owned by the driver
@@ -179,9 +180,9 @@ func New(cfg Config) (*Node, error) {
 		groups:  map[GroupID]*group{},
 		waiters: map[uint64]*proposal{},
 		rng:     rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
-		leaders: map[GroupID]NodeID{},
-		voters:  map[GroupID]int{},
-		sole:    map[GroupID]bool{},
+		leaders: map[GroupID]Lead{}, leadersCh: make(chan struct{}),
+		voters: map[GroupID]int{},
+		sole:   map[GroupID]bool{},
 
 		installedC: make(chan installResult),
 		installSem: make(chan struct{}, maxInstalls),

@@ -770,3 +770,33 @@ func await(t *testing.T, errC <-chan error, what string) error {
 		return nil
 	}
 }
+
+// TestLeadersWatch: Leaders reports a group's leader with its term and
+// wakes watchers when it changes: an election, and the group's removal.
+func TestLeadersWatch(t *testing.T) {
+	c := newCluster(t, false, 1, 1)
+	n := c.nodes[1]
+	leaders, changed := n.Leaders()
+	for len(leaders) == 0 {
+		select {
+		case <-changed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no leader reported")
+		}
+		leaders, changed = n.Leaders()
+	}
+	if l := leaders[0]; l.Node != 1 || l.Term == 0 {
+		t.Fatalf("group 0's leader: %+v", l)
+	}
+	if err := n.RemoveGroup(context.Background(), 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("removing the group did not wake the watcher")
+	}
+	if leaders, _ := n.Leaders(); len(leaders) != 0 {
+		t.Fatalf("leaders after the removal: %+v", leaders)
+	}
+}

@@ -168,12 +168,12 @@ func (n *Node) handleReady() (bool, error) {
 	// batch and in memory until the store write below.
 	for _, r := range rds {
 		if r.rd.SoftState != nil {
-			lead := NodeID(r.rd.SoftState.Lead)
+			lead := Lead{Node: NodeID(r.rd.SoftState.Lead), Term: r.g.rn.BasicStatus().GetTerm()}
 			n.mu.Lock()
-			if lead == n.cfg.ID && n.leaders[r.g.id] != lead {
+			if lead.Node == n.cfg.ID && n.leaders[r.g.id].Node != lead.Node {
 				n.elections++
 			}
-			n.leaders[r.g.id] = lead
+			n.setLeader(r.g.id, lead)
 			n.mu.Unlock()
 			n.dropUnplacedReads(r.g)
 		}
@@ -364,7 +364,7 @@ func (n *Node) reopen(g *group) error {
 	}
 	delete(n.groups, g.id)
 	n.mu.Lock()
-	delete(n.leaders, g.id)
+	n.setLeader(g.id, Lead{})
 	delete(n.sole, g.id)
 	n.mu.Unlock()
 	if err := n.openGroup(context.Background(), g.id, nil); err != nil {

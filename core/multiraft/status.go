@@ -14,7 +14,43 @@ import (
 func (n *Node) Leader(g GroupID) NodeID {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.leaders[g]
+	return n.leaders[g].Node
+}
+
+// Lead is a group's leader as last known here (Node 0 if none) and the
+// raft term it was known in: of two views of one group, the higher term's
+// is the newer.
+type Lead struct {
+	Node NodeID
+	Term uint64
+}
+
+// Leaders returns the leader of every group that has one as last known
+// here, and a channel closed at the next change: for routers that follow
+// leaderships without polling.
+func (n *Node) Leaders() (map[GroupID]Lead, <-chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make(map[GroupID]Lead, len(n.leaders))
+	for g, l := range n.leaders {
+		out[g] = l
+	}
+	return out, n.leadersCh
+}
+
+// setLeader records g's leader (a zero Lead forgets it) and wakes the
+// watchers of Leaders if that changes anything. mu must be held.
+func (n *Node) setLeader(g GroupID, l Lead) {
+	old, had := n.leaders[g]
+	if l.Node == 0 {
+		delete(n.leaders, g)
+	} else {
+		n.leaders[g] = l
+	}
+	if had != (l.Node != 0) || old != l {
+		close(n.leadersCh)
+		n.leadersCh = make(chan struct{})
+	}
 }
 
 // Stats counts the driver's cycles that wrote (Syncs, though not every

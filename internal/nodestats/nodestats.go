@@ -99,6 +99,10 @@ type Operations struct {
 	// stack and answered as an internal error. Non-zero is a bug, or a peer
 	// sending what a bug does not survive.
 	HandlerPanics uint64 `json:"handlerPanics"`
+	// Forwarded counts requests this node sent on to the partition's
+	// leader on another node (one extra hop). A router that knows the
+	// leaders (an edge with the pushed topology) makes it stay at zero.
+	Forwarded uint64 `json:"forwarded"`
 	// Commits counts durable storage commits; Writes / Commits is the mean
 	// group-commit batch size.
 	Commits uint64 `json:"commits"`

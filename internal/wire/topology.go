@@ -1,0 +1,127 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/soullabs/brainy/internal/codec"
+)
+
+// Routing. A core pushes its view of who leads each partition to its
+// subscribers (MethodTopology), when they subscribe and whenever a leader
+// changes, so that an edge sends each request straight to the node that
+// can answer it instead of to any core, which would forward it: one hop
+// instead of two. A view can be stale — leadership moves — and then the
+// core that receives the request forwards it (one extra hop, never a
+// loop: a forwarded request is never forwarded again) while the newer
+// view is on its way.
+
+// MethodTopology is the push of an encoded Topology.
+const MethodTopology uint16 = 112
+
+// Limits of a decoded Topology: far beyond any cluster's, small enough
+// that a malformed or hostile push cannot make a subscriber allocate much.
+const (
+	MaxTopologyPartitions = 1 << 16
+	MaxTopologyNodes      = 4096
+	maxTopologyAddr       = 256
+)
+
+// PartitionOf maps a tenant and id to a partition in [0, n). The mapping is
+// stable forever for a given n: it decides where data lives on disk, and
+// every router (cores, edges) must agree on it.
+func PartitionOf(tenant, id string, n int) int {
+	var d xxhash.Digest
+	d.Reset()
+	_, _ = d.WriteString(tenant)
+	_, _ = d.Write([]byte{0})
+	_, _ = d.WriteString(id)
+	return int(d.Sum64() % uint64(n))
+}
+
+// Topology is one core's view of the cluster's routing.
+type Topology struct {
+	// Partitions is the cluster's partition count (PartitionOf's n).
+	Partitions int
+	// Nodes are the members the view names: id and QUIC address.
+	Nodes []TopologyNode
+	// Leaders has one entry per partition.
+	Leaders []Lead
+}
+
+// TopologyNode is a member of the cluster.
+type TopologyNode struct {
+	ID   string
+	Addr string // QUIC host:port
+}
+
+// Lead is who leads a partition, as of which raft term. Views from
+// different cores merge by term: the higher is newer.
+type Lead struct {
+	Node int // index in Topology.Nodes; -1 when unknown
+	Term uint64
+}
+
+// ErrMalformedTopology is returned for a topology push that does not decode
+// or breaks its limits.
+var ErrMalformedTopology = errors.New("wire: malformed topology")
+
+// AppendTopology appends t's encoding.
+func AppendTopology(dst []byte, t *Topology) []byte {
+	dst = append(dst, format)
+	dst = binary.AppendUvarint(dst, uint64(t.Partitions))
+	dst = binary.AppendUvarint(dst, uint64(len(t.Nodes)))
+	for _, n := range t.Nodes {
+		dst = codec.AppendString(dst, n.ID)
+		dst = codec.AppendString(dst, n.Addr)
+	}
+	for _, l := range t.Leaders {
+		dst = binary.AppendUvarint(dst, uint64(l.Node+1))
+		dst = binary.AppendUvarint(dst, l.Term)
+	}
+	return dst
+}
+
+// DecodeTopology decodes a topology push. Every leader names a node of the
+// view or none, every address is a host:port, and there is one leader per
+// partition.
+func DecodeTopology(b []byte) (*Topology, error) {
+	d := codec.Decoder{B: b, Fail: ErrMalformedTopology}
+	if d.Byte() != format {
+		return nil, ErrMalformedTopology
+	}
+	parts, nodes := d.Uvarint(), d.Uvarint()
+	if d.Err != nil || parts == 0 || parts > MaxTopologyPartitions || nodes > MaxTopologyNodes || nodes > uint64(len(d.B)) {
+		return nil, ErrMalformedTopology
+	}
+	t := &Topology{Partitions: int(parts), Nodes: make([]TopologyNode, 0, nodes)}
+	for range nodes {
+		n := TopologyNode{ID: d.String(), Addr: d.String()}
+		if d.Err != nil || n.ID == "" || len(n.ID) > maxTopologyAddr || len(n.Addr) > maxTopologyAddr {
+			return nil, ErrMalformedTopology
+		}
+		if _, _, err := net.SplitHostPort(n.Addr); err != nil {
+			return nil, ErrMalformedTopology
+		}
+		t.Nodes = append(t.Nodes, n)
+	}
+	// Each leader takes at least two bytes: a count beyond that is a lie.
+	if parts > uint64(len(d.B))/2 {
+		return nil, ErrMalformedTopology
+	}
+	t.Leaders = make([]Lead, parts)
+	for i := range t.Leaders {
+		node, term := d.Uvarint(), d.Uvarint()
+		if node > nodes {
+			return nil, ErrMalformedTopology
+		}
+		t.Leaders[i] = Lead{Node: int(node) - 1, Term: term}
+	}
+	if d.Err != nil || len(d.B) != 0 {
+		return nil, ErrMalformedTopology
+	}
+	return t, nil
+}

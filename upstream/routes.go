@@ -1,0 +1,147 @@
+package upstream
+
+import (
+	"slices"
+	"sync/atomic"
+
+	"github.com/soullabs/brainy/internal/wire"
+	"github.com/soullabs/brainy/itemrpc"
+)
+
+// Routing by partition. The cores push their view of who leads each
+// partition (wire.MethodTopology) over the change subscription; a request
+// about an item then goes straight to its partition's leader — one hop —
+// instead of to whichever core answered last, which would forward it.
+//
+// Views from several cores merge partition by partition: the entry with
+// the higher raft term wins, so a late push from a core that has not yet
+// heard of an election cannot undo it. A view may still be stale (the
+// leader moved and no push has arrived yet): the core then forwards the
+// request (one extra hop), and the new leader's push follows.
+
+// routes is an immutable merged view; a push replaces it whole.
+type routes struct {
+	partitions int
+	nodes      []routeNode
+	leaders    []routeLead // one per partition
+}
+
+type routeNode struct {
+	addr string
+	// down is the core's skip-until time, shared with the Backend's
+	// configured address of the same core, if any, and kept across
+	// merges.
+	down *atomic.Int64
+}
+
+type routeLead struct {
+	node int // index in nodes; -1 when unknown
+	term uint64
+}
+
+// leaderOf returns the address of the leader of to's partition and its
+// skip-until time, or "" when the topology does not say (no push yet, a
+// list, or an unknown leader).
+func (b *Backend) leaderOf(to itemrpc.Target) (string, *atomic.Int64) {
+	r := b.routes.Load()
+	if r == nil || to.ID == "" {
+		return "", nil
+	}
+	l := r.leaders[wire.PartitionOf(to.Tenant, to.ID, r.partitions)]
+	if l.node < 0 {
+		return "", nil
+	}
+	n := r.nodes[l.node]
+	return n.addr, n.down
+}
+
+// learn merges a pushed topology into the routes.
+func (b *Backend) learn(t *wire.Topology) {
+	b.routesMu.Lock()
+	defer b.routesMu.Unlock()
+	old := b.routes.Load()
+	next := &routes{partitions: t.Partitions, leaders: make([]routeLead, t.Partitions)}
+	index := map[string]int{}
+	node := func(addr string) int {
+		if i, ok := index[addr]; ok {
+			return i
+		}
+		n := routeNode{addr: addr, down: b.downOf(old, addr)}
+		index[addr] = len(next.nodes)
+		next.nodes = append(next.nodes, n)
+		return len(next.nodes) - 1
+	}
+	for p, l := range t.Leaders {
+		cur := routeLead{node: -1}
+		if old != nil && old.partitions == t.Partitions && old.leaders[p].node >= 0 {
+			ol := old.leaders[p]
+			cur = routeLead{node: node(old.nodes[ol.node].addr), term: ol.term}
+		}
+		if l.Node >= 0 && (cur.node < 0 || l.Term >= cur.term) {
+			cur = routeLead{node: node(t.Nodes[l.Node].Addr), term: l.Term}
+		}
+		next.leaders[p] = cur
+	}
+	// Nodes no leader names any more are dropped: the view stays as small
+	// as the partition count, whatever the cores push over time.
+	b.routes.Store(compact(next))
+}
+
+// compact drops the nodes no leader refers to.
+func compact(r *routes) *routes {
+	used := make([]bool, len(r.nodes))
+	for _, l := range r.leaders {
+		if l.node >= 0 {
+			used[l.node] = true
+		}
+	}
+	if !slices.Contains(used, false) {
+		return r
+	}
+	remap := make([]int, len(r.nodes))
+	var nodes []routeNode
+	for i, n := range r.nodes {
+		remap[i] = -1
+		if used[i] {
+			remap[i] = len(nodes)
+			nodes = append(nodes, n)
+		}
+	}
+	for i, l := range r.leaders {
+		if l.node >= 0 {
+			r.leaders[i].node = remap[l.node]
+		}
+	}
+	r.nodes = nodes
+	return r
+}
+
+// downOf returns the skip-until time of the core at addr: the configured
+// address's, the previous view's, or a new one.
+func (b *Backend) downOf(old *routes, addr string) *atomic.Int64 {
+	if i := slices.Index(b.cfg.Addrs, addr); i >= 0 {
+		return &b.downUntil[i]
+	}
+	if old != nil {
+		for _, n := range old.nodes {
+			if n.addr == addr {
+				return n.down
+			}
+		}
+	}
+	return new(atomic.Int64)
+}
+
+// markDown skips the core at addr for retryDown, wherever it is known.
+func (b *Backend) markDown(addr string, until int64) {
+	if i := slices.Index(b.cfg.Addrs, addr); i >= 0 {
+		b.downUntil[i].Store(until)
+	}
+	if r := b.routes.Load(); r != nil {
+		for _, n := range r.nodes {
+			if n.addr == addr {
+				n.down.Store(until)
+			}
+		}
+	}
+}
