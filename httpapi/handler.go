@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -423,7 +425,13 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if ctx.IsPost() {
+		if h.unknownParam(ctx) {
+			return
+		}
 		h.serveAdd(ctx, tenant)
+		return
+	}
+	if h.unknownParam(ctx, "type", "cursor", "limit", "consistency") {
 		return
 	}
 	args := ctx.QueryArgs()
@@ -508,6 +516,34 @@ func (h *Handler) serveAdd(ctx *fasthttp.RequestCtx, tenant string) {
 	h.writeItem(ctx, fasthttp.StatusCreated, out)
 }
 
+// unknownParam answers 400 naming the first query parameter not in
+// allowed, and reports whether it did. A parameter the API does not know
+// is never ignored: GET /v1/items?metadata.city=Oslo returning every
+// item, as if filtered, would be worse than an error.
+func (h *Handler) unknownParam(ctx *fasthttp.RequestCtx, allowed ...string) bool {
+	var bad []byte
+	ctx.QueryArgs().VisitAll(func(k, _ []byte) {
+		if bad == nil && !slices.Contains(allowed, string(k)) {
+			bad = k
+		}
+	})
+	if bad == nil {
+		return false
+	}
+	msg := fmt.Sprintf("unknown query parameter %q", bad)
+	switch {
+	case len(allowed) == 0:
+		msg += "; this request takes none"
+	default:
+		msg += "; this request takes " + strings.Join(allowed, ", ")
+	}
+	if bytes.HasPrefix(bad, []byte("metadata.")) || bytes.HasPrefix(bad, []byte("data.")) {
+		msg += " (a list filters by type only)"
+	}
+	h.writeError(ctx, item.Invalid("unknown_parameter", "%s", msg))
+	return true
+}
+
 func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 	if !h.allow(ctx, "GET", "PUT", "PATCH", "DELETE") {
 		return
@@ -543,6 +579,13 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 			return
 		}
 		tenant = t
+	}
+	if ctx.IsGet() || ctx.IsHead() {
+		if h.unknownParam(ctx, "consistency") {
+			return
+		}
+	} else if h.unknownParam(ctx) {
+		return
 	}
 	cond, err := conditions(ctx)
 	if err != nil {

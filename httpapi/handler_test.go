@@ -406,3 +406,40 @@ func TestRateLimitPerTenant(t *testing.T) {
 func chunked(body string) string {
 	return fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(body), body)
 }
+
+// TestUnknownParametersRefused: a query parameter the API does not know is
+// a 400 naming it, never ignored — a list "filtered" by metadata that
+// returned every item would be a silent wrong answer. The parameters each
+// request does take still work.
+func TestUnknownParametersRefused(t *testing.T) {
+	s := newTestServer(t, Config{})
+	if r := s.do(t, "PUT", "/v1/items/a", `{"type":"city","metadata":{"city":"Oslo"}}`); r.status != 201 {
+		t.Fatalf("seed: %d %s", r.status, r.body)
+	}
+	if r := s.do(t, "PUT", "/v1/items/b", `{"type":"city","metadata":{"city":"Bergen"}}`); r.status != 201 {
+		t.Fatalf("seed: %d %s", r.status, r.body)
+	}
+	for _, c := range []struct{ method, path, param string }{
+		{"GET", "/v1/items?metadata.city=Oslo", "metadata.city"},
+		{"GET", "/v1/items?type=city&lmit=1", "lmit"},
+		{"GET", "/v1/items/a?fields=data", "fields"},
+		{"PUT", "/v1/items/a?consistency=strong", "consistency"},
+		{"DELETE", "/v1/items/a?force=1", "force"},
+		{"POST", "/v1/items?type=city", "type"},
+	} {
+		r := s.do(t, c.method, c.path, `{"data":1}`)
+		if r.status != 400 || r.errorCode() != "unknown_parameter" || !strings.Contains(string(r.body), c.param) {
+			t.Errorf("%s %s: %d %s, want 400 unknown_parameter naming %q", c.method, c.path, r.status, r.body, c.param)
+		}
+	}
+	if r := s.do(t, "GET", "/v1/items?type=city&limit=1&consistency=strong", ""); r.status != 200 {
+		t.Fatalf("list with its own parameters: %d %s", r.status, r.body)
+	}
+	if r := s.do(t, "GET", "/v1/items/a?consistency=stale", ""); r.status != 200 {
+		t.Fatalf("read with ?consistency: %d %s", r.status, r.body)
+	}
+	// Nothing the refused requests named was changed.
+	if r := s.do(t, "GET", "/v1/items/a", ""); r.status != 200 || !strings.Contains(string(r.body), "Oslo") {
+		t.Fatalf("after the refused requests: %d %s", r.status, r.body)
+	}
+}
