@@ -32,6 +32,7 @@ FUZZ_TARGETS = \
 	./core:FuzzDecodeRecord \
 	./core/raftlog:FuzzRecover \
 	./internal/wire:FuzzDecode \
+	./internal/query:FuzzParse \
 	./transport:FuzzDecodeFrame \
 	./tiers/objstore:FuzzValidKey \
 	./tiers/objstore:FuzzParseURL \

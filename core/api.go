@@ -360,20 +360,9 @@ func (b *PageBudget) Add(it *item.Item) bool {
 
 // A cursor is "1" + the last id returned, base64url-encoded. The leading
 // format byte lets the encoding change without misreading old cursors.
-func encodeCursor(lastID string) string {
-	return base64.RawURLEncoding.EncodeToString(append([]byte{'1'}, lastID...))
-}
+func encodeCursor(lastID string) string { return item.ListCursor(lastID) }
 
-func decodeCursor(c string) (string, error) {
-	if c == "" {
-		return "", nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || len(b) < 2 || b[0] != '1' {
-		return "", item.Invalid("invalid_cursor", "the cursor is not one this server issued")
-	}
-	return string(b[1:]), nil
-}
+func decodeCursor(c string) (string, error) { return item.CursorID(c) }
 
 // firstInvalid picks the first error out of an errors.Join, so the caller
 // gets one clear code.

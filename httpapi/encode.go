@@ -6,6 +6,7 @@ import (
 
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/jsontext"
+	"github.com/soullabs/brainy/internal/query"
 )
 
 // appendItem appends the JSON form of it. Every field is always present
@@ -70,4 +71,29 @@ func appendETag(dst []byte, version string) []byte {
 	dst = append(dst, '"')
 	dst = append(dst, version...)
 	return append(dst, '"')
+}
+
+// appendFindResult appends a find's answer: {"items": [...], "cursor",
+// "partial", "missing"}, each item with its "score" when the find ranked.
+// An exact find over this node's lists reaches every partition or fails,
+// so partial is false and missing empty.
+func appendFindResult(dst []byte, r *query.Result, scored bool) []byte {
+	dst = append(dst, `{"items":[`...)
+	for i, h := range r.Hits {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendItem(dst, h.Item)
+		if scored {
+			dst = append(dst[:len(dst)-1], `,"score":`...)
+			dst = strconv.AppendFloat(dst, h.Score, 'g', -1, 64)
+			dst = append(dst, '}')
+		}
+	}
+	dst = append(dst, ']')
+	if r.Cursor != "" {
+		dst = append(dst, `,"cursor":`...)
+		dst = jsontext.AppendQuote(dst, r.Cursor)
+	}
+	return append(dst, `,"partial":false,"missing":[]}`...)
 }

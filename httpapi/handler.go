@@ -22,6 +22,7 @@ import (
 
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/nodestats"
+	"github.com/soullabs/brainy/internal/query"
 )
 
 // Backend serves the items behind the HTTP API: a core node (through its
@@ -159,6 +160,7 @@ const (
 	routeHealth  = "health"
 	routeOther   = "other"
 	routeEnrol   = "enrol"
+	routeFind    = "find"
 )
 
 var (
@@ -195,6 +197,10 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 			h.serveItem(ctx, rest[1:])
 			return
 		}
+	case string(path) == "/v1/find":
+		route = routeFind
+		h.serveFind(ctx)
+		return
 	case string(path) == "/v1/metrics":
 		route = routeMetrics
 		if h.allow(ctx, "GET") && h.authorize(ctx) {
@@ -458,6 +464,37 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	b := ctx.Response.SwapBody(nil)
 	ctx.Response.SwapBody(append(appendPage(b[:0], page), '\n'))
+}
+
+// serveFind answers POST /v1/find: a query (package query) run by exact
+// search over the backend's lists.
+func (h *Handler) serveFind(ctx *fasthttp.RequestCtx) {
+	if !h.allow(ctx, "POST") {
+		return
+	}
+	tenant, ok := h.itemTenant(ctx)
+	if !ok || h.unknownParam(ctx) {
+		return
+	}
+	body, held, ok := h.body(ctx)
+	if !ok {
+		return
+	}
+	q, err := query.Parse(body, h.cfg.Limits)
+	h.releaseBody(held)
+	if err != nil {
+		h.writeError(ctx, err)
+		return
+	}
+	res, err := query.Find(ctx, h.be, tenant, q)
+	if err != nil {
+		h.writeError(ctx, err)
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	b := ctx.Response.SwapBody(nil)
+	ctx.Response.SwapBody(append(appendFindResult(b[:0], res, q.Near != nil), '\n'))
 }
 
 // serveAdd answers POST /v1/items. The id is settled here, before the

@@ -443,3 +443,60 @@ func TestUnknownParametersRefused(t *testing.T) {
 		t.Fatalf("after the refused requests: %d %s", r.status, r.body)
 	}
 }
+
+// TestFind: POST /v1/find filters by metadata, ranks by vector with a
+// score, pages with a cursor, and answers a malformed query 400 naming
+// its path.
+func TestFind(t *testing.T) {
+	s := newTestServer(t, Config{})
+	for i, body := range []string{
+		`{"type":"city","metadata":{"country":"no","pop":700000},"vector":[1,0]}`,
+		`{"type":"city","metadata":{"country":"no","pop":290000},"vector":[0.9,0.1]}`,
+		`{"type":"city","metadata":{"country":"de","pop":3600000},"vector":[0,1]}`,
+	} {
+		if r := s.do(t, "PUT", fmt.Sprintf("/v1/items/c%d", i), body); r.status != 201 {
+			t.Fatalf("seed: %d %s", r.status, r.body)
+		}
+	}
+	type answer struct {
+		Items []struct {
+			ID    string   `json:"id"`
+			Score *float64 `json:"score"`
+		} `json:"items"`
+		Cursor  string `json:"cursor"`
+		Partial bool   `json:"partial"`
+		Missing []int  `json:"missing"`
+	}
+	find := func(body string) (answer, response) {
+		r := s.do(t, "POST", "/v1/find", body)
+		var a answer
+		if r.status == 200 {
+			if err := json.Unmarshal(r.body, &a); err != nil {
+				t.Fatalf("%s: %v", r.body, err)
+			}
+		}
+		return a, r
+	}
+	a, r := find(`{"type":"city","where":{"metadata.country":"no","metadata.pop":{"gte":500000}}}`)
+	if r.status != 200 || len(a.Items) != 1 || a.Items[0].ID != "c0" || a.Items[0].Score != nil || a.Partial || a.Missing == nil {
+		t.Fatalf("filtered find: %d %s", r.status, r.body)
+	}
+	a, r = find(`{"near":{"vector":[1,0],"k":2}}`)
+	if r.status != 200 || len(a.Items) != 2 || a.Items[0].ID != "c0" || a.Items[1].ID != "c1" || a.Items[0].Score == nil || *a.Items[0].Score != 1 {
+		t.Fatalf("nearest: %d %s", r.status, r.body)
+	}
+	a, r = find(`{"limit":2}`)
+	if r.status != 200 || len(a.Items) != 2 || a.Cursor == "" {
+		t.Fatalf("first page: %d %s", r.status, r.body)
+	}
+	a, r = find(`{"limit":2,"cursor":"` + a.Cursor + `"}`)
+	if r.status != 200 || len(a.Items) != 1 || a.Items[0].ID != "c2" || a.Cursor != "" {
+		t.Fatalf("second page: %d %s", r.status, r.body)
+	}
+	if _, r = find(`{"where":{"metadata.pop":{"gte":"x","around":1}}}`); r.status != 400 || r.errorCode() != "invalid_query" || !strings.Contains(string(r.body), "where.metadata.pop.around") {
+		t.Fatalf("a bad operator: %d %s", r.status, r.body)
+	}
+	if r := s.do(t, "GET", "/v1/find", ""); r.status != 405 {
+		t.Fatalf("GET /v1/find: %d", r.status)
+	}
+}

@@ -7,6 +7,7 @@
 package item
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"time"
 )
@@ -91,3 +92,23 @@ const (
 	// MaxListLimit bounds a page so one request cannot read the whole store.
 	MaxListLimit = 1000
 )
+
+// ListCursor is the cursor of a page whose last item is lastID: the next
+// page starts after it. Lists and finds over any number of partitions and
+// nodes share it, since ids are one total order.
+func ListCursor(lastID string) string {
+	return base64.RawURLEncoding.EncodeToString(append([]byte{'1'}, lastID...))
+}
+
+// CursorID returns the id a cursor from ListCursor continues after ("" for
+// no cursor).
+func CursorID(c string) (string, error) {
+	if c == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(b) < 2 || b[0] != '1' {
+		return "", Invalid("invalid_cursor", "the cursor is not one this server issued")
+	}
+	return string(b[1:]), nil
+}

@@ -1,0 +1,182 @@
+package query
+
+import (
+	"cmp"
+	"container/heap"
+	"context"
+	"math"
+	"slices"
+
+	"github.com/soullabs/brainy/internal/item"
+)
+
+// Lister is what a find scans: a node, a cluster or an edge.
+type Lister interface {
+	List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error)
+}
+
+// Hit is an item a find returns, with its score when the find ranks.
+type Hit struct {
+	*item.Item
+	// Score is the similarity (cosine, dot: higher is nearer) or distance
+	// (l2: lower is nearer) to Near.Vector; zero without Near.
+	Score float64
+}
+
+// Result is a find's answer.
+type Result struct {
+	// Hits come in id order, or nearest first with Near.
+	Hits []Hit
+	// Cursor continues the find, when not empty (without Near).
+	Cursor string
+}
+
+// Bounds of one find request. A find without Near that has scanned
+// MaxScan items, or gathered MaxResultBytes of matches, answers what it
+// has with a cursor to continue from: fewer than Limit items with a
+// cursor means "more may follow", as a list's page does. A find with Near
+// must read everything; its k nearest may hold at most MaxNearBytes.
+const (
+	MaxScan        = 100_000
+	MaxResultBytes = item.MaxPageBytes
+	MaxNearBytes   = 64 << 20
+)
+
+// Find runs q over tenant's items in src by exact search: it lists every
+// item of q.Type in id order and keeps those q.Where matches — up to
+// q.Limit, or, with q.Near, the q.Near.K nearest.
+func Find(ctx context.Context, src Lister, tenant string, q *Query) (*Result, error) {
+	if q.Consistency == "stale" {
+		ctx = item.WithStaleReads(ctx)
+	}
+	opts := item.ListOptions{Type: q.Type, Limit: item.MaxListLimit, Cursor: q.Cursor}
+	if q.Near != nil {
+		return findNear(ctx, src, tenant, q, opts)
+	}
+	res := &Result{}
+	scanned, bytes := 0, 0
+	for {
+		page, err := src.List(ctx, tenant, opts)
+		if err != nil {
+			return nil, err
+		}
+		for i, it := range page.Items {
+			scanned++
+			if q.Where.Match(NewDoc(it)) {
+				res.Hits = append(res.Hits, Hit{Item: it})
+				bytes += itemBytes(it)
+			}
+			more := i < len(page.Items)-1 || page.Cursor != ""
+			if len(res.Hits) == q.Limit || bytes >= MaxResultBytes || scanned >= MaxScan {
+				if more {
+					res.Cursor = item.ListCursor(it.ID)
+				}
+				return res, nil
+			}
+		}
+		if page.Cursor == "" {
+			return res, nil
+		}
+		opts.Cursor = page.Cursor
+	}
+}
+
+func findNear(ctx context.Context, src Lister, tenant string, q *Query, opts item.ListOptions) (*Result, error) {
+	n := q.Near
+	h := &hitHeap{metric: n.Metric}
+	held := 0
+	for {
+		page, err := src.List(ctx, tenant, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range page.Items {
+			score, ok := Score(n.Metric, n.Vector, it.Vector)
+			if !ok || !q.Where.Match(NewDoc(it)) {
+				continue
+			}
+			hit := Hit{Item: it, Score: score}
+			if h.Len() < n.K {
+				heap.Push(h, hit)
+				held += itemBytes(it)
+			} else if h.better(hit, h.hits[0]) {
+				held += itemBytes(it) - itemBytes(h.hits[0].Item)
+				h.hits[0] = hit
+				heap.Fix(h, 0)
+			}
+			if held > MaxNearBytes {
+				return nil, item.Invalid("result_too_large", "the %d nearest items hold more than %d MiB; ask for fewer (near.k)", n.K, MaxNearBytes>>20)
+			}
+		}
+		if page.Cursor == "" {
+			break
+		}
+		opts.Cursor = page.Cursor
+	}
+	hits := h.hits
+	slices.SortFunc(hits, func(a, b Hit) int {
+		if h.better(a, b) {
+			return -1
+		}
+		return 1
+	})
+	return &Result{Hits: hits}, nil
+}
+
+// Score compares an item's vector to the query's: ok is false when the
+// item has no vector of the query's dimension, or, for cosine, either is
+// all zeros.
+func Score(m Metric, q, v []float32) (float64, bool) {
+	if len(v) != len(q) {
+		return 0, false
+	}
+	var dot, nq, nv, l2 float64
+	for i := range q {
+		a, b := float64(q[i]), float64(v[i])
+		dot += a * b
+		nq += a * a
+		nv += b * b
+		l2 += (a - b) * (a - b)
+	}
+	switch m {
+	case Dot:
+		return dot, true
+	case L2:
+		return math.Sqrt(l2), true
+	}
+	if nq == 0 || nv == 0 {
+		return 0, false
+	}
+	return dot / math.Sqrt(nq*nv), true
+}
+
+// hitHeap keeps the k best hits with the worst on top.
+type hitHeap struct {
+	hits   []Hit
+	metric Metric
+}
+
+// better reports whether a ranks before b: nearer, then the smaller id.
+func (h *hitHeap) better(a, b Hit) bool {
+	if a.Score != b.Score {
+		if h.metric == L2 {
+			return a.Score < b.Score
+		}
+		return a.Score > b.Score
+	}
+	return cmp.Less(a.ID, b.ID)
+}
+
+func (h *hitHeap) Len() int           { return len(h.hits) }
+func (h *hitHeap) Less(i, j int) bool { return h.better(h.hits[j], h.hits[i]) } // the worst on top
+func (h *hitHeap) Swap(i, j int)      { h.hits[i], h.hits[j] = h.hits[j], h.hits[i] }
+func (h *hitHeap) Push(x any)         { h.hits = append(h.hits, x.(Hit)) }
+func (h *hitHeap) Pop() any {
+	x := h.hits[len(h.hits)-1]
+	h.hits = h.hits[:len(h.hits)-1]
+	return x
+}
+
+func itemBytes(it *item.Item) int {
+	return len(it.ID) + len(it.Type) + len(it.Data) + len(it.Metadata) + 4*len(it.Vector) + 128
+}
