@@ -35,6 +35,7 @@ import (
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/nodestats"
+	"github.com/soullabs/brainy/internal/query"
 	"github.com/soullabs/brainy/tiers"
 	"github.com/soullabs/brainy/tiers/disk"
 	"github.com/soullabs/brainy/tiers/memory"
@@ -58,6 +59,13 @@ type Metrics = nodestats.Snapshot
 
 // Limits bound every input.
 type Limits = item.Limits
+
+// FindResult is what Find answers: the items (Hits, each with its Score
+// when the query ranks by vector) and a Cursor to continue with.
+type FindResult = query.Result
+
+// Hit is an item a find returned, with its score.
+type Hit = query.Hit
 
 // Errors, for errors.Is.
 var (
@@ -138,6 +146,7 @@ type Brain struct {
 	node   *core.Node
 	store  tiers.Store
 	tenant string
+	limits Limits
 }
 
 // New opens a store. With no options it is a single node in memory.
@@ -174,7 +183,7 @@ func New(ctx context.Context, opts ...Option) (*Brain, error) {
 		store.Close()
 		return nil, err
 	}
-	return &Brain{node: node, store: store, tenant: o.tenant}, nil
+	return &Brain{node: node, store: store, tenant: o.tenant, limits: o.limits}, nil
 }
 
 // cloudPackage is the package that opens object stores for an embedded
@@ -307,6 +316,19 @@ func (b *Brain) Delete(ctx context.Context, id string) error {
 // ListOptions.Cursor for the next page.
 func (b *Brain) List(ctx context.Context, opts ListOptions) (*Page, error) {
 	return b.node.List(ctx, b.tenant, opts)
+}
+
+// Find runs a query, the JSON of POST /v1/find: {"type", "where",
+// "near", "limit", "cursor"} — e.g. {"where": {"metadata.lang": "en",
+// "metadata.n": {"gte": 10}}, "limit": 20} or {"near": {"vector": [...],
+// "k": 10}}. A malformed query is ErrInvalid, its message naming the path. Pass
+// FindResult.Cursor back as "cursor" for the next page.
+func (b *Brain) Find(ctx context.Context, q string) (*FindResult, error) {
+	parsed, err := query.Parse([]byte(q), b.limits)
+	if err != nil {
+		return nil, err
+	}
+	return query.Find(ctx, b.node, b.tenant, parsed)
 }
 
 // Metrics returns a snapshot of the store.

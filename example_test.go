@@ -147,3 +147,28 @@ func ExampleBrain_List() {
 	fmt.Println()
 	// Output: a b c
 }
+
+// Find filters items by metadata and ranks them by vector similarity.
+func ExampleBrain_Find() {
+	ctx := context.Background()
+	brain, _ := brainy.New(ctx)
+	defer brain.Close()
+
+	brain.Add(ctx, brainy.Item{ID: "oslo", Type: "city", Metadata: []byte(`{"country":"no"}`), Vector: []float32{1, 0}})
+	brain.Add(ctx, brainy.Item{ID: "bergen", Type: "city", Metadata: []byte(`{"country":"no"}`), Vector: []float32{0.8, 0.6}})
+	brain.Add(ctx, brainy.Item{ID: "berlin", Type: "city", Metadata: []byte(`{"country":"de"}`), Vector: []float32{0, 1}})
+
+	res, err := brain.Find(ctx, `{"type": "city", "where": {"metadata.country": "no"}, "near": {"vector": [0, 1], "k": 5}}`)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, h := range res.Hits {
+		fmt.Printf("%s %.1f\n", h.ID, h.Score)
+	}
+	_, err = brain.Find(ctx, `{"where": {"metadata.country": {"like": "n%"}}}`)
+	fmt.Println(errors.Is(err, brainy.ErrInvalid))
+	// Output:
+	// bergen 0.6
+	// oslo 0.0
+	// true
+}
