@@ -256,7 +256,7 @@ func New(ctx context.Context, cfg Config) (*Edge, error) {
 	if e.client, err = transport.NewClient(qcfg); err != nil {
 		return nil, fmt.Errorf("quic: %w", err)
 	}
-	ucfg := upstream.Config{Addrs: cfg.Upstreams, Client: e.client, CallTimeout: cfg.CallTimeout, FeedLease: cfg.FeedLease, Logger: cfg.Logger, Route: true}
+	ucfg := upstream.Config{Addrs: cfg.Upstreams, Client: e.client, CallTimeout: cfg.CallTimeout, FeedLease: cfg.FeedLease, Logger: cfg.Logger, Route: true, ProbeInterval: upstream.DefaultProbeInterval}
 	if e.cache != nil {
 		ucfg.OnChanges = e.cache.Apply
 	}

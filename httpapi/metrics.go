@@ -75,6 +75,7 @@ var (
 	descWrites  = prometheus.NewDesc("brainy_core_committed_writes_total", "Writes made durable; divided by commits, the mean batch size.", nil, nil)
 	descForward = prometheus.NewDesc("brainy_core_forwarded_total", "Requests sent on to the partition's leader on another node (an extra hop).", nil, nil)
 	descLapses  = prometheus.NewDesc("brainy_edge_feed_lapses_total", "Cores' change feeds that went silent past their lease (each reset the cache).", nil, nil)
+	descRTT     = prometheus.NewDesc("brainy_edge_core_rtt_milliseconds", "An edge's smoothed round trip to each core, from probes every second.", []string{"core"}, nil)
 	descItems   = prometheus.NewDesc("brainy_storage_items", "Items stored on this node.", nil, nil)
 	descBytes   = prometheus.NewDesc("brainy_storage_bytes", "Bytes the store occupies.", []string{"backend"}, nil)
 	descHealthy = prometheus.NewDesc("brainy_node_healthy", "1 when the node accepts writes.", nil, nil)
@@ -82,7 +83,7 @@ var (
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descOps, descErrors, descCommits, descWrites, descForward, descLapses, descItems, descBytes, descHealthy, descShards} {
+	for _, d := range []*prometheus.Desc{descOps, descErrors, descCommits, descWrites, descForward, descLapses, descRTT, descItems, descBytes, descHealthy, descShards} {
 		ch <- d
 	}
 }
@@ -98,6 +99,11 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descWrites, prometheus.CounterValue, float64(o.Writes))
 	ch <- prometheus.MustNewConstMetric(descForward, prometheus.CounterValue, float64(o.Forwarded))
 	ch <- prometheus.MustNewConstMetric(descLapses, prometheus.CounterValue, float64(s.Replication.FeedLapses))
+	for _, n := range s.Nodes.List {
+		if n.RTTMs > 0 {
+			ch <- prometheus.MustNewConstMetric(descRTT, prometheus.GaugeValue, n.RTTMs, n.Address)
+		}
+	}
 	ch <- prometheus.MustNewConstMetric(descItems, prometheus.GaugeValue, float64(s.Storage.Items))
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(s.Storage.Bytes), s.Storage.Backend)
 	ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, float64(s.Nodes.Healthy))

@@ -23,6 +23,7 @@ func Register(s *transport.Server, local, front item.API) {
 	if front == nil {
 		front = local
 	}
+	s.Handle(wire.MethodPing, func(context.Context, *transport.Peer, []byte) ([]byte, error) { return nil, nil })
 	pick := func(r *wire.Request) item.API {
 		if r.Forwarded {
 			return local

@@ -7,8 +7,9 @@
 // partition's leader, as the topology the cores push says (routes.go);
 // otherwise, and when the leader is unknown or fails, it goes to the core
 // that answered last, moving to the next configured address when a core
-// is unreachable and skipping one that just failed for a second. It does
-// not yet probe latencies.
+// is unreachable and skipping one that just failed for a second. With
+// Config.ProbeInterval it measures each core's round trip and starts with
+// the nearest healthy one (probe.go).
 //
 // Freshness. A subscribed core pushes at least every wire.FeedHeartbeat.
 // A core killed or cut off pushes nothing and says nothing, and QUIC
@@ -68,6 +69,11 @@ type Config struct {
 	// subscribes to every core connected to and handles the Client's
 	// pushes: the Client must be this Backend's alone.
 	Route bool
+	// ProbeInterval, when not zero, is how often every known core is
+	// pinged to measure its round trip (probe.go): requests that no leader
+	// claims start at the nearest healthy core, and Metrics reports each
+	// core's RTT. Edges use DefaultProbeInterval (1 s).
+	ProbeInterval time.Duration
 	// FeedLease is how long a core's change feed is trusted without a push
 	// (changes or a heartbeat). Past it OnChanges gets a reset, the core is
 	// skipped for a second and its connection closed. Only with OnChanges;
@@ -94,6 +100,9 @@ type Backend struct {
 
 	routes   atomic.Pointer[routes] // the cores' pushed topology, merged (routes.go); nil until one arrives
 	routesMu sync.Mutex             // serializes merges
+
+	rttMu sync.Mutex
+	rtts  map[string]*rtt // by core address; guarded by rttMu (probe.go)
 
 	feedMu sync.Mutex
 	feeds  map[string]int64 // subscribed core's address → when last heard from (Unix nanoseconds)
@@ -125,7 +134,7 @@ func New(cfg Config) (*Backend, error) {
 		cfg.OnChanges = func([]wire.Change, bool) {} // subscribed for the topology only
 	}
 	b := &Backend{cfg: cfg, log: cfg.Logger.With("component", "upstream"), downUntil: make([]atomic.Int64, len(cfg.Addrs)),
-		feeds: map[string]int64{}, stop: make(chan struct{})}
+		feeds: map[string]int64{}, stop: make(chan struct{}), rtts: map[string]*rtt{}}
 	b.Remote = itemrpc.Remote{Call: b.call, Forwarded: cfg.Forwarded}
 	b.healthy.Store(true)
 	if cfg.OnChanges != nil {
@@ -141,6 +150,10 @@ func New(cfg Config) (*Backend, error) {
 		})
 		b.done.Add(1)
 		go b.watchFeeds()
+	}
+	if cfg.ProbeInterval > 0 {
+		b.done.Add(1)
+		go b.probeLoop()
 	}
 	return b, nil
 }
@@ -336,7 +349,7 @@ func (b *Backend) Metrics() nodestats.Snapshot {
 	s := nodestats.Snapshot{Replication: nodestats.Replication{Mode: "upstream", FeedLapses: b.lapses.Load()}}
 	for i, a := range b.cfg.Addrs {
 		up := i == cur && b.healthy.Load()
-		s.Nodes.List = append(s.Nodes.List, nodestats.Node{ID: a, Role: "core", Address: a, Healthy: up})
+		s.Nodes.List = append(s.Nodes.List, nodestats.Node{ID: a, Role: "core", Address: a, Healthy: up, RTTMs: b.rttOf(a)})
 		s.Nodes.Total++
 		if up {
 			s.Nodes.Healthy++

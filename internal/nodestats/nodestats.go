@@ -43,6 +43,9 @@ type Node struct {
 	Address string `json:"address,omitempty"`
 	Healthy bool   `json:"healthy"`
 	Shards  int    `json:"shards"`
+	// RTTMs (an edge's view of a core) is the smoothed round trip to it,
+	// in milliseconds, from probes every second; 0 before the first.
+	RTTMs float64 `json:"rttMs,omitempty"`
 }
 
 // Shards describes partitions.

@@ -357,6 +357,10 @@ const (
 	MethodInvalidate uint16 = 111
 )
 
+// MethodPing is answered at once with nothing: a round trip, for routers
+// that measure how far each core is.
+const MethodPing uint16 = 113
+
 // FeedHeartbeat is the longest a subscribed core stays silent: with no
 // change to push for this long it pushes an empty batch. A subscriber
 // that hears nothing for several of these knows the feed is gone — a core

@@ -1,0 +1,154 @@
+package upstream
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/soullabs/brainy/internal/wire"
+)
+
+// Latency probing. With Config.ProbeInterval set, the Backend pings every
+// core it knows (configured, and leaders the topology names) once per
+// interval, jittered by ±20% so that many edges do not beat in step, and
+// keeps per core a smoothed round trip and its mean deviation (as TCP's
+// RTT estimator: gains 1/8 and 1/4). A probe that fails counts as a
+// sample of "down": the core is skipped like one a call found unreachable.
+//
+// The configured core requests start with (when no leader is known) is
+// the nearest healthy one; it changes only when another is nearer by more
+// than 20% and 2 ms, so that jitter does not flap it.
+
+// DefaultProbeInterval is the interval an edge probes at.
+const DefaultProbeInterval = time.Second
+
+// rtt is one core's estimate, in milliseconds; guarded by Backend.rttMu.
+type rtt struct {
+	srtt, dev float64
+	samples   int
+	// warm is set by the first ping that succeeded, which is not a sample:
+	// it usually paid for dialling the core.
+	warm bool
+}
+
+// sample folds one measured round trip into the estimate.
+func (r *rtt) sample(ms float64) {
+	if r.samples == 0 {
+		r.srtt, r.dev = ms, ms/2
+	} else {
+		r.dev += (math.Abs(ms-r.srtt) - r.dev) / 4
+		r.srtt += (ms - r.srtt) / 8
+	}
+	r.samples++
+}
+
+// probeLoop probes every interval until Close.
+func (b *Backend) probeLoop() {
+	defer b.done.Done()
+	for {
+		jitter := time.Duration((rand.Float64()*0.4 - 0.2) * float64(b.cfg.ProbeInterval))
+		t := time.NewTimer(b.cfg.ProbeInterval + jitter)
+		select {
+		case <-b.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		b.probeAll()
+	}
+}
+
+// probeAll pings each known core once, in parallel, then picks the
+// nearest configured core to start with.
+func (b *Backend) probeAll() {
+	addrs := append([]string(nil), b.cfg.Addrs...)
+	if r := b.routes.Load(); r != nil {
+		for _, n := range r.nodes {
+			addrs = append(addrs, n.addr)
+		}
+	}
+	done := make(chan struct{}, len(addrs))
+	seen := map[string]bool{}
+	for _, addr := range addrs {
+		if seen[addr] {
+			done <- struct{}{}
+			continue
+		}
+		seen[addr] = true
+		go func() {
+			defer func() { done <- struct{}{} }()
+			b.probe(addr)
+		}()
+	}
+	for range addrs {
+		<-done
+	}
+	// Cores no longer known are forgotten: the map stays as small as the
+	// configuration and the topology.
+	b.rttMu.Lock()
+	for addr := range b.rtts {
+		if !seen[addr] {
+			delete(b.rtts, addr)
+		}
+	}
+	b.rttMu.Unlock()
+	b.pickNearest()
+}
+
+// probe measures one round trip to addr.
+func (b *Backend) probe(addr string) {
+	ctx, cancel := context.WithTimeout(context.Background(), min(b.cfg.CallTimeout, b.cfg.ProbeInterval))
+	defer cancel()
+	start := time.Now()
+	_, err := b.cfg.Client.Call(ctx, addr, wire.MethodPing, nil)
+	if err != nil {
+		b.markDown(addr, time.Now().Add(retryDown).UnixNano())
+		return
+	}
+	ms := float64(time.Since(start)) / float64(time.Millisecond)
+	b.rttMu.Lock()
+	r := b.rtts[addr]
+	switch {
+	case r == nil:
+		b.rtts[addr] = &rtt{warm: true}
+	default:
+		r.sample(ms)
+	}
+	b.rttMu.Unlock()
+}
+
+// rttOf returns addr's smoothed round trip in milliseconds (0: unknown).
+func (b *Backend) rttOf(addr string) float64 {
+	b.rttMu.Lock()
+	defer b.rttMu.Unlock()
+	if r := b.rtts[addr]; r != nil {
+		return r.srtt
+	}
+	return 0
+}
+
+// pickNearest makes the nearest healthy configured core the one requests
+// start with, with hysteresis.
+func (b *Backend) pickNearest() {
+	now := time.Now().UnixNano()
+	cur := int(b.current.Load())
+	best, bestRTT := -1, 0.0
+	for i, addr := range b.cfg.Addrs {
+		rt := b.rttOf(addr)
+		if rt == 0 || b.downUntil[i].Load() > now {
+			continue
+		}
+		if best < 0 || rt < bestRTT {
+			best, bestRTT = i, rt
+		}
+	}
+	if best < 0 || best == cur {
+		return
+	}
+	curRTT := b.rttOf(b.cfg.Addrs[cur])
+	if b.downUntil[cur].Load() > now || curRTT == 0 || (bestRTT < 0.8*curRTT && curRTT-bestRTT > 2) {
+		b.log.Info("nearest core changed", "from", b.cfg.Addrs[cur], "from_rtt_ms", curRTT, "to", b.cfg.Addrs[best], "to_rtt_ms", bestRTT)
+		b.current.Store(int32(best))
+	}
+}
