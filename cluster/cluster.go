@@ -588,23 +588,42 @@ func (f routedFeed) Topology() ([]byte, <-chan struct{}) {
 	}
 	t := &wire.Topology{Partitions: f.n.core.Partitions(), Leaders: make([]wire.Lead, f.n.core.Partitions())}
 	index := map[multiraft.NodeID]int{}
-	for i := range t.Leaders {
-		t.Leaders[i].Node = -1
-		l, ok := leaders[multiraft.GroupID(i)]
+	nodeAt := func(id multiraft.NodeID) (int, bool) {
+		at, ok := index[id]
 		if !ok {
-			continue
-		}
-		at, ok := index[l.Node]
-		if !ok {
-			p, alive := alive[l.Node]
+			p, alive := alive[id]
 			if !alive {
-				continue
+				return 0, false
 			}
 			at = len(t.Nodes)
-			index[l.Node] = at
+			index[id] = at
 			t.Nodes = append(t.Nodes, wire.TopologyNode{ID: p.ID, Addr: p.QUICAddr})
 		}
-		t.Leaders[i] = wire.Lead{Node: at, Term: l.Term}
+		return at, true
+	}
+	for i := range t.Leaders {
+		t.Leaders[i].Node = -1
+		if l, ok := leaders[multiraft.GroupID(i)]; ok {
+			if at, ok := nodeAt(l.Node); ok {
+				t.Leaders[i] = wire.Lead{Node: at, Term: l.Term}
+			}
+		}
+	}
+	// The voters of the partitions held here: where stale reads may go.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if st, err := f.n.core.GroupStatus(ctx); err == nil {
+		for _, g := range st {
+			if int(g.Group) >= len(t.Leaders) {
+				continue
+			}
+			l := &t.Leaders[g.Group]
+			for _, v := range g.Voters {
+				if at, ok := nodeAt(v); ok && len(l.Replicas) < 16 {
+					l.Replicas = append(l.Replicas, at)
+				}
+			}
+		}
 	}
 	return wire.AppendTopology(nil, t), changed
 }

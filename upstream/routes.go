@@ -35,8 +35,9 @@ type routeNode struct {
 }
 
 type routeLead struct {
-	node int // index in nodes; -1 when unknown
-	term uint64
+	node     int // index in nodes; -1 when unknown
+	term     uint64
+	replicas []int // indexes in nodes: where stale reads may go
 }
 
 // leaderOf returns the address of the leader of to's partition and its
@@ -73,12 +74,25 @@ func (b *Backend) learn(t *wire.Topology) {
 	}
 	for p, l := range t.Leaders {
 		cur := routeLead{node: -1}
-		if old != nil && old.partitions == t.Partitions && old.leaders[p].node >= 0 {
+		if old != nil && old.partitions == t.Partitions {
 			ol := old.leaders[p]
-			cur = routeLead{node: node(old.nodes[ol.node].addr), term: ol.term}
+			if ol.node >= 0 {
+				cur = routeLead{node: node(old.nodes[ol.node].addr), term: ol.term}
+			}
+			for _, r := range ol.replicas {
+				cur.replicas = append(cur.replicas, node(old.nodes[r].addr))
+			}
 		}
 		if l.Node >= 0 && (cur.node < 0 || l.Term >= cur.term) {
-			cur = routeLead{node: node(t.Nodes[l.Node].Addr), term: l.Term}
+			cur.node, cur.term = node(t.Nodes[l.Node].Addr), l.Term
+		}
+		// Replicas come from whoever holds the partition: a view that names
+		// some replaces an older list.
+		if len(l.Replicas) > 0 && (l.Node < 0 || l.Term >= cur.term) {
+			cur.replicas = cur.replicas[:0]
+			for _, r := range l.Replicas {
+				cur.replicas = append(cur.replicas, node(t.Nodes[r].Addr))
+			}
 		}
 		next.leaders[p] = cur
 	}
@@ -93,6 +107,9 @@ func compact(r *routes) *routes {
 	for _, l := range r.leaders {
 		if l.node >= 0 {
 			used[l.node] = true
+		}
+		for _, x := range l.replicas {
+			used[x] = true
 		}
 	}
 	if !slices.Contains(used, false) {
@@ -110,6 +127,9 @@ func compact(r *routes) *routes {
 	for i, l := range r.leaders {
 		if l.node >= 0 {
 			r.leaders[i].node = remap[l.node]
+		}
+		for j, x := range l.replicas {
+			r.leaders[i].replicas[j] = remap[x]
 		}
 	}
 	r.nodes = nodes
@@ -144,4 +164,36 @@ func (b *Backend) markDown(addr string, until int64) {
 			}
 		}
 	}
+}
+
+// replicasOf returns the replicas of to's partition the topology names,
+// nearest first by probed round trip (unknown ones last), skipping those
+// down.
+func (b *Backend) replicasOf(to itemrpc.Target, now int64) []routeNode {
+	r := b.routes.Load()
+	if r == nil || to.ID == "" {
+		return nil
+	}
+	l := r.leaders[wire.PartitionOf(to.Tenant, to.ID, r.partitions)]
+	out := make([]routeNode, 0, len(l.replicas))
+	for _, x := range l.replicas {
+		if n := r.nodes[x]; n.down.Load() <= now {
+			out = append(out, n)
+		}
+	}
+	slices.SortStableFunc(out, func(a, c routeNode) int {
+		ra, rc := b.rttOf(a.addr), b.rttOf(c.addr)
+		switch {
+		case ra == rc:
+			return 0
+		case ra == 0:
+			return 1
+		case rc == 0:
+			return -1
+		case ra < rc:
+			return -1
+		}
+		return 1
+	})
+	return out
 }

@@ -93,6 +93,9 @@ type Backend struct {
 	calls   atomic.Uint64
 	fails   atomic.Uint64
 	lapses  atomic.Uint64 // feeds that went silent
+	// Stale reads sent to replicas, and the second requests hedging
+	// sent for them (hedge.go).
+	staleReads, hedges atomic.Uint64
 	// downUntil[i] is when Addrs[i] may be tried again after it failed
 	// (Unix nanoseconds): while a core is down, requests skip it at once
 	// instead of each waiting out a dial timeout.
@@ -275,6 +278,15 @@ func (b *Backend) push(_ context.Context, addr string, method uint16, msg []byte
 func (b *Backend) call(ctx context.Context, method uint16, to itemrpc.Target, req []byte) ([]byte, error) {
 	var lastErr error
 	now := time.Now().UnixNano()
+	if item.StaleReads(ctx) && wire.Idempotent(method) {
+		if reps := b.replicasOf(to, now); len(reps) > 0 {
+			out, err, final := b.hedged(ctx, reps, method, req)
+			if final {
+				return out, err
+			}
+			lastErr = err
+		}
+	}
 	leader, down := b.leaderOf(to)
 	if leader != "" && down.Load() <= now {
 		out, err, final := b.try(ctx, leader, down, method, req)

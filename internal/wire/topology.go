@@ -28,6 +28,7 @@ const (
 	MaxTopologyPartitions = 1 << 16
 	MaxTopologyNodes      = 4096
 	maxTopologyAddr       = 256
+	maxTopologyReplicas   = 16
 )
 
 // PartitionOf maps a tenant and id to a partition in [0, n). The mapping is
@@ -63,6 +64,10 @@ type TopologyNode struct {
 type Lead struct {
 	Node int // index in Topology.Nodes; -1 when unknown
 	Term uint64
+	// Replicas are the nodes holding the partition (indexes in
+	// Topology.Nodes), the leader among them, as the pushing core last
+	// knew: where a stale read may go.
+	Replicas []int
 }
 
 // ErrMalformedTopology is returned for a topology push that does not decode
@@ -81,6 +86,10 @@ func AppendTopology(dst []byte, t *Topology) []byte {
 	for _, l := range t.Leaders {
 		dst = binary.AppendUvarint(dst, uint64(l.Node+1))
 		dst = binary.AppendUvarint(dst, l.Term)
+		dst = binary.AppendUvarint(dst, uint64(len(l.Replicas)))
+		for _, r := range l.Replicas {
+			dst = binary.AppendUvarint(dst, uint64(r))
+		}
 	}
 	return dst
 }
@@ -108,17 +117,25 @@ func DecodeTopology(b []byte) (*Topology, error) {
 		}
 		t.Nodes = append(t.Nodes, n)
 	}
-	// Each leader takes at least two bytes: a count beyond that is a lie.
-	if parts > uint64(len(d.B))/2 {
+	// Each leader takes at least three bytes: a count beyond that is a lie.
+	if parts > uint64(len(d.B))/3 {
 		return nil, ErrMalformedTopology
 	}
 	t.Leaders = make([]Lead, parts)
 	for i := range t.Leaders {
-		node, term := d.Uvarint(), d.Uvarint()
-		if node > nodes {
+		node, term, nr := d.Uvarint(), d.Uvarint(), d.Uvarint()
+		if node > nodes || nr > maxTopologyReplicas {
 			return nil, ErrMalformedTopology
 		}
-		t.Leaders[i] = Lead{Node: int(node) - 1, Term: term}
+		l := Lead{Node: int(node) - 1, Term: term}
+		for range nr {
+			r := d.Uvarint()
+			if r >= nodes {
+				return nil, ErrMalformedTopology
+			}
+			l.Replicas = append(l.Replicas, int(r))
+		}
+		t.Leaders[i] = l
 	}
 	if d.Err != nil || len(d.B) != 0 {
 		return nil, ErrMalformedTopology

@@ -81,7 +81,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(AppendPage(nil, &item.Page{Items: []*item.Item{{ID: "a"}}}))
 	f.Add(AppendChanges(nil, []Change{{Tenant: "t", ID: "a", Version: "3"}, {Tenant: "t", ID: "b", Deleted: true}}, true))
 	f.Add(AppendTopology(nil, &Topology{Partitions: 2, Nodes: []TopologyNode{{ID: "n1", Addr: "127.0.0.1:7071"}},
-		Leaders: []Lead{{Node: 0, Term: 3}, {Node: -1}}}))
+		Leaders: []Lead{{Node: 0, Term: 3, Replicas: []int{0}}, {Node: -1}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := DecodeRequest(b); err == nil {
 			enc := AppendRequest(nil, r)
@@ -123,17 +123,19 @@ func FuzzDecode(f *testing.F) {
 // for is refused.
 func TestTopologyLimits(t *testing.T) {
 	good := &Topology{Partitions: 2, Nodes: []TopologyNode{{ID: "n1", Addr: "127.0.0.1:7071"}, {ID: "n2", Addr: "[::1]:7071"}},
-		Leaders: []Lead{{Node: 1, Term: 7}, {Node: -1}}}
+		Leaders: []Lead{{Node: 1, Term: 7, Replicas: []int{0, 1}}, {Node: -1}}}
 	got, err := DecodeTopology(AppendTopology(nil, good))
 	if err != nil || !reflect.DeepEqual(got, good) {
 		t.Fatalf("round trip: %+v, %v", got, err)
 	}
 	for name, bad := range map[string]*Topology{
-		"leader beyond the nodes": {Partitions: 1, Nodes: good.Nodes, Leaders: []Lead{{Node: 2}}},
-		"address without a port":  {Partitions: 1, Nodes: []TopologyNode{{ID: "n1", Addr: "127.0.0.1"}}, Leaders: []Lead{{Node: 0}}},
-		"no partitions":           {Partitions: 0, Nodes: good.Nodes},
-		"fewer leaders":           {Partitions: 3, Nodes: good.Nodes, Leaders: good.Leaders},
-		"a node without an id":    {Partitions: 1, Nodes: []TopologyNode{{Addr: "127.0.0.1:1"}}, Leaders: []Lead{{Node: 0}}},
+		"leader beyond the nodes":  {Partitions: 1, Nodes: good.Nodes, Leaders: []Lead{{Node: 2}}},
+		"replica beyond the nodes": {Partitions: 1, Nodes: good.Nodes, Leaders: []Lead{{Node: 0, Replicas: []int{0, 2}}}},
+		"too many replicas":        {Partitions: 1, Nodes: good.Nodes, Leaders: []Lead{{Node: 0, Replicas: make([]int, 17)}}},
+		"address without a port":   {Partitions: 1, Nodes: []TopologyNode{{ID: "n1", Addr: "127.0.0.1"}}, Leaders: []Lead{{Node: 0}}},
+		"no partitions":            {Partitions: 0, Nodes: good.Nodes},
+		"fewer leaders":            {Partitions: 3, Nodes: good.Nodes, Leaders: good.Leaders},
+		"a node without an id":     {Partitions: 1, Nodes: []TopologyNode{{Addr: "127.0.0.1:1"}}, Leaders: []Lead{{Node: 0}}},
 	} {
 		if _, err := DecodeTopology(AppendTopology(nil, bad)); !errors.Is(err, ErrMalformedTopology) {
 			t.Errorf("%s: %v", name, err)
