@@ -460,10 +460,16 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 		h.writeError(ctx, err)
 		return
 	}
+	writeFresh(ctx, func(b []byte) []byte { return appendPage(b, page) })
+}
+
+// writeFresh answers 200 with the JSON that appendBody appends, reusing
+// the response's buffer, marked for caches as never to be reused unasked.
+func writeFresh(ctx *fasthttp.RequestCtx, appendBody func([]byte) []byte) {
 	ctx.SetContentType("application/json")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	b := ctx.Response.SwapBody(nil)
-	ctx.Response.SwapBody(append(appendPage(b[:0], page), '\n'))
+	ctx.Response.SwapBody(append(appendBody(b[:0]), '\n'))
 }
 
 // serveFind answers POST /v1/find: a query (package query) run by exact
@@ -491,10 +497,7 @@ func (h *Handler) serveFind(ctx *fasthttp.RequestCtx) {
 		h.writeError(ctx, err)
 		return
 	}
-	ctx.SetContentType("application/json")
-	ctx.Response.Header.Set("Cache-Control", "no-cache")
-	b := ctx.Response.SwapBody(nil)
-	ctx.Response.SwapBody(append(appendFindResult(b[:0], res, q.Near != nil), '\n'))
+	writeFresh(ctx, func(b []byte) []byte { return appendFindResult(b, res, q.Near != nil) })
 }
 
 // serveAdd answers POST /v1/items. The id is settled here, before the

@@ -39,12 +39,7 @@ func TestFeedHeartbeatsKeepTheCacheTrusted(t *testing.T) {
 // cache is told to reset, the lapse is counted, and the core is skipped
 // instead of being called and waited for.
 func TestSilentFeedLapses(t *testing.T) {
-	ca, err := pki.NewCA("test cluster")
-	if err != nil {
-		t.Fatal(err)
-	}
-	coreCreds, _ := ca.NewBundle("core-1", []string{"127.0.0.1"})
-	edgeCreds, _ := ca.NewBundle("edge-1", nil)
+	coreCreds, edgeCreds := testCreds(t)
 	srv, err := transport.NewServer(transport.LocalConfig(coreCreds.TLSConfig()))
 	if err != nil {
 		t.Fatal(err)
@@ -95,4 +90,20 @@ func TestFeedLeaseValidated(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "FeedLease") {
 		t.Fatalf("New with FeedLease = heartbeat: %v", err)
 	}
+}
+
+// testCreds returns a core's and an edge's credentials from a new CA.
+func testCreds(t *testing.T) (core, edge *pki.Bundle) {
+	t.Helper()
+	ca, err := pki.NewCA("test cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if core, err = ca.NewBundle("core-1", []string{"127.0.0.1"}); err == nil {
+		edge, err = ca.NewBundle("edge-1", nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return core, edge
 }

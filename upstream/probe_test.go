@@ -7,7 +7,6 @@ import (
 
 	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/transport"
-	"github.com/soullabs/brainy/transport/pki"
 	"github.com/soullabs/brainy/upstream"
 )
 
@@ -16,12 +15,7 @@ import (
 // requests at the near one, though the far one is configured first; when
 // the near one stops answering, the far one takes over.
 func TestProbesPickNearest(t *testing.T) {
-	ca, err := pki.NewCA("test cluster")
-	if err != nil {
-		t.Fatal(err)
-	}
-	coreCreds, _ := ca.NewBundle("core-1", []string{"127.0.0.1"})
-	edgeCreds, _ := ca.NewBundle("edge-1", nil)
+	coreCreds, edgeCreds := testCreds(t)
 	serve := func(delay time.Duration) *transport.Server {
 		srv, err := transport.NewServer(transport.LocalConfig(coreCreds.TLSConfig()))
 		if err != nil {

@@ -32,23 +32,12 @@ func TestEdgeFreshAcrossCoreKills(t *testing.T) {
 	if s := os.Getenv("BRAINY_EDGE_KILLS"); s != "" {
 		kills, _ = strconv.Atoi(s)
 	}
-	dir := t.TempDir()
-	secret := newSecret(t)
-	coreArgs := func(i int) []string {
-		return []string{"--bind", fmt.Sprintf("127.0.0.%d", 61+i), "--storage", filepath.Join(dir, fmt.Sprint("node-", i)),
-			"--node-id", fmt.Sprint("node-", i), "--cluster-secret", secret}
-	}
-	cores := make([]*coretest.Process, 3)
-	cores[0] = coretest.StartCore(t, coreBin, nil, coreArgs(0)...)
-	for i := 1; i < 3; i++ {
-		cores[i] = coretest.StartCore(t, coreBin, nil, append(coreArgs(i), "--peers", cores[0].GossipAddr)...)
-	}
-	waitThreeVoters(t, cores)
+	cores, coreArgs, edgeTLS := startThreeCores(t, 61)
 	var upstreams []string
 	for _, c := range cores {
 		upstreams = append(upstreams, c.QUICAddr)
 	}
-	edge := coretest.Start(t, edgeBin, nil, append(enrolment(t, cores[0], filepath.Join(dir, "edge-tls"), coreArgs(0)...),
+	edge := coretest.Start(t, edgeBin, nil, append(edgeTLS,
 		"--upstream", strings.Join(upstreams, ","), "--cache-size", "16777216", "--cache-ttl", "60s")...)
 
 	var lags []time.Duration // per round: how long after the ack the old value was last a fresh hit
@@ -157,4 +146,25 @@ func waitThreeVoters(t *testing.T, cores []*coretest.Process) {
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// startThreeCores starts a 3-node cluster on 127.0.0.<first>…<first+2>
+// with a random cluster secret and waits until every partition has three
+// voters. coreArgs(i) restarts node i as it was started (add --peers);
+// edgeFlags enrol an edge with the cluster.
+func startThreeCores(t *testing.T, first int) (cores []*coretest.Process, coreArgs func(int) []string, edgeFlags []string) {
+	t.Helper()
+	dir := t.TempDir()
+	secret := newSecret(t)
+	coreArgs = func(i int) []string {
+		return []string{"--bind", fmt.Sprintf("127.0.0.%d", first+i), "--storage", filepath.Join(dir, fmt.Sprint("node-", i)),
+			"--node-id", fmt.Sprint("node-", i), "--cluster-secret", secret}
+	}
+	cores = make([]*coretest.Process, 3)
+	cores[0] = coretest.StartCore(t, coreBin, nil, coreArgs(0)...)
+	for i := 1; i < 3; i++ {
+		cores[i] = coretest.StartCore(t, coreBin, nil, append(coreArgs(i), "--peers", cores[0].GossipAddr)...)
+	}
+	waitThreeVoters(t, cores)
+	return cores, coreArgs, enrolment(t, cores[0], filepath.Join(dir, "edge-tls"), coreArgs(0)...)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,20 +20,8 @@ func TestEdgeRoutesToLeaders(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three cores and an edge")
 	}
-	dir := t.TempDir()
-	secret := newSecret(t)
-	coreArgs := func(i int) []string {
-		return []string{"--bind", fmt.Sprintf("127.0.0.%d", 71+i), "--storage", filepath.Join(dir, fmt.Sprint("node-", i)),
-			"--node-id", fmt.Sprint("node-", i), "--cluster-secret", secret}
-	}
-	cores := make([]*coretest.Process, 3)
-	cores[0] = coretest.StartCore(t, coreBin, nil, coreArgs(0)...)
-	for i := 1; i < 3; i++ {
-		cores[i] = coretest.StartCore(t, coreBin, nil, append(coreArgs(i), "--peers", cores[0].GossipAddr)...)
-	}
-	waitThreeVoters(t, cores)
-	edge := coretest.Start(t, edgeBin, nil, append(enrolment(t, cores[0], filepath.Join(dir, "edge-tls"), coreArgs(0)...),
-		"--upstream", cores[0].QUICAddr, "--cache-size", "0")...)
+	cores, _, edgeTLS := startThreeCores(t, 71)
+	edge := coretest.Start(t, edgeBin, nil, append(edgeTLS, "--upstream", cores[0].QUICAddr, "--cache-size", "0")...)
 
 	forwarded := func(cs []*coretest.Process) (sum uint64) {
 		for _, c := range cs {

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"cmp"
 	"encoding/json"
 	"reflect"
 	"slices"
@@ -135,32 +136,13 @@ func compare(a, b any) (int, bool) {
 	switch x := a.(type) {
 	case float64:
 		y, ok := b.(float64)
-		switch {
-		case !ok:
-			return 0, false
-		case x < y:
-			return -1, true
-		case x > y:
-			return 1, true
-		}
-		return 0, true
+		return cmp.Compare(x, y), ok
 	case string:
 		y, ok := b.(string)
-		switch {
-		case !ok:
-			return 0, false
-		case x < y:
-			return -1, true
-		case x > y:
-			return 1, true
-		}
-		return 0, true
+		return cmp.Compare(x, y), ok
 	case time.Time:
 		y, ok := b.(time.Time)
-		if !ok {
-			return 0, false
-		}
-		return x.Compare(y), true
+		return x.Compare(y), ok
 	}
 	return 0, false
 }
