@@ -137,10 +137,22 @@ func TestThreeNodesInProcess(t *testing.T) {
 		longest = max(longest, time.Since(start))
 	}
 	t.Logf("node-c led %d partitions; the slowest write after it left took %v", led, longest)
-	// Every partition has a leader on a or b.
-	for _, p := range a.Cluster().Metrics().Partitions {
-		if p.Leader != "node-a" && p.Leader != "node-b" {
-			t.Errorf("partition %d led by %q after node-c left", p.ID, p.Leader)
+	// Every partition has a leader on a or b — at once for those whose
+	// leadership c handed over, after an election for any whose hand-over
+	// c's exit cut short; the writes above need not have touched them all.
+	var last string
+	settled := func() bool {
+		for _, p := range a.Cluster().Metrics().Partitions {
+			if p.Leader != "node-a" && p.Leader != "node-b" {
+				last = fmt.Sprintf("partition %d led by %q", p.ID, p.Leader)
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(10 * time.Second); !settled(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after node-c left: %s", last)
 		}
 	}
 }
