@@ -7,8 +7,8 @@ import (
 
 // Hedged stale reads. A read that accepts a replica's answer
 // (consistency=stale) goes to the nearest replica of its partition; if
-// that one has not answered when it usually would have — its smoothed
-// round trip plus four deviations, about its 95th percentile — the same
+// that one has not answered when it usually would have — its stale reads'
+// smoothed time plus four deviations, about their 95th percentile — the same
 // read goes to the next nearest as well, and the first answer wins ("The
 // Tail at Scale", Dean and Barroso 2013). Reads only: a write is never
 // sent twice. Hedges are at most maxHedgeShare of stale reads (plus a
@@ -21,19 +21,43 @@ const (
 	unknownRTTHedge = 50 * time.Millisecond // before a replica was probed
 )
 
-// hedgeDelay is how long to wait for addr before hedging.
+// hedgeDelay is how long to wait for addr before hedging: its stale
+// reads' usual time (smoothed, plus four deviations) once a few were
+// measured — a ping's round trip leaves out the work and the queueing a
+// read meets on a busy core, and hedging on it fires on every busy moment.
 func (b *Backend) hedgeDelay(addr string) time.Duration {
 	b.rttMu.Lock()
-	r := b.rtts[addr]
+	r := b.reads[addr]
 	b.rttMu.Unlock()
-	if r == nil || r.samples == 0 {
+	if r == nil || r.samples < 8 {
 		return unknownRTTHedge
 	}
 	return max(minHedgeDelay, time.Duration((r.srtt+4*r.dev)*float64(time.Millisecond)))
 }
 
+// readTook records how long a stale read at addr took to be answered.
+func (b *Backend) readTook(addr string, d time.Duration) {
+	b.rttMu.Lock()
+	defer b.rttMu.Unlock()
+	r := b.reads[addr]
+	if r == nil {
+		if len(b.reads) >= 4*MaxTrackedCores {
+			return // bounded: a core beyond it hedges on the default delay
+		}
+		r = &rtt{}
+		b.reads[addr] = r
+	}
+	r.sample(float64(d) / float64(time.Millisecond))
+}
+
+// MaxTrackedCores bounds the cores whose read times are kept.
+const MaxTrackedCores = 1024
+
 // mayHedge takes a hedge from the budget.
 func (b *Backend) mayHedge() bool {
+	if b.noHedge {
+		return false
+	}
 	reads, hedges := b.staleReads.Load(), b.hedges.Load()
 	if float64(hedges) >= maxHedgeShare*float64(reads)+hedgeBurst {
 		return false
@@ -57,7 +81,11 @@ func (b *Backend) hedged(ctx context.Context, reps []routeNode, method uint16, r
 	defer cancel()
 	ch := make(chan answer, 2)
 	send := func(n routeNode) {
+		start := time.Now()
 		out, err, final := b.try(hctx, n.addr, n.down, method, req)
+		if final && answered(err) {
+			b.readTook(n.addr, time.Since(start))
+		}
 		ch <- answer{out, err, final}
 	}
 	go send(reps[0])

@@ -96,6 +96,7 @@ type Backend struct {
 	// Stale reads sent to replicas, and the second requests hedging
 	// sent for them (hedge.go).
 	staleReads, hedges atomic.Uint64
+	noHedge            bool // benchmarks' baseline
 	// downUntil[i] is when Addrs[i] may be tried again after it failed
 	// (Unix nanoseconds): while a core is down, requests skip it at once
 	// instead of each waiting out a dial timeout.
@@ -106,6 +107,7 @@ type Backend struct {
 
 	rttMu sync.Mutex
 	rtts  map[string]*rtt // by core address; guarded by rttMu (probe.go)
+	reads map[string]*rtt // stale reads' times by core address; guarded by rttMu (hedge.go)
 
 	feedMu sync.Mutex
 	feeds  map[string]int64 // subscribed core's address → when last heard from (Unix nanoseconds)
@@ -137,7 +139,7 @@ func New(cfg Config) (*Backend, error) {
 		cfg.OnChanges = func([]wire.Change, bool) {} // subscribed for the topology only
 	}
 	b := &Backend{cfg: cfg, log: cfg.Logger.With("component", "upstream"), downUntil: make([]atomic.Int64, len(cfg.Addrs)),
-		feeds: map[string]int64{}, stop: make(chan struct{}), rtts: map[string]*rtt{}}
+		feeds: map[string]int64{}, stop: make(chan struct{}), rtts: map[string]*rtt{}, reads: map[string]*rtt{}}
 	b.Remote = itemrpc.Remote{Call: b.call, Forwarded: cfg.Forwarded}
 	b.healthy.Store(true)
 	if cfg.OnChanges != nil {
