@@ -619,7 +619,7 @@ func (f routedFeed) Topology() ([]byte, <-chan struct{}) {
 			}
 			l := &t.Leaders[g.Group]
 			for _, v := range g.Voters {
-				if at, ok := nodeAt(v); ok && len(l.Replicas) < 16 {
+				if at, ok := nodeAt(v); ok && len(l.Replicas) < wire.MaxTopologyReplicas {
 					l.Replicas = append(l.Replicas, at)
 				}
 			}

@@ -3,6 +3,8 @@ package upstream
 import (
 	"context"
 	"time"
+
+	"github.com/soullabs/brainy/internal/wire"
 )
 
 // Hedged stale reads. A read that accepts a replica's answer
@@ -41,17 +43,16 @@ func (b *Backend) readTook(addr string, d time.Duration) {
 	defer b.rttMu.Unlock()
 	r := b.reads[addr]
 	if r == nil {
-		if len(b.reads) >= 4*MaxTrackedCores {
-			return // bounded: a core beyond it hedges on the default delay
+		// Probing forgets cores no longer known; without it, the bound
+		// keeps the map small (a core beyond it hedges on the default).
+		if len(b.reads) >= wire.MaxTopologyNodes {
+			return
 		}
 		r = &rtt{}
 		b.reads[addr] = r
 	}
 	r.sample(float64(d) / float64(time.Millisecond))
 }
-
-// MaxTrackedCores bounds the cores whose read times are kept.
-const MaxTrackedCores = 1024
 
 // mayHedge takes a hedge from the budget.
 func (b *Backend) mayHedge() bool {
@@ -97,7 +98,7 @@ func (b *Backend) hedged(ctx context.Context, reps []routeNode, method uint16, r
 		select {
 		case a := <-ch:
 			inFlight--
-			if a.final && (a.err == nil || answered(a.err)) {
+			if a.final && answered(a.err) {
 				return a.out, a.err, true
 			}
 			last = a

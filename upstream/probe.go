@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/soullabs/brainy/internal/wire"
@@ -27,9 +28,6 @@ const DefaultProbeInterval = time.Second
 type rtt struct {
 	srtt, dev float64
 	samples   int
-	// warm is set by the first ping that succeeded, which is not a sample:
-	// it usually paid for dialling the core.
-	warm bool
 }
 
 // sample folds one measured round trip into the estimate.
@@ -68,28 +66,23 @@ func (b *Backend) probeAll() {
 			addrs = append(addrs, n.addr)
 		}
 	}
-	done := make(chan struct{}, len(addrs))
+	var wg sync.WaitGroup
 	seen := map[string]bool{}
 	for _, addr := range addrs {
-		if seen[addr] {
-			done <- struct{}{}
-			continue
+		if !seen[addr] {
+			seen[addr] = true
+			wg.Go(func() { b.probe(addr) })
 		}
-		seen[addr] = true
-		go func() {
-			defer func() { done <- struct{}{} }()
-			b.probe(addr)
-		}()
 	}
-	for range addrs {
-		<-done
-	}
-	// Cores no longer known are forgotten: the map stays as small as the
+	wg.Wait()
+	// Cores no longer known are forgotten: the maps stay as small as the
 	// configuration and the topology.
 	b.rttMu.Lock()
-	for addr := range b.rtts {
-		if !seen[addr] {
-			delete(b.rtts, addr)
+	for _, m := range []map[string]*rtt{b.rtts, b.reads} {
+		for addr := range m {
+			if !seen[addr] {
+				delete(m, addr)
+			}
 		}
 	}
 	b.rttMu.Unlock()
@@ -108,12 +101,12 @@ func (b *Backend) probe(addr string) {
 	}
 	ms := float64(time.Since(start)) / float64(time.Millisecond)
 	b.rttMu.Lock()
-	r := b.rtts[addr]
-	switch {
-	case r == nil:
-		b.rtts[addr] = &rtt{warm: true}
-	default:
+	// The first ping that succeeds is not a sample: it usually paid for
+	// dialling the core. It only makes the entry.
+	if r := b.rtts[addr]; r != nil {
 		r.sample(ms)
+	} else {
+		b.rtts[addr] = &rtt{}
 	}
 	b.rttMu.Unlock()
 }

@@ -27,8 +27,8 @@ const MethodTopology uint16 = 112
 const (
 	MaxTopologyPartitions = 1 << 16
 	MaxTopologyNodes      = 4096
+	MaxTopologyReplicas   = 16
 	maxTopologyAddr       = 256
-	maxTopologyReplicas   = 16
 )
 
 // PartitionOf maps a tenant and id to a partition in [0, n). The mapping is
@@ -124,7 +124,7 @@ func DecodeTopology(b []byte) (*Topology, error) {
 	t.Leaders = make([]Lead, parts)
 	for i := range t.Leaders {
 		node, term, nr := d.Uvarint(), d.Uvarint(), d.Uvarint()
-		if node > nodes || nr > maxTopologyReplicas {
+		if node > nodes || nr > MaxTopologyReplicas {
 			return nil, ErrMalformedTopology
 		}
 		l := Lead{Node: int(node) - 1, Term: term}
