@@ -134,17 +134,12 @@ func (s *cacheShard) remove(key string) {
 	}
 }
 
-// abort ends begin's marks of writes that did not reach the store.
+// abort ends begin's marks of writes that did not reach the store. Since
+// begin took the keys out and nothing could fill them since, that is set
+// to "not cached" for each.
 func (c *recordCache) abort(writes []itemWrite) {
-	if c.maxBytes == 0 {
-		return
-	}
 	for _, w := range writes {
-		s := c.shard([]byte(w.key))
-		s.mu.Lock()
-		s.gen++
-		s.done(w.key)
-		s.mu.Unlock()
+		c.set(w.key, nil)
 	}
 }
 
