@@ -67,16 +67,24 @@ func (n *Node) newValueCommand(op Op, tenant string, it *item.Item, cond item.Co
 	if err := checkItemSize(data, meta, it.Vector); err != nil {
 		return nil, err
 	}
-	return &Command{Op: op, Now: n.cfg.Now().UnixNano(), Tenant: tenant, ID: id, Cond: cond,
-		Type: it.Type, Data: data, Metadata: meta, Vector: it.Vector}, nil
+	cmd := n.newCommand(op, tenant, id, cond)
+	cmd.Type, cmd.Data, cmd.Metadata, cmd.Vector = it.Type, data, meta, it.Vector
+	return cmd, nil
+}
+
+// newCommand starts a write made here: stamped by this node's clock, from
+// its region.
+func (n *Node) newCommand(op Op, tenant, id string, cond item.Cond) *Command {
+	return &Command{Op: op, Now: n.clock.Now(), Origin: n.cfg.Region, Federated: n.cfg.Federated,
+		Tenant: tenant, ID: id, Cond: cond}
 }
 
 // Patch merges p into the existing item id (item.ErrNotFound if missing),
 // subject to cond.
 func (n *Node) Patch(ctx context.Context, tenant, id string, p *item.Patch, cond item.Cond) (*item.Item, error) {
 	lim := &n.cfg.Limits
-	cmd := &Command{Op: OpPatch, Now: n.cfg.Now().UnixNano(), Tenant: tenant, ID: id, Cond: cond,
-		Vector: p.Vector, HasVector: p.HasVector}
+	cmd := n.newCommand(OpPatch, tenant, id, cond)
+	cmd.Vector, cmd.HasVector = p.Vector, p.HasVector
 	if p.Type != nil {
 		cmd.Type, cmd.HasType = *p.Type, true
 	}
@@ -115,7 +123,7 @@ func (n *Node) Delete(ctx context.Context, tenant, id string, cond item.Cond) er
 	if err := errors.Join(lim.CheckTenant(tenant), lim.CheckID(id)); err != nil {
 		return firstInvalid(err)
 	}
-	res := n.propose(ctx, &Command{Op: OpDelete, Now: n.cfg.Now().UnixNano(), Tenant: tenant, ID: id, Cond: cond})
+	res := n.propose(ctx, n.newCommand(OpDelete, tenant, id, cond))
 	n.count(&n.ops.deletes, res.err)
 	return res.err
 }

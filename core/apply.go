@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/soullabs/brainy/internal/codec"
@@ -22,7 +23,7 @@ type stateMachine struct {
 	limits item.Limits
 	parts  []partState
 
-	kbuf, tbuf, rbuf, mbuf []byte // scratch, reused across calls
+	kbuf, tbuf, dbuf, rbuf, mbuf []byte // scratch, reused across calls
 }
 
 // partState is a partition's replicated state besides its items. The
@@ -36,6 +37,45 @@ type partState struct {
 	// raftpb.ConfState) as of applied; nil on a single node. Keeping it
 	// here stores it atomically with the applied index it belongs to.
 	conf []byte
+	// sources holds, per other region, how far this partition has applied
+	// the same partition's log there (OpReplicate), sorted by region.
+	sources []sourcePos
+}
+
+type sourcePos struct {
+	region string
+	pos    uint64
+}
+
+// position returns how far the partition has applied region's log.
+func (ps *partState) position(region string) uint64 {
+	for _, s := range ps.sources {
+		if s.region == region {
+			return s.pos
+		}
+	}
+	return 0
+}
+
+// setPosition records region's position, copying the slice: a snapshot of
+// the state may share it.
+func (ps *partState) setPosition(region string, pos uint64) {
+	out := make([]sourcePos, 0, len(ps.sources)+1)
+	done := false
+	for _, s := range ps.sources {
+		switch {
+		case s.region == region:
+			s.pos, done = pos, true
+		case !done && s.region > region:
+			out = append(out, sourcePos{region, pos})
+			done = true
+		}
+		out = append(out, s)
+	}
+	if !done {
+		out = append(out, sourcePos{region, pos})
+	}
+	ps.sources = out
 }
 
 // view reads the partition state as of the commands applied so far,
@@ -55,6 +95,12 @@ type result struct {
 	item    *item.Item // the item after the write; nil for a delete or an error
 	created bool
 	err     error // a sentinel from package item, possibly wrapped
+
+	// OpReplicate only: the source's position after the batch, and how
+	// many values replaced this region's, were concurrent with them, or
+	// were malformed.
+	position                       uint64
+	replicated, conflicts, skipped int
 }
 
 // apply applies cmd as command number index of partition part.
@@ -75,31 +121,51 @@ func (sm *stateMachine) apply(v view, w writer, part int, index uint64, cmd *Com
 }
 
 func (sm *stateMachine) applyItem(v view, w writer, part int, index uint64, cmd *Command) result {
-	ps := &sm.parts[part]
+	if cmd.Op == OpReplicate {
+		return sm.applyReplicated(v, w, part, cmd)
+	}
 	sm.kbuf = itemKey(sm.kbuf[:0], part, cmd.Tenant, cmd.ID)
 	key := sm.kbuf
-	old, exists, err := v.get(key)
+	prev, exists, err := sm.read(v, key, cmd.ID, part)
 	if err != nil {
-		return result{err: fmt.Errorf("%w: reading %q: %v", item.ErrUnavailable, cmd.ID, err)}
+		return result{err: err}
 	}
-	var prev record
-	if exists {
-		if err := prev.decode(old); err != nil {
-			return result{err: fmt.Errorf("core: item %q in partition %d: %w", cmd.ID, part, err)}
+	// In a federation a deleted item leaves a tombstone: a new value must
+	// be ordered after the delete, in its clock and its vector.
+	var tomb record
+	tombstoned := false
+	if !exists && cmd.Federated {
+		sm.dbuf = tombKey(sm.dbuf[:0], part, cmd.Tenant, cmd.ID)
+		if tomb, tombstoned, err = sm.read(v, sm.dbuf, cmd.ID, part); err != nil {
+			return result{err: err}
 		}
 	}
 
 	if cmd.Op == OpCreate && exists {
 		return result{err: item.ErrConflict}
 	}
-	if err := checkCond(cmd.Cond, exists, prev.version); err != nil {
+	if err := checkCond(cmd.Cond, exists, &prev); err != nil {
 		return result{err: err}
+	}
+
+	// The write's version: its proposer's clock time, unless the item's
+	// last write (or delete) has one as late — a leader whose clock is
+	// behind its predecessor's — so that an item's versions always grow.
+	base := &prev
+	if tombstoned {
+		base = &tomb
+	}
+	hlc := uint64(max(cmd.Now, 0))
+	var vv versionVector
+	if exists || tombstoned {
+		hlc = max(hlc, base.hlc+1)
+		vv = base.clock().with(cmd.Origin, hlc)
 	}
 
 	var next record
 	switch cmd.Op {
 	case OpCreate, OpPut:
-		next = record{version: index, created: cmd.Now, updated: cmd.Now, typ: cmd.Type,
+		next = record{created: cmd.Now, updated: cmd.Now, typ: cmd.Type,
 			data: cmd.Data, metadata: cmd.Metadata, vector: cmd.Vector}
 		if exists {
 			next.created = prev.created
@@ -109,7 +175,7 @@ func (sm *stateMachine) applyItem(v view, w writer, part int, index uint64, cmd 
 			return result{err: item.ErrNotFound}
 		}
 		next = prev
-		next.version, next.updated = index, cmd.Now
+		next.updated = cmd.Now
 		if cmd.HasType {
 			next.typ = cmd.Type
 		}
@@ -126,31 +192,179 @@ func (sm *stateMachine) applyItem(v view, w writer, part int, index uint64, cmd 
 		if !exists {
 			return result{err: item.ErrNotFound}
 		}
-		w.del(key)
-		if prev.typ != "" {
-			w.del(typeKey(sm.tbuf[:0], part, cmd.Tenant, prev.typ, cmd.ID))
+		if cmd.Federated {
+			t := record{hlc: hlc, origin: cmd.Origin, created: prev.created, updated: cmd.Now, vv: vv}
+			sm.install(w, part, cmd.Tenant, cmd.ID, &prev, true, false, &t, true)
+			return result{}
 		}
-		ps.items--
+		sm.install(w, part, cmd.Tenant, cmd.ID, &prev, true, false, nil, true)
 		return result{}
 	default:
 		return result{err: fmt.Errorf("core: unknown op %d", cmd.Op)}
 	}
+	next.hlc, next.origin, next.vv = hlc, cmd.Origin, vv
 
 	if err := checkItemSize(next.data, next.metadata, next.vector); err != nil {
 		return result{err: err}
 	}
+	sm.install(w, part, cmd.Tenant, cmd.ID, &prev, exists, tombstoned, &next, false)
+	return result{item: next.toItem(cmd.Tenant, cmd.ID, false), created: !exists}
+}
+
+// read reads and decodes the record under key, if any.
+func (sm *stateMachine) read(v view, key []byte, id string, part int) (r record, found bool, err error) {
+	val, found, err := v.get(key)
+	if err != nil {
+		return r, false, fmt.Errorf("%w: reading %q: %v", item.ErrUnavailable, id, err)
+	}
+	if found {
+		if err := r.decode(val); err != nil {
+			return r, false, fmt.Errorf("core: item %q in partition %d: %w", id, part, err)
+		}
+	}
+	return r, found, nil
+}
+
+// install replaces an item's stored state — prev, its live record if
+// live, and its tombstone if tombstoned — by next: a live record, or a
+// tombstone when deleted (nil: no tombstone, the item just goes). It
+// keeps the type index and the item count in step.
+func (sm *stateMachine) install(w writer, part int, tenant, id string, prev *record, live, tombstoned bool, next *record, deleted bool) {
+	ps := &sm.parts[part]
+	key := itemKey(sm.kbuf[:0], part, tenant, id)
+	sm.kbuf = key
+	if deleted {
+		if live {
+			w.del(key)
+			if prev.typ != "" {
+				w.del(typeKey(sm.tbuf[:0], part, tenant, prev.typ, id))
+			}
+			ps.items--
+		}
+		if next != nil {
+			sm.rbuf = next.append(sm.rbuf[:0])
+			w.set(tombKey(sm.dbuf[:0], part, tenant, id), sm.rbuf)
+		}
+		return
+	}
 	sm.rbuf = next.append(sm.rbuf[:0])
 	w.set(key, sm.rbuf)
-	if exists && prev.typ != next.typ && prev.typ != "" {
-		w.del(typeKey(sm.tbuf[:0], part, cmd.Tenant, prev.typ, cmd.ID))
+	if live && prev.typ != next.typ && prev.typ != "" {
+		w.del(typeKey(sm.tbuf[:0], part, tenant, prev.typ, id))
 	}
-	if next.typ != "" && (!exists || prev.typ != next.typ) {
-		w.set(typeKey(sm.tbuf[:0], part, cmd.Tenant, next.typ, cmd.ID), nil)
+	if next.typ != "" && (!live || prev.typ != next.typ) {
+		w.set(typeKey(sm.tbuf[:0], part, tenant, next.typ, id), nil)
 	}
-	if !exists {
+	if tombstoned {
+		w.del(tombKey(sm.dbuf[:0], part, tenant, id))
+	}
+	if !live {
 		ps.items++
 	}
-	return result{item: next.toItem(cmd.Tenant, cmd.ID, false), created: !exists}
+}
+
+// applyReplicated applies another region's item values (OpReplicate): each
+// is merged with this region's (mergeRemote), and the source's position
+// moves to cmd.To in the same apply, so a batch sent twice — a retry after
+// a lost answer, a new leader on either side — changes nothing the second
+// time. A batch that starts past the position would skip changes: it is
+// refused with the position, for the sender to resume from.
+func (sm *stateMachine) applyReplicated(v view, w writer, part int, cmd *Command) result {
+	ps := &sm.parts[part]
+	pos := ps.position(cmd.Source)
+	if !cmd.Resync {
+		if cmd.To <= pos {
+			return result{position: pos}
+		}
+		if cmd.From > pos {
+			return result{position: pos, err: fmt.Errorf("%w: region %s's batch starts at %d, this partition holds it through %d", ErrReplicationGap, cmd.Source, cmd.From, pos)}
+		}
+	}
+	var res result
+	for i := range cmd.Values {
+		if err := sm.mergeRemote(v, w, part, &cmd.Values[i], &res); err != nil {
+			// The store failed under the read: nothing else in the batch is
+			// applied, nor the position moved, so the sender retries it.
+			res.err = err
+			res.position = pos
+			return res
+		}
+	}
+	if cmd.To > pos {
+		ps.setPosition(cmd.Source, cmd.To)
+	}
+	res.position = ps.position(cmd.Source)
+	return res
+}
+
+// ErrReplicationGap: a batch from another region begins after the position
+// the receiving partition holds; the sender must resend from there.
+var ErrReplicationGap = errors.New("core: replication batch leaves a gap")
+
+// mergeRemote merges one value from another region into this region's
+// state for its item. The rule makes every region converge on the same
+// value whatever order values arrive in (a state-based last-writer-wins
+// register, with version vectors to tell replacement from conflict):
+//
+//   - the incoming vector is at or behind the stored one: the value is
+//     already included (a resend, or a relay of something seen): nothing;
+//   - ahead of it: the incoming value replaces the stored one;
+//   - neither (concurrent writes in two regions): the value with the later
+//     (clock, origin region) wins, deletes included (a tombstone is a value),
+//     and the winner is stored with both vectors merged, so that the loser's
+//     region, on receiving the winner, finds it ahead and takes it.
+//
+// Malformed values (which a correct peer never sends) are skipped, the
+// same way on every replica.
+func (sm *stateMachine) mergeRemote(v view, w writer, part int, rv *RemoteValue, res *result) error {
+	var in record
+	if err := in.decode(rv.Record); err != nil || PartitionOf(rv.Tenant, rv.ID, len(sm.parts)) != part ||
+		rv.Tenant == "" || rv.ID == "" || checkItemSize(in.data, in.metadata, in.vector) != nil {
+		res.skipped++
+		return nil
+	}
+	key := itemKey(sm.kbuf[:0], part, rv.Tenant, rv.ID)
+	sm.kbuf = key
+	local, live, err := sm.read(v, key, rv.ID, part)
+	if err != nil {
+		return err
+	}
+	tombstoned := false
+	if !live {
+		sm.dbuf = tombKey(sm.dbuf[:0], part, rv.Tenant, rv.ID)
+		if local, tombstoned, err = sm.read(v, sm.dbuf, rv.ID, part); err != nil {
+			return err
+		}
+	}
+	winner, deleted := &in, rv.Deleted
+	if live || tombstoned {
+		switch in.clock().compare(local.clock()) {
+		case vvEqual, vvBefore:
+			return nil
+		case vvConcurrent:
+			res.conflicts++
+			merged := in.clock().merged(local.clock())
+			if !wins(in.hlc, in.origin, local.hlc, local.origin) {
+				winner, deleted = &local, tombstoned
+			}
+			winner.vv = merged
+		}
+	}
+	if deleted && !live && tombstoned && winner == &local {
+		// The stored tombstone won: only its vector grows.
+		sm.rbuf = local.append(sm.rbuf[:0])
+		w.set(tombKey(sm.dbuf[:0], part, rv.Tenant, rv.ID), sm.rbuf)
+		return nil
+	}
+	if deleted && !live && tombstoned {
+		// A newer tombstone over a tombstone.
+		sm.rbuf = winner.append(sm.rbuf[:0])
+		w.set(tombKey(sm.dbuf[:0], part, rv.Tenant, rv.ID), sm.rbuf)
+		return nil
+	}
+	sm.install(w, part, rv.Tenant, rv.ID, &local, live, tombstoned, winner, deleted)
+	res.replicated++
+	return nil
 }
 
 // merge applies a merge patch and re-checks the limits on the result: a
@@ -185,7 +399,7 @@ func checkItemSize(data, metadata []byte, vector []float32) error {
 }
 
 // checkCond evaluates If-Match / If-None-Match against the stored item.
-func checkCond(c item.Cond, exists bool, version uint64) error {
+func checkCond(c item.Cond, exists bool, prev *record) error {
 	if c.IfNoneMatch && exists {
 		return fmt.Errorf("%w: the item exists (If-None-Match: *)", item.ErrPreconditionFailed)
 	}
@@ -193,25 +407,47 @@ func checkCond(c item.Cond, exists bool, version uint64) error {
 	case c.IfMatch == "":
 	case !exists:
 		return fmt.Errorf("%w: the item does not exist (If-Match)", item.ErrPreconditionFailed)
-	case c.IfMatch != "*" && c.IfMatch != FormatVersion(version):
-		return fmt.Errorf("%w: the item's version is %s, not %s", item.ErrPreconditionFailed, FormatVersion(version), c.IfMatch)
+	case c.IfMatch != "*" && c.IfMatch != prev.version():
+		return fmt.Errorf("%w: the item's version is %s, not %s", item.ErrPreconditionFailed, prev.version(), c.IfMatch)
 	}
 	return nil
 }
 
 // Partition state format: version 1 is applied and items; version 2 adds
-// the membership.
+// the membership; version 3 the other regions' positions (and a presence
+// byte before the membership).
 func (ps *partState) encode() []byte {
 	b := make([]byte, 0, 20+len(ps.conf))
-	if ps.conf == nil {
+	switch {
+	case ps.sources != nil:
+		b = append(b, 3)
+	case ps.conf == nil:
 		b = append(b, 1)
-	} else {
+	default:
 		b = append(b, 2)
 	}
 	b = appendUvarint(b, ps.applied)
 	b = appendUvarint(b, ps.items)
+	if ps.sources != nil {
+		if ps.conf == nil {
+			return ps.appendSources(append(b, 0))
+		}
+		b = append(b, 1)
+	}
 	if ps.conf != nil {
 		b = codec.AppendBytes(b, ps.conf)
+	}
+	if ps.sources != nil {
+		b = ps.appendSources(b)
+	}
+	return b
+}
+
+func (ps *partState) appendSources(b []byte) []byte {
+	b = appendUvarint(b, uint64(len(ps.sources)))
+	for _, s := range ps.sources {
+		b = codec.AppendString(b, s.region)
+		b = appendUvarint(b, s.pos)
 	}
 	return b
 }
@@ -219,14 +455,28 @@ func (ps *partState) encode() []byte {
 func (ps *partState) decode(b []byte) error {
 	d := codec.Decoder{B: b, Fail: errCorrupt}
 	v := d.Byte()
-	if v != 1 && v != 2 {
+	if v < 1 || v > 3 {
 		return errCorrupt
 	}
 	ps.applied = d.Uvarint()
 	ps.items = d.Uvarint()
-	ps.conf = nil
-	if v == 2 {
+	ps.conf, ps.sources = nil, nil
+	hasConf := v == 2
+	if v == 3 {
+		hasConf = d.Byte() == 1
+	}
+	if hasConf {
 		ps.conf = append([]byte{}, d.Bytes()...)
+	}
+	if v == 3 {
+		n := d.Uvarint()
+		if n > MaxRegions {
+			return errCorrupt
+		}
+		ps.sources = make([]sourcePos, 0, n)
+		for range n {
+			ps.sources = append(ps.sources, sourcePos{region: d.String(), pos: d.Uvarint()})
+		}
 	}
 	if d.Err != nil || len(d.B) != 0 {
 		return errCorrupt

@@ -72,10 +72,8 @@ func (n *Node) publish(items []itemWrite) {
 			continue
 		}
 		c := wire.Change{Tenant: rest[:sep], ID: rest[sep+1:], Deleted: w.val == nil}
-		if !c.Deleted && len(w.val) > 1 {
-			if v, n := binary.Uvarint(w.val[1:]); n > 0 {
-				c.Version = FormatVersion(v)
-			}
+		if !c.Deleted {
+			c.Version = recordVersion(w.val)
 		}
 		batch = append(batch, c)
 	}
@@ -88,6 +86,28 @@ func (n *Node) publish(items []itemWrite) {
 		}
 	}
 	n.feed.mu.Unlock()
+}
+
+// recordVersion reads the version of an encoded record without decoding
+// the rest: the clock time and origin lead it.
+func recordVersion(val []byte) string {
+	if len(val) < 2 {
+		return ""
+	}
+	hlc, n := binary.Uvarint(val[1:])
+	if n <= 0 {
+		return ""
+	}
+	origin := ""
+	if val[0] >= 2 {
+		rest := val[1+n:]
+		l, m := binary.Uvarint(rest)
+		if m <= 0 || uint64(len(rest)-m) < l {
+			return ""
+		}
+		origin = string(rest[m : m+int(l)])
+	}
+	return FormatVersion(hlc, origin)
 }
 
 // Relay hands changes committed by other nodes (to partitions this node

@@ -13,6 +13,7 @@ import (
 //	p<part:2>i<tenant>\x00<id>              item record (see record.go)
 //	p<part:2>t<tenant>\x00<type>\x00<id>    type index, empty value
 //	p<part:2>s                              partition state (applied index, item count)
+//	p<part:2>d<tenant>\x00<id>              a deleted item's tombstone (a record), in a federation
 //	m<name>                                 node metadata (node id, partition count)
 //
 // Tenants hold no NUL (validated charset) and ids and types no control
@@ -23,6 +24,7 @@ const (
 	kindItem        = 'i'
 	kindType        = 't'
 	kindState       = 's'
+	kindTombstone   = 'd'
 	prefixMeta      = 'm'
 )
 
@@ -50,6 +52,13 @@ func Demotable(key []byte) bool { return isItemKey(key) }
 
 func isItemKey(key []byte) bool {
 	return len(key) > 3 && key[0] == prefixPartition && key[3] == kindItem
+}
+
+func tombKey(dst []byte, part int, tenant, id string) []byte {
+	dst = appendPartition(dst, part, kindTombstone)
+	dst = append(dst, tenant...)
+	dst = append(dst, 0)
+	return append(dst, id...)
 }
 
 func typeKey(dst []byte, part int, tenant, typ, id string) []byte {

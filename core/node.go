@@ -52,8 +52,18 @@ type Config struct {
 	MaxBatch int
 	// Logger receives the node's events. Nil discards them.
 	Logger *slog.Logger
-	// Now is the clock that stamps createdAt/updatedAt. Default time.Now.
+	// Now is the wall clock under the node's hybrid clock (Clock), which
+	// stamps createdAt/updatedAt and makes versions. Default time.Now.
 	Now func() time.Time
+	// Region names the region this node belongs to: the origin of the
+	// writes it makes, part of their versions. Default "" (no region).
+	Region string
+	// Federated: the node's cluster replicates to other regions (package
+	// federation), so deletes leave tombstones (see Command.Federated).
+	Federated bool
+	// MaxClockSkew is how far ahead of this node's clock a timestamp from
+	// another region may be (Clock.Observe). Default DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
 	// StorageStats, when set, adds what the store's opener knows (tiers,
 	// object-store requests) to the storage section of Metrics.
 	StorageStats func(*nodestats.Storage)
@@ -131,6 +141,10 @@ type Node struct {
 	store  tiers.Store
 	nodeID string
 	nparts int
+	clock  *Clock
+	// stored: per partition, the applied index whose writes are stored
+	// (a clustered node's; see federation.go).
+	stored committedIndex
 
 	// mu guards closed; writers hold it shared while they send on propC
 	// so that Close can close propC only after the last send.
@@ -170,6 +184,9 @@ type opCounters struct {
 	adds, gets, updates, deletes, lists, errors, commits, writes atomic.Uint64
 	cacheHits, cacheMisses                                       atomic.Uint64
 	snapshots                                                    atomic.Uint64
+	// Federation: values from other regions that replaced this region's,
+	// that were concurrent with them, and batches refused for clock skew.
+	replicated, conflicts, skewRefused atomic.Uint64
 }
 
 // proposal is one write waiting for its cycle to commit.
@@ -223,6 +240,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		done:    make(chan struct{}),
 		recent:  newRecentWrites(),
 		cache:   newRecordCache(max(cfg.CacheBytes, 0)),
+		clock:   NewClock(cfg.Now, cfg.MaxClockSkew),
 	}
 	if err := n.loadMeta(ctx); err != nil {
 		return nil, err

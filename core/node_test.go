@@ -338,7 +338,7 @@ func TestProposalView(t *testing.T) {
 }
 
 // TestApplyEmptyEntries: log entries without a command (raft's own) take
-// an index, and the next command's version follows them.
+// an index; the next command's version is its clock time.
 func TestApplyEmptyEntries(t *testing.T) {
 	s := memory.New()
 	sm := stateMachine{limits: item.DefaultLimits(), parts: make([]partState, 1)}
@@ -350,8 +350,8 @@ func TestApplyEmptyEntries(t *testing.T) {
 	if res := sm.apply(v, w, 0, 1, nil); res.err != nil || res.item != nil {
 		t.Fatalf("empty entry: %+v", res)
 	}
-	res := sm.apply(v, w, 0, 2, &Command{Op: OpPut, Tenant: "t", ID: "x", Data: []byte("1")})
-	if res.err != nil || res.item.Version != FormatVersion(2) || sm.parts[0].applied != 2 {
+	res := sm.apply(v, w, 0, 2, &Command{Op: OpPut, Now: 77, Tenant: "t", ID: "x", Data: []byte("1")})
+	if res.err != nil || res.item.Version != FormatVersion(77, "") || sm.parts[0].applied != 2 {
 		t.Fatalf("command after an empty entry: %+v, applied %d", res, sm.parts[0].applied)
 	}
 }

@@ -91,6 +91,10 @@ func (n *Node) openRaft(ctx context.Context) error {
 	rc := n.cfg.Raft
 	rc.ProposeTimeout = n.ProposeTimeout()
 	n.rsm = &raftSM{n: n, overlay: map[string]overlayEntry{}, touched: make([]bool, n.nparts)}
+	n.stored.init(n.nparts)
+	for p := range n.nparts {
+		n.stored.set(p, n.sm.parts[p].applied)
+	}
 	if n.cfg.RaftLogDir != "" {
 		l, err := raftlog.Open(raftlog.Config{Dir: n.cfg.RaftLogDir, Logger: n.cfg.Logger.With("component", "raftlog")})
 		if err != nil {
@@ -262,13 +266,17 @@ func (n *Node) ProposeTimeout() time.Duration {
 // proposeRaft replicates cmd through its partition's group, retrying while
 // the group has no leader, up to ProposeTimeout.
 func (n *Node) proposeRaft(ctx context.Context, cmd *Command) result {
+	return n.proposeRaftTo(ctx, PartitionOf(cmd.Tenant, cmd.ID, n.nparts), cmd)
+}
+
+// proposeRaftTo replicates cmd through partition part's group.
+func (n *Node) proposeRaftTo(ctx context.Context, part int, cmd *Command) result {
 	if n.isClosed() {
 		return result{err: item.ErrClosed}
 	}
 	if err := n.failure(); err != nil {
 		return result{err: fmt.Errorf("%w: %v", item.ErrUnavailable, err)}
 	}
-	part := PartitionOf(cmd.Tenant, cmd.ID, n.nparts)
 	enc := cmd.AppendEncode(nil)
 	var v any
 	err := n.retryNoLeader(ctx, part, false, func(ctx context.Context) (err error) {
@@ -360,6 +368,7 @@ type raftSM struct {
 	items   []itemWrite
 	touched []bool
 	parts   []int
+	flushed []int // the partitions of the cycle being stored, for Commit
 }
 
 type overlayEntry struct {
@@ -502,6 +511,7 @@ func (r *raftSM) ApplySnapshot(ctx context.Context, g multiraft.GroupID, from mu
 	forget()
 	return func() {
 		n.sm.parts[part] = ps
+		n.stored.set(part, ps.applied)
 		n.ops.snapshots.Add(1)
 	}, nil
 }
@@ -545,9 +555,11 @@ func (n *Node) PartitionSnapshot(ctx context.Context, part int) (tiers.Iterator,
 // membership) of every partition they touched, to the driver's store write.
 func (r *raftSM) Flush(b *tiers.Batch) {
 	n := r.n
+	r.flushed = r.flushed[:0]
 	for _, part := range r.parts {
 		r.batch.Set(stateKey(part), n.sm.parts[part].encode())
 		r.touched[part] = false
+		r.flushed = append(r.flushed, part)
 	}
 	r.parts = r.parts[:0]
 	// The store write follows; its items' cache fills wait for Commit.
@@ -567,6 +579,10 @@ func (r *raftSM) Commit() error {
 		n.cache.set(w.key, w.val)
 	}
 	n.publish(r.items)
+	for _, part := range r.flushed {
+		n.stored.set(part, n.sm.parts[part].applied)
+	}
+	n.stored.notify()
 	r.batch.Reset()
 	clear(r.overlay)
 	clear(r.items)

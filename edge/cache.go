@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -194,6 +195,12 @@ func cacheKey(dst []byte, tenant string, id []byte) []byte {
 }
 
 func parseVersion(v string) uint64 {
+	// A version is a clock time in base 36, then "." and its origin region
+	// when it came from a federated cluster (core.FormatVersion): versions
+	// of one item grow with the time.
+	if i := strings.IndexByte(v, '.'); i >= 0 {
+		v = v[:i]
+	}
 	n, err := strconv.ParseUint(v, 36, 64)
 	if err != nil {
 		return 0

@@ -3,9 +3,11 @@ package multiraft
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 
 	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/soullabs/brainy/core/raftlog"
 )
@@ -135,4 +137,33 @@ func (n *Node) Status(ctx context.Context) ([]GroupStatus, error) {
 	})
 	slices.SortFunc(out, func(a, b GroupStatus) int { return cmp.Compare(a.Group, b.Group) })
 	return out, err
+}
+
+// ErrCompacted: the log no longer holds the entries asked for (see
+// Entries); the state they made must be copied instead.
+var ErrCompacted = raft.ErrCompacted
+
+// Entries returns group g's log entries in [lo, hi), at most maxBytes of
+// them but at least one: for readers of the log besides raft (a federation
+// streams a partition's changes to other regions from it). hi must not
+// pass the last applied index + 1. The entries are shared with the log:
+// read-only. ErrCompacted when lo is before the log's first entry.
+func (n *Node) Entries(ctx context.Context, g GroupID, lo, hi, maxBytes uint64) ([]*pb.Entry, error) {
+	var ents []*pb.Entry
+	var err error
+	if derr := n.do(ctx, func() {
+		grp := n.groups[g]
+		switch {
+		case grp == nil:
+			err = ErrUnknownGroup
+		case hi > grp.applied+1:
+			err = fmt.Errorf("multiraft: group %d: entries through %d asked, %d applied", g, hi-1, grp.applied)
+		case lo >= hi:
+		default:
+			ents, err = grp.storage.Entries(lo, hi, maxBytes)
+		}
+	}); derr != nil {
+		return nil, derr
+	}
+	return ents, err
 }

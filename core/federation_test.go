@@ -1,0 +1,271 @@
+package core
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/soullabs/brainy/internal/item"
+)
+
+// mapState is a partition's keys in a map: a view and a writer for the
+// state machine, without a node.
+type mapState map[string][]byte
+
+func (m mapState) get(key []byte) ([]byte, bool, error) {
+	v, ok := m[string(key)]
+	return v, ok, nil
+}
+func (m mapState) set(key, val []byte) { m[string(key)] = bytes.Clone(val) }
+func (m mapState) del(key []byte)      { delete(m, string(key)) }
+
+// simRegion is one region's partition: its state machine, keys and clock.
+type simRegion struct {
+	name    string
+	sm      stateMachine
+	keys    mapState
+	index   uint64
+	clock   int64
+	outbox  []RemoteValue // every value its local writes produced, in order
+	applied int           // local writes that succeeded
+}
+
+func newSimRegion(name string) *simRegion {
+	r := &simRegion{name: name, sm: stateMachine{limits: item.DefaultLimits(), parts: make([]partState, 1)}, keys: mapState{}}
+	r.sm.limits.EnsureDefaults()
+	return r
+}
+
+func (r *simRegion) apply(cmd *Command) result {
+	r.index++
+	return r.sm.apply(r.keys, r.keys, 0, r.index, cmd)
+}
+
+// write makes a local write of a random kind to id and records the item's
+// resulting value for the other regions.
+func (r *simRegion) write(rng *rand.Rand, id string) {
+	r.clock += 1 + rng.Int64N(5)
+	cmd := &Command{Now: r.clock, Origin: r.name, Federated: true, Tenant: "t", ID: id}
+	switch rng.IntN(4) {
+	case 0, 1:
+		cmd.Op, cmd.Type, cmd.Data = OpPut, fmt.Sprintf("type%d", rng.IntN(2)), fmt.Appendf(nil, `{"by":%q,"n":%d}`, r.name, rng.IntN(100))
+	case 2:
+		cmd.Op, cmd.Data = OpPatch, fmt.Appendf(nil, `{"p%s":%d}`, r.name, rng.IntN(100))
+	case 3:
+		cmd.Op = OpDelete
+	}
+	if res := r.apply(cmd); res.err != nil {
+		return // a patch or delete of a missing item
+	}
+	r.applied++
+	r.outbox = append(r.outbox, r.value(id))
+}
+
+func (r *simRegion) value(id string) RemoteValue {
+	if v, ok := r.keys[string(itemKey(nil, 0, "t", id))]; ok {
+		return RemoteValue{Tenant: "t", ID: id, Record: v}
+	}
+	return RemoteValue{Tenant: "t", ID: id, Deleted: true, Record: r.keys[string(tombKey(nil, 0, "t", id))]}
+}
+
+// receive merges values from region src.
+func (r *simRegion) receive(t *testing.T, src string, values []RemoteValue) result {
+	t.Helper()
+	res := r.apply(&Command{Op: OpReplicate, Origin: r.name, Federated: true, Source: src, Resync: true, Values: values})
+	if res.err != nil {
+		t.Fatalf("%s receiving from %s: %v", r.name, src, res.err)
+	}
+	return res
+}
+
+// TestRegionsConverge: regions that write the same items concurrently and
+// exchange their values in any order, with duplicates, end with the same
+// bytes under every key — items, tombstones, type index — and the same item
+// count. Seeds are replayable.
+func TestRegionsConverge(t *testing.T) {
+	for seed := range uint64(40) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 7))
+			regions := []*simRegion{newSimRegion("eu-west"), newSimRegion("us-east"), newSimRegion("ap-south")}
+			ids := []string{"a", "b", "c", "d"}
+			sent := make([][]int, len(regions)) // sent[i][j]: how much of i's outbox j has
+			for i := range sent {
+				sent[i] = make([]int, len(regions))
+			}
+			conflicts := 0
+			deliver := func(i, j int, upto int) {
+				vals := slices.Clone(regions[i].outbox[sent[i][j]:upto])
+				rng.Shuffle(len(vals), func(a, b int) { vals[a], vals[b] = vals[b], vals[a] })
+				if len(vals) > 0 && rng.IntN(3) == 0 {
+					vals = append(vals, vals[0]) // a duplicate
+				}
+				conflicts += regions[j].receive(t, regions[i].name, vals).conflicts
+				sent[i][j] = upto
+			}
+			for range 300 {
+				r := rng.IntN(len(regions))
+				regions[r].write(rng, ids[rng.IntN(len(ids))])
+				if rng.IntN(4) == 0 {
+					i, j := rng.IntN(len(regions)), rng.IntN(len(regions))
+					if i != j {
+						deliver(i, j, sent[i][j]+rng.IntN(len(regions[i].outbox)-sent[i][j]+1))
+					}
+				}
+			}
+			for i := range regions {
+				for j := range regions {
+					if i != j {
+						deliver(i, j, len(regions[i].outbox))
+					}
+				}
+			}
+			for _, r := range regions[1:] {
+				if !mapsEqual(regions[0].keys, r.keys) || regions[0].sm.parts[0].items != r.sm.parts[0].items {
+					t.Fatalf("seed %d: %s and %s differ:\n%s\n%s", seed, regions[0].name, r.name, dump(regions[0].keys), dump(r.keys))
+				}
+			}
+			// The converged state includes every value ever written: sending
+			// any again is no conflict (the winners carry the losers' vectors).
+			for i := range regions {
+				for j := range regions {
+					if res := regions[j].receive(t, regions[i].name, regions[i].outbox); i != j && (res.conflicts != 0 || res.replicated != 0) {
+						t.Fatalf("seed %d: %s's values again at %s: %+v", seed, regions[i].name, regions[j].name, res)
+					}
+				}
+			}
+			if seed == 0 && conflicts == 0 {
+				t.Fatal("no conflict arose: the test exercises nothing concurrent")
+			}
+		})
+	}
+}
+
+// TestReplicatedNewerReplaces: a value whose vector is ahead replaces the
+// stored one outright; one behind or equal changes nothing.
+func TestReplicatedNewerReplaces(t *testing.T) {
+	eu, us := newSimRegion("eu"), newSimRegion("us")
+	eu.clock, us.clock = 100, 100
+	eu.apply(&Command{Op: OpPut, Now: 10, Origin: "eu", Federated: true, Tenant: "t", ID: "a", Data: []byte(`1`)})
+	v1 := eu.value("a")
+	us.receive(t, "eu", []RemoteValue{v1})
+	// us writes on top of eu's value: its vector includes eu's write.
+	us.apply(&Command{Op: OpPut, Now: 5, Origin: "us", Federated: true, Tenant: "t", ID: "a", Data: []byte(`2`)})
+	v2 := us.value("a")
+	var r record
+	if err := r.decode(v2.Record); err != nil || r.hlc != 11 || r.origin != "us" {
+		t.Fatalf("a write over a later remote value: hlc %d origin %q (%v), want 11 us", r.hlc, r.origin, err)
+	}
+	if res := eu.receive(t, "us", []RemoteValue{v2}); res.conflicts != 0 || res.replicated != 1 {
+		t.Fatalf("a newer value: %+v", res)
+	}
+	if res := eu.receive(t, "us", []RemoteValue{v1, v2}); res.replicated != 0 || res.conflicts != 0 {
+		t.Fatalf("older and equal values changed something: %+v", res)
+	}
+	if !mapsEqual(eu.keys, us.keys) {
+		t.Fatalf("differ:\n%s\n%s", dump(eu.keys), dump(us.keys))
+	}
+}
+
+// TestTombstoneNoResurrection: a delete is a value: an older write arriving
+// after it does not bring the item back, and a write after it (in any
+// region) does.
+func TestTombstoneNoResurrection(t *testing.T) {
+	eu, us := newSimRegion("eu"), newSimRegion("us")
+	eu.apply(&Command{Op: OpPut, Now: 10, Origin: "eu", Federated: true, Tenant: "t", ID: "a", Data: []byte(`1`)})
+	put := eu.value("a")
+	us.receive(t, "eu", []RemoteValue{put})
+	us.apply(&Command{Op: OpDelete, Now: 20, Origin: "us", Federated: true, Tenant: "t", ID: "a"})
+	del := us.value("a")
+	if !del.Deleted || us.sm.parts[0].items != 0 {
+		t.Fatalf("delete left %+v, %d items", del, us.sm.parts[0].items)
+	}
+	eu.receive(t, "us", []RemoteValue{del})
+	eu.receive(t, "us", []RemoteValue{put}) // late, older
+	if _, ok := eu.keys[string(itemKey(nil, 0, "t", "a"))]; ok || eu.sm.parts[0].items != 0 {
+		t.Fatal("an older value brought a deleted item back")
+	}
+	// A create after the delete is ordered after it, though its clock is behind.
+	if res := eu.apply(&Command{Op: OpCreate, Now: 15, Origin: "eu", Federated: true, Tenant: "t", ID: "a", Data: []byte(`3`)}); res.err != nil {
+		t.Fatal(res.err)
+	}
+	us.receive(t, "eu", []RemoteValue{eu.value("a")})
+	if !mapsEqual(eu.keys, us.keys) || us.sm.parts[0].items != 1 {
+		t.Fatalf("differ:\n%s\n%s", dump(eu.keys), dump(us.keys))
+	}
+}
+
+// TestReplicationPositions: a batch is applied once: a resend changes
+// nothing, and one that would leave a gap is refused with the position.
+func TestReplicationPositions(t *testing.T) {
+	eu, us := newSimRegion("eu"), newSimRegion("us")
+	eu.apply(&Command{Op: OpPut, Now: 10, Origin: "eu", Federated: true, Tenant: "t", ID: "a", Data: []byte(`1`)})
+	batch := &Command{Op: OpReplicate, Origin: "us", Source: "eu", From: 0, To: 5, Values: []RemoteValue{eu.value("a")}}
+	if res := us.apply(batch); res.err != nil || res.position != 5 || res.replicated != 1 {
+		t.Fatalf("first batch: %+v", res)
+	}
+	if res := us.apply(batch); res.err != nil || res.position != 5 || res.replicated != 0 {
+		t.Fatalf("resent batch: %+v", res)
+	}
+	gap := &Command{Op: OpReplicate, Origin: "us", Source: "eu", From: 7, To: 9}
+	if res := us.apply(gap); res.err == nil || res.position != 5 {
+		t.Fatalf("gap: %+v", res)
+	}
+	if got := us.sm.parts[0].position("eu"); got != 5 {
+		t.Fatalf("position %d after a refused gap", got)
+	}
+	// Positions survive the partition state's encoding.
+	var ps partState
+	if err := ps.decode(us.sm.parts[0].encode()); err != nil || ps.position("eu") != 5 || ps.applied != us.index {
+		t.Fatalf("state round trip: %+v, %v", ps, err)
+	}
+}
+
+func TestVersionVectorCompare(t *testing.T) {
+	a := versionVector{{"eu", 3}, {"us", 1}}
+	for _, c := range []struct {
+		b    versionVector
+		want vvOrder
+	}{
+		{versionVector{{"eu", 3}, {"us", 1}}, vvEqual},
+		{versionVector{{"eu", 4}, {"us", 1}}, vvBefore},
+		{versionVector{{"eu", 3}}, vvAfter},
+		{versionVector{{"eu", 2}, {"us", 2}}, vvConcurrent},
+		{versionVector{{"ap", 1}, {"eu", 3}, {"us", 1}}, vvBefore},
+		{versionVector{{"ap", 1}}, vvConcurrent},
+	} {
+		if got := a.compare(c.b); got != c.want {
+			t.Errorf("%v vs %v: %v, want %v", a, c.b, got, c.want)
+		}
+	}
+	m := a.merged(versionVector{{"ap", 1}, {"eu", 2}, {"us", 5}})
+	if !slices.Equal(m, versionVector{{"ap", 1}, {"eu", 3}, {"us", 5}}) {
+		t.Fatalf("merged: %v", m)
+	}
+}
+
+func mapsEqual(a, b mapState) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || !bytes.Equal(v, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func dump(m mapState) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b bytes.Buffer
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  %q = %q\n", k, m[k])
+	}
+	return b.String()
+}
