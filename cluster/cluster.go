@@ -446,6 +446,21 @@ func (n *Node) refreshAlive(members []Peer) {
 	n.alive.Store(&m)
 }
 
+// LeaderAddr returns the QUIC address of partition part's leader as last
+// known here; here is true when this node leads it, ok false when the
+// leader is unknown or not a live member.
+func (n *Node) LeaderAddr(part int) (addr string, here, ok bool) {
+	lead := n.core.Leader(part)
+	switch {
+	case lead == 0:
+		return "", false, false
+	case lead == n.self:
+		return "", true, true
+	}
+	p, ok := (*n.alive.Load())[lead]
+	return p.QUICAddr, false, ok
+}
+
 // Core returns the local node.
 func (n *Node) Core() *core.Node { return n.core }
 

@@ -1,9 +1,11 @@
 package core
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -119,12 +121,12 @@ func (n *Node) LocalChanges(ctx context.Context, part int, from uint64, maxBytes
 	size := 0
 	var kb []byte
 	for _, e := range ents {
-		out.To = e.GetIndex()
-		if len(e.GetData()) == 0 {
+		out.To = e.Index
+		if len(e.Data) == 0 {
 			continue
 		}
 		var cmd Command
-		if cmd.decode(e.GetData()) != nil || cmd.Op == OpReplicate {
+		if cmd.decode(e.Data) != nil || cmd.Op == OpReplicate {
 			continue
 		}
 		k := key{cmd.Tenant, cmd.ID}
@@ -170,6 +172,43 @@ func (n *Node) storedValue(ctx context.Context, part int, tenant, id string, kb 
 	return RemoteValue{}, false, fmt.Errorf("%w: reading %q: %v", item.ErrUnavailable, id, err)
 }
 
+// PartitionValues calls fn with every item record and tombstone of
+// partition part, as of one consistent read, and returns the partition's
+// applied index at that read: a copy of the partition for a region whose
+// position the log no longer holds.
+func (n *Node) PartitionValues(ctx context.Context, part int, fn func(RemoteValue) error) (uint64, error) {
+	it, err := n.PartitionSnapshot(ctx, part)
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	var applied uint64
+	for it.Next() {
+		key := it.Key()
+		switch {
+		case len(key) == 4 && key[3] == kindState:
+			var ps partState
+			if err := ps.decode(it.Value()); err != nil {
+				return 0, err
+			}
+			applied = ps.applied
+		case len(key) > 4 && (key[3] == kindItem || key[3] == kindTombstone):
+			tenant, id, ok := strings.Cut(string(key[4:]), "\x00")
+			if !ok {
+				continue
+			}
+			v := RemoteValue{Tenant: tenant, ID: id, Deleted: key[3] == kindTombstone, Record: bytes.Clone(it.Value())}
+			if err := fn(v); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if err := it.Err(); err != nil {
+		return 0, err
+	}
+	return applied, nil
+}
+
 // Replicated is what applying a batch of another region's values did.
 type Replicated struct {
 	// Position is how far this partition has applied the source's log.
@@ -198,10 +237,20 @@ func (n *Node) ApplyReplicated(ctx context.Context, part int, source string, fro
 		return Replicated{}, fmt.Errorf("core: values from region %q cannot be applied in region %q", source, n.cfg.Region)
 	}
 	var latest uint64
+	lim := &n.cfg.Limits
 	for i := range values {
+		v := &values[i]
 		var r record
-		if err := r.decode(values[i].Record); err != nil {
-			return Replicated{}, fmt.Errorf("core: value %d (%q) from region %s: %w", i, values[i].ID, source, err)
+		if err := r.decode(v.Record); err != nil {
+			return Replicated{}, fmt.Errorf("core: value %d (%q) from region %s: %w", i, v.ID, source, err)
+		}
+		if err := errors.Join(lim.CheckTenant(v.Tenant), lim.CheckID(v.ID), lim.CheckType(r.typ), lim.CheckVector(r.vector),
+			checkItemSize(r.data, r.metadata, r.vector)); err != nil {
+			return Replicated{}, fmt.Errorf("core: value %d (%q) from region %s: %w", i, v.ID, source, firstInvalid(err))
+		}
+		if PartitionOf(v.Tenant, v.ID, n.nparts) != part {
+			return Replicated{}, fmt.Errorf("core: value %d (%q) from region %s belongs to partition %d, not %d: the regions' partition counts differ",
+				i, v.ID, source, PartitionOf(v.Tenant, v.ID, n.nparts), part)
 		}
 		latest = max(latest, r.hlc)
 	}

@@ -152,5 +152,4 @@ func FormatVersion(hlc uint64, origin string) string {
 	return v + "." + origin
 }
 
-
 func appendUvarint(dst []byte, v uint64) []byte { return binary.AppendUvarint(dst, v) }

@@ -80,10 +80,17 @@ var (
 	descBytes   = prometheus.NewDesc("brainy_storage_bytes", "Bytes the store occupies.", []string{"backend"}, nil)
 	descHealthy = prometheus.NewDesc("brainy_node_healthy", "1 when the node accepts writes.", nil, nil)
 	descShards  = prometheus.NewDesc("brainy_core_partitions", "Partitions held by this node.", nil, nil)
+
+	descRegionUp   = prometheus.NewDesc("brainy_federation_region_healthy", "1 when the last call to the region succeeded.", []string{"region"}, nil)
+	descRegionRTT  = prometheus.NewDesc("brainy_federation_region_rtt_milliseconds", "The last round trip to a region.", []string{"region"}, nil)
+	descRegionLag  = prometheus.NewDesc("brainy_federation_region_lag_milliseconds", "Age of the oldest change of this node's partitions the region has not applied.", []string{"region"}, nil)
+	descRegionSent = prometheus.NewDesc("brainy_federation_values_sent_total", "Item values this node sent that the region applied.", []string{"region"}, nil)
+	descFedEvents  = prometheus.NewDesc("brainy_federation_values_total", "Other regions' values applied here, by outcome: replaced (newer), conflict (concurrent), or batches refused for clock skew.", []string{"outcome"}, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descOps, descErrors, descCommits, descWrites, descForward, descLapses, descRTT, descItems, descBytes, descHealthy, descShards} {
+	for _, d := range []*prometheus.Desc{descOps, descErrors, descCommits, descWrites, descForward, descLapses, descRTT, descItems, descBytes, descHealthy, descShards,
+		descRegionUp, descRegionRTT, descRegionLag, descRegionSent, descFedEvents} {
 		ch <- d
 	}
 }
@@ -108,6 +115,21 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(s.Storage.Bytes), s.Storage.Backend)
 	ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, float64(s.Nodes.Healthy))
 	ch <- prometheus.MustNewConstMetric(descShards, prometheus.GaugeValue, float64(s.Shards.Replicas))
+	if f := s.Federation; f != nil {
+		for _, r := range f.Regions {
+			up := 0.0
+			if r.Healthy {
+				up = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descRegionUp, prometheus.GaugeValue, up, r.Name)
+			ch <- prometheus.MustNewConstMetric(descRegionRTT, prometheus.GaugeValue, r.RTTMs, r.Name)
+			ch <- prometheus.MustNewConstMetric(descRegionLag, prometheus.GaugeValue, r.LagMs, r.Name)
+			ch <- prometheus.MustNewConstMetric(descRegionSent, prometheus.CounterValue, float64(r.Sent), r.Name)
+		}
+		ch <- prometheus.MustNewConstMetric(descFedEvents, prometheus.CounterValue, float64(f.Replaced), "replaced")
+		ch <- prometheus.MustNewConstMetric(descFedEvents, prometheus.CounterValue, float64(f.Conflicts), "conflict")
+		ch <- prometheus.MustNewConstMetric(descFedEvents, prometheus.CounterValue, float64(f.SkewRefused), "skew_refused")
+	}
 }
 
 func marshalIndent(v any) ([]byte, error) {

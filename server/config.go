@@ -12,6 +12,7 @@ import (
 	"github.com/soullabs/brainy/cluster"
 	"github.com/soullabs/brainy/cluster/membership"
 	"github.com/soullabs/brainy/core"
+	"github.com/soullabs/brainy/federation"
 	"github.com/soullabs/brainy/httpapi"
 	"github.com/soullabs/brainy/internal/daemon"
 	"github.com/soullabs/brainy/internal/item"
@@ -70,8 +71,25 @@ type Config struct {
 	// Default membership.DefaultClusterName.
 	ClusterName string
 	// Zone is the node's failure domain; replicas spread over zones
-	// (--zone). Region is reported to edges (--region).
+	// (--zone). Region names the node's region (--region): nodes of
+	// different regions never form one cluster (the region joins the gossip
+	// label), and in a federation it is the origin of this region's writes.
 	Zone, Region string
+	// Federation joins the cluster to a federation of that name
+	// (--federation): other regions' clusters, found through
+	// FederationPeers and Discover, replicate with this one (package
+	// federation). Needs Region. Empty: one region alone.
+	Federation string
+	// FederationAddr is the federation gossip's listen host:port, TCP and
+	// UDP (--federation-addr). Default Bind:7947.
+	FederationAddr string
+	// FederationPeers are federation gossip addresses (host[:port], port
+	// 7947 when omitted) of cores of any region (--federation-peers).
+	FederationPeers []string
+	// MaxClockSkew is how far ahead of this node's clock another region's
+	// timestamps may be before their batches are refused
+	// (--max-clock-skew). Default core.DefaultMaxClockSkew (500 ms).
+	MaxClockSkew time.Duration
 	// ReplicationFactor is replicas per partition, fewer while the cluster
 	// has fewer nodes (--replication-factor). Default
 	// cluster.DefaultReplicationFactor (3); 1 to cluster.MaxReplicationFactor.
@@ -175,6 +193,12 @@ func (c *Config) EnsureDefaults() {
 	if c.ClusterName == "" {
 		c.ClusterName = membership.DefaultClusterName
 	}
+	if c.FederationAddr == "" {
+		c.FederationAddr = net.JoinHostPort(c.Bind, strconv.Itoa(federation.DefaultPort))
+	}
+	if c.MaxClockSkew == 0 {
+		c.MaxClockSkew = core.DefaultMaxClockSkew
+	}
 	if c.ReplicationFactor == 0 {
 		c.ReplicationFactor = cluster.DefaultReplicationFactor
 	}
@@ -234,6 +258,23 @@ func (c *Config) Validate() error {
 	if _, err := c.storageSpec(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.Region != "" && !federation.ValidName(c.Region) {
+		errs = append(errs, fmt.Errorf("--region %q: want 1-32 of a-z, 0-9 and - (it appears in item versions)", c.Region))
+	}
+	if c.Federation != "" {
+		if !federation.ValidName(c.Federation) {
+			errs = append(errs, fmt.Errorf("--federation %q: want 1-32 of a-z, 0-9 and -", c.Federation))
+		}
+		if c.Region == "" {
+			errs = append(errs, errors.New("--federation needs --region: each cluster of a federation is one region"))
+		}
+		if _, err := c.federationGossip(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.MaxClockSkew < 0 {
+		errs = append(errs, errors.New("--max-clock-skew cannot be negative"))
+	}
 	if c.MaxBodyBytes < 0 || c.MaxConnsPerIP < 0 || c.RateLimit < 0 || c.RateBurst < 0 {
 		errs = append(errs, errors.New("--max-body-bytes, --max-conns-per-ip, --rate-limit and --rate-burst cannot be negative"))
 	}
@@ -267,6 +308,11 @@ func (c *Config) gossip() (membership.Config, error) {
 		return g, fmt.Errorf("--gossip-addr %q: bad port", c.GossipAddr)
 	}
 	g.Peers, g.Discover, g.ClusterName = c.Peers, c.Discover, c.ClusterName
+	if c.Region != "" {
+		// Nodes of different regions never join one cluster, even when
+		// they hear each other's gossip or beacons.
+		g.ClusterName += "/" + c.Region
+	}
 	if c.GossipKey != "" {
 		if g.GossipKey, err = base64.StdEncoding.DecodeString(c.GossipKey); err != nil {
 			return g, fmt.Errorf("--gossip-key: not base64: %v", err)
@@ -282,6 +328,33 @@ func (c *Config) gossip() (membership.Config, error) {
 		}
 		g.Broadcast = &b
 	}
+	return g, nil
+}
+
+// federationGossip turns the federation settings into the federation
+// gossip's config (without the node's metadata).
+func (c *Config) federationGossip() (membership.Config, error) {
+	var g membership.Config
+	host, port, err := net.SplitHostPort(c.FederationAddr)
+	if err != nil {
+		return g, fmt.Errorf("--federation-addr %q: %v", c.FederationAddr, err)
+	}
+	g.BindAddr = host
+	if port == "0" {
+		g.BindPort = membership.AnyPort
+	} else if g.BindPort, err = strconv.Atoi(port); err != nil || g.BindPort < 1 || g.BindPort > 65535 {
+		return g, fmt.Errorf("--federation-addr %q: bad port", c.FederationAddr)
+	}
+	for _, p := range c.FederationPeers {
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			p = net.JoinHostPort(p, strconv.Itoa(federation.DefaultPort))
+		}
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			return g, fmt.Errorf("--federation-peers %q: want host[:port]", p)
+		}
+		g.Peers = append(g.Peers, p)
+	}
+	g.Discover = c.Discover
 	return g, nil
 }
 

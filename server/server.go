@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,9 +20,11 @@ import (
 	"github.com/soullabs/brainy/cluster"
 	"github.com/soullabs/brainy/cluster/membership"
 	"github.com/soullabs/brainy/core"
+	"github.com/soullabs/brainy/federation"
 	"github.com/soullabs/brainy/httpapi"
 	"github.com/soullabs/brainy/internal/daemon"
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/nodestats"
 	"github.com/soullabs/brainy/tiers/backend"
 	"github.com/soullabs/brainy/transport"
 	"github.com/soullabs/brainy/transport/pki"
@@ -41,6 +44,7 @@ type Server struct {
 	qclient *transport.Client
 	members *membership.Membership
 	node    *cluster.Node
+	fed     *federation.Federation // nil unless Config.Federation
 	http    *httpapi.Server
 	ln      net.Listener
 	debugLn net.Listener
@@ -82,7 +86,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.node, err = cluster.Start(ctx, cluster.Config{
 		Core: core.Config{Store: s.store, StorageLocation: spec.Location(), StorageStats: s.store.FillStats, NodeID: s.nodeID,
-			Partitions: cfg.Partitions, Limits: limits, Logger: s.log, RaftLogDir: raftLogDir(spec)},
+			Partitions: cfg.Partitions, Limits: limits, Logger: s.log, RaftLogDir: raftLogDir(spec),
+			Region: cfg.Region, Federated: cfg.Federation != "", MaxClockSkew: cfg.MaxClockSkew},
 		Server: s.qsrv, Client: s.qclient, Directory: directory{s.members},
 		ReplicationFactor: cfg.ReplicationFactor, DeadAfter: cfg.DeadAfter, BootstrapWait: cfg.bootstrapWait(gossip),
 		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks, LogKeep: cfg.LogKeep, Logger: s.log,
@@ -91,12 +96,17 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.qclient.OnDisconnect(s.peerDisconnected)
+	if cfg.Federation != "" {
+		if err := s.startFederation(ctx); err != nil {
+			return nil, err
+		}
+	}
 	hcfg := httpapi.Config{Limits: limits, APIKeys: keys, WriteTimeout: cfg.WriteTimeout, Logger: s.log,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst}
 	if s.ca != nil {
 		hcfg.Enrol = func(body []byte) ([]byte, error) { return s.ca.Enrol(body, time.Now()) }
 	}
-	h, err := httpapi.NewHandler(hcfg, s.node)
+	h, err := httpapi.NewHandler(hcfg, backendOf(s.node, s.fed))
 	if err != nil {
 		return nil, err
 	}
@@ -205,6 +215,33 @@ func (s *Server) startGossip(ctx context.Context) (membership.Config, error) {
 	return g, nil
 }
 
+// startFederation joins the cluster's federation: its own gossip pool
+// (keyed like the regional one), and the streams to other regions.
+func (s *Server) startFederation(ctx context.Context) error {
+	g, err := s.cfg.federationGossip()
+	if err != nil {
+		return err
+	}
+	// The regional pool's key: regions of a federation share their secret.
+	var configured []byte
+	if s.cfg.GossipKey != "" {
+		if configured, err = base64.StdEncoding.DecodeString(s.cfg.GossipKey); err != nil {
+			return fmt.Errorf("--gossip-key: %w", err)
+		}
+	}
+	if g.GossipKey, err = gossipKey(configured, s.root, s.cfg.FederationAddr); err != nil {
+		return fmt.Errorf("federation: %w", err)
+	}
+	g.Meta = membership.Meta{ID: s.nodeID, QUICAddr: s.qsrv.Addr().String(), HTTPAddr: s.cfg.HTTPAddr,
+		Zone: s.cfg.Zone, Region: s.cfg.Region, Role: "core"}
+	s.fed, err = federation.Start(ctx, federation.Config{Name: s.cfg.Federation, Region: s.cfg.Region,
+		Cluster: s.node, Server: s.qsrv, Client: s.qclient, Gossip: g, Logger: s.log})
+	return err
+}
+
+// Federation returns the node's federation, nil when it has none.
+func (s *Server) Federation() *federation.Federation { return s.fed }
+
 // peerDisconnected is the fast failure signal: a lost QUIC connection
 // tells the gossip the member is unreachable well before its probes
 // would, and the cluster that the changes it pushed meanwhile are lost.
@@ -253,6 +290,9 @@ func (s *Server) Close() error {
 		if err := s.shutdownHTTP(ctx); err != nil {
 			s.log.Warn("shutdown did not finish in-flight requests", "component", "main", "err", err)
 		}
+		if s.fed != nil {
+			_ = s.fed.Close()
+		}
 		s.node.Leave(ctx)
 		if err := s.members.Leave(time.Second); err != nil {
 			s.log.Warn("leaving the gossip", "component", "main", "err", err)
@@ -293,6 +333,9 @@ func (s *Server) closeAll() error {
 	if s.debugLn != nil {
 		s.debugLn.Close()
 	}
+	if s.fed != nil {
+		errs = append(errs, s.fed.Close())
+	}
 	if s.node != nil {
 		errs = append(errs, s.node.Close())
 	}
@@ -309,6 +352,26 @@ func (s *Server) closeAll() error {
 		errs = append(errs, s.store.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// backendOf is what the HTTP API serves: the cluster, with the
+// federation's section in its metrics when there is one.
+func backendOf(n *cluster.Node, fed *federation.Federation) httpapi.Backend {
+	if fed == nil {
+		return n
+	}
+	return federated{n, fed}
+}
+
+type federated struct {
+	*cluster.Node
+	fed *federation.Federation
+}
+
+func (f federated) Metrics() nodestats.Snapshot {
+	s := f.Node.Metrics()
+	s.Federation = f.fed.Stats()
+	return s
 }
 
 // directory adapts the gossip membership to the cluster's view of it:

@@ -23,6 +23,7 @@ import (
 	"github.com/soullabs/brainy/cluster"
 	"github.com/soullabs/brainy/cluster/membership"
 	"github.com/soullabs/brainy/core"
+	"github.com/soullabs/brainy/federation"
 	"github.com/soullabs/brainy/httpapi"
 	"github.com/soullabs/brainy/internal/cliconfig"
 	"github.com/soullabs/brainy/internal/daemon"
@@ -88,7 +89,11 @@ func flags(c *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.StringVar(&c.GossipKey, "gossip-key", "", "base64 `key` (16, 24 or 32 bytes) encrypting and authenticating gossip;\nempty means one derived from the cluster secret or CA key (gossip in the clear only on loopback)")
 	fs.StringVar(&c.ClusterName, "cluster-name", membership.DefaultClusterName, "`name` that keeps clusters sharing a network apart")
 	fs.StringVar(&c.Zone, "zone", "", "failure `domain` of this node (for example an availability zone); replicas spread over zones")
-	fs.StringVar(&c.Region, "region", "", "`region` of this node, reported to edges")
+	fs.StringVar(&c.Region, "region", "", "`region` of this node: nodes of different regions never form one cluster; in a federation, where its writes come from")
+	fs.StringVar(&c.Federation, "federation", "", "join this region's cluster to the federation of this `name` (needs --region): other regions replicate with it")
+	fs.StringVar(&c.FederationAddr, "federation-addr", "", "federation gossip listen `host:port` (TCP and UDP); empty means BIND:"+port(federation.DefaultPort))
+	fs.Var((*cliconfig.List)(&c.FederationPeers), "federation-peers", "comma-separated federation gossip `addresses` (host[:port], port "+port(federation.DefaultPort)+" when omitted) of cores of any region")
+	fs.DurationVar(&c.MaxClockSkew, "max-clock-skew", core.DefaultMaxClockSkew, "how far ahead of this node's clock another region's timestamps may be before its batches are refused")
 	fs.IntVar(&c.ReplicationFactor, "replication-factor", cluster.DefaultReplicationFactor, "replicas per partition (fewer while the cluster has fewer nodes)")
 	fs.DurationVar(&c.DeadAfter, "dead-after", cluster.DefaultDeadAfter, "how long a node may be gone before its replicas are re-created elsewhere")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "", "HTTP API listen `host:port`; empty means BIND:"+port(server.DefaultHTTPPort))

@@ -143,12 +143,19 @@ func (n *Node) Status(ctx context.Context) ([]GroupStatus, error) {
 // Entries); the state they made must be copied instead.
 var ErrCompacted = raft.ErrCompacted
 
+// Entry is a log entry as the state machine sees it: Data is the command
+// a proposer submitted, nil for raft's own entries (elections, membership).
+type Entry struct {
+	Index uint64
+	Data  []byte
+}
+
 // Entries returns group g's log entries in [lo, hi), at most maxBytes of
 // them but at least one: for readers of the log besides raft (a federation
 // streams a partition's changes to other regions from it). hi must not
-// pass the last applied index + 1. The entries are shared with the log:
+// pass the last applied index + 1. The data is shared with the log:
 // read-only. ErrCompacted when lo is before the log's first entry.
-func (n *Node) Entries(ctx context.Context, g GroupID, lo, hi, maxBytes uint64) ([]*pb.Entry, error) {
+func (n *Node) Entries(ctx context.Context, g GroupID, lo, hi, maxBytes uint64) ([]Entry, error) {
 	var ents []*pb.Entry
 	var err error
 	if derr := n.do(ctx, func() {
@@ -165,5 +172,14 @@ func (n *Node) Entries(ctx context.Context, g GroupID, lo, hi, maxBytes uint64) 
 	}); derr != nil {
 		return nil, derr
 	}
-	return ents, err
+	out := make([]Entry, len(ents))
+	for i, e := range ents {
+		out[i].Index = e.GetIndex()
+		// As apply hands them to the state machine: a command after its
+		// proposal id; nothing for conf changes and leaders' empty entries.
+		if d := e.GetData(); e.GetType() == pb.EntryType_EntryNormal && len(d) >= 8 {
+			out[i].Data = d[8:]
+		}
+	}
+	return out, err
 }

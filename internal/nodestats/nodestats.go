@@ -16,6 +16,38 @@ type Snapshot struct {
 	// Partitions lists, in a cluster, every partition this node holds a
 	// replica of, as its replica sees the group.
 	Partitions []Partition `json:"partitions,omitempty"`
+	// Federation is there when the node's cluster belongs to a federation.
+	Federation *Federation `json:"federation,omitempty"`
+}
+
+// Federation describes the node's federation: its region and, as this
+// node sees them, the others.
+type Federation struct {
+	Name    string   `json:"name"`
+	Region  string   `json:"region"`
+	Regions []Region `json:"regions"`
+	// Replaced counts other regions' values that replaced this region's
+	// here; Conflicts those concurrent with it (resolved by the later
+	// clock); SkewRefused the batches refused because their clock was
+	// ahead of this node's by more than --max-clock-skew; Received the
+	// batches applied through this node.
+	Replaced    uint64 `json:"replaced"`
+	Conflicts   uint64 `json:"conflicts"`
+	SkewRefused uint64 `json:"skewRefused"`
+	Received    uint64 `json:"received"`
+}
+
+// Region is another region of the federation.
+type Region struct {
+	Name    string `json:"name"`
+	Nodes   int    `json:"nodes"`
+	Healthy bool   `json:"healthy"`
+	// RTTMs is the last round trip to it; LagMs how old the oldest change
+	// of this node's partitions not yet applied there is (0: none).
+	RTTMs float64 `json:"rtt_ms"`
+	LagMs float64 `json:"lag_ms"`
+	// Sent counts the values this node sent that it applied.
+	Sent uint64 `json:"sent"`
 }
 
 // Partition is one partition's raft group as a replica sees it.

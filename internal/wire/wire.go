@@ -262,6 +262,16 @@ const (
 	MethodListPartitions uint16 = 124
 )
 
+// Federation methods, between cores of different regions (package
+// federation documents the bodies).
+const (
+	// MethodFedPosition asks how far a partition has applied another
+	// region's log.
+	MethodFedPosition uint16 = 130
+	// MethodFedApply delivers a batch of another region's item values.
+	MethodFedApply uint16 = 131
+)
+
 // Idempotent reports whether sending a request of method twice does no
 // harm (the reads): only such a request may be sent again after a call
 // that may have reached its handler.

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/soullabs/brainy/internal/coretest"
+	"github.com/soullabs/brainy/internal/nodestats"
+)
+
+// fedRegion is one region of a test federation: its nodes.
+type fedRegion struct {
+	name  string
+	nodes []*coretest.Process
+}
+
+// startFederation starts one cluster per region (sizes[i] nodes for
+// region i, on 127.0.0.<base+n>), all joined to one federation through
+// the first node's federation port only.
+func startFederation(t *testing.T, base int, names []string, sizes []int, extra ...string) []*fedRegion {
+	t.Helper()
+	dir := t.TempDir()
+	secret := coretest.NewSecret(t)
+	first := fmt.Sprintf("127.0.0.%d", base)
+	var regions []*fedRegion
+	n := 0
+	for i, name := range names {
+		r := &fedRegion{name: name}
+		for j := range sizes[i] {
+			addr := fmt.Sprintf("127.0.0.%d", base+n)
+			n++
+			args := append([]string{"--bind", addr, "--storage", filepath.Join(dir, addr), "--node-id", fmt.Sprintf("%s-%d", name, j),
+				"--cluster-secret", secret, "--partitions", "8", "--region", name, "--federation", "test",
+				"--federation-peers", first}, extra...)
+			if j > 0 {
+				args = append(args, "--peers", r.nodes[0].GossipAddr)
+			}
+			r.nodes = append(r.nodes, coretest.StartCore(t, bin, nil, args...))
+		}
+		regions = append(regions, r)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, r := range regions {
+				for _, p := range r.nodes {
+					t.Logf("log of %s (%s):\n%s", p.Addr, r.name, p.Log())
+				}
+			}
+		}
+	})
+	return regions
+}
+
+// waitFor polls cond until it holds, failing with its last word after
+// timeout.
+func waitFor(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var why string
+	for time.Now().Before(deadline) {
+		var ok bool
+		if ok, why = cond(); ok {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("after %v: %s", timeout, why)
+}
+
+// readItem returns the item's data and version at p, or the status.
+func readItem(t *testing.T, p *coretest.Process, id string) (code int, data, version string) {
+	code, body := do(t, "GET", p.URL("/v1/items/"+id), "", "")
+	if code != 200 {
+		return code, "", ""
+	}
+	var it struct {
+		Data    json.RawMessage
+		Version string
+	}
+	if err := json.Unmarshal(body, &it); err != nil {
+		t.Fatal(err)
+	}
+	return code, string(it.Data), it.Version
+}
+
+// TestFederationFormsAndReplicates: three regions of one node and one of
+// three form one federation given only the first node's federation
+// address; an item written in one region is read, with the same version,
+// in every other; every node's metrics list the other regions; and no
+// region's nodes joined another region's cluster.
+func TestFederationFormsAndReplicates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts six nodes in four regions")
+	}
+	regions := startFederation(t, 61, []string{"eu-west", "us-east", "ap-south", "sa-east"}, []int{1, 1, 1, 3})
+	var all []*coretest.Process
+	for _, r := range regions {
+		all = append(all, r.nodes...)
+	}
+
+	waitFor(t, 60*time.Second, func() (bool, string) {
+		for _, r := range regions {
+			for _, p := range r.nodes {
+				m := metrics(t, p)
+				if m.Federation == nil || m.Federation.Region != r.name {
+					return false, fmt.Sprintf("%s: federation section %+v", p.Addr, m.Federation)
+				}
+				var names []string
+				for _, o := range m.Federation.Regions {
+					want := 1
+					if o.Name == "sa-east" {
+						want = 3
+					}
+					if o.Nodes != want {
+						return false, fmt.Sprintf("%s sees %d nodes in %s", p.Addr, o.Nodes, o.Name)
+					}
+					names = append(names, o.Name)
+				}
+				want := []string{}
+				for _, o := range regions {
+					if o != r {
+						want = append(want, o.name)
+					}
+				}
+				slices.Sort(want)
+				if !slices.Equal(names, want) {
+					return false, fmt.Sprintf("%s (%s) lists regions %v, want %v", p.Addr, r.name, names, want)
+				}
+				if m.Nodes.Total != len(r.nodes) {
+					return false, fmt.Sprintf("%s (%s) is in a cluster of %d nodes, want %d", p.Addr, r.name, m.Nodes.Total, len(r.nodes))
+				}
+			}
+		}
+		return true, ""
+	})
+
+	// A write in each region reaches every node of every other region.
+	for i, r := range regions {
+		id := "from-" + r.name
+		writer := r.nodes[len(r.nodes)-1]
+		code, body := do(t, "PUT", writer.URL("/v1/items/"+id), "application/json", fmt.Sprintf(`{"data":{"n":%d}}`, i))
+		if code != 201 {
+			t.Fatalf("PUT in %s: %d %s", r.name, code, body)
+		}
+		var written struct{ Version string }
+		json.Unmarshal(body, &written)
+		waitFor(t, 20*time.Second, func() (bool, string) {
+			for _, p := range all {
+				code, data, version := readItem(t, p, id)
+				if code != 200 || data != fmt.Sprintf(`{"n":%d}`, i) || version != written.Version {
+					return false, fmt.Sprintf("%s reads %s: %d %s version %q (written %q)", p.Addr, id, code, data, version, written.Version)
+				}
+			}
+			return true, ""
+		})
+	}
+	for _, p := range all {
+		m := metrics(t, p)
+		for _, o := range m.Federation.Regions {
+			if !o.Healthy {
+				t.Errorf("%s: region %s not healthy: %+v", p.Addr, o.Name, o)
+			}
+		}
+	}
+
+	// A delete crosses too, and leaves nothing to read anywhere.
+	code, body := do(t, "DELETE", regions[1].nodes[0].URL("/v1/items/from-eu-west"), "", "")
+	if code != 204 {
+		t.Fatalf("DELETE: %d %s", code, body)
+	}
+	waitFor(t, 20*time.Second, func() (bool, string) {
+		for _, p := range all {
+			if code, _, _ := readItem(t, p, "from-eu-west"); code != 404 {
+				return false, fmt.Sprintf("%s still reads the deleted item: %d", p.Addr, code)
+			}
+		}
+		return true, ""
+	})
+	var fed *nodestats.Federation = metrics(t, regions[0].nodes[0]).Federation
+	if fed.Replaced == 0 {
+		t.Fatalf("eu-west applied no other region's values: %+v", fed)
+	}
+}

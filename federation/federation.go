@@ -1,0 +1,256 @@
+// Package federation joins regional clusters into one federation: every
+// region accepts reads and writes for every item, and each partition's
+// leader streams what local writes changed to the same partition in every
+// other region, where it is applied through that region's raft group.
+//
+//	region A, partition p's leader                     region B, any core
+//	  core.Committed(p) advances ──▶ link(B).send(p):
+//	    core.LocalChanges(p, read) — the log's local writes ─▶ the items' records
+//	    MethodFedApply {p, From: acked, To, values} ──QUIC──▶ handleApply
+//	                                                       └▶ p's leader in B (one hop)
+//	                                                          core.ApplyReplicated: one raft
+//	                                                          command merges every value and
+//	                                                          stores A's position (To)
+//	    acked = read = position ◀──────────────────────── answer
+//
+// Regions find each other through a gossip pool of their own (memberlist,
+// WAN timings, port 7947), apart from each region's LAN pool: members
+// announce their region and QUIC address. The pool is encrypted with the
+// same key as the regional one when the clusters share a secret.
+//
+// Delivery is at least once and applying is idempotent: the receiver keeps
+// each source partition's position in the same raft apply as the values
+// (core/federation.go), the sender re-asks it after any error or new
+// leadership, and values merge as states (last writer wins by hybrid clock
+// and region, version vectors telling replacement from conflict), so a
+// resend, a reorder or a relay changes nothing. Nothing is sent twice on
+// purpose, and nothing is lost: a partition's position moves only over
+// changes the receiver holds.
+//
+// Not yet here (docs/design/20261206_federation.md): the conflict log,
+// tombstone collection, digest resync (a compacted log sends the whole
+// partition), global reads and lists, blue/green sync, compression.
+package federation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/soullabs/brainy/cluster/membership"
+	"github.com/soullabs/brainy/core"
+	"github.com/soullabs/brainy/internal/nodestats"
+	"github.com/soullabs/brainy/internal/wire"
+)
+
+// Federation is a node's part in a federation: its gossip membership, the
+// links streaming its partitions' changes to every other region, and the
+// handlers applying theirs.
+type Federation struct {
+	cfg     Config
+	log     *slog.Logger
+	core    *core.Node
+	members *membership.Membership
+
+	regionOf atomic.Pointer[map[string]string] // federation member id → region, refreshed by watch
+
+	mu    sync.Mutex
+	links map[string]*link // other region → link; guarded by mu
+
+	received atomic.Uint64 // batches applied here for other regions
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// Start joins the federation and starts streaming. The cluster's core must
+// have been opened with Region set to cfg.Region and Federated on.
+func Start(ctx context.Context, cfg Config) (*Federation, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := cfg.Cluster.Core()
+	if c.Region() != cfg.Region {
+		return nil, fmt.Errorf("federation: the core's region is %q, not %q", c.Region(), cfg.Region)
+	}
+	f := &Federation{cfg: cfg, log: cfg.Logger.With("component", "federation", "region", cfg.Region),
+		core: c, links: map[string]*link{}, stop: make(chan struct{})}
+	f.regionOf.Store(&map[string]string{})
+	cfg.Server.Handle(wire.MethodFedPosition, f.handlePosition)
+	cfg.Server.Handle(wire.MethodFedApply, f.handleApply)
+	cfg.Gossip.Logger = cfg.Logger
+	m, err := membership.Start(ctx, cfg.Gossip)
+	if err != nil {
+		return nil, fmt.Errorf("federation gossip: %w", err)
+	}
+	f.members = m
+	f.refresh()
+	f.wg.Add(1)
+	go f.watch()
+	f.log.Info("joined the federation", "federation", cfg.Name, "gossip_addr", m.LocalNode().Addr, "peers", cfg.Gossip.Peers)
+	return f, nil
+}
+
+// GossipAddr returns where the federation gossip listens.
+func (f *Federation) GossipAddr() string { return f.members.LocalNode().Addr }
+
+// Close stops the links and leaves the federation's gossip.
+func (f *Federation) Close() error {
+	select {
+	case <-f.stop:
+		return nil
+	default:
+	}
+	close(f.stop)
+	f.wg.Wait()
+	_ = f.members.Leave(time.Second)
+	return f.members.Shutdown()
+}
+
+// watch keeps the regions' links in step with the gossip, and measures
+// each region's round trip.
+func (f *Federation) watch() {
+	defer f.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-f.members.Events():
+		case <-t.C:
+			f.ping()
+		}
+		f.refresh()
+	}
+}
+
+// refresh rebuilds the member → region map and starts a link to every
+// region seen for the first time. A link outlives its region's absence:
+// it keeps trying, so the region catches up when it returns.
+func (f *Federation) refresh() {
+	regionOf := map[string]string{}
+	addrs := map[string][]string{}
+	for _, m := range f.members.Members() {
+		if m.Meta.Role != "core" || m.Meta.Region == "" || m.Meta.QUICAddr == "" {
+			continue
+		}
+		regionOf[m.Meta.ID] = m.Meta.Region
+		if m.Meta.Region != f.cfg.Region && (m.State == membership.StateAlive || m.State == membership.StateSuspect) {
+			addrs[m.Meta.Region] = append(addrs[m.Meta.Region], m.Meta.QUICAddr)
+		}
+	}
+	f.regionOf.Store(&regionOf)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for region, as := range addrs {
+		slices.Sort(as)
+		l := f.links[region]
+		if l == nil {
+			if len(f.links) >= core.MaxRegions-1 {
+				f.log.Warn("ignoring a region: the federation has the most regions it may", "region", region, "max", core.MaxRegions)
+				continue
+			}
+			l = newLink(f, region)
+			f.links[region] = l
+			f.wg.Add(1)
+			go l.run()
+			f.log.Info("region found", "peer_region", region, "nodes", len(as))
+		}
+		l.setAddrs(as)
+	}
+	for region, l := range f.links {
+		if _, ok := addrs[region]; !ok {
+			l.setAddrs(nil)
+		}
+	}
+}
+
+// ping measures the round trip to each region's current node.
+func (f *Federation) ping() {
+	f.mu.Lock()
+	links := make([]*link, 0, len(f.links))
+	for _, l := range f.links {
+		links = append(links, l)
+	}
+	f.mu.Unlock()
+	for _, l := range links {
+		addr := l.addr()
+		if addr == "" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		start := time.Now()
+		_, err := f.cfg.Client.Call(ctx, addr, wire.MethodPing, nil)
+		cancel()
+		if err == nil {
+			l.rtt.Store(int64(time.Since(start)))
+		}
+	}
+}
+
+// Region is how a node sees another region of its federation.
+type Region struct {
+	Name string
+	// Nodes is how many of its cores the federation gossip lists alive.
+	Nodes int
+	// Healthy: its last call succeeded, within the last 10 s.
+	Healthy bool
+	// RTT is the last measured round trip to it.
+	RTT time.Duration
+	// Lag is, for the partitions this node leads, how old the oldest
+	// change not yet applied there is (0 when it has them all).
+	Lag time.Duration
+	// Sent counts the values applied there from this node; Batches the
+	// batches.
+	Sent, Batches uint64
+}
+
+// Regions lists the other regions this node knows, by name.
+func (f *Federation) Regions() []Region {
+	f.mu.Lock()
+	links := make([]*link, 0, len(f.links))
+	for _, l := range f.links {
+		links = append(links, l)
+	}
+	f.mu.Unlock()
+	out := make([]Region, 0, len(links))
+	for _, l := range links {
+		out = append(out, l.status())
+	}
+	slices.SortFunc(out, func(a, b Region) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+// Name and RegionName return the federation's and this region's names.
+func (f *Federation) Name() string       { return f.cfg.Name }
+func (f *Federation) RegionName() string { return f.cfg.Region }
+
+// Received counts the batches from other regions applied through this node.
+func (f *Federation) Received() uint64 { return f.received.Load() }
+
+// errCaller refuses a federation call from a core that is not a member
+// of another region (or of this one, forwarding).
+var errCaller = errors.New("federation: the caller is not a federation member of the region it speaks for")
+
+// Stats is the federation section of the node's metrics.
+func (f *Federation) Stats() *nodestats.Federation {
+	rs := f.core.ReplicationStats()
+	out := &nodestats.Federation{Name: f.cfg.Name, Region: f.cfg.Region, Regions: []nodestats.Region{},
+		Replaced: rs.Replaced, Conflicts: rs.Conflicts, SkewRefused: rs.SkewRefused, Received: f.received.Load()}
+	for _, r := range f.Regions() {
+		out.Regions = append(out.Regions, nodestats.Region{Name: r.Name, Nodes: r.Nodes, Healthy: r.Healthy,
+			RTTMs: float64(r.RTT.Microseconds()) / 1000, LagMs: float64(r.Lag.Microseconds()) / 1000, Sent: r.Sent})
+	}
+	return out
+}

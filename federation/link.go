@@ -1,0 +1,337 @@
+package federation
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/soullabs/brainy/core"
+	"github.com/soullabs/brainy/core/multiraft"
+	"github.com/soullabs/brainy/internal/codec"
+	"github.com/soullabs/brainy/internal/wire"
+)
+
+// link streams the changes of the partitions this node leads to one other
+// region.
+//
+// Per partition it keeps two positions in the partition's log: acked, how
+// far the other region has applied it (what that region's answer said),
+// and read, how far this node has looked for local writes. Between them
+// lie only entries with nothing to send (other regions' batches, failed
+// writes): a batch covers (acked, to], so the receiver's position never
+// skips a change. Any error, and any new leadership here, forgets both:
+// the next send asks the receiver where it is.
+type link struct {
+	f      *Federation
+	region string
+	sem    chan struct{} // bounds the batches in flight
+
+	mu      sync.Mutex
+	addrs   []string // the region's cores; guarded by mu
+	next    int      // index in addrs of the core to call; guarded by mu
+	parts   []partLink
+	lastOK  time.Time // the last call that succeeded; guarded by mu
+	lastErr time.Time // the last that failed; guarded by mu
+	failing bool      // calls fail since the last success: logged once; guarded by mu
+
+	rtt               atomic.Int64 // nanoseconds
+	sent, batches     atomic.Uint64
+	oldest            []atomic.Int64 // per partition: hlc (ns) of the oldest value not yet acked, 0 if none
+	failures, resyncs atomic.Uint64
+}
+
+type partLink struct {
+	inflight    bool
+	known       bool // acked and read hold the receiver's position
+	acked, read uint64
+	retryAt     time.Time
+}
+
+func newLink(f *Federation, region string) *link {
+	n := f.core.Partitions()
+	return &link{f: f, region: region, sem: make(chan struct{}, f.cfg.MaxInFlight),
+		parts: make([]partLink, n), oldest: make([]atomic.Int64, n)}
+}
+
+func (l *link) setAddrs(addrs []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.addrs = addrs
+}
+
+// addr is the region's core to call, "" when none is known.
+func (l *link) addr() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.addrs) == 0 {
+		return ""
+	}
+	return l.addrs[l.next%len(l.addrs)]
+}
+
+// failed moves to the region's next core and delays part's next try.
+func (l *link) failed(part int, err error) {
+	l.failures.Add(1)
+	l.mu.Lock()
+	l.next++
+	l.lastErr = time.Now()
+	pl := &l.parts[part]
+	pl.known = false
+	pl.inflight = false
+	pl.retryAt = time.Now().Add(l.f.cfg.RetryInterval)
+	first := !l.failing
+	l.failing = true
+	l.mu.Unlock()
+	switch {
+	case errors.Is(err, context.Canceled):
+	case first:
+		l.f.log.Warn("sending to a region fails; retrying", "peer_region", l.region, "partition", part, "err", err)
+	default:
+		l.f.log.Debug("sending to a region failed", "peer_region", l.region, "partition", part, "err", err)
+	}
+}
+
+// run starts a send for every partition this node leads that has changes
+// the region lacks, whenever the core commits.
+func (l *link) run() {
+	defer l.f.wg.Done()
+	c := l.f.core
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		// Take the commit signal before looking, so that a commit after the
+		// look still wakes the loop.
+		_, changed := c.Committed(0)
+		now := time.Now()
+		l.mu.Lock()
+		for p := range l.parts {
+			pl := &l.parts[p]
+			_, here, _ := l.f.cfg.Cluster.LeaderAddr(p)
+			if !here {
+				pl.known = false // a later leadership starts from the receiver's word
+				l.oldest[p].Store(0)
+				continue
+			}
+			if pl.inflight || now.Before(pl.retryAt) || len(l.addrs) == 0 {
+				continue
+			}
+			if committed, _ := c.Committed(p); pl.known && committed <= pl.read {
+				continue
+			}
+			pl.inflight = true
+			l.f.wg.Add(1)
+			go l.send(p)
+		}
+		l.mu.Unlock()
+		select {
+		case <-l.f.stop:
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+// send brings the region up to date with partition p, batch by batch.
+func (l *link) send(p int) {
+	defer l.f.wg.Done()
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.f.stop:
+		l.failed(p, context.Canceled)
+		return
+	}
+	defer func() { <-l.sem }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-l.f.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := l.catchUp(ctx, p); err != nil {
+		l.failed(p, err)
+		return
+	}
+	l.mu.Lock()
+	l.parts[p].inflight = false
+	l.mu.Unlock()
+}
+
+func (l *link) catchUp(ctx context.Context, p int) error {
+	l.mu.Lock()
+	pl := l.parts[p]
+	l.mu.Unlock()
+	if !pl.known {
+		pos, err := l.position(ctx, p)
+		if err != nil {
+			return err
+		}
+		pl.acked, pl.read, pl.known = pos, pos, true
+	}
+	save := func() {
+		l.mu.Lock()
+		l.parts[p].acked, l.parts[p].read, l.parts[p].known = pl.acked, pl.read, true
+		l.mu.Unlock()
+	}
+	for {
+		committed, _ := l.f.core.Committed(p)
+		if pl.read >= committed {
+			l.oldest[p].Store(0)
+			save()
+			return nil
+		}
+		ch, err := l.f.core.LocalChanges(ctx, p, pl.read, l.f.cfg.BatchBytes)
+		if errors.Is(err, multiraft.ErrCompacted) {
+			if err := l.resync(ctx, p, pl.acked); err != nil {
+				return err
+			}
+			l.mu.Lock()
+			l.parts[p].known = false // ask again: the copy moved the position
+			l.mu.Unlock()
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(ch.Values) == 0 {
+			pl.read = ch.To
+			continue
+		}
+		l.noteOldest(p, ch.Values)
+		a, err := l.apply(ctx, p, &core.Command{Op: core.OpReplicate, Source: l.f.cfg.Region,
+			From: pl.acked, To: ch.To, Values: ch.Values})
+		if err != nil {
+			return err
+		}
+		if a.gap {
+			// The receiver holds less than it said (it was restored, or
+			// another leader here sent meanwhile): resume from its word.
+			pl.acked, pl.read = a.position, a.position
+			continue
+		}
+		l.sent.Add(uint64(len(ch.Values)))
+		l.oldest[p].Store(0)
+		pl.acked, pl.read = max(a.position, ch.To), max(a.position, ch.To)
+		save()
+	}
+}
+
+// noteOldest records the oldest clock time among values about to be sent,
+// for the region's lag.
+func (l *link) noteOldest(p int, values []core.RemoteValue) {
+	if l.oldest[p].Load() != 0 {
+		return
+	}
+	oldest := int64(0)
+	for _, v := range values {
+		if hlc, n := binary.Uvarint(v.Record[1:]); n > 0 && (oldest == 0 || int64(hlc) < oldest) {
+			oldest = int64(hlc)
+		}
+	}
+	l.oldest[p].Store(oldest)
+}
+
+// resync copies the whole partition to the region: the log no longer
+// holds where the region is. Every item and tombstone goes, as of one
+// consistent read, then the position moves to the copy's applied index.
+// (A digest exchange that sends only what differs is to come.)
+func (l *link) resync(ctx context.Context, p int, acked uint64) error {
+	l.resyncs.Add(1)
+	l.f.log.Info("copying a whole partition to a region: its log no longer holds the region's position",
+		"peer_region", l.region, "partition", p, "position", acked)
+	var batch []core.RemoteValue
+	size := 0
+	flush := func(to uint64) error {
+		a, err := l.apply(ctx, p, &core.Command{Op: core.OpReplicate, Source: l.f.cfg.Region,
+			From: acked, To: to, Resync: true, Values: batch})
+		if err != nil {
+			return err
+		}
+		if a.gap {
+			return fmt.Errorf("federation: region %s refused a copy of partition %d as a gap", l.region, p)
+		}
+		l.sent.Add(uint64(len(batch)))
+		batch, size = batch[:0], 0
+		return nil
+	}
+	applied, err := l.f.core.PartitionValues(ctx, p, func(v core.RemoteValue) error {
+		batch = append(batch, v)
+		if size += len(v.Record) + len(v.Tenant) + len(v.ID); size >= l.f.cfg.BatchBytes {
+			return flush(0)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return flush(applied)
+}
+
+// position asks the region how far it has applied partition p's log.
+func (l *link) position(ctx context.Context, p int) (uint64, error) {
+	req := codec.AppendString(appendHeader(nil, false, p), l.f.cfg.Region)
+	out, err := l.call(ctx, wire.MethodFedPosition, req)
+	if err != nil {
+		return 0, err
+	}
+	pos, n := binary.Uvarint(out)
+	if n <= 0 || n != len(out) {
+		return 0, errors.New("federation: malformed position answer")
+	}
+	return pos, nil
+}
+
+// apply sends one batch.
+func (l *link) apply(ctx context.Context, p int, cmd *core.Command) (applied, error) {
+	out, err := l.call(ctx, wire.MethodFedApply, cmd.AppendEncode(appendHeader(nil, false, p)))
+	if err != nil {
+		return applied{}, err
+	}
+	a, err := decodeApplied(out)
+	if err != nil {
+		return a, err
+	}
+	l.batches.Add(1)
+	l.mu.Lock()
+	l.lastOK = time.Now()
+	recovered := l.failing
+	l.failing = false
+	l.mu.Unlock()
+	if recovered {
+		l.f.log.Info("sending to a region works again", "peer_region", l.region)
+	}
+	return a, nil
+}
+
+func (l *link) call(ctx context.Context, method uint16, req []byte) ([]byte, error) {
+	addr := l.addr()
+	if addr == "" {
+		return nil, fmt.Errorf("federation: no core of region %s is known", l.region)
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.f.cfg.CallTimeout)
+	defer cancel()
+	return l.f.cfg.Client.Call(ctx, addr, method, req)
+}
+
+func (l *link) status() Region {
+	l.mu.Lock()
+	r := Region{Name: l.region, Nodes: len(l.addrs),
+		Healthy: len(l.addrs) > 0 && (l.lastErr.IsZero() || l.lastOK.After(l.lastErr))}
+	l.mu.Unlock()
+	r.RTT = time.Duration(l.rtt.Load())
+	r.Sent, r.Batches = l.sent.Load(), l.batches.Load()
+	now := time.Now().UnixNano()
+	for p := range l.oldest {
+		if o := l.oldest[p].Load(); o != 0 && now > o {
+			r.Lag = max(r.Lag, time.Duration(now-o))
+		}
+	}
+	return r
+}

@@ -1,0 +1,173 @@
+package federation
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/soullabs/brainy/core"
+	"github.com/soullabs/brainy/internal/codec"
+	"github.com/soullabs/brainy/internal/wire"
+	"github.com/soullabs/brainy/itemrpc"
+	"github.com/soullabs/brainy/transport"
+	"github.com/soullabs/brainy/transport/pki"
+)
+
+// The bodies of the federation methods:
+//
+//	MethodFedPosition  request: flags byte, uvarint partition, string source region
+//	                   answer:  uvarint position
+//	MethodFedApply     request: flags byte, uvarint partition, core.Command (OpReplicate)
+//	                   answer:  status byte (0 applied, 1 gap), uvarint position,
+//	                            uvarint replaced, conflicts, skipped
+//
+// flagForwarded marks a request a region's node passed to the partition's
+// leader in its region: it is never passed on again (one hop, no loops).
+const flagForwarded = 1
+
+const (
+	statusApplied = 0
+	statusGap     = 1
+)
+
+var errBadRequest = errors.New("federation: malformed request")
+
+// request is a decoded federation request's header.
+type request struct {
+	forwarded bool
+	part      int
+	rest      []byte
+}
+
+func decodeRequest(b []byte, partitions int) (request, error) {
+	d := codec.Decoder{B: b, Fail: errBadRequest}
+	flags := d.Byte()
+	part := d.Uvarint()
+	if d.Err != nil || flags&^flagForwarded != 0 {
+		return request{}, errBadRequest
+	}
+	if part >= uint64(partitions) {
+		return request{}, fmt.Errorf("%w: no partition %d (this region has %d)", errBadRequest, part, partitions)
+	}
+	return request{forwarded: flags&flagForwarded != 0, part: int(part), rest: d.B}, nil
+}
+
+func appendHeader(dst []byte, forwarded bool, part int) []byte {
+	var flags byte
+	if forwarded {
+		flags = flagForwarded
+	}
+	return binary.AppendUvarint(append(dst, flags), uint64(part))
+}
+
+// checkCaller admits a core of region source speaking for itself, or a
+// core of this region forwarding.
+func (f *Federation) checkCaller(peer *transport.Peer, source string, forwarded bool) error {
+	if peer.Role() != pki.RoleCore {
+		return &transport.RemoteError{Code: wire.CodeForbidden, Message: fmt.Sprintf("federation methods answer cores only; %q holds a %s certificate", peer.ID(), peer.Role())}
+	}
+	region := (*f.regionOf.Load())[peer.ID()]
+	if (region == source && source != f.cfg.Region) || (forwarded && region == f.cfg.Region) {
+		return nil
+	}
+	// A member this node has not heard of yet may be new: the sender
+	// retries, by which time the gossip has spread.
+	return itemrpc.Error(fmt.Errorf("%w (%q, region %q, for %q)", errCaller, peer.ID(), region, source))
+}
+
+// toLeader passes a request for partition part to its leader in this
+// region, unless this node leads it (here) or the request was forwarded
+// already.
+func (f *Federation) toLeader(ctx context.Context, method uint16, r request, req []byte) (answer []byte, here bool, err error) {
+	addr, here, ok := f.cfg.Cluster.LeaderAddr(r.part)
+	switch {
+	case here:
+		return nil, true, nil
+	case r.forwarded:
+		return nil, false, itemrpc.Error(fmt.Errorf("%w (partition %d)", core.ErrNotLeader, r.part))
+	case !ok:
+		return nil, false, itemrpc.Error(fmt.Errorf("%w: partition %d has no leader", core.ErrNotLeader, r.part))
+	}
+	fwd := append(appendHeader(nil, true, r.part), r.rest...)
+	answer, err = f.cfg.Client.Call(ctx, addr, method, fwd)
+	return answer, false, err
+}
+
+func (f *Federation) handlePosition(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
+	r, err := decodeRequest(req, f.core.Partitions())
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	d := codec.Decoder{B: r.rest, Fail: errBadRequest}
+	source := d.String()
+	if d.Err != nil || len(d.B) != 0 {
+		return nil, itemrpc.Error(errBadRequest)
+	}
+	if err := f.checkCaller(peer, source, r.forwarded); err != nil {
+		return nil, err
+	}
+	// Any replica's stored position will do: it only tells the sender
+	// where to resume, and what it sends again is dropped.
+	pos, err := f.core.ReplicationPosition(ctx, r.part, source)
+	if errors.Is(err, core.ErrNotHere) {
+		answer, _, ferr := f.toLeader(ctx, wire.MethodFedPosition, r, req)
+		return answer, ferr
+	}
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	return binary.AppendUvarint(nil, pos), nil
+}
+
+func (f *Federation) handleApply(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
+	r, err := decodeRequest(req, f.core.Partitions())
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	cmd, err := core.DecodeCommand(r.rest)
+	if err != nil || cmd.Op != core.OpReplicate {
+		return nil, itemrpc.Error(fmt.Errorf("%w: not a batch of values", errBadRequest))
+	}
+	if err := f.checkCaller(peer, cmd.Source, r.forwarded); err != nil {
+		return nil, err
+	}
+	if answer, here, err := f.toLeader(ctx, wire.MethodFedApply, r, req); !here {
+		return answer, err
+	}
+	res, err := f.core.ApplyReplicated(ctx, r.part, cmd.Source, cmd.From, cmd.To, cmd.Resync, cmd.Values)
+	status := byte(statusApplied)
+	switch {
+	case errors.Is(err, core.ErrReplicationGap):
+		status = statusGap
+	case errors.Is(err, core.ErrClockSkew):
+		f.log.Warn("refused a batch from another region: its clock is ahead of ours", "peer_region", cmd.Source, "partition", r.part, "err", err)
+		return nil, itemrpc.Error(err)
+	case err != nil:
+		return nil, itemrpc.Error(err)
+	default:
+		f.received.Add(1)
+	}
+	out := append(make([]byte, 0, 16), status)
+	out = binary.AppendUvarint(out, res.Position)
+	out = binary.AppendUvarint(out, uint64(res.Replaced))
+	out = binary.AppendUvarint(out, uint64(res.Conflicts))
+	return binary.AppendUvarint(out, uint64(res.Skipped)), nil
+}
+
+// applied is a decoded MethodFedApply answer.
+type applied struct {
+	gap                          bool
+	position                     uint64
+	replaced, conflicts, skipped uint64
+}
+
+func decodeApplied(b []byte) (applied, error) {
+	d := codec.Decoder{B: b, Fail: errBadRequest}
+	status := d.Byte()
+	a := applied{gap: status == statusGap, position: d.Uvarint(), replaced: d.Uvarint(), conflicts: d.Uvarint(), skipped: d.Uvarint()}
+	if d.Err != nil || len(d.B) != 0 || status > statusGap {
+		return applied{}, fmt.Errorf("federation: malformed answer to a batch")
+	}
+	return a, nil
+}
