@@ -207,8 +207,8 @@ type Region struct {
 	// change not yet applied there is (0 when it has them all).
 	Lag time.Duration
 	// Sent counts the values applied there from this node; Batches the
-	// batches.
-	Sent, Batches uint64
+	// batches; Resyncs the partitions copied whole (see link.resync).
+	Sent, Batches, Resyncs uint64
 }
 
 // Regions lists the other regions this node knows, by name.
@@ -250,7 +250,7 @@ func (f *Federation) Stats() *nodestats.Federation {
 		Replaced: rs.Replaced, Conflicts: rs.Conflicts, SkewRefused: rs.SkewRefused, Received: f.received.Load()}
 	for _, r := range f.Regions() {
 		out.Regions = append(out.Regions, nodestats.Region{Name: r.Name, Nodes: r.Nodes, Healthy: r.Healthy,
-			RTTMs: float64(r.RTT.Microseconds()) / 1000, LagMs: float64(r.Lag.Microseconds()) / 1000, Sent: r.Sent})
+			RTTMs: float64(r.RTT.Microseconds()) / 1000, LagMs: float64(r.Lag.Microseconds()) / 1000, Sent: r.Sent, Resyncs: r.Resyncs})
 	}
 	return out
 }

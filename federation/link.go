@@ -326,7 +326,7 @@ func (l *link) status() Region {
 		Healthy: len(l.addrs) > 0 && (l.lastErr.IsZero() || l.lastOK.After(l.lastErr))}
 	l.mu.Unlock()
 	r.RTT = time.Duration(l.rtt.Load())
-	r.Sent, r.Batches = l.sent.Load(), l.batches.Load()
+	r.Sent, r.Batches, r.Resyncs = l.sent.Load(), l.batches.Load(), l.resyncs.Load()
 	now := time.Now().UnixNano()
 	for p := range l.oldest {
 		if o := l.oldest[p].Load(); o != 0 && now > o {

@@ -83,6 +83,10 @@ type Config struct {
 	// FederationAddr is the federation gossip's listen host:port, TCP and
 	// UDP (--federation-addr). Default Bind:7947.
 	FederationAddr string
+	// FederationQUICAddr is the QUIC host:port other regions reach this
+	// node at, when it differs from QUICAddr: a NAT or a relay in between
+	// (--federation-quic-addr). Default: QUICAddr as bound.
+	FederationQUICAddr string
 	// FederationPeers are federation gossip addresses (host[:port], port
 	// 7947 when omitted) of cores of any region (--federation-peers).
 	FederationPeers []string
@@ -163,11 +167,14 @@ type Config struct {
 	// nothing to discover (no peers, no discovery, no broadcast, gossip on
 	// loopback), else cluster.DefaultBootstrapWait. Not a flag.
 	BootstrapWait time.Duration
-	// Raft tunes failure detection and log retention (see cluster.Config);
-	// zero takes the defaults. Not flags: tests use them.
+	// Raft tunes failure detection (see cluster.Config); zero takes the
+	// defaults. Not flags: tests use them.
 	TickInterval  time.Duration
 	ElectionTicks int
-	LogKeep       int
+	// LogKeep is how many applied entries each partition's raft log keeps
+	// for lagging replicas and, in a federation, regions catching up
+	// (--log-keep). Default 10000 (multiraft.Config.LogKeep).
+	LogKeep int
 
 	// Logger receives the node's events. Nil discards them.
 	Logger *slog.Logger
@@ -271,9 +278,14 @@ func (c *Config) Validate() error {
 		if _, err := c.federationGossip(); err != nil {
 			errs = append(errs, err)
 		}
+		if c.FederationQUICAddr != "" {
+			if _, _, err := net.SplitHostPort(c.FederationQUICAddr); err != nil {
+				errs = append(errs, fmt.Errorf("--federation-quic-addr %q: want host:port", c.FederationQUICAddr))
+			}
+		}
 	}
-	if c.MaxClockSkew < 0 {
-		errs = append(errs, errors.New("--max-clock-skew cannot be negative"))
+	if c.MaxClockSkew < 0 || c.LogKeep < 0 {
+		errs = append(errs, errors.New("--max-clock-skew and --log-keep cannot be negative"))
 	}
 	if c.MaxBodyBytes < 0 || c.MaxConnsPerIP < 0 || c.RateLimit < 0 || c.RateBurst < 0 {
 		errs = append(errs, errors.New("--max-body-bytes, --max-conns-per-ip, --rate-limit and --rate-burst cannot be negative"))

@@ -232,7 +232,11 @@ func (s *Server) startFederation(ctx context.Context) error {
 	if g.GossipKey, err = gossipKey(configured, s.root, s.cfg.FederationAddr); err != nil {
 		return fmt.Errorf("federation: %w", err)
 	}
-	g.Meta = membership.Meta{ID: s.nodeID, QUICAddr: s.qsrv.Addr().String(), HTTPAddr: s.cfg.HTTPAddr,
+	quic := s.cfg.FederationQUICAddr
+	if quic == "" {
+		quic = s.qsrv.Addr().String()
+	}
+	g.Meta = membership.Meta{ID: s.nodeID, QUICAddr: quic, HTTPAddr: s.cfg.HTTPAddr,
 		Zone: s.cfg.Zone, Region: s.cfg.Region, Role: "core"}
 	s.fed, err = federation.Start(ctx, federation.Config{Name: s.cfg.Federation, Region: s.cfg.Region,
 		Cluster: s.node, Server: s.qsrv, Client: s.qclient, Gossip: g, Logger: s.log})

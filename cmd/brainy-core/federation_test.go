@@ -16,12 +16,19 @@ import (
 type fedRegion struct {
 	name  string
 	nodes []*coretest.Process
+	args  [][]string // each node's arguments, to restart it
 }
 
 // startFederation starts one cluster per region (sizes[i] nodes for
 // region i, on 127.0.0.<base+n>), all joined to one federation through
 // the first node's federation port only.
 func startFederation(t *testing.T, base int, names []string, sizes []int, extra ...string) []*fedRegion {
+	return startFederationWith(t, base, names, sizes, func(string) []string { return extra })
+}
+
+// startFederationWith is startFederation with arguments per node (by its
+// address).
+func startFederationWith(t *testing.T, base int, names []string, sizes []int, nodeArgs func(addr string) []string) []*fedRegion {
 	t.Helper()
 	dir := t.TempDir()
 	secret := coretest.NewSecret(t)
@@ -35,11 +42,12 @@ func startFederation(t *testing.T, base int, names []string, sizes []int, extra 
 			n++
 			args := append([]string{"--bind", addr, "--storage", filepath.Join(dir, addr), "--node-id", fmt.Sprintf("%s-%d", name, j),
 				"--cluster-secret", secret, "--partitions", "8", "--region", name, "--federation", "test",
-				"--federation-peers", first}, extra...)
+				"--federation-peers", first}, nodeArgs(addr)...)
 			if j > 0 {
 				args = append(args, "--peers", r.nodes[0].GossipAddr)
 			}
 			r.nodes = append(r.nodes, coretest.StartCore(t, bin, nil, args...))
+			r.args = append(r.args, args)
 		}
 		regions = append(regions, r)
 	}

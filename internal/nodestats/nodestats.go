@@ -46,8 +46,11 @@ type Region struct {
 	// of this node's partitions not yet applied there is (0: none).
 	RTTMs float64 `json:"rtt_ms"`
 	LagMs float64 `json:"lag_ms"`
-	// Sent counts the values this node sent that it applied.
-	Sent uint64 `json:"sent"`
+	// Sent counts the values this node sent that it applied; Resyncs the
+	// partitions copied whole to it, because this node's raft log no longer
+	// held the region's position (its logs keep --log-keep entries).
+	Sent    uint64 `json:"sent"`
+	Resyncs uint64 `json:"resyncs"`
 }
 
 // Partition is one partition's raft group as a replica sees it.
