@@ -42,6 +42,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/soullabs/brainy/cluster/membership"
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/nodestats"
@@ -63,6 +65,7 @@ type Federation struct {
 	links map[string]*link // other region → link; guarded by mu
 
 	received atomic.Uint64 // batches applied here for other regions
+	skewLog  *rate.Limiter // a skewed region's every batch is refused: log some
 	stop     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -79,7 +82,7 @@ func Start(ctx context.Context, cfg Config) (*Federation, error) {
 		return nil, fmt.Errorf("federation: the core's region is %q, not %q", c.Region(), cfg.Region)
 	}
 	f := &Federation{cfg: cfg, log: cfg.Logger.With("component", "federation", "region", cfg.Region),
-		core: c, links: map[string]*link{}, stop: make(chan struct{})}
+		core: c, links: map[string]*link{}, stop: make(chan struct{}), skewLog: rate.NewLimiter(rate.Every(time.Minute), 1)}
 	f.regionOf.Store(&map[string]string{})
 	cfg.Server.Handle(wire.MethodFedPosition, f.handlePosition)
 	cfg.Server.Handle(wire.MethodFedApply, f.handleApply)

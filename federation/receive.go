@@ -141,7 +141,10 @@ func (f *Federation) handleApply(ctx context.Context, peer *transport.Peer, req 
 	case errors.Is(err, core.ErrReplicationGap):
 		status = statusGap
 	case errors.Is(err, core.ErrClockSkew):
-		f.log.Warn("refused a batch from another region: its clock is ahead of ours", "peer_region", cmd.Source, "partition", r.part, "err", err)
+		if f.skewLog.Allow() {
+			f.log.Warn("refused a batch from another region: its clock is ahead of ours (at most one such line a minute)",
+				"peer_region", cmd.Source, "peer", peer.ID(), "partition", r.part, "err", err)
+		}
 		return nil, itemrpc.Error(err)
 	case err != nil:
 		return nil, itemrpc.Error(err)

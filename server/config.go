@@ -176,6 +176,10 @@ type Config struct {
 	// (--log-keep). Default 10000 (multiraft.Config.LogKeep).
 	LogKeep int
 
+	// Clock is the wall clock under the node's hybrid clock (core.Clock).
+	// Default time.Now. Not a flag: tests give a node a skewed clock.
+	Clock func() time.Time
+
 	// Logger receives the node's events. Nil discards them.
 	Logger *slog.Logger
 }

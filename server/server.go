@@ -87,7 +87,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.node, err = cluster.Start(ctx, cluster.Config{
 		Core: core.Config{Store: s.store, StorageLocation: spec.Location(), StorageStats: s.store.FillStats, NodeID: s.nodeID,
 			Partitions: cfg.Partitions, Limits: limits, Logger: s.log, RaftLogDir: raftLogDir(spec),
-			Region: cfg.Region, Federated: cfg.Federation != "", MaxClockSkew: cfg.MaxClockSkew},
+			Region: cfg.Region, Federated: cfg.Federation != "", MaxClockSkew: cfg.MaxClockSkew, Now: cfg.Clock},
 		Server: s.qsrv, Client: s.qclient, Directory: directory{s.members},
 		ReplicationFactor: cfg.ReplicationFactor, DeadAfter: cfg.DeadAfter, BootstrapWait: cfg.bootstrapWait(gossip),
 		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks, LogKeep: cfg.LogKeep, Logger: s.log,
