@@ -100,7 +100,7 @@ fuzz:
 		else exit 1; fi; \
 	done
 
-bench: bench-go bench-e2e bench-edge bench-loadtest bench-cluster bench-storage bench-objstore-writes
+bench: bench-go bench-e2e bench-edge bench-loadtest bench-cluster bench-storage bench-objstore-writes bench-federation
 
 bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./core ./core/multiraft ./edge ./httpapi ./internal/jsontext ./transport .
@@ -116,6 +116,13 @@ bench-loadtest:
 
 bench-cluster:
 	scripts/bench-cluster.sh
+
+# Two regions of real brainy-core processes, 40 ms apart (userspace
+# relays): replication lag at 2,000 paced writes/s, and write throughput
+# with federation on and off (cmd/brainy-core BenchmarkFederation).
+.PHONY: bench-federation
+bench-federation:
+	$(GO) test -run='^$$' -bench='^BenchmarkFederation$$' -benchtime=1x -timeout 10m ./cmd/brainy-core
 
 .PHONY: bench-storage
 bench-storage:

@@ -62,7 +62,11 @@ type Federation struct {
 	regionOf atomic.Pointer[map[string]string] // federation member id → region, refreshed by watch
 
 	mu    sync.Mutex
-	links map[string]*link // other region → link; guarded by mu
+	links map[string]*link       // other region → link; guarded by mu
+	inLag map[string]*lagSamples // other region → lag of its values applied here; guarded by mu
+
+	sigMu sync.Mutex
+	sig   chan struct{} // closed at the next batch applied here; guarded by sigMu
 
 	received atomic.Uint64 // batches applied here for other regions
 	skewLog  *rate.Limiter // a skewed region's every batch is refused: log some
@@ -82,7 +86,7 @@ func Start(ctx context.Context, cfg Config) (*Federation, error) {
 		return nil, fmt.Errorf("federation: the core's region is %q, not %q", c.Region(), cfg.Region)
 	}
 	f := &Federation{cfg: cfg, log: cfg.Logger.With("component", "federation", "region", cfg.Region),
-		core: c, links: map[string]*link{}, stop: make(chan struct{}), skewLog: rate.NewLimiter(rate.Every(time.Minute), 1)}
+		core: c, links: map[string]*link{}, inLag: map[string]*lagSamples{}, stop: make(chan struct{}), skewLog: rate.NewLimiter(rate.Every(time.Minute), 1)}
 	f.regionOf.Store(&map[string]string{})
 	cfg.Server.Handle(wire.MethodFedPosition, f.handlePosition)
 	cfg.Server.Handle(wire.MethodFedApply, f.handleApply)
@@ -209,6 +213,9 @@ type Region struct {
 	// Lag is, for the partitions this node leads, how old the oldest
 	// change not yet applied there is (0 when it has them all).
 	Lag time.Duration
+	// InLagP50 and InLagP99 are how long after their writes that region's
+	// values were applied here (of the last 16384 applied through this node).
+	InLagP50, InLagP99 time.Duration
 	// Sent counts the values applied there from this node; Batches the
 	// batches; Resyncs the partitions copied whole (see link.resync).
 	Sent, Batches, Resyncs uint64
@@ -224,7 +231,11 @@ func (f *Federation) Regions() []Region {
 	f.mu.Unlock()
 	out := make([]Region, 0, len(links))
 	for _, l := range links {
-		out = append(out, l.status())
+		r := l.status()
+		if s := f.lagOf(r.Name); s != nil {
+			r.InLagP50, r.InLagP99 = s.quantiles()
+		}
+		out = append(out, r)
 	}
 	slices.SortFunc(out, func(a, b Region) int {
 		if a.Name < b.Name {
@@ -253,7 +264,9 @@ func (f *Federation) Stats() *nodestats.Federation {
 		Replaced: rs.Replaced, Conflicts: rs.Conflicts, SkewRefused: rs.SkewRefused, Received: f.received.Load()}
 	for _, r := range f.Regions() {
 		out.Regions = append(out.Regions, nodestats.Region{Name: r.Name, Nodes: r.Nodes, Healthy: r.Healthy,
-			RTTMs: float64(r.RTT.Microseconds()) / 1000, LagMs: float64(r.Lag.Microseconds()) / 1000, Sent: r.Sent, Resyncs: r.Resyncs})
+			RTTMs: ms(r.RTT), LagMs: ms(r.Lag), InLagP50Ms: ms(r.InLagP50), InLagP99Ms: ms(r.InLagP99), Sent: r.Sent, Resyncs: r.Resyncs})
 	}
 	return out
 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

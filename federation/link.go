@@ -131,6 +131,10 @@ func (l *link) run() {
 		case <-l.f.stop:
 			return
 		case <-changed:
+			// Let the commits of the next millisecond join this look: it
+			// bounds the looks (each asks every partition's leader) at a
+			// thousand a second, whatever the commit rate.
+			time.Sleep(time.Millisecond)
 		case <-tick.C:
 		}
 	}
@@ -180,47 +184,91 @@ func (l *link) catchUp(ctx context.Context, p int) error {
 		l.parts[p].acked, l.parts[p].read, l.parts[p].known = pl.acked, pl.read, true
 		l.mu.Unlock()
 	}
+	// Batches are pipelined: up to pipelineDepth in flight, each starting
+	// where the one before it ends (sentTo), so that a change waits for
+	// one trip to the region, not for the batches before it to come back.
+	// The receiver applies them in order (handleApply waits for its
+	// position to reach a batch's start); answers are taken in order too.
+	type flight struct {
+		to   uint64
+		done chan flightResult
+	}
+	var flights []flight
+	sentTo := pl.acked
 	for {
-		committed, _ := l.f.core.Committed(p)
-		if pl.read >= committed {
+		committed, changed := l.f.core.Committed(p)
+		if len(flights) < pipelineDepth && pl.read < committed {
+			ch, err := l.f.core.LocalChanges(ctx, p, pl.read, l.f.cfg.BatchBytes)
+			if errors.Is(err, multiraft.ErrCompacted) {
+				if len(flights) > 0 {
+					err = errors.New("federation: the log was compacted under batches in flight")
+				} else if err = l.resync(ctx, p, pl.acked); err == nil {
+					l.mu.Lock()
+					l.parts[p].known = false // ask again: the copy moved the position
+					l.mu.Unlock()
+					return nil
+				}
+			}
+			if err != nil {
+				return err
+			}
+			pl.read = ch.To
+			if len(ch.Values) == 0 {
+				continue
+			}
+			l.noteOldest(p, ch.Values)
+			f := flight{to: ch.To, done: make(chan flightResult, 1)}
+			cmd := &core.Command{Op: core.OpReplicate, Source: l.f.cfg.Region, From: sentTo, To: ch.To, Values: ch.Values}
+			go func() {
+				a, err := l.apply(ctx, p, cmd)
+				f.done <- flightResult{a, err, len(cmd.Values)}
+			}()
+			flights = append(flights, f)
+			sentTo = ch.To
+			continue
+		}
+		if len(flights) == 0 {
 			l.oldest[p].Store(0)
 			save()
 			return nil
 		}
-		ch, err := l.f.core.LocalChanges(ctx, p, pl.read, l.f.cfg.BatchBytes)
-		if errors.Is(err, multiraft.ErrCompacted) {
-			if err := l.resync(ctx, p, pl.acked); err != nil {
-				return err
+		var r flightResult
+		select {
+		case r = <-flights[0].done:
+		case <-changed:
+			if len(flights) < pipelineDepth {
+				time.Sleep(time.Millisecond) // let the next millisecond's commits join
 			}
-			l.mu.Lock()
-			l.parts[p].known = false // ask again: the copy moved the position
-			l.mu.Unlock()
-			return nil
+			continue // more to send while the batches fly
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		if err != nil {
-			return err
+		to := flights[0].to
+		flights = flights[1:]
+		switch {
+		case r.err != nil:
+			// Later batches may still land; they are applied once or
+			// refused as gaps, and the next send asks where the region is.
+			return r.err
+		case r.a.gap:
+			return fmt.Errorf("federation: region %s holds partition %d through %d only", l.region, p, r.a.position)
 		}
-		if len(ch.Values) == 0 {
-			pl.read = ch.To
-			continue
+		l.sent.Add(uint64(r.values))
+		pl.acked = max(pl.acked, r.a.position, to)
+		if len(flights) == 0 {
+			l.oldest[p].Store(0)
 		}
-		l.noteOldest(p, ch.Values)
-		a, err := l.apply(ctx, p, &core.Command{Op: core.OpReplicate, Source: l.f.cfg.Region,
-			From: pl.acked, To: ch.To, Values: ch.Values})
-		if err != nil {
-			return err
-		}
-		if a.gap {
-			// The receiver holds less than it said (it was restored, or
-			// another leader here sent meanwhile): resume from its word.
-			pl.acked, pl.read = a.position, a.position
-			continue
-		}
-		l.sent.Add(uint64(len(ch.Values)))
-		l.oldest[p].Store(0)
-		pl.acked, pl.read = max(a.position, ch.To), max(a.position, ch.To)
 		save()
 	}
+}
+
+// pipelineDepth bounds the batches of one partition in flight to a region.
+const pipelineDepth = 8
+
+type flightResult struct {
+	a      applied
+	err    error
+	values int
 }
 
 // noteOldest records the oldest clock time among values about to be sent,

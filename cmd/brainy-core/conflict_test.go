@@ -23,7 +23,7 @@ import (
 // wanFederation starts regions of one node each, every node's QUIC port
 // behind a relay adding delay each way: other regions reach it through
 // the relay only (--federation-quic-addr), as across a WAN.
-func wanFederation(t *testing.T, base int, names []string, delay time.Duration, extra ...string) ([]*fedRegion, map[string]*netrelay.Relay) {
+func wanFederation(t testing.TB, base int, names []string, delay time.Duration, extra ...string) ([]*fedRegion, map[string]*netrelay.Relay) {
 	t.Helper()
 	relays := map[string]*netrelay.Relay{}
 	sizes := make([]int, len(names))
@@ -45,7 +45,7 @@ func wanFederation(t *testing.T, base int, names []string, delay time.Duration, 
 }
 
 // waitFederated waits until every node sees every other region.
-func waitFederated(t *testing.T, regions []*fedRegion) {
+func waitFederated(t testing.TB, regions []*fedRegion) {
 	t.Helper()
 	waitFor(t, 60*time.Second, func() (bool, string) {
 		for _, r := range regions {
@@ -61,7 +61,7 @@ func waitFederated(t *testing.T, regions []*fedRegion) {
 }
 
 // fedSeeds returns the workload seeds: BRAINY_FED_SEED replays one.
-func fedSeeds(t *testing.T, n int) []uint64 {
+func fedSeeds(t testing.TB, n int) []uint64 {
 	if s := os.Getenv("BRAINY_FED_SEED"); s != "" {
 		seed, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
@@ -77,7 +77,7 @@ func fedSeeds(t *testing.T, n int) []uint64 {
 }
 
 // fedDuration is how long each workload runs: BRAINY_FED_SECONDS, or d.
-func fedDuration(t *testing.T, d time.Duration) time.Duration {
+func fedDuration(t testing.TB, d time.Duration) time.Duration {
 	if s := os.Getenv("BRAINY_FED_SECONDS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {
@@ -166,7 +166,7 @@ func tryDo(method, url, contentType, body string) (int, []byte, error) {
 
 // dumpItems lists every item of the default tenant at p: id → version and
 // data.
-func dumpItems(t *testing.T, p *coretest.Process) (map[string]string, bool) {
+func dumpItems(t testing.TB, p *coretest.Process) (map[string]string, bool) {
 	code, body := do(t, "GET", p.URL("/v1/items?limit=1000"), "", "")
 	if code != 200 {
 		return nil, false
@@ -190,7 +190,7 @@ func dumpItems(t *testing.T, p *coretest.Process) (map[string]string, bool) {
 
 // waitConverged waits until every node lists the same items, with the same
 // versions and data, and returns that state.
-func waitConverged(t *testing.T, nodes []*coretest.Process, timeout time.Duration) map[string]string {
+func waitConverged(t testing.TB, nodes []*coretest.Process, timeout time.Duration) map[string]string {
 	t.Helper()
 	var state map[string]string
 	waitFor(t, timeout, func() (bool, string) {

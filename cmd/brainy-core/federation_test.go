@@ -22,13 +22,13 @@ type fedRegion struct {
 // startFederation starts one cluster per region (sizes[i] nodes for
 // region i, on 127.0.0.<base+n>), all joined to one federation through
 // the first node's federation port only.
-func startFederation(t *testing.T, base int, names []string, sizes []int, extra ...string) []*fedRegion {
+func startFederation(t testing.TB, base int, names []string, sizes []int, extra ...string) []*fedRegion {
 	return startFederationWith(t, base, names, sizes, func(string) []string { return extra })
 }
 
 // startFederationWith is startFederation with arguments per node (by its
 // address).
-func startFederationWith(t *testing.T, base int, names []string, sizes []int, nodeArgs func(addr string) []string) []*fedRegion {
+func startFederationWith(t testing.TB, base int, names []string, sizes []int, nodeArgs func(addr string) []string) []*fedRegion {
 	t.Helper()
 	dir := t.TempDir()
 	secret := coretest.NewSecret(t)
@@ -65,7 +65,7 @@ func startFederationWith(t *testing.T, base int, names []string, sizes []int, no
 
 // waitFor polls cond until it holds, failing with its last word after
 // timeout.
-func waitFor(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
+func waitFor(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var why string
@@ -80,7 +80,7 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
 }
 
 // readItem returns the item's data and version at p, or the status.
-func readItem(t *testing.T, p *coretest.Process, id string) (code int, data, version string) {
+func readItem(t testing.TB, p *coretest.Process, id string) (code int, data, version string) {
 	code, body := do(t, "GET", p.URL("/v1/items/"+id), "", "")
 	if code != 200 {
 		return code, "", ""

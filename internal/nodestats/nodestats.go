@@ -46,6 +46,10 @@ type Region struct {
 	// of this node's partitions not yet applied there is (0: none).
 	RTTMs float64 `json:"rtt_ms"`
 	LagMs float64 `json:"lag_ms"`
+	// InLagP50Ms and InLagP99Ms: how long after their writes that region's
+	// values were applied here (the last 16384 applied through this node).
+	InLagP50Ms float64 `json:"in_lag_p50_ms"`
+	InLagP99Ms float64 `json:"in_lag_p99_ms"`
 	// Sent counts the values this node sent that it applied; Resyncs the
 	// partitions copied whole to it, because this node's raft log no longer
 	// held the region's position (its logs keep --log-keep entries).
