@@ -44,6 +44,7 @@ FUZZ_TARGETS = \
 	./cluster/membership:FuzzDecodeMeta \
 	./cluster/membership:FuzzDecodeBeacon \
 	./cluster:FuzzDecodeRaft \
+	./federation:FuzzDecodeRequest \
 	./cluster:FuzzDecodeGroupInfo \
 	./cluster:FuzzRaftFromMember:60s \
 	./itemrpc:FuzzDecodeListPartitions \
