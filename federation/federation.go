@@ -68,10 +68,12 @@ type Federation struct {
 	sigMu sync.Mutex
 	sig   chan struct{} // closed at the next batch applied here; guarded by sigMu
 
-	received atomic.Uint64 // batches applied here for other regions
-	skewLog  *rate.Limiter // a skewed region's every batch is refused: log some
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	received  atomic.Uint64 // batches applied here for other regions
+	skewLog   *rate.Limiter // a skewed region's every batch is refused: log some
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start joins the federation and starts streaming. The cluster's core must
@@ -106,17 +108,16 @@ func Start(ctx context.Context, cfg Config) (*Federation, error) {
 // GossipAddr returns where the federation gossip listens.
 func (f *Federation) GossipAddr() string { return f.members.LocalNode().Addr }
 
-// Close stops the links and leaves the federation's gossip.
+// Close stops the links and leaves the federation's gossip. Later calls
+// return the first's result.
 func (f *Federation) Close() error {
-	select {
-	case <-f.stop:
-		return nil
-	default:
-	}
-	close(f.stop)
-	f.wg.Wait()
-	_ = f.members.Leave(time.Second)
-	return f.members.Shutdown()
+	f.closeOnce.Do(func() {
+		close(f.stop)
+		f.wg.Wait()
+		_ = f.members.Leave(time.Second)
+		f.closeErr = f.members.Shutdown()
+	})
+	return f.closeErr
 }
 
 // watch keeps the regions' links in step with the gossip, and measures

@@ -24,7 +24,10 @@ import (
 //     write its value was applied there (p50, p99 of its last 16,384);
 //   - regional write throughput with federation on and off, in the same
 //     run: closed-loop PUTs at 64 concurrent clients for 5 s against the
-//     federated eu-west node and against a lone node without federation.
+//     federated eu-west node and against a lone node without federation;
+//   - catch-up: us-east is killed while eu-west takes closed-loop PUTs for
+//     BRAINY_FED_AWAY seconds (default 20), then restarted; the new items
+//     over the time from the restart until us-east holds them all.
 func BenchmarkFederation(b *testing.B) {
 	for range b.N {
 		benchFederation(b)
@@ -37,7 +40,7 @@ func benchFederation(b *testing.B) {
 	eu, us := regions[0].nodes[0], regions[1].nodes[0]
 
 	// 1. Lag at a paced 2,000 writes/s.
-	const rate = 2000
+	const pace = 2000
 	dur := fedDuration(tb, 8*time.Second)
 	jobs := make(chan int, 4096)
 	var failed atomic.Int64
@@ -53,9 +56,9 @@ func benchFederation(b *testing.B) {
 		})
 	}
 	start := time.Now()
-	n := int(dur.Seconds() * rate)
+	n := int(dur.Seconds() * pace)
 	for i := range n {
-		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / rate)))
+		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / pace)))
 		jobs <- i
 	}
 	close(jobs)
@@ -77,15 +80,15 @@ func benchFederation(b *testing.B) {
 	b.ReportMetric(p50, "lag-p50-ms")
 	b.ReportMetric(p99, "lag-p99-ms")
 	b.Logf("%d PUT/s paced for %v (%.0f/s achieved, %d failed): eu-west → us-east lag p50 %.1f ms, p99 %.1f ms (one-way delay 40 ms)",
-		rate, dur, float64(n)/sent.Seconds(), failed.Load(), p50, p99)
+		pace, dur, float64(n)/sent.Seconds(), failed.Load(), p50, p99)
 
 	// 2. Throughput, federation on vs off.
 	lone := coretest.StartCore(tb, bin, nil, "--bind", "127.0.0.139", "--storage", filepath.Join(tb.TempDir(), "lone"), "--partitions", "8")
 	cpuOn := cpuTime(tb, eu.Pid())
-	on := closedLoopPuts(tb, eu, 64, 5*time.Second)
+	on := closedLoopPuts(tb, eu, "on", 64, 5*time.Second)
 	cpuOn = cpuTime(tb, eu.Pid()) - cpuOn
 	cpuOff := cpuTime(tb, lone.Pid())
-	off := closedLoopPuts(tb, lone, 64, 5*time.Second)
+	off := closedLoopPuts(tb, lone, "off", 64, 5*time.Second)
 	cpuOff = cpuTime(tb, lone.Pid()) - cpuOff
 	// On one machine the other region's node takes CPU from the writer:
 	// the CPU the writing node spends per write says what federation
@@ -97,6 +100,35 @@ func benchFederation(b *testing.B) {
 	b.ReportMetric(perOff/perOn, "cpu-off/on")
 	b.Logf("PUT/s at 64 clients: federation on %.0f, off %.0f: %.2f×; the writing node's CPU per write %.0f µs on, %.0f µs off (%.2f× the writes per CPU second)",
 		on, off, on/off, perOn, perOff, perOff/perOn)
+
+	// 3. Catch-up of a region that was away.
+	away := 20 * time.Second
+	if v := os.Getenv("BRAINY_FED_AWAY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			tb.Fatalf("BRAINY_FED_AWAY=%q: %v", v, err)
+		}
+		away = time.Duration(n) * time.Second
+	}
+	waitFor(tb, 60*time.Second, func() (bool, string) {
+		e, u := metrics(tb, eu).Storage.Items, metrics(tb, us).Storage.Items
+		return e == u, fmt.Sprintf("us-east holds %d items of %d before the kill", u, e)
+	})
+	before := metrics(tb, us).Storage.Items
+	regions[1].nodes[0].Kill()
+	written := closedLoopPuts(tb, eu, "away", 64, away) * away.Seconds()
+	want := metrics(tb, eu).Storage.Items
+	restart := time.Now()
+	us = coretest.StartCore(tb, bin, nil, regions[1].args[0]...)
+	waitFor(tb, 10*time.Minute, func() (bool, string) {
+		got := metrics(tb, us).Storage.Items
+		return got == want, fmt.Sprintf("us-east holds %d of %d items", got, want)
+	})
+	took := time.Since(restart)
+	rate := float64(want-before) / took.Seconds()
+	b.ReportMetric(rate, "catch-up-items/s")
+	b.Logf("catch-up: %d items written in %v away (%.0f acknowledged), all in us-east %v after its restart: %.0f items/s",
+		want-before, away, written, took.Round(time.Millisecond), rate)
 }
 
 // cpuTime is a process's user and system CPU time so far.
@@ -115,7 +147,7 @@ func cpuTime(tb testing.TB, pid int) time.Duration {
 
 // closedLoopPuts runs clients PUTting distinct keys for d and returns the
 // acknowledged writes per second.
-func closedLoopPuts(tb testing.TB, p *coretest.Process, clients int, d time.Duration) float64 {
+func closedLoopPuts(tb testing.TB, p *coretest.Process, prefix string, clients int, d time.Duration) float64 {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	var ok atomic.Int64
@@ -124,7 +156,7 @@ func closedLoopPuts(tb testing.TB, p *coretest.Process, clients int, d time.Dura
 	for c := range clients {
 		wg.Go(func() {
 			for i := 0; ctx.Err() == nil; i++ {
-				code, _, err := tryDo("PUT", p.URL(fmt.Sprintf("/v1/items/t%d-%d", c, i)), "application/json", `{"data":{"v":"0123456789012345678901234567890123456789"}}`)
+				code, _, err := tryDo("PUT", p.URL(fmt.Sprintf("/v1/items/%s%d-%d", prefix, c, i)), "application/json", `{"data":{"v":"0123456789012345678901234567890123456789"}}`)
 				if err == nil && (code == 200 || code == 201) {
 					ok.Add(1)
 				}
