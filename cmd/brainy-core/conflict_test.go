@@ -258,7 +258,7 @@ func TestFederationConflictsConverge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three regions behind WAN relays")
 	}
-	regions, _ := wanFederation(t, 101, []string{"eu-west", "us-east", "ap-south"}, 40*time.Millisecond)
+	regions, _ := wanFederation(t, 151, []string{"eu-west", "us-east", "ap-south"}, 40*time.Millisecond)
 	targets := map[string]*coretest.Process{}
 	var nodes []*coretest.Process
 	for _, r := range regions {
@@ -296,9 +296,9 @@ func TestFederationRegionReturns(t *testing.T) {
 		logKeep string
 	}{{"positions", "10000"}, {"compacted", "8"}} {
 		t.Run(tc.name, func(t *testing.T) {
-			base := 111
+			base := 161
 			if tc.name == "compacted" {
-				base = 121
+				base = 171
 			}
 			regions, _ := wanFederation(t, base, []string{"eu-west", "us-east", "ap-south"}, 10*time.Millisecond, "--log-keep", tc.logKeep)
 			seed := fedSeeds(t, 1)[0]

@@ -36,7 +36,7 @@ func BenchmarkFederation(b *testing.B) {
 
 func benchFederation(b *testing.B) {
 	tb := testing.TB(b)
-	regions, _ := wanFederation(tb, 131, []string{"eu-west", "us-east"}, 40*time.Millisecond)
+	regions, _ := wanFederation(tb, 181, []string{"eu-west", "us-east"}, 40*time.Millisecond)
 	eu, us := regions[0].nodes[0], regions[1].nodes[0]
 
 	// 1. Lag at a paced 2,000 writes/s.
@@ -83,7 +83,7 @@ func benchFederation(b *testing.B) {
 		pace, dur, float64(n)/sent.Seconds(), failed.Load(), p50, p99)
 
 	// 2. Throughput, federation on vs off.
-	lone := coretest.StartCore(tb, bin, nil, "--bind", "127.0.0.139", "--storage", filepath.Join(tb.TempDir(), "lone"), "--partitions", "8")
+	lone := coretest.StartCore(tb, bin, nil, "--bind", "127.0.0.189", "--storage", filepath.Join(tb.TempDir(), "lone"), "--partitions", "8")
 	cpuOn := cpuTime(tb, eu.Pid())
 	on := closedLoopPuts(tb, eu, "on", 64, 5*time.Second)
 	cpuOn = cpuTime(tb, eu.Pid()) - cpuOn

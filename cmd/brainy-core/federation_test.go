@@ -104,7 +104,7 @@ func TestFederationFormsAndReplicates(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts six nodes in four regions")
 	}
-	regions := startFederation(t, 61, []string{"eu-west", "us-east", "ap-south", "sa-east"}, []int{1, 1, 1, 3})
+	regions := startFederation(t, 141, []string{"eu-west", "us-east", "ap-south", "sa-east"}, []int{1, 1, 1, 3})
 	var all []*coretest.Process
 	for _, r := range regions {
 		all = append(all, r.nodes...)

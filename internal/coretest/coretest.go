@@ -1,6 +1,18 @@
 // Package coretest runs real brainy-core and brainy-edge processes for
 // end-to-end tests: it builds the binaries once, starts them on loopback
 // ports chosen by the kernel, and stops or kills them by PID.
+//
+// Tests that need fixed ports bind their own loopback addresses, and test
+// packages run at once, so each keeps to its own range of 127.0.0.x:
+//
+//	30-33    cmd/brainy-core TestClusterGrowsFromOneNode
+//	61-63    cmd/brainy-edge freshness tests
+//	71-73    cmd/brainy-edge TestEdgeRoutesToLeaders
+//	77       cmd/brainy-edge zero-config test
+//	141-146  cmd/brainy-core TestFederationFormsAndReplicates
+//	151-153  cmd/brainy-core TestFederationConflictsConverge
+//	161-163, 171-173  cmd/brainy-core TestFederationRegionReturns
+//	181-182, 189      cmd/brainy-core BenchmarkFederation
 package coretest
 
 import (
