@@ -40,6 +40,10 @@ type partState struct {
 	// sources holds, per other region, how far this partition has applied
 	// the same partition's log there (OpReplicate), sorted by region.
 	sources []sourcePos
+	// tombstones counts the partition's tombstones: while there are none,
+	// a write of an absent item need not look for one (a store read that
+	// misses costs about a tenth of a write).
+	tombstones uint64
 }
 
 type sourcePos struct {
@@ -134,7 +138,7 @@ func (sm *stateMachine) applyItem(v view, w writer, part int, index uint64, cmd 
 	// be ordered after the delete, in its clock and its vector.
 	var tomb record
 	tombstoned := false
-	if !exists && cmd.Federated {
+	if !exists && cmd.Federated && sm.parts[part].tombstones > 0 {
 		sm.dbuf = tombKey(sm.dbuf[:0], part, cmd.Tenant, cmd.ID)
 		if tomb, tombstoned, err = sm.read(v, sm.dbuf, cmd.ID, part); err != nil {
 			return result{err: err}
@@ -244,6 +248,9 @@ func (sm *stateMachine) install(w writer, part int, tenant, id string, prev *rec
 		if next != nil {
 			sm.rbuf = next.append(sm.rbuf[:0])
 			w.set(tombKey(sm.dbuf[:0], part, tenant, id), sm.rbuf)
+			if !tombstoned {
+				ps.tombstones++
+			}
 		}
 		return
 	}
@@ -257,6 +264,7 @@ func (sm *stateMachine) install(w writer, part int, tenant, id string, prev *rec
 	}
 	if tombstoned {
 		w.del(tombKey(sm.dbuf[:0], part, tenant, id))
+		ps.tombstones--
 	}
 	if !live {
 		ps.items++
@@ -330,7 +338,7 @@ func (sm *stateMachine) mergeRemote(v view, w writer, part int, rv *RemoteValue,
 		return err
 	}
 	tombstoned := false
-	if !live {
+	if !live && sm.parts[part].tombstones > 0 {
 		sm.dbuf = tombKey(sm.dbuf[:0], part, rv.Tenant, rv.ID)
 		if local, tombstoned, err = sm.read(v, sm.dbuf, rv.ID, part); err != nil {
 			return err
@@ -415,11 +423,12 @@ func checkCond(c item.Cond, exists bool, prev *record) error {
 
 // Partition state format: version 1 is applied and items; version 2 adds
 // the membership; version 3 the other regions' positions (and a presence
-// byte before the membership).
+// byte before the membership) and the tombstone count.
 func (ps *partState) encode() []byte {
 	b := make([]byte, 0, 20+len(ps.conf))
+	v3 := ps.sources != nil || ps.tombstones > 0
 	switch {
-	case ps.sources != nil:
+	case v3:
 		b = append(b, 3)
 	case ps.conf == nil:
 		b = append(b, 1)
@@ -428,17 +437,19 @@ func (ps *partState) encode() []byte {
 	}
 	b = appendUvarint(b, ps.applied)
 	b = appendUvarint(b, ps.items)
-	if ps.sources != nil {
-		if ps.conf == nil {
-			return ps.appendSources(append(b, 0))
+	if v3 {
+		present := byte(0)
+		if ps.conf != nil {
+			present = 1
 		}
-		b = append(b, 1)
+		b = append(b, present)
 	}
 	if ps.conf != nil {
 		b = codec.AppendBytes(b, ps.conf)
 	}
-	if ps.sources != nil {
+	if v3 {
 		b = ps.appendSources(b)
+		b = appendUvarint(b, ps.tombstones)
 	}
 	return b
 }
@@ -460,7 +471,7 @@ func (ps *partState) decode(b []byte) error {
 	}
 	ps.applied = d.Uvarint()
 	ps.items = d.Uvarint()
-	ps.conf, ps.sources = nil, nil
+	ps.conf, ps.sources, ps.tombstones = nil, nil, 0
 	hasConf := v == 2
 	if v == 3 {
 		hasConf = d.Byte() == 1
@@ -477,6 +488,7 @@ func (ps *partState) decode(b []byte) error {
 		for range n {
 			ps.sources = append(ps.sources, sourcePos{region: d.String(), pos: d.Uvarint()})
 		}
+		ps.tombstones = d.Uvarint()
 	}
 	if d.Err != nil || len(d.B) != 0 {
 		return errCorrupt

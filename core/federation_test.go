@@ -121,6 +121,17 @@ func TestRegionsConverge(t *testing.T) {
 					}
 				}
 			}
+			for _, r := range regions {
+				tombs := 0
+				for k := range r.keys {
+					if k[3] == kindTombstone {
+						tombs++
+					}
+				}
+				if uint64(tombs) != r.sm.parts[0].tombstones {
+					t.Fatalf("seed %d: %s holds %d tombstones, counts %d", seed, r.name, tombs, r.sm.parts[0].tombstones)
+				}
+			}
 			for _, r := range regions[1:] {
 				if !mapsEqual(regions[0].keys, r.keys) || regions[0].sm.parts[0].items != r.sm.parts[0].items {
 					t.Fatalf("seed %d: %s and %s differ:\n%s\n%s", seed, regions[0].name, r.name, dump(regions[0].keys), dump(r.keys))
@@ -217,7 +228,8 @@ func TestReplicationPositions(t *testing.T) {
 	}
 	// Positions survive the partition state's encoding.
 	var ps partState
-	if err := ps.decode(us.sm.parts[0].encode()); err != nil || ps.position("eu") != 5 || ps.applied != us.index {
+	us.sm.parts[0].tombstones = 3
+	if err := ps.decode(us.sm.parts[0].encode()); err != nil || ps.position("eu") != 5 || ps.applied != us.index || ps.tombstones != 3 {
 		t.Fatalf("state round trip: %+v, %v", ps, err)
 	}
 }
