@@ -126,9 +126,10 @@ func benchFederation(b *testing.B) {
 	})
 	took := time.Since(restart)
 	rate := float64(want-before) / took.Seconds()
+	resyncs := metrics(tb, eu).Federation.Regions[0].Resyncs
 	b.ReportMetric(rate, "catch-up-items/s")
-	b.Logf("catch-up: %d items written in %v away (%.0f acknowledged), all in us-east %v after its restart: %.0f items/s",
-		want-before, away, written, took.Round(time.Millisecond), rate)
+	b.Logf("catch-up: %d items written in %v away (%.0f acknowledged), all in us-east %v after its restart: %.0f items/s (%d partitions copied whole)",
+		want-before, away, written, took.Round(time.Millisecond), rate, resyncs)
 }
 
 // cpuTime is a process's user and system CPU time so far.
