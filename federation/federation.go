@@ -196,9 +196,16 @@ func (f *Federation) ping() {
 		start := time.Now()
 		_, err := f.cfg.Client.Call(ctx, addr, wire.MethodPing, nil)
 		cancel()
+		// A region this node has nothing to send to is healthy as long as
+		// it answers.
+		l.mu.Lock()
 		if err == nil {
 			l.rtt.Store(int64(time.Since(start)))
+			l.lastOK = time.Now()
+		} else {
+			l.lastErr = time.Now()
 		}
+		l.mu.Unlock()
 	}
 }
 
@@ -207,7 +214,7 @@ type Region struct {
 	Name string
 	// Nodes is how many of its cores the federation gossip lists alive.
 	Nodes int
-	// Healthy: its last call succeeded, within the last 10 s.
+	// Healthy: its last call (a batch, or the ping every second) succeeded.
 	Healthy bool
 	// RTT is the last measured round trip to it.
 	RTT time.Duration

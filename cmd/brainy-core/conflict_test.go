@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -286,30 +287,50 @@ func TestFederationConflictsConverge(t *testing.T) {
 // TestFederationRegionReturns: a region killed while the others take
 // writes catches up by itself once restarted — from its positions, or,
 // when the others' logs no longer hold them (a small --log-keep), by a
-// whole copy of the partitions — and the regions converge.
+// whole copy of the partitions — and the regions converge. A region cut
+// off by the network instead (its relay and its traffic at the others'
+// relays dropped), taking conflicting writes of its own meanwhile,
+// converges with the others once the link heals.
 func TestFederationRegionReturns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills and restarts a region")
 	}
 	for _, tc := range []struct {
 		name    string
+		base    int
 		logKeep string
-	}{{"positions", "10000"}, {"compacted", "8"}} {
+	}{{"positions", 161, "10000"}, {"compacted", 171, "8"}, {"cut", 131, "10000"}} {
 		t.Run(tc.name, func(t *testing.T) {
-			base := 161
-			if tc.name == "compacted" {
-				base = 171
-			}
-			regions, _ := wanFederation(t, base, []string{"eu-west", "us-east", "ap-south"}, 10*time.Millisecond, "--log-keep", tc.logKeep)
+			regions, relays := wanFederation(t, tc.base, []string{"eu-west", "us-east", "ap-south"}, 10*time.Millisecond, "--log-keep", tc.logKeep)
 			seed := fedSeeds(t, 1)[0]
 			t.Logf("seed %d (replay with BRAINY_FED_SEED=%d)", seed, seed)
 			b := regions[1]
-			b.nodes[0].Kill()
+			bAddr := fmt.Sprintf("127.0.0.%d", tc.base+1)
 			targets := map[string]*coretest.Process{regions[0].name: regions[0].nodes[0], regions[2].name: regions[2].nodes[0]}
+			if tc.name == "cut" {
+				relays[bAddr].Cut(true)
+				for addr, r := range relays {
+					if addr != bAddr {
+						r.CutFrom(netip.MustParseAddr(bAddr), true)
+					}
+				}
+				targets[b.name] = b.nodes[0] // both sides of the cut take writes
+			} else {
+				b.nodes[0].Kill()
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), fedDuration(t, 3*time.Second))
 			acked := conflictLoad(ctx, t, seed, targets, 2, 200)
 			cancel()
-			b.nodes[0] = coretest.StartCore(t, bin, nil, b.args[0]...)
+			if tc.name == "cut" {
+				relays[bAddr].Cut(false)
+				for addr, r := range relays {
+					if addr != bAddr {
+						r.CutFrom(netip.MustParseAddr(bAddr), false)
+					}
+				}
+			} else {
+				b.nodes[0] = coretest.StartCore(t, bin, nil, b.args[0]...)
+			}
 			state := waitConverged(t, []*coretest.Process{regions[0].nodes[0], b.nodes[0], regions[2].nodes[0]}, 90*time.Second)
 			checkNoAckedWriteLost(t, state, acked)
 			t.Logf("%d acknowledged writes while %s was away, %d items", len(acked), b.name, len(state))

@@ -166,14 +166,17 @@ func TestFederationFormsAndReplicates(t *testing.T) {
 			return true, ""
 		})
 	}
-	for _, p := range all {
-		m := metrics(t, p)
-		for _, o := range m.Federation.Regions {
-			if !o.Healthy {
-				t.Errorf("%s: region %s not healthy: %+v", p.Addr, o.Name, o)
+	// Every region reports the others healthy (they answer its calls).
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		for _, p := range all {
+			for _, o := range metrics(t, p).Federation.Regions {
+				if !o.Healthy {
+					return false, fmt.Sprintf("%s: region %s not healthy: %+v", p.Addr, o.Name, o)
+				}
 			}
 		}
-	}
+		return true, ""
+	})
 
 	// A delete crosses too, and leaves nothing to read anywhere.
 	code, body := do(t, "DELETE", regions[1].nodes[0].URL("/v1/items/from-eu-west"), "", "")

@@ -11,7 +11,7 @@
 //	77       cmd/brainy-edge zero-config test
 //	141-146  cmd/brainy-core TestFederationFormsAndReplicates
 //	151-153  cmd/brainy-core TestFederationConflictsConverge
-//	161-163, 171-173  cmd/brainy-core TestFederationRegionReturns
+//	131-133, 161-163, 171-173  cmd/brainy-core TestFederationRegionReturns
 //	181-182, 189      cmd/brainy-core BenchmarkFederation
 package coretest
 

@@ -202,6 +202,9 @@ type Relay struct {
 	delay atomic.Int64  // time.Duration
 	loss  atomic.Uint64 // math.Float64bits of the drop probability
 	cut   atomic.Bool
+	// cutFrom holds client IPs whose UDP datagrams are dropped both ways
+	// (CutFrom); nil when none.
+	cutFrom atomic.Pointer[map[netip.Addr]bool]
 
 	// rng serves Loss and Jitter draws; one source for the whole relay so
 	// that a single Seed reproduces a run.
@@ -387,6 +390,35 @@ func (r *Relay) Cut(cut bool) {
 	for _, p := range pipes {
 		p.close()
 	}
+}
+
+// CutFrom partitions (cut true) or restores the UDP traffic of clients at
+// ip, both ways, leaving others' alone: a relay in front of region A cuts
+// region B off from A while C still reaches A. TCP is not affected.
+func (r *Relay) CutFrom(ip netip.Addr, cut bool) {
+	for {
+		old := r.cutFrom.Load()
+		next := map[netip.Addr]bool{}
+		if old != nil {
+			for a := range *old {
+				next[a] = true
+			}
+		}
+		if cut {
+			next[ip] = true
+		} else {
+			delete(next, ip)
+		}
+		if r.cutFrom.CompareAndSwap(old, &next) {
+			return
+		}
+	}
+}
+
+// cutOff reports whether client's traffic is cut (CutFrom).
+func (r *Relay) cutOff(client netip.AddrPort) bool {
+	m := r.cutFrom.Load()
+	return m != nil && (*m)[client.Addr().Unmap()]
 }
 
 // Stats returns a snapshot of the relay's counters.
@@ -686,7 +718,7 @@ func (r *Relay) udpLoop() {
 			}
 			continue
 		}
-		if r.cut.Load() || r.dropUDP() {
+		if r.cut.Load() || r.cutOff(from) || r.dropUDP() {
 			r.toTarget.dropped(n)
 			continue
 		}
@@ -779,7 +811,7 @@ func (f *udpFlow) readUpstream() {
 			}
 			continue
 		}
-		if r.cut.Load() || r.dropUDP() {
+		if r.cut.Load() || r.cutOff(f.client) || r.dropUDP() {
 			r.toClient.dropped(n)
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"sync"
@@ -613,4 +614,33 @@ func TestClose(t *testing.T) {
 	// The echo server's per-connection goroutine may take a moment to see
 	// the relay's side close.
 	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// TestCutFrom: traffic of one client address is cut both ways while
+// another client's passes, and restored after.
+func TestCutFrom(t *testing.T) {
+	t.Parallel()
+	r := startRelay(t, Config{Listen: "127.0.0.1:0", Target: startEcho(t), Delay: time.Millisecond})
+	from := func(ip string) *net.UDPConn {
+		ua, err := net.ResolveUDPAddr("udp", r.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(ip)}, ua)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	cut, other := from("127.0.0.2"), from("127.0.0.3")
+	udpRoundTrip(t, cut, "before")
+	r.CutFrom(netip.MustParseAddr("127.0.0.2"), true)
+	cut.Write([]byte("during"))
+	if b := recv(t, cut, 200*time.Millisecond); b != nil {
+		t.Fatalf("UDP from a cut address passed: %q", b)
+	}
+	udpRoundTrip(t, other, "others pass")
+	r.CutFrom(netip.MustParseAddr("127.0.0.2"), false)
+	udpRoundTrip(t, cut, "after")
 }
