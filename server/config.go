@@ -313,15 +313,9 @@ func (c *Config) storageSpec() (backend.Spec, error) {
 // the node's metadata, known only once the store is open).
 func (c *Config) gossip() (membership.Config, error) {
 	var g membership.Config
-	host, port, err := net.SplitHostPort(c.GossipAddr)
-	if err != nil {
-		return g, fmt.Errorf("--gossip-addr %q: %v", c.GossipAddr, err)
-	}
-	g.BindAddr = host
-	if port == "0" {
-		g.BindPort = membership.AnyPort
-	} else if g.BindPort, err = strconv.Atoi(port); err != nil || g.BindPort < 1 || g.BindPort > 65535 {
-		return g, fmt.Errorf("--gossip-addr %q: bad port", c.GossipAddr)
+	var err error
+	if g.BindAddr, g.BindPort, err = gossipBind("--gossip-addr", c.GossipAddr); err != nil {
+		return g, err
 	}
 	g.Peers, g.Discover, g.ClusterName = c.Peers, c.Discover, c.ClusterName
 	if c.Region != "" {
@@ -347,19 +341,30 @@ func (c *Config) gossip() (membership.Config, error) {
 	return g, nil
 }
 
+// gossipBind splits a gossip listen address (flag's value) into the host
+// and port a membership binds; port 0 is membership.AnyPort.
+func gossipBind(flag, addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s %q: %v", flag, addr, err)
+	}
+	if port == "0" {
+		return host, membership.AnyPort, nil
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return "", 0, fmt.Errorf("%s %q: bad port", flag, addr)
+	}
+	return host, p, nil
+}
+
 // federationGossip turns the federation settings into the federation
 // gossip's config (without the node's metadata).
 func (c *Config) federationGossip() (membership.Config, error) {
 	var g membership.Config
-	host, port, err := net.SplitHostPort(c.FederationAddr)
-	if err != nil {
-		return g, fmt.Errorf("--federation-addr %q: %v", c.FederationAddr, err)
-	}
-	g.BindAddr = host
-	if port == "0" {
-		g.BindPort = membership.AnyPort
-	} else if g.BindPort, err = strconv.Atoi(port); err != nil || g.BindPort < 1 || g.BindPort > 65535 {
-		return g, fmt.Errorf("--federation-addr %q: bad port", c.FederationAddr)
+	var err error
+	if g.BindAddr, g.BindPort, err = gossipBind("--federation-addr", c.FederationAddr); err != nil {
+		return g, err
 	}
 	for _, p := range c.FederationPeers {
 		if _, _, err := net.SplitHostPort(p); err != nil {

@@ -147,7 +147,8 @@ func conflictLoad(ctx context.Context, t *testing.T, seed uint64, targets map[st
 	return acked
 }
 
-// tryDo is do for goroutines other than the test's: it returns errors.
+// tryDo is do for goroutines other than the test's: it returns errors,
+// a body it could not read included.
 func tryDo(method, url, contentType, body string) (int, []byte, error) {
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {

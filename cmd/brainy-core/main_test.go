@@ -41,20 +41,11 @@ var client = &http.Client{Timeout: 10 * time.Second}
 
 func do(t testing.TB, method, url, contentType, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := client.Do(req)
+	code, b, err := tryDo(method, url, contentType, body)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return code, b
 }
 
 // TestQuickStart is the README's first minute: add an item the way curl -d
