@@ -19,8 +19,8 @@ import (
 // BenchmarkFederation measures, through real brainy-core processes (make
 // bench-federation), with 40 ms one way between two regions (relays):
 //
-//   - replication lag: eu-west takes 2,000 PUT/s, paced (open loop), for
-//     BRAINY_FED_SECONDS (default 8); us-east reports how long after each
+//   - replication lag: eu-west takes 2,000 PUT/s (BRAINY_FED_RATE), paced
+//     (open loop), for BRAINY_FED_SECONDS (default 8); us-east reports how long after each
 //     write its value was applied there (p50, p99 of its last 16,384);
 //   - regional write throughput with federation on and off, in the same
 //     run: closed-loop PUTs at 64 concurrent clients for 5 s against the
@@ -40,7 +40,14 @@ func benchFederation(b *testing.B) {
 	eu, us := regions[0].nodes[0], regions[1].nodes[0]
 
 	// 1. Lag at a paced 2,000 writes/s.
-	const pace = 2000
+	pace := 2000
+	if v := os.Getenv("BRAINY_FED_RATE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			tb.Fatalf("BRAINY_FED_RATE=%q: want writes per second", v)
+		}
+		pace = n
+	}
 	dur := fedDuration(tb, 8*time.Second)
 	jobs := make(chan int, 4096)
 	var failed atomic.Int64
@@ -56,9 +63,9 @@ func benchFederation(b *testing.B) {
 		})
 	}
 	start := time.Now()
-	n := int(dur.Seconds() * pace)
+	n := int(dur.Seconds()) * pace
 	for i := range n {
-		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / pace)))
+		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(pace))))
 		jobs <- i
 	}
 	close(jobs)
@@ -101,7 +108,7 @@ func benchFederation(b *testing.B) {
 	b.Logf("PUT/s at 64 clients: federation on %.0f, off %.0f: %.2f×; the writing node's CPU per write %.0f µs on, %.0f µs off (%.2f× the writes per CPU second)",
 		on, off, on/off, perOn, perOff, perOff/perOn)
 
-	// 3. Catch-up of a region that was away.
+	// 3. Catch-up of a region that was away (BRAINY_FED_AWAY=0 skips it).
 	away := 20 * time.Second
 	if v := os.Getenv("BRAINY_FED_AWAY"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -109,6 +116,9 @@ func benchFederation(b *testing.B) {
 			tb.Fatalf("BRAINY_FED_AWAY=%q: %v", v, err)
 		}
 		away = time.Duration(n) * time.Second
+	}
+	if away == 0 {
+		return
 	}
 	waitFor(tb, 60*time.Second, func() (bool, string) {
 		e, u := metrics(tb, eu).Storage.Items, metrics(tb, us).Storage.Items
