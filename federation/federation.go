@@ -61,12 +61,11 @@ type Federation struct {
 
 	regionOf atomic.Pointer[map[string]string] // federation member id → region, refreshed by watch
 
-	mu    sync.Mutex
-	links map[string]*link       // other region → link; guarded by mu
-	inLag map[string]*lagSamples // other region → lag of its values applied here; guarded by mu
-
-	sigMu sync.Mutex
-	sig   chan struct{} // closed at the next batch applied here; guarded by sigMu
+	mu      sync.Mutex
+	links   map[string]*link       // other region → link; guarded by mu
+	inLag   map[string]*lagSamples // other region → lag of its values applied here; guarded by mu
+	inboxes map[inboxKey]*inbox    // batches waiting here, by source region and partition; guarded by mu
+	closed  bool                   // Close began: no goroutine may start; guarded by mu
 
 	received  atomic.Uint64 // batches applied here for other regions
 	skewLog   *rate.Limiter // a skewed region's every batch is refused: log some
@@ -88,7 +87,8 @@ func Start(ctx context.Context, cfg Config) (*Federation, error) {
 		return nil, fmt.Errorf("federation: the core's region is %q, not %q", c.Region(), cfg.Region)
 	}
 	f := &Federation{cfg: cfg, log: cfg.Logger.With("component", "federation", "region", cfg.Region),
-		core: c, links: map[string]*link{}, inLag: map[string]*lagSamples{}, stop: make(chan struct{}), skewLog: rate.NewLimiter(rate.Every(time.Minute), 1)}
+		core: c, links: map[string]*link{}, inLag: map[string]*lagSamples{}, inboxes: map[inboxKey]*inbox{},
+		stop: make(chan struct{}), skewLog: rate.NewLimiter(rate.Every(time.Minute), 1)}
 	f.regionOf.Store(&map[string]string{})
 	cfg.Server.Handle(wire.MethodFedPosition, f.handlePosition)
 	cfg.Server.Handle(wire.MethodFedApply, f.handleApply)
@@ -112,6 +112,9 @@ func (f *Federation) GossipAddr() string { return f.members.LocalNode().Addr }
 // return the first's result.
 func (f *Federation) Close() error {
 	f.closeOnce.Do(func() {
+		f.mu.Lock()
+		f.closed = true
+		f.mu.Unlock()
 		close(f.stop)
 		f.wg.Wait()
 		_ = f.members.Leave(time.Second)
@@ -260,6 +263,20 @@ func (f *Federation) RegionName() string { return f.cfg.Region }
 
 // Received counts the batches from other regions applied through this node.
 func (f *Federation) Received() uint64 { return f.received.Load() }
+
+// goroutine counts a goroutine about to start in wg, unless Close began
+// (then it must not start: Close may be waiting on wg).
+func (f *Federation) goroutine() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return false
+	}
+	f.wg.Add(1)
+	return true
+}
+
+var errClosed = errors.New("federation: shutting down")
 
 // errCaller refuses a federation call from a core that is not a member
 // of another region (or of this one, forwarding).

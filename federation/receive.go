@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/codec"
@@ -136,12 +135,14 @@ func (f *Federation) handleApply(ctx context.Context, peer *transport.Peer, req 
 	if answer, here, err := f.toLeader(ctx, wire.MethodFedApply, r, req); !here {
 		return answer, err
 	}
-	if !cmd.Resync {
-		f.awaitPosition(ctx, r.part, cmd.Source, cmd.From)
-	}
-	res, err := f.core.ApplyReplicated(ctx, r.part, cmd.Source, cmd.From, cmd.To, cmd.Resync, cmd.Values)
-	if err == nil {
-		f.appliedSignal()
+	var res core.Replicated
+	if cmd.Resync {
+		res, err = f.core.ApplyReplicated(ctx, r.part, cmd.Source, cmd.From, cmd.To, true, cmd.Values)
+		if err == nil {
+			f.received.Add(1)
+		}
+	} else {
+		res, err = f.inboxFor(cmd.Source, r.part).apply(ctx, cmd)
 	}
 	status := byte(statusApplied)
 	switch {
@@ -155,64 +156,12 @@ func (f *Federation) handleApply(ctx context.Context, peer *transport.Peer, req 
 		return nil, itemrpc.Error(err)
 	case err != nil:
 		return nil, itemrpc.Error(err)
-	default:
-		f.received.Add(1)
-		if s := f.lagOf(cmd.Source); s != nil && !cmd.Resync {
-			s.add(cmd.Values, time.Now())
-		}
 	}
 	out := append(make([]byte, 0, 16), status)
 	out = binary.AppendUvarint(out, res.Position)
 	out = binary.AppendUvarint(out, uint64(res.Replaced))
 	out = binary.AppendUvarint(out, uint64(res.Conflicts))
 	return binary.AppendUvarint(out, uint64(res.Skipped)), nil
-}
-
-// awaitPosition waits, up to reorderWait, until partition part holds
-// source's log through from: a sender pipelines its batches, and a batch
-// may overtake the one before it on the way. Past the wait the batch is
-// tried anyway, and refused as a gap if its predecessor never came.
-func (f *Federation) awaitPosition(ctx context.Context, part int, source string, from uint64) {
-	deadline := time.Now().Add(reorderWait)
-	for {
-		signal := f.appliedWait()
-		pos, err := f.core.ReplicationPosition(ctx, part, source)
-		if err != nil || pos >= from || time.Now().After(deadline) {
-			return
-		}
-		t := time.NewTimer(5 * time.Millisecond)
-		select {
-		case <-signal:
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		t.Stop()
-		if ctx.Err() != nil {
-			return
-		}
-	}
-}
-
-// reorderWait bounds how long a batch waits for the one before it.
-const reorderWait = time.Second
-
-// appliedWait returns a channel closed at the next batch applied here.
-func (f *Federation) appliedWait() <-chan struct{} {
-	f.sigMu.Lock()
-	defer f.sigMu.Unlock()
-	if f.sig == nil {
-		f.sig = make(chan struct{})
-	}
-	return f.sig
-}
-
-func (f *Federation) appliedSignal() {
-	f.sigMu.Lock()
-	defer f.sigMu.Unlock()
-	if f.sig != nil {
-		close(f.sig)
-		f.sig = nil
-	}
 }
 
 // applied is a decoded MethodFedApply answer.
