@@ -13,6 +13,7 @@
 //	151-153  cmd/brainy-core TestFederationConflictsConverge
 //	131-133, 161-163, 171-173  cmd/brainy-core TestFederationRegionReturns
 //	181-182, 189      cmd/brainy-core BenchmarkFederation
+//	191-192  cmd/brainy-edge TestEdgeSeesOtherRegionsWrites
 package coretest
 
 import (
