@@ -45,8 +45,9 @@ type Config struct {
 	// BatchBytes bounds the item records of one batch sent to another
 	// region. Default 256 KiB.
 	BatchBytes int
-	// MaxInFlight bounds the batches in flight to one region at once
-	// (one per partition at most). Default 16.
+	// MaxInFlight bounds the partitions sending to one region at once
+	// (each with up to 8 batches in flight); a busy partition gives its
+	// turn up every 200 ms. Default 16.
 	MaxInFlight int
 	// CallTimeout bounds one call to another region. Default 10 s.
 	CallTimeout time.Duration

@@ -195,9 +195,13 @@ func (l *link) catchUp(ctx context.Context, p int) error {
 	}
 	var flights []flight
 	sentTo := pl.acked
+	// A partition that never stops changing would keep its slot (sem)
+	// forever and starve the others: past yieldAfter it launches nothing
+	// more, lands its batches and gives the slot up (run restarts it).
+	yield := time.Now().Add(yieldAfter)
 	for {
 		committed, changed := l.f.core.Committed(p)
-		if len(flights) < pipelineDepth && pl.read < committed {
+		if len(flights) < pipelineDepth && pl.read < committed && time.Now().Before(yield) {
 			ch, err := l.f.core.LocalChanges(ctx, p, pl.read, l.f.cfg.BatchBytes)
 			if errors.Is(err, multiraft.ErrCompacted) {
 				if len(flights) > 0 {
@@ -228,7 +232,9 @@ func (l *link) catchUp(ctx context.Context, p int) error {
 			continue
 		}
 		if len(flights) == 0 {
-			l.oldest[p].Store(0)
+			if pl.read >= committed {
+				l.oldest[p].Store(0)
+			}
 			save()
 			return nil
 		}
@@ -264,6 +270,10 @@ func (l *link) catchUp(ctx context.Context, p int) error {
 
 // pipelineDepth bounds the batches of one partition in flight to a region.
 const pipelineDepth = 8
+
+// yieldAfter is how long a partition may send before it gives its slot
+// (Config.MaxInFlight) to others.
+const yieldAfter = 200 * time.Millisecond
 
 type flightResult struct {
 	a      applied
