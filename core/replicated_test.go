@@ -149,10 +149,22 @@ func newTestCluster(t *testing.T, parts int, before func(n *Node)) *testCluster 
 			}
 		}
 	}
-	// A replica its leader has not filled yet answers as no replica
-	// (a cluster asks another); here, wait until all are filled.
+	// A replica its leader has not filled yet (opened by a message, its
+	// snapshot not installed: it knows no voters) answers as no replica (a
+	// cluster asks another); here, wait until all are filled.
+	filled := func(st []multiraft.GroupStatus) bool {
+		if len(st) < parts {
+			return false
+		}
+		for _, g := range st {
+			if len(g.Voters) == 0 {
+				return false
+			}
+		}
+		return true
+	}
 	for i, n := range c.nodes {
-		for st, _ := n.GroupStatus(ctx); len(st) < parts; st, _ = n.GroupStatus(ctx) {
+		for st, _ := n.GroupStatus(ctx); !filled(st); st, _ = n.GroupStatus(ctx) {
 			if ctx.Err() != nil {
 				t.Fatalf("node %d holds %d of %d partitions", i+1, len(st), parts)
 			}
