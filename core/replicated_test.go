@@ -150,14 +150,15 @@ func newTestCluster(t *testing.T, parts int, before func(n *Node)) *testCluster 
 		}
 	}
 	// A replica its leader has not filled yet (opened by a message, its
-	// snapshot not installed: it knows no voters) answers as no replica (a
-	// cluster asks another); here, wait until all are filled.
+	// snapshot not installed: raft may already know the snapshot's voters,
+	// but nothing is applied) answers as no replica (a cluster asks
+	// another); here, wait until all are filled.
 	filled := func(st []multiraft.GroupStatus) bool {
 		if len(st) < parts {
 			return false
 		}
 		for _, g := range st {
-			if len(g.Voters) == 0 {
+			if len(g.Voters) == 0 || g.Applied == 0 {
 				return false
 			}
 		}
