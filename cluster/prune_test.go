@@ -146,3 +146,29 @@ func keys[K comparable, V any](m map[K]V) []K {
 	}
 	return out
 }
+
+// TestSubscribesToMembersOnly: a connection to a core that is not a member
+// of this cluster (another region's, in a federation) is not subscribed to
+// — a subscription tells edges that changes were lost — and a member's is.
+func TestSubscribesToMembersOnly(t *testing.T) {
+	c := newTestCluster(t)
+	a := c.start("a")
+	b := c.start("b")
+	if a.node.isMemberAddr("127.0.0.1:1") {
+		t.Fatal("a stranger's address counts as a member's")
+	}
+	if !a.node.isMemberAddr(b.srv.Addr().String()) {
+		t.Fatal("a member's address does not count")
+	}
+	sub := a.node.Core().SubscribeChanges(8)
+	defer sub.Close()
+	sub.Lost()
+	a.node.subscribePeer(b.srv.Addr().String())
+	deadline := time.Now().Add(5 * time.Second)
+	for !sub.Lost() {
+		if time.Now().After(deadline) {
+			t.Fatal("connecting to a member did not subscribe to it")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -19,8 +19,13 @@ import (
 // their cache, as for their own connection.
 
 // subscribePeer subscribes to the changes of the node at addr, on every
-// (re)connection.
+// (re)connection, when addr is a member's: the client also connects to
+// cores of other regions (a federation), whose changes are not this
+// cluster's, and each subscription marks changes lost for edges.
 func (n *Node) subscribePeer(addr string) {
+	if !n.isMemberAddr(addr) {
+		return
+	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -30,6 +35,17 @@ func (n *Node) subscribePeer(addr string) {
 		// Whatever changed before the subscription took effect is unknown.
 		n.core.Relay(nil, true)
 	}()
+}
+
+// isMemberAddr reports whether a member of this cluster (as the gossip
+// lists it) serves QUIC at addr.
+func (n *Node) isMemberAddr(addr string) bool {
+	for _, p := range n.cfg.Directory.Members() {
+		if p.QUICAddr == addr {
+			return true
+		}
+	}
+	return false
 }
 
 // relayPush receives a peer's pushed changes.
