@@ -196,7 +196,7 @@ func cacheKey(dst []byte, tenant string, id []byte) []byte {
 
 func parseVersion(v string) uint64 {
 	// A version is a clock time in base 36, then "." and its origin region
-	// when it came from a federated cluster (core.FormatVersion): versions
+	// when the core that wrote it has a region (core.FormatVersion): versions
 	// of one item grow with the time.
 	if i := strings.IndexByte(v, '.'); i >= 0 {
 		v = v[:i]
