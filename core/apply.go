@@ -358,20 +358,12 @@ func (sm *stateMachine) mergeRemote(v view, w writer, part int, rv *RemoteValue,
 			winner.vv = merged
 		}
 	}
-	if deleted && !live && tombstoned && winner == &local {
-		// The stored tombstone won: only its vector grows.
-		sm.rbuf = local.append(sm.rbuf[:0])
-		w.set(tombKey(sm.dbuf[:0], part, rv.Tenant, rv.ID), sm.rbuf)
-		return nil
-	}
-	if deleted && !live && tombstoned {
-		// A newer tombstone over a tombstone.
-		sm.rbuf = winner.append(sm.rbuf[:0])
-		w.set(tombKey(sm.dbuf[:0], part, rv.Tenant, rv.ID), sm.rbuf)
-		return nil
-	}
+	// A tombstone over a tombstone (the stored one winning, whose vector
+	// grows, or a newer one) rewrites the tombstone, as install does.
 	sm.install(w, part, rv.Tenant, rv.ID, &local, live, tombstoned, winner, deleted)
-	res.replicated++
+	if !deleted || live || !tombstoned {
+		res.replicated++
+	}
 	return nil
 }
 

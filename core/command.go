@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/soullabs/brainy/internal/codec"
 	"github.com/soullabs/brainy/internal/item"
@@ -68,6 +69,22 @@ type RemoteValue struct {
 	Tenant, ID string
 	Deleted    bool   // Record is a tombstone
 	Record     []byte // the encoded record (record.go), read-only
+}
+
+// Size is about what v takes in a batch: what batches are bounded by.
+func (v *RemoteValue) Size() int { return len(v.Record) + len(v.Tenant) + len(v.ID) }
+
+// Time is the hybrid-clock time (Unix nanoseconds) of the write that made
+// v, read from the head of its record; 0 for a record too short to hold one.
+func (v *RemoteValue) Time() int64 {
+	if len(v.Record) < 2 {
+		return 0
+	}
+	hlc, n := binary.Uvarint(v.Record[1:])
+	if n <= 0 || hlc > math.MaxInt64 {
+		return 0
+	}
+	return int64(hlc)
 }
 
 // commandFormat 2 adds the origin and, for OpReplicate, the batch; a

@@ -140,7 +140,7 @@ func (n *Node) LocalChanges(ctx context.Context, part int, from uint64, maxBytes
 		}
 		if ok {
 			out.Values = append(out.Values, v)
-			size += len(v.Record) + len(v.Tenant) + len(v.ID)
+			size += v.Size()
 		}
 		if size >= maxBytes {
 			break

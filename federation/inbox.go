@@ -77,8 +77,8 @@ type inboxKey struct {
 // apply queues cmd and waits for its outcome (or ctx).
 func (b *inbox) apply(ctx context.Context, cmd *core.Command) (core.Replicated, error) {
 	p := &pending{cmd: cmd, arrived: time.Now(), done: make(chan pendingResult, 1)}
-	for _, v := range cmd.Values {
-		p.size += len(v.Record) + len(v.Tenant) + len(v.ID)
+	for i := range cmd.Values {
+		p.size += cmd.Values[i].Size()
 	}
 	b.mu.Lock()
 	b.queue = append(b.queue, p)

@@ -1,7 +1,6 @@
 package federation
 
 import (
-	"encoding/binary"
 	"slices"
 	"sync"
 	"time"
@@ -24,15 +23,12 @@ type lagSamples struct {
 func (s *lagSamples) add(values []core.RemoteValue, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, v := range values {
-		if len(v.Record) < 2 {
+	for i := range values {
+		t := values[i].Time()
+		if t == 0 || t > now.UnixNano() {
 			continue
 		}
-		hlc, n := binary.Uvarint(v.Record[1:])
-		if n <= 0 || hlc > uint64(now.UnixNano()) {
-			continue
-		}
-		s.ring[s.n%len(s.ring)] = now.Sub(time.Unix(0, int64(hlc)))
+		s.ring[s.n%len(s.ring)] = now.Sub(time.Unix(0, t))
 		s.n++
 	}
 }

@@ -288,9 +288,9 @@ func (l *link) noteOldest(p int, values []core.RemoteValue) {
 		return
 	}
 	oldest := int64(0)
-	for _, v := range values {
-		if hlc, n := binary.Uvarint(v.Record[1:]); n > 0 && (oldest == 0 || int64(hlc) < oldest) {
-			oldest = int64(hlc)
+	for i := range values {
+		if t := values[i].Time(); t != 0 && (oldest == 0 || t < oldest) {
+			oldest = t
 		}
 	}
 	l.oldest[p].Store(oldest)
@@ -321,7 +321,7 @@ func (l *link) resync(ctx context.Context, p int, acked uint64) error {
 	}
 	applied, err := l.f.core.PartitionValues(ctx, p, func(v core.RemoteValue) error {
 		batch = append(batch, v)
-		if size += len(v.Record) + len(v.Tenant) + len(v.ID); size >= l.f.cfg.BatchBytes {
+		if size += v.Size(); size >= l.f.cfg.BatchBytes {
 			return flush(0)
 		}
 		return nil
