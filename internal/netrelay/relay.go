@@ -496,10 +496,13 @@ func (r *Relay) isClosed() bool {
 	}
 }
 
-// pause waits briefly after an unexpected socket error so that a persistent
-// error cannot turn a read loop into a busy loop. It reports false if the
-// relay is closing.
-func (r *Relay) pause() bool {
+// retry reports whether a read or accept loop goes on after err: not once
+// the relay or the socket is closed; otherwise after a brief pause, so that
+// a persistent error cannot turn the loop into a busy loop.
+func (r *Relay) retry(err error) bool {
+	if r.isClosed() || errors.Is(err, net.ErrClosed) {
+		return false
+	}
 	t := time.NewTimer(5 * time.Millisecond)
 	defer t.Stop()
 	select {
@@ -507,6 +510,20 @@ func (r *Relay) pause() bool {
 		return true
 	case <-r.done:
 		return false
+	}
+}
+
+// loses reports whether a datagram to or from client is dropped: the link
+// or the client's traffic is cut, or random loss takes it.
+func (r *Relay) loses(client netip.AddrPort) bool {
+	return r.cut.Load() || r.cutOff(client) || r.dropUDP()
+}
+
+// queue delays a copy of b toward q's side (counted in c if q is full).
+func (f *udpFlow) queue(q *delayQueue, c *dirCounters, b []byte) {
+	f.touch()
+	if !q.push(packet{data: append([]byte(nil), b...)}, f.r.lag(), false) {
+		c.dropped(len(b))
 	}
 }
 
@@ -710,15 +727,12 @@ func (r *Relay) udpLoop() {
 	for {
 		n, from, err := r.udpLn.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			if r.isClosed() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if !r.pause() {
+			if !r.retry(err) {
 				return
 			}
 			continue
 		}
-		if r.cut.Load() || r.cutOff(from) || r.dropUDP() {
+		if r.loses(from) {
 			r.toTarget.dropped(n)
 			continue
 		}
@@ -727,11 +741,7 @@ func (r *Relay) udpLoop() {
 			r.toTarget.dropped(n)
 			continue
 		}
-		f.touch()
-		data := append([]byte(nil), buf[:n]...)
-		if !f.toTarget.push(packet{data: data}, r.lag(), false) {
-			r.toTarget.dropped(n)
-		}
+		f.queue(f.toTarget, &r.toTarget, buf[:n])
 	}
 }
 
@@ -800,26 +810,19 @@ func (f *udpFlow) readUpstream() {
 	for {
 		n, err := f.up.Read(buf)
 		if err != nil {
-			if r.isClosed() || errors.Is(err, net.ErrClosed) {
-				return
-			}
 			// A connected UDP socket reports an ICMP port-unreachable
 			// from an earlier send as ECONNREFUSED on the next read; the
 			// Target may simply not be up yet, so keep the flow.
-			if !r.pause() {
+			if !r.retry(err) {
 				return
 			}
 			continue
 		}
-		if r.cut.Load() || r.cutOff(f.client) || r.dropUDP() {
+		if r.loses(f.client) {
 			r.toClient.dropped(n)
 			continue
 		}
-		f.touch()
-		data := append([]byte(nil), buf[:n]...)
-		if !f.toClient.push(packet{data: data}, r.lag(), false) {
-			r.toClient.dropped(n)
-		}
+		f.queue(f.toClient, &r.toClient, buf[:n])
 	}
 }
 
@@ -866,11 +869,8 @@ func (r *Relay) acceptLoop() {
 	for {
 		c, err := r.tcpLn.AcceptTCP()
 		if err != nil {
-			if r.isClosed() || errors.Is(err, net.ErrClosed) {
-				return
-			}
 			// Typically EMFILE; back off rather than spin.
-			if !r.pause() {
+			if !r.retry(err) {
 				return
 			}
 			continue
