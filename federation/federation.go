@@ -33,6 +33,7 @@
 package federation
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -135,7 +136,9 @@ func (f *Federation) watch() {
 			return
 		case <-f.members.Events():
 		case <-t.C:
-			f.ping()
+			for _, l := range f.allLinks() {
+				l.ping()
+			}
 		}
 		f.refresh()
 	}
@@ -182,34 +185,16 @@ func (f *Federation) refresh() {
 	}
 }
 
-// ping measures the round trip to each region's current node.
-func (f *Federation) ping() {
+// allLinks returns the links to every region known, by name.
+func (f *Federation) allLinks() []*link {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	links := make([]*link, 0, len(f.links))
 	for _, l := range f.links {
 		links = append(links, l)
 	}
-	f.mu.Unlock()
-	for _, l := range links {
-		addr := l.addr()
-		if addr == "" {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		start := time.Now()
-		_, err := f.cfg.Client.Call(ctx, addr, wire.MethodPing, nil)
-		cancel()
-		// A region this node has nothing to send to is healthy as long as
-		// it answers.
-		l.mu.Lock()
-		if err == nil {
-			l.rtt.Store(int64(time.Since(start)))
-			l.lastOK = time.Now()
-		} else {
-			l.lastErr = time.Now()
-		}
-		l.mu.Unlock()
-	}
+	slices.SortFunc(links, func(a, b *link) int { return cmp.Compare(a.region, b.region) })
+	return links
 }
 
 // Region is how a node sees another region of its federation.
@@ -234,35 +219,20 @@ type Region struct {
 
 // Regions lists the other regions this node knows, by name.
 func (f *Federation) Regions() []Region {
-	f.mu.Lock()
-	links := make([]*link, 0, len(f.links))
-	for _, l := range f.links {
-		links = append(links, l)
-	}
-	f.mu.Unlock()
+	links := f.allLinks()
 	out := make([]Region, 0, len(links))
 	for _, l := range links {
 		r := l.status()
-		if s := f.lagOf(r.Name); s != nil {
+		f.mu.Lock()
+		s := f.inLag[r.Name]
+		f.mu.Unlock()
+		if s != nil {
 			r.InLagP50, r.InLagP99 = s.quantiles()
 		}
 		out = append(out, r)
 	}
-	slices.SortFunc(out, func(a, b Region) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		return 1
-	})
 	return out
 }
-
-// Name and RegionName return the federation's and this region's names.
-func (f *Federation) Name() string       { return f.cfg.Name }
-func (f *Federation) RegionName() string { return f.cfg.Region }
-
-// Received counts the batches from other regions applied through this node.
-func (f *Federation) Received() uint64 { return f.received.Load() }
 
 // goroutine counts a goroutine about to start in wg, unless Close began
 // (then it must not start: Close may be waiting on wg).

@@ -3,7 +3,6 @@ package federation
 import (
 	"cmp"
 	"context"
-	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -129,7 +128,7 @@ func (b *inbox) drain() {
 			case <-t.C:
 			case <-b.f.stop:
 				t.Stop()
-				b.answer(rest, pendingResult{err: errors.New("federation: shutting down")})
+				b.answer(rest, pendingResult{err: errClosed})
 				b.mu.Lock()
 				b.queue, b.running = nil, false
 				b.mu.Unlock()
@@ -177,19 +176,20 @@ func (b *inbox) applyChain(q []*pending) []*pending {
 	if len(chain) == 0 {
 		return waiting
 	}
-	cmd := chain[0].cmd
+	values := chain[0].cmd.Values
 	if len(chain) > 1 {
-		var values []core.RemoteValue
+		values = nil
 		for _, p := range chain {
 			values = append(values, p.cmd.Values...)
 		}
-		cmd = &core.Command{Op: core.OpReplicate, Source: b.source, From: chain[0].cmd.From, To: end, Values: values}
 	}
-	res, err := f.core.ApplyReplicated(ctx, b.part, b.source, cmd.From, cmd.To, false, cmd.Values)
+	// The chain covers the source's log from its first batch's start to
+	// end (a batch wholly behind the position, alone, is dropped by apply).
+	res, err := f.core.ApplyReplicated(ctx, b.part, b.source, chain[0].cmd.From, end, false, values)
 	if err == nil {
 		f.received.Add(uint64(len(chain)))
 		if s := f.lagOf(b.source); s != nil {
-			s.add(cmd.Values, time.Now())
+			s.add(values, time.Now())
 		}
 	}
 	b.answer(chain, pendingResult{res: res, err: err})

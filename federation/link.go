@@ -28,7 +28,7 @@ import (
 type link struct {
 	f      *Federation
 	region string
-	sem    chan struct{} // bounds the batches in flight
+	sem    chan struct{} // bounds the partitions sending at once (Config.MaxInFlight)
 
 	mu      sync.Mutex
 	addrs   []string // the region's cores; guarded by mu
@@ -38,10 +38,9 @@ type link struct {
 	lastErr time.Time // the last that failed; guarded by mu
 	failing bool      // calls fail since the last success: logged once; guarded by mu
 
-	rtt               atomic.Int64 // nanoseconds
-	sent, batches     atomic.Uint64
-	oldest            []atomic.Int64 // per partition: hlc (ns) of the oldest value not yet acked, 0 if none
-	failures, resyncs atomic.Uint64
+	rtt                    atomic.Int64 // nanoseconds
+	sent, batches, resyncs atomic.Uint64
+	oldest                 []atomic.Int64 // per partition: hlc (ns) of the oldest value not yet acked, 0 if none
 }
 
 type partLink struct {
@@ -75,7 +74,6 @@ func (l *link) addr() string {
 
 // failed moves to the region's next core and delays part's next try.
 func (l *link) failed(part int, err error) {
-	l.failures.Add(1)
 	l.mu.Lock()
 	l.next++
 	l.lastErr = time.Now()
@@ -187,8 +185,8 @@ func (l *link) catchUp(ctx context.Context, p int) error {
 	// Batches are pipelined: up to pipelineDepth in flight, each starting
 	// where the one before it ends (sentTo), so that a change waits for
 	// one trip to the region, not for the batches before it to come back.
-	// The receiver applies them in order (handleApply waits for its
-	// position to reach a batch's start); answers are taken in order too.
+	// The receiver applies them in order (its inbox holds a batch until
+	// its position reaches the batch's start); answers are taken in order.
 	type flight struct {
 		to   uint64
 		done chan flightResult
@@ -357,6 +355,12 @@ func (l *link) apply(ctx context.Context, p int, cmd *core.Command) (applied, er
 		return a, err
 	}
 	l.batches.Add(1)
+	l.answered()
+	return a, nil
+}
+
+// answered records a call the region answered: it is healthy.
+func (l *link) answered() {
 	l.mu.Lock()
 	l.lastOK = time.Now()
 	recovered := l.failing
@@ -365,7 +369,26 @@ func (l *link) apply(ctx context.Context, p int, cmd *core.Command) (applied, er
 	if recovered {
 		l.f.log.Info("sending to a region works again", "peer_region", l.region)
 	}
-	return a, nil
+}
+
+// ping measures the round trip to the region's current core. A region
+// this node has nothing to send to is healthy as long as it answers.
+func (l *link) ping() {
+	addr := l.addr()
+	if addr == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := l.f.cfg.Client.Call(ctx, addr, wire.MethodPing, nil); err != nil {
+		l.mu.Lock()
+		l.lastErr = time.Now()
+		l.mu.Unlock()
+		return
+	}
+	l.rtt.Store(int64(time.Since(start)))
+	l.answered()
 }
 
 func (l *link) call(ctx context.Context, method uint16, req []byte) ([]byte, error) {
