@@ -358,10 +358,9 @@ func (sm *stateMachine) mergeRemote(v view, w writer, part int, rv *RemoteValue,
 			winner.vv = merged
 		}
 	}
-	// A tombstone over a tombstone (the stored one winning, whose vector
-	// grows, or a newer one) rewrites the tombstone, as install does.
+	// The stored value winning a conflict is rewritten too: its vector grew.
 	sm.install(w, part, rv.Tenant, rv.ID, &local, live, tombstoned, winner, deleted)
-	if !deleted || live || !tombstoned {
+	if winner == &in {
 		res.replicated++
 	}
 	return nil

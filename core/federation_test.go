@@ -179,6 +179,29 @@ func TestReplicatedNewerReplaces(t *testing.T) {
 	}
 }
 
+// TestConflictCounts: a concurrent value that loses is a conflict and
+// replaces nothing; a newer value replaces, a newer tombstone over a
+// tombstone included.
+func TestConflictCounts(t *testing.T) {
+	eu, us := newSimRegion("eu"), newSimRegion("us")
+	eu.apply(&Command{Op: OpPut, Now: 20, Origin: "eu", Federated: true, Tenant: "t", ID: "a", Data: []byte(`1`)})
+	us.apply(&Command{Op: OpPut, Now: 10, Origin: "us", Federated: true, Tenant: "t", ID: "a", Data: []byte(`2`)})
+	if res := eu.receive(t, "us", []RemoteValue{us.value("a")}); res.conflicts != 1 || res.replicated != 0 {
+		t.Fatalf("a losing concurrent value: %+v", res)
+	}
+	// The winner eu kept carries both vectors: at us it is simply newer.
+	if res := us.receive(t, "eu", []RemoteValue{eu.value("a")}); res.conflicts != 0 || res.replicated != 1 {
+		t.Fatalf("the winner, merged: %+v", res)
+	}
+	eu.apply(&Command{Op: OpDelete, Now: 30, Origin: "eu", Federated: true, Tenant: "t", ID: "a"})
+	us.receive(t, "eu", []RemoteValue{eu.value("a")})
+	eu.apply(&Command{Op: OpCreate, Now: 40, Origin: "eu", Federated: true, Tenant: "t", ID: "a", Data: []byte(`3`)})
+	eu.apply(&Command{Op: OpDelete, Now: 50, Origin: "eu", Federated: true, Tenant: "t", ID: "a"})
+	if res := us.receive(t, "eu", []RemoteValue{eu.value("a")}); res.replicated != 1 || res.conflicts != 0 {
+		t.Fatalf("a newer tombstone over a tombstone: %+v", res)
+	}
+}
+
 // TestTombstoneNoResurrection: a delete is a value: an older write arriving
 // after it does not bring the item back, and a write after it (in any
 // region) does.
