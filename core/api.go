@@ -216,28 +216,8 @@ func (n *Node) ListPartitions(ctx context.Context, tenant string, opts item.List
 		return nil, item.ErrClosed
 	}
 	n.ops.lists.Add(1)
-	switch {
-	case n.raft != nil && !isStale(ctx):
-		for _, p := range parts {
-			if err := n.readBarrier(ctx, p); err != nil {
-				return nil, err
-			}
-		}
-	case n.raft != nil:
-		// A stale list still must not pass over a partition held elsewhere.
-		st, err := n.raft.Status(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
-		}
-		held := make([]bool, n.nparts)
-		for _, g := range st {
-			held[g.Group] = true
-		}
-		for _, p := range parts {
-			if !held[p] {
-				return nil, ErrNotHere
-			}
-		}
+	if err := n.readable(ctx, parts); err != nil {
+		return nil, err
 	}
 
 	h := &mergeHeap{}

@@ -290,7 +290,7 @@ func (sm *stateMachine) applyReplicated(v view, w writer, part int, cmd *Command
 	}
 	var res result
 	for i := range cmd.Values {
-		if err := sm.mergeRemote(v, w, part, &cmd.Values[i], &res); err != nil {
+		if err := sm.mergeRemote(v, w, part, cmd.Now, &cmd.Values[i], &res); err != nil {
 			// The store failed under the read: nothing else in the batch is
 			// applied, nor the position moved, so the sender retries it.
 			res.err = err
@@ -320,11 +320,13 @@ var ErrReplicationGap = errors.New("core: replication batch leaves a gap")
 //   - neither (concurrent writes in two regions): the value with the later
 //     (clock, origin region) wins, deletes included (a tombstone is a value),
 //     and the winner is stored with both vectors merged, so that the loser's
-//     region, on receiving the winner, finds it ahead and takes it.
+//     region, on receiving the winner, finds it ahead and takes it. The
+//     loser goes to the tenant's conflict log (logConflict), time-stamped
+//     with at, the command's clock time.
 //
 // Malformed values (which a correct peer never sends) are skipped, the
 // same way on every replica.
-func (sm *stateMachine) mergeRemote(v view, w writer, part int, rv *RemoteValue, res *result) error {
+func (sm *stateMachine) mergeRemote(v view, w writer, part int, at int64, rv *RemoteValue, res *result) error {
 	var in record
 	if err := in.decode(rv.Record); err != nil || PartitionOf(rv.Tenant, rv.ID, len(sm.parts)) != part ||
 		rv.Tenant == "" || rv.ID == "" || checkItemSize(in.data, in.metadata, in.vector) != nil {
@@ -352,8 +354,13 @@ func (sm *stateMachine) mergeRemote(v view, w writer, part int, rv *RemoteValue,
 		case vvConcurrent:
 			res.conflicts++
 			merged := in.clock().merged(local.clock())
+			loser, loserDeleted := &local, tombstoned
 			if !wins(in.hlc, in.origin, local.hlc, local.origin) {
 				winner, deleted = &local, tombstoned
+				loser, loserDeleted = &in, rv.Deleted
+			}
+			if err := sm.logConflict(v, w, part, rv.Tenant, rv.ID, at, loser, loserDeleted, winner, deleted); err != nil {
+				return err
 			}
 			winner.vv = merged
 		}

@@ -2,7 +2,9 @@ package core
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -30,6 +32,9 @@ type simRegion struct {
 	clock   int64
 	outbox  []RemoteValue // every value its local writes produced, in order
 	applied int           // local writes that succeeded
+	// parent, when set, records each local write's predecessor: the value
+	// (id + " " + version) it replaced, "" for none. Shared by regions.
+	parent map[string]string
 }
 
 func newSimRegion(name string) *simRegion {
@@ -56,11 +61,49 @@ func (r *simRegion) write(rng *rand.Rand, id string) {
 	case 3:
 		cmd.Op = OpDelete
 	}
+	before := r.version(id)
 	if res := r.apply(cmd); res.err != nil {
 		return // a patch or delete of a missing item
 	}
 	r.applied++
 	r.outbox = append(r.outbox, r.value(id))
+	if r.parent != nil {
+		r.parent[r.version(id)] = before
+	}
+}
+
+// version names id's stored value (live or tombstone) as id + " " +
+// version, "" when there is none.
+func (r *simRegion) version(id string) string {
+	v := r.value(id)
+	if v.Record == nil {
+		return ""
+	}
+	var rec record
+	if err := rec.decode(v.Record); err != nil {
+		panic(err)
+	}
+	return id + " " + rec.version()
+}
+
+// losers returns the values in r's conflict log, named as version does.
+func (r *simRegion) losers(t *testing.T) []string {
+	var out []string
+	for k, v := range r.keys {
+		if k[3] != kindConflict {
+			continue
+		}
+		var e conflictEntry
+		var rec record
+		if err := e.decode(v); err != nil {
+			t.Fatal(err)
+		}
+		if err := rec.decode(e.loser); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e.id+" "+rec.version())
+	}
+	return out
 }
 
 func (r *simRegion) value(id string) RemoteValue {
@@ -89,6 +132,10 @@ func TestRegionsConverge(t *testing.T) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 7))
 			regions := []*simRegion{newSimRegion("eu-west"), newSimRegion("us-east"), newSimRegion("ap-south")}
+			parent := map[string]string{}
+			for _, r := range regions {
+				r.parent = parent
+			}
 			ids := []string{"a", "b", "c", "d"}
 			sent := make([][]int, len(regions)) // sent[i][j]: how much of i's outbox j has
 			for i := range sent {
@@ -137,6 +184,7 @@ func TestRegionsConverge(t *testing.T) {
 					t.Fatalf("seed %d: %s and %s differ:\n%s\n%s", seed, regions[0].name, r.name, dump(regions[0].keys), dump(r.keys))
 				}
 			}
+			checkNoSilentLoss(t, regions, ids, parent)
 			// The converged state includes every value ever written: sending
 			// any again is no conflict (the winners carry the losers' vectors).
 			for i := range regions {
@@ -150,6 +198,32 @@ func TestRegionsConverge(t *testing.T) {
 				t.Fatal("no conflict arose: the test exercises nothing concurrent")
 			}
 		})
+	}
+}
+
+// checkNoSilentLoss: every value ever written is the converged value, one
+// the regions logged as a conflict's loser, or one that a write of either
+// replaced (its region had it as the item's value when it wrote). A value
+// that is none of these was dropped by a merge without a trace.
+func checkNoSilentLoss(t *testing.T, regions []*simRegion, ids []string, parent map[string]string) {
+	t.Helper()
+	accounted := map[string]bool{}
+	var roots []string
+	for _, id := range ids {
+		roots = append(roots, regions[0].version(id))
+	}
+	for _, r := range regions {
+		roots = append(roots, r.losers(t)...)
+	}
+	for _, v := range roots {
+		for ; v != "" && !accounted[v]; v = parent[v] {
+			accounted[v] = true
+		}
+	}
+	for v := range parent {
+		if !accounted[v] {
+			t.Fatalf("the write %q is neither the converged value, nor logged as a conflict's loser, nor replaced by a write that saw it", v)
+		}
 	}
 }
 
@@ -199,6 +273,58 @@ func TestConflictCounts(t *testing.T) {
 	eu.apply(&Command{Op: OpDelete, Now: 50, Origin: "eu", Federated: true, Tenant: "t", ID: "a"})
 	if res := us.receive(t, "eu", []RemoteValue{eu.value("a")}); res.replicated != 1 || res.conflicts != 0 {
 		t.Fatalf("a newer tombstone over a tombstone: %+v", res)
+	}
+}
+
+// TestConflictLogBounded: a tenant's conflict log keeps its last
+// ConflictLogKeep entries per partition, in order, each naming the loser
+// and the winner; another tenant's log is untouched by it.
+func TestConflictLogBounded(t *testing.T) {
+	eu, us := newSimRegion("eu"), newSimRegion("us")
+	race := func(tenant string, i int) {
+		now := int64(100 * (i + 1))
+		eu.apply(&Command{Op: OpPut, Now: now + 1, Origin: "eu", Federated: true, Tenant: tenant, ID: "a", Data: fmt.Appendf(nil, `"eu%d"`, i)})
+		us.apply(&Command{Op: OpPut, Now: now, Origin: "us", Federated: true, Tenant: tenant, ID: "a", Data: fmt.Appendf(nil, `"us%d"`, i)})
+		v := us.value("a")
+		v.Tenant = tenant
+		v.Record = us.keys[string(itemKey(nil, 0, tenant, "a"))]
+		if res := eu.receive(t, "us", []RemoteValue{v}); res.conflicts != 1 {
+			t.Fatalf("round %d: %+v", i, res)
+		}
+		w := RemoteValue{Tenant: tenant, ID: "a", Record: eu.keys[string(itemKey(nil, 0, tenant, "a"))]}
+		us.receive(t, "eu", []RemoteValue{w}) // the merged winner: no conflict at us
+	}
+	race("other", 0)
+	rounds := ConflictLogKeep + 44
+	for i := range rounds {
+		race("t", i)
+	}
+	var seqs []uint64
+	for k, v := range eu.keys {
+		if !bytes.HasPrefix([]byte(k), conflictPrefix(nil, 0, "t")) {
+			continue
+		}
+		var e conflictEntry
+		var loser record
+		if err := e.decode(v); err != nil || loser.decode(e.loser) != nil {
+			t.Fatalf("entry %q: %v", k, err)
+		}
+		seq := binary.BigEndian.Uint64([]byte(k[len(k)-8:]))
+		seqs = append(seqs, seq)
+		round := int(seq) - 1
+		if string(loser.data) != fmt.Sprintf(`"us%d"`, round) || e.winnerOrigin != "eu" || e.winnerHLC != uint64(100*(round+1)+1) {
+			t.Fatalf("entry %d: loser %s, winner %d.%s", seq, loser.data, e.winnerHLC, e.winnerOrigin)
+		}
+	}
+	slices.Sort(seqs)
+	if len(seqs) != ConflictLogKeep || seqs[0] != uint64(rounds-ConflictLogKeep+1) || seqs[len(seqs)-1] != uint64(rounds) {
+		t.Fatalf("kept %d entries, %d..%d; want the last %d of %d", len(seqs), seqs[0], seqs[len(seqs)-1], ConflictLogKeep, rounds)
+	}
+	if _, ok := eu.keys[string(conflictKey(nil, 0, "other", 1))]; !ok {
+		t.Fatal("another tenant's entry was trimmed")
+	}
+	if n := len(us.losers(t)); n != 0 {
+		t.Fatalf("us logged %d conflicts: it only ever received merged winners", n)
 	}
 }
 
@@ -280,21 +406,25 @@ func TestVersionVectorCompare(t *testing.T) {
 	}
 }
 
+// mapsEqual compares two regions' keys, less their conflict logs: each
+// region logs the conflicts it resolved itself.
 func mapsEqual(a, b mapState) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || !bytes.Equal(v, w) {
-			return false
+	return maps.EqualFunc(shared(a), shared(b), bytes.Equal)
+}
+
+func shared(m mapState) mapState {
+	out := mapState{}
+	for k, v := range m {
+		if !isConflictKey([]byte(k)) {
+			out[k] = v
 		}
 	}
-	return true
+	return out
 }
 
 func dump(m mapState) string {
 	keys := make([]string, 0, len(m))
-	for k := range m {
+	for k := range shared(m) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)

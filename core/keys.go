@@ -14,18 +14,22 @@ import (
 //	p<part:2>t<tenant>\x00<type>\x00<id>    type index, empty value
 //	p<part:2>s                              partition state (applied index, item count)
 //	p<part:2>d<tenant>\x00<id>              a deleted item's tombstone (a record), in a federation
+//	p<part:2>x<tenant>\x00<seq:8>           a conflict log entry (conflicts.go)
+//	p<part:2>X<tenant>                      the tenant's conflict log bounds
 //	m<name>                                 node metadata (node id, partition count)
 //
 // Tenants hold no NUL (validated charset) and ids and types no control
 // characters, so the NUL separators keep each tenant's and type's keys
 // contiguous and ordered by id.
 const (
-	prefixPartition = 'p'
-	kindItem        = 'i'
-	kindType        = 't'
-	kindState       = 's'
-	kindTombstone   = 'd'
-	prefixMeta      = 'm'
+	prefixPartition    = 'p'
+	kindItem           = 'i'
+	kindType           = 't'
+	kindState          = 's'
+	kindTombstone      = 'd'
+	kindConflict       = 'x'
+	kindConflictBounds = 'X'
+	prefixMeta         = 'm'
 )
 
 // PartitionOf maps a tenant and id to a partition in [0, n): see
