@@ -285,6 +285,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	itemrpc.Register(cfg.Server, c, n)
 	itemrpc.RegisterSubscribe(cfg.Server, func() itemrpc.Subscription { return routedFeed{c.SubscribeChanges(1024), n} })
 	cfg.Server.Handle(wire.MethodListPartitions, coresOnly(itemrpc.ListPartitionsHandler(c.Partitions, c.ListPartitions)))
+	cfg.Server.Handle(wire.MethodConflicts, coresOnly(itemrpc.ConflictsHandler(c.Partitions, c.Conflicts)))
 	cfg.Server.Handle(wire.MethodGroupInfo, coresOnly(n.handleGroupInfo))
 	cfg.Server.Handle(wire.MethodSnapshot, coresOnly(n.handleSnapshot))
 	n.refreshHeld(ctx)

@@ -36,11 +36,20 @@ func (n *Node) heldPartitions(ctx context.Context) ([]int, error) {
 	return held, nil
 }
 
-// listAcross is List when the local node lacks partitions.
-func (n *Node) listAcross(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error) {
-	local, err := n.heldPartitions(ctx)
+// share is the partitions a member answers for.
+type share struct {
+	peer  Peer
+	parts []int
+}
+
+// cover splits the partitions among this node (local, the ones it holds)
+// and other members (shares), each member taking what it holds of what is
+// still missing, in id order. item.ErrUnavailable when no member answers
+// for some.
+func (n *Node) cover(ctx context.Context) (local []int, shares []share, err error) {
+	local, err = n.heldPartitions(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	missing := map[int]bool{}
 	for p := range n.core.Partitions() {
@@ -49,13 +58,6 @@ func (n *Node) listAcross(ctx context.Context, tenant string, opts item.ListOpti
 	for _, p := range local {
 		delete(missing, p)
 	}
-	// Cover the missing partitions with other members, each taking what it
-	// holds of what is still missing.
-	type share struct {
-		peer  Peer
-		parts []int
-	}
-	var shares []share
 	members := n.cfg.Directory.Members()
 	slices.SortFunc(members, func(a, b Peer) int { return cmp.Compare(a.ID, b.ID) })
 	for _, p := range members {
@@ -81,7 +83,23 @@ func (n *Node) listAcross(ctx context.Context, tenant string, opts item.ListOpti
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("%w: no member answered for %d partitions", item.ErrUnavailable, len(missing))
+		return nil, nil, fmt.Errorf("%w: no member answered for %d partitions", item.ErrUnavailable, len(missing))
+	}
+	return local, shares, nil
+}
+
+// remote calls the member of sh over QUIC.
+func (n *Node) remote(sh share) itemrpc.Remote {
+	return itemrpc.Remote{Call: func(ctx context.Context, method uint16, _ itemrpc.Target, req []byte) ([]byte, error) {
+		return n.cfg.Client.Call(ctx, sh.peer.QUICAddr, method, req)
+	}}
+}
+
+// listAcross is List when the local node lacks partitions.
+func (n *Node) listAcross(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error) {
+	local, shares, err := n.cover(ctx)
+	if err != nil {
+		return nil, err
 	}
 	pages := make([]*item.Page, len(shares)+1)
 	errs := make([]error, len(shares)+1)
@@ -89,9 +107,7 @@ func (n *Node) listAcross(ctx context.Context, tenant string, opts item.ListOpti
 	wg.Go(func() { pages[0], errs[0] = n.core.ListPartitions(ctx, tenant, opts, local) })
 	for i, sh := range shares {
 		wg.Go(func() {
-			peer := itemrpc.Remote{Call: func(ctx context.Context, method uint16, _ itemrpc.Target, req []byte) ([]byte, error) {
-				return n.cfg.Client.Call(ctx, sh.peer.QUICAddr, method, req)
-			}}
+			peer := n.remote(sh)
 			pages[i+1], errs[i+1] = peer.ListPartitions(ctx, tenant, opts, sh.parts)
 		})
 	}
@@ -100,6 +116,60 @@ func (n *Node) listAcross(ctx context.Context, tenant string, opts item.ListOpti
 		return nil, err
 	}
 	return mergePages(pages, opts.Limit), nil
+}
+
+// Conflicts implements item.ConflictLog: the local node's conflict log,
+// or, when it lacks partitions, the merged pages of the members holding
+// them. Each region logs the conflicts it resolved (core/conflicts.go).
+func (n *Node) Conflicts(ctx context.Context, tenant string, opts item.ConflictOptions) (*item.ConflictPage, error) {
+	p, err := n.core.Conflicts(ctx, tenant, opts, nil)
+	if !errors.Is(err, core.ErrNotHere) {
+		return p, err
+	}
+	local, shares, err := n.cover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pages := make([]*item.ConflictPage, len(shares)+1)
+	errs := make([]error, len(shares)+1)
+	var wg sync.WaitGroup
+	wg.Go(func() { pages[0], errs[0] = n.core.Conflicts(ctx, tenant, opts, local) })
+	for i, sh := range shares {
+		wg.Go(func() {
+			peer := n.remote(sh)
+			pages[i+1], errs[i+1] = peer.Conflicts(ctx, tenant, opts, sh.parts)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	// Each page holds its partitions' first entries past the start; the
+	// merged page may go only as far as the earliest last entry of a page
+	// that has more, past which that page's node holds entries unseen.
+	var all []*item.Conflict
+	var bound *item.ConflictPosition
+	for _, pg := range pages {
+		all = append(all, pg.Conflicts...)
+		if pg.Cursor != "" && len(pg.Conflicts) > 0 {
+			last := pg.Conflicts[len(pg.Conflicts)-1].Position
+			if bound == nil || last.Less(*bound) {
+				bound = &last
+			}
+		}
+	}
+	if bound != nil {
+		all = slices.DeleteFunc(all, func(c *item.Conflict) bool { return bound.Less(c.Position) })
+	}
+	limit := opts.Limit
+	if limit <= 0 {
+		limit = item.DefaultListLimit
+	}
+	out := core.ConflictPageOf(all, limit)
+	if bound != nil && out.Cursor == "" && len(out.Conflicts) > 0 {
+		out.Cursor = item.ConflictCursor(out.Conflicts[len(out.Conflicts)-1].Position)
+	}
+	return out, nil
 }
 
 // mergePages merges pages of disjoint partitions, each sorted by id and

@@ -352,6 +352,13 @@ func (sm *stateMachine) mergeRemote(v view, w writer, part int, at int64, rv *Re
 		case vvEqual, vvBefore:
 			return nil
 		case vvConcurrent:
+			if in.hlc == local.hlc && in.origin == local.origin {
+				// One write, merged with different losers on its way here:
+				// the same value, whose vectors are joined. No conflict.
+				local.vv = in.clock().merged(local.clock())
+				sm.install(w, part, rv.Tenant, rv.ID, &local, live, tombstoned, &local, tombstoned)
+				return nil
+			}
 			res.conflicts++
 			merged := in.clock().merged(local.clock())
 			loser, loserDeleted := &local, tombstoned

@@ -276,6 +276,35 @@ func TestConflictCounts(t *testing.T) {
 	}
 }
 
+// TestSameWriteMergedTwice: one write that won conflicts in two regions
+// reaches a third by both ways, with different vectors: it is the same
+// value, so no conflict is counted or logged, and the vectors are joined.
+func TestSameWriteMergedTwice(t *testing.T) {
+	eu, us, ap, sa := newSimRegion("eu"), newSimRegion("us"), newSimRegion("ap"), newSimRegion("sa")
+	eu.apply(&Command{Op: OpPut, Now: 30, Origin: "eu", Federated: true, Tenant: "t", ID: "a", Data: []byte(`"eu"`)})
+	us.apply(&Command{Op: OpPut, Now: 10, Origin: "us", Federated: true, Tenant: "t", ID: "a", Data: []byte(`"us"`)})
+	ap.apply(&Command{Op: OpPut, Now: 20, Origin: "ap", Federated: true, Tenant: "t", ID: "a", Data: []byte(`"ap"`)})
+	for _, r := range []*simRegion{us, ap} {
+		if res := r.receive(t, "eu", []RemoteValue{eu.value("a")}); res.conflicts != 1 || res.replicated != 1 {
+			t.Fatalf("%s: eu's write over its own: %+v", r.name, res)
+		}
+	}
+	sa.receive(t, "us", []RemoteValue{us.value("a")})
+	if res := sa.receive(t, "ap", []RemoteValue{ap.value("a")}); res.conflicts != 0 || res.replicated != 0 {
+		t.Fatalf("eu's write by way of ap after by way of us: %+v", res)
+	}
+	if n := len(sa.losers(t)); n != 0 {
+		t.Fatalf("sa logged %d conflicts", n)
+	}
+	var rec record
+	if err := rec.decode(sa.value("a").Record); err != nil {
+		t.Fatal(err)
+	}
+	if want := (versionVector{{"ap", 20}, {"eu", 30}, {"us", 10}}); string(rec.data) != `"eu"` || rec.clock().compare(want) != vvEqual {
+		t.Fatalf("sa holds %s with vector %v, want \"eu\" with %v", rec.data, rec.clock(), want)
+	}
+}
+
 // TestConflictLogBounded: a tenant's conflict log keeps its last
 // ConflictLogKeep entries per partition, in order, each naming the loser
 // and the winner; another tenant's log is untouched by it.

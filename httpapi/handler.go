@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -153,14 +154,15 @@ func (h *Handler) SetDraining() { h.draining.Store(true) }
 
 // Route names, the label of the request metrics.
 const (
-	routeItems   = "items"
-	routeItem    = "item"
-	routeMetrics = "metrics"
-	routeProm    = "prometheus"
-	routeHealth  = "health"
-	routeOther   = "other"
-	routeEnrol   = "enrol"
-	routeFind    = "find"
+	routeItems     = "items"
+	routeItem      = "item"
+	routeMetrics   = "metrics"
+	routeProm      = "prometheus"
+	routeHealth    = "health"
+	routeOther     = "other"
+	routeEnrol     = "enrol"
+	routeFind      = "find"
+	routeConflicts = "conflicts"
 )
 
 var (
@@ -200,6 +202,10 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	case string(path) == "/v1/find":
 		route = routeFind
 		h.serveFind(ctx)
+		return
+	case string(path) == "/v1/conflicts":
+		route = routeConflicts
+		h.serveConflicts(ctx)
 		return
 	case string(path) == "/v1/metrics":
 		route = routeMetrics
@@ -498,6 +504,58 @@ func (h *Handler) serveFind(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	writeFresh(ctx, func(b []byte) []byte { return appendFindResult(b, res, q.Near != nil) })
+}
+
+// serveConflicts answers GET /v1/conflicts: a page of the tenant's
+// conflict log (item.ConflictLog), oldest first, from ?since= (RFC 3339)
+// or ?cursor=. A backend without one (not a cluster) has no conflicts.
+func (h *Handler) serveConflicts(ctx *fasthttp.RequestCtx) {
+	if !h.allow(ctx, "GET") {
+		return
+	}
+	tenant, ok := h.itemTenant(ctx)
+	if !ok || h.unknownParam(ctx, "since", "cursor", "limit", "consistency") {
+		return
+	}
+	args := ctx.QueryArgs()
+	opts := item.ConflictOptions{Cursor: string(args.Peek("cursor"))}
+	if s := args.Peek("since"); len(s) > 0 {
+		t, err := time.Parse(time.RFC3339Nano, string(s))
+		if err != nil {
+			h.writeError(ctx, item.Invalid("invalid_since", "since must be an RFC 3339 time, such as a conflict's resolvedAt"))
+			return
+		}
+		opts.Since = t
+	}
+	if l := args.Peek("limit"); len(l) > 0 {
+		n, err := strconv.Atoi(string(l))
+		if err != nil || n < 1 || n > item.MaxListLimit {
+			h.writeError(ctx, item.Invalid("invalid_limit", "limit must be a number between 1 and %d", item.MaxListLimit))
+			return
+		}
+		opts.Limit = n
+	}
+	rctx, err := readConsistency(ctx)
+	if err != nil {
+		h.writeError(ctx, err)
+		return
+	}
+	page := &item.ConflictPage{Conflicts: []*item.Conflict{}}
+	if log, ok := h.be.(item.ConflictLog); ok {
+		if page, err = log.Conflicts(rctx, tenant, opts); err != nil {
+			h.writeError(ctx, err)
+			return
+		}
+	} else if _, err := opts.After(); err != nil {
+		h.writeError(ctx, err)
+		return
+	}
+	body, err := json.Marshal(page)
+	if err != nil {
+		h.writeError(ctx, err)
+		return
+	}
+	writeFresh(ctx, func(b []byte) []byte { return append(b, body...) })
 }
 
 // serveAdd answers POST /v1/items. The id is settled here, before the

@@ -260,6 +260,10 @@ const (
 	// request (bytes) then the partitions (uvarint count, uvarints); the
 	// answer a page. A cluster merges the pages of the nodes holding them.
 	MethodListPartitions uint16 = 124
+	// MethodConflicts reads some partitions' conflict logs: the body is
+	// tenant, page start, limit and partitions (package itemrpc); the
+	// answer a page. A cluster merges the pages of the nodes holding them.
+	MethodConflicts uint16 = 125
 )
 
 // Federation methods, between cores of different regions (package
@@ -277,7 +281,7 @@ const (
 // that may have reached its handler.
 func Idempotent(method uint16) bool {
 	switch method {
-	case MethodGet, MethodList, MethodListPartitions:
+	case MethodGet, MethodList, MethodListPartitions, MethodConflicts:
 		return true
 	}
 	return false
