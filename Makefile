@@ -48,6 +48,7 @@ FUZZ_TARGETS = \
 	./cluster:FuzzDecodeGroupInfo \
 	./cluster:FuzzRaftFromMember:60s \
 	./itemrpc:FuzzDecodeListPartitions \
+	./itemrpc:FuzzDecodeConflicts \
 	./tiers/segment:FuzzDecodeSegment \
 	./tiers/segment:FuzzDecodeCheckpoint \
 	./tiers/backend:FuzzParse \

@@ -500,3 +500,33 @@ func TestFind(t *testing.T) {
 		t.Fatalf("GET /v1/find: %d", r.status)
 	}
 }
+
+// TestConflictsRequests: GET /v1/conflicts answers a page (empty on a
+// backend without a conflict log) and refuses a malformed since, cursor
+// or limit, an unknown parameter and another method, naming what is wrong.
+func TestConflictsRequests(t *testing.T) {
+	s := newTestServer(t, Config{})
+	r := s.do(t, "GET", "/v1/conflicts?since=2026-12-06T10:00:00Z&limit=5", "")
+	if r.status != 200 || strings.TrimSpace(string(r.body)) != `{"conflicts":[]}` {
+		t.Fatalf("an empty log: %d %s", r.status, r.body)
+	}
+	for _, c := range []struct{ path, code string }{
+		{"/v1/conflicts?since=yesterday", "invalid_since"},
+		{"/v1/conflicts?cursor=AAAA", "invalid_cursor"},
+		{"/v1/conflicts?limit=0", "invalid_limit"},
+		{"/v1/conflicts?limit=100000", "invalid_limit"},
+		{"/v1/conflicts?tenant=other", "unknown_parameter"},
+	} {
+		if r := s.do(t, "GET", c.path, ""); r.status != 400 || r.errorCode() != c.code {
+			t.Errorf("GET %s: %d %s, want 400 %s", c.path, r.status, r.body, c.code)
+		}
+	}
+	if r := s.do(t, "DELETE", "/v1/conflicts", ""); r.status != 405 {
+		t.Errorf("DELETE /v1/conflicts: %d %s", r.status, r.body)
+	}
+	// The cursor a page hands out reads back.
+	cur := item.ConflictCursor(item.ConflictPosition{At: 42, Partition: 3, Seq: 9})
+	if r := s.do(t, "GET", "/v1/conflicts?cursor="+cur, ""); r.status != 200 {
+		t.Errorf("a well-formed cursor: %d %s", r.status, r.body)
+	}
+}
