@@ -44,6 +44,11 @@ type partState struct {
 	// a write of an absent item need not look for one (a store read that
 	// misses costs about a tenth of a write).
 	tombstones uint64
+	// collected is the horizon (a clock time) of the last tombstone
+	// collection: a value from another region older than it, of an item
+	// this partition has no trace of, may be one whose delete was
+	// collected here, and must not come back (mergeRemote).
+	collected uint64
 }
 
 type sourcePos struct {
@@ -105,6 +110,8 @@ type result struct {
 	// were malformed.
 	position                       uint64
 	replicated, conflicts, skipped int
+
+	collected int // OpCollect: tombstones removed
 }
 
 // apply applies cmd as command number index of partition part.
@@ -125,8 +132,11 @@ func (sm *stateMachine) apply(v view, w writer, part int, index uint64, cmd *Com
 }
 
 func (sm *stateMachine) applyItem(v view, w writer, part int, index uint64, cmd *Command) result {
-	if cmd.Op == OpReplicate {
+	switch cmd.Op {
+	case OpReplicate:
 		return sm.applyReplicated(v, w, part, cmd)
+	case OpCollect:
+		return sm.applyCollect(v, w, part, cmd)
 	}
 	sm.kbuf = itemKey(sm.kbuf[:0], part, cmd.Tenant, cmd.ID)
 	key := sm.kbuf
@@ -305,6 +315,32 @@ func (sm *stateMachine) applyReplicated(v view, w writer, part int, cmd *Command
 	return res
 }
 
+// applyCollect removes the tombstones cmd names that are still there and
+// older than the horizon cmd.To, and raises the partition's collected
+// horizon to it. The leader picks them (Node.CollectTombstones); the
+// checks here make a stale pick harmless: a tombstone replaced by a newer
+// one, or by a value, stays.
+func (sm *stateMachine) applyCollect(v view, w writer, part int, cmd *Command) result {
+	ps := &sm.parts[part]
+	var res result
+	for i := range cmd.Values {
+		rv := &cmd.Values[i]
+		sm.dbuf = tombKey(sm.dbuf[:0], part, rv.Tenant, rv.ID)
+		tomb, found, err := sm.read(v, sm.dbuf, rv.ID, part)
+		if err != nil {
+			return result{err: err}
+		}
+		if !found || tomb.hlc >= cmd.To {
+			continue
+		}
+		w.del(sm.dbuf)
+		ps.tombstones--
+		res.collected++
+	}
+	ps.collected = max(ps.collected, cmd.To)
+	return res
+}
+
 // ErrReplicationGap: a batch from another region begins after the position
 // the receiving partition holds; the sender must resend from there.
 var ErrReplicationGap = errors.New("core: replication batch leaves a gap")
@@ -347,6 +383,12 @@ func (sm *stateMachine) mergeRemote(v view, w writer, part int, at int64, rv *Re
 		}
 	}
 	winner, deleted := &in, rv.Deleted
+	if !live && !tombstoned && in.hlc < sm.parts[part].collected {
+		// Older than tombstones collected here, and unknown: its delete
+		// may be one of them. Dropped, but logged, as a loser to a delete.
+		res.conflicts++
+		return sm.logConflict(v, w, part, rv.Tenant, rv.ID, at, &in, rv.Deleted, &record{}, true)
+	}
 	if live || tombstoned {
 		switch in.clock().compare(local.clock()) {
 		case vvEqual, vvBefore:
@@ -431,8 +473,11 @@ func checkCond(c item.Cond, exists bool, prev *record) error {
 // byte before the membership) and the tombstone count.
 func (ps *partState) encode() []byte {
 	b := make([]byte, 0, 20+len(ps.conf))
-	v3 := ps.sources != nil || ps.tombstones > 0
+	v4 := ps.collected > 0
+	v3 := v4 || ps.sources != nil || ps.tombstones > 0
 	switch {
+	case v4:
+		b = append(b, 4)
 	case v3:
 		b = append(b, 3)
 	case ps.conf == nil:
@@ -456,6 +501,9 @@ func (ps *partState) encode() []byte {
 		b = ps.appendSources(b)
 		b = appendUvarint(b, ps.tombstones)
 	}
+	if v4 {
+		b = appendUvarint(b, ps.collected)
+	}
 	return b
 }
 
@@ -471,20 +519,20 @@ func (ps *partState) appendSources(b []byte) []byte {
 func (ps *partState) decode(b []byte) error {
 	d := codec.Decoder{B: b, Fail: errCorrupt}
 	v := d.Byte()
-	if v < 1 || v > 3 {
+	if v < 1 || v > 4 {
 		return errCorrupt
 	}
 	ps.applied = d.Uvarint()
 	ps.items = d.Uvarint()
-	ps.conf, ps.sources, ps.tombstones = nil, nil, 0
+	ps.conf, ps.sources, ps.tombstones, ps.collected = nil, nil, 0, 0
 	hasConf := v == 2
-	if v == 3 {
+	if v >= 3 {
 		hasConf = d.Byte() == 1
 	}
 	if hasConf {
 		ps.conf = append([]byte{}, d.Bytes()...)
 	}
-	if v == 3 {
+	if v >= 3 {
 		n := d.Uvarint()
 		if n > MaxRegions {
 			return errCorrupt
@@ -494,6 +542,9 @@ func (ps *partState) decode(b []byte) error {
 			ps.sources = append(ps.sources, sourcePos{region: d.String(), pos: d.Uvarint()})
 		}
 		ps.tombstones = d.Uvarint()
+	}
+	if v == 4 {
+		ps.collected = d.Uvarint()
 	}
 	if d.Err != nil || len(d.B) != 0 {
 		return errCorrupt

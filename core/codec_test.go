@@ -16,6 +16,7 @@ func TestCommandRoundTrip(t *testing.T) {
 		{Op: OpDelete, Tenant: "t", ID: "x", Cond: item.Cond{IfMatch: "*"}, Origin: "eu-west", Federated: true},
 		{Op: OpReplicate, Origin: "us-east", Source: "eu-west", From: 3, To: 9, Resync: true,
 			Values: []RemoteValue{{Tenant: "t", ID: "a", Record: []byte{2, 1}}, {Tenant: "t", ID: "b", Deleted: true}}},
+		{Op: OpCollect, Origin: "us-east", Federated: true, To: 77, Values: []RemoteValue{{Tenant: "t", ID: "a", Deleted: true}}},
 	} {
 		enc := c.AppendEncode(nil)
 		got, err := DecodeCommand(enc)

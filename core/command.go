@@ -22,6 +22,9 @@ const (
 	// OpReplicate applies other regions' item values to this region
 	// (federation): see Command.Values and stateMachine.applyReplicated.
 	OpReplicate Op = 5
+	// OpCollect removes tombstones older than a horizon (federation):
+	// see Command.Values and stateMachine.applyCollect.
+	OpCollect Op = 6
 )
 
 // Command is one write, as it travels through the log. Everything the apply
@@ -58,6 +61,9 @@ type Command struct {
 	// Resync batches (a full copy, when the source's log no longer holds
 	// the receiver's position) apply whatever the position, and move it
 	// only forward.
+	//
+	// For OpCollect: the tombstones to remove (Values, without records),
+	// each only if it is still there and older than To, the horizon.
 	Source   string
 	From, To uint64
 	Resync   bool
@@ -128,7 +134,7 @@ func (c *Command) AppendEncode(dst []byte) []byte {
 	dst = codec.AppendBytes(dst, c.Metadata)
 	dst = codec.AppendVector(dst, c.Vector)
 	dst = codec.AppendString(dst, c.Origin)
-	if c.Op != OpReplicate {
+	if c.Op != OpReplicate && c.Op != OpCollect {
 		return dst
 	}
 	dst = codec.AppendString(dst, c.Source)
@@ -178,7 +184,7 @@ func (c *Command) decode(b []byte) error {
 	if format >= 2 {
 		c.Origin = d.String()
 	}
-	if format >= 2 && c.Op == OpReplicate {
+	if format >= 2 && (c.Op == OpReplicate || c.Op == OpCollect) {
 		c.Source = d.String()
 		c.From = d.Uvarint()
 		c.To = d.Uvarint()
@@ -212,7 +218,7 @@ func (c *Command) decode(b []byte) error {
 	if d.Err != nil || len(d.B) != 0 {
 		return errBadCommand
 	}
-	if c.Op < OpCreate || c.Op > OpReplicate || (c.Op == OpReplicate && format < 2) {
+	if c.Op < OpCreate || c.Op > OpCollect || (c.Op >= OpReplicate && format < 2) {
 		return fmt.Errorf("%w: unknown op %d", errBadCommand, c.Op)
 	}
 	return nil

@@ -181,9 +181,13 @@ func (n *Node) Conflicts(ctx context.Context, tenant string, opts item.ConflictO
 			if !after.Less(pos) {
 				continue
 			}
-			all = append(all, &item.Conflict{ID: e.id, ResolvedAt: time.Unix(0, e.at).UTC(),
+			c := &item.Conflict{ID: e.id, ResolvedAt: time.Unix(0, e.at).UTC(),
 				Loser: loser.toItem(tenant, e.id, false), LoserDeleted: e.loserDeleted,
-				Winner: FormatVersion(e.winnerHLC, e.winnerOrigin), WinnerDeleted: e.winnerDeleted, Position: pos})
+				WinnerDeleted: e.winnerDeleted, Position: pos}
+			if e.winnerHLC != 0 { // 0: a delete whose tombstone was collected (applyCollect)
+				c.Winner = FormatVersion(e.winnerHLC, e.winnerOrigin)
+			}
+			all = append(all, c)
 		}
 		err = it.Err()
 		it.Close()

@@ -267,6 +267,58 @@ func (n *Node) ApplyReplicated(ctx context.Context, part int, source string, fro
 	return out, res.err
 }
 
+// CollectBatch bounds the tombstones one OpCollect command removes.
+const CollectBatch = 1000
+
+// CollectTombstones removes partition part's tombstones older than horizon
+// (a clock time, Unix nanoseconds), at most CollectBatch of them, through
+// its raft group (this node must lead it), and returns how many went. From
+// then on, a value from another region older than the newest tombstone
+// removed, of an item the partition has no trace of, is dropped as deleted
+// (and logged as a conflict's loser): see partState.collected. The caller picks horizon so
+// that every region has had every delete older than it (federation's
+// RegionDeadAfter).
+func (n *Node) CollectTombstones(ctx context.Context, part int, horizon int64) (int, error) {
+	if n.raft == nil {
+		return 0, errNoRaft
+	}
+	if part < 0 || part >= n.nparts {
+		return 0, fmt.Errorf("core: no partition %d", part)
+	}
+	if horizon <= 0 {
+		return 0, nil
+	}
+	prefix := appendPartition(nil, part, kindTombstone)
+	it, err := n.store.NewIter(ctx, prefix, prefixEnd(prefix))
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
+	}
+	var old []RemoteValue
+	var newest int64
+	for it.Next() && len(old) < CollectBatch {
+		tenant, id, ok := strings.Cut(string(it.Key()[len(prefix):]), "\x00")
+		v := RemoteValue{Record: it.Value()}
+		if t := v.Time(); ok && t < horizon {
+			old = append(old, RemoteValue{Tenant: tenant, ID: id, Deleted: true})
+			newest = max(newest, t)
+		}
+	}
+	err = it.Err()
+	it.Close()
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
+	}
+	if len(old) == 0 {
+		return 0, nil
+	}
+	// The partition's horizon becomes just past the newest tombstone
+	// removed, not the horizon asked for: only a value older than a
+	// removed delete can be one it deleted, and a region that never
+	// removed anything (one still receiving its first copy) drops nothing.
+	res := n.proposeRaftTo(ctx, part, &Command{Op: OpCollect, Now: n.clock.Now(), Origin: n.cfg.Region, Federated: true, To: uint64(newest) + 1, Values: old})
+	return res.collected, res.err
+}
+
 // ReplicationPosition returns how far this replica of partition part has
 // applied region's log, as stored: a hint for where a sender resumes (the
 // apply itself drops what it already has).

@@ -385,6 +385,54 @@ func TestTombstoneNoResurrection(t *testing.T) {
 	}
 }
 
+// TestTombstoneCollection: collecting removes only tombstones older than
+// the horizon and still there; afterwards an old value of the collected
+// item, arriving late (a copy from a region that was away), stays deleted
+// and is logged as a loser, while a newer value of an unknown item is
+// taken. A region that never collected takes old values (its first copy).
+func TestTombstoneCollection(t *testing.T) {
+	eu, us := newSimRegion("eu"), newSimRegion("us")
+	eu.apply(&Command{Op: OpPut, Now: 10, Origin: "eu", Federated: true, Tenant: "t", ID: "a", Data: []byte(`1`)})
+	eu.apply(&Command{Op: OpPut, Now: 11, Origin: "eu", Federated: true, Tenant: "t", ID: "b", Data: []byte(`1`)})
+	oldA := eu.value("a")
+	eu.apply(&Command{Op: OpDelete, Now: 20, Origin: "eu", Federated: true, Tenant: "t", ID: "a"})
+	eu.apply(&Command{Op: OpDelete, Now: 40, Origin: "eu", Federated: true, Tenant: "t", ID: "b"})
+	// Picked with both tombstones, applied with a horizon only a's is under.
+	res := eu.apply(&Command{Op: OpCollect, Origin: "eu", Federated: true, To: 21,
+		Values: []RemoteValue{{Tenant: "t", ID: "a", Deleted: true}, {Tenant: "t", ID: "b", Deleted: true}, {Tenant: "t", ID: "zz", Deleted: true}}})
+	if res.err != nil || res.collected != 1 || eu.sm.parts[0].tombstones != 1 || eu.sm.parts[0].collected != 21 {
+		t.Fatalf("collect: %+v, %d tombstones left, horizon %d", res, eu.sm.parts[0].tombstones, eu.sm.parts[0].collected)
+	}
+	if v := eu.value("a"); v.Record != nil {
+		t.Fatal("a's tombstone is still there")
+	}
+	if v := eu.value("b"); !v.Deleted {
+		t.Fatal("b's newer tombstone was collected")
+	}
+	if res := eu.receive(t, "us", []RemoteValue{oldA}); res.replicated != 0 || res.conflicts != 1 {
+		t.Fatalf("a's old value after its delete was collected: %+v", res)
+	}
+	if v := eu.value("a"); v.Record != nil {
+		t.Fatal("a came back")
+	}
+	if n := len(eu.losers(t)); n != 1 {
+		t.Fatalf("%d losers logged, want a's old value", n)
+	}
+	us.apply(&Command{Op: OpPut, Now: 30, Origin: "us", Federated: true, Tenant: "t", ID: "c", Data: []byte(`1`)})
+	if res := eu.receive(t, "us", []RemoteValue{us.value("c")}); res.replicated != 1 {
+		t.Fatalf("a value newer than the horizon: %+v", res)
+	}
+	// The horizon survives the partition state's encoding.
+	var ps partState
+	if err := ps.decode(eu.sm.parts[0].encode()); err != nil || ps.collected != 21 || ps.tombstones != 1 {
+		t.Fatalf("decoded %+v, %v", ps, err)
+	}
+	fresh := newSimRegion("ap")
+	if res := fresh.receive(t, "eu", []RemoteValue{oldA}); res.replicated != 1 {
+		t.Fatalf("a region that never collected: %+v", res)
+	}
+}
+
 // TestReplicationPositions: a batch is applied once: a resend changes
 // nothing, and one that would leave a gap is refused with the position.
 func TestReplicationPositions(t *testing.T) {

@@ -54,6 +54,16 @@ type Config struct {
 	// RetryInterval is the pause after a failed call before the partition
 	// is tried again (the next region node, if several). Default 500 ms.
 	RetryInterval time.Duration
+	// RegionDeadAfter is how long a delete's tombstone is kept: every
+	// region is taken to have received every delete older than it, so a
+	// region away for longer must be resynced from empty storage when it
+	// returns (its old values of items deleted meanwhile would otherwise
+	// come back in it). Default 24 h.
+	RegionDeadAfter time.Duration
+	// CollectInterval is how often the partitions this node leads drop
+	// their tombstones older than RegionDeadAfter. Default 1 min, or a
+	// quarter of RegionDeadAfter if that is shorter (at least 100 ms).
+	CollectInterval time.Duration
 	// Logger receives the federation's events. Nil discards them.
 	Logger *slog.Logger
 }
@@ -95,6 +105,12 @@ func (c *Config) EnsureDefaults() {
 	if c.RetryInterval == 0 {
 		c.RetryInterval = 500 * time.Millisecond
 	}
+	if c.RegionDeadAfter == 0 {
+		c.RegionDeadAfter = 24 * time.Hour
+	}
+	if c.CollectInterval == 0 {
+		c.CollectInterval = max(min(time.Minute, c.RegionDeadAfter/4), 100*time.Millisecond)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -128,8 +144,8 @@ func (c *Config) Validate() error {
 	if c.Cluster == nil || c.Server == nil || c.Client == nil {
 		errs = append(errs, errors.New("Cluster, Server and Client are required"))
 	}
-	if c.BatchBytes < 0 || c.MaxInFlight < 0 || c.CallTimeout < 0 || c.RetryInterval < 0 {
-		errs = append(errs, errors.New("BatchBytes, MaxInFlight, CallTimeout and RetryInterval must not be negative"))
+	if c.BatchBytes < 0 || c.MaxInFlight < 0 || c.CallTimeout < 0 || c.RetryInterval < 0 || c.RegionDeadAfter < 0 || c.CollectInterval < 0 {
+		errs = append(errs, errors.New("BatchBytes, MaxInFlight, CallTimeout, RetryInterval, RegionDeadAfter and CollectInterval must not be negative"))
 	}
 	if err := c.Gossip.Validate(); err != nil {
 		errs = append(errs, err)

@@ -27,8 +27,9 @@
 // purpose, and nothing is lost: a partition's position moves only over
 // changes the receiver holds.
 //
-// Not yet here (docs/design/20261206_federation.md): the conflict log,
-// tombstone collection, digest resync (a compacted log sends the whole
+// Deletes leave tombstones, kept RegionDeadAfter (collect.go).
+//
+// Not yet here (docs/design/20261206_federation.md): digest resync (a compacted log sends the whole
 // partition), global reads and lists, blue/green sync, compression.
 package federation
 
@@ -69,6 +70,7 @@ type Federation struct {
 	closed  bool                   // Close began: no goroutine may start; guarded by mu
 
 	received  atomic.Uint64 // batches applied here for other regions
+	collected atomic.Uint64 // tombstones removed by partitions this node led
 	skewLog   *rate.Limiter // a skewed region's every batch is refused: log some
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -100,8 +102,9 @@ func Start(ctx context.Context, cfg Config) (*Federation, error) {
 	}
 	f.members = m
 	f.refresh()
-	f.wg.Add(1)
+	f.wg.Add(2)
 	go f.watch()
+	go f.collect()
 	f.log.Info("joined the federation", "federation", cfg.Name, "gossip_addr", m.LocalNode().Addr, "peers", cfg.Gossip.Peers)
 	return f, nil
 }
@@ -256,7 +259,8 @@ var errCaller = errors.New("federation: the caller is not a federation member of
 func (f *Federation) Stats() *nodestats.Federation {
 	rs := f.core.ReplicationStats()
 	out := &nodestats.Federation{Name: f.cfg.Name, Region: f.cfg.Region, Regions: []nodestats.Region{},
-		Replaced: rs.Replaced, Conflicts: rs.Conflicts, SkewRefused: rs.SkewRefused, Received: f.received.Load()}
+		Replaced: rs.Replaced, Conflicts: rs.Conflicts, SkewRefused: rs.SkewRefused, Received: f.received.Load(),
+		TombstonesCollected: f.collected.Load()}
 	for _, r := range f.Regions() {
 		out.Regions = append(out.Regions, nodestats.Region{Name: r.Name, Nodes: r.Nodes, Healthy: r.Healthy,
 			RTTMs: ms(r.RTT), LagMs: ms(r.Lag), InLagP50Ms: ms(r.InLagP50), InLagP99Ms: ms(r.InLagP99), Sent: r.Sent, Resyncs: r.Resyncs})

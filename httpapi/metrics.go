@@ -85,7 +85,7 @@ var (
 	descRegionRTT  = prometheus.NewDesc("brainy_federation_region_rtt_milliseconds", "The last round trip to a region.", []string{"region"}, nil)
 	descRegionLag  = prometheus.NewDesc("brainy_federation_region_lag_milliseconds", "Age of the oldest change of this node's partitions the region has not applied.", []string{"region"}, nil)
 	descRegionSent = prometheus.NewDesc("brainy_federation_values_sent_total", "Item values this node sent that the region applied.", []string{"region"}, nil)
-	descFedEvents  = prometheus.NewDesc("brainy_federation_values_total", "Other regions' values applied here, by outcome: replaced (newer), conflict (concurrent), or batches refused for clock skew.", []string{"outcome"}, nil)
+	descFedEvents  = prometheus.NewDesc("brainy_federation_values_total", "Other regions' values applied here, by outcome: replaced (newer), conflict (concurrent); batches refused for clock skew; tombstones collected.", []string{"outcome"}, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -129,6 +129,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descFedEvents, prometheus.CounterValue, float64(f.Replaced), "replaced")
 		ch <- prometheus.MustNewConstMetric(descFedEvents, prometheus.CounterValue, float64(f.Conflicts), "conflict")
 		ch <- prometheus.MustNewConstMetric(descFedEvents, prometheus.CounterValue, float64(f.SkewRefused), "skew_refused")
+		ch <- prometheus.MustNewConstMetric(descFedEvents, prometheus.CounterValue, float64(f.TombstonesCollected), "tombstone_collected")
 	}
 }
 

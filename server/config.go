@@ -94,6 +94,10 @@ type Config struct {
 	// timestamps may be before their batches are refused
 	// (--max-clock-skew). Default core.DefaultMaxClockSkew (500 ms).
 	MaxClockSkew time.Duration
+	// RegionDeadAfter is how long deletes' tombstones are kept in a
+	// federation; a region away longer must be resynced from empty storage
+	// (--region-dead-after). Default 24 h (federation.Config).
+	RegionDeadAfter time.Duration
 	// ReplicationFactor is replicas per partition, fewer while the cluster
 	// has fewer nodes (--replication-factor). Default
 	// cluster.DefaultReplicationFactor (3); 1 to cluster.MaxReplicationFactor.
@@ -288,8 +292,8 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if c.MaxClockSkew < 0 || c.LogKeep < 0 {
-		errs = append(errs, errors.New("--max-clock-skew and --log-keep cannot be negative"))
+	if c.MaxClockSkew < 0 || c.LogKeep < 0 || c.RegionDeadAfter < 0 {
+		errs = append(errs, errors.New("--max-clock-skew, --log-keep and --region-dead-after cannot be negative"))
 	}
 	if c.MaxBodyBytes < 0 || c.MaxConnsPerIP < 0 || c.RateLimit < 0 || c.RateBurst < 0 {
 		errs = append(errs, errors.New("--max-body-bytes, --max-conns-per-ip, --rate-limit and --rate-burst cannot be negative"))

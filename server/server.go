@@ -239,7 +239,7 @@ func (s *Server) startFederation(ctx context.Context) error {
 	g.Meta = membership.Meta{ID: s.nodeID, QUICAddr: quic, HTTPAddr: s.cfg.HTTPAddr,
 		Zone: s.cfg.Zone, Region: s.cfg.Region, Role: "core"}
 	s.fed, err = federation.Start(ctx, federation.Config{Name: s.cfg.Federation, Region: s.cfg.Region,
-		Cluster: s.node, Server: s.qsrv, Client: s.qclient, Gossip: g, Logger: s.log})
+		Cluster: s.node, Server: s.qsrv, Client: s.qclient, Gossip: g, RegionDeadAfter: s.cfg.RegionDeadAfter, Logger: s.log})
 	return err
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -194,5 +195,43 @@ func TestFederationFormsAndReplicates(t *testing.T) {
 	var fed *nodestats.Federation = metrics(t, regions[0].nodes[0]).Federation
 	if fed.Replaced == 0 {
 		t.Fatalf("eu-west applied no other region's values: %+v", fed)
+	}
+}
+
+// TestFederationTombstonesCollected: deletes leave tombstones in every
+// region, and --region-dead-after later every region removes its own,
+// leaving the surviving items alone.
+func TestFederationTombstonesCollected(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two regions")
+	}
+	regions := startFederation(t, 201, []string{"eu-west", "us-east"}, []int{1, 1}, "--region-dead-after", "2s")
+	waitFederated(t, regions)
+	eu, us := regions[0].nodes[0], regions[1].nodes[0]
+	for i := range 40 {
+		if code, body := do(t, "PUT", eu.URL(fmt.Sprintf("/v1/items/k%d", i)), "application/json", `{"data":1}`); code != 201 {
+			t.Fatalf("put: %d %s", code, body)
+		}
+	}
+	waitConverged(t, []*coretest.Process{eu, us}, 30*time.Second)
+	for i := range 25 {
+		if code, body := do(t, "DELETE", eu.URL(fmt.Sprintf("/v1/items/k%d", i)), "", ""); code != 204 {
+			t.Fatalf("delete: %d %s", code, body)
+		}
+	}
+	state := waitConverged(t, []*coretest.Process{eu, us}, 30*time.Second)
+	if len(state) != 15 {
+		t.Fatalf("%d items after deleting 25 of 40", len(state))
+	}
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		for _, p := range []*coretest.Process{eu, us} {
+			if n := metrics(t, p).Federation.TombstonesCollected; n != 25 {
+				return false, fmt.Sprintf("%s collected %d tombstones", p.Addr, n)
+			}
+		}
+		return true, ""
+	})
+	if after := waitConverged(t, []*coretest.Process{eu, us}, 10*time.Second); !maps.Equal(after, state) {
+		t.Fatalf("collecting tombstones changed the items: %v, was %v", after, state)
 	}
 }

@@ -95,6 +95,7 @@ func flags(c *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.Var((*cliconfig.List)(&c.FederationPeers), "federation-peers", "comma-separated federation gossip `addresses` (host[:port], port "+port(federation.DefaultPort)+" when omitted) of cores of any region")
 	fs.IntVar(&c.LogKeep, "log-keep", 0, "applied raft entries each partition keeps for lagging replicas and regions catching up; 0 means 10000.\nA replica or region further behind copies the partition whole")
 	fs.StringVar(&c.FederationQUICAddr, "federation-quic-addr", "", "QUIC `host:port` other regions reach this node at, when not --quic-addr (a NAT or relay in between)")
+	fs.DurationVar(&c.RegionDeadAfter, "region-dead-after", 24*time.Hour, "in a federation, how long deletes' tombstones are kept: a region away longer must be resynced from empty storage")
 	fs.DurationVar(&c.MaxClockSkew, "max-clock-skew", core.DefaultMaxClockSkew, "how far ahead of this node's clock another region's timestamps may be before its batches are refused")
 	fs.IntVar(&c.ReplicationFactor, "replication-factor", cluster.DefaultReplicationFactor, "replicas per partition (fewer while the cluster has fewer nodes)")
 	fs.DurationVar(&c.DeadAfter, "dead-after", cluster.DefaultDeadAfter, "how long a node may be gone before its replicas are re-created elsewhere")

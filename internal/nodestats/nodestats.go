@@ -30,11 +30,14 @@ type Federation struct {
 	// here; Conflicts those concurrent with it (resolved by the later
 	// clock); SkewRefused the batches refused because their clock was
 	// ahead of this node's by more than --max-clock-skew; Received the
-	// batches applied through this node.
-	Replaced    uint64 `json:"replaced"`
-	Conflicts   uint64 `json:"conflicts"`
-	SkewRefused uint64 `json:"skewRefused"`
-	Received    uint64 `json:"received"`
+	// batches applied through this node; TombstonesCollected the
+	// tombstones removed, RegionDeadAfter after their deletes, by the
+	// partitions this node led.
+	Replaced            uint64 `json:"replaced"`
+	Conflicts           uint64 `json:"conflicts"`
+	SkewRefused         uint64 `json:"skewRefused"`
+	Received            uint64 `json:"received"`
+	TombstonesCollected uint64 `json:"tombstonesCollected"`
 }
 
 // Region is another region of the federation.
