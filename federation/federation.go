@@ -29,8 +29,11 @@
 //
 // Deletes leave tombstones, kept RegionDeadAfter (collect.go).
 //
-// Not yet here (docs/design/20261206_federation.md): digest resync (a compacted log sends the whole
-// partition), global reads and lists, blue/green sync, compression.
+// A region whose position a log no longer holds is resynced by digest
+// (link.resync, core/digest.go): only the ranges that differ cross.
+//
+// Not yet here (docs/design/20261206_federation.md): global reads and
+// lists, blue/green sync, compression.
 package federation
 
 import (
@@ -95,6 +98,7 @@ func Start(ctx context.Context, cfg Config) (*Federation, error) {
 	f.regionOf.Store(&map[string]string{})
 	cfg.Server.Handle(wire.MethodFedPosition, f.handlePosition)
 	cfg.Server.Handle(wire.MethodFedApply, f.handleApply)
+	cfg.Server.Handle(wire.MethodFedDigest, f.handleDigest)
 	cfg.Gossip.Logger = cfg.Logger
 	m, err := membership.Start(ctx, cfg.Gossip)
 	if err != nil {
@@ -216,8 +220,10 @@ type Region struct {
 	// values were applied here (of the last 16384 applied through this node).
 	InLagP50, InLagP99 time.Duration
 	// Sent counts the values applied there from this node; Batches the
-	// batches; Resyncs the partitions copied whole (see link.resync).
-	Sent, Batches, Resyncs uint64
+	// batches; Resyncs the partitions resynced by digest because the log
+	// no longer held the region's position (see link.resync), and
+	// ResyncSent the values those sent (of Sent).
+	Sent, Batches, Resyncs, ResyncSent uint64
 }
 
 // Regions lists the other regions this node knows, by name.
@@ -263,7 +269,7 @@ func (f *Federation) Stats() *nodestats.Federation {
 		TombstonesCollected: f.collected.Load()}
 	for _, r := range f.Regions() {
 		out.Regions = append(out.Regions, nodestats.Region{Name: r.Name, Nodes: r.Nodes, Healthy: r.Healthy,
-			RTTMs: ms(r.RTT), LagMs: ms(r.Lag), InLagP50Ms: ms(r.InLagP50), InLagP99Ms: ms(r.InLagP99), Sent: r.Sent, Resyncs: r.Resyncs})
+			RTTMs: ms(r.RTT), LagMs: ms(r.Lag), InLagP50Ms: ms(r.InLagP50), InLagP99Ms: ms(r.InLagP99), Sent: r.Sent, Resyncs: r.Resyncs, ResyncSent: r.ResyncSent})
 	}
 	return out
 }

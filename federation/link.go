@@ -40,6 +40,7 @@ type link struct {
 
 	rtt                    atomic.Int64 // nanoseconds
 	sent, batches, resyncs atomic.Uint64
+	resyncSent             atomic.Uint64  // values sent by resyncs
 	oldest                 []atomic.Int64 // per partition: hlc (ns) of the oldest value not yet acked, 0 if none
 }
 
@@ -294,14 +295,32 @@ func (l *link) noteOldest(p int, values []core.RemoteValue) {
 	l.oldest[p].Store(oldest)
 }
 
-// resync copies the whole partition to the region: the log no longer
-// holds where the region is. Every item and tombstone goes, as of one
-// consistent read, then the position moves to the copy's applied index.
-// (A digest exchange that sends only what differs is to come.)
+// resync brings the region's partition p up to this one's when the log no
+// longer holds where the region is: it compares the partition's digest
+// with the region's (core.PartitionDigest) and sends every item and
+// tombstone of the ranges that differ, as of one consistent read, then
+// moves the position to the applied index the digest reflects. A change
+// made after that index is in the log past it and streams as usual.
 func (l *link) resync(ctx context.Context, p int, acked uint64) error {
 	l.resyncs.Add(1)
-	l.f.log.Info("copying a whole partition to a region: its log no longer holds the region's position",
-		"peer_region", l.region, "partition", p, "position", acked)
+	remote, err := l.digest(ctx, p)
+	if err != nil {
+		return err
+	}
+	local, applied, err := l.f.core.PartitionDigest(ctx, p)
+	if err != nil {
+		return err
+	}
+	differ := make([]bool, len(local))
+	ranges := 0
+	for i := range local {
+		if local[i] != remote[i] {
+			differ[i] = true
+			ranges++
+		}
+	}
+	l.f.log.Info("resyncing a partition by digest: the log no longer holds the region's position",
+		"peer_region", l.region, "partition", p, "position", acked, "ranges_differing", ranges, "ranges", len(local))
 	var batch []core.RemoteValue
 	size := 0
 	flush := func(to uint64) error {
@@ -314,20 +333,45 @@ func (l *link) resync(ctx context.Context, p int, acked uint64) error {
 			return fmt.Errorf("federation: region %s refused a copy of partition %d as a gap", l.region, p)
 		}
 		l.sent.Add(uint64(len(batch)))
+		l.resyncSent.Add(uint64(len(batch)))
 		batch, size = batch[:0], 0
 		return nil
 	}
-	applied, err := l.f.core.PartitionValues(ctx, p, func(v core.RemoteValue) error {
-		batch = append(batch, v)
-		if size += v.Size(); size >= l.f.cfg.BatchBytes {
-			return flush(0)
+	if ranges > 0 {
+		// A second read, as of a later state: what changed since the
+		// digest is newer and merges the same way; the position moves only
+		// to the digest's index.
+		if _, err := l.f.core.PartitionValues(ctx, p, func(v core.RemoteValue) error {
+			if !differ[core.DigestBucket(v.Tenant, v.ID)] {
+				return nil
+			}
+			batch = append(batch, v)
+			if size += v.Size(); size >= l.f.cfg.BatchBytes {
+				return flush(0)
+			}
+			return nil
+		}); err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	return flush(applied)
+}
+
+// digest asks the region for partition p's digest.
+func (l *link) digest(ctx context.Context, p int) ([]uint64, error) {
+	req := codec.AppendString(appendHeader(nil, false, p), l.f.cfg.Region)
+	out, err := l.call(ctx, wire.MethodFedDigest, req)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) != 8*core.DigestBuckets {
+		return nil, fmt.Errorf("federation: a digest of %d bytes from region %s", len(out), l.region)
+	}
+	d := make([]uint64, core.DigestBuckets)
+	for i := range d {
+		d[i] = binary.LittleEndian.Uint64(out[8*i:])
+	}
+	return d, nil
 }
 
 // position asks the region how far it has applied partition p's log.
@@ -407,7 +451,7 @@ func (l *link) status() Region {
 		Healthy: len(l.addrs) > 0 && (l.lastErr.IsZero() || l.lastOK.After(l.lastErr))}
 	l.mu.Unlock()
 	r.RTT = time.Duration(l.rtt.Load())
-	r.Sent, r.Batches, r.Resyncs = l.sent.Load(), l.batches.Load(), l.resyncs.Load()
+	r.Sent, r.Batches, r.Resyncs, r.ResyncSent = l.sent.Load(), l.batches.Load(), l.resyncs.Load(), l.resyncSent.Load()
 	now := time.Now().UnixNano()
 	for p := range l.oldest {
 		if o := l.oldest[p].Load(); o != 0 && now > o {

@@ -21,6 +21,8 @@ import (
 //	MethodFedApply     request: flags byte, uvarint partition, core.Command (OpReplicate)
 //	                   answer:  status byte (0 applied, 1 gap), uvarint position,
 //	                            uvarint replaced, conflicts, skipped
+//	MethodFedDigest    request: flags byte, uvarint partition, string source region
+//	                   answer:  core.DigestBuckets × uint64 little-endian
 //
 // flagForwarded marks a request a region's node passed to the partition's
 // leader in its region: it is never passed on again (one hop, no loops).
@@ -118,6 +120,36 @@ func (f *Federation) handlePosition(ctx context.Context, peer *transport.Peer, r
 		return nil, itemrpc.Error(err)
 	}
 	return binary.AppendUvarint(nil, pos), nil
+}
+
+// handleDigest answers a partition's digest (core.PartitionDigest), from
+// any replica here: a stale one only makes more ranges differ.
+func (f *Federation) handleDigest(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
+	r, err := decodeRequest(req, f.core.Partitions())
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	d := codec.Decoder{B: r.rest, Fail: errBadRequest}
+	source := d.String()
+	if d.Err != nil || len(d.B) != 0 {
+		return nil, itemrpc.Error(errBadRequest)
+	}
+	if err := f.checkCaller(peer, source, r.forwarded); err != nil {
+		return nil, err
+	}
+	digest, _, err := f.core.PartitionDigest(ctx, r.part)
+	if errors.Is(err, core.ErrNotHere) {
+		answer, _, ferr := f.toLeader(ctx, wire.MethodFedDigest, r, req)
+		return answer, ferr
+	}
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	out := make([]byte, 0, 8*len(digest))
+	for _, h := range digest {
+		out = binary.LittleEndian.AppendUint64(out, h)
+	}
+	return out, nil
 }
 
 func (f *Federation) handleApply(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {

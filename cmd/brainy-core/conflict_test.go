@@ -167,28 +167,34 @@ func tryDo(method, url, contentType, body string) (int, []byte, error) {
 	return resp.StatusCode, b, err
 }
 
-// dumpItems lists every item of the default tenant at p: id → version and
-// data.
+// dumpItems lists every item of the default tenant at p, page by page:
+// id → version and data.
 func dumpItems(t testing.TB, p *coretest.Process) (map[string]string, bool) {
-	code, body := do(t, "GET", p.URL("/v1/items?limit=1000"), "", "")
-	if code != 200 {
-		return nil, false
-	}
-	var page struct {
-		Items []struct {
-			ID, Version string
-			Data        json.RawMessage
-		}
-		Cursor string
-	}
-	if err := json.Unmarshal(body, &page); err != nil || page.Cursor != "" {
-		t.Fatalf("list at %s: %v (cursor %q)", p.Addr, err, page.Cursor)
-	}
 	out := map[string]string{}
-	for _, it := range page.Items {
-		out[it.ID] = it.Version + " " + string(it.Data)
+	cursor := ""
+	for {
+		code, body := do(t, "GET", p.URL("/v1/items?limit=1000&cursor="+cursor), "", "")
+		if code != 200 {
+			return nil, false
+		}
+		var page struct {
+			Items []struct {
+				ID, Version string
+				Data        json.RawMessage
+			}
+			Cursor string
+		}
+		if err := json.Unmarshal(body, &page); err != nil {
+			t.Fatalf("list at %s: %v", p.Addr, err)
+		}
+		for _, it := range page.Items {
+			out[it.ID] = it.Version + " " + string(it.Data)
+		}
+		if page.Cursor == "" {
+			return out, true
+		}
+		cursor = page.Cursor
 	}
-	return out, true
 }
 
 // waitConverged waits until every node lists the same items, with the same
@@ -361,7 +367,8 @@ func TestFederationConflictsConverge(t *testing.T) {
 // TestFederationRegionReturns: a region killed while the others take
 // writes catches up by itself once restarted — from its positions, or,
 // when the others' logs no longer hold them (a small --log-keep), by a
-// whole copy of the partitions — and the regions converge. A region cut
+// digest resync that sends only the ranges that differ — and the regions
+// converge. A region cut
 // off by the network instead (its relay and its traffic at the others'
 // relays dropped), taking conflicting writes of its own meanwhile,
 // converges with the others once the link heals.
@@ -380,6 +387,16 @@ func TestFederationRegionReturns(t *testing.T) {
 			t.Logf("seed %d (replay with BRAINY_FED_SEED=%d)", seed, seed)
 			b := regions[1]
 			bAddr := fmt.Sprintf("127.0.0.%d", tc.base+1)
+			const seeded = 1000 // items every region holds before the split
+			if tc.name == "compacted" {
+				a := regions[0].nodes[0]
+				for i := range seeded {
+					if code, body := do(t, "PUT", a.URL(fmt.Sprintf("/v1/items/base%d", i)), "application/json", `{"data":{"base":true}}`); code != 201 {
+						t.Fatalf("seeding: %d %s", code, body)
+					}
+				}
+				waitConverged(t, []*coretest.Process{a, b.nodes[0], regions[2].nodes[0]}, 60*time.Second)
+			}
 			targets := map[string]*coretest.Process{regions[0].name: regions[0].nodes[0], regions[2].name: regions[2].nodes[0]}
 			if tc.name == "cut" {
 				relays[bAddr].Cut(true)
@@ -411,16 +428,26 @@ func TestFederationRegionReturns(t *testing.T) {
 			if len(state) == 0 {
 				t.Fatal("nothing to catch up: the load wrote nothing")
 			}
-			resyncs := uint64(0)
+			resyncs, resyncSent := uint64(0), uint64(0)
 			for _, r := range []*fedRegion{regions[0], regions[2]} {
 				for _, o := range metrics(t, r.nodes[0]).Federation.Regions {
 					if o.Name == b.name {
 						resyncs += o.Resyncs
+						resyncSent += o.ResyncSent
 					}
 				}
 			}
 			if want := tc.name == "compacted"; (resyncs > 0) != want {
-				t.Fatalf("%d partitions copied whole to %s; want copies: %v", resyncs, b.name, want)
+				t.Fatalf("%d partitions resynced to %s; want resyncs: %v", resyncs, b.name, want)
+			}
+			if tc.name == "compacted" {
+				// Only the ranges that differ cross: the items written while
+				// b was away (and any sharing their digest ranges), from each
+				// of the two regions, not the seeded ones b already held.
+				t.Logf("resyncs sent %d values for %d items (%d seeded)", resyncSent, len(state), seeded)
+				if resyncSent == 0 || resyncSent >= seeded {
+					t.Fatalf("resyncs sent %d values to %s, which held %d of the %d items already", resyncSent, b.name, seeded, len(state))
+				}
 			}
 		})
 	}

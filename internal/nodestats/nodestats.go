@@ -54,10 +54,13 @@ type Region struct {
 	InLagP50Ms float64 `json:"in_lag_p50_ms"`
 	InLagP99Ms float64 `json:"in_lag_p99_ms"`
 	// Sent counts the values this node sent that it applied; Resyncs the
-	// partitions copied whole to it, because this node's raft log no longer
-	// held the region's position (its logs keep --log-keep entries).
+	// partitions resynced to it by digest, because this node's raft log no
+	// longer held the region's position (its logs keep --log-keep entries).
 	Sent    uint64 `json:"sent"`
 	Resyncs uint64 `json:"resyncs"`
+	// ResyncSent counts the values of Sent that resyncs sent: the items of
+	// the ranges whose digests differed.
+	ResyncSent uint64 `json:"resyncSent"`
 }
 
 // Partition is one partition's raft group as a replica sees it.

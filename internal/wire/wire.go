@@ -274,6 +274,9 @@ const (
 	MethodFedPosition uint16 = 130
 	// MethodFedApply delivers a batch of another region's item values.
 	MethodFedApply uint16 = 131
+	// MethodFedDigest asks for a partition's digest, to resync it by the
+	// ranges that differ.
+	MethodFedDigest uint16 = 135
 )
 
 // Idempotent reports whether sending a request of method twice does no
