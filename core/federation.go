@@ -351,3 +351,29 @@ type ReplicationStats struct {
 func (n *Node) ReplicationStats() ReplicationStats {
 	return ReplicationStats{Replaced: n.ops.replicated.Load(), Conflicts: n.ops.conflicts.Load(), SkewRefused: n.ops.skewRefused.Load()}
 }
+
+// ItemVersion reads tenant's item id as this region holds it, deletes
+// included: its record's clock time and origin, whether that is a
+// tombstone, and found false when there is neither. It is linearizable
+// like Get (a read barrier first, unless ctx allows stale reads), and a
+// node holding no replica of the item's partition answers ErrNotHere.
+func (n *Node) ItemVersion(ctx context.Context, tenant, id string) (hlc uint64, origin string, deleted, found bool, err error) {
+	lim := &n.cfg.Limits
+	if err := errors.Join(lim.CheckTenant(tenant), lim.CheckID(id)); err != nil {
+		return 0, "", false, false, firstInvalid(err)
+	}
+	part := PartitionOf(tenant, id, n.nparts)
+	if err := n.readable(ctx, []int{part}); err != nil {
+		return 0, "", false, false, err
+	}
+	var kb []byte
+	v, ok, err := n.storedValue(ctx, part, tenant, id, &kb)
+	if err != nil || !ok {
+		return 0, "", false, false, err
+	}
+	var r record
+	if err := r.decode(v.Record); err != nil {
+		return 0, "", false, false, err
+	}
+	return r.hlc, r.origin, v.Deleted, true, nil
+}

@@ -32,8 +32,10 @@
 // A region whose position a log no longer holds is resynced by digest
 // (link.resync, core/digest.go): only the ranges that differ cross.
 //
-// Not yet here (docs/design/20261206_federation.md): global reads and
-// lists, blue/green sync, compression.
+// Reads and lists may ask every region (global.go).
+//
+// Not yet here (docs/design/20261206_federation.md): blue/green sync,
+// compression.
 package federation
 
 import (
@@ -99,6 +101,8 @@ func Start(ctx context.Context, cfg Config) (*Federation, error) {
 	cfg.Server.Handle(wire.MethodFedPosition, f.handlePosition)
 	cfg.Server.Handle(wire.MethodFedApply, f.handleApply)
 	cfg.Server.Handle(wire.MethodFedDigest, f.handleDigest)
+	cfg.Server.Handle(wire.MethodFedVersion, f.handleVersion)
+	cfg.Server.Handle(wire.MethodFedList, f.handleList)
 	cfg.Gossip.Logger = cfg.Logger
 	m, err := membership.Start(ctx, cfg.Gossip)
 	if err != nil {

@@ -63,6 +63,16 @@ func appendPage(dst []byte, p *item.Page) []byte {
 		dst = append(dst, `,"cursor":`...)
 		dst = jsontext.AppendQuote(dst, p.Cursor)
 	}
+	if p.Partial {
+		dst = append(dst, `,"partial":true,"missing":[`...)
+		for i, r := range p.Missing {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = jsontext.AppendQuote(dst, r)
+		}
+		dst = append(dst, ']')
+	}
 	return append(dst, '}')
 }
 

@@ -45,6 +45,8 @@ func classify(err error) apiError {
 		return apiError{fasthttp.StatusServiceUnavailable, "shutting_down", "the server is shutting down"}
 	case errors.Is(err, item.ErrOutcomeUnknown):
 		return apiError{fasthttp.StatusServiceUnavailable, "outcome_unknown", trimPrefix(err.Error())}
+	case errors.Is(err, item.ErrNotEverywhere):
+		return apiError{fasthttp.StatusGatewayTimeout, "not_everywhere", trimPrefix(err.Error())}
 	case errors.Is(err, item.ErrUnavailable):
 		return apiError{fasthttp.StatusServiceUnavailable, "unavailable", trimPrefix(err.Error())}
 	case errors.Is(err, context.DeadlineExceeded):

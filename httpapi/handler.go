@@ -443,7 +443,7 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 		h.serveAdd(ctx, tenant)
 		return
 	}
-	if h.unknownParam(ctx, "type", "cursor", "limit", "consistency") {
+	if h.unknownParam(ctx, "type", "cursor", "limit", "consistency", "scope") {
 		return
 	}
 	args := ctx.QueryArgs()
@@ -459,6 +459,14 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 	rctx, err := readConsistency(ctx)
 	if err != nil {
 		h.writeError(ctx, err)
+		return
+	}
+	switch s := string(args.Peek("scope")); s {
+	case "", "region":
+	case "global":
+		rctx = item.WithGlobalScope(rctx)
+	default:
+		h.writeError(ctx, item.Invalid("invalid_scope", "scope must be region or global, not %q", s))
 		return
 	}
 	page, err := h.be.List(rctx, tenant, opts)
@@ -938,7 +946,9 @@ func readConsistency(ctx *fasthttp.RequestCtx) (context.Context, error) {
 		return context.Background(), nil
 	case "stale":
 		return item.WithStaleReads(context.Background()), nil
+	case "global":
+		return item.WithGlobalReads(context.Background()), nil
 	default:
-		return nil, item.Invalid("invalid_consistency", "consistency must be strong or stale, not %q", c)
+		return nil, item.Invalid("invalid_consistency", "consistency must be strong, stale or global, not %q", c)
 	}
 }

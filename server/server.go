@@ -372,6 +372,23 @@ type federated struct {
 	fed *federation.Federation
 }
 
+// Get reads in this region, or, for ?consistency=global, once every
+// reachable region holds the item's latest version.
+func (f federated) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
+	if item.GlobalReads(ctx) {
+		return f.fed.GetGlobal(ctx, tenant, id)
+	}
+	return f.Node.Get(ctx, tenant, id)
+}
+
+// List lists this region's items, or, for ?scope=global, every region's.
+func (f federated) List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error) {
+	if item.GlobalScope(ctx) {
+		return f.fed.ListGlobal(ctx, tenant, opts)
+	}
+	return f.Node.List(ctx, tenant, opts)
+}
+
 func (f federated) Metrics() nodestats.Snapshot {
 	s := f.Node.Metrics()
 	s.Federation = f.fed.Stats()

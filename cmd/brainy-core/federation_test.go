@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -233,5 +234,80 @@ func TestFederationTombstonesCollected(t *testing.T) {
 	})
 	if after := waitConverged(t, []*coretest.Process{eu, us}, 10*time.Second); !maps.Equal(after, state) {
 		t.Fatalf("collecting tombstones changed the items: %v, was %v", after, state)
+	}
+}
+
+// TestFederationGlobalReads: a read with ?consistency=global returns only
+// once every reachable region holds the version it returns (so a regional
+// read anywhere then sees it), and leaves out a region cut off; a list
+// with ?scope=global merges every region's items, and names the regions
+// that did not answer.
+func TestFederationGlobalReads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three regions behind WAN relays")
+	}
+	regions, relays := wanFederation(t, 221, []string{"eu-west", "us-east", "ap-south"}, 60*time.Millisecond)
+	eu, us, ap := regions[0].nodes[0], regions[1].nodes[0], regions[2].nodes[0]
+	for i := range 5 {
+		id := fmt.Sprintf("g%d", i)
+		if code, body := do(t, "PUT", eu.URL("/v1/items/"+id), "application/json", fmt.Sprintf(`{"data":%d}`, i)); code != 201 {
+			t.Fatalf("put: %d %s", code, body)
+		}
+		code, _, version := readItem(t, eu, id+"?consistency=global")
+		if code != 200 {
+			t.Fatalf("global read of %s: %d", id, code)
+		}
+		// No waiting here: the global read already did.
+		for _, p := range []*coretest.Process{us, ap} {
+			if c, _, v := readItem(t, p, id); c != 200 || versionAfter(version, v) {
+				t.Fatalf("%s after a global read of version %s: %d, version %q", p.Addr, version, c, v)
+			}
+		}
+	}
+	// ap-south cut off: global reads leave it out, global lists name it.
+	apAddr := "127.0.0.223"
+	relays[apAddr].Cut(true)
+	for addr, r := range relays {
+		if addr != apAddr {
+			r.CutFrom(netip.MustParseAddr(apAddr), true)
+		}
+	}
+	if code, body := do(t, "PUT", ap.URL("/v1/items/ap-only"), "application/json", `{"data":"ap"}`); code != 201 {
+		t.Fatalf("put in the cut region: %d %s", code, body)
+	}
+	if code, body := do(t, "PUT", eu.URL("/v1/items/g0"), "application/json", `{"data":"new"}`); code != 200 {
+		t.Fatalf("put: %d %s", code, body)
+	}
+	if code, data, _ := readItem(t, eu, "g0?consistency=global"); code != 200 || data != `"new"` {
+		t.Fatalf("global read with a region cut off: %d %s", code, data)
+	}
+	var page struct {
+		Items   []struct{ ID, Version string }
+		Partial bool
+		Missing []string
+	}
+	code, body := do(t, "GET", eu.URL("/v1/items?scope=global"), "", "")
+	if err := json.Unmarshal(body, &page); code != 200 || err != nil {
+		t.Fatalf("global list: %d %s", code, body)
+	}
+	if !page.Partial || !slices.Equal(page.Missing, []string{"ap-south"}) || len(page.Items) != 5 {
+		t.Fatalf("global list with ap-south cut off: %s", body)
+	}
+	relays[apAddr].Cut(false)
+	for addr, r := range relays {
+		if addr != apAddr {
+			r.CutFrom(netip.MustParseAddr(apAddr), false)
+		}
+	}
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		code, body := do(t, "GET", us.URL("/v1/items?scope=global"), "", "")
+		page.Partial, page.Missing = false, nil
+		if err := json.Unmarshal(body, &page); code != 200 || err != nil {
+			return false, fmt.Sprintf("%d %s", code, body)
+		}
+		return !page.Partial && len(page.Items) == 6, string(body)
+	})
+	if code, body := do(t, "GET", eu.URL("/v1/items?scope=everywhere"), "", ""); code != 400 {
+		t.Fatalf("a bad scope: %d %s", code, body)
 	}
 }

@@ -26,6 +26,9 @@ var (
 	// Idempotency-Key or a condition (If-Match, If-None-Match: *). It is
 	// an ErrUnavailable too.
 	ErrOutcomeUnknown = fmt.Errorf("%w: outcome unknown", ErrUnavailable)
+	// ErrNotEverywhere: a global read's version had not reached every
+	// reachable region when its time ran out (HTTP 504).
+	ErrNotEverywhere = errors.New("brainy: the latest version has not reached every region")
 )
 
 // InvalidError describes bad input. Code is a stable, machine-readable

@@ -84,6 +84,10 @@ type Page struct {
 	Items []*Item `json:"items"`
 	// Cursor is empty on the last page.
 	Cursor string `json:"cursor,omitempty"`
+	// Partial marks a list of every region (GlobalScope) that some
+	// regions, named in Missing, did not answer.
+	Partial bool     `json:"partial,omitempty"`
+	Missing []string `json:"missing,omitempty"`
 }
 
 const (

@@ -277,6 +277,12 @@ const (
 	// MethodFedDigest asks for a partition's digest, to resync it by the
 	// ranges that differ.
 	MethodFedDigest uint16 = 135
+	// MethodFedVersion asks a region which version of an item it holds,
+	// deletes included (global reads).
+	MethodFedVersion uint16 = 136
+	// MethodFedList asks a region for a page of a tenant's items (global
+	// lists).
+	MethodFedList uint16 = 137
 )
 
 // Idempotent reports whether sending a request of method twice does no

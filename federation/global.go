@@ -1,0 +1,362 @@
+package federation
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/soullabs/brainy/core"
+	"github.com/soullabs/brainy/internal/codec"
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/wire"
+	"github.com/soullabs/brainy/itemrpc"
+	"github.com/soullabs/brainy/transport"
+)
+
+// Global reads and lists: the guide's "clusters coordinate for global
+// queries". A read is regional by default; these ask every region.
+//
+//	MethodFedVersion  request: flags byte, uvarint partition, string source region,
+//	                           string tenant, string id
+//	                  answer:  byte state (0 none, 1 live, 2 deleted), uvarint hlc, string origin
+//	MethodFedList     request: flags byte, uvarint 0, string source region,
+//	                           bytes wire.Request (a List)
+//	                  answer:  wire.AppendPage
+//
+// A global read (?consistency=global) asks every region which version of
+// the item it holds, takes the latest (by clock time, then region: the
+// conflict rule), and waits until every region that answers holds it or
+// something later, asking again every GlobalPoll; then it reads the item
+// here. A region that does not answer (GlobalCallTimeout) is left out for
+// the rest of the read: reachable regions only.
+// Deletes count: a region holding a tombstone holds a version.
+
+// GlobalPoll is how often a global read asks the regions again while
+// waiting for its version to reach them all.
+const GlobalPoll = 20 * time.Millisecond
+
+// GlobalCallTimeout bounds one region's answer to a global read or list:
+// a region that does not answer in time is left out, as unreachable.
+const GlobalCallTimeout = time.Second
+
+// DefaultGlobalTimeout bounds a global read or list whose context has no
+// deadline.
+const DefaultGlobalTimeout = 5 * time.Second
+
+
+// itemVersion is an item's version as one region holds it.
+type itemVersion struct {
+	found, deleted bool
+	hlc            uint64
+	origin         string
+}
+
+// after reports whether v is later than w by the conflict rule.
+func (v itemVersion) after(w itemVersion) bool {
+	switch {
+	case !v.found:
+		return false
+	case !w.found:
+		return true
+	case v.hlc != w.hlc:
+		return v.hlc > w.hlc
+	}
+	return v.origin > w.origin
+}
+
+func (v itemVersion) String() string {
+	switch {
+	case !v.found:
+		return "none"
+	case v.deleted:
+		return "deleted at " + core.FormatVersion(v.hlc, v.origin)
+	}
+	return core.FormatVersion(v.hlc, v.origin)
+}
+
+// GetGlobal reads tenant's item id once every reachable region holds its
+// latest version (or a later one). It answers item.ErrNotEverywhere,
+// naming the regions behind, when ctx (or DefaultGlobalTimeout) ends first.
+func (f *Federation) GetGlobal(ctx context.Context, tenant, id string) (*item.Item, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultGlobalTimeout)
+		defer cancel()
+	}
+	req := codec.AppendString(codec.AppendString(codec.AppendString(
+		appendHeader(nil, false, core.PartitionOf(tenant, id, f.core.Partitions())), f.cfg.Region), tenant), id)
+	var latest itemVersion
+	gone := map[string]bool{}
+	for {
+		versions, err := askAll(f, ctx, wire.MethodFedVersion, req, decodeVersion, gone)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range versions {
+			if v.err != nil {
+				gone[v.region] = true // unreachable: not waited for
+			}
+		}
+		var behind []string
+		for _, v := range versions {
+			if v.err == nil && v.answer.after(latest) {
+				latest = v.answer
+			}
+		}
+		for _, v := range versions {
+			if v.err == nil && latest.after(v.answer) {
+				behind = append(behind, v.region+" ("+v.answer.String()+")")
+			}
+		}
+		if len(behind) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: the latest is %s; behind: %s", item.ErrNotEverywhere, latest, strings.Join(behind, ", "))
+		case <-time.After(GlobalPoll):
+		}
+	}
+	return f.cfg.Cluster.Get(ctx, tenant, id)
+}
+
+// answer is one region's answer to askAll.
+type answer[T any] struct {
+	region string
+	answer T
+	err    error
+}
+
+// askAll sends req to this region (through the partition's leader) and
+// to every other region not in skip at once, and decodes the answers. A
+// region that fails, or does not answer within GlobalCallTimeout, is
+// reported with its error; only this region's failure fails the call.
+func askAll[T any](f *Federation, ctx context.Context, method uint16, req []byte, decode func([]byte) (T, error), skip map[string]bool) ([]answer[T], error) {
+	links := slices.DeleteFunc(f.allLinks(), func(l *link) bool { return skip[l.region] })
+	out := make([]answer[T], len(links)+1)
+	var wg sync.WaitGroup
+	for i, l := range links {
+		wg.Go(func() {
+			out[i+1].region = l.region
+			ctx, cancel := context.WithTimeout(ctx, GlobalCallTimeout)
+			defer cancel()
+			b, err := l.call(ctx, method, req)
+			if err == nil {
+				out[i+1].answer, err = decode(b)
+			}
+			out[i+1].err = err
+		})
+	}
+	out[0].region = f.cfg.Region
+	b, err := f.serve(ctx, method, req)
+	if err == nil {
+		out[0].answer, err = decode(b)
+	}
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// serve answers one of the global methods for this node itself.
+func (f *Federation) serve(ctx context.Context, method uint16, req []byte) ([]byte, error) {
+	switch method {
+	case wire.MethodFedVersion:
+		return f.version(ctx, req)
+	case wire.MethodFedList:
+		return f.list(ctx, req)
+	}
+	return nil, fmt.Errorf("federation: method %d is not a global read", method)
+}
+
+func (f *Federation) handleVersion(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
+	r, err := decodeRequest(req, f.core.Partitions())
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	d := codec.Decoder{B: r.rest, Fail: errBadRequest}
+	source := d.String()
+	if d.Err != nil {
+		return nil, itemrpc.Error(errBadRequest)
+	}
+	if err := f.checkCaller(peer, source, r.forwarded); err != nil {
+		return nil, err
+	}
+	return f.version(ctx, req)
+}
+
+// version answers MethodFedVersion from the partition's leader in this
+// region, passing the request there if need be.
+func (f *Federation) version(ctx context.Context, req []byte) ([]byte, error) {
+	r, err := decodeRequest(req, f.core.Partitions())
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	d := codec.Decoder{B: r.rest, Fail: errBadRequest}
+	_ = d.String() // the source, checked by the handler
+	tenant, id := d.String(), d.String()
+	if d.Err != nil || len(d.B) != 0 || core.PartitionOf(tenant, id, f.core.Partitions()) != r.part {
+		return nil, itemrpc.Error(errBadRequest)
+	}
+	if answer, here, err := f.toLeader(ctx, wire.MethodFedVersion, r, req); !here {
+		return answer, err
+	}
+	hlc, origin, deleted, found, err := f.core.ItemVersion(ctx, tenant, id)
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	state := byte(0)
+	switch {
+	case found && deleted:
+		state = 2
+	case found:
+		state = 1
+	}
+	return codec.AppendString(binary.AppendUvarint([]byte{state}, hlc), origin), nil
+}
+
+func decodeVersion(b []byte) (itemVersion, error) {
+	d := codec.Decoder{B: b, Fail: errBadRequest}
+	state := d.Byte()
+	v := itemVersion{found: state != 0, deleted: state == 2, hlc: d.Uvarint(), origin: d.String()}
+	if d.Err != nil || len(d.B) != 0 || state > 2 {
+		return itemVersion{}, errors.New("federation: malformed version answer")
+	}
+	return v, nil
+}
+
+// ListGlobal lists tenant's items in every region and merges the pages:
+// ordered by id, one entry per id (the later version where regions
+// differ), and a cursor that works for the next page in every region.
+// Regions that do not answer are named in Missing, the page Partial.
+func (f *Federation) ListGlobal(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultGlobalTimeout)
+		defer cancel()
+	}
+	lr := &wire.Request{Tenant: tenant, List: opts, Stale: item.StaleReads(ctx)}
+	req := codec.AppendBytes(codec.AppendString(appendHeader(nil, false, 0), f.cfg.Region), wire.AppendRequest(nil, lr))
+	pages, err := askAll(f, ctx, wire.MethodFedList, req, wire.DecodePage, nil)
+	if err != nil {
+		return nil, err
+	}
+	var ok []*item.Page
+	var missing []string
+	for _, p := range pages {
+		if p.err != nil {
+			missing = append(missing, p.region)
+			continue
+		}
+		ok = append(ok, p.answer)
+	}
+	out := mergeRegionPages(ok, opts.Limit)
+	if len(missing) > 0 {
+		out.Partial, out.Missing = true, missing
+	}
+	return out, nil
+}
+
+// mergeRegionPages merges pages of the same list in several regions: the
+// same ids may be in several, with different versions while a write
+// travels. Like a cluster's merge (cluster.mergePages), it stops at the
+// end of the shortest page that has more to come.
+func mergeRegionPages(pages []*item.Page, limit int) *item.Page {
+	if limit <= 0 {
+		limit = item.DefaultListLimit
+	}
+	byID := map[string]*item.Item{}
+	more, bounded, end := false, false, ""
+	for _, p := range pages {
+		for _, it := range p.Items {
+			if o, ok := byID[it.ID]; !ok || versionAfter(it.Version, o.Version) {
+				byID[it.ID] = it
+			}
+		}
+		if p.Cursor == "" {
+			continue
+		}
+		more = true
+		if n := len(p.Items); n > 0 && (!bounded || p.Items[n-1].ID < end) {
+			bounded, end = true, p.Items[n-1].ID
+		}
+	}
+	all := make([]*item.Item, 0, len(byID))
+	for _, it := range byID {
+		all = append(all, it)
+	}
+	slices.SortFunc(all, func(a, b *item.Item) int { return cmp.Compare(a.ID, b.ID) })
+	out := &item.Page{Items: []*item.Item{}}
+	var budget core.PageBudget
+	for _, it := range all {
+		if len(out.Items) == limit || bounded && it.ID > end || !budget.Add(it) {
+			more = true
+			break
+		}
+		out.Items = append(out.Items, it)
+	}
+	if more && len(out.Items) > 0 {
+		out.Cursor = core.ListCursor(out.Items[len(out.Items)-1].ID)
+	}
+	return out
+}
+
+// versionAfter reports whether version a ("<time base 36>.<region>") is
+// later than b by the conflict rule.
+func versionAfter(a, b string) bool {
+	ah, ar, _ := strings.Cut(a, ".")
+	bh, br, _ := strings.Cut(b, ".")
+	an, _ := strconv.ParseUint(ah, 36, 64)
+	bn, _ := strconv.ParseUint(bh, 36, 64)
+	if an != bn {
+		return an > bn
+	}
+	return ar > br
+}
+
+func (f *Federation) handleList(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
+	r, err := decodeRequest(req, f.core.Partitions())
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	d := codec.Decoder{B: r.rest, Fail: errBadRequest}
+	source := d.String()
+	if d.Err != nil {
+		return nil, itemrpc.Error(errBadRequest)
+	}
+	if err := f.checkCaller(peer, source, r.forwarded); err != nil {
+		return nil, err
+	}
+	return f.list(ctx, req)
+}
+
+// list answers MethodFedList with this region's page (the cluster lists
+// across its nodes).
+func (f *Federation) list(ctx context.Context, req []byte) ([]byte, error) {
+	r, err := decodeRequest(req, f.core.Partitions())
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	d := codec.Decoder{B: r.rest, Fail: errBadRequest}
+	_ = d.String() // the source, checked by the handler
+	lr, err := wire.DecodeRequest(d.Bytes())
+	if d.Err != nil || len(d.B) != 0 || err != nil {
+		return nil, itemrpc.Error(errBadRequest)
+	}
+	if lr.Stale {
+		ctx = item.WithStaleReads(ctx)
+	}
+	p, err := f.cfg.Cluster.List(ctx, lr.Tenant, lr.List)
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	return wire.AppendPage(nil, p), nil
+}
