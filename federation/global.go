@@ -50,7 +50,6 @@ const GlobalCallTimeout = time.Second
 // deadline.
 const DefaultGlobalTimeout = 5 * time.Second
 
-
 // itemVersion is an item's version as one region holds it.
 type itemVersion struct {
 	found, deleted bool
