@@ -22,6 +22,10 @@ const (
 	// OpReplicate applies other regions' item values to this region
 	// (federation): see Command.Values and stateMachine.applyReplicated.
 	OpReplicate Op = 5
+	// OpSyncState stores a blue/green follower's position in one blue
+	// partition (ID names it, Data holds it) in this partition's key range:
+	// see core/sync.go.
+	OpSyncState Op = 6
 )
 
 // Command is one write, as it travels through the log. Everything the apply
@@ -212,7 +216,7 @@ func (c *Command) decode(b []byte) error {
 	if d.Err != nil || len(d.B) != 0 {
 		return errBadCommand
 	}
-	if c.Op < OpCreate || c.Op > OpReplicate || (c.Op == OpReplicate && format < 2) {
+	if c.Op < OpCreate || c.Op > OpSyncState || (c.Op == OpReplicate && format < 2) {
 		return fmt.Errorf("%w: unknown op %d", errBadCommand, c.Op)
 	}
 	return nil
