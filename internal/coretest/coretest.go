@@ -14,6 +14,7 @@
 //	131-133, 161-163, 171-173  cmd/brainy-core TestFederationRegionReturns
 //	181-182, 189      cmd/brainy-core BenchmarkFederation
 //	191-192  cmd/brainy-edge TestEdgeSeesOtherRegionsWrites
+//	211-219  cmd/brainy-core blue/green sync tests (sync_test.go)
 package coretest
 
 import (
