@@ -212,3 +212,90 @@ func TestSyncBlueGreen(t *testing.T) {
 		t.Fatalf("%d items, %d writes: the churn deleted nothing", len(want), writes.Load())
 	}
 }
+
+// startCluster starts n nodes named name-i at 127.0.0.<base+i>, joined
+// through the first.
+func startCluster(t *testing.T, dir, name string, base, n int, args ...string) []*coretest.Process {
+	t.Helper()
+	var nodes []*coretest.Process
+	for i := range n {
+		addr := fmt.Sprintf("127.0.0.%d", base+i)
+		a := append([]string{"--bind", addr, "--storage", filepath.Join(dir, addr), "--node-id", fmt.Sprintf("%s-%d", name, i),
+			"--cluster-name", name}, args...)
+		if i > 0 {
+			a = append(a, "--peers", nodes[0].GossipAddr)
+		}
+		nodes = append(nodes, coretest.StartCore(t, bin, nil, a...))
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range nodes {
+				t.Logf("log of %s:\n%s", p.Addr, tail(p.Log(), 30))
+			}
+		}
+	})
+	return nodes
+}
+
+// TestSyncClusters: a blue cluster of three nodes followed by a green one
+// of three, every green node given a blue node that leads few partitions
+// (so most reads are forwarded once). Each blue partition is pulled by
+// exactly one green node, the pulls are spread over green's nodes, values
+// reach green partitions led elsewhere (MethodSyncApply), and once blue's
+// writes stop every green node reports lag 0 and green lists what blue
+// does. Addresses 127.0.0.212-214 (blue) and 216-218 (green).
+func TestSyncClusters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two clusters of three")
+	}
+	n := min(syncItems(t), 5000)
+	dir := t.TempDir()
+	secret := coretest.NewSecret(t)
+	blue := startCluster(t, dir, "blue", 212, 3, "--cluster-secret", secret, "--partitions", "16")
+	fill(t, blue[0], n)
+	ctx, stopWrites := context.WithCancel(context.Background())
+	defer stopWrites()
+	writes := churn(ctx, t, blue[1], n)
+	green := startCluster(t, dir, "green", 216, 3, "--cluster-secret", secret, "--partitions", "12", "--sync-from", "127.0.0.214:7071")
+	waitFor(t, 120*time.Second, func() (bool, string) {
+		pulled, nodes := 0, 0
+		for _, p := range green {
+			s := metrics(t, p).Sync
+			if s == nil || s.State != "following" {
+				return false, fmt.Sprintf("%s: %+v", p.Addr, s)
+			}
+			pulled += s.Partitions
+			if s.Partitions > 0 {
+				nodes++
+			}
+		}
+		return pulled == 16 && nodes >= 2, fmt.Sprintf("%d blue partitions pulled by %d green nodes", pulled, nodes)
+	})
+	time.Sleep(time.Second)
+	stopWrites()
+	zero := 0
+	waitFor(t, 60*time.Second, func() (bool, string) {
+		for _, p := range green {
+			if s := metrics(t, p).Sync; s.State != "following" || s.LagMs != 0 {
+				zero = 0
+				time.Sleep(500 * time.Millisecond)
+				return false, fmt.Sprintf("%s: %+v", p.Addr, *s)
+			}
+		}
+		zero++
+		time.Sleep(time.Second)
+		return zero >= 2, ""
+	})
+	want, got := dumpAll(t, blue[0]), dumpAll(t, green[1])
+	for id, v := range want {
+		if got[id] != v {
+			t.Errorf("%s: blue %q, green %q", id, v, got[id])
+		}
+	}
+	for id, v := range got {
+		if _, ok := want[id]; !ok {
+			t.Errorf("%s: in green (%q), not in blue", id, v)
+		}
+	}
+	t.Logf("%d writes to blue during the sync; %d items in both", writes.Load(), len(want))
+}
