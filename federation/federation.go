@@ -27,9 +27,12 @@
 // purpose, and nothing is lost: a partition's position moves only over
 // changes the receiver holds.
 //
+// Blue/green sync (sync.go, syncserve.go) reuses the merge one way: a
+// cluster follows another, whatever their partition counts.
+//
 // Not yet here (docs/design/20261206_federation.md): the conflict log,
 // tombstone collection, digest resync (a compacted log sends the whole
-// partition), global reads and lists, blue/green sync, compression.
+// partition), global reads and lists, compression.
 package federation
 
 import (

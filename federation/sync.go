@@ -372,16 +372,20 @@ func (s *Sync) pull(p *puller, blueParts int) {
 	}
 	failing := false
 	var saved time.Time
+	savedPos := st.pos
 	for ctx.Err() == nil && leads() {
 		var err error
 		if st.phase == phaseFollowing {
 			err = s.follow(ctx, p, &st, log)
-			// The position moves every answer; saving it every time would
-			// cost a raft write per answer. A restart reads again at most
-			// this much: merging it again changes nothing.
-			if err == nil && time.Since(saved) >= 250*time.Millisecond {
-				err = s.core.SaveSyncState(ctx, p.owner, name, st.encode())
-				saved = time.Now()
+			// The position moves with every write to blue; saving it every
+			// time would cost a raft write per answer. A restart reads again
+			// at most 250 ms of changes: merging them again changes nothing.
+			if err == nil && st.phase == phaseFollowing && st.pos != savedPos && time.Since(saved) >= 250*time.Millisecond {
+				if err = s.core.SaveSyncState(ctx, p.owner, name, st.encode()); err == nil {
+					saved, savedPos = time.Now(), st.pos
+				}
+			} else if err == nil && st.phase != phaseFollowing {
+				err = s.core.SaveSyncState(ctx, p.owner, name, st.encode()) // copying again: say so
 			}
 		} else if err = s.copyPage(ctx, p, &st, log); err == nil {
 			err = s.core.SaveSyncState(ctx, p.owner, name, st.encode())
