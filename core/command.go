@@ -24,8 +24,8 @@ const (
 	OpReplicate Op = 5
 	// OpSyncState stores a blue/green follower's position in one blue
 	// partition (ID names it, Data holds it) in this partition's key range:
-	// see core/sync.go.
-	OpSyncState Op = 6
+	// see core/sync.go. (6 is OpCollect, tombstone collection.)
+	OpSyncState Op = 7
 )
 
 // Command is one write, as it travels through the log. Everything the apply
