@@ -45,6 +45,7 @@ FUZZ_TARGETS = \
 	./cluster/membership:FuzzDecodeBeacon \
 	./cluster:FuzzDecodeRaft \
 	./federation:FuzzDecodeRequest \
+	./federation:FuzzDecodeSync \
 	./cluster:FuzzDecodeGroupInfo \
 	./cluster:FuzzRaftFromMember:60s \
 	./itemrpc:FuzzDecodeListPartitions \

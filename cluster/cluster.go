@@ -462,6 +462,14 @@ func (n *Node) LeaderAddr(part int) (addr string, here, ok bool) {
 	return p.QUICAddr, false, ok
 }
 
+// IsMember reports whether the node named id is a live member of this
+// cluster, one whose certificate proved the id it announces
+// (cluster/verify.go): a core of another cluster sharing the CA is not.
+func (n *Node) IsMember(id string) bool {
+	_, ok := (*n.alive.Load())[core.RaftID(id)]
+	return ok
+}
+
 // Core returns the local node.
 func (n *Node) Core() *core.Node { return n.core }
 

@@ -138,6 +138,9 @@ func (sm *stateMachine) applyItem(v view, w writer, part int, index uint64, cmd 
 	case OpCollect:
 		return sm.applyCollect(v, w, part, cmd)
 	}
+	if cmd.Op == OpSyncState {
+		return sm.applySyncState(w, part, cmd) // core/sync.go
+	}
 	sm.kbuf = itemKey(sm.kbuf[:0], part, cmd.Tenant, cmd.ID)
 	key := sm.kbuf
 	prev, exists, err := sm.read(v, key, cmd.ID, part)

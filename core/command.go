@@ -25,6 +25,10 @@ const (
 	// OpCollect removes tombstones older than a horizon (federation):
 	// see Command.Values and stateMachine.applyCollect.
 	OpCollect Op = 6
+	// OpSyncState stores a blue/green follower's position in one blue
+	// partition (ID names it, Data holds it) in this partition's key range:
+	// see core/sync.go. (6 is OpCollect, tombstone collection.)
+	OpSyncState Op = 7
 )
 
 // Command is one write, as it travels through the log. Everything the apply
@@ -218,7 +222,7 @@ func (c *Command) decode(b []byte) error {
 	if d.Err != nil || len(d.B) != 0 {
 		return errBadCommand
 	}
-	if c.Op < OpCreate || c.Op > OpCollect || (c.Op >= OpReplicate && format < 2) {
+	if c.Op < OpCreate || c.Op > OpSyncState || (c.Op >= OpReplicate && format < 2) {
 		return fmt.Errorf("%w: unknown op %d", errBadCommand, c.Op)
 	}
 	return nil

@@ -34,8 +34,10 @@
 //
 // Reads and lists may ask every region (global.go).
 //
-// Not yet here (docs/design/20261206_federation.md): blue/green sync,
-// compression.
+// Blue/green sync (sync.go, syncserve.go) reuses the merge one way: a
+// cluster follows another, whatever their partition counts.
+//
+// Not yet here (docs/design/20261206_federation.md): compression.
 package federation
 
 import (

@@ -86,11 +86,15 @@ var (
 	descRegionLag  = prometheus.NewDesc("brainy_federation_region_lag_milliseconds", "Age of the oldest change of this node's partitions the region has not applied.", []string{"region"}, nil)
 	descRegionSent = prometheus.NewDesc("brainy_federation_values_sent_total", "Item values this node sent that the region applied.", []string{"region"}, nil)
 	descFedEvents  = prometheus.NewDesc("brainy_federation_values_total", "Other regions' values applied here, by outcome: replaced (newer), conflict (concurrent); batches refused for clock skew; tombstones collected.", []string{"outcome"}, nil)
+
+	descSyncFollowing = prometheus.NewDesc("brainy_sync_following", "1 once every blue partition this node pulls streams its changes, 0 while one is being copied (--sync-from).", []string{"from"}, nil)
+	descSyncLag       = prometheus.NewDesc("brainy_sync_lag_milliseconds", "How long this green node has lacked a change blue has (0: caught up).", []string{"from"}, nil)
+	descSyncCopied    = prometheus.NewDesc("brainy_sync_items_copied_total", "Values the initial copy of blue's partitions applied here.", []string{"from"}, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOps, descErrors, descCommits, descWrites, descForward, descLapses, descRTT, descItems, descBytes, descHealthy, descShards,
-		descRegionUp, descRegionRTT, descRegionLag, descRegionSent, descFedEvents} {
+		descRegionUp, descRegionRTT, descRegionLag, descRegionSent, descFedEvents, descSyncFollowing, descSyncLag, descSyncCopied} {
 		ch <- d
 	}
 }
@@ -130,6 +134,15 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descFedEvents, prometheus.CounterValue, float64(f.Conflicts), "conflict")
 		ch <- prometheus.MustNewConstMetric(descFedEvents, prometheus.CounterValue, float64(f.SkewRefused), "skew_refused")
 		ch <- prometheus.MustNewConstMetric(descFedEvents, prometheus.CounterValue, float64(f.TombstonesCollected), "tombstone_collected")
+	}
+	if y := s.Sync; y != nil {
+		following := 0.0
+		if y.State == "following" {
+			following = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descSyncFollowing, prometheus.GaugeValue, following, y.From)
+		ch <- prometheus.MustNewConstMetric(descSyncLag, prometheus.GaugeValue, y.LagMs, y.From)
+		ch <- prometheus.MustNewConstMetric(descSyncCopied, prometheus.CounterValue, float64(y.ItemsCopied), y.From)
 	}
 }
 

@@ -90,6 +90,17 @@ type Config struct {
 	// FederationPeers are federation gossip addresses (host[:port], port
 	// 7947 when omitted) of cores of any region (--federation-peers).
 	FederationPeers []string
+	// SyncFrom makes this cluster ("green") a one-way follower of another
+	// ("blue"): the QUIC host:port of any core of it (--sync-from). Green
+	// copies every blue partition, then streams its changes, merged as a
+	// federation merges (versions kept). Green needs blue's ClusterSecret
+	// (or CA). Every core of green should have it; removing it (a restart)
+	// makes green independent. Empty: no sync.
+	SyncFrom string
+	// SyncCopyRate bounds the bytes of records per second each green node
+	// copies from blue during the initial copy (--sync-copy-rate). Default
+	// federation.DefaultSyncCopyRate (32 MiB/s).
+	SyncCopyRate int
 	// MaxClockSkew is how far ahead of this node's clock another region's
 	// timestamps may be before their batches are refused
 	// (--max-clock-skew). Default core.DefaultMaxClockSkew (500 ms).
@@ -291,6 +302,14 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("--federation-quic-addr %q: want host:port", c.FederationQUICAddr))
 			}
 		}
+	}
+	if c.SyncFrom != "" {
+		if _, _, err := net.SplitHostPort(c.SyncFrom); err != nil {
+			errs = append(errs, fmt.Errorf("--sync-from %q: want the host:port of a core's QUIC listener", c.SyncFrom))
+		}
+	}
+	if c.SyncCopyRate < 0 {
+		errs = append(errs, errors.New("--sync-copy-rate cannot be negative"))
 	}
 	if c.MaxClockSkew < 0 || c.LogKeep < 0 || c.RegionDeadAfter < 0 {
 		errs = append(errs, errors.New("--max-clock-skew, --log-keep and --region-dead-after cannot be negative"))

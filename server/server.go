@@ -45,6 +45,7 @@ type Server struct {
 	members *membership.Membership
 	node    *cluster.Node
 	fed     *federation.Federation // nil unless Config.Federation
+	sync    *federation.Sync       // nil unless Config.SyncFrom
 	http    *httpapi.Server
 	ln      net.Listener
 	debugLn net.Listener
@@ -96,8 +97,18 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.qclient.OnDisconnect(s.peerDisconnected)
+	// Every core serves blue/green sync: any cluster may be followed, and
+	// a following cluster's cores apply what their peers read.
+	federation.ServeSync(s.node, s.qsrv, s.qclient, s.log)
 	if cfg.Federation != "" {
 		if err := s.startFederation(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.SyncFrom != "" {
+		s.sync, err = federation.StartSync(federation.SyncConfig{From: cfg.SyncFrom, Cluster: s.node, Client: s.qclient,
+			CopyBytesPerSecond: cfg.SyncCopyRate, Logger: s.log})
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -106,7 +117,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.ca != nil {
 		hcfg.Enrol = func(body []byte) ([]byte, error) { return s.ca.Enrol(body, time.Now()) }
 	}
-	h, err := httpapi.NewHandler(hcfg, backendOf(s.node, s.fed))
+	h, err := httpapi.NewHandler(hcfg, backendOf(s.node, s.fed, s.sync))
 	if err != nil {
 		return nil, err
 	}
@@ -246,6 +257,9 @@ func (s *Server) startFederation(ctx context.Context) error {
 // Federation returns the node's federation, nil when it has none.
 func (s *Server) Federation() *federation.Federation { return s.fed }
 
+// Sync returns the node's blue/green sync, nil when it follows no cluster.
+func (s *Server) Sync() *federation.Sync { return s.sync }
+
 // peerDisconnected is the fast failure signal: a lost QUIC connection
 // tells the gossip the member is unreachable well before its probes
 // would, and the cluster that the changes it pushed meanwhile are lost.
@@ -294,6 +308,9 @@ func (s *Server) Close() error {
 		if err := s.shutdownHTTP(ctx); err != nil {
 			s.log.Warn("shutdown did not finish in-flight requests", "component", "main", "err", err)
 		}
+		if s.sync != nil {
+			_ = s.sync.Close()
+		}
 		if s.fed != nil {
 			_ = s.fed.Close()
 		}
@@ -337,6 +354,9 @@ func (s *Server) closeAll() error {
 	if s.debugLn != nil {
 		s.debugLn.Close()
 	}
+	if s.sync != nil {
+		errs = append(errs, s.sync.Close())
+	}
 	if s.fed != nil {
 		errs = append(errs, s.fed.Close())
 	}
@@ -359,17 +379,18 @@ func (s *Server) closeAll() error {
 }
 
 // backendOf is what the HTTP API serves: the cluster, with the
-// federation's section in its metrics when there is one.
-func backendOf(n *cluster.Node, fed *federation.Federation) httpapi.Backend {
-	if fed == nil {
+// federation's and the sync's sections in its metrics when there are.
+func backendOf(n *cluster.Node, fed *federation.Federation, sync *federation.Sync) httpapi.Backend {
+	if fed == nil && sync == nil {
 		return n
 	}
-	return federated{n, fed}
+	return federated{n, fed, sync}
 }
 
 type federated struct {
 	*cluster.Node
-	fed *federation.Federation
+	fed  *federation.Federation // nil: no federation
+	sync *federation.Sync       // nil: no sync
 }
 
 // Get reads in this region, or, for ?consistency=global, once every
@@ -391,7 +412,12 @@ func (f federated) List(ctx context.Context, tenant string, opts item.ListOption
 
 func (f federated) Metrics() nodestats.Snapshot {
 	s := f.Node.Metrics()
-	s.Federation = f.fed.Stats()
+	if f.fed != nil {
+		s.Federation = f.fed.Stats()
+	}
+	if f.sync != nil {
+		s.Sync = f.sync.Stats()
+	}
 	return s
 }
 

@@ -96,6 +96,8 @@ func flags(c *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.IntVar(&c.LogKeep, "log-keep", 0, "applied raft entries each partition keeps for lagging replicas and regions catching up; 0 means 10000.\nA replica or region further behind copies the partition whole")
 	fs.StringVar(&c.FederationQUICAddr, "federation-quic-addr", "", "QUIC `host:port` other regions reach this node at, when not --quic-addr (a NAT or relay in between)")
 	fs.DurationVar(&c.RegionDeadAfter, "region-dead-after", 24*time.Hour, "in a federation, how long deletes' tombstones are kept: a region away longer must be resynced from empty storage")
+	fs.StringVar(&c.SyncFrom, "sync-from", "", "make this cluster (green) a one-way follower of another (blue): the QUIC `host:port` of any of its cores;\ngreen copies blue, then streams its changes (needs blue's --cluster-secret). Remove it (restart) to make green independent")
+	fs.IntVar(&c.SyncCopyRate, "sync-copy-rate", federation.DefaultSyncCopyRate, "`bytes` of records per second each node copies from the --sync-from cluster during the initial copy")
 	fs.DurationVar(&c.MaxClockSkew, "max-clock-skew", core.DefaultMaxClockSkew, "how far ahead of this node's clock another region's timestamps may be before its batches are refused")
 	fs.IntVar(&c.ReplicationFactor, "replication-factor", cluster.DefaultReplicationFactor, "replicas per partition (fewer while the cluster has fewer nodes)")
 	fs.DurationVar(&c.DeadAfter, "dead-after", cluster.DefaultDeadAfter, "how long a node may be gone before its replicas are re-created elsewhere")

@@ -15,6 +15,7 @@
 //	181-182, 189      cmd/brainy-core BenchmarkFederation
 //	191-192  cmd/brainy-edge TestEdgeSeesOtherRegionsWrites
 //	201-202  cmd/brainy-core TestFederationTombstonesCollected
+//	211-219  cmd/brainy-core blue/green sync tests (sync_test.go)
 //	221-223  cmd/brainy-core TestFederationGlobalReads
 package coretest
 

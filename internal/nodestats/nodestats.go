@@ -18,6 +18,30 @@ type Snapshot struct {
 	Partitions []Partition `json:"partitions,omitempty"`
 	// Federation is there when the node's cluster belongs to a federation.
 	Federation *Federation `json:"federation,omitempty"`
+	// Sync is there when the node's cluster follows another (--sync-from).
+	Sync *Sync `json:"sync,omitempty"`
+}
+
+// Sync describes a blue/green sync as this node of the following (green)
+// cluster sees it: for the blue partitions it pulls, those whose green
+// owner partition it leads (every node of green reports its own).
+type Sync struct {
+	// From is the blue core this cluster follows (--sync-from).
+	From string `json:"from"`
+	// State is "copying" while one of this node's blue partitions is being
+	// copied (or blue has not answered yet), "following" once every one
+	// streams its changes.
+	State string `json:"state"`
+	// LagMs is how long green has lacked a change blue has, for the most
+	// behind of this node's partitions; 0 when every one has applied all
+	// that blue had at its last answer. While copying, the time since the
+	// copy (re)started.
+	LagMs float64 `json:"lag_ms"`
+	// ItemsCopied counts the values the initial copies applied (kept
+	// across restarts: the copy resumes); Partitions the blue partitions
+	// this node pulls.
+	ItemsCopied uint64 `json:"items_copied"`
+	Partitions  int    `json:"partitions"`
 }
 
 // Federation describes the node's federation: its region and, as this
