@@ -137,8 +137,7 @@ func (sm *stateMachine) applyItem(v view, w writer, part int, index uint64, cmd 
 		return sm.applyReplicated(v, w, part, cmd)
 	case OpCollect:
 		return sm.applyCollect(v, w, part, cmd)
-	}
-	if cmd.Op == OpSyncState {
+	case OpSyncState:
 		return sm.applySyncState(w, part, cmd) // core/sync.go
 	}
 	sm.kbuf = itemKey(sm.kbuf[:0], part, cmd.Tenant, cmd.ID)
