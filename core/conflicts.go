@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -256,4 +257,52 @@ func (n *Node) readable(ctx context.Context, parts []int) error {
 // region keeps for itself, which regions do not compare.
 func isConflictKey(key []byte) bool {
 	return len(key) > 3 && key[0] == prefixPartition && (key[3] == kindConflict || key[3] == kindConflictBounds)
+}
+
+// ItemMeta returns tenant's item id's version vector and how many entries
+// of this region's conflict log name it, deletes included (a tombstone's
+// vector); item.ErrNotFound when neither a value nor a tombstone is here.
+// Like ItemVersion, it reads after a read barrier unless ctx allows stale
+// reads, and answers ErrNotHere for a partition held elsewhere.
+func (n *Node) ItemMeta(ctx context.Context, tenant, id string) (*item.Meta, error) {
+	lim := &n.cfg.Limits
+	if err := errors.Join(lim.CheckTenant(tenant), lim.CheckID(id)); err != nil {
+		return nil, firstInvalid(err)
+	}
+	part := PartitionOf(tenant, id, n.nparts)
+	if err := n.readable(ctx, []int{part}); err != nil {
+		return nil, err
+	}
+	var kb []byte
+	v, ok, err := n.storedValue(ctx, part, tenant, id, &kb)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, item.ErrNotFound
+	}
+	var r record
+	if err := r.decode(v.Record); err != nil {
+		return nil, err
+	}
+	m := &item.Meta{Versions: map[string]string{}}
+	for _, e := range r.clock() {
+		m.Versions[e.region] = FormatVersion(e.hlc, e.region)
+	}
+	prefix := conflictPrefix(nil, part, tenant)
+	it, err := n.store.NewIter(ctx, prefix, prefixEnd(prefix))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
+	}
+	defer it.Close()
+	for it.Next() {
+		var e conflictEntry
+		if e.decode(it.Value()) == nil && e.id == id {
+			m.Conflicts++
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
+	}
+	return m, nil
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -29,6 +30,8 @@ import (
 //	MethodFedList     request: flags byte, uvarint 0, string source region,
 //	                           bytes wire.Request (a List)
 //	                  answer:  wire.AppendPage
+//	MethodFedMeta     request: as MethodFedVersion, within one region only
+//	                  answer:  item.Meta as JSON (at most MaxRegions versions)
 //
 // A global read (?consistency=global) asks every region which version of
 // the item it holds, takes the latest (by clock time, then region: the
@@ -358,4 +361,65 @@ func (f *Federation) list(ctx context.Context, req []byte) ([]byte, error) {
 		return nil, itemrpc.Error(err)
 	}
 	return wire.AppendPage(nil, p), nil
+}
+
+// ItemMeta returns tenant's item id's version vector and conflict count in
+// this region (item.MetaReader), read on the partition's leader.
+func (f *Federation) ItemMeta(ctx context.Context, tenant, id string) (*item.Meta, error) {
+	req := codec.AppendString(codec.AppendString(codec.AppendString(
+		appendHeader(nil, false, core.PartitionOf(tenant, id, f.core.Partitions())), f.cfg.Region), tenant), id)
+	b, err := f.meta(ctx, req)
+	if err != nil {
+		var re *transport.RemoteError
+		if errors.As(err, &re) {
+			return nil, wire.Error(re.Code, re.Message)
+		}
+		return nil, err
+	}
+	var m item.Meta
+	if err := json.Unmarshal(b, &m); err != nil || len(m.Versions) > core.MaxRegions {
+		return nil, fmt.Errorf("%w: a malformed answer about %q", item.ErrUnavailable, id)
+	}
+	return &m, nil
+}
+
+func (f *Federation) handleMeta(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
+	r, err := decodeRequest(req, f.core.Partitions())
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	d := codec.Decoder{B: r.rest, Fail: errBadRequest}
+	source := d.String()
+	if d.Err != nil {
+		return nil, itemrpc.Error(errBadRequest)
+	}
+	if source != f.cfg.Region { // this region's nodes only, forwarding
+		return nil, itemrpc.Error(fmt.Errorf("%w (an item's meta is asked within its region)", errCaller))
+	}
+	if err := f.checkCaller(peer, source, r.forwarded); err != nil {
+		return nil, err
+	}
+	return f.meta(ctx, req)
+}
+
+// meta answers MethodFedMeta on the partition's leader here.
+func (f *Federation) meta(ctx context.Context, req []byte) ([]byte, error) {
+	r, err := decodeRequest(req, f.core.Partitions())
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	d := codec.Decoder{B: r.rest, Fail: errBadRequest}
+	_ = d.String() // the source, checked by the handler
+	tenant, id := d.String(), d.String()
+	if d.Err != nil || len(d.B) != 0 || core.PartitionOf(tenant, id, f.core.Partitions()) != r.part {
+		return nil, itemrpc.Error(errBadRequest)
+	}
+	if answer, here, err := f.toLeader(ctx, wire.MethodFedMeta, r, req); !here {
+		return answer, err
+	}
+	m, err := f.core.ItemMeta(ctx, tenant, id)
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	return json.Marshal(m)
 }

@@ -687,7 +687,7 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 		tenant = t
 	}
 	if ctx.IsGet() || ctx.IsHead() {
-		if h.unknownParam(ctx, "consistency") {
+		if h.unknownParam(ctx, "consistency", "meta") {
 			return
 		}
 	} else if h.unknownParam(ctx) {
@@ -706,15 +706,24 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 			h.writeError(ctx, err)
 			return
 		}
+		meta := ctx.QueryArgs().Peek("meta")
+		if len(meta) > 0 && string(meta) != "versions" {
+			h.writeError(ctx, item.Invalid("invalid_meta", "meta must be versions, not %q", meta))
+			return
+		}
 		// The cache answers unless the client asked for a linearizable
 		// read by name: ?consistency=strong goes to the partition's leader.
-		if h.cfg.Cache != nil && !explicitlyStrong(ctx) {
+		if h.cfg.Cache != nil && !explicitlyStrong(ctx) && len(meta) == 0 {
 			h.serveCached(ctx, tenant, id)
 			return
 		}
 		it, err := h.be.Get(rctx, tenant, id)
 		if err != nil {
 			h.writeError(ctx, err)
+			return
+		}
+		if len(meta) > 0 {
+			h.serveMeta(ctx, rctx, tenant, it)
 			return
 		}
 		ctx.Response.Header.Set("X-Cache", "MISS")
@@ -805,6 +814,32 @@ func (h *Handler) writeItem(ctx *fasthttp.RequestCtx, status int, it *item.Item)
 	// requests on a connection: no allocation for the body.
 	b := ctx.Response.SwapBody(nil)
 	ctx.Response.SwapBody(append(appendItem(b[:0], it), '\n'))
+}
+
+// serveMeta answers a GET with ?meta=versions: the item with its version
+// vector and conflict count (item.Meta) in "meta". A backend that is not a
+// federation's has one region: the item's version is the whole vector.
+func (h *Handler) serveMeta(ctx *fasthttp.RequestCtx, rctx context.Context, tenant string, it *item.Item) {
+	m := &item.Meta{Versions: map[string]string{}}
+	if r, ok := h.be.(item.MetaReader); ok {
+		var err error
+		if m, err = r.ItemMeta(rctx, tenant, it.ID); err != nil {
+			h.writeError(ctx, err)
+			return
+		}
+	} else {
+		m.Versions[""] = it.Version
+	}
+	mb, err := json.Marshal(m)
+	if err != nil {
+		h.writeError(ctx, err)
+		return
+	}
+	h.writeItem(ctx, fasthttp.StatusOK, it)
+	b := ctx.Response.Body()
+	// The item's JSON ends in "}\n": add the member before the brace.
+	out := append(append(append(append([]byte(nil), b[:len(b)-2]...), `,"meta":`...), mb...), "}\n"...)
+	ctx.Response.SetBodyRaw(out)
 }
 
 // serveCached answers a GET from the cache, or as a miss: one backend

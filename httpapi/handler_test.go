@@ -530,3 +530,31 @@ func TestConflictsRequests(t *testing.T) {
 		t.Errorf("a well-formed cursor: %d %s", r.status, r.body)
 	}
 }
+
+// TestItemMeta: ?meta=versions adds the item's version vector and its
+// conflict count (on a single region: its own version, no conflicts); a
+// bad value is refused.
+func TestItemMeta(t *testing.T) {
+	s := newTestServer(t, Config{})
+	if r := s.do(t, "PUT", "/v1/items/a", `{"data":1}`); r.status != 201 {
+		t.Fatalf("put: %d %s", r.status, r.body)
+	}
+	r := s.do(t, "GET", "/v1/items/a?meta=versions", "")
+	var it struct {
+		Version string
+		Data    int
+		Meta    struct {
+			Versions  map[string]string
+			Conflicts int
+		}
+	}
+	if err := json.Unmarshal(r.body, &it); r.status != 200 || err != nil || it.Data != 1 || it.Meta.Versions[""] != it.Version || it.Meta.Conflicts != 0 {
+		t.Fatalf("meta: %d %s", r.status, r.body)
+	}
+	if r := s.do(t, "GET", "/v1/items/a?meta=all", ""); r.status != 400 || r.errorCode() != "invalid_meta" {
+		t.Fatalf("a bad meta: %d %s", r.status, r.body)
+	}
+	if r := s.do(t, "GET", "/v1/items/nope?meta=versions", ""); r.status != 404 {
+		t.Fatalf("meta of a missing item: %d %s", r.status, r.body)
+	}
+}

@@ -410,6 +410,11 @@ func (f federated) List(ctx context.Context, tenant string, opts item.ListOption
 	return f.Node.List(ctx, tenant, opts)
 }
 
+// ItemMeta implements item.MetaReader (?meta=versions).
+func (f federated) ItemMeta(ctx context.Context, tenant, id string) (*item.Meta, error) {
+	return f.fed.ItemMeta(ctx, tenant, id)
+}
+
 func (f federated) Metrics() nodestats.Snapshot {
 	s := f.Node.Metrics()
 	if f.fed != nil {

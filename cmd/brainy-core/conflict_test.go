@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -312,6 +313,7 @@ func checkConflictLogs(t *testing.T, targets map[string]*coretest.Process, acked
 		if n := uint64(len(log)); n == 0 || n < min(counted, core.ConflictLogKeep) || n > bound {
 			t.Fatalf("%s logged %d conflicts and counted %d (the log keeps at most %d)", region, n, counted, bound)
 		}
+		checkItemMeta(t, p, log)
 		for _, c := range log {
 			if !c.LoserDeleted && !written[c.ID+" "+c.Loser.Version] { // a delete answers no version
 				t.Errorf("%s logged %s version %s as a loser, which no region acknowledged", region, c.ID, c.Loser.Version)
@@ -322,6 +324,40 @@ func checkConflictLogs(t *testing.T, targets map[string]*coretest.Process, acked
 			if !c.LoserDeleted && len(c.Loser.Data) == 0 {
 				t.Errorf("%s logged %s version %s without its data", region, c.ID, c.Loser.Version)
 			}
+		}
+	}
+}
+
+// checkItemMeta: a read with ?meta=versions counts the item's entries in
+// the region's conflict log, and its version vector holds the item's own
+// version.
+func checkItemMeta(t *testing.T, p *coretest.Process, log []conflictEntry) {
+	t.Helper()
+	count := map[string]int{}
+	for _, c := range log {
+		count[c.ID]++
+	}
+	checked := 0
+	for id, n := range count {
+		code, body := do(t, "GET", p.URL("/v1/items/"+id+"?meta=versions"), "", "")
+		if code == 404 {
+			continue // deleted: the read answers no meta
+		}
+		var it struct {
+			Version string
+			Meta    struct {
+				Versions  map[string]string
+				Conflicts int
+			}
+		}
+		if err := json.Unmarshal(body, &it); code != 200 || err != nil {
+			t.Fatalf("GET %s?meta=versions at %s: %d %s", id, p.Addr, code, body)
+		}
+		if it.Meta.Conflicts != n || !slices.Contains(slices.Collect(maps.Values(it.Meta.Versions)), it.Version) {
+			t.Fatalf("%s at %s: meta %+v for version %s; the log holds %d entries for it", id, p.Addr, it.Meta, it.Version, n)
+		}
+		if checked++; checked == 5 {
+			return
 		}
 	}
 }

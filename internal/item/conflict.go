@@ -124,3 +124,20 @@ func DecodeConflictCursor(c string) (ConflictPosition, error) {
 	}
 	return ConflictPosition{At: at, Partition: int(part), Seq: seq}, nil
 }
+
+// Meta is what a read with ?meta=versions adds to an item in a
+// federation: how the value came to be.
+type Meta struct {
+	// Versions is the value's version vector: per region, the version of
+	// that region's latest write the value includes.
+	Versions map[string]string `json:"versions"`
+	// Conflicts counts the entries of this region's conflict log for the
+	// item (the log keeps its tenant's last entries per partition).
+	Conflicts int `json:"conflicts"`
+}
+
+// MetaReader reads an item's Meta. Backends of a federated cluster
+// implement it.
+type MetaReader interface {
+	ItemMeta(ctx context.Context, tenant, id string) (*Meta, error)
+}

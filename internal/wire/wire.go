@@ -283,6 +283,9 @@ const (
 	// MethodFedList asks a region for a page of a tenant's items (global
 	// lists).
 	MethodFedList uint16 = 137
+	// MethodFedMeta asks the leader of an item's partition, in the same
+	// region, for the item's version vector and conflict count.
+	MethodFedMeta uint16 = 138
 )
 
 // Idempotent reports whether sending a request of method twice does no
