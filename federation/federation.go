@@ -231,6 +231,9 @@ type Region struct {
 	// no longer held the region's position (see link.resync), and
 	// ResyncSent the values those sent (of Sent).
 	Sent, Batches, Resyncs, ResyncSent uint64
+	// BytesRaw and BytesSent count the batches' bytes sent to it before
+	// and after compression.
+	BytesRaw, BytesSent uint64
 }
 
 // Regions lists the other regions this node knows, by name.
@@ -276,7 +279,8 @@ func (f *Federation) Stats() *nodestats.Federation {
 		TombstonesCollected: f.collected.Load()}
 	for _, r := range f.Regions() {
 		out.Regions = append(out.Regions, nodestats.Region{Name: r.Name, Nodes: r.Nodes, Healthy: r.Healthy,
-			RTTMs: ms(r.RTT), LagMs: ms(r.Lag), InLagP50Ms: ms(r.InLagP50), InLagP99Ms: ms(r.InLagP99), Sent: r.Sent, Resyncs: r.Resyncs, ResyncSent: r.ResyncSent})
+			RTTMs: ms(r.RTT), LagMs: ms(r.Lag), InLagP50Ms: ms(r.InLagP50), InLagP99Ms: ms(r.InLagP99), Sent: r.Sent, Resyncs: r.Resyncs, ResyncSent: r.ResyncSent,
+			BytesRaw: r.BytesRaw, BytesSent: r.BytesSent})
 	}
 	return out
 }

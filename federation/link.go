@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/s2"
+
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/core/multiraft"
 	"github.com/soullabs/brainy/internal/codec"
@@ -41,6 +43,7 @@ type link struct {
 	rtt                    atomic.Int64 // nanoseconds
 	sent, batches, resyncs atomic.Uint64
 	resyncSent             atomic.Uint64  // values sent by resyncs
+	rawBytes, wireBytes    atomic.Uint64  // batches' bytes before and after compression
 	oldest                 []atomic.Int64 // per partition: hlc (ns) of the oldest value not yet acked, 0 if none
 }
 
@@ -390,7 +393,11 @@ func (l *link) position(ctx context.Context, p int) (uint64, error) {
 
 // apply sends one batch.
 func (l *link) apply(ctx context.Context, p int, cmd *core.Command) (applied, error) {
-	out, err := l.call(ctx, wire.MethodFedApply, cmd.AppendEncode(appendHeader(nil, false, p)))
+	raw := cmd.AppendEncode(nil)
+	req := append(binary.AppendUvarint([]byte{flagCompressed}, uint64(p)), s2.Encode(nil, raw)...)
+	l.rawBytes.Add(uint64(len(raw)))
+	l.wireBytes.Add(uint64(len(req)))
+	out, err := l.call(ctx, wire.MethodFedApply, req)
 	if err != nil {
 		return applied{}, err
 	}
@@ -452,6 +459,7 @@ func (l *link) status() Region {
 	l.mu.Unlock()
 	r.RTT = time.Duration(l.rtt.Load())
 	r.Sent, r.Batches, r.Resyncs, r.ResyncSent = l.sent.Load(), l.batches.Load(), l.resyncs.Load(), l.resyncSent.Load()
+	r.BytesRaw, r.BytesSent = l.rawBytes.Load(), l.wireBytes.Load()
 	now := time.Now().UnixNano()
 	for p := range l.oldest {
 		if o := l.oldest[p].Load(); o != 0 && now > o {

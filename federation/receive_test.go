@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/s2"
+
 	"github.com/soullabs/brainy/core"
 )
 
@@ -13,6 +15,8 @@ import (
 func FuzzDecodeRequest(f *testing.F) {
 	cmd := &core.Command{Op: core.OpReplicate, Source: "eu", To: 3, Values: []core.RemoteValue{{Tenant: "t", ID: "i", Record: []byte{2, 1}}}}
 	f.Add(cmd.AppendEncode(appendHeader(nil, false, 3)))
+	f.Add(append([]byte{flagCompressed, 3}, s2.Encode(nil, cmd.AppendEncode(nil))...))
+	f.Add(append([]byte{flagCompressed, 3}, 0xff, 0xff, 0xff, 0xff, 0x7f)) // claims 32 GiB
 	f.Add(appendHeader(nil, true, 7))
 	f.Add([]byte{0, 1, 2, 3})
 	f.Add([]byte{statusGap, 5, 1, 0, 0})
@@ -21,10 +25,15 @@ func FuzzDecodeRequest(f *testing.F) {
 			if r.part < 0 || r.part >= 8 {
 				t.Fatalf("partition %d of 8 decoded", r.part)
 			}
-			if back := append(appendHeader(nil, r.forwarded, r.part), r.rest...); len(back) > len(b) {
-				t.Fatalf("%x re-encodes longer: %x", b, back)
+			if back := append(r.header(), r.rest...); len(back) > len(b) {
+				t.Fatalf("%x re-encodes as %x", b, back)
 			}
-			_, _ = core.DecodeCommand(r.rest)
+			if body, err := r.body(); err == nil {
+				if len(body) > maxBatchBytes {
+					t.Fatalf("a body of %d bytes decompressed", len(body))
+				}
+				_, _ = core.DecodeCommand(body)
+			}
 		}
 		_, _ = decodeApplied(b)
 	})

@@ -85,6 +85,10 @@ type Region struct {
 	// ResyncSent counts the values of Sent that resyncs sent: the items of
 	// the ranges whose digests differed.
 	ResyncSent uint64 `json:"resyncSent"`
+	// BytesRaw and BytesSent count the batches' bytes before and after
+	// compression (S2).
+	BytesRaw  uint64 `json:"bytesRaw"`
+	BytesSent uint64 `json:"bytesSent"`
 }
 
 // Partition is one partition's raft group as a replica sees it.
