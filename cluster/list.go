@@ -144,31 +144,32 @@ func (n *Node) Conflicts(ctx context.Context, tenant string, opts item.ConflictO
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	// Each page holds its partitions' first entries past the start; the
-	// merged page may go only as far as the earliest last entry of a page
-	// that has more, past which that page's node holds entries unseen.
-	var all []*item.Conflict
-	var bound *item.ConflictPosition
-	for _, pg := range pages {
-		all = append(all, pg.Conflicts...)
-		if pg.Cursor != "" && len(pg.Conflicts) > 0 {
-			last := pg.Conflicts[len(pg.Conflicts)-1].Position
-			if bound == nil || last.Less(*bound) {
-				bound = &last
-			}
-		}
-	}
-	if bound != nil {
-		all = slices.DeleteFunc(all, func(c *item.Conflict) bool { return bound.Less(c.Position) })
-	}
-	limit := opts.Limit
+	// Each node's page holds its partitions' first entries past the start;
+	// merged, they make the page, and the cursor moves past what it took.
+	limit, start := opts.Limit, item.ConflictCursor{}
 	if limit <= 0 {
 		limit = item.DefaultListLimit
 	}
-	out := core.ConflictPageOf(all, limit)
-	if bound != nil && out.Cursor == "" && len(out.Conflicts) > 0 {
-		out.Cursor = item.ConflictCursor(out.Conflicts[len(out.Conflicts)-1].Position)
+	if start, err = opts.Start(); err != nil {
+		return nil, err
 	}
+	lists := make([][]*item.Conflict, len(pages))
+	more := false
+	for i, pg := range pages {
+		lists[i] = pg.Conflicts
+		more = more || pg.Cursor != ""
+	}
+	taken, left := core.MergeConflicts(lists, limit)
+	out := &item.ConflictPage{Conflicts: []*item.Conflict{}}
+	var budget core.PageBudget
+	for _, c := range taken {
+		if !budget.Add(c.Loser) {
+			left = true
+			break
+		}
+		out.Conflicts = append(out.Conflicts, c)
+	}
+	core.ConflictCursors(out, start, more || left)
 	return out, nil
 }
 

@@ -387,9 +387,14 @@ func (sm *stateMachine) mergeRemote(v view, w writer, part int, at int64, rv *Re
 	winner, deleted := &in, rv.Deleted
 	if !live && !tombstoned && in.hlc < sm.parts[part].collected {
 		// Older than tombstones collected here, and unknown: its delete
-		// may be one of them. Dropped, but logged, as a loser to a delete.
+		// may be one of them. A value is dropped, but logged, as a loser to
+		// a delete; a tombstone (one collected here, sent back by a digest
+		// resync) is simply dropped: the item is gone either way.
+		if rv.Deleted {
+			return nil
+		}
 		res.conflicts++
-		return sm.logConflict(v, w, part, rv.Tenant, rv.ID, at, &in, rv.Deleted, &record{}, true)
+		return sm.logConflict(v, w, part, rv.Tenant, rv.ID, at, &in, false, &record{}, true)
 	}
 	if live || tombstoned {
 		switch in.clock().compare(local.clock()) {

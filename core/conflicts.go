@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
+	"maps"
 	"time"
 
 	"github.com/soullabs/brainy/internal/codec"
@@ -129,9 +129,16 @@ func (sm *stateMachine) logConflict(v view, w writer, part int, tenant, id strin
 }
 
 // Conflicts returns a page of tenant's conflict log over partitions parts
-// (nil: all), oldest first; see item.ConflictLog. Like ListPartitions, it
-// reads after a read barrier unless ctx allows stale reads, and answers
-// ErrNotHere for a partition this node holds no replica of.
+// (nil: all); see item.ConflictLog. Like ListPartitions, it reads after a
+// read barrier unless ctx allows stale reads, and answers ErrNotHere for a
+// partition this node holds no replica of.
+//
+// A page merges the partitions' logs by resolution time, each partition's
+// in the order it logged them, so the cursor (per partition, the last
+// entry read) never skips an entry however the clocks that timed them
+// differ. Only the entries' heads are read to choose the page; only the
+// page's entries are loaded whole: a tenant's log may hold thousands of
+// losers of up to an item's size each.
 func (n *Node) Conflicts(ctx context.Context, tenant string, opts item.ConflictOptions, parts []int) (*item.ConflictPage, error) {
 	if parts == nil {
 		parts = make([]int, n.nparts)
@@ -147,14 +154,11 @@ func (n *Node) Conflicts(ctx context.Context, tenant string, opts item.ConflictO
 	if err := n.cfg.Limits.CheckTenant(tenant); err != nil {
 		return nil, firstInvalid(err)
 	}
-	limit := opts.Limit
-	switch {
-	case limit == 0:
-		limit = item.DefaultListLimit
-	case limit < 0 || limit > item.MaxListLimit:
-		return nil, item.Invalid("invalid_limit", "limit must be between 1 and %d", item.MaxListLimit)
+	limit, err := conflictLimit(opts.Limit)
+	if err != nil {
+		return nil, err
 	}
-	after, err := opts.After()
+	start, err := opts.Start()
 	if err != nil {
 		return nil, err
 	}
@@ -164,64 +168,119 @@ func (n *Node) Conflicts(ctx context.Context, tenant string, opts item.ConflictO
 	if err := n.readable(ctx, parts); err != nil {
 		return nil, err
 	}
-	var all []*item.Conflict
+	lists := make([][]*item.Conflict, 0, len(parts))
 	for _, p := range parts {
 		prefix := conflictPrefix(nil, p, tenant)
 		it, err := n.store.NewIter(ctx, prefix, prefixEnd(prefix))
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
 		}
+		var list []*item.Conflict
 		for it.Next() {
-			key := it.Key()
-			var e conflictEntry
-			var loser record
-			if len(key) != len(prefix)+8 || e.decode(it.Value()) != nil || loser.decode(e.loser) != nil {
+			key, val := it.Key(), it.Value()
+			if len(key) != len(prefix)+8 || len(val) < 2 || val[0] != conflictFormat {
 				continue // written by a newer version of this code, or damaged: skip, do not fail the log
 			}
-			pos := item.ConflictPosition{At: e.at, Partition: p, Seq: binary.BigEndian.Uint64(key[len(prefix):])}
-			if !after.Less(pos) {
+			at, k := binary.Varint(val[1:])
+			if k <= 0 {
 				continue
 			}
-			c := &item.Conflict{ID: e.id, ResolvedAt: time.Unix(0, e.at).UTC(),
-				Loser: loser.toItem(tenant, e.id, false), LoserDeleted: e.loserDeleted,
-				WinnerDeleted: e.winnerDeleted, Position: pos}
-			if e.winnerHLC != 0 { // 0: a delete whose tombstone was collected (applyCollect)
-				c.Winner = FormatVersion(e.winnerHLC, e.winnerOrigin)
+			pos := item.ConflictPosition{At: at, Partition: p, Seq: binary.BigEndian.Uint64(key[len(prefix):])}
+			if start.After(pos) {
+				list = append(list, &item.Conflict{Position: pos})
 			}
-			all = append(all, c)
 		}
 		err = it.Err()
 		it.Close()
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
 		}
+		lists = append(lists, list)
 	}
-	return ConflictPageOf(all, limit), nil
-}
-
-// ConflictPageOf sorts conflicts (of disjoint partitions, each already
-// past the page's start) and cuts the page at limit and
-// item.MaxPageBytes; a cluster merges its nodes' pages with it.
-func ConflictPageOf(all []*item.Conflict, limit int) *item.ConflictPage {
-	slices.SortFunc(all, func(a, b *item.Conflict) int {
-		switch {
-		case a.Position.Less(b.Position):
-			return -1
-		case b.Position.Less(a.Position):
-			return 1
-		}
-		return 0
-	})
-	page := &item.ConflictPage{Conflicts: []*item.Conflict{}}
+	taken, more := MergeConflicts(lists, limit)
+	page := &item.ConflictPage{Conflicts: make([]*item.Conflict, 0, len(taken))}
 	var budget PageBudget
-	for _, c := range all {
-		if len(page.Conflicts) == limit || !budget.Add(c.Loser) {
-			page.Cursor = item.ConflictCursor(page.Conflicts[len(page.Conflicts)-1].Position)
+	for _, c := range taken {
+		val, err := n.store.Get(ctx, conflictKey(nil, c.Position.Partition, tenant, c.Position.Seq))
+		var e conflictEntry
+		var loser record
+		switch {
+		case isNotFound(err):
+			continue // trimmed since the scan
+		case err != nil:
+			return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
+		case e.decode(val) != nil || loser.decode(e.loser) != nil:
+			continue
+		}
+		c.ID, c.ResolvedAt = e.id, time.Unix(0, e.at).UTC()
+		c.Loser, c.LoserDeleted, c.WinnerDeleted = loser.toItem(tenant, e.id, false), e.loserDeleted, e.winnerDeleted
+		if e.winnerHLC != 0 { // 0: a delete whose tombstone was collected (applyCollect)
+			c.Winner = FormatVersion(e.winnerHLC, e.winnerOrigin)
+		}
+		if !budget.Add(c.Loser) {
+			more = true // taken[i] and after wait for the next page
 			break
 		}
 		page.Conflicts = append(page.Conflicts, c)
 	}
-	return page
+	ConflictCursors(page, start, more)
+	return page, nil
+}
+
+// conflictLimit checks a page size: 0 means item.DefaultListLimit.
+func conflictLimit(limit int) (int, error) {
+	switch {
+	case limit == 0:
+		return item.DefaultListLimit, nil
+	case limit < 0 || limit > item.MaxListLimit:
+		return 0, item.Invalid("invalid_limit", "limit must be between 1 and %d", item.MaxListLimit)
+	}
+	return limit, nil
+}
+
+// MergeConflicts merges lists of conflict log entries — each holding
+// every partition's entries in the order the partition logged them — by
+// resolution time, up to limit entries, and reports whether any are left.
+// Every partition's entries taken are the first of its entries in the
+// lists: a cursor of the last one taken per partition misses none. A
+// cluster merges its nodes' pages with it.
+func MergeConflicts(lists [][]*item.Conflict, limit int) (taken []*item.Conflict, more bool) {
+	heads := make([]int, len(lists))
+	for len(taken) < limit {
+		best := -1
+		for i, l := range lists {
+			if heads[i] < len(l) && (best < 0 || l[heads[i]].Position.Less(lists[best][heads[best]].Position)) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return taken, false
+		}
+		taken = append(taken, lists[best][heads[best]])
+		heads[best]++
+	}
+	for i, l := range lists {
+		if heads[i] < len(l) {
+			return taken, true
+		}
+	}
+	return taken, false
+}
+
+// ConflictCursors sets page's Resume — start moved past the page's
+// entries — and its Cursor when more entries are left.
+func ConflictCursors(page *item.ConflictPage, start item.ConflictCursor, more bool) {
+	next := item.ConflictCursor{Since: start.Since, Seqs: maps.Clone(start.Seqs)}
+	if next.Seqs == nil {
+		next.Seqs = map[int]uint64{}
+	}
+	for _, c := range page.Conflicts {
+		next.Seqs[c.Position.Partition] = max(next.Seqs[c.Position.Partition], c.Position.Seq)
+	}
+	page.Resume = next.Encode()
+	if more {
+		page.Cursor = page.Resume
+	}
 }
 
 // readable makes parts readable here: a read barrier on each (reads see

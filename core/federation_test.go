@@ -418,6 +418,11 @@ func TestTombstoneCollection(t *testing.T) {
 	if n := len(eu.losers(t)); n != 1 {
 		t.Fatalf("%d losers logged, want a's old value", n)
 	}
+	// a's old tombstone, sent back (a digest resync): dropped, not a conflict.
+	tomb := RemoteValue{Tenant: "t", ID: "a", Deleted: true, Record: (&record{hlc: 20, origin: "eu"}).append(nil)}
+	if res := eu.receive(t, "us", []RemoteValue{tomb}); res.conflicts != 0 || eu.value("a").Record != nil || len(eu.losers(t)) != 1 {
+		t.Fatalf("a collected tombstone sent back: %+v", res)
+	}
 	us.apply(&Command{Op: OpPut, Now: 30, Origin: "us", Federated: true, Tenant: "t", ID: "c", Data: []byte(`1`)})
 	if res := eu.receive(t, "us", []RemoteValue{us.value("c")}); res.replicated != 1 {
 		t.Fatalf("a value newer than the horizon: %+v", res)

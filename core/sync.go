@@ -63,11 +63,15 @@ func (n *Node) SaveSyncState(ctx context.Context, part int, name string, state [
 	return n.proposeRaftTo(ctx, part, &Command{Op: OpSyncState, Now: n.clock.Now(), ID: name, Data: state}).err
 }
 
-// SyncState returns the state stored under name in partition part, as
-// this replica holds it; found is false when there is none.
+// SyncState returns the state stored under name in partition part, after
+// a read barrier (a new leader that has not applied its predecessor's last
+// state must not start over); found is false when there is none.
 func (n *Node) SyncState(ctx context.Context, part int, name string) (state []byte, found bool, err error) {
 	if part < 0 || part >= n.nparts {
 		return nil, false, fmt.Errorf("core: no partition %d", part)
+	}
+	if err := n.readable(ctx, []int{part}); err != nil {
+		return nil, false, err
 	}
 	v, err := n.store.Get(ctx, syncKey(nil, part, name))
 	switch {

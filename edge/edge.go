@@ -239,7 +239,7 @@ func New(ctx context.Context, cfg Config) (*Edge, error) {
 		}
 	}()
 	hcfg := httpapi.Config{Limits: limits, APIKeys: keys, WriteTimeout: cfg.WriteTimeout, Logger: cfg.Logger,
-		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst}
+		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Edge: true}
 	if cfg.CacheBytes > 0 {
 		if e.cache, err = NewCache(CacheConfig{MaxBytes: cfg.CacheBytes, TTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL}); err != nil {
 			return nil, err

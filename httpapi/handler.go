@@ -80,6 +80,11 @@ type Config struct {
 	RateLimit float64
 	// RateBurst is the bucket size. Default: RateLimit (one second's worth).
 	RateBurst int
+	// Edge marks a handler in front of cores reached over the network (an
+	// edge): what only a core of a federation answers — ?consistency=global,
+	// ?scope=global, /v1/conflicts — is refused (400 core_only) instead of
+	// answered regionally, as if it had been.
+	Edge bool
 	// Enrol, when set, answers POST /v1/enrol: an edge's enrolment request
 	// (pki.Enrolment), which carries its own proof of authority — a token
 	// made with the cluster CA — so it needs no API key. An error refuses
@@ -464,6 +469,9 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 	switch s := string(args.Peek("scope")); s {
 	case "", "region":
 	case "global":
+		if h.coreOnly(ctx, "a list of every region") {
+			return
+		}
 		rctx = item.WithGlobalScope(rctx)
 	default:
 		h.writeError(ctx, item.Invalid("invalid_scope", "scope must be region or global, not %q", s))
@@ -522,7 +530,7 @@ func (h *Handler) serveConflicts(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	tenant, ok := h.itemTenant(ctx)
-	if !ok || h.unknownParam(ctx, "since", "cursor", "limit", "consistency") {
+	if !ok || h.unknownParam(ctx, "since", "cursor", "limit", "consistency") || h.coreOnly(ctx, "the conflict log") {
 		return
 	}
 	args := ctx.QueryArgs()
@@ -554,9 +562,11 @@ func (h *Handler) serveConflicts(ctx *fasthttp.RequestCtx) {
 			h.writeError(ctx, err)
 			return
 		}
-	} else if _, err := opts.After(); err != nil {
+	} else if start, err := opts.Start(); err != nil {
 		h.writeError(ctx, err)
 		return
+	} else {
+		page.Resume = start.Encode() // one node, no regions: an empty log
 	}
 	body, err := json.Marshal(page)
 	if err != nil {
@@ -706,6 +716,9 @@ func (h *Handler) serveItem(ctx *fasthttp.RequestCtx, rawID []byte) {
 			h.writeError(ctx, err)
 			return
 		}
+		if (item.GlobalReads(rctx) || ctx.QueryArgs().Has("meta")) && h.coreOnly(ctx, "a global read or an item's meta") {
+			return
+		}
 		meta := ctx.QueryArgs().Peek("meta")
 		if len(meta) > 0 && string(meta) != "versions" {
 			h.writeError(ctx, item.Invalid("invalid_meta", "meta must be versions, not %q", meta))
@@ -814,6 +827,15 @@ func (h *Handler) writeItem(ctx *fasthttp.RequestCtx, status int, it *item.Item)
 	// requests on a connection: no allocation for the body.
 	b := ctx.Response.SwapBody(nil)
 	ctx.Response.SwapBody(append(appendItem(b[:0], it), '\n'))
+}
+
+// coreOnly refuses, at an edge, a request only a core answers.
+func (h *Handler) coreOnly(ctx *fasthttp.RequestCtx, what string) bool {
+	if !h.cfg.Edge {
+		return false
+	}
+	h.writeError(ctx, item.Invalid("core_only", "%s is served by the cores of a federation, not by an edge", what))
+	return true
 }
 
 // serveMeta answers a GET with ?meta=versions: the item with its version

@@ -507,8 +507,18 @@ func TestFind(t *testing.T) {
 func TestConflictsRequests(t *testing.T) {
 	s := newTestServer(t, Config{})
 	r := s.do(t, "GET", "/v1/conflicts?since=2026-12-06T10:00:00Z&limit=5", "")
-	if r.status != 200 || strings.TrimSpace(string(r.body)) != `{"conflicts":[]}` {
+	var page item.ConflictPage
+	if err := json.Unmarshal(r.body, &page); r.status != 200 || err != nil || len(page.Conflicts) != 0 || page.Cursor != "" || page.Resume == "" {
 		t.Fatalf("an empty log: %d %s", r.status, r.body)
+	}
+	if r := s.do(t, "GET", "/v1/conflicts?cursor="+page.Resume, ""); r.status != 200 {
+		t.Fatalf("resuming: %d %s", r.status, r.body)
+	}
+	edge := newTestServer(t, Config{Edge: true})
+	for _, path := range []string{"/v1/conflicts", "/v1/items?scope=global", "/v1/items/a?consistency=global", "/v1/items/a?meta=versions"} {
+		if r := edge.do(t, "GET", path, ""); r.status != 400 || r.errorCode() != "core_only" {
+			t.Errorf("GET %s at an edge: %d %s, want 400 core_only", path, r.status, r.body)
+		}
 	}
 	for _, c := range []struct{ path, code string }{
 		{"/v1/conflicts?since=yesterday", "invalid_since"},
@@ -525,7 +535,7 @@ func TestConflictsRequests(t *testing.T) {
 		t.Errorf("DELETE /v1/conflicts: %d %s", r.status, r.body)
 	}
 	// The cursor a page hands out reads back.
-	cur := item.ConflictCursor(item.ConflictPosition{At: 42, Partition: 3, Seq: 9})
+	cur := item.ConflictCursor{Since: 42, Seqs: map[int]uint64{3: 9}}.Encode()
 	if r := s.do(t, "GET", "/v1/conflicts?cursor="+cur, ""); r.status != 200 {
 		t.Errorf("a well-formed cursor: %d %s", r.status, r.body)
 	}

@@ -18,16 +18,16 @@ import (
 //
 // Request:
 //
-//	format byte (1)
+//	format byte (2)
 //	uvarint len, tenant
-//	varint at; uvarint partition; uvarint seq    (the page starts after)
+//	uvarint len, cursor (item.ConflictCursor.Encode: where the page starts)
 //	uvarint limit
 //	byte    stale (1: a replica may answer without a read barrier)
 //	uvarint n, n × uvarint partition
 //
 // Answer:
 //
-//	uvarint len, cursor
+//	uvarint len, cursor; uvarint len, resume
 //	uvarint n, n × conflict:
 //	  varint at; uvarint partition; uvarint seq
 //	  uvarint len, id
@@ -62,11 +62,11 @@ func ConflictsHandler(maxParts func() int, read ConflictsFunc) transport.Handler
 // Conflicts reads tenant's conflict log over the given partitions on a
 // node that holds them (ConflictsHandler on its side).
 func (r *Remote) Conflicts(ctx context.Context, tenant string, opts item.ConflictOptions, parts []int) (*item.ConflictPage, error) {
-	after, err := opts.After()
+	start, err := opts.Start()
 	if err != nil {
 		return nil, err
 	}
-	req := appendConflictsRequest(nil, tenant, after, opts.Limit, item.StaleReads(ctx), parts)
+	req := appendConflictsRequest(nil, tenant, start.Encode(), opts.Limit, item.StaleReads(ctx), parts)
 	out, err := r.Call(ctx, wire.MethodConflicts, Target{Tenant: tenant}, req)
 	if err = answerError(ctx, err, wire.MethodConflicts); err != nil {
 		return nil, err
@@ -75,10 +75,10 @@ func (r *Remote) Conflicts(ctx context.Context, tenant string, opts item.Conflic
 	return p, malformed(err)
 }
 
-func appendConflictsRequest(dst []byte, tenant string, after item.ConflictPosition, limit int, stale bool, parts []int) []byte {
-	dst = append(dst, 1)
+func appendConflictsRequest(dst []byte, tenant, start string, limit int, stale bool, parts []int) []byte {
+	dst = append(dst, 2)
 	dst = codec.AppendString(dst, tenant)
-	dst = appendPosition(dst, after)
+	dst = codec.AppendString(dst, start)
 	dst = binary.AppendUvarint(dst, uint64(max(limit, 0)))
 	s := byte(0)
 	if stale {
@@ -94,11 +94,11 @@ func appendConflictsRequest(dst []byte, tenant string, after item.ConflictPositi
 
 func decodeConflictsRequest(b []byte, maxParts int) (tenant string, opts item.ConflictOptions, parts []int, stale bool, err error) {
 	d := codec.Decoder{B: b, Fail: errMalformedConflicts}
-	if d.Byte() != 1 {
+	if d.Byte() != 2 {
 		return "", opts, nil, false, errMalformedConflicts
 	}
 	tenant = d.String()
-	after := decodePosition(&d)
+	start := d.String()
 	limit := d.Uvarint()
 	stale = d.Byte() == 1
 	count := d.Uvarint()
@@ -116,7 +116,10 @@ func decodeConflictsRequest(b []byte, maxParts int) (tenant string, opts item.Co
 	if d.Err != nil || len(d.B) != 0 {
 		return "", opts, nil, false, errMalformedConflicts
 	}
-	return tenant, item.ConflictOptions{Cursor: item.ConflictCursor(after), Limit: int(limit)}, parts, stale, nil
+	if _, err := item.DecodeConflictCursor(start); err != nil {
+		return "", opts, nil, false, fmt.Errorf("%w: %v", errMalformedConflicts, err)
+	}
+	return tenant, item.ConflictOptions{Cursor: start, Limit: int(limit)}, parts, stale, nil
 }
 
 func appendPosition(dst []byte, p item.ConflictPosition) []byte {
@@ -138,6 +141,7 @@ func decodePosition(d *codec.Decoder) item.ConflictPosition {
 
 func appendConflictPage(dst []byte, p *item.ConflictPage) []byte {
 	dst = codec.AppendString(dst, p.Cursor)
+	dst = codec.AppendString(dst, p.Resume)
 	dst = binary.AppendUvarint(dst, uint64(len(p.Conflicts)))
 	for _, c := range p.Conflicts {
 		dst = appendPosition(dst, c.Position)
@@ -158,7 +162,7 @@ func appendConflictPage(dst []byte, p *item.ConflictPage) []byte {
 
 func decodeConflictPage(b []byte) (*item.ConflictPage, error) {
 	d := codec.Decoder{B: b, Fail: errMalformedConflicts}
-	p := &item.ConflictPage{Cursor: d.String()}
+	p := &item.ConflictPage{Cursor: d.String(), Resume: d.String()}
 	n := d.Uvarint()
 	if d.Err != nil || n > item.MaxListLimit {
 		return nil, errMalformedConflicts

@@ -43,7 +43,8 @@ func FuzzDecodeListPartitions(f *testing.F) {
 // decodes to a bounded page or an error; never a panic.
 func FuzzDecodeConflicts(f *testing.F) {
 	pos := item.ConflictPosition{At: 1 << 60, Partition: 3, Seq: 7}
-	f.Add(appendConflictsRequest(nil, "acme", pos, 10, true, []int{0, 3, 63}), 64)
+	cur := item.ConflictCursor{Since: 5, Seqs: map[int]uint64{3: 7, 60: 1}}.Encode()
+	f.Add(appendConflictsRequest(nil, "acme", cur, 10, true, []int{0, 3, 63}), 64)
 	page := &item.ConflictPage{Cursor: "c", Conflicts: []*item.Conflict{{ID: "a", Winner: "v2", Position: pos,
 		Loser: &item.Item{ID: "a", Data: []byte(`{"x":1}`), Version: "v1"}}}}
 	f.Add(appendConflictPage(nil, page), 64)
@@ -75,11 +76,10 @@ func FuzzDecodeConflicts(f *testing.F) {
 				t.Fatalf("partition %d of %d", p, max)
 			}
 		}
-		after, err := opts.After()
-		if err != nil {
+		if _, err := opts.Start(); err != nil {
 			t.Fatalf("the decoded start does not read back: %v", err)
 		}
-		_, opts2, parts2, stale2, err := decodeConflictsRequest(appendConflictsRequest(nil, tenant, after, opts.Limit, stale, parts), max)
+		_, opts2, parts2, stale2, err := decodeConflictsRequest(appendConflictsRequest(nil, tenant, opts.Cursor, opts.Limit, stale, parts), max)
 		if err != nil || opts2 != opts || stale2 != stale || len(parts2) != len(parts) {
 			t.Fatalf("round trip: %v", err)
 		}

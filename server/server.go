@@ -396,7 +396,7 @@ type federated struct {
 // Get reads in this region, or, for ?consistency=global, once every
 // reachable region holds the item's latest version.
 func (f federated) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
-	if item.GlobalReads(ctx) {
+	if item.GlobalReads(ctx) && f.fed != nil {
 		return f.fed.GetGlobal(ctx, tenant, id)
 	}
 	return f.Node.Get(ctx, tenant, id)
@@ -404,14 +404,22 @@ func (f federated) Get(ctx context.Context, tenant, id string) (*item.Item, erro
 
 // List lists this region's items, or, for ?scope=global, every region's.
 func (f federated) List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error) {
-	if item.GlobalScope(ctx) {
+	if item.GlobalScope(ctx) && f.fed != nil {
 		return f.fed.ListGlobal(ctx, tenant, opts)
 	}
 	return f.Node.List(ctx, tenant, opts)
 }
 
-// ItemMeta implements item.MetaReader (?meta=versions).
+// ItemMeta implements item.MetaReader (?meta=versions). Without a
+// federation there is one region, and the item's version is its vector.
 func (f federated) ItemMeta(ctx context.Context, tenant, id string) (*item.Meta, error) {
+	if f.fed == nil {
+		it, err := f.Node.Get(ctx, tenant, id)
+		if err != nil {
+			return nil, err
+		}
+		return &item.Meta{Versions: map[string]string{"": it.Version}}, nil
+	}
 	return f.fed.ItemMeta(ctx, tenant, id)
 }
 

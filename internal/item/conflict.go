@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"slices"
 	"time"
 )
 
@@ -33,8 +34,9 @@ type Conflict struct {
 	Position ConflictPosition `json:"-"`
 }
 
-// ConflictPosition is a conflict's place in a tenant's log, in the order
-// pages are served.
+// ConflictPosition is a conflict's place in a tenant's log: the
+// partition's log it is in and its number there, and its resolution time,
+// by which pages are ordered.
 type ConflictPosition struct {
 	At        int64 // Unix nanoseconds
 	Partition int
@@ -56,31 +58,36 @@ func (p ConflictPosition) Less(q ConflictPosition) bool {
 type ConflictOptions struct {
 	// Since keeps conflicts resolved after it (zero: all).
 	Since time.Time
-	// Cursor is ConflictPage.Cursor of the previous page; it supersedes
-	// Since.
+	// Cursor is ConflictPage.Cursor (or Resume) of an earlier page; it
+	// supersedes Since.
 	Cursor string
 	// Limit is the page size: 0 means DefaultListLimit, more than
 	// MaxListLimit is an error.
 	Limit int
 }
 
-// After returns the position a page starts after: the cursor's, or the
-// end of Since's nanosecond.
-func (o *ConflictOptions) After() (ConflictPosition, error) {
+// Start returns where the page starts: the cursor's position, or Since
+// with nothing read.
+func (o *ConflictOptions) Start() (ConflictCursor, error) {
 	if o.Cursor != "" {
 		return DecodeConflictCursor(o.Cursor)
 	}
-	if o.Since.IsZero() {
-		return ConflictPosition{At: -1 << 63}, nil
+	c := ConflictCursor{Since: -1 << 63}
+	if !o.Since.IsZero() {
+		c.Since = o.Since.UnixNano()
 	}
-	return ConflictPosition{At: o.Since.UnixNano(), Partition: 1 << 30}, nil
+	return c, nil
 }
 
-// ConflictPage is a page of a tenant's conflict log, oldest first.
+// ConflictPage is a page of a tenant's conflict log, in the order the
+// regions resolved the conflicts.
 type ConflictPage struct {
 	Conflicts []*Conflict `json:"conflicts"`
 	// Cursor is empty on the last page.
 	Cursor string `json:"cursor,omitempty"`
+	// Resume is where to read from later, for conflicts logged after this
+	// page: a cursor even on the last page.
+	Resume string `json:"resume"`
 }
 
 // ConflictLog reads a tenant's conflict log. Backends of a federated
@@ -89,40 +96,85 @@ type ConflictLog interface {
 	Conflicts(ctx context.Context, tenant string, opts ConflictOptions) (*ConflictPage, error)
 }
 
-// ConflictCursor encodes p as an opaque cursor: a format byte and three
-// varints, base64url.
-func ConflictCursor(p ConflictPosition) string {
-	b := []byte{1}
-	b = binary.AppendVarint(b, p.At)
-	b = binary.AppendUvarint(b, uint64(p.Partition))
-	b = binary.AppendUvarint(b, p.Seq)
+// ConflictCursor is a place in a tenant's conflict log: per partition,
+// the number of the last entry read (entries are numbered in the order
+// the partition logged them), and the Since of the first page, which
+// still applies to partitions nothing was read from. Resolution times are
+// clock readings of different nodes, not an order a reader could resume
+// from without missing an entry logged late with an early time; entry
+// numbers are.
+type ConflictCursor struct {
+	Since int64
+	Seqs  map[int]uint64
+}
+
+// After reports whether the entry at p comes after c.
+func (c ConflictCursor) After(p ConflictPosition) bool {
+	if seq, ok := c.Seqs[p.Partition]; ok {
+		return p.Seq > seq
+	}
+	return p.At > c.Since
+}
+
+// Encode renders c as an opaque cursor: a format byte, the since time,
+// and the partitions' numbers, base64url.
+func (c ConflictCursor) Encode() string {
+	parts := make([]int, 0, len(c.Seqs))
+	for p := range c.Seqs {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	b := []byte{2}
+	b = binary.AppendVarint(b, c.Since)
+	b = binary.AppendUvarint(b, uint64(len(parts)))
+	for _, p := range parts {
+		b = binary.AppendUvarint(b, uint64(p))
+		b = binary.AppendUvarint(b, c.Seqs[p])
+	}
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// DecodeConflictCursor is the inverse of ConflictCursor; a malformed
-// cursor is an invalid-request error.
-func DecodeConflictCursor(c string) (ConflictPosition, error) {
+// maxCursorPartitions bounds a decoded cursor: partition numbers take two
+// bytes in keys.
+const maxCursorPartitions = 1 << 16
+
+// DecodeConflictCursor is the inverse of Encode; a malformed cursor is an
+// invalid-request error.
+func DecodeConflictCursor(s string) (ConflictCursor, error) {
 	bad := Invalid("invalid_cursor", "cursor is not one this server handed out")
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || len(b) < 4 || b[0] != 1 {
-		return ConflictPosition{}, bad
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) < 3 || b[0] != 2 {
+		return ConflictCursor{}, bad
 	}
 	b = b[1:]
-	at, n := binary.Varint(b)
-	if n <= 0 {
-		return ConflictPosition{}, bad
+	since, k := binary.Varint(b)
+	if k <= 0 {
+		return ConflictCursor{}, bad
 	}
-	b = b[n:]
-	part, n := binary.Uvarint(b)
-	if n <= 0 || part > 1<<30 {
-		return ConflictPosition{}, bad
+	b = b[k:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > maxCursorPartitions || n > uint64(len(b)) {
+		return ConflictCursor{}, bad
 	}
-	b = b[n:]
-	seq, n := binary.Uvarint(b)
-	if n <= 0 || n != len(b) {
-		return ConflictPosition{}, bad
+	b = b[k:]
+	c := ConflictCursor{Since: since, Seqs: make(map[int]uint64, n)}
+	for range n {
+		p, k := binary.Uvarint(b)
+		if k <= 0 || p >= maxCursorPartitions {
+			return ConflictCursor{}, bad
+		}
+		b = b[k:]
+		seq, k := binary.Uvarint(b)
+		if k <= 0 {
+			return ConflictCursor{}, bad
+		}
+		b = b[k:]
+		c.Seqs[int(p)] = seq
 	}
-	return ConflictPosition{At: at, Partition: int(part), Seq: seq}, nil
+	if len(b) != 0 {
+		return ConflictCursor{}, bad
+	}
+	return c, nil
 }
 
 // Meta is what a read with ?meta=versions adds to an item in a
