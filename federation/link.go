@@ -413,12 +413,22 @@ func (l *link) apply(ctx context.Context, p int, cmd *core.Command) (applied, er
 // answered records a call the region answered: it is healthy.
 func (l *link) answered() {
 	l.mu.Lock()
-	l.lastOK = time.Now()
+	now := time.Now()
+	away := now.Sub(l.lastOK)
+	seen := !l.lastOK.IsZero()
+	l.lastOK = now
 	recovered := l.failing
 	l.failing = false
 	l.mu.Unlock()
-	if recovered {
-		l.f.log.Info("sending to a region works again", "peer_region", l.region)
+	if !recovered {
+		return
+	}
+	l.f.log.Info("sending to a region works again", "peer_region", l.region, "away", away.Round(time.Second))
+	if seen && away > l.f.cfg.RegionDeadAfter {
+		// Its deletes' tombstones, and ours, may be collected by now: it
+		// may hold items deleted here that nothing can remove from it.
+		l.f.log.Error("a region was unreachable for longer than --region-dead-after: it may hold items deleted elsewhere; wipe its storage and let it copy the others",
+			"peer_region", l.region, "away", away.Round(time.Second), "region_dead_after", l.f.cfg.RegionDeadAfter)
 	}
 }
 
