@@ -31,6 +31,7 @@ type link struct {
 	f      *Federation
 	region string
 	sem    chan struct{} // bounds the partitions sending at once (Config.MaxInFlight)
+	queued atomic.Int32  // partitions waiting for a slot in sem
 
 	mu      sync.Mutex
 	addrs   []string // the region's cores; guarded by mu
@@ -145,9 +146,12 @@ func (l *link) run() {
 // send brings the region up to date with partition p, batch by batch.
 func (l *link) send(p int) {
 	defer l.f.wg.Done()
+	l.queued.Add(1)
 	select {
 	case l.sem <- struct{}{}:
+		l.queued.Add(-1)
 	case <-l.f.stop:
+		l.queued.Add(-1)
 		l.failed(p, context.Canceled)
 		return
 	}
@@ -198,12 +202,27 @@ func (l *link) catchUp(ctx context.Context, p int) error {
 	var flights []flight
 	sentTo := pl.acked
 	// A partition that never stops changing would keep its slot (sem)
-	// forever and starve the others: past yieldAfter it launches nothing
-	// more, lands its batches and gives the slot up (run restarts it).
+	// forever and starve the others: past yieldAfter, if another partition
+	// waits for a slot, it launches nothing more, lands its batches and
+	// gives the slot up (run restarts it). With none waiting it goes on:
+	// landing a pipeline holds every new change for a round trip.
 	yield := time.Now().Add(yieldAfter)
+	// Batches are paced a round trip's pacedPerTrip-th apart: sent as
+	// fast as changes come, a busy partition would fill the pipeline with
+	// small batches in a fraction of a round trip and then hold every
+	// change for the rest of it; paced, a change waits at most a gap.
+	var lastSend time.Time
+	gap := time.Duration(l.rtt.Load()) / pacedPerTrip
+	pacer := time.NewTimer(time.Hour)
+	pacer.Stop()
+	defer pacer.Stop()
 	for {
 		committed, changed := l.f.core.Committed(p)
-		if len(flights) < pipelineDepth && pl.read < committed && time.Now().Before(yield) {
+		wait := time.Duration(0)
+		if len(flights) > 0 {
+			wait = gap - time.Since(lastSend)
+		}
+		if len(flights) < pipelineDepth && pl.read < committed && wait <= 0 && (time.Now().Before(yield) || l.queued.Load() == 0) {
 			ch, err := l.f.core.LocalChanges(ctx, p, pl.read, l.f.cfg.BatchBytes)
 			if errors.Is(err, multiraft.ErrCompacted) {
 				if len(flights) > 0 {
@@ -231,6 +250,7 @@ func (l *link) catchUp(ctx context.Context, p int) error {
 			}()
 			flights = append(flights, f)
 			sentTo = ch.To
+			lastSend = time.Now()
 			continue
 		}
 		if len(flights) == 0 {
@@ -241,8 +261,16 @@ func (l *link) catchUp(ctx context.Context, p int) error {
 			return nil
 		}
 		var r flightResult
+		var paced <-chan time.Time
+		if wait > 0 && pl.read < committed && len(flights) < pipelineDepth {
+			pacer.Reset(wait) // Go 1.23 timers: no stale tick after Stop or Reset
+			paced, changed = pacer.C, nil // sending is due at the timer, not before
+		}
 		select {
 		case r = <-flights[0].done:
+			pacer.Stop()
+		case <-paced:
+			continue
 		case <-changed:
 			if len(flights) < pipelineDepth {
 				time.Sleep(time.Millisecond) // let the next millisecond's commits join
@@ -270,8 +298,14 @@ func (l *link) catchUp(ctx context.Context, p int) error {
 	}
 }
 
-// pipelineDepth bounds the batches of one partition in flight to a region.
-const pipelineDepth = 8
+// pipelineDepth bounds the batches of one partition in flight to a region;
+// pacedPerTrip is how many a busy partition sends per round trip: half, so
+// that a round trip twice as long as the last measured (a slow apply over
+// there) does not fill the pipeline and hold new changes back.
+const (
+	pipelineDepth = 16
+	pacedPerTrip  = 8
+)
 
 // yieldAfter is how long a partition may send before it gives its slot
 // (Config.MaxInFlight) to others.

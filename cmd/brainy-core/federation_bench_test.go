@@ -36,7 +36,15 @@ func BenchmarkFederation(b *testing.B) {
 
 func benchFederation(b *testing.B) {
 	tb := testing.TB(b)
-	regions, _ := wanFederation(tb, 181, []string{"eu-west", "us-east"}, 40*time.Millisecond)
+	delay := 40 * time.Millisecond
+	if v := os.Getenv("BRAINY_FED_DELAY_MS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			tb.Fatalf("BRAINY_FED_DELAY_MS=%q: want milliseconds", v)
+		}
+		delay = time.Duration(n) * time.Millisecond
+	}
+	regions, relays := wanFederation(tb, 181, []string{"eu-west", "us-east"}, delay)
 	eu, us := regions[0].nodes[0], regions[1].nodes[0]
 
 	// 1. Lag at a paced 2,000 writes/s.
@@ -86,8 +94,13 @@ func benchFederation(b *testing.B) {
 	}
 	b.ReportMetric(p50, "lag-p50-ms")
 	b.ReportMetric(p99, "lag-p99-ms")
-	b.Logf("%d PUT/s paced for %v (%.0f/s achieved, %d failed): eu-west → us-east lag p50 %.1f ms, p99 %.1f ms (one-way delay 40 ms)",
-		pace, dur, float64(n)/sent.Seconds(), failed.Load(), p50, p99)
+	b.Logf("%d PUT/s paced for %v (%.0f/s achieved, %d failed): eu-west → us-east lag p50 %.1f ms, p99 %.1f ms (one-way delay %v)",
+		pace, dur, float64(n)/sent.Seconds(), failed.Load(), p50, p99, delay)
+	for addr, r := range relays {
+		s := r.Stats()
+		b.Logf("relay to %s: %d datagrams (%d B) to it, %d dropped; %d back, %d dropped",
+			addr, s.ToTarget.Datagrams, s.ToTarget.Bytes, s.ToTarget.DroppedDatagrams, s.ToClient.Datagrams, s.ToClient.DroppedDatagrams)
+	}
 
 	// 2. Throughput, federation on vs off.
 	lone := coretest.StartCore(tb, bin, nil, "--bind", "127.0.0.189", "--storage", filepath.Join(tb.TempDir(), "lone"), "--partitions", "8")
@@ -138,7 +151,7 @@ func benchFederation(b *testing.B) {
 	rate := float64(want-before) / took.Seconds()
 	resyncs := metrics(tb, eu).Federation.Regions[0].Resyncs
 	b.ReportMetric(rate, "catch-up-items/s")
-	b.Logf("catch-up: %d items written in %v away (%.0f acknowledged), all in us-east %v after its restart: %.0f items/s (%d partitions copied whole)",
+	b.Logf("catch-up: %d items written in %v away (%.0f acknowledged), all in us-east %v after its restart: %.0f items/s (%d partitions resynced by digest)",
 		want-before, away, written, took.Round(time.Millisecond), rate, resyncs)
 }
 
