@@ -125,7 +125,7 @@ bench-cluster:
 # with federation on and off (cmd/brainy-core BenchmarkFederation).
 .PHONY: bench-federation
 bench-federation:
-	$(GO) test -run='^$$' -bench='^BenchmarkFederation$$' -benchtime=1x -timeout 10m ./cmd/brainy-core
+	$(GO) test -run='^$$' -bench='^BenchmarkFederation(Resync)?$$' -benchtime=1x -timeout 30m ./cmd/brainy-core
 
 .PHONY: bench-storage
 bench-storage:

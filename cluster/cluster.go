@@ -610,7 +610,7 @@ func (f routedFeed) Topology() ([]byte, <-chan struct{}) {
 	if m := f.n.alive.Load(); m != nil {
 		alive = *m
 	}
-	t := &wire.Topology{Partitions: f.n.core.Partitions(), Leaders: make([]wire.Lead, f.n.core.Partitions())}
+	t := &wire.Topology{Region: f.n.core.Region(), Partitions: f.n.core.Partitions(), Leaders: make([]wire.Lead, f.n.core.Partitions())}
 	index := map[multiraft.NodeID]int{}
 	nodeAt := func(id multiraft.NodeID) (int, bool) {
 		at, ok := index[id]

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"math/bits"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -10,28 +11,44 @@ import (
 // region's log no longer holds: instead of copying the partition whole,
 // the sender compares its digest with the receiver's and sends only the
 // items of the ranges that differ (Cassandra's repair, with a one-level
-// tree: DigestBuckets leaves, one round trip).
+// tree sized to the partition: one round trip).
 //
-// A partition's items and tombstones are spread over the buckets by a
-// hash of tenant and id; a bucket's digest is the XOR of a hash of each
-// of its values' bytes. Regions that agree hold byte-identical records
-// (merges converge on the same bytes), so equal digests mean equal
-// ranges, and the XOR makes the digest independent of order. Conflict
-// logs, which each region keeps for itself, are not included.
+// A partition's items and tombstones are spread over 2^b ranges by the top
+// b bits of a hash of tenant and id; a range's digest is the XOR of a hash
+// of each of its values' bytes. Regions that agree hold byte-identical
+// records (merges converge on the same bytes), so equal digests mean equal
+// ranges, and the XOR makes the digest independent of order — and lets a
+// fine digest fold into a coarser one. Conflict logs, which each region
+// keeps for itself, are not included.
+//
+// The sender picks b from its partition's size (DigestBits: about eight
+// items per range), so the ranges that differ hold few items besides the
+// changed ones, and the receiver's digest costs 8 bytes per range.
 
-// DigestBuckets is how many ranges a partition's digest divides it into:
-// 32 KiB of digest per partition; a partition of a million items has
-// about 250 per range.
-const DigestBuckets = 4096
+// MinDigestBits and MaxDigestBits bound a digest's resolution: 1,024 to
+// 65,536 ranges (8 to 512 KiB). Below a thousand ranges, a digest saves
+// less than the items it makes cross.
+const (
+	MinDigestBits = 10
+	MaxDigestBits = 16
+)
 
-// DigestBucket returns the range of the digest that holds tenant's id.
-func DigestBucket(tenant, id string) int {
+// DigestBits returns the resolution for a partition of items values:
+// about eight per range.
+func DigestBits(items int) int {
+	b := bits.Len(uint(items / 8))
+	return min(max(b, MinDigestBits), MaxDigestBits)
+}
+
+// DigestBucket returns the range of a digest of 2^b ranges that holds
+// tenant's id.
+func DigestBucket(tenant, id string, b int) int {
 	var d xxhash.Digest
 	d.Reset()
 	d.WriteString(tenant)
 	d.Write([]byte{0})
 	d.WriteString(id)
-	return int(d.Sum64() >> 52) // the top 12 bits: 4096 buckets
+	return int(d.Sum64() >> (64 - b))
 }
 
 // valueHash hashes everything that makes v: its key and its record.
@@ -50,24 +67,36 @@ func valueHash(v *RemoteValue) uint64 {
 	return d.Sum64()
 }
 
-// AddToDigest folds v into digest (DigestBuckets long).
-func AddToDigest(digest []uint64, v *RemoteValue) {
-	digest[DigestBucket(v.Tenant, v.ID)] ^= valueHash(v)
+// FoldDigest returns digest (2^k ranges) at the coarser resolution of 2^b
+// ranges: range i of the result is ranges i<<(k-b) … of the input, XORed.
+func FoldDigest(digest []uint64, b int) []uint64 {
+	k := bits.Len(uint(len(digest))) - 1
+	if b >= k {
+		return digest
+	}
+	out := make([]uint64, 1<<b)
+	for i, h := range digest {
+		out[i>>(k-b)] ^= h
+	}
+	return out
 }
 
-// PartitionDigest returns partition part's digest as this replica holds
-// it (ErrNotHere if it holds none), and the applied index it reflects.
-func (n *Node) PartitionDigest(ctx context.Context, part int) ([]uint64, uint64, error) {
-	digest := make([]uint64, DigestBuckets)
-	applied, err := n.PartitionValues(ctx, part, func(v RemoteValue) error {
-		AddToDigest(digest, &v)
+// PartitionDigest returns partition part's digest of 2^b ranges as this
+// replica holds it (ErrNotHere if it holds none), the applied index it
+// reflects, and how many values (items and tombstones) it covers.
+func (n *Node) PartitionDigest(ctx context.Context, part, b int) (digest []uint64, applied uint64, values int, err error) {
+	b = min(max(b, MinDigestBits), MaxDigestBits)
+	digest = make([]uint64, 1<<b)
+	applied, err = n.PartitionValues(ctx, part, func(v RemoteValue) error {
+		digest[DigestBucket(v.Tenant, v.ID, b)] ^= valueHash(&v)
+		values++
 		return nil
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	if applied == 0 {
-		return nil, 0, ErrNotHere // no partition state: no replica here
+		return nil, 0, 0, ErrNotHere // no partition state: no replica here
 	}
-	return digest, applied, nil
+	return digest, applied, values, nil
 }

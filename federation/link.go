@@ -340,11 +340,15 @@ func (l *link) noteOldest(p int, values []core.RemoteValue) {
 // made after that index is in the log past it and streams as usual.
 func (l *link) resync(ctx context.Context, p int, acked uint64) error {
 	l.resyncs.Add(1)
-	remote, err := l.digest(ctx, p)
+	// The finest digest here, folded to the resolution this partition's
+	// size calls for: the region computes only that one.
+	local, applied, values, err := l.f.core.PartitionDigest(ctx, p, core.MaxDigestBits)
 	if err != nil {
 		return err
 	}
-	local, applied, err := l.f.core.PartitionDigest(ctx, p)
+	b := core.DigestBits(values)
+	local = core.FoldDigest(local, b)
+	remote, err := l.digest(ctx, p, b)
 	if err != nil {
 		return err
 	}
@@ -379,7 +383,7 @@ func (l *link) resync(ctx context.Context, p int, acked uint64) error {
 		// digest is newer and merges the same way; the position moves only
 		// to the digest's index.
 		if _, err := l.f.core.PartitionValues(ctx, p, func(v core.RemoteValue) error {
-			if !differ[core.DigestBucket(v.Tenant, v.ID)] {
+			if !differ[core.DigestBucket(v.Tenant, v.ID, b)] {
 				return nil
 			}
 			batch = append(batch, v)
@@ -394,17 +398,17 @@ func (l *link) resync(ctx context.Context, p int, acked uint64) error {
 	return flush(applied)
 }
 
-// digest asks the region for partition p's digest.
-func (l *link) digest(ctx context.Context, p int) ([]uint64, error) {
-	req := codec.AppendString(appendHeader(nil, false, p), l.f.cfg.Region)
+// digest asks the region for partition p's digest of 2^b ranges.
+func (l *link) digest(ctx context.Context, p, b int) ([]uint64, error) {
+	req := append(codec.AppendString(appendHeader(nil, false, p), l.f.cfg.Region), byte(b))
 	out, err := l.call(ctx, wire.MethodFedDigest, req)
 	if err != nil {
 		return nil, err
 	}
-	if len(out) != 8*core.DigestBuckets {
-		return nil, fmt.Errorf("federation: a digest of %d bytes from region %s", len(out), l.region)
+	if len(out) != 8<<b {
+		return nil, fmt.Errorf("federation: a digest of %d bytes from region %s, want %d", len(out), l.region, 8<<b)
 	}
-	d := make([]uint64, core.DigestBuckets)
+	d := make([]uint64, 1<<b)
 	for i := range d {
 		d[i] = binary.LittleEndian.Uint64(out[8*i:])
 	}

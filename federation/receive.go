@@ -24,8 +24,9 @@ import (
 //	                            S2-compressed when flags has flagCompressed
 //	                   answer:  status byte (0 applied, 1 gap), uvarint position,
 //	                            uvarint replaced, conflicts, skipped
-//	MethodFedDigest    request: flags byte, uvarint partition, string source region
-//	                   answer:  core.DigestBuckets × uint64 little-endian
+//	MethodFedDigest    request: flags byte, uvarint partition, string source region,
+//	                            byte b (core.MinDigestBits … MaxDigestBits)
+//	                   answer:  2^b × uint64 little-endian
 //
 // flagForwarded marks a request a region's node passed to the partition's
 // leader in its region: it is never passed on again (one hop, no loops).
@@ -171,13 +172,14 @@ func (f *Federation) handleDigest(ctx context.Context, peer *transport.Peer, req
 	}
 	d := codec.Decoder{B: r.rest, Fail: errBadRequest}
 	source := d.String()
-	if d.Err != nil || len(d.B) != 0 {
+	b := int(d.Byte())
+	if d.Err != nil || len(d.B) != 0 || b < core.MinDigestBits || b > core.MaxDigestBits {
 		return nil, itemrpc.Error(errBadRequest)
 	}
 	if err := f.checkCaller(peer, source, r.forwarded); err != nil {
 		return nil, err
 	}
-	digest, _, err := f.core.PartitionDigest(ctx, r.part)
+	digest, _, _, err := f.core.PartitionDigest(ctx, r.part, b)
 	if errors.Is(err, core.ErrNotHere) {
 		answer, _, ferr := f.toLeader(ctx, wire.MethodFedDigest, r, req)
 		return answer, ferr

@@ -81,11 +81,13 @@ var (
 	descHealthy = prometheus.NewDesc("brainy_node_healthy", "1 when the node accepts writes.", nil, nil)
 	descShards  = prometheus.NewDesc("brainy_core_partitions", "Partitions held by this node.", nil, nil)
 
-	descRegionUp   = prometheus.NewDesc("brainy_federation_region_healthy", "1 when the last call to the region succeeded.", []string{"region"}, nil)
-	descRegionRTT  = prometheus.NewDesc("brainy_federation_region_rtt_milliseconds", "The last round trip to a region.", []string{"region"}, nil)
-	descRegionLag  = prometheus.NewDesc("brainy_federation_region_lag_milliseconds", "Age of the oldest change of this node's partitions the region has not applied.", []string{"region"}, nil)
-	descRegionSent = prometheus.NewDesc("brainy_federation_values_sent_total", "Item values this node sent that the region applied.", []string{"region"}, nil)
-	descFedEvents  = prometheus.NewDesc("brainy_federation_values_total", "Other regions' values applied here, by outcome: replaced (newer), conflict (concurrent); batches refused for clock skew; tombstones collected.", []string{"outcome"}, nil)
+	descRouteRTT    = prometheus.NewDesc("brainy_edge_region_rtt_milliseconds", "An edge's smoothed round trip to the nearest answering core of each region.", []string{"region"}, nil)
+	descRouteChosen = prometheus.NewDesc("brainy_edge_region_chosen", "1 for the region an edge sends its requests to.", []string{"region"}, nil)
+	descRegionUp    = prometheus.NewDesc("brainy_federation_region_healthy", "1 when the last call to the region succeeded.", []string{"region"}, nil)
+	descRegionRTT   = prometheus.NewDesc("brainy_federation_region_rtt_milliseconds", "The last round trip to a region.", []string{"region"}, nil)
+	descRegionLag   = prometheus.NewDesc("brainy_federation_region_lag_milliseconds", "Age of the oldest change of this node's partitions the region has not applied.", []string{"region"}, nil)
+	descRegionSent  = prometheus.NewDesc("brainy_federation_values_sent_total", "Item values this node sent that the region applied.", []string{"region"}, nil)
+	descFedEvents   = prometheus.NewDesc("brainy_federation_values_total", "Other regions' values applied here, by outcome: replaced (newer), conflict (concurrent); batches refused for clock skew; tombstones collected.", []string{"outcome"}, nil)
 
 	descSyncFollowing = prometheus.NewDesc("brainy_sync_following", "1 once every blue partition this node pulls streams its changes, 0 while one is being copied (--sync-from).", []string{"from"}, nil)
 	descSyncLag       = prometheus.NewDesc("brainy_sync_lag_milliseconds", "How long this green node has lacked a change blue has (0: caught up).", []string{"from"}, nil)
@@ -94,7 +96,7 @@ var (
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOps, descErrors, descCommits, descWrites, descForward, descLapses, descRTT, descItems, descBytes, descHealthy, descShards,
-		descRegionUp, descRegionRTT, descRegionLag, descRegionSent, descFedEvents, descSyncFollowing, descSyncLag, descSyncCopied} {
+		descRegionUp, descRegionRTT, descRegionLag, descRegionSent, descFedEvents, descSyncFollowing, descSyncLag, descSyncCopied, descRouteRTT, descRouteChosen} {
 		ch <- d
 	}
 }
@@ -119,6 +121,16 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(s.Storage.Bytes), s.Storage.Backend)
 	ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, float64(s.Nodes.Healthy))
 	ch <- prometheus.MustNewConstMetric(descShards, prometheus.GaugeValue, float64(s.Shards.Replicas))
+	if r := s.Routing; r != nil {
+		for _, rr := range r.Regions {
+			chosen := 0.0
+			if rr.Name == r.Region {
+				chosen = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descRouteRTT, prometheus.GaugeValue, rr.RTTMs, rr.Name)
+			ch <- prometheus.MustNewConstMetric(descRouteChosen, prometheus.GaugeValue, chosen, rr.Name)
+		}
+	}
 	if f := s.Federation; f != nil {
 		for _, r := range f.Regions {
 			up := 0.0

@@ -61,11 +61,13 @@ func (b *Backend) probeLoop() {
 // nearest configured core to start with.
 func (b *Backend) probeAll() {
 	addrs := append([]string(nil), b.cfg.Addrs...)
-	if r := b.routes.Load(); r != nil {
+	b.routesMu.Lock()
+	for _, r := range b.regions {
 		for _, n := range r.nodes {
 			addrs = append(addrs, n.addr)
 		}
 	}
+	b.routesMu.Unlock()
 	var wg sync.WaitGroup
 	seen := map[string]bool{}
 	for _, addr := range addrs {
@@ -87,6 +89,7 @@ func (b *Backend) probeAll() {
 	}
 	b.rttMu.Unlock()
 	b.pickNearest()
+	b.pickRegion()
 }
 
 // probe measures one round trip to addr.

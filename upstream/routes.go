@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"maps"
 	"slices"
 	"sync/atomic"
 
@@ -56,11 +57,11 @@ func (b *Backend) leaderOf(to itemrpc.Target) (string, *atomic.Int64) {
 	return n.addr, n.down
 }
 
-// learn merges a pushed topology into the routes.
+// learn merges a pushed topology into its region's routes.
 func (b *Backend) learn(t *wire.Topology) {
 	b.routesMu.Lock()
 	defer b.routesMu.Unlock()
-	old := b.routes.Load()
+	old := b.regions[t.Region]
 	next := &routes{partitions: t.Partitions, leaders: make([]routeLead, t.Partitions)}
 	index := map[string]int{}
 	node := func(addr string) int {
@@ -98,7 +99,15 @@ func (b *Backend) learn(t *wire.Topology) {
 	}
 	// Nodes no leader names any more are dropped: the view stays as small
 	// as the partition count, whatever the cores push over time.
-	b.routes.Store(compact(next))
+	next = compact(next)
+	b.regions[t.Region] = next
+	if cur := b.region.Load(); cur == nil {
+		// The first region heard of serves until probes find a nearer one.
+		b.region.Store(&t.Region)
+		b.routes.Store(next)
+	} else if *cur == t.Region {
+		b.routes.Store(next)
+	}
 }
 
 // compact drops the nodes no leader refers to.
@@ -142,8 +151,11 @@ func (b *Backend) downOf(old *routes, addr string) *atomic.Int64 {
 	if i := slices.Index(b.cfg.Addrs, addr); i >= 0 {
 		return &b.downUntil[i]
 	}
-	if old != nil {
-		for _, n := range old.nodes {
+	for _, r := range append([]*routes{old}, slices.Collect(maps.Values(b.regions))...) {
+		if r == nil {
+			continue
+		}
+		for _, n := range r.nodes {
 			if n.addr == addr {
 				return n.down
 			}
@@ -157,7 +169,9 @@ func (b *Backend) markDown(addr string, until int64) {
 	if i := slices.Index(b.cfg.Addrs, addr); i >= 0 {
 		b.downUntil[i].Store(until)
 	}
-	if r := b.routes.Load(); r != nil {
+	b.routesMu.Lock()
+	defer b.routesMu.Unlock()
+	for _, r := range b.regions {
 		for _, n := range r.nodes {
 			if n.addr == addr {
 				n.down.Store(until)

@@ -102,8 +102,16 @@ type Backend struct {
 	// instead of each waiting out a dial timeout.
 	downUntil []atomic.Int64
 
-	routes   atomic.Pointer[routes] // the cores' pushed topology, merged (routes.go); nil until one arrives
-	routesMu sync.Mutex             // serializes merges
+	routes   atomic.Pointer[routes] // the chosen region's pushed topology, merged (routes.go); nil until one arrives
+	routesMu sync.Mutex             // serializes merges and region choices
+	// regions holds every region's merged topology, by region name ("":
+	// cores outside a federation); guarded by routesMu. region is the one
+	// requests go to (regions.go), and closer counts the probe rounds in a
+	// row another region, candidate, was nearer by the margin.
+	regions   map[string]*routes
+	region    atomic.Pointer[string]
+	closer    int
+	candidate string
 
 	rttMu sync.Mutex
 	rtts  map[string]*rtt // by core address; guarded by rttMu (probe.go)
@@ -139,7 +147,8 @@ func New(cfg Config) (*Backend, error) {
 		cfg.OnChanges = func([]wire.Change, bool) {} // subscribed for the topology only
 	}
 	b := &Backend{cfg: cfg, log: cfg.Logger.With("component", "upstream"), downUntil: make([]atomic.Int64, len(cfg.Addrs)),
-		feeds: map[string]int64{}, stop: make(chan struct{}), rtts: map[string]*rtt{}, reads: map[string]*rtt{}}
+		feeds: map[string]int64{}, stop: make(chan struct{}), rtts: map[string]*rtt{}, reads: map[string]*rtt{},
+		regions: map[string]*routes{}}
 	b.Remote = itemrpc.Remote{Call: b.call, Forwarded: cfg.Forwarded}
 	b.healthy.Store(true)
 	if cfg.OnChanges != nil {
@@ -370,6 +379,7 @@ func (b *Backend) Metrics() nodestats.Snapshot {
 		}
 	}
 	s.Operations.Errors = b.fails.Load()
+	s.Routing = b.routing()
 	return s
 }
 

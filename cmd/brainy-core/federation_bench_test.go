@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +17,7 @@ import (
 	"time"
 
 	"github.com/soullabs/brainy/internal/coretest"
+	"github.com/soullabs/brainy/internal/nodestats"
 )
 
 // BenchmarkFederation measures, through real brainy-core processes (make
@@ -189,4 +193,102 @@ func closedLoopPuts(tb testing.TB, p *coretest.Process, prefix string, clients i
 	}
 	wg.Wait()
 	return float64(ok.Load()) / time.Since(start).Seconds()
+}
+
+// countedPuts writes n new items to p from 64 clients (ids prefix0..n-1)
+// and returns the rate.
+func countedPuts(tb testing.TB, p *coretest.Process, prefix string, n int) float64 {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range 64 {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				code, body, err := tryDo("PUT", p.URL(fmt.Sprintf("/v1/items/%s%d", prefix, i)), "application/json", `{"data":{"v":"0123456789012345678901234567890123456789"}}`)
+				if err != nil || (code != 200 && code != 201) {
+					tb.Errorf("put %s%d: %d %s %v", prefix, i, code, body, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// BenchmarkFederationResync measures the digest resync: two regions hold
+// BRAINY_FED_RESYNC_ITEMS items (default 1,000,000); us-east is killed, a
+// hundredth of them are rewritten in eu-west, whose logs (a small
+// --log-keep) no longer reach back; us-east restarts and is resynced by digest. It
+// reports the time to converge and the values and bytes sent, against what
+// streaming every item cost.
+func BenchmarkFederationResync(b *testing.B) {
+	for range b.N {
+		benchFederationResync(b)
+	}
+}
+
+func benchFederationResync(b *testing.B) {
+	tb := testing.TB(b)
+	items := 1_000_000
+	if v := os.Getenv("BRAINY_FED_RESYNC_ITEMS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 100 {
+			tb.Fatalf("BRAINY_FED_RESYNC_ITEMS=%q: want at least 100", v)
+		}
+		items = n
+	}
+	// The logs keep a quarter of the rewrites per partition (8): the
+	// returning region's positions are gone, and only a resync helps.
+	changed := items / 100
+	logKeep := max(changed/8/4, 5)
+	regions, _ := wanFederation(tb, 186, []string{"eu-west", "us-east"}, 10*time.Millisecond, "--log-keep", strconv.Itoa(logKeep))
+	eu := regions[0].nodes[0]
+	link := func() nodestats.Region { return metrics(tb, eu).Federation.Regions[0] }
+	rate := countedPuts(tb, eu, "i", items)
+	waitFor(tb, 10*time.Minute, func() (bool, string) {
+		u := metrics(tb, regions[1].nodes[0]).Storage.Items
+		return u == uint64(items), fmt.Sprintf("us-east holds %d of %d items", u, items)
+	})
+	loaded := link()
+	b.Logf("%d items written at %.0f PUT/s and streamed to us-east: %d values, %d bytes sent (%d before compression)",
+		items, rate, loaded.Sent, loaded.BytesSent, loaded.BytesRaw)
+
+	regions[1].nodes[0].Kill()
+	countedPuts(tb, eu, "i", changed) // rewrites of existing items
+	restart := time.Now()
+	us := coretest.StartCore(tb, bin, nil, regions[1].args[0]...)
+	want := dumpOf(tb, eu)
+	waitFor(tb, 10*time.Minute, func() (bool, string) {
+		r := link()
+		if r.Resyncs == loaded.Resyncs {
+			return false, "no resync yet"
+		}
+		return r.LagMs == 0 && metrics(tb, us).Storage.Items == uint64(items), fmt.Sprintf("lag %v ms", r.LagMs)
+	})
+	took := time.Since(restart)
+	if got := dumpOf(tb, us); got != want {
+		tb.Fatalf("us-east differs from eu-west after the resync")
+	}
+	r := link()
+	sent, sentBytes := r.Sent-loaded.Sent, r.BytesSent-loaded.BytesSent
+	b.ReportMetric(took.Seconds(), "resync-s")
+	b.ReportMetric(float64(r.ResyncSent-loaded.ResyncSent), "resync-values")
+	b.ReportMetric(float64(sentBytes)/float64(loaded.BytesSent), "bytes-vs-full")
+	b.Logf("resync after %d of %d items changed: converged %v after the restart (process start included); %d partitions resynced, %d values sent (%d by the resync), %d bytes: %.3f of streaming every item (%d bytes)",
+		changed, items, took.Round(time.Millisecond), r.Resyncs-loaded.Resyncs, sent, r.ResyncSent-loaded.ResyncSent, sentBytes,
+		float64(sentBytes)/float64(loaded.BytesSent), loaded.BytesSent)
+}
+
+// dumpOf returns a digest of every item p lists (ids, versions, data).
+func dumpOf(tb testing.TB, p *coretest.Process) string {
+	d, ok := dumpItems(tb, p)
+	if !ok {
+		tb.Fatalf("%s does not list", p.Addr)
+	}
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(d)) {
+		fmt.Fprintf(h, "%s=%s\n", k, d[k])
+	}
+	return fmt.Sprintf("%d items, %x", len(d), h.Sum(nil))
 }

@@ -13,6 +13,7 @@
 //	151-153  cmd/brainy-core TestFederationConflictsConverge
 //	131-133, 161-163, 171-173  cmd/brainy-core TestFederationRegionReturns
 //	181-182, 189      cmd/brainy-core BenchmarkFederation
+//	186-187  cmd/brainy-core BenchmarkFederationResync
 //	191-192  cmd/brainy-edge TestEdgeSeesOtherRegionsWrites
 //	201-202  cmd/brainy-core TestFederationTombstonesCollected
 //	211-219  cmd/brainy-core blue/green sync tests (sync_test.go)

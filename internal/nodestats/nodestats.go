@@ -18,6 +18,9 @@ type Snapshot struct {
 	Partitions []Partition `json:"partitions,omitempty"`
 	// Federation is there when the node's cluster belongs to a federation.
 	Federation *Federation `json:"federation,omitempty"`
+	// Routing is an edge's choice of region, when the cores it reaches are
+	// of a federation.
+	Routing *Routing `json:"routing,omitempty"`
 	// Sync is there when the node's cluster follows another (--sync-from).
 	Sync *Sync `json:"sync,omitempty"`
 }
@@ -244,4 +247,20 @@ type Cache struct {
 	Misses  uint64  `json:"misses"`
 	Ratio   float64 `json:"hitRatio"`
 	Bytes   int64   `json:"bytes"`
+}
+
+// Routing is the region an edge sends its requests to, and how it sees
+// each region it knows.
+type Routing struct {
+	Region  string        `json:"region"`
+	Regions []RouteRegion `json:"regions"`
+}
+
+// RouteRegion is one region as an edge sees it: its cores the topology
+// names, how many of them answer, and the nearest one's smoothed round trip.
+type RouteRegion struct {
+	Name  string  `json:"name"`
+	Nodes int     `json:"nodes"`
+	Up    int     `json:"up"`
+	RTTMs float64 `json:"rttMs"`
 }

@@ -45,6 +45,9 @@ func PartitionOf(tenant, id string, n int) int {
 
 // Topology is one core's view of the cluster's routing.
 type Topology struct {
+	// Region is the pushing core's region, "" outside a federation: views
+	// of different regions are different clusters, never merged.
+	Region string
 	// Partitions is the cluster's partition count (PartitionOf's n).
 	Partitions int
 	// Nodes are the members the view names: id and QUIC address.
@@ -74,9 +77,22 @@ type Lead struct {
 // or breaks its limits.
 var ErrMalformedTopology = errors.New("wire: malformed topology")
 
+// topologyRegional is the format of a topology that names its region
+// (after the format byte); a topology without one keeps format 1, which
+// edges from before regions read.
+const topologyRegional = 2
+
+// maxTopologyRegion bounds a region name (federation.ValidName: 32).
+const maxTopologyRegion = 64
+
 // AppendTopology appends t's encoding.
 func AppendTopology(dst []byte, t *Topology) []byte {
-	dst = append(dst, format)
+	if t.Region != "" {
+		dst = append(dst, topologyRegional)
+		dst = codec.AppendString(dst, t.Region)
+	} else {
+		dst = append(dst, format)
+	}
 	dst = binary.AppendUvarint(dst, uint64(t.Partitions))
 	dst = binary.AppendUvarint(dst, uint64(len(t.Nodes)))
 	for _, n := range t.Nodes {
@@ -99,14 +115,21 @@ func AppendTopology(dst []byte, t *Topology) []byte {
 // partition.
 func DecodeTopology(b []byte) (*Topology, error) {
 	d := codec.Decoder{B: b, Fail: ErrMalformedTopology}
-	if d.Byte() != format {
+	region := ""
+	switch d.Byte() {
+	case format:
+	case topologyRegional:
+		if region = d.String(); region == "" || len(region) > maxTopologyRegion {
+			return nil, ErrMalformedTopology
+		}
+	default:
 		return nil, ErrMalformedTopology
 	}
 	parts, nodes := d.Uvarint(), d.Uvarint()
 	if d.Err != nil || parts == 0 || parts > MaxTopologyPartitions || nodes > MaxTopologyNodes || nodes > uint64(len(d.B)) {
 		return nil, ErrMalformedTopology
 	}
-	t := &Topology{Partitions: int(parts), Nodes: make([]TopologyNode, 0, nodes)}
+	t := &Topology{Region: region, Partitions: int(parts), Nodes: make([]TopologyNode, 0, nodes)}
 	for range nodes {
 		n := TopologyNode{ID: d.String(), Addr: d.String()}
 		if d.Err != nil || n.ID == "" || len(n.ID) > maxTopologyAddr || len(n.Addr) > maxTopologyAddr {

@@ -82,6 +82,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(AppendChanges(nil, []Change{{Tenant: "t", ID: "a", Version: "3"}, {Tenant: "t", ID: "b", Deleted: true}}, true))
 	f.Add(AppendTopology(nil, &Topology{Partitions: 2, Nodes: []TopologyNode{{ID: "n1", Addr: "127.0.0.1:7071"}},
 		Leaders: []Lead{{Node: 0, Term: 3, Replicas: []int{0}}, {Node: -1}}}))
+	f.Add(AppendTopology(nil, &Topology{Region: "eu-west", Partitions: 1, Nodes: []TopologyNode{{ID: "n1", Addr: "127.0.0.1:7071"}},
+		Leaders: []Lead{{Node: 0, Term: 1}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := DecodeRequest(b); err == nil {
 			enc := AppendRequest(nil, r)
