@@ -263,7 +263,7 @@ func (l *link) catchUp(ctx context.Context, p int) error {
 		var r flightResult
 		var paced <-chan time.Time
 		if wait > 0 && pl.read < committed && len(flights) < pipelineDepth {
-			pacer.Reset(wait) // Go 1.23 timers: no stale tick after Stop or Reset
+			pacer.Reset(wait)             // Go 1.23 timers: no stale tick after Stop or Reset
 			paced, changed = pacer.C, nil // sending is due at the timer, not before
 		}
 		select {
