@@ -178,14 +178,9 @@ func (n *Node) List(ctx context.Context, tenant string, opts item.ListOptions) (
 	return n.ListPartitions(ctx, tenant, opts, nil)
 }
 
-// ListCursor is the cursor of a page whose last item is lastID: a list
-// that merges pages of several nodes hands it out.
-func ListCursor(lastID string) string { return encodeCursor(lastID) }
-
-// ListPartitions is List over the given partitions only (nil: all). A
-// cluster lists each node's share and merges the pages: ids are one total
-// order across partitions, and so are cursors.
-func (n *Node) ListPartitions(ctx context.Context, tenant string, opts item.ListOptions, parts []int) (*item.Page, error) {
+// partitionsOf checks that parts name partitions of this node; nil names
+// them all.
+func (n *Node) partitionsOf(parts []int) ([]int, error) {
 	if parts == nil {
 		parts = make([]int, n.nparts)
 		for p := range parts {
@@ -196,6 +191,21 @@ func (n *Node) ListPartitions(ctx context.Context, tenant string, opts item.List
 		if p < 0 || p >= n.nparts {
 			return nil, item.Invalid("invalid_partition", "partition %d does not exist", p)
 		}
+	}
+	return parts, nil
+}
+
+// ListCursor is the cursor of a page whose last item is lastID: a list
+// that merges pages of several nodes hands it out.
+func ListCursor(lastID string) string { return encodeCursor(lastID) }
+
+// ListPartitions is List over the given partitions only (nil: all). A
+// cluster lists each node's share and merges the pages: ids are one total
+// order across partitions, and so are cursors.
+func (n *Node) ListPartitions(ctx context.Context, tenant string, opts item.ListOptions, parts []int) (*item.Page, error) {
+	parts, err := n.partitionsOf(parts)
+	if err != nil {
+		return nil, err
 	}
 	lim := &n.cfg.Limits
 	if err := errors.Join(lim.CheckTenant(tenant), lim.CheckType(opts.Type)); err != nil {

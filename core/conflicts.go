@@ -140,16 +140,9 @@ func (sm *stateMachine) logConflict(v view, w writer, part int, tenant, id strin
 // page's entries are loaded whole: a tenant's log may hold thousands of
 // losers of up to an item's size each.
 func (n *Node) Conflicts(ctx context.Context, tenant string, opts item.ConflictOptions, parts []int) (*item.ConflictPage, error) {
-	if parts == nil {
-		parts = make([]int, n.nparts)
-		for p := range parts {
-			parts[p] = p
-		}
-	}
-	for _, p := range parts {
-		if p < 0 || p >= n.nparts {
-			return nil, item.Invalid("invalid_partition", "partition %d does not exist", p)
-		}
+	parts, err := n.partitionsOf(parts)
+	if err != nil {
+		return nil, err
 	}
 	if err := n.cfg.Limits.CheckTenant(tenant); err != nil {
 		return nil, firstInvalid(err)

@@ -179,20 +179,46 @@ func (f *Federation) serve(ctx context.Context, method uint16, req []byte) ([]by
 	return nil, fmt.Errorf("federation: method %d is not a global read", method)
 }
 
+// handleVersion, handleList and handleMeta check the caller, then serve
+// the request as this node would its own (serve, meta).
 func (f *Federation) handleVersion(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
+	if err := f.checkGlobal(peer, req, false); err != nil {
+		return nil, err
+	}
+	return f.version(ctx, req)
+}
+
+func (f *Federation) handleList(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
+	if err := f.checkGlobal(peer, req, false); err != nil {
+		return nil, err
+	}
+	return f.list(ctx, req)
+}
+
+func (f *Federation) handleMeta(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
+	if err := f.checkGlobal(peer, req, true); err != nil {
+		return nil, err
+	}
+	return f.meta(ctx, req)
+}
+
+// checkGlobal admits a global read's caller: a core of the region the
+// request names as its source (checkCaller), which must be this region
+// when regional.
+func (f *Federation) checkGlobal(peer *transport.Peer, req []byte, regional bool) error {
 	r, err := decodeRequest(req, f.core.Partitions())
 	if err != nil {
-		return nil, itemrpc.Error(err)
+		return itemrpc.Error(err)
 	}
 	d := codec.Decoder{B: r.rest, Fail: errBadRequest}
 	source := d.String()
 	if d.Err != nil {
-		return nil, itemrpc.Error(errBadRequest)
+		return itemrpc.Error(errBadRequest)
 	}
-	if err := f.checkCaller(peer, source, r.forwarded); err != nil {
-		return nil, err
+	if regional && source != f.cfg.Region {
+		return itemrpc.Error(fmt.Errorf("%w (this is asked within a region)", errCaller))
 	}
-	return f.version(ctx, req)
+	return f.checkCaller(peer, source, r.forwarded)
 }
 
 // version answers MethodFedVersion from the partition's leader in this
@@ -324,22 +350,6 @@ func versionAfter(a, b string) bool {
 	return ar > br
 }
 
-func (f *Federation) handleList(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
-	r, err := decodeRequest(req, f.core.Partitions())
-	if err != nil {
-		return nil, itemrpc.Error(err)
-	}
-	d := codec.Decoder{B: r.rest, Fail: errBadRequest}
-	source := d.String()
-	if d.Err != nil {
-		return nil, itemrpc.Error(errBadRequest)
-	}
-	if err := f.checkCaller(peer, source, r.forwarded); err != nil {
-		return nil, err
-	}
-	return f.list(ctx, req)
-}
-
 // list answers MethodFedList with this region's page (the cluster lists
 // across its nodes).
 func (f *Federation) list(ctx context.Context, req []byte) ([]byte, error) {
@@ -381,25 +391,6 @@ func (f *Federation) ItemMeta(ctx context.Context, tenant, id string) (*item.Met
 		return nil, fmt.Errorf("%w: a malformed answer about %q", item.ErrUnavailable, id)
 	}
 	return &m, nil
-}
-
-func (f *Federation) handleMeta(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
-	r, err := decodeRequest(req, f.core.Partitions())
-	if err != nil {
-		return nil, itemrpc.Error(err)
-	}
-	d := codec.Decoder{B: r.rest, Fail: errBadRequest}
-	source := d.String()
-	if d.Err != nil {
-		return nil, itemrpc.Error(errBadRequest)
-	}
-	if source != f.cfg.Region { // this region's nodes only, forwarding
-		return nil, itemrpc.Error(fmt.Errorf("%w (an item's meta is asked within its region)", errCaller))
-	}
-	if err := f.checkCaller(peer, source, r.forwarded); err != nil {
-		return nil, err
-	}
-	return f.meta(ctx, req)
 }
 
 // meta answers MethodFedMeta on the partition's leader here.

@@ -453,13 +453,8 @@ func (h *Handler) serveCollection(ctx *fasthttp.RequestCtx) {
 	}
 	args := ctx.QueryArgs()
 	opts := item.ListOptions{Type: string(args.Peek("type")), Cursor: string(args.Peek("cursor"))}
-	if l := args.Peek("limit"); len(l) > 0 {
-		n, err := strconv.Atoi(string(l))
-		if err != nil || n < 1 {
-			h.writeError(ctx, item.Invalid("invalid_limit", "limit must be a number between 1 and %d", item.MaxListLimit))
-			return
-		}
-		opts.Limit = n
+	if opts.Limit, ok = h.limit(ctx); !ok {
+		return
 	}
 	rctx, err := readConsistency(ctx)
 	if err != nil {
@@ -543,13 +538,8 @@ func (h *Handler) serveConflicts(ctx *fasthttp.RequestCtx) {
 		}
 		opts.Since = t
 	}
-	if l := args.Peek("limit"); len(l) > 0 {
-		n, err := strconv.Atoi(string(l))
-		if err != nil || n < 1 || n > item.MaxListLimit {
-			h.writeError(ctx, item.Invalid("invalid_limit", "limit must be a number between 1 and %d", item.MaxListLimit))
-			return
-		}
-		opts.Limit = n
+	if opts.Limit, ok = h.limit(ctx); !ok {
+		return
 	}
 	rctx, err := readConsistency(ctx)
 	if err != nil {
@@ -827,6 +817,20 @@ func (h *Handler) writeItem(ctx *fasthttp.RequestCtx, status int, it *item.Item)
 	// requests on a connection: no allocation for the body.
 	b := ctx.Response.SwapBody(nil)
 	ctx.Response.SwapBody(append(appendItem(b[:0], it), '\n'))
+}
+
+// limit reads ?limit= (0 when absent), answering a bad one.
+func (h *Handler) limit(ctx *fasthttp.RequestCtx) (int, bool) {
+	l := ctx.QueryArgs().Peek("limit")
+	if len(l) == 0 {
+		return 0, true
+	}
+	n, err := strconv.Atoi(string(l))
+	if err != nil || n < 1 || n > item.MaxListLimit {
+		h.writeError(ctx, item.Invalid("invalid_limit", "limit must be a number between 1 and %d", item.MaxListLimit))
+		return 0, false
+	}
+	return n, true
 }
 
 // coreOnly refuses, at an edge, a request only a core answers.
