@@ -223,6 +223,10 @@ type Node struct {
 	snapshotBytes atomic.Uint64 // received while installing snapshots
 	rejectedRaft  atomic.Uint64 // raft batches refused: sender not who it claims (handleRaft)
 
+	outside atomic.Pointer[Outside] // set by the federation (topology.go)
+	topoMu  sync.Mutex
+	topoCh  chan struct{} // closed when the pushed topology changes; guarded by topoMu
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -245,7 +249,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, log: cfg.Logger.With("component", "cluster"), self: core.RaftID(cfg.Core.NodeID),
 		lastSeen: map[string]time.Time{}, peers: map[string]Peer{}, forward: map[string]*upstream.Backend{},
-		stop: make(chan struct{}),
+		stop: make(chan struct{}), topoCh: make(chan struct{}),
 	}
 	if bps := cfg.SnapshotBytesPerSecond; bps > 0 {
 		// The burst holds any one chunk: a chunk fits a frame.
@@ -301,8 +305,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.reconcileLoop()
+	go n.watchLeaders()
 	n.log.Info("member of the cluster", "node", cfg.Core.NodeID, "raft_id", uint64(n.self),
 		"founded", bootstrap, "rejoined", clustered, "partitions", c.Partitions())
 	return n, nil
@@ -592,64 +597,6 @@ func (n *Node) leaderOf(tenant, id string) *upstream.Backend {
 		return nil
 	}
 	return b
-}
-
-// routedFeed is the change feed this node serves to subscribers, with the
-// cluster's routing table (itemrpc.Topologies): edges send each request
-// to its partition's leader directly.
-type routedFeed struct {
-	*core.Subscription
-	n *Node
-}
-
-// Topology implements itemrpc.Topologies: the leaders this node knows of,
-// with their terms, and the members' addresses.
-func (f routedFeed) Topology() ([]byte, <-chan struct{}) {
-	leaders, changed := f.n.core.Leaders()
-	var alive map[multiraft.NodeID]Peer
-	if m := f.n.alive.Load(); m != nil {
-		alive = *m
-	}
-	t := &wire.Topology{Region: f.n.core.Region(), Partitions: f.n.core.Partitions(), Leaders: make([]wire.Lead, f.n.core.Partitions())}
-	index := map[multiraft.NodeID]int{}
-	nodeAt := func(id multiraft.NodeID) (int, bool) {
-		at, ok := index[id]
-		if !ok {
-			p, alive := alive[id]
-			if !alive {
-				return 0, false
-			}
-			at = len(t.Nodes)
-			index[id] = at
-			t.Nodes = append(t.Nodes, wire.TopologyNode{ID: p.ID, Addr: p.QUICAddr})
-		}
-		return at, true
-	}
-	for i := range t.Leaders {
-		t.Leaders[i].Node = -1
-		if l, ok := leaders[multiraft.GroupID(i)]; ok {
-			if at, ok := nodeAt(l.Node); ok {
-				t.Leaders[i] = wire.Lead{Node: at, Term: l.Term}
-			}
-		}
-	}
-	// The voters of the partitions held here: where stale reads may go.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if st, err := f.n.core.GroupStatus(ctx); err == nil {
-		for _, g := range st {
-			if int(g.Group) >= len(t.Leaders) {
-				continue
-			}
-			l := &t.Leaders[g.Group]
-			for _, v := range g.Voters {
-				if at, ok := nodeAt(v); ok && len(l.Replicas) < wire.MaxTopologyReplicas {
-					l.Replicas = append(l.Replicas, at)
-				}
-			}
-		}
-	}
-	return wire.AppendTopology(nil, t), changed
 }
 
 // Get implements httpapi.Backend.

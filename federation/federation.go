@@ -53,6 +53,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/soullabs/brainy/cluster"
 	"github.com/soullabs/brainy/cluster/membership"
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/nodestats"
@@ -164,16 +165,27 @@ func (f *Federation) watch() {
 func (f *Federation) refresh() {
 	regionOf := map[string]string{}
 	addrs := map[string][]string{}
+	public := map[string]string{}
 	for _, m := range f.members.Members() {
 		if m.Meta.Role != "core" || m.Meta.Region == "" || m.Meta.QUICAddr == "" {
 			continue
 		}
 		regionOf[m.Meta.ID] = m.Meta.Region
-		if m.Meta.Region != f.cfg.Region && (m.State == membership.StateAlive || m.State == membership.StateSuspect) {
+		switch {
+		case m.Meta.Region == f.cfg.Region:
+			public[m.Meta.ID] = m.Meta.QUICAddr
+		case m.State == membership.StateAlive || m.State == membership.StateSuspect:
 			addrs[m.Meta.Region] = append(addrs[m.Meta.Region], m.Meta.QUICAddr)
 		}
 	}
 	f.regionOf.Store(&regionOf)
+	// Subscribers (edges) learn the federation from the topology the
+	// cluster pushes them.
+	out := cluster.Outside{Public: public}
+	for region, as := range addrs {
+		out.Others = append(out.Others, wire.RegionCores{Region: region, Addrs: as})
+	}
+	f.cfg.Cluster.SetOutside(out)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for region, as := range addrs {

@@ -81,7 +81,8 @@ var (
 	descHealthy = prometheus.NewDesc("brainy_node_healthy", "1 when the node accepts writes.", nil, nil)
 	descShards  = prometheus.NewDesc("brainy_core_partitions", "Partitions held by this node.", nil, nil)
 
-	descRouteRTT    = prometheus.NewDesc("brainy_edge_region_rtt_milliseconds", "An edge's smoothed round trip to the nearest answering core of each region.", []string{"region"}, nil)
+	descRouteRTT    = prometheus.NewDesc("brainy_edge_region_rtt_milliseconds", "An edge's recent round trip (median of its last three probes) to the nearest answering core of each region.", []string{"region"}, nil)
+	descRescued     = prometheus.NewDesc("brainy_edge_reads_rescued_total", "Reads an edge also sent to another region because the core they waited on stopped heartbeating.", nil, nil)
 	descRouteChosen = prometheus.NewDesc("brainy_edge_region_chosen", "1 for the region an edge sends its requests to.", []string{"region"}, nil)
 	descRegionUp    = prometheus.NewDesc("brainy_federation_region_healthy", "1 when the last call to the region succeeded.", []string{"region"}, nil)
 	descRegionRTT   = prometheus.NewDesc("brainy_federation_region_rtt_milliseconds", "The last round trip to a region.", []string{"region"}, nil)
@@ -96,7 +97,7 @@ var (
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOps, descErrors, descCommits, descWrites, descForward, descLapses, descRTT, descItems, descBytes, descHealthy, descShards,
-		descRegionUp, descRegionRTT, descRegionLag, descRegionSent, descFedEvents, descSyncFollowing, descSyncLag, descSyncCopied, descRouteRTT, descRouteChosen} {
+		descRegionUp, descRegionRTT, descRegionLag, descRegionSent, descFedEvents, descSyncFollowing, descSyncLag, descSyncCopied, descRouteRTT, descRouteChosen, descRescued} {
 		ch <- d
 	}
 }
@@ -122,6 +123,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, float64(s.Nodes.Healthy))
 	ch <- prometheus.MustNewConstMetric(descShards, prometheus.GaugeValue, float64(s.Shards.Replicas))
 	if r := s.Routing; r != nil {
+		ch <- prometheus.MustNewConstMetric(descRescued, prometheus.CounterValue, float64(r.Rescued))
 		for _, rr := range r.Regions {
 			chosen := 0.0
 			if rr.Name == r.Region {

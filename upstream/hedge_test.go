@@ -45,7 +45,7 @@ func TestHedgedStaleRead(t *testing.T) {
 	}
 	defer b.Close()
 	b.learn(&wire.Topology{Partitions: 1, Nodes: []wire.TopologyNode{{ID: "a", Addr: slow}, {ID: "b", Addr: fast}},
-		Leaders: []wire.Lead{{Node: 0, Term: 1, Replicas: []int{0, 1}}}})
+		Leaders: []wire.Lead{{Node: 0, Term: 1, Replicas: []int{0, 1}}}}, "")
 
 	it, err := b.Get(item.WithStaleReads(context.Background()), "acme", "x")
 	if err != nil {
@@ -139,7 +139,7 @@ func BenchmarkHedgedStaleRead(b *testing.B) {
 			defer be.Close()
 			be.noHedge = !hedge
 			be.learn(&wire.Topology{Partitions: 1, Nodes: []wire.TopologyNode{{ID: "a", Addr: first}, {ID: "b", Addr: second}},
-				Leaders: []wire.Lead{{Node: 0, Term: 1, Replicas: []int{0, 1}}}})
+				Leaders: []wire.Lead{{Node: 0, Term: 1, Replicas: []int{0, 1}}}}, "")
 			// Round trips as probes on loopback measure them, the stalling
 			// replica nearer, so reads go to it first.
 			be.rtts[first] = &rtt{srtt: 0.2, dev: 0.05, samples: 10}

@@ -28,6 +28,10 @@ const DefaultProbeInterval = time.Second
 type rtt struct {
 	srtt, dev float64
 	samples   int
+	// last holds the latest samples, for recent: the smoothed estimate
+	// (gain 1/8) takes about seven rounds to follow a step, too slow to
+	// move away from a region that became slow.
+	last [3]float64
 }
 
 // sample folds one measured round trip into the estimate.
@@ -38,7 +42,23 @@ func (r *rtt) sample(ms float64) {
 		r.dev += (math.Abs(ms-r.srtt) - r.dev) / 4
 		r.srtt += (ms - r.srtt) / 8
 	}
+	r.last[r.samples%len(r.last)] = ms
 	r.samples++
+}
+
+// recent is the median of the last three samples (fewer at first): it
+// follows a lasting change in two rounds and ignores one outlier.
+func (r *rtt) recent() float64 {
+	switch n := min(r.samples, len(r.last)); n {
+	case 0:
+		return 0
+	case 1:
+		return r.last[0]
+	case 2:
+		return (r.last[0] + r.last[1]) / 2
+	}
+	a, b, c := r.last[0], r.last[1], r.last[2]
+	return max(min(a, b), min(max(a, b), c))
 }
 
 // probeLoop probes every interval until Close.
@@ -65,6 +85,13 @@ func (b *Backend) probeAll() {
 	for _, r := range b.regions {
 		for _, n := range r.nodes {
 			addrs = append(addrs, n.addr)
+		}
+	}
+	// Regions known only by name and addresses: probing connects, and the
+	// subscription then brings their topologies.
+	for name, as := range b.others {
+		if _, known := b.regions[name]; !known {
+			addrs = append(addrs, as...)
 		}
 	}
 	b.routesMu.Unlock()
@@ -120,6 +147,17 @@ func (b *Backend) rttOf(addr string) float64 {
 	defer b.rttMu.Unlock()
 	if r := b.rtts[addr]; r != nil {
 		return r.srtt
+	}
+	return 0
+}
+
+// recentRTTOf returns addr's recent round trip in milliseconds (0:
+// unknown): what region choice goes by.
+func (b *Backend) recentRTTOf(addr string) float64 {
+	b.rttMu.Lock()
+	defer b.rttMu.Unlock()
+	if r := b.rtts[addr]; r != nil {
+		return r.recent()
 	}
 	return 0
 }

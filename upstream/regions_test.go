@@ -74,7 +74,7 @@ func TestRegionsRouteToNearest(t *testing.T) {
 		addr string
 	}{{"far", far.addr}, {"near", near.addr}} {
 		b.learn(&wire.Topology{Region: r.name, Partitions: 1, Nodes: []wire.TopologyNode{{ID: r.name, Addr: r.addr}},
-			Leaders: []wire.Lead{{Node: 0, Term: 1}}})
+			Leaders: []wire.Lead{{Node: 0, Term: 1}}}, "")
 	}
 	chosen := func() string {
 		if m := b.Metrics().Routing; m != nil {
@@ -128,5 +128,26 @@ func waitUntil(t *testing.T, what string, f func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: never happened", what)
 		}
+	}
+}
+
+// TestRecentRTTFollowsAStep: the round trip that regions are chosen by follows
+// a lasting step within two samples, and one outlier does not move it.
+func TestRecentRTTFollowsAStep(t *testing.T) {
+	var r rtt
+	for range 10 {
+		r.sample(10)
+	}
+	r.sample(500) // one outlier
+	if got := r.recent(); got != 10 {
+		t.Fatalf("one outlier moved the recent round trip to %v", got)
+	}
+	r.sample(160)
+	r.sample(160)
+	if got := r.recent(); got != 160 {
+		t.Fatalf("two samples after a step to 160 ms the recent round trip is %v", got)
+	}
+	if r.srtt > 100 {
+		t.Fatalf("the smoothed round trip (%v) was expected to lag the step", r.srtt)
 	}
 }

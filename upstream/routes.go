@@ -57,10 +57,24 @@ func (b *Backend) leaderOf(to itemrpc.Target) (string, *atomic.Int64) {
 	return n.addr, n.down
 }
 
-// learn merges a pushed topology into its region's routes.
-func (b *Backend) learn(t *wire.Topology) {
+// learn merges a topology pushed by the core at from into its region's
+// routes.
+//
+// A core behind a NAT or relay names, beside each node's address inside
+// the region, the one outside clients reach it at (TopologyNode.Public).
+// The Backend uses the outside ones unless it reached the pushing core at
+// an inside address: then it is inside the region's network too.
+func (b *Backend) learn(t *wire.Topology, from string) {
+	inside := slices.ContainsFunc(t.Nodes, func(n wire.TopologyNode) bool { return n.Addr == from })
+	addrOf := func(n wire.TopologyNode) string {
+		if n.Public != "" && !inside {
+			return n.Public
+		}
+		return n.Addr
+	}
 	b.routesMu.Lock()
 	defer b.routesMu.Unlock()
+	b.learnOthers(t)
 	old := b.regions[t.Region]
 	next := &routes{partitions: t.Partitions, leaders: make([]routeLead, t.Partitions)}
 	index := map[string]int{}
@@ -85,14 +99,14 @@ func (b *Backend) learn(t *wire.Topology) {
 			}
 		}
 		if l.Node >= 0 && (cur.node < 0 || l.Term >= cur.term) {
-			cur.node, cur.term = node(t.Nodes[l.Node].Addr), l.Term
+			cur.node, cur.term = node(addrOf(t.Nodes[l.Node])), l.Term
 		}
 		// Replicas come from whoever holds the partition: a view that names
 		// some replaces an older list.
 		if len(l.Replicas) > 0 && (l.Node < 0 || l.Term >= cur.term) {
 			cur.replicas = cur.replicas[:0]
 			for _, r := range l.Replicas {
-				cur.replicas = append(cur.replicas, node(t.Nodes[r].Addr))
+				cur.replicas = append(cur.replicas, node(addrOf(t.Nodes[r])))
 			}
 		}
 		next.leaders[p] = cur
@@ -101,6 +115,7 @@ func (b *Backend) learn(t *wire.Topology) {
 	// as the partition count, whatever the cores push over time.
 	next = compact(next)
 	b.regions[t.Region] = next
+	b.regionCount.Store(int32(len(b.regions)))
 	if cur := b.region.Load(); cur == nil {
 		// The first region heard of serves until probes find a nearer one.
 		b.region.Store(&t.Region)

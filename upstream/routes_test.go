@@ -29,17 +29,17 @@ func TestRoutesMergeByTerm(t *testing.T) {
 		return addr
 	}
 	nodes := []wire.TopologyNode{{ID: "a", Addr: "10.0.0.1:7071"}, {ID: "b", Addr: "10.0.0.2:7071"}, {ID: "c", Addr: "10.0.0.3:7071"}}
-	b.learn(&wire.Topology{Partitions: 2, Nodes: nodes, Leaders: []wire.Lead{{Node: 0, Term: 5}, {Node: 1, Term: 2}}})
+	b.learn(&wire.Topology{Partitions: 2, Nodes: nodes, Leaders: []wire.Lead{{Node: 0, Term: 5}, {Node: 1, Term: 2}}}, "")
 	if leader(0) != "10.0.0.1:7071" || leader(1) != "10.0.0.2:7071" {
 		t.Fatalf("first view: %q %q", leader(0), leader(1))
 	}
 	// A stale view (term 4 < 5) of partition 0, a newer one of partition 1.
-	b.learn(&wire.Topology{Partitions: 2, Nodes: nodes, Leaders: []wire.Lead{{Node: 2, Term: 4}, {Node: 2, Term: 3}}})
+	b.learn(&wire.Topology{Partitions: 2, Nodes: nodes, Leaders: []wire.Lead{{Node: 2, Term: 4}, {Node: 2, Term: 3}}}, "")
 	if leader(0) != "10.0.0.1:7071" || leader(1) != "10.0.0.3:7071" {
 		t.Fatalf("after a partly stale view: %q %q", leader(0), leader(1))
 	}
 	// A view that does not know partition 0's leader keeps the known one.
-	b.learn(&wire.Topology{Partitions: 2, Nodes: nodes, Leaders: []wire.Lead{{Node: -1}, {Node: 1, Term: 9}}})
+	b.learn(&wire.Topology{Partitions: 2, Nodes: nodes, Leaders: []wire.Lead{{Node: -1}, {Node: 1, Term: 9}}}, "")
 	if leader(0) != "10.0.0.1:7071" || leader(1) != "10.0.0.2:7071" {
 		t.Fatalf("after a view with an unknown leader: %q %q", leader(0), leader(1))
 	}

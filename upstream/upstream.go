@@ -96,7 +96,10 @@ type Backend struct {
 	// Stale reads sent to replicas, and the second requests hedging
 	// sent for them (hedge.go).
 	staleReads, hedges atomic.Uint64
-	noHedge            bool // benchmarks' baseline
+	// Reads also sent elsewhere because their core's feed fell silent
+	// (suspect.go).
+	rescues atomic.Uint64
+	noHedge bool // benchmarks' baseline
 	// downUntil[i] is when Addrs[i] may be tried again after it failed
 	// (Unix nanoseconds): while a core is down, requests skip it at once
 	// instead of each waiting out a dial timeout.
@@ -108,10 +111,13 @@ type Backend struct {
 	// cores outside a federation); guarded by routesMu. region is the one
 	// requests go to (regions.go), and closer counts the probe rounds in a
 	// row another region, candidate, was nearer by the margin.
-	regions   map[string]*routes
-	region    atomic.Pointer[string]
-	closer    int
-	candidate string
+	regions map[string]*routes
+	others  map[string][]string // other regions' cores, as pushed (Topology.Others); guarded by routesMu
+	region  atomic.Pointer[string]
+	// regionCount is len(regions), read without the lock on every request.
+	regionCount atomic.Int32
+	closer      int
+	candidate   string
 
 	rttMu sync.Mutex
 	rtts  map[string]*rtt // by core address; guarded by rttMu (probe.go)
@@ -148,7 +154,7 @@ func New(cfg Config) (*Backend, error) {
 	}
 	b := &Backend{cfg: cfg, log: cfg.Logger.With("component", "upstream"), downUntil: make([]atomic.Int64, len(cfg.Addrs)),
 		feeds: map[string]int64{}, stop: make(chan struct{}), rtts: map[string]*rtt{}, reads: map[string]*rtt{},
-		regions: map[string]*routes{}}
+		regions: map[string]*routes{}, others: map[string][]string{}}
 	b.Remote = itemrpc.Remote{Call: b.call, Forwarded: cfg.Forwarded}
 	b.healthy.Store(true)
 	if cfg.OnChanges != nil {
@@ -245,6 +251,7 @@ func (b *Backend) feedLapsed(addr string) {
 	b.log.Warn("core's change feed went silent; cached answers are no longer trusted", "addr", addr, "lease", b.cfg.FeedLease)
 	b.cfg.OnChanges(nil, true)
 	b.markDown(addr, time.Now().Add(retryDown).UnixNano())
+	b.pickRegion() // the region may have no core left: move now, not at the next probe
 	b.cfg.Client.Disconnect(addr)
 }
 
@@ -259,7 +266,7 @@ func (b *Backend) push(_ context.Context, addr string, method uint16, msg []byte
 			b.log.Warn("malformed topology push", "addr", addr, "err", err)
 			return err
 		}
-		b.learn(t)
+		b.learn(t, addr)
 		return nil
 	}
 	if method != wire.MethodInvalidate {
@@ -299,12 +306,32 @@ func (b *Backend) call(ctx context.Context, method uint16, to itemrpc.Target, re
 		}
 	}
 	leader, down := b.leaderOf(to)
-	if leader != "" && down.Load() <= now {
-		out, err, final := b.try(ctx, leader, down, method, req)
+	if leader != "" && down.Load() <= now && !b.suspect(leader, now) {
+		var out []byte
+		var err error
+		var final bool
+		if wire.Idempotent(method) && b.multiRegion() {
+			out, err, final = b.watched(ctx, routeNode{leader, down}, func() []routeNode {
+				return b.elsewhere(to, leader, time.Now().UnixNano())
+			}, method, req)
+		} else {
+			out, err, final = b.try(ctx, leader, down, method, req)
+		}
 		if final {
 			return out, err
 		}
 		lastErr = err
+	}
+	if leader != "" {
+		// The leader is down or did not answer: the region's other cores,
+		// or other regions', nearest first.
+		for _, n := range b.elsewhere(to, leader, time.Now().UnixNano()) {
+			out, err, final := b.try(ctx, n.addr, n.down, method, req)
+			if final {
+				return out, err
+			}
+			lastErr = err
+		}
 	}
 	start := int(b.current.Load())
 	for i := range b.cfg.Addrs {

@@ -18,6 +18,7 @@
 //	201-202  cmd/brainy-core TestFederationTombstonesCollected
 //	211-219  cmd/brainy-core blue/green sync tests (sync_test.go)
 //	221-223  cmd/brainy-core TestFederationGlobalReads
+//	231-232  cmd/brainy-edge region routing and failover tests (regions_test.go)
 package coretest
 
 import (

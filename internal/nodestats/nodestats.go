@@ -254,6 +254,9 @@ type Cache struct {
 type Routing struct {
 	Region  string        `json:"region"`
 	Regions []RouteRegion `json:"regions"`
+	// Rescued counts reads also sent to another region (or core) because
+	// the core they waited on stopped heartbeating its feed.
+	Rescued uint64 `json:"rescued"`
 }
 
 // RouteRegion is one region as an edge sees it: its cores the topology

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"slices"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -54,13 +55,34 @@ type Topology struct {
 	Nodes []TopologyNode
 	// Leaders has one entry per partition.
 	Leaders []Lead
+	// Others are the federation's other regions, as the pushing core's
+	// federation gossip knows them: where a subscriber that reached one
+	// region finds the rest. Empty outside a federation.
+	Others []RegionCores
 }
 
 // TopologyNode is a member of the cluster.
 type TopologyNode struct {
 	ID   string
-	Addr string // QUIC host:port
+	Addr string // QUIC host:port inside the region
+	// Public is the QUIC host:port clients outside the region reach the
+	// node at (--federation-quic-addr: a NAT or relay in between); empty
+	// when it is Addr.
+	Public string
 }
+
+// RegionCores names a region and some of its cores' QUIC addresses, as
+// reached from outside the region.
+type RegionCores struct {
+	Region string
+	Addrs  []string
+}
+
+// Limits of Topology.Others.
+const (
+	MaxTopologyRegions     = 64 // core.MaxRegions
+	MaxTopologyRegionCores = 16
+)
 
 // Lead is who leads a partition, as of which raft term. Views from
 // different cores merge by term: the higher is newer.
@@ -79,16 +101,25 @@ var ErrMalformedTopology = errors.New("wire: malformed topology")
 
 // topologyRegional is the format of a topology that names its region
 // (after the format byte); a topology without one keeps format 1, which
-// edges from before regions read.
-const topologyRegional = 2
+// edges from before regions read. topologyFederated adds, after the
+// leaders, the nodes' public addresses and the other regions' cores.
+const (
+	topologyRegional  = 2
+	topologyFederated = 3
+)
 
 // maxTopologyRegion bounds a region name (federation.ValidName: 32).
 const maxTopologyRegion = 64
 
 // AppendTopology appends t's encoding.
 func AppendTopology(dst []byte, t *Topology) []byte {
+	federated := len(t.Others) > 0 || slices.ContainsFunc(t.Nodes, func(n TopologyNode) bool { return n.Public != "" })
 	if t.Region != "" {
-		dst = append(dst, topologyRegional)
+		if federated {
+			dst = append(dst, topologyFederated)
+		} else {
+			dst = append(dst, topologyRegional)
+		}
 		dst = codec.AppendString(dst, t.Region)
 	} else {
 		dst = append(dst, format)
@@ -107,6 +138,19 @@ func AppendTopology(dst []byte, t *Topology) []byte {
 			dst = binary.AppendUvarint(dst, uint64(r))
 		}
 	}
+	if t.Region != "" && federated {
+		for _, n := range t.Nodes {
+			dst = codec.AppendString(dst, n.Public)
+		}
+		dst = binary.AppendUvarint(dst, uint64(len(t.Others)))
+		for _, r := range t.Others {
+			dst = codec.AppendString(dst, r.Region)
+			dst = binary.AppendUvarint(dst, uint64(len(r.Addrs)))
+			for _, a := range r.Addrs {
+				dst = codec.AppendString(dst, a)
+			}
+		}
+	}
 	return dst
 }
 
@@ -115,9 +159,12 @@ func AppendTopology(dst []byte, t *Topology) []byte {
 // partition.
 func DecodeTopology(b []byte) (*Topology, error) {
 	d := codec.Decoder{B: b, Fail: ErrMalformedTopology}
-	region := ""
+	region, federated := "", false
 	switch d.Byte() {
 	case format:
+	case topologyFederated:
+		federated = true
+		fallthrough
 	case topologyRegional:
 		if region = d.String(); region == "" || len(region) > maxTopologyRegion {
 			return nil, ErrMalformedTopology
@@ -135,7 +182,7 @@ func DecodeTopology(b []byte) (*Topology, error) {
 		if d.Err != nil || n.ID == "" || len(n.ID) > maxTopologyAddr || len(n.Addr) > maxTopologyAddr {
 			return nil, ErrMalformedTopology
 		}
-		if _, _, err := net.SplitHostPort(n.Addr); err != nil {
+		if !validAddr(n.Addr) {
 			return nil, ErrMalformedTopology
 		}
 		t.Nodes = append(t.Nodes, n)
@@ -160,8 +207,45 @@ func DecodeTopology(b []byte) (*Topology, error) {
 		}
 		t.Leaders[i] = l
 	}
+	if federated {
+		for i := range t.Nodes {
+			p := d.String()
+			if p != "" && !validAddr(p) {
+				return nil, ErrMalformedTopology
+			}
+			t.Nodes[i].Public = p
+		}
+		n := d.Uvarint()
+		if n > MaxTopologyRegions || n > uint64(len(d.B)) {
+			return nil, ErrMalformedTopology
+		}
+		for range n {
+			r := RegionCores{Region: d.String()}
+			na := d.Uvarint()
+			if r.Region == "" || len(r.Region) > maxTopologyRegion || r.Region == region || na > MaxTopologyRegionCores {
+				return nil, ErrMalformedTopology
+			}
+			for range na {
+				a := d.String()
+				if !validAddr(a) {
+					return nil, ErrMalformedTopology
+				}
+				r.Addrs = append(r.Addrs, a)
+			}
+			t.Others = append(t.Others, r)
+		}
+	}
 	if d.Err != nil || len(d.B) != 0 {
 		return nil, ErrMalformedTopology
 	}
 	return t, nil
+}
+
+// validAddr reports whether a is a bounded host:port.
+func validAddr(a string) bool {
+	if len(a) > maxTopologyAddr {
+		return false
+	}
+	_, _, err := net.SplitHostPort(a)
+	return err == nil
 }

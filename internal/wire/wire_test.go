@@ -84,6 +84,8 @@ func FuzzDecode(f *testing.F) {
 		Leaders: []Lead{{Node: 0, Term: 3, Replicas: []int{0}}, {Node: -1}}}))
 	f.Add(AppendTopology(nil, &Topology{Region: "eu-west", Partitions: 1, Nodes: []TopologyNode{{ID: "n1", Addr: "127.0.0.1:7071"}},
 		Leaders: []Lead{{Node: 0, Term: 1}}}))
+	f.Add(AppendTopology(nil, &Topology{Region: "eu-west", Partitions: 1, Nodes: []TopologyNode{{ID: "n1", Addr: "10.0.0.1:7071", Public: "203.0.113.1:7071"}},
+		Leaders: []Lead{{Node: 0, Term: 1}}, Others: []RegionCores{{Region: "us-east", Addrs: []string{"198.51.100.1:7071"}}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := DecodeRequest(b); err == nil {
 			enc := AppendRequest(nil, r)
@@ -146,5 +148,26 @@ func TestTopologyLimits(t *testing.T) {
 	b := AppendTopology(nil, good)
 	if _, err := DecodeTopology(b[:len(b)-1]); err == nil {
 		t.Error("a truncated topology decoded")
+	}
+
+	fed := &Topology{Region: "eu-west", Partitions: 1, Nodes: []TopologyNode{{ID: "n1", Addr: "10.0.0.1:7071", Public: "203.0.113.1:7071"}, {ID: "n2", Addr: "10.0.0.2:7071"}},
+		Leaders: []Lead{{Node: 0, Term: 1}}, Others: []RegionCores{{Region: "us-east", Addrs: []string{"198.51.100.1:7071", "198.51.100.2:7071"}}}}
+	if got, err := DecodeTopology(AppendTopology(nil, fed)); err != nil || !reflect.DeepEqual(got, fed) {
+		t.Fatalf("federated round trip: %+v, %v", got, err)
+	}
+	many := make([]string, MaxTopologyRegionCores+1)
+	for i := range many {
+		many[i] = "198.51.100.1:7071"
+	}
+	for name, bad := range map[string]*Topology{
+		"public address without a port": {Region: "a", Partitions: 1, Nodes: []TopologyNode{{ID: "n1", Addr: "10.0.0.1:1", Public: "203.0.113.1"}}, Leaders: []Lead{{Node: 0}}},
+		"other region without a name":   {Region: "a", Partitions: 1, Nodes: fed.Nodes, Leaders: fed.Leaders, Others: []RegionCores{{Addrs: []string{"198.51.100.1:7071"}}}},
+		"its own region as another":     {Region: "a", Partitions: 1, Nodes: fed.Nodes, Leaders: fed.Leaders, Others: []RegionCores{{Region: "a"}}},
+		"too many cores of a region":    {Region: "a", Partitions: 1, Nodes: fed.Nodes, Leaders: fed.Leaders, Others: []RegionCores{{Region: "b", Addrs: many}}},
+		"another region's bad address":  {Region: "a", Partitions: 1, Nodes: fed.Nodes, Leaders: fed.Leaders, Others: []RegionCores{{Region: "b", Addrs: []string{"x"}}}},
+	} {
+		if _, err := DecodeTopology(AppendTopology(nil, bad)); !errors.Is(err, ErrMalformedTopology) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
