@@ -110,6 +110,9 @@ type Config struct {
 	Client *transport.Client
 	// Directory lists the live members. Required.
 	Directory Directory
+	// GossipAddr is the host:port the regional gossip listens at, told to
+	// cores that ask (Info.GossipAddr). Optional.
+	GossipAddr string
 	// ReplicationFactor is how many replicas each partition gets (fewer
 	// while the cluster has fewer nodes). Default 3.
 	ReplicationFactor int
@@ -237,6 +240,9 @@ type Info struct {
 	Clustered  bool   `json:"clustered"`      // belongs to a cluster (founded or joined)
 	Partitions int    `json:"partitions"`     // the cluster's partition count, when clustered
 	Held       []int  `json:"held,omitempty"` // the partitions this node holds a replica of
+	// GossipAddr is where the node's regional gossip listens (Config.GossipAddr):
+	// how a core placed in this region by latency joins it.
+	GossipAddr string `json:"gossipAddr,omitempty"`
 }
 
 // Start opens the local node as a member of the cluster: founding it,
@@ -362,7 +368,7 @@ func (n *Node) info() Info {
 	n.mu.Lock()
 	ready := n.ready
 	n.mu.Unlock()
-	in := Info{ID: n.cfg.Core.NodeID}
+	in := Info{ID: n.cfg.Core.NodeID, GossipAddr: n.cfg.GossipAddr}
 	if ready {
 		in.Clustered, in.Partitions = true, n.core.Partitions()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

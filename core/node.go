@@ -298,6 +298,21 @@ func (n *Node) loadMeta(ctx context.Context) error {
 	default:
 		return fmt.Errorf("core: reading node id: %w", err)
 	}
+	// A store keeps its region: its items' versions name it, and another
+	// region's writes merged in were counted as foreign.
+	region, err := n.store.Get(ctx, metaKey("region"))
+	switch {
+	case err == nil:
+		if n.cfg.Region != string(region) {
+			return fmt.Errorf("core: the store belongs to region %q, not %q", region, n.cfg.Region)
+		}
+	case errors.Is(err, tiers.ErrNotFound):
+		if n.cfg.Region != "" {
+			b.Set(metaKey("region"), []byte(n.cfg.Region))
+		}
+	default:
+		return fmt.Errorf("core: reading region: %w", err)
+	}
 	parts, err := n.store.Get(ctx, metaKey("partitions"))
 	switch {
 	case err == nil:

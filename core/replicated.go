@@ -652,3 +652,16 @@ func StoredNodeID(ctx context.Context, store tiers.Store) (string, error) {
 	}
 	return "", fmt.Errorf("core: reading node id: %w", err)
 }
+
+// StoredRegion returns the region a store was opened in, "" when none was
+// recorded (a new store, or one never given a region).
+func StoredRegion(ctx context.Context, store tiers.Store) (string, error) {
+	v, err := store.Get(ctx, metaKey("region"))
+	switch {
+	case err == nil:
+		return string(v), nil
+	case errors.Is(err, tiers.ErrNotFound):
+		return "", nil
+	}
+	return "", fmt.Errorf("core: reading region: %w", err)
+}

@@ -68,6 +68,10 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// GossipClusterName is the gossip label of the federation name: pools of
+// other federations (and regional pools) ignore its members.
+func GossipClusterName(name string) string { return "brainy-federation/" + name }
+
 // WANGossip fills the zero failure-detector timings of g with
 // memberlist's DefaultWANConfig values: probes every 5 s with a 3 s
 // timeout, suspicion ×6, gossip every 500 ms to 4 nodes, push/pull every
@@ -117,7 +121,7 @@ func (c *Config) EnsureDefaults() {
 	if c.Gossip.BindPort == 0 {
 		c.Gossip.BindPort = DefaultPort
 	}
-	c.Gossip.ClusterName = "brainy-federation/" + c.Name
+	c.Gossip.ClusterName = GossipClusterName(c.Name)
 	off := false
 	c.Gossip.Broadcast = &off // regions are far apart: no LAN beacons
 	c.Gossip.Meta.Region = c.Region

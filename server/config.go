@@ -78,8 +78,15 @@ type Config struct {
 	// Federation joins the cluster to a federation of that name
 	// (--federation): other regions' clusters, found through
 	// FederationPeers and Discover, replicate with this one (package
-	// federation). Needs Region. Empty: one region alone.
+	// federation). Without Region the node is placed by latency
+	// (RegionRTT, region.go). Empty: one region alone.
 	Federation string
+	// RegionRTT is, for a federated node started without Region, the
+	// round trip within which another region's cores count as its own
+	// region (--region-rtt): it joins the nearest region within it, or
+	// makes a region of its own, "auto-" and its id. Default
+	// DefaultRegionRTT (5 ms).
+	RegionRTT time.Duration
 	// FederationAddr is the federation gossip's listen host:port, TCP and
 	// UDP (--federation-addr). Default Bind:7947.
 	FederationAddr string
@@ -219,6 +226,9 @@ func (c *Config) EnsureDefaults() {
 	if c.ClusterName == "" {
 		c.ClusterName = membership.DefaultClusterName
 	}
+	if c.RegionRTT == 0 {
+		c.RegionRTT = DefaultRegionRTT
+	}
 	if c.FederationAddr == "" {
 		c.FederationAddr = net.JoinHostPort(c.Bind, strconv.Itoa(federation.DefaultPort))
 	}
@@ -291,9 +301,6 @@ func (c *Config) Validate() error {
 		if !federation.ValidName(c.Federation) {
 			errs = append(errs, fmt.Errorf("--federation %q: want 1-32 of a-z, 0-9 and -", c.Federation))
 		}
-		if c.Region == "" {
-			errs = append(errs, errors.New("--federation needs --region: each cluster of a federation is one region"))
-		}
 		if _, err := c.federationGossip(); err != nil {
 			errs = append(errs, err)
 		}
@@ -311,8 +318,8 @@ func (c *Config) Validate() error {
 	if c.SyncCopyRate < 0 {
 		errs = append(errs, errors.New("--sync-copy-rate cannot be negative"))
 	}
-	if c.MaxClockSkew < 0 || c.LogKeep < 0 || c.RegionDeadAfter < 0 {
-		errs = append(errs, errors.New("--max-clock-skew, --log-keep and --region-dead-after cannot be negative"))
+	if c.MaxClockSkew < 0 || c.LogKeep < 0 || c.RegionDeadAfter < 0 || c.RegionRTT < 0 {
+		errs = append(errs, errors.New("--max-clock-skew, --log-keep, --region-dead-after and --region-rtt cannot be negative"))
 	}
 	if c.MaxBodyBytes < 0 || c.MaxConnsPerIP < 0 || c.RateLimit < 0 || c.RateBurst < 0 {
 		errs = append(errs, errors.New("--max-body-bytes, --max-conns-per-ip, --rate-limit and --rate-burst cannot be negative"))

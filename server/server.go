@@ -81,6 +81,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.startTransport(spec); err != nil {
 		return nil, err
 	}
+	if err := s.placeRegion(ctx); err != nil {
+		return nil, err
+	}
+	cfg = s.cfg
 	gossip, err := s.startGossip(ctx)
 	if err != nil {
 		return nil, err
@@ -89,7 +93,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Core: core.Config{Store: s.store, StorageLocation: spec.Location(), StorageStats: s.store.FillStats, NodeID: s.nodeID,
 			Partitions: cfg.Partitions, Limits: limits, Logger: s.log, RaftLogDir: raftLogDir(spec),
 			Region: cfg.Region, Federated: cfg.Federation != "", MaxClockSkew: cfg.MaxClockSkew, Now: cfg.Clock},
-		Server: s.qsrv, Client: s.qclient, Directory: directory{s.members},
+		Server: s.qsrv, Client: s.qclient, Directory: directory{s.members}, GossipAddr: s.members.LocalNode().Addr,
 		ReplicationFactor: cfg.ReplicationFactor, DeadAfter: cfg.DeadAfter, BootstrapWait: cfg.bootstrapWait(gossip),
 		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks, LogKeep: cfg.LogKeep, Logger: s.log,
 	})
@@ -233,15 +237,8 @@ func (s *Server) startFederation(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The regional pool's key: regions of a federation share their secret.
-	var configured []byte
-	if s.cfg.GossipKey != "" {
-		if configured, err = base64.StdEncoding.DecodeString(s.cfg.GossipKey); err != nil {
-			return fmt.Errorf("--gossip-key: %w", err)
-		}
-	}
-	if g.GossipKey, err = gossipKey(configured, s.root, s.cfg.FederationAddr); err != nil {
-		return fmt.Errorf("federation: %w", err)
+	if g.GossipKey, err = s.federationKey(); err != nil {
+		return err
 	}
 	quic := s.cfg.FederationQUICAddr
 	if quic == "" {
@@ -252,6 +249,23 @@ func (s *Server) startFederation(ctx context.Context) error {
 	s.fed, err = federation.Start(ctx, federation.Config{Name: s.cfg.Federation, Region: s.cfg.Region,
 		Cluster: s.node, Server: s.qsrv, Client: s.qclient, Gossip: g, RegionDeadAfter: s.cfg.RegionDeadAfter, Logger: s.log})
 	return err
+}
+
+// federationKey is the federation gossip's key: the regional pool's, since
+// regions of a federation share their secret.
+func (s *Server) federationKey() ([]byte, error) {
+	var configured []byte
+	var err error
+	if s.cfg.GossipKey != "" {
+		if configured, err = base64.StdEncoding.DecodeString(s.cfg.GossipKey); err != nil {
+			return nil, fmt.Errorf("--gossip-key: %w", err)
+		}
+	}
+	key, err := gossipKey(configured, s.root, s.cfg.FederationAddr)
+	if err != nil {
+		return nil, fmt.Errorf("federation: %w", err)
+	}
+	return key, nil
 }
 
 // Federation returns the node's federation, nil when it has none.
