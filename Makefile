@@ -145,6 +145,19 @@ stress-cluster:
 stress-crash:
 	BRAINY_CRASH_ROUNDS=100 $(GO) test -count=1 -timeout 60m -run '^Test(S3)?CrashLosesNoAcknowledgedWrite$$' -v ./cmd/brainy-core
 
+# The federation's done-when at full size (make test runs them shorter):
+# conflict workloads and a region's absence of 30 s, blue/green over
+# 100,000 items.
+.PHONY: stress-federation
+stress-federation:
+	BRAINY_FED_SECONDS=30 BRAINY_SYNC_ITEMS=100000 $(GO) test -count=1 -timeout 60m -run '^Test(FederationConflictsConverge|FederationRegionReturns|SyncBlueGreen)$$' -v ./cmd/brainy-core
+
+# Region failover through an edge, over 20 kills of its region (make test
+# runs one).
+.PHONY: stress-region-failover
+stress-region-failover:
+	BRAINY_REGION_KILLS=20 $(GO) test -count=1 -timeout 30m -run '^TestEdgeRegionFailover$$' -v ./cmd/brainy-edge
+
 .PHONY: bench-churn
 bench-churn:
 	BRAINY_CHURN_MEMBERS=10000 $(GO) test -count=1 -timeout 20m -run '^TestGossipChurnKeepsHeapBounded$$' -v ./cmd/brainy-core

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -86,8 +87,12 @@ type Config struct {
 	// on (--api-keys). Empty: no authentication, allowed on loopback only
 	// unless Insecure.
 	APIKeys string
-	// Insecure allows a non-loopback HTTPAddr without API keys (--insecure).
+	// Insecure allows a non-loopback HTTPAddr without API keys (--insecure),
+	// and DebugAddr off loopback.
 	Insecure bool
+	// DebugAddr serves Go's /debug/pprof profiles on its own listener
+	// (--debug-addr); empty means off. Loopback only unless Insecure.
+	DebugAddr string
 	// RateLimit bounds each tenant's item requests per second, 429 beyond;
 	// 0 means no limit (--rate-limit). RateBurst is the bucket; 0 means
 	// one second's worth (--rate-burst).
@@ -191,6 +196,9 @@ func (c *Config) Validate() error {
 	if err := daemon.CheckExposure(c.HTTPAddr, c.APIKeys != "", c.Insecure); err != nil {
 		errs = append(errs, err)
 	}
+	if c.DebugAddr != "" && !daemon.IsLoopback(c.DebugAddr) && !c.Insecure {
+		errs = append(errs, fmt.Errorf("refusing to serve profiles on %s: --debug-addr must be a loopback address unless --insecure is given", c.DebugAddr))
+	}
 	if c.CacheBytes < 0 {
 		errs = append(errs, fmt.Errorf("--cache-size %d: want 0 (off) or more bytes", c.CacheBytes))
 	}
@@ -210,6 +218,7 @@ type Edge struct {
 	upstream *upstream.Backend
 	srv      *httpapi.Server
 	ln       net.Listener
+	debugLn  net.Listener // nil without DebugAddr
 }
 
 // New assembles an edge and binds its HTTP listener; Run serves.
@@ -271,6 +280,13 @@ func New(ctx context.Context, cfg Config) (*Edge, error) {
 	e.srv = httpapi.NewServer(httpapi.ServerConfig{MaxConnsPerIP: cfg.MaxConnsPerIP}, h)
 	if e.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if cfg.DebugAddr != "" {
+		if e.debugLn, err = net.Listen("tcp", cfg.DebugAddr); err != nil {
+			return nil, fmt.Errorf("--debug-addr: %w", err)
+		}
+		e.log.Info("serving profiles", "component", "main", "debug_addr", e.debugLn.Addr().String())
+		go http.Serve(e.debugLn, daemon.DebugMux())
 	}
 	ok = true
 	return e, nil
@@ -350,6 +366,9 @@ func (e *Edge) Run(ctx context.Context) error {
 func (e *Edge) close() {
 	if e.ln != nil {
 		e.ln.Close()
+	}
+	if e.debugLn != nil {
+		e.debugLn.Close()
 	}
 	if e.upstream != nil {
 		e.upstream.Close()

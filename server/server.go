@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -134,7 +133,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			return nil, fmt.Errorf("--debug-addr: %w", err)
 		}
 		s.log.Info("serving profiles", "component", "main", "debug_addr", s.debugLn.Addr().String())
-		go http.Serve(s.debugLn, debugMux())
+		go http.Serve(s.debugLn, daemon.DebugMux())
 	}
 	return s, nil
 }
@@ -466,13 +465,3 @@ func (d directory) Members() []cluster.Peer {
 	return out
 }
 
-// debugMux serves net/http/pprof on its own mux, never on the API's.
-func debugMux() *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
-}

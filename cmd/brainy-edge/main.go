@@ -75,6 +75,7 @@ func flags(c *edge.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.DurationVar(&c.FeedLease, "feed-lease", upstream.DefaultFeedLease, "how long cached answers stay trusted when the core pushing changes falls silent\n(cores push at least every "+wire.FeedHeartbeat.String()+")")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", httpapi.DefaultWriteTimeout, "how long a write may take in all before 503")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", edge.DefaultShutdownTimeout, "how long SIGTERM waits for in-flight requests")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "`host:port` serving Go's /debug/pprof profiles; empty means off; loopback only unless --insecure")
 	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(logFormat, "log-format", "text", "text or json")
 	fs.String("config", "", "YAML `file` of settings (keys are flag names)")
