@@ -44,6 +44,11 @@
 #                           new temporary directory, printed at the end)
 #   BENCH_BRAINY_REF        build brainy-core and brainy-edge from this
 #                           commit instead of the work tree (e.g. HEAD~3)
+#   BENCH_ONLY              "miss" runs only the miss path (both proxies)
+#   BENCH_PIN               1: wrk on the last CPU (taskset), everything
+#                           measured on the others, so the load generator
+#                           does not take the servers' CPU
+#   BENCH_EDGE_DEBUG_ADDR   host:port for brainy-edge --debug-addr (pprof)
 #
 # Missing tools (wrk, nginx, varnish, curl) are installed with apt-get.
 # Only processes this script started are stopped. The whole run takes
@@ -58,6 +63,14 @@ CONNECTIONS="${BENCH_CONNECTIONS:-64}"
 THREADS="${BENCH_THREADS:-2}"
 KEYS="${BENCH_KEYS:-100000}"
 FRESH_WRITES="${BENCH_FRESH_WRITES:-1000}"
+ONLY="${BENCH_ONLY:-}"
+EDGE_DEBUG_ADDR="${BENCH_EDGE_DEBUG_ADDR:-}"
+WRK_PIN=()
+SRV_PIN=()
+if [[ "${BENCH_PIN:-}" == 1 ]] && (($(nproc) > 1)); then
+	WRK_PIN=(taskset -c "$(($(nproc) - 1))")
+	SRV_PIN=(taskset -c "0-$(($(nproc) - 2))")
+fi
 FRESH_TTL_WRITES="${BENCH_FRESH_TTL_WRITES:-10}"
 FRESH_TIMEOUT="${BENCH_FRESH_TIMEOUT:-2s}"
 QUIET_WAIT="${BENCH_QUIET_WAIT:-5}"
@@ -156,7 +169,7 @@ run_wrk() {
 	local out="$RESULTS_DIR/wrk-$proxy-$load.txt" rps p50 p99 non2xx sockerr note=""
 	wait_for_quiet
 	log "$proxy $load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s $url ($*)"
-	timeout $((DURATION + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \
+	timeout $((DURATION + 30)) "${WRK_PIN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \
 		--timeout 5s --latency -s "$LUA_SCRIPT" "$url" -- "$@" \
 		>"$out" 2>&1 || fail "$proxy $load: wrk exited with status $? (see $out)"
 	rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
@@ -250,12 +263,11 @@ start_core() {
 	# A secret of this run's: the edge trusts the core through it, with no
 	# file to copy and nothing from the user's per-host secret.
 	CLUSTER_SECRET=$(head -c 32 /dev/urandom | base64)
-	"$BIN/brainy-core" --storage "$WORK_DIR/core" --http-addr "127.0.0.1:$CORE_HTTP" \
+	"${SRV_PIN[@]}" "$BIN/brainy-core" --storage "$WORK_DIR/core" --http-addr "127.0.0.1:$CORE_HTTP" \
 		--quic-addr "127.0.0.1:$CORE_QUIC" --cluster-secret "$CLUSTER_SECRET" --log-format json >"$RESULTS_DIR/brainy-core.log" 2>&1 &
 	PID=$!
 	PIDS+=("$PID")
-	wait_until brainy-core "$PID" curl -s -o /dev/null "http://127.0.0.1:$CORE_HTTP/v1/items/none" &&
-		[[ -f "$WORK_DIR/core/tls/ca.key" ]]
+	wait_until brainy-core "$PID" curl -s -o /dev/null "http://127.0.0.1:$CORE_HTTP/v1/items/none"
 }
 
 # start_edge (EDGE_CACHE bytes): sets PORT and PID.
@@ -265,7 +277,9 @@ start_edge() {
 	PORT=$FREE_PORT
 	rm -rf "$tls" && mkdir -p "$tls"
 	log "starting brainy-edge on 127.0.0.1:$PORT (cache $EDGE_CACHE bytes)"
-	"$BIN/brainy-edge" --http-addr "127.0.0.1:$PORT" --upstream "127.0.0.1:$CORE_QUIC" \
+	local debug=()
+	[[ -n "$EDGE_DEBUG_ADDR" ]] && debug=(--debug-addr "$EDGE_DEBUG_ADDR")
+	"${SRV_PIN[@]}" "$BIN/brainy-edge" --http-addr "127.0.0.1:$PORT" --upstream "127.0.0.1:$CORE_QUIC" "${debug[@]}" \
 		--cluster-secret "$CLUSTER_SECRET" --tls-dir "$tls" --cache-size "$EDGE_CACHE" --cache-ttl 60s --log-format json \
 		>>"$RESULTS_DIR/brainy-edge-$EDGE_CACHE.log" 2>&1 &
 	PID=$!
@@ -282,7 +296,7 @@ start_nginx() {
 	sed -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$PORT|g" -e "s|@CORE_PORT@|$CORE_HTTP|g" \
 		-e "s|@CACHE_ZONE@|$NGINX_CACHE|g" "$BENCH_DIR/edge-nginx.conf.in" >"$prefix/nginx.conf"
 	log "starting nginx on 127.0.0.1:$PORT (proxy_cache $NGINX_CACHE)"
-	nginx -p "$prefix" -c "$prefix/nginx.conf" >"$RESULTS_DIR/nginx-$NGINX_CACHE.log" 2>&1 &
+	"${SRV_PIN[@]}" nginx -p "$prefix" -c "$prefix/nginx.conf" >"$RESULTS_DIR/nginx-$NGINX_CACHE.log" 2>&1 &
 	PID=$!
 	PIDS+=("$PID")
 	wait_until nginx "$PID" curl -sf -o /dev/null "http://127.0.0.1:$PORT/v1/items/lt-0"
@@ -296,7 +310,7 @@ start_varnish() {
 	rm -rf "$dir" && mkdir -p "$dir"
 	sed -e "s|@CORE_PORT@|$CORE_HTTP|g" "$BENCH_DIR/edge-varnish.vcl.in" >"$dir/default.vcl"
 	log "starting varnishd on 127.0.0.1:$PORT"
-	varnishd -F -j none -a "127.0.0.1:$PORT" -f "$dir/default.vcl" -s malloc,256m -n "$dir/n" \
+	"${SRV_PIN[@]}" varnishd -F -j none -a "127.0.0.1:$PORT" -f "$dir/default.vcl" -s malloc,256m -n "$dir/n" \
 		>"$RESULTS_DIR/varnish.log" 2>&1 &
 	PID=$!
 	PIDS+=("$PID")
@@ -339,7 +353,7 @@ report() {
 	echo
 	echo "- Machine: $(nproc) vCPU, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), kernel $(uname -r); load average before the run: $LOADAVG_START, after: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "- brainy-core and brainy-edge: $BRAINY_VERSION ($(go version | awk '{ print $3 }')); $(nginx -v 2>&1 | sed 's/.*: //'); $(varnishd -V 2>&1 | awk 'NR == 1 { print $1, $2 }' | tr -d '()'); $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }')"
-	echo "- Load: wrk -t$THREADS -c$CONNECTIONS, ${DURATION} s per run, GET only; $KEYS items of ~256-byte bodies pre-loaded; everything (core, cache, wrk) on the same $(nproc) cores over loopback"
+	echo "- Load: wrk -t$THREADS -c$CONNECTIONS, ${DURATION} s per run, GET only; $KEYS items of ~256-byte bodies pre-loaded; $(if ((${#WRK_PIN[@]} > 0)); then echo "wrk pinned to CPU ${WRK_PIN[2]}, the servers to CPUs ${SRV_PIN[2]} (BENCH_PIN=1)"; else echo "everything (core, cache, wrk) on the same $(nproc) cores"; fi), over loopback"
 	if ((BUSY_RUNS > 0)); then
 		echo "- $BUSY_RUNS run(s) started while other processes kept the machine busy"
 	fi
@@ -430,23 +444,25 @@ main() {
 	local core_pid=$PID
 	preload
 
-	EDGE_CACHE=$CACHE_BYTES
-	start_with_retries brainy-edge start_edge "$RESULTS_DIR/brainy-edge-$EDGE_CACHE.log"
-	bench_cache brainy-edge "$PORT"
-	freshness brainy-edge "$PORT" "$FRESH_WRITES"
-	stop_pid "$PID"
-	((STOP_STATUS == 0 || STOP_STATUS == 143)) || fail "brainy-edge exited with status $STOP_STATUS"
+	if [[ "$ONLY" != miss ]]; then
+		EDGE_CACHE=$CACHE_BYTES
+		start_with_retries brainy-edge start_edge "$RESULTS_DIR/brainy-edge-$EDGE_CACHE.log"
+		bench_cache brainy-edge "$PORT"
+		freshness brainy-edge "$PORT" "$FRESH_WRITES"
+		stop_pid "$PID"
+		((STOP_STATUS == 0 || STOP_STATUS == 143)) || fail "brainy-edge exited with status $STOP_STATUS"
 
-	NGINX_CACHE=brainy
-	start_with_retries nginx start_nginx "$RESULTS_DIR/nginx-brainy.log"
-	bench_cache nginx "$PORT"
-	freshness nginx "$PORT" "$FRESH_TTL_WRITES"
-	stop_pid "$PID"
+		NGINX_CACHE=brainy
+		start_with_retries nginx start_nginx "$RESULTS_DIR/nginx-brainy.log"
+		bench_cache nginx "$PORT"
+		freshness nginx "$PORT" "$FRESH_TTL_WRITES"
+		stop_pid "$PID"
 
-	start_with_retries varnishd start_varnish "$RESULTS_DIR/varnish.log"
-	bench_cache varnish "$PORT"
-	freshness varnish "$PORT" "$FRESH_TTL_WRITES"
-	stop_pid "$PID"
+		start_with_retries varnishd start_varnish "$RESULTS_DIR/varnish.log"
+		bench_cache varnish "$PORT"
+		freshness varnish "$PORT" "$FRESH_TTL_WRITES"
+		stop_pid "$PID"
+	fi
 
 	EDGE_CACHE=0
 	start_with_retries brainy-edge start_edge "$RESULTS_DIR/brainy-edge-0.log"
