@@ -464,4 +464,3 @@ func (d directory) Members() []cluster.Peer {
 	}
 	return out
 }
-

@@ -73,25 +73,43 @@ func (b *Backend) mayHedge() bool {
 // lets the caller try elsewhere.
 func (b *Backend) hedged(ctx context.Context, reps []routeNode, method uint16, req []byte) (out []byte, err error, final bool) {
 	b.staleReads.Add(1)
+	next := func() (routeNode, bool, bool) {
+		if len(reps) > 1 && b.mayHedge() {
+			return reps[1], true, false
+		}
+		return routeNode{}, false, false
+	}
+	return b.race(ctx, reps[0], b.hedgeDelay(reps[0].addr), next, b.readTook, method, req)
+}
+
+// race sends a read to first and, each time delay passes with no answer,
+// asks next whether to send it to another node as well (send) and whether
+// to ask again after another delay (again); it sends to one other at
+// most. The first final answer wins and the other call is cancelled.
+// took, when set, is told how long each answered call took. final is
+// false when every attempt failed in a way that lets the caller try
+// elsewhere.
+func (b *Backend) race(ctx context.Context, first routeNode, delay time.Duration, next func() (n routeNode, send, again bool),
+	took func(addr string, d time.Duration), method uint16, req []byte) (out []byte, err error, final bool) {
 	type answer struct {
 		out   []byte
 		err   error
 		final bool
 	}
-	hctx, cancel := context.WithCancel(ctx)
+	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := make(chan answer, 2)
 	send := func(n routeNode) {
 		start := time.Now()
-		out, err, final := b.try(hctx, n.addr, n.down, method, req)
-		if final && answered(err) {
-			b.readTook(n.addr, time.Since(start))
+		out, err, final := b.try(rctx, n.addr, n.down, method, req)
+		if final && answered(err) && took != nil {
+			took(n.addr, time.Since(start))
 		}
 		ch <- answer{out, err, final}
 	}
-	go send(reps[0])
+	go send(first)
 	inFlight := 1
-	timer := time.NewTimer(b.hedgeDelay(reps[0].addr))
+	timer := time.NewTimer(delay)
 	defer timer.Stop()
 	var last answer
 	for inFlight > 0 {
@@ -103,14 +121,17 @@ func (b *Backend) hedged(ctx context.Context, reps []routeNode, method uint16, r
 			}
 			last = a
 		case <-timer.C:
-			if len(reps) > 1 && b.mayHedge() {
-				go send(reps[1])
+			n, ok, again := next()
+			if ok {
+				go send(n)
 				inFlight++
+			} else if again {
+				timer.Reset(delay)
 			}
 		}
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err(), true
 	}
-	return nil, last.err, false
+	return last.out, last.err, last.final
 }

@@ -39,49 +39,17 @@ func (b *Backend) suspect(addr string, now int64) bool {
 }
 
 // watched sends a read to the core at n and, if n's feed falls silent
-// before it answers, to the first of elsewhere as well. As hedged, final
-// is false when every attempt failed in a way that lets the caller try
-// elsewhere.
+// before it answers, to the first of alt as well.
 func (b *Backend) watched(ctx context.Context, n routeNode, alt func() []routeNode, method uint16, req []byte) (out []byte, err error, final bool) {
-	type answer struct {
-		out   []byte
-		err   error
-		final bool
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ch := make(chan answer, 2)
-	send := func(n routeNode) {
-		out, err, final := b.try(wctx, n.addr, n.down, method, req)
-		ch <- answer{out, err, final}
-	}
-	go send(n)
-	inFlight := 1
-	tick := time.NewTimer(suspectPoll)
-	defer tick.Stop()
-	var last answer
-	for inFlight > 0 {
-		select {
-		case a := <-ch:
-			inFlight--
-			if a.final && answered(a.err) {
-				return a.out, a.err, true
-			}
-			last = a
-		case <-tick.C:
-			if !b.suspect(n.addr, time.Now().UnixNano()) {
-				tick.Reset(suspectPoll)
-				continue
-			}
-			if others := alt(); len(others) > 0 {
-				b.rescues.Add(1)
-				go send(others[0])
-				inFlight++
-			}
+	next := func() (routeNode, bool, bool) {
+		if !b.suspect(n.addr, time.Now().UnixNano()) {
+			return routeNode{}, false, true
 		}
+		if others := alt(); len(others) > 0 {
+			b.rescues.Add(1)
+			return others[0], true, false
+		}
+		return routeNode{}, false, false
 	}
-	if ctx.Err() != nil {
-		return nil, ctx.Err(), true
-	}
-	return last.out, last.err, last.final
+	return b.race(ctx, n, suspectPoll, next, nil, method, req)
 }
