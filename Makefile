@@ -15,9 +15,15 @@
 #              and 100 times on an object store (the suite: 5 and 2), and
 #              reads back every acknowledged write after each restart
 #              (about 3 and 15 minutes).
+# make stress-federation — the federation's done-when at full size: 30 s
+#              conflict workloads, a region away 30 s, blue/green over
+#              100,000 items (about 4 minutes).
+# make stress-region-failover — an edge's region killed 20 times; how
+#              soon uncached reads come from the other region (5 minutes).
+# make fuzz FUZZTIME=60s — longer fuzz runs than the suite's 5 s each.
 
 GO        ?= go
-FUZZTIME  ?= 10s
+FUZZTIME  ?= 5s
 BENCHTIME ?= 2s
 
 # Fuzz targets, PACKAGE:NAME[:TIME]. A TIME overrides FUZZTIME for a target

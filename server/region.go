@@ -7,6 +7,7 @@ import (
 	"math"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/soullabs/brainy/cluster"
@@ -23,9 +24,9 @@ import (
 //     ("probe", which federation ignores), on a port of its own, long enough
 //     to learn the other cores (a join brings the whole member list), then
 //     leaves.
-//  2. It pings every core's QUIC address several times; a region's distance
-//     is its nearest core's best round trip (the first ping, which pays for
-//     the handshake, is not counted).
+//  2. It pings up to three cores of every region, all at once, several
+//     times each; a region's distance is its nearest core's best round trip
+//     (the first ping, which pays for the handshake, is not counted).
 //  3. The nearest region within Config.RegionRTT is its region; it asks that
 //     region's cores for their regional gossip addresses
 //     (cluster.Info.GossipAddr) and joins them. With none that near it is a
@@ -43,6 +44,7 @@ const (
 	regionDetectWait = 10 * time.Second // for the pool to show a core
 	regionPings      = 4                // per core, the first not counted
 	regionPingWait   = time.Second      // per ping
+	regionPingCores  = 3                // cores pinged per region
 )
 
 // placeRegion settles s.cfg.Region for a node started without one: the
@@ -111,15 +113,28 @@ func (s *Server) detectRegion(ctx context.Context, stored string) (string, []str
 	_ = pool.Leave(time.Second)
 	_ = pool.Shutdown()
 
+	// Every region at once, a few cores of each: a large federation takes
+	// the time of its farthest region's pings, not their sum.
 	rtts := map[string]time.Duration{}
-	best, bestRTT := "", time.Duration(math.MaxInt64)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for region, addrs := range cores {
-		for _, addr := range addrs {
-			if rt, ok := s.bestPing(ctx, addr); ok && (rtts[region] == 0 || rt < rtts[region]) {
-				rtts[region] = rt
-			}
+		for _, addr := range addrs[:min(len(addrs), regionPingCores)] {
+			wg.Go(func() {
+				if rt, ok := s.bestPing(ctx, addr); ok {
+					mu.Lock()
+					if old, seen := rtts[region]; !seen || rt < old {
+						rtts[region] = rt
+					}
+					mu.Unlock()
+				}
+			})
 		}
-		if rt, ok := rtts[region]; ok && (rt < bestRTT || rt == bestRTT && region < best) {
+	}
+	wg.Wait()
+	best, bestRTT := "", time.Duration(math.MaxInt64)
+	for region, rt := range rtts {
+		if rt < bestRTT || rt == bestRTT && region < best {
 			best, bestRTT = region, rt
 		}
 	}
