@@ -74,6 +74,8 @@ test: vet fmt-check provision unit fuzz
 # scripts (headless Chromium renders the load-test HTML report).
 provision:
 	scripts/loadtest-chromium.sh >/dev/null
+	@command -v systemd-analyze >/dev/null || { echo "installing systemd (systemd-analyze verifies deploy/systemd)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends systemd >/dev/null; }
 
 vet:
 	$(GO) vet ./...

@@ -20,6 +20,7 @@
 //	221-223  cmd/brainy-core TestFederationGlobalReads
 //	231-232  cmd/brainy-edge region routing and failover tests (regions_test.go)
 //	241-244  cmd/brainy-core TestRegionDetectedByLatency
+//	251-252  deploy/systemd TestUnitsStartWorkingNodes
 package coretest
 
 import (
