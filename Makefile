@@ -21,6 +21,7 @@
 # make stress-region-failover — an edge's region killed 20 times; how
 #              soon uncached reads come from the other region (5 minutes).
 # make fuzz FUZZTIME=60s — longer fuzz runs than the suite's 5 s each.
+# make image — the container image, offline: bin/brainy-image.tar.
 
 GO        ?= go
 FUZZTIME  ?= 5s
@@ -156,6 +157,12 @@ stress-crash:
 # The federation's done-when at full size (make test runs them shorter):
 # conflict workloads and a region's absence of 30 s, blue/green over
 # 100,000 items.
+# The container image, built offline (no Docker, no registry) from the
+# Dockerfile's settings: bin/brainy-image.tar, for docker or podman load.
+.PHONY: image
+image:
+	$(GO) run ./deploy/container -o bin/brainy-image.tar -tag brainy:$$(git describe --always --dirty 2>/dev/null || echo dev)
+
 .PHONY: stress-federation
 stress-federation:
 	BRAINY_FED_SECONDS=30 BRAINY_SYNC_ITEMS=100000 $(GO) test -count=1 -timeout 60m -run '^Test(FederationConflictsConverge|FederationRegionReturns|SyncBlueGreen)$$' -v ./cmd/brainy-core
