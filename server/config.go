@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -53,6 +54,10 @@ type Config struct {
 	// (--peers). Discover lists further sources: dns:NAME[:PORT],
 	// ec2:TAG=VALUE, k8s (--discover; k8s is automatic in Kubernetes).
 	Peers, Discover []string
+	// DiscoverDNS is the DNS server (host:port) the dns: and k8s sources
+	// ask, instead of the system's resolver (--discover-dns): Consul's DNS
+	// interface, for example, or a cluster DNS the host does not use.
+	DiscoverDNS string
 	// Broadcast turns LAN broadcast discovery on the gossip port on or off:
 	// "true", "false" or BroadcastAuto, which is on unless gossip binds
 	// loopback (--broadcast). Default BroadcastAuto.
@@ -294,6 +299,11 @@ func (c *Config) Validate() error {
 	if _, err := c.storageSpec(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.DiscoverDNS != "" {
+		if _, _, err := net.SplitHostPort(c.DiscoverDNS); err != nil {
+			errs = append(errs, fmt.Errorf("--discover-dns %q: want host:port", c.DiscoverDNS))
+		}
+	}
 	if c.Region != "" && !federation.ValidName(c.Region) {
 		errs = append(errs, fmt.Errorf("--region %q: want 1-32 of a-z, 0-9 and - (it appears in item versions)", c.Region))
 	}
@@ -348,6 +358,9 @@ func (c *Config) gossip() (membership.Config, error) {
 		return g, err
 	}
 	g.Peers, g.Discover, g.ClusterName = c.Peers, c.Discover, c.ClusterName
+	if c.DiscoverDNS != "" {
+		g.Resolver = resolverAt(c.DiscoverDNS)
+	}
 	if c.Region != "" {
 		// Nodes of different regions never join one cluster, even when
 		// they hear each other's gossip or beacons.
@@ -406,6 +419,9 @@ func (c *Config) federationGossip() (membership.Config, error) {
 		g.Peers = append(g.Peers, p)
 	}
 	g.Discover = c.Discover
+	if c.DiscoverDNS != "" {
+		g.Resolver = resolverAt(c.DiscoverDNS)
+	}
 	return g, nil
 }
 
@@ -418,4 +434,13 @@ func (c *Config) bootstrapWait(g membership.Config) time.Duration {
 		return -1 // nothing to discover: found (or rejoin) at once
 	}
 	return cluster.DefaultBootstrapWait
+}
+
+// resolverAt is a resolver that asks the DNS server at addr (host:port)
+// whatever the system's configuration says.
+func resolverAt(addr string) *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
 }
