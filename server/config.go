@@ -54,6 +54,10 @@ type Config struct {
 	// (--peers). Discover lists further sources: dns:NAME[:PORT],
 	// ec2:TAG=VALUE, k8s (--discover; k8s is automatic in Kubernetes).
 	Peers, Discover []string
+	// AdvertiseAddr is the IP peers and edges reach this node at
+	// (--advertise-addr). Default: each listener's own, or for one bound
+	// to every interface (0.0.0.0, ::), the host's private IP.
+	AdvertiseAddr string
 	// DiscoverDNS is the DNS server (host:port) the dns: and k8s sources
 	// ask, instead of the system's resolver (--discover-dns): Consul's DNS
 	// interface, for example, or a cluster DNS the host does not use.
@@ -298,6 +302,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.storageSpec(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.AdvertiseAddr != "" && net.ParseIP(c.AdvertiseAddr) == nil {
+		errs = append(errs, fmt.Errorf("--advertise-addr %q: want an IP address", c.AdvertiseAddr))
 	}
 	if c.DiscoverDNS != "" {
 		if _, _, err := net.SplitHostPort(c.DiscoverDNS); err != nil {

@@ -33,21 +33,24 @@ import (
 // whose listener is bound; Run serves it and shuts the node down when its
 // context ends. Close shuts down a node that is not running.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	nodeID  string
-	ca      *pki.CA // the cluster CA, when this node holds its key: it enrols edges
-	root    []byte  // the cluster's root secret, for the gossip key (credentials)
-	store   *backend.Store
-	qsrv    *transport.Server
-	qclient *transport.Client
-	members *membership.Membership
-	node    *cluster.Node
-	fed     *federation.Federation // nil unless Config.Federation
-	sync    *federation.Sync       // nil unless Config.SyncFrom
-	http    *httpapi.Server
-	ln      net.Listener
-	debugLn net.Listener
+	cfg    Config
+	log    *slog.Logger
+	nodeID string
+	// advertise is the IP announced for listeners bound to every
+	// interface ("" when none is; advertise.go).
+	advertise string
+	ca        *pki.CA // the cluster CA, when this node holds its key: it enrols edges
+	root      []byte  // the cluster's root secret, for the gossip key (credentials)
+	store     *backend.Store
+	qsrv      *transport.Server
+	qclient   *transport.Client
+	members   *membership.Membership
+	node      *cluster.Node
+	fed       *federation.Federation // nil unless Config.Federation
+	sync      *federation.Sync       // nil unless Config.SyncFrom
+	http      *httpapi.Server
+	ln        net.Listener
+	debugLn   net.Listener
 
 	httpDone  atomic.Bool // the HTTP server was shut down (by Run, or Close)
 	closeOnce sync.Once
@@ -62,6 +65,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
+	if s.advertise = cfg.advertiseIP(net.InterfaceAddrs); s.advertise != "" {
+		s.log.Info("announcing this node at its address", "component", "main", "advertise_addr", s.advertise)
+	}
 	defer func() {
 		if err != nil {
 			s.abort()
@@ -220,7 +226,8 @@ func (s *Server) startGossip(ctx context.Context) (membership.Config, error) {
 	if g.GossipKey, err = gossipKey(g.GossipKey, s.root, s.cfg.GossipAddr); err != nil {
 		return g, err
 	}
-	g.Meta = membership.Meta{ID: s.nodeID, QUICAddr: s.qsrv.Addr().String(), HTTPAddr: s.cfg.HTTPAddr,
+	g.AdvertiseAddr = s.advertise
+	g.Meta = membership.Meta{ID: s.nodeID, QUICAddr: s.advertised(s.qsrv.Addr().String()), HTTPAddr: s.advertised(s.cfg.HTTPAddr),
 		Zone: s.cfg.Zone, Region: s.cfg.Region, Role: "core"}
 	g.Logger = s.log
 	if s.members, err = membership.Start(ctx, g); err != nil {
@@ -241,9 +248,10 @@ func (s *Server) startFederation(ctx context.Context) error {
 	}
 	quic := s.cfg.FederationQUICAddr
 	if quic == "" {
-		quic = s.qsrv.Addr().String()
+		quic = s.advertised(s.qsrv.Addr().String())
 	}
-	g.Meta = membership.Meta{ID: s.nodeID, QUICAddr: quic, HTTPAddr: s.cfg.HTTPAddr,
+	g.AdvertiseAddr = s.advertise
+	g.Meta = membership.Meta{ID: s.nodeID, QUICAddr: quic, HTTPAddr: s.advertised(s.cfg.HTTPAddr),
 		Zone: s.cfg.Zone, Region: s.cfg.Region, Role: "core"}
 	s.fed, err = federation.Start(ctx, federation.Config{Name: s.cfg.Federation, Region: s.cfg.Region,
 		Cluster: s.node, Server: s.qsrv, Client: s.qclient, Gossip: g, RegionDeadAfter: s.cfg.RegionDeadAfter, Logger: s.log})

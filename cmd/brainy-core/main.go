@@ -84,6 +84,7 @@ func flags(c *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.StringVar(&c.GossipAddr, "gossip-addr", "", "gossip listen `host:port` (TCP and UDP; port 0 picks a free one); empty means BIND:"+port(membership.DefaultBindPort))
 	fs.Var((*cliconfig.List)(&c.Peers), "peers", "comma-separated gossip `addresses` (host:port) of any running nodes to join")
 	fs.Var((*cliconfig.List)(&c.Discover), "discover", "comma-separated discovery `sources`: dns:NAME[:PORT], ec2:TAG=VALUE, k8s (auto in Kubernetes)")
+	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "`IP` peers and edges reach this node at; empty means each listener's own, or the host's private IP for one bound to 0.0.0.0 or ::")
 	fs.StringVar(&c.DiscoverDNS, "discover-dns", "", "DNS server `host:port` the dns: and k8s discovery sources ask instead of the system's resolver (e.g. Consul's 127.0.0.1:8600)")
 	fs.StringVar(&c.Broadcast, "broadcast", server.BroadcastAuto, "LAN broadcast discovery on the gossip port: auto (on unless bound to loopback), true or false")
 	fs.StringVar(&c.ClusterSecret, "cluster-secret", "", "shared `secret` the cluster CA and gossip key are derived from (make one with: openssl rand -base64 32);\nempty means the CA in --tls-dir, or on loopback the per-host secret in ~/.config/brainy")
