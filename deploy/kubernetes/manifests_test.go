@@ -1,0 +1,340 @@
+// Package kubernetes_test checks the manifests in this directory: every
+// document decodes strictly into its Kubernetes API type, and the pieces
+// agree with each other and with the binaries.
+package kubernetes_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/soullabs/brainy/cluster/membership"
+	"github.com/soullabs/brainy/edge"
+	"github.com/soullabs/brainy/federation"
+	"github.com/soullabs/brainy/internal/coretest"
+	"github.com/soullabs/brainy/server"
+)
+
+// kustomization is the part of kustomize's Kustomization these files use;
+// decoded strictly, a field kustomize does not have fails.
+type kustomization struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Resources  []string `json:"resources"`
+	Patches    []struct {
+		Path string `json:"path"`
+	} `json:"patches,omitempty"`
+	Images []struct {
+		Name    string `json:"name"`
+		NewTag  string `json:"newTag,omitempty"`
+		NewName string `json:"newName,omitempty"`
+	} `json:"images,omitempty"`
+}
+
+// serviceMonitor is the Prometheus operator's ServiceMonitor, as used here.
+type serviceMonitor struct {
+	APIVersion string             `json:"apiVersion"`
+	Kind       string             `json:"kind"`
+	Metadata   map[string]any     `json:"metadata"`
+	Spec       serviceMonitorSpec `json:"spec"`
+}
+
+type serviceMonitorSpec struct {
+	Selector struct {
+		MatchLabels map[string]string `json:"matchLabels"`
+	} `json:"selector"`
+	Endpoints []struct {
+		Port              string                   `json:"port"`
+		Path              string                   `json:"path"`
+		Interval          string                   `json:"interval"`
+		BearerTokenSecret corev1.SecretKeySelector `json:"bearerTokenSecret"`
+	} `json:"endpoints"`
+}
+
+// manifests holds every decoded document.
+type manifests struct {
+	statefulSets []*appsv1.StatefulSet
+	deployments  []*appsv1.Deployment
+	services     []*corev1.Service
+	pdbs         []*policyv1.PodDisruptionBudget
+	hpas         []*autoscalingv2.HorizontalPodAutoscaler
+	monitors     []*serviceMonitor
+}
+
+// load decodes every YAML document of dir strictly, by its kind.
+func load(t *testing.T, dir string) (*manifests, *kustomization) {
+	t.Helper()
+	m := &manifests{}
+	var k *kustomization
+	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, doc := range bytes.Split(b, []byte("\n---\n")) {
+			var head struct{ Kind string }
+			if err := yaml.Unmarshal(doc, &head); err != nil {
+				t.Fatalf("%s #%d: %v", f, i, err)
+			}
+			strict := func(into any) {
+				if err := yaml.UnmarshalStrict(doc, into); err != nil {
+					t.Fatalf("%s #%d (%s): %v", f, i, head.Kind, err)
+				}
+			}
+			switch head.Kind {
+			case "Kustomization":
+				k = &kustomization{}
+				strict(k)
+			case "StatefulSet":
+				s := &appsv1.StatefulSet{}
+				strict(s)
+				m.statefulSets = append(m.statefulSets, s)
+			case "Deployment":
+				d := &appsv1.Deployment{}
+				strict(d)
+				m.deployments = append(m.deployments, d)
+			case "Service":
+				s := &corev1.Service{}
+				strict(s)
+				m.services = append(m.services, s)
+			case "PodDisruptionBudget":
+				p := &policyv1.PodDisruptionBudget{}
+				strict(p)
+				m.pdbs = append(m.pdbs, p)
+			case "HorizontalPodAutoscaler":
+				h := &autoscalingv2.HorizontalPodAutoscaler{}
+				strict(h)
+				m.hpas = append(m.hpas, h)
+			case "ServiceMonitor":
+				s := &serviceMonitor{}
+				strict(s)
+				m.monitors = append(m.monitors, s)
+			default:
+				t.Fatalf("%s #%d: kind %q is not checked by this test", f, i, head.Kind)
+			}
+		}
+	}
+	if k == nil {
+		t.Fatalf("%s has no kustomization.yaml", dir)
+	}
+	return m, k
+}
+
+var help = map[string]string{}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "brainy-k8s-test")
+	if err != nil {
+		panic(err)
+	}
+	for _, name := range []string{"brainy-core", "brainy-edge"} {
+		bin, err := coretest.Build("../..", dir, name)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		out, _ := exec.Command(bin, "--help").CombinedOutput()
+		help[name] = string(out)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func matches(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return len(selector) > 0
+}
+
+// TestBase: the base decodes strictly and holds together.
+func TestBase(t *testing.T) {
+	m, k := load(t, "base")
+
+	// The kustomization lists every file here, and only those.
+	files, _ := filepath.Glob("base/*.yaml")
+	var want []string
+	for _, f := range files {
+		if filepath.Base(f) != "kustomization.yaml" {
+			want = append(want, filepath.Base(f))
+		}
+	}
+	got := slices.Clone(k.Resources)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("kustomization resources %v, files %v", got, want)
+	}
+	if len(m.statefulSets) != 1 || len(m.deployments) != 1 {
+		t.Fatalf("%d StatefulSets, %d Deployments: want the core's and the edge's", len(m.statefulSets), len(m.deployments))
+	}
+	core, edgeD := m.statefulSets[0], m.deployments[0]
+	coreLabels, edgeLabels := core.Spec.Template.Labels, edgeD.Spec.Template.Labels
+	if !matches(core.Spec.Selector.MatchLabels, coreLabels) || !matches(edgeD.Spec.Selector.MatchLabels, edgeLabels) {
+		t.Error("a workload's selector does not match its pods")
+	}
+
+	// Ports: the binaries' listeners.
+	type port struct {
+		n     int32
+		proto corev1.Protocol
+	}
+	portsOf := func(c corev1.Container) map[string]port {
+		out := map[string]port{}
+		for _, p := range c.Ports {
+			out[p.Name] = port{p.ContainerPort, p.Protocol}
+		}
+		return out
+	}
+	cc, ec := core.Spec.Template.Spec.Containers[0], edgeD.Spec.Template.Spec.Containers[0]
+	corePorts, edgePorts := portsOf(cc), portsOf(ec)
+	for name, want := range map[string]port{"http": {server.DefaultHTTPPort, corev1.ProtocolTCP}, "quic": {server.DefaultQUICPort, corev1.ProtocolUDP},
+		"gossip": {membership.DefaultBindPort, corev1.ProtocolTCP}, "gossip-udp": {membership.DefaultBindPort, corev1.ProtocolUDP},
+		"federation": {federation.DefaultPort, corev1.ProtocolTCP}, "federation-udp": {federation.DefaultPort, corev1.ProtocolUDP}} {
+		if corePorts[name] != want {
+			t.Errorf("core port %s: %+v, want %+v", name, corePorts[name], want)
+		}
+	}
+	if want := edge.DefaultHTTPPort; fmt.Sprint(edgePorts["http"].n) != want || edgePorts["http"].proto != corev1.ProtocolTCP {
+		t.Errorf("edge port http: %+v, want %s/TCP", edgePorts["http"], want)
+	}
+
+	// Probes: paths the API serves, ports the container names.
+	for _, c := range []corev1.Container{cc, ec} {
+		ports := portsOf(c)
+		for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
+			if p == nil || p.HTTPGet == nil {
+				t.Errorf("%s: a probe is missing", c.Name)
+				continue
+			}
+			if p.HTTPGet.Path != "/readyz" && p.HTTPGet.Path != "/healthz" {
+				t.Errorf("%s: probe path %s", c.Name, p.HTTPGet.Path)
+			}
+			if _, ok := ports[p.HTTPGet.Port.StrVal]; !ok {
+				t.Errorf("%s: probe port %q is not a container port", c.Name, p.HTTPGet.Port.String())
+			}
+		}
+	}
+
+	// Every variable is a flag of the binary the container runs.
+	for name, c := range map[string]corev1.Container{"brainy-core": cc, "brainy-edge": ec} {
+		if name == "brainy-edge" && !slices.Equal(c.Command, []string{"/usr/local/bin/brainy-edge"}) {
+			t.Errorf("the edge container runs %v", c.Command)
+		}
+		for _, e := range c.Env {
+			if !strings.Contains(help[name], e.Name) {
+				t.Errorf("%s: %s is not in %s --help", c.Name, e.Name, name)
+			}
+		}
+	}
+
+	// Services select pods that exist and name ports they have.
+	var headless *corev1.Service
+	for _, s := range m.services {
+		pods, ports := coreLabels, corePorts
+		if matches(s.Spec.Selector, edgeLabels) {
+			pods, ports = edgeLabels, edgePorts
+		}
+		if !matches(s.Spec.Selector, pods) {
+			t.Errorf("Service %s selects no pod", s.Name)
+		}
+		for _, p := range s.Spec.Ports {
+			target := p.Name
+			if p.TargetPort.StrVal != "" {
+				target = p.TargetPort.StrVal
+			}
+			if got, ok := ports[target]; !ok || got.proto != p.Protocol || p.TargetPort.StrVal == "" && got.n != p.Port {
+				t.Errorf("Service %s port %s does not match a container port", s.Name, p.Name)
+			}
+		}
+		if s.Spec.ClusterIP == corev1.ClusterIPNone {
+			headless = s
+		}
+	}
+	// The headless Service is the StatefulSet's, and its SRV records are
+	// what --discover dns: asks for: _PORT._PROTO.SERVICE.
+	if headless == nil || core.Spec.ServiceName != headless.Name || !headless.Spec.PublishNotReadyAddresses {
+		t.Fatalf("no headless Service (publishing not-ready pods) named by the StatefulSet: %v", headless)
+	}
+	discover := ""
+	for _, e := range cc.Env {
+		if e.Name == "BRAINY_DISCOVER" {
+			discover = e.Value
+		}
+	}
+	found := false
+	for _, p := range headless.Spec.Ports {
+		if discover == fmt.Sprintf("dns:_%s._%s.%s", p.Name, strings.ToLower(string(p.Protocol)), headless.Name) && p.Port == membership.DefaultBindPort {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("BRAINY_DISCOVER=%q names no SRV record of the headless Service's gossip port", discover)
+	}
+
+	// Disruption budget, autoscaler and monitor point at what exists.
+	if len(m.pdbs) != 1 || !matches(m.pdbs[0].Spec.Selector.MatchLabels, coreLabels) || m.pdbs[0].Spec.MaxUnavailable.IntValue() != 1 {
+		t.Error("the PodDisruptionBudget does not hold the cores to one down at a time")
+	}
+	if len(m.hpas) != 1 || m.hpas[0].Spec.ScaleTargetRef.Name != edgeD.Name || m.hpas[0].Spec.ScaleTargetRef.Kind != "Deployment" {
+		t.Error("the autoscaler does not scale the edge Deployment")
+	}
+	for _, sm := range m.monitors {
+		if !matches(sm.Spec.Selector.MatchLabels, coreLabels) || sm.Spec.Endpoints[0].Path != "/metrics" || sm.Spec.Endpoints[0].BearerTokenSecret.Name == "" {
+			t.Errorf("ServiceMonitor %v: want the cores' /metrics with an admin key", sm.Metadata["name"])
+		}
+	}
+
+	// Stopping: longer than the hand-over and drain; never root.
+	if g := core.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g < int64(2*server.DefaultShutdownTimeout.Seconds()) {
+		t.Error("the cores' termination grace leaves no room for the SIGTERM hand-over")
+	}
+	for _, spec := range []corev1.PodSpec{core.Spec.Template.Spec, edgeD.Spec.Template.Spec} {
+		if sc := spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+			t.Error("a pod may run as root")
+		}
+	}
+}
+
+// TestOverlays: each overlay decodes strictly, builds on the base and
+// patches only variables the core knows.
+func TestOverlays(t *testing.T) {
+	dirs, _ := filepath.Glob("overlays/*")
+	if len(dirs) == 0 {
+		t.Fatal("no overlays")
+	}
+	for _, dir := range dirs {
+		m, k := load(t, dir)
+		if !slices.Contains(k.Resources, "../../base") {
+			t.Errorf("%s does not build on the base", dir)
+		}
+		for _, p := range k.Patches {
+			if _, err := os.Stat(filepath.Join(dir, p.Path)); err != nil {
+				t.Errorf("%s: patch %s: %v", dir, p.Path, err)
+			}
+		}
+		for _, s := range m.statefulSets {
+			for _, c := range s.Spec.Template.Spec.Containers {
+				for _, e := range c.Env {
+					if !strings.Contains(help["brainy-core"], e.Name) {
+						t.Errorf("%s: %s is not in brainy-core --help", dir, e.Name)
+					}
+				}
+			}
+		}
+	}
+}
