@@ -403,18 +403,21 @@ func (n *Node) Metrics() nodestats.Snapshot {
 	if n.cfg.StorageStats != nil {
 		n.cfg.StorageStats(&storage)
 	}
+	storage.Used = storage.Bytes
+	ops := nodestats.Operations{
+		Adds: n.ops.adds.Load(), Gets: n.ops.gets.Load(), Updates: n.ops.updates.Load(),
+		Deletes: n.ops.deletes.Load(), Lists: n.ops.lists.Load(), Errors: n.ops.errors.Load(),
+		Commits: n.ops.commits.Load(), StoredWrites: n.ops.writes.Load(),
+	}
+	ops.Totals()
 	return nodestats.Snapshot{
 		Nodes: nodestats.Nodes{Total: 1, Healthy: btoi(healthy), Self: n.nodeID, Leader: n.nodeID,
 			List: []nodestats.Node{{ID: n.nodeID, Role: "leader", Healthy: healthy, Shards: n.nparts}}},
 		Shards:      nodestats.Shards{Total: n.nparts, Leaders: n.nparts, Replicas: n.nparts, Local: n.nparts},
 		Replication: nodestats.Replication{Factor: 1, Mode: "none"},
-		Operations: nodestats.Operations{
-			Adds: n.ops.adds.Load(), Gets: n.ops.gets.Load(), Updates: n.ops.updates.Load(),
-			Deletes: n.ops.deletes.Load(), Lists: n.ops.lists.Load(), Errors: n.ops.errors.Load(),
-			Commits: n.ops.commits.Load(), Writes: n.ops.writes.Load(),
-		},
-		Storage: storage,
-		Cache:   n.cacheStats(),
+		Operations:  ops,
+		Storage:     storage,
+		Cache:       n.cacheStats(),
 	}
 }
 

@@ -179,8 +179,8 @@ func TestConcurrentWritersShareCommits(t *testing.T) {
 		}
 		wg.Wait()
 		m := n.Metrics()
-		if m.Operations.Writes != writers*each || m.Operations.Commits >= m.Operations.Writes {
-			t.Fatalf("writes %d, commits %d: want %d writes in fewer commits", m.Operations.Writes, m.Operations.Commits, writers*each)
+		if m.Operations.StoredWrites != writers*each || m.Operations.Commits >= m.Operations.StoredWrites {
+			t.Fatalf("writes %d, commits %d: want %d writes in fewer commits", m.Operations.StoredWrites, m.Operations.Commits, writers*each)
 		}
 		if m.Storage.Items != writers*each {
 			t.Fatalf("items = %d", m.Storage.Items)

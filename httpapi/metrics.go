@@ -78,7 +78,8 @@ var (
 	descRTT     = prometheus.NewDesc("brainy_edge_core_rtt_milliseconds", "An edge's smoothed round trip to each core, from probes every second.", []string{"core"}, nil)
 	descItems   = prometheus.NewDesc("brainy_storage_items", "Items stored on this node.", nil, nil)
 	descBytes   = prometheus.NewDesc("brainy_storage_bytes", "Bytes the store occupies.", []string{"backend"}, nil)
-	descHealthy = prometheus.NewDesc("brainy_node_healthy", "1 when the node accepts writes.", nil, nil)
+	descHealthy = prometheus.NewDesc("brainy_node_healthy", "1 when this node is healthy (a core: it can take writes; an edge: a core answers it).", nil, nil)
+	descAvail   = prometheus.NewDesc("brainy_storage_available_bytes", "Bytes free on the volume holding the node's local data.", nil, nil)
 	descShards  = prometheus.NewDesc("brainy_core_partitions", "Partitions held by this node.", nil, nil)
 
 	descRouteRTT    = prometheus.NewDesc("brainy_edge_region_rtt_milliseconds", "An edge's recent round trip (median of its last three probes) to the nearest answering core of each region.", []string{"region"}, nil)
@@ -96,7 +97,7 @@ var (
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descOps, descErrors, descCommits, descWrites, descForward, descLapses, descRTT, descItems, descBytes, descHealthy, descShards,
+	for _, d := range []*prometheus.Desc{descOps, descErrors, descCommits, descWrites, descForward, descLapses, descRTT, descItems, descBytes, descHealthy, descAvail, descShards,
 		descRegionUp, descRegionRTT, descRegionLag, descRegionSent, descFedEvents, descSyncFollowing, descSyncLag, descSyncCopied, descRouteRTT, descRouteChosen, descRescued} {
 		ch <- d
 	}
@@ -110,7 +111,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(o.Errors))
 	ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(o.Commits))
-	ch <- prometheus.MustNewConstMetric(descWrites, prometheus.CounterValue, float64(o.Writes))
+	ch <- prometheus.MustNewConstMetric(descWrites, prometheus.CounterValue, float64(o.StoredWrites))
 	ch <- prometheus.MustNewConstMetric(descForward, prometheus.CounterValue, float64(o.Forwarded))
 	ch <- prometheus.MustNewConstMetric(descLapses, prometheus.CounterValue, float64(s.Replication.FeedLapses))
 	for _, n := range s.Nodes.List {
@@ -120,7 +121,10 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descItems, prometheus.GaugeValue, float64(s.Storage.Items))
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(s.Storage.Bytes), s.Storage.Backend)
-	ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, float64(s.Nodes.Healthy))
+	ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, float64(btoi(c.be.Healthy())))
+	if a := s.Storage.Available; a != nil {
+		ch <- prometheus.MustNewConstMetric(descAvail, prometheus.GaugeValue, float64(*a))
+	}
 	ch <- prometheus.MustNewConstMetric(descShards, prometheus.GaugeValue, float64(s.Shards.Replicas))
 	if r := s.Routing; r != nil {
 		ch <- prometheus.MustNewConstMetric(descRescued, prometheus.CounterValue, float64(r.Rescued))
@@ -166,4 +170,11 @@ func marshalIndent(v any) ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '\n'), nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -98,7 +98,7 @@ func (b *bench) threeNodes(ctx context.Context) error {
 			var commits, writes uint64
 			for i := range after {
 				commits += after[i].Operations.Commits - before[i].Operations.Commits
-				writes += after[i].Operations.Writes - before[i].Operations.Writes
+				writes += after[i].Operations.StoredWrites - before[i].Operations.StoredWrites
 			}
 			// Counted over the warm-up too; a rate over the measured run
 			// only would need a reading between them.

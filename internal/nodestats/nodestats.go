@@ -165,6 +165,10 @@ type Replication struct {
 
 // Operations counts requests served since start.
 type Operations struct {
+	// Reads and Writes are the totals: gets and lists, and adds, updates
+	// and deletes (Totals fills them in).
+	Reads   uint64 `json:"reads"`
+	Writes  uint64 `json:"writes"`
 	Adds    uint64 `json:"adds"`
 	Gets    uint64 `json:"gets"`
 	Updates uint64 `json:"updates"`
@@ -182,10 +186,17 @@ type Operations struct {
 	// leader on another node (one extra hop). A router that knows the
 	// leaders (an edge with the pushed topology) makes it stay at zero.
 	Forwarded uint64 `json:"forwarded"`
-	// Commits counts durable storage commits; Writes / Commits is the mean
-	// group-commit batch size.
-	Commits uint64 `json:"commits"`
-	Writes  uint64 `json:"writes"`
+	// Commits counts durable storage commits, and StoredWrites the item
+	// records they wrote: StoredWrites / Commits is the mean group-commit
+	// batch size.
+	Commits      uint64 `json:"commits"`
+	StoredWrites uint64 `json:"storedWrites"`
+}
+
+// Totals sets Reads and Writes from the per-operation counts.
+func (o *Operations) Totals() {
+	o.Reads = o.Gets + o.Lists
+	o.Writes = o.Adds + o.Updates + o.Deletes
 }
 
 // Storage describes the local store.
@@ -194,6 +205,12 @@ type Storage struct {
 	Location string `json:"location,omitempty"`
 	Items    uint64 `json:"items"`
 	Bytes    int64  `json:"bytes"`
+	// Used is the bytes the store occupies (Bytes), and Available the bytes
+	// free on the volume holding the node's local data (the hot tier's,
+	// when tiered); nil for a store with no local volume (an object store
+	// or memory).
+	Used      int64  `json:"used"`
+	Available *int64 `json:"available,omitempty"`
 	// Tiers describes a tiered store's tiers, topmost first.
 	Tiers []Tier `json:"tiers,omitempty"`
 	// Mover is a tiered store's background mover.

@@ -33,6 +33,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"github.com/soullabs/brainy/internal/diskfree"
 	"log/slog"
 	"net/url"
 	"os"
@@ -294,6 +295,9 @@ type Store struct {
 	Segments []*segment.Store
 	// Prefix is the claimed prefix of an object store (e.g. "node-1/").
 	Prefix string
+	// LocalDir is the directory of the node's local data (a disk store's,
+	// or a tiered store's hot tier), "" when it has none.
+	LocalDir string
 
 	closers []func() error
 }
@@ -327,7 +331,7 @@ func Open(ctx context.Context, spec Spec, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		out.Store = st
+		out.Store, out.LocalDir = st, spec.Path
 	case "object":
 		seg, err := out.openObject(ctx, spec, &opts)
 		if err != nil {
@@ -342,6 +346,7 @@ func Open(ctx context.Context, spec Spec, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
+		out.LocalDir = spec.Hot.Path
 		warm, err := out.openObject(ctx, *spec.Warm, &opts)
 		if err != nil {
 			hot.Close()
@@ -469,6 +474,11 @@ func OpenObjects(ctx context.Context, raw string, log *slog.Logger) (objstore.St
 
 // FillStats adds the tiers and object-store requests of s to st.
 func (s *Store) FillStats(st *nodestats.Storage) {
+	if s.LocalDir != "" {
+		if free, err := diskfree.Bytes(s.LocalDir); err == nil {
+			st.Available = &free
+		}
+	}
 	if s.Tiered != nil {
 		st.Tiers = s.Tiered.TierStats()
 		m := s.Tiered.MoverStats()

@@ -1,9 +1,12 @@
 package backend
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/soullabs/brainy/internal/nodestats"
 )
 
 func TestParse(t *testing.T) {
@@ -129,4 +132,23 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = spec.Expand("node-1").String()
 	})
+}
+
+// TestLocalVolumeStats: a store on a local directory reports the free
+// space of its volume.
+func TestLocalVolumeStats(t *testing.T) {
+	spec, err := Parse(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := Open(context.Background(), spec, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var s nodestats.Storage
+	st.FillStats(&s)
+	if s.Available == nil || *s.Available <= 0 {
+		t.Fatalf("available: %v", s.Available)
+	}
 }

@@ -3,6 +3,7 @@ package tiered
 import (
 	"errors"
 	"fmt"
+	"github.com/soullabs/brainy/internal/diskfree"
 	"log/slog"
 	"time"
 
@@ -87,7 +88,7 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.FreeBytes == nil && c.HotDir != "" {
 		dir := c.HotDir
-		c.FreeBytes = func() (int64, error) { return freeBytes(dir) }
+		c.FreeBytes = func() (int64, error) { return diskfree.Bytes(dir) }
 	}
 	if c.Interval == 0 {
 		c.Interval = DefaultInterval
