@@ -91,6 +91,17 @@ var (
 	descRegionSent  = prometheus.NewDesc("brainy_federation_values_sent_total", "Item values this node sent that the region applied.", []string{"region"}, nil)
 	descFedEvents   = prometheus.NewDesc("brainy_federation_values_total", "Other regions' values applied here, by outcome: replaced (newer), conflict (concurrent); batches refused for clock skew; tombstones collected.", []string{"outcome"}, nil)
 
+	descNodes         = prometheus.NewDesc("brainy_cluster_nodes", "Members of the node's cluster, by state: total (known) and healthy.", []string{"state"}, nil)
+	descLeaders       = prometheus.NewDesc("brainy_core_partition_leaders", "Partitions this node leads.", nil, nil)
+	descLagEntries    = prometheus.NewDesc("brainy_replication_lag_entries", "The most raft log entries any follower of this node's partitions is behind.", nil, nil)
+	descElections     = prometheus.NewDesc("brainy_replication_elections_total", "Leader elections of the partitions this node holds.", nil, nil)
+	descSnapshots     = prometheus.NewDesc("brainy_replication_snapshots_total", "Partition snapshots, by direction: sent and installed.", []string{"direction"}, nil)
+	descSnapBytes     = prometheus.NewDesc("brainy_replication_snapshot_bytes_total", "Bytes received while installing snapshots.", nil, nil)
+	descRejected      = prometheus.NewDesc("brainy_replication_rejected_messages_total", "Raft messages refused: a sender not who it claims, or not a member.", nil, nil)
+	descCacheOps      = prometheus.NewDesc("brainy_cache_lookups_total", "Record cache lookups, by result: hit and miss.", []string{"result"}, nil)
+	descCacheBytes    = prometheus.NewDesc("brainy_cache_bytes", "Bytes the record cache holds.", nil, nil)
+	descTierBytes     = prometheus.NewDesc("brainy_tier_bytes", "Bytes in each tier of a tiered store.", []string{"tier"}, nil)
+	descTierMoves     = prometheus.NewDesc("brainy_tier_moves_total", "Items moved out of (demoted) or back into (promoted) each tier.", []string{"tier", "direction"}, nil)
 	descSyncFollowing = prometheus.NewDesc("brainy_sync_following", "1 once every blue partition this node pulls streams its changes, 0 while one is being copied (--sync-from).", []string{"from"}, nil)
 	descSyncLag       = prometheus.NewDesc("brainy_sync_lag_milliseconds", "How long this green node has lacked a change blue has (0: caught up).", []string{"from"}, nil)
 	descSyncCopied    = prometheus.NewDesc("brainy_sync_items_copied_total", "Values the initial copy of blue's partitions applied here.", []string{"from"}, nil)
@@ -98,7 +109,8 @@ var (
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOps, descErrors, descCommits, descWrites, descForward, descLapses, descRTT, descItems, descBytes, descHealthy, descAvail, descShards,
-		descRegionUp, descRegionRTT, descRegionLag, descRegionSent, descFedEvents, descSyncFollowing, descSyncLag, descSyncCopied, descRouteRTT, descRouteChosen, descRescued} {
+		descRegionUp, descRegionRTT, descRegionLag, descRegionSent, descFedEvents, descSyncFollowing, descSyncLag, descSyncCopied, descRouteRTT, descRouteChosen, descRescued,
+		descNodes, descLeaders, descLagEntries, descElections, descSnapshots, descSnapBytes, descRejected, descCacheOps, descCacheBytes, descTierBytes, descTierMoves} {
 		ch <- d
 	}
 }
@@ -126,6 +138,26 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descAvail, prometheus.GaugeValue, float64(*a))
 	}
 	ch <- prometheus.MustNewConstMetric(descShards, prometheus.GaugeValue, float64(s.Shards.Replicas))
+	ch <- prometheus.MustNewConstMetric(descLeaders, prometheus.GaugeValue, float64(s.Shards.Leaders))
+	ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(s.Nodes.Total), "total")
+	ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(s.Nodes.Healthy), "healthy")
+	r := s.Replication
+	ch <- prometheus.MustNewConstMetric(descLagEntries, prometheus.GaugeValue, float64(r.LagEntries))
+	ch <- prometheus.MustNewConstMetric(descElections, prometheus.CounterValue, float64(r.Elections))
+	ch <- prometheus.MustNewConstMetric(descSnapshots, prometheus.CounterValue, float64(r.SnapshotsSent), "sent")
+	ch <- prometheus.MustNewConstMetric(descSnapshots, prometheus.CounterValue, float64(r.SnapshotsInstalled), "installed")
+	ch <- prometheus.MustNewConstMetric(descSnapBytes, prometheus.CounterValue, float64(r.SnapshotBytes))
+	ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(r.RejectedMessages))
+	if s.Cache.Enabled {
+		ch <- prometheus.MustNewConstMetric(descCacheOps, prometheus.CounterValue, float64(s.Cache.Hits), "hit")
+		ch <- prometheus.MustNewConstMetric(descCacheOps, prometheus.CounterValue, float64(s.Cache.Misses), "miss")
+		ch <- prometheus.MustNewConstMetric(descCacheBytes, prometheus.GaugeValue, float64(s.Cache.Bytes))
+	}
+	for _, t := range s.Storage.Tiers {
+		ch <- prometheus.MustNewConstMetric(descTierBytes, prometheus.GaugeValue, float64(t.Bytes), t.Name)
+		ch <- prometheus.MustNewConstMetric(descTierMoves, prometheus.CounterValue, float64(t.Demoted), t.Name, "demoted")
+		ch <- prometheus.MustNewConstMetric(descTierMoves, prometheus.CounterValue, float64(t.Promoted), t.Name, "promoted")
+	}
 	if r := s.Routing; r != nil {
 		ch <- prometheus.MustNewConstMetric(descRescued, prometheus.CounterValue, float64(r.Rescued))
 		for _, rr := range r.Regions {
