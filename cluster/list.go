@@ -115,7 +115,7 @@ func (n *Node) listAcross(ctx context.Context, tenant string, opts item.ListOpti
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return mergePages(pages, opts.Limit), nil
+	return MergePages(pages, opts.Limit, nil), nil
 }
 
 // Conflicts implements item.ConflictLog: the local node's conflict log,
@@ -173,18 +173,30 @@ func (n *Node) Conflicts(ctx context.Context, tenant string, opts item.ConflictO
 	return out, nil
 }
 
-// mergePages merges pages of disjoint partitions, each sorted by id and
-// cut by count or bytes, into a page of the whole list: the first items up
-// to limit and core.PageBudget, none past the last item of a page that has
-// more to come, and a cursor if anything is left.
-func mergePages(pages []*item.Page, limit int) *item.Page {
+// MergePages merges pages, each sorted by id and cut by count or bytes,
+// into a page of the whole list: the first items up to limit and
+// core.PageBudget, none past the last item of a page that has more to
+// come, and a cursor if anything is left. Pages of disjoint partitions
+// pass a nil newer; pages that may name the same id (other regions' lists
+// of the same items) keep, of each id, the item newer says is newer.
+func MergePages(pages []*item.Page, limit int, newer func(a, b *item.Item) bool) *item.Page {
 	if limit <= 0 {
 		limit = item.DefaultListLimit
 	}
 	var all []*item.Item
+	at := map[string]int{} // id → index in all, when newer is set
 	more, bounded, end := false, false, ""
 	for _, p := range pages {
-		all = append(all, p.Items...)
+		for _, it := range p.Items {
+			if newer == nil {
+				all = append(all, it)
+			} else if i, ok := at[it.ID]; !ok {
+				at[it.ID] = len(all)
+				all = append(all, it)
+			} else if newer(it, all[i]) {
+				all[i] = it
+			}
+		}
 		if p.Cursor == "" {
 			continue
 		}

@@ -53,7 +53,7 @@ func TestMergedListPagesWithinByteBudget(t *testing.T) {
 				}
 				pages = append(pages, p)
 			}
-			page := mergePages(pages, limit)
+			page := MergePages(pages, limit, nil)
 			if size := len(wire.AppendPage(nil, page)); size > item.MaxPageBytes && len(page.Items) > 1 {
 				t.Errorf("limit %d: a merged page of %d items takes %d bytes, over the budget of %d", limit, len(page.Items), size, item.MaxPageBytes)
 			}

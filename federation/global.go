@@ -1,7 +1,6 @@
 package federation
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -13,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/soullabs/brainy/cluster"
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/codec"
 	"github.com/soullabs/brainy/internal/item"
@@ -221,18 +221,27 @@ func (f *Federation) checkGlobal(peer *transport.Peer, req []byte, regional bool
 	return f.checkCaller(peer, source, r.forwarded)
 }
 
-// version answers MethodFedVersion from the partition's leader in this
-// region, passing the request there if need be.
-func (f *Federation) version(ctx context.Context, req []byte) ([]byte, error) {
-	r, err := decodeRequest(req, f.core.Partitions())
-	if err != nil {
-		return nil, itemrpc.Error(err)
+// decodeItemRequest decodes a global read about one item (source, tenant,
+// id), which must belong to the partition the request names.
+func (f *Federation) decodeItemRequest(req []byte) (r request, tenant, id string, err error) {
+	if r, err = decodeRequest(req, f.core.Partitions()); err != nil {
+		return r, "", "", itemrpc.Error(err)
 	}
 	d := codec.Decoder{B: r.rest, Fail: errBadRequest}
 	_ = d.String() // the source, checked by the handler
-	tenant, id := d.String(), d.String()
+	tenant, id = d.String(), d.String()
 	if d.Err != nil || len(d.B) != 0 || core.PartitionOf(tenant, id, f.core.Partitions()) != r.part {
-		return nil, itemrpc.Error(errBadRequest)
+		return r, "", "", itemrpc.Error(errBadRequest)
+	}
+	return r, tenant, id, nil
+}
+
+// version answers MethodFedVersion from the partition's leader in this
+// region, passing the request there if need be.
+func (f *Federation) version(ctx context.Context, req []byte) ([]byte, error) {
+	r, tenant, id, err := f.decodeItemRequest(req)
+	if err != nil {
+		return nil, err
 	}
 	if answer, here, err := f.toLeader(ctx, wire.MethodFedVersion, r, req); !here {
 		return answer, err
@@ -298,43 +307,7 @@ func (f *Federation) ListGlobal(ctx context.Context, tenant string, opts item.Li
 // travels. Like a cluster's merge (cluster.mergePages), it stops at the
 // end of the shortest page that has more to come.
 func mergeRegionPages(pages []*item.Page, limit int) *item.Page {
-	if limit <= 0 {
-		limit = item.DefaultListLimit
-	}
-	byID := map[string]*item.Item{}
-	more, bounded, end := false, false, ""
-	for _, p := range pages {
-		for _, it := range p.Items {
-			if o, ok := byID[it.ID]; !ok || versionAfter(it.Version, o.Version) {
-				byID[it.ID] = it
-			}
-		}
-		if p.Cursor == "" {
-			continue
-		}
-		more = true
-		if n := len(p.Items); n > 0 && (!bounded || p.Items[n-1].ID < end) {
-			bounded, end = true, p.Items[n-1].ID
-		}
-	}
-	all := make([]*item.Item, 0, len(byID))
-	for _, it := range byID {
-		all = append(all, it)
-	}
-	slices.SortFunc(all, func(a, b *item.Item) int { return cmp.Compare(a.ID, b.ID) })
-	out := &item.Page{Items: []*item.Item{}}
-	var budget core.PageBudget
-	for _, it := range all {
-		if len(out.Items) == limit || bounded && it.ID > end || !budget.Add(it) {
-			more = true
-			break
-		}
-		out.Items = append(out.Items, it)
-	}
-	if more && len(out.Items) > 0 {
-		out.Cursor = core.ListCursor(out.Items[len(out.Items)-1].ID)
-	}
-	return out
+	return cluster.MergePages(pages, limit, func(a, b *item.Item) bool { return versionAfter(a.Version, b.Version) })
 }
 
 // versionAfter reports whether version a ("<time base 36>.<region>") is
@@ -395,15 +368,9 @@ func (f *Federation) ItemMeta(ctx context.Context, tenant, id string) (*item.Met
 
 // meta answers MethodFedMeta on the partition's leader here.
 func (f *Federation) meta(ctx context.Context, req []byte) ([]byte, error) {
-	r, err := decodeRequest(req, f.core.Partitions())
+	r, tenant, id, err := f.decodeItemRequest(req)
 	if err != nil {
-		return nil, itemrpc.Error(err)
-	}
-	d := codec.Decoder{B: r.rest, Fail: errBadRequest}
-	_ = d.String() // the source, checked by the handler
-	tenant, id := d.String(), d.String()
-	if d.Err != nil || len(d.B) != 0 || core.PartitionOf(tenant, id, f.core.Partitions()) != r.part {
-		return nil, itemrpc.Error(errBadRequest)
+		return nil, err
 	}
 	if answer, here, err := f.toLeader(ctx, wire.MethodFedMeta, r, req); !here {
 		return answer, err
