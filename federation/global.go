@@ -243,7 +243,7 @@ func (f *Federation) version(ctx context.Context, req []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if answer, here, err := f.toLeader(ctx, wire.MethodFedVersion, r, req); !here {
+	if answer, here, err := f.toLeader(ctx, wire.MethodFedVersion, r); !here {
 		return answer, err
 	}
 	hlc, origin, deleted, found, err := f.core.ItemVersion(ctx, tenant, id)
@@ -372,7 +372,7 @@ func (f *Federation) meta(ctx context.Context, req []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if answer, here, err := f.toLeader(ctx, wire.MethodFedMeta, r, req); !here {
+	if answer, here, err := f.toLeader(ctx, wire.MethodFedMeta, r); !here {
 		return answer, err
 	}
 	m, err := f.core.ItemMeta(ctx, tenant, id)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/klauspost/compress/s2"
 
+	"github.com/soullabs/brainy/cluster"
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/codec"
 	"github.com/soullabs/brainy/internal/wire"
@@ -119,11 +120,12 @@ func (f *Federation) checkCaller(peer *transport.Peer, source string, forwarded 
 	return itemrpc.Error(fmt.Errorf("%w (%q, region %q, for %q)", errCaller, peer.ID(), region, source))
 }
 
-// toLeader passes a request for partition part to its leader in this
-// region, unless this node leads it (here) or the request was forwarded
-// already.
-func (f *Federation) toLeader(ctx context.Context, method uint16, r request, req []byte) (answer []byte, here bool, err error) {
-	addr, here, ok := f.cfg.Cluster.LeaderAddr(r.part)
+// toLeader passes r, a request for partition r.part, to the partition's
+// leader in this cluster, unless this node leads it (here) or r was
+// forwarded already (one hop at most). The federation's and the sync
+// server's handlers both use it.
+func toLeader(ctx context.Context, c *cluster.Node, client *transport.Client, method uint16, r request) (answer []byte, here bool, err error) {
+	addr, here, ok := c.LeaderAddr(r.part)
 	switch {
 	case here:
 		return nil, true, nil
@@ -132,9 +134,13 @@ func (f *Federation) toLeader(ctx context.Context, method uint16, r request, req
 	case !ok:
 		return nil, false, itemrpc.Error(fmt.Errorf("%w: partition %d has no leader", core.ErrNotLeader, r.part))
 	}
-	fwd := append(r.header(), r.rest...)
-	answer, err = f.cfg.Client.Call(ctx, addr, method, fwd)
+	answer, err = client.Call(ctx, addr, method, append(r.header(), r.rest...))
 	return answer, false, err
+}
+
+// toLeader is the package's toLeader on this node's cluster.
+func (f *Federation) toLeader(ctx context.Context, method uint16, r request) ([]byte, bool, error) {
+	return toLeader(ctx, f.cfg.Cluster, f.cfg.Client, method, r)
 }
 
 func (f *Federation) handlePosition(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
@@ -154,7 +160,7 @@ func (f *Federation) handlePosition(ctx context.Context, peer *transport.Peer, r
 	// where to resume, and what it sends again is dropped.
 	pos, err := f.core.ReplicationPosition(ctx, r.part, source)
 	if errors.Is(err, core.ErrNotHere) {
-		answer, _, ferr := f.toLeader(ctx, wire.MethodFedPosition, r, req)
+		answer, _, ferr := f.toLeader(ctx, wire.MethodFedPosition, r)
 		return answer, ferr
 	}
 	if err != nil {
@@ -181,7 +187,7 @@ func (f *Federation) handleDigest(ctx context.Context, peer *transport.Peer, req
 	}
 	digest, _, _, err := f.core.PartitionDigest(ctx, r.part, b)
 	if errors.Is(err, core.ErrNotHere) {
-		answer, _, ferr := f.toLeader(ctx, wire.MethodFedDigest, r, req)
+		answer, _, ferr := f.toLeader(ctx, wire.MethodFedDigest, r)
 		return answer, ferr
 	}
 	if err != nil {
@@ -210,7 +216,7 @@ func (f *Federation) handleApply(ctx context.Context, peer *transport.Peer, req 
 	if err := f.checkCaller(peer, cmd.Source, r.forwarded); err != nil {
 		return nil, err
 	}
-	if answer, here, err := f.toLeader(ctx, wire.MethodFedApply, r, req); !here {
+	if answer, here, err := f.toLeader(ctx, wire.MethodFedApply, r); !here {
 		return answer, err
 	}
 	var res core.Replicated

@@ -64,20 +64,9 @@ func checkReader(peer *transport.Peer) error {
 	return nil
 }
 
-// toLeader passes a request for partition r.part to its leader, unless
-// this node leads it (here) or the request was forwarded already.
-func (s *syncServer) toLeader(ctx context.Context, method uint16, r request) (answer []byte, here bool, err error) {
-	addr, here, ok := s.cluster.LeaderAddr(r.part)
-	switch {
-	case here:
-		return nil, true, nil
-	case r.forwarded:
-		return nil, false, itemrpc.Error(fmt.Errorf("%w (partition %d)", core.ErrNotLeader, r.part))
-	case !ok:
-		return nil, false, itemrpc.Error(fmt.Errorf("%w: partition %d has no leader", core.ErrNotLeader, r.part))
-	}
-	answer, err = s.client.Call(ctx, addr, method, append(appendHeader(nil, true, r.part), r.rest...))
-	return answer, false, err
+// toLeader is the package's toLeader on this node's cluster.
+func (s *syncServer) toLeader(ctx context.Context, method uint16, r request) ([]byte, bool, error) {
+	return toLeader(ctx, s.cluster, s.client, method, r)
 }
 
 func (s *syncServer) handleInfo(_ context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
