@@ -66,6 +66,10 @@ type Peer struct {
 	ID       string // node id
 	QUICAddr string // where its QUIC server listens
 	Zone     string // failure domain; may be empty
+	// Reader marks a node of the reader role: it holds a non-voting
+	// replica (a raft learner) of every partition, never a vote, and never
+	// founds a cluster or leads a partition.
+	Reader bool
 }
 
 // Directory lists the members that are alive now, this node included. In
@@ -138,6 +142,11 @@ type Config struct {
 	// the copying never takes all the machines' time from foreground
 	// requests. Default 2.
 	MaxCatchingUp int
+	// Reader makes this node a reader: it holds a learner replica of every
+	// partition, serves stale reads from it, never votes, never leads and
+	// never founds a cluster (the directory must report it as Peer.Reader,
+	// which is what other nodes place by). Default false: a voter.
+	Reader bool
 	// SnapshotBytesPerSecond bounds the bytes per second this node sends to
 	// replicas installing snapshots, all of them together, so that copying
 	// partitions to a new or recovering node never takes the network and
@@ -385,12 +394,19 @@ func (n *Node) findCluster(ctx context.Context) (found bool, partitions int, err
 	logged := false
 	for {
 		members := n.cfg.Directory.Members()
-		smallest := n.cfg.Core.NodeID
+		// The voter with the smallest id seen founds. Never a reader: the
+		// partitions it founded would have it as their only voter.
+		smallest := ""
+		if !n.cfg.Reader {
+			smallest = n.cfg.Core.NodeID
+		}
 		for _, p := range members {
 			if p.ID == n.cfg.Core.NodeID {
 				continue
 			}
-			smallest = min(smallest, p.ID)
+			if !p.Reader && (smallest == "" || p.ID < smallest) {
+				smallest = p.ID
+			}
 			in, err := n.askInfo(ctx, p)
 			if err != nil {
 				continue
@@ -406,7 +422,7 @@ func (n *Node) findCluster(ctx context.Context) (found bool, partitions int, err
 				return true, n.cfg.Core.Partitions, nil
 			}
 			if !logged {
-				n.log.Info("waiting for the member with the smallest id to found the cluster", "node", smallest)
+				n.log.Info("waiting for the voter with the smallest id to found the cluster", "node", cmp.Or(smallest, "(none seen yet)"))
 				logged = true
 			}
 		}
@@ -755,7 +771,10 @@ func (n *Node) Metrics() nodestats.Snapshot {
 	nodes := nodestats.Nodes{Total: len(members), Healthy: len(members), Self: n.cfg.Core.NodeID}
 	for _, p := range members {
 		role := "follower"
-		if leaders[p.ID] > 0 {
+		switch {
+		case p.Reader:
+			role = "reader"
+		case leaders[p.ID] > 0:
 			role = "leader"
 		}
 		nodes.List = append(nodes.List, nodestats.Node{ID: p.ID, Role: role, Address: p.QUICAddr, Healthy: true, Shards: leaders[p.ID]})

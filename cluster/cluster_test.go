@@ -69,6 +69,8 @@ type testCluster struct {
 	// started from now on.
 	snapshotBytesPerSecond int
 	started                int // nodes started: every other one keeps its raft log in a raftlog of its own
+	// readers are the ids started, or to be, as readers (Config.Reader).
+	readers map[string]bool
 }
 
 func newTestCluster(t testing.TB) *testCluster {
@@ -76,7 +78,7 @@ func newTestCluster(t testing.TB) *testCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &testCluster{t: t, ca: ca, dir: &directory{}, members: map[string]*member{}, peers: map[string]Peer{}}
+	c := &testCluster{t: t, ca: ca, dir: &directory{}, members: map[string]*member{}, peers: map[string]Peer{}, readers: map[string]bool{}}
 	t.Cleanup(func() {
 		for _, m := range c.members {
 			c.stop(m.id)
@@ -101,7 +103,7 @@ func (c *testCluster) start(id string) *member {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.peers[id] = Peer{ID: id, QUICAddr: srv.Addr().String()}
+	c.peers[id] = Peer{ID: id, QUICAddr: srv.Addr().String(), Reader: c.readers[id]}
 	c.publish()
 	m := &member{id: id, store: memory.New(), srv: srv, client: client}
 	logKeep := c.logKeep
@@ -118,7 +120,7 @@ func (c *testCluster) start(id string) *member {
 		Core: cc, Server: srv, Client: client, Directory: c.dir,
 		BootstrapWait: 300 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond, DeadAfter: time.Second,
 		TickInterval: 10 * time.Millisecond, Logger: testLogger(c.t, id), LogKeep: logKeep,
-		SnapshotBytesPerSecond: c.snapshotBytesPerSecond,
+		SnapshotBytesPerSecond: c.snapshotBytesPerSecond, Reader: c.readers[id],
 	})
 	if err != nil {
 		c.t.Fatalf("starting %s: %v", id, err)
@@ -150,7 +152,8 @@ func (c *testCluster) stop(id string) {
 }
 
 // waitPlacement waits until every partition, as each running member sees
-// it, has want voters, all of them running members, and no learners.
+// it, has want voters, all of them running members, and a learner on each
+// running reader only.
 func (c *testCluster) waitPlacement(want int) {
 	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -159,14 +162,19 @@ func (c *testCluster) waitPlacement(want int) {
 		ok := true
 		leaders := map[int]bool{}
 		var ms []Member
+		var readers []string
 		for id := range c.members {
-			ms = append(ms, Member{ID: id, Raft: core.RaftID(id)})
+			ms = append(ms, Member{ID: id, Raft: core.RaftID(id), Reader: c.readers[id]})
+			if c.readers[id] {
+				readers = append(readers, id)
+			}
 		}
+		slices.Sort(readers)
 		held := map[int]int{}
 		for _, m := range c.members {
 			for _, p := range m.node.Metrics().Partitions {
 				held[p.ID]++
-				if len(p.Voters) != want || len(p.Learners) != 0 {
+				if len(p.Voters) != want || !slices.Equal(slices.Sorted(slices.Values(p.Learners)), readers) {
 					ok, last = false, fmt.Sprintf("%s sees partition %d with voters %v learners %v", m.id, p.ID, p.Voters, p.Learners)
 				}
 				var placed []string
@@ -193,7 +201,7 @@ func (c *testCluster) waitPlacement(want int) {
 			}
 		}
 		for p := range 8 {
-			if held[p] != want {
+			if held[p] != want+len(readers) {
 				ok, last = false, fmt.Sprintf("partition %d has %d replicas", p, held[p])
 			}
 		}

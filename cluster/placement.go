@@ -17,6 +17,21 @@ type Member struct {
 	ID   string           // node id
 	Raft multiraft.NodeID // core.RaftID(ID)
 	Zone string           // may be empty
+	// Reader: the member holds a learner of every partition and is never
+	// placed as a voter (Peer.Reader).
+	Reader bool
+}
+
+// Readers returns the raft ids of the readers among members, sorted.
+func Readers(members []Member) []multiraft.NodeID {
+	var out []multiraft.NodeID
+	for _, m := range members {
+		if m.Reader {
+			out = append(out, m.Raft)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Place returns the replicas partition part should have among members,
@@ -29,20 +44,25 @@ type Member struct {
 // the preferred leader — is spread evenly over the members. Zones: the
 // winners are taken best score first but at most one per zone until every
 // zone has one, so replicas spread over zones when members report them.
+// Readers are never placed: they hold learners of every partition
+// besides (NextStep).
 func Place(part int, members []Member, rf int) []multiraft.NodeID {
 	type scored struct {
 		m     Member
 		score uint64
 	}
-	s := make([]scored, len(members))
+	s := make([]scored, 0, len(members))
 	var buf [8]byte
-	for i, m := range members {
+	for _, m := range members {
+		if m.Reader {
+			continue
+		}
 		var d xxhash.Digest
 		d.Reset()
 		binary.BigEndian.PutUint64(buf[:], uint64(part))
 		_, _ = d.Write(buf[:])
 		_, _ = d.WriteString(m.ID)
-		s[i] = scored{m, d.Sum64()}
+		s = append(s, scored{m, d.Sum64()})
 	}
 	slices.SortFunc(s, func(a, b scored) int {
 		if c := cmp.Compare(b.score, a.score); c != 0 {
@@ -96,13 +116,14 @@ type Step struct {
 const caughtUpEntries = 64
 
 // NextStep returns the one step that moves group st (as its leader sees
-// it) toward the replicas want, or a zero Step when it is there. Steps
-// change one replica at a time, in an order that never lowers the number
-// of up-to-date voters below what it was:
+// it) toward the voters want and a learner on each of readers, or a zero
+// Step when it is there. Steps change one replica at a time, in an order
+// that never lowers the number of up-to-date voters below what it was:
 //
-//  1. add a wanted node as a learner (it catches up without voting);
-//  2. promote a caught-up wanted learner to voter;
-//  3. drop learners that are not wanted;
+//  1. add a wanted node as a learner (it catches up without voting), the
+//     voters-to-be first, then the readers;
+//  2. promote a caught-up wanted learner to voter (never a reader);
+//  3. drop learners that are neither wanted nor readers;
 //  4. remove a voter that is not wanted — only once every wanted node is a
 //     voter, and never the leader itself: it first hands leadership to a
 //     wanted voter. An unwanted voter that does not answer goes at once,
@@ -112,7 +133,11 @@ const caughtUpEntries = 64
 //     unavailability for good;
 //  5. hand leadership to the preferred leader (want[0]) when it is a
 //     caught-up voter, which balances leaders over the nodes.
-func NextStep(st multiraft.GroupStatus, self multiraft.NodeID, want []multiraft.NodeID) Step {
+//
+// A reader that is a voter (a node restarted in the reader role) is a
+// voter not wanted: step 4 removes it and step 1 adds it back as a
+// learner.
+func NextStep(st multiraft.GroupStatus, self multiraft.NodeID, want, readers []multiraft.NodeID) Step {
 	isVoter := func(id multiraft.NodeID) bool { return slices.Contains(st.Voters, id) }
 	isLearner := func(id multiraft.NodeID) bool { return slices.Contains(st.Learners, id) }
 	caughtUp := func(id multiraft.NodeID) bool {
@@ -127,13 +152,18 @@ func NextStep(st multiraft.GroupStatus, self multiraft.NodeID, want []multiraft.
 			return Step{Change: change(pb.ConfChangeType_ConfChangeAddLearnerNode, id), Why: "add learner"}
 		}
 	}
+	for _, id := range readers {
+		if !isVoter(id) && !isLearner(id) {
+			return Step{Change: change(pb.ConfChangeType_ConfChangeAddLearnerNode, id), Why: "add reader"}
+		}
+	}
 	for _, id := range want {
 		if isLearner(id) && caughtUp(id) {
 			return Step{Change: change(pb.ConfChangeType_ConfChangeAddNode, id), Why: "promote learner"}
 		}
 	}
 	for _, id := range st.Learners {
-		if !slices.Contains(want, id) {
+		if !slices.Contains(want, id) && !slices.Contains(readers, id) {
 			return Step{Change: change(pb.ConfChangeType_ConfChangeRemoveNode, id), Why: "remove learner"}
 		}
 	}

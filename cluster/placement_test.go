@@ -95,30 +95,30 @@ func TestNextStep(t *testing.T) {
 	want := []multiraft.NodeID{1, 2, 3}
 	st := multiraft.GroupStatus{Leader: self, Commit: 10, Voters: []multiraft.NodeID{1},
 		Match: map[multiraft.NodeID]uint64{1: 10}, Active: map[multiraft.NodeID]bool{1: true}}
-	if typ, id := changeOf(NextStep(st, self, want)); typ != pb.ConfChangeType_ConfChangeAddLearnerNode || id != 2 {
+	if typ, id := changeOf(NextStep(st, self, want, nil)); typ != pb.ConfChangeType_ConfChangeAddLearnerNode || id != 2 {
 		t.Fatalf("a group of one: %v %d, want to add node 2 as learner", typ, id)
 	}
 	st.Learners = []multiraft.NodeID{2, 3}
 	st.Match[2], st.Match[3] = 0, 0
-	if s := NextStep(st, self, want); s.Change != nil || s.TransferTo != 0 {
+	if s := NextStep(st, self, want, nil); s.Change != nil || s.TransferTo != 0 {
 		t.Fatalf("learners that never acknowledged anything were acted on: %+v", s)
 	}
 	st.Match[2] = 9
-	if s := NextStep(st, self, want); s.Change != nil {
+	if s := NextStep(st, self, want, nil); s.Change != nil {
 		t.Fatalf("a learner that is not answering was promoted: %+v", s)
 	}
 	st.Active[2] = true
-	if typ, id := changeOf(NextStep(st, self, want)); typ != pb.ConfChangeType_ConfChangeAddNode || id != 2 {
+	if typ, id := changeOf(NextStep(st, self, want, nil)); typ != pb.ConfChangeType_ConfChangeAddNode || id != 2 {
 		t.Fatalf("a caught-up, answering learner: %v %d, want its promotion", typ, id)
 	}
 	// Leaving: node 1 is no longer wanted; it hands leadership over first.
 	st = multiraft.GroupStatus{Leader: self, Commit: 10, Voters: []multiraft.NodeID{1, 2, 3, 4},
 		Match: map[multiraft.NodeID]uint64{1: 10, 2: 10, 3: 10, 4: 10}, Active: map[multiraft.NodeID]bool{1: true, 2: true, 3: true, 4: true}}
-	if s := NextStep(st, self, []multiraft.NodeID{4, 2, 3}); s.TransferTo == 0 || s.Change != nil {
+	if s := NextStep(st, self, []multiraft.NodeID{4, 2, 3}, nil); s.TransferTo == 0 || s.Change != nil {
 		t.Fatalf("the leader leaving its group: %+v, want a leadership transfer", s)
 	}
 	// Another node's voter that is not wanted is removed.
-	if typ, id := changeOf(NextStep(st, self, []multiraft.NodeID{1, 2, 3})); typ != pb.ConfChangeType_ConfChangeRemoveNode || id != 4 {
+	if typ, id := changeOf(NextStep(st, self, []multiraft.NodeID{1, 2, 3}, nil)); typ != pb.ConfChangeType_ConfChangeRemoveNode || id != 4 {
 		t.Fatalf("an unwanted voter: %v %d, want its removal", typ, id)
 	}
 	// Repair stalled by a newcomer that never catches up (node 5, wanted
@@ -127,20 +127,20 @@ func TestNextStep(t *testing.T) {
 	st = multiraft.GroupStatus{Leader: self, Commit: 10, Voters: []multiraft.NodeID{1, 2, 3, 4}, Learners: []multiraft.NodeID{5},
 		Match:  map[multiraft.NodeID]uint64{1: 10, 2: 10, 3: 4, 4: 10, 5: 0},
 		Active: map[multiraft.NodeID]bool{1: true, 2: true, 3: false, 4: true, 5: true}}
-	if typ, id := changeOf(NextStep(st, self, []multiraft.NodeID{1, 2, 5})); typ != pb.ConfChangeType_ConfChangeRemoveNode || id != 3 {
+	if typ, id := changeOf(NextStep(st, self, []multiraft.NodeID{1, 2, 5}, nil)); typ != pb.ConfChangeType_ConfChangeRemoveNode || id != 3 {
 		t.Fatalf("an unresponsive unwanted voter while a newcomer catches up: %v %d, want node 3 removed", typ, id)
 	}
 	st.Voters = []multiraft.NodeID{1, 2, 4}
-	if s := NextStep(st, self, []multiraft.NodeID{1, 2, 5}); s.Change != nil || s.TransferTo != 0 {
+	if s := NextStep(st, self, []multiraft.NodeID{1, 2, 5}, nil); s.Change != nil || s.TransferTo != 0 {
 		t.Fatalf("an answering unwanted voter was acted on before the newcomer votes: %+v", s)
 	}
 	// In place: only leadership balancing remains.
 	st.Voters, st.Learners = []multiraft.NodeID{1, 2, 3}, nil
 	st.Active[3], st.Match[3] = true, 10
-	if s := NextStep(st, self, []multiraft.NodeID{2, 1, 3}); s.TransferTo != 2 {
+	if s := NextStep(st, self, []multiraft.NodeID{2, 1, 3}, nil); s.TransferTo != 2 {
 		t.Fatalf("preferred leader 2: %+v", s)
 	}
-	if s := NextStep(st, self, want); s.Change != nil || s.TransferTo != 0 {
+	if s := NextStep(st, self, want, nil); s.Change != nil || s.TransferTo != 0 {
 		t.Fatalf("a group where it should be: %+v, want nothing", s)
 	}
 }
@@ -249,5 +249,86 @@ func TestPlanBoundsCatchingUp(t *testing.T) {
 	}
 	if got := len(Plan(st, self, four, 3, 1, 64)); got != 1 {
 		t.Fatalf("maxSteps 1: %d steps planned", got)
+	}
+}
+
+// TestReadersArePlacedAsLearnersOnly: a reader is never placed as a voter
+// nor promoted, is added as a learner of every group after the voters,
+// is kept, and a reader that was a voter is removed as one first.
+func TestReadersArePlacedAsLearnersOnly(t *testing.T) {
+	ms := append(members(3), Member{ID: "reader", Raft: 9, Reader: true})
+	for p := range 64 {
+		if slices.Contains(Place(p, ms, 3), 9) {
+			t.Fatalf("partition %d places the reader as a voter", p)
+		}
+	}
+	if got := Readers(ms); !slices.Equal(got, []multiraft.NodeID{9}) {
+		t.Fatalf("Readers = %v", got)
+	}
+	const self = 1
+	want, readers := []multiraft.NodeID{1, 2, 3}, []multiraft.NodeID{9}
+	st := multiraft.GroupStatus{Leader: self, Commit: 100, Voters: []multiraft.NodeID{1, 2},
+		Match: map[multiraft.NodeID]uint64{1: 100, 2: 100}, Active: map[multiraft.NodeID]bool{1: true, 2: true}}
+	if typ, id := changeOf(NextStep(st, self, want, readers)); typ != pb.ConfChangeType_ConfChangeAddLearnerNode || id != 3 {
+		t.Fatalf("a voter missing and a reader: %v %d, want the voter-to-be added first", typ, id)
+	}
+	st.Voters = want
+	st.Match[3], st.Active[3] = 100, true
+	if typ, id := changeOf(NextStep(st, self, want, readers)); typ != pb.ConfChangeType_ConfChangeAddLearnerNode || id != 9 {
+		t.Fatalf("voters in place: %v %d, want the reader added as a learner", typ, id)
+	}
+	st.Learners = []multiraft.NodeID{9}
+	st.Match[9], st.Active[9] = 100, true // caught up: still never promoted
+	if s := NextStep(st, self, want, readers); s.Change != nil || s.TransferTo != 0 {
+		t.Fatalf("a caught-up reader: %+v, want nothing (never promoted, never removed)", s)
+	}
+	if typ, id := changeOf(NextStep(st, self, want, nil)); typ != pb.ConfChangeType_ConfChangeRemoveNode || id != 9 {
+		t.Fatalf("a reader gone: %v %d, want its learner removed", typ, id)
+	}
+	// A node restarted as a reader while a voter: removed as a voter,
+	// then added back as a learner.
+	st.Voters, st.Learners = []multiraft.NodeID{1, 2, 3, 9}, nil
+	if typ, id := changeOf(NextStep(st, self, want, readers)); typ != pb.ConfChangeType_ConfChangeRemoveNode || id != 9 {
+		t.Fatalf("a reader among the voters: %v %d, want it removed", typ, id)
+	}
+}
+
+// TestCaughtUpReadersDoNotHoldPlanBack: a reader's learner, once caught
+// up, counts as no partition catching up, so it blocks neither other
+// copies nor leadership balancing; one still copying does, as any
+// learner would.
+func TestCaughtUpReadersDoNotHoldPlanBack(t *testing.T) {
+	const self = multiraft.NodeID(1)
+	three := []Member{{ID: "a", Raft: 1}, {ID: "b", Raft: 2}, {ID: "c", Raft: 3}, {ID: "r", Raft: 9, Reader: true}}
+	four := append(slices.Clone(three), Member{ID: "d", Raft: 4})
+	var st []multiraft.GroupStatus
+	for g := range 64 {
+		st = append(st, multiraft.GroupStatus{Group: multiraft.GroupID(g), Leader: self, Commit: 1000,
+			Voters: []multiraft.NodeID{1, 2, 3}, Learners: []multiraft.NodeID{9},
+			Match:  map[multiraft.NodeID]uint64{1: 1000, 2: 1000, 3: 1000, 9: 1000},
+			Active: map[multiraft.NodeID]bool{1: true, 2: true, 3: true, 9: true}})
+	}
+	count := func(steps []PlannedStep) (adds, balances int) {
+		for _, s := range steps {
+			if isAddLearner(s.Step) {
+				adds++
+			}
+			if s.Step.Why == whyBalance {
+				balances++
+			}
+		}
+		return adds, balances
+	}
+	if adds, _ := count(Plan(st, self, four, 3, 100, 2)); adds != 2 {
+		t.Fatalf("readers caught up everywhere: %d new learners planned, want 2", adds)
+	}
+	if _, balances := count(Plan(st, self, three, 3, 100, 2)); balances == 0 {
+		t.Fatal("readers caught up everywhere: no leadership balanced")
+	}
+	for i := range st {
+		st[i].Match[9] = 10 // copying
+	}
+	if _, balances := count(Plan(st, self, three, 3, 100, 2)); balances != 0 {
+		t.Fatalf("readers copying: %d leaderships balanced, want none until they are done", balances)
 	}
 }

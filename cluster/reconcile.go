@@ -52,7 +52,7 @@ func (n *Node) placementMembers() []Member {
 			continue
 		}
 		p := n.peers[id]
-		out = append(out, Member{ID: id, Raft: core.RaftID(id), Zone: p.Zone})
+		out = append(out, Member{ID: id, Raft: core.RaftID(id), Zone: p.Zone, Reader: p.Reader})
 	}
 	return out
 }
@@ -102,9 +102,20 @@ type PlannedStep struct {
 func Plan(st []multiraft.GroupStatus, self multiraft.NodeID, members []Member, rf, maxSteps, maxCatchingUp int) []PlannedStep {
 	// A learner that does not answer copies nothing: it does not hold the
 	// others back (placement removes it once its node has been gone for
-	// DeadAfter).
+	// DeadAfter). Nor does a reader that has caught up: it stays a
+	// learner for good.
+	readers := Readers(members)
 	active := func(g multiraft.GroupStatus) bool {
-		return slices.ContainsFunc(g.Learners, func(id multiraft.NodeID) bool { return g.Active[id] })
+		return slices.ContainsFunc(g.Learners, func(id multiraft.NodeID) bool {
+			if !g.Active[id] {
+				return false
+			}
+			if _, reader := slices.BinarySearch(readers, id); reader {
+				m := g.Match[id]
+				return m == 0 || m+caughtUpEntries < g.Commit
+			}
+			return true
+		})
 	}
 	catchingUp := 0
 	learning := map[multiraft.NodeID]bool{} // learners in any group held here, whoever leads it
@@ -121,7 +132,7 @@ func Plan(st []multiraft.GroupStatus, self multiraft.NodeID, members []Member, r
 		if g.Leader != self || len(out) >= maxSteps {
 			continue
 		}
-		step := NextStep(g, self, Place(int(g.Group), members, rf))
+		step := NextStep(g, self, Place(int(g.Group), members, rf), readers)
 		if step.Change == nil && step.TransferTo == 0 {
 			continue
 		}

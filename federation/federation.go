@@ -167,7 +167,7 @@ func (f *Federation) refresh() {
 	addrs := map[string][]string{}
 	public := map[string]string{}
 	for _, m := range f.members.Members() {
-		if m.Meta.Role != "core" || m.Meta.Region == "" || m.Meta.QUICAddr == "" {
+		if !membership.IsCore(m.Meta.Role) || m.Meta.Region == "" || m.Meta.QUICAddr == "" {
 			continue
 		}
 		regionOf[m.Meta.ID] = m.Meta.Region

@@ -31,6 +31,12 @@ const (
 	DefaultShutdownTimeout = 10 * time.Second
 	// BroadcastAuto turns the LAN beacon on unless gossip binds loopback.
 	BroadcastAuto = "auto"
+	// RoleVoter and RoleReader are the values of Config.Role.
+	RoleVoter  = "voter"
+	RoleReader = "reader"
+	// ReaderCacheBytes is a reader's record cache: reads are its work,
+	// and it holds every partition (a voter's is core's default, 64 MiB).
+	ReaderCacheBytes = 256 << 20
 )
 
 // Config configures a core node. Each field names the brainy-core flag
@@ -125,6 +131,13 @@ type Config struct {
 	// federation; a region away longer must be resynced from empty storage
 	// (--region-dead-after). Default 24 h (federation.Config).
 	RegionDeadAfter time.Duration
+	// Role is RoleVoter or RoleReader (--role; "writer" is taken for
+	// voter). A reader holds a non-voting replica (a raft learner) of
+	// every partition: it never counts for quorum and never leads, serves
+	// consistency=stale reads from its own replicas, forwards the rest,
+	// and keeps a larger record cache (ReaderCacheBytes). Default
+	// RoleVoter.
+	Role string
 	// ReplicationFactor is replicas per partition, fewer while the cluster
 	// has fewer nodes (--replication-factor). Default
 	// cluster.DefaultReplicationFactor (3); 1 to cluster.MaxReplicationFactor.
@@ -232,6 +245,10 @@ func (c *Config) EnsureDefaults() {
 	if c.Broadcast == "" {
 		c.Broadcast = BroadcastAuto
 	}
+	switch c.Role {
+	case "", "writer":
+		c.Role = RoleVoter
+	}
 	if c.ClusterName == "" {
 		c.ClusterName = membership.DefaultClusterName
 	}
@@ -297,6 +314,9 @@ func (c *Config) Validate() error {
 	if c.DebugAddr != "" && !daemon.IsLoopback(c.DebugAddr) && !c.Insecure {
 		errs = append(errs, fmt.Errorf("refusing to serve profiles on %s: --debug-addr must be a loopback address unless --insecure is given", c.DebugAddr))
 	}
+	if c.Role != RoleVoter && c.Role != RoleReader {
+		errs = append(errs, fmt.Errorf("--role %q: want voter (or writer) or reader", c.Role))
+	}
 	if err := cluster.CheckReplicationFactor(c.ReplicationFactor); err != nil {
 		errs = append(errs, fmt.Errorf("--replication-factor: %w", err))
 	}
@@ -342,6 +362,25 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("--max-body-bytes, --max-conns-per-ip, --rate-limit and --rate-burst cannot be negative"))
 	}
 	return errors.Join(errs...)
+}
+
+// reader reports whether the node is a reader (Role).
+func (c *Config) reader() bool { return c.Role == RoleReader }
+
+// gossipRole is the role the node announces in gossip.
+func (c *Config) gossipRole() string {
+	if c.reader() {
+		return membership.RoleReader
+	}
+	return membership.RoleCore
+}
+
+// cacheBytes is the record cache the node's role gets (0: core's default).
+func (c *Config) cacheBytes() int64 {
+	if c.reader() {
+		return ReaderCacheBytes
+	}
+	return 0
 }
 
 // storageSpec parses Storage, or the tiered StorageHot/-Warm/-Cold. It

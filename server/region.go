@@ -102,7 +102,7 @@ func (s *Server) detectRegion(ctx context.Context, stored string) (string, []str
 	deadline := time.Now().Add(regionDetectWait)
 	for len(cores) == 0 && time.Now().Before(deadline) {
 		for _, m := range pool.Members() {
-			if m.Meta.Role == "core" && m.Meta.Region != "" && m.Meta.QUICAddr != "" && m.State == membership.StateAlive {
+			if membership.IsCore(m.Meta.Role) && m.Meta.Region != "" && m.Meta.QUICAddr != "" && m.State == membership.StateAlive {
 				cores[m.Meta.Region] = append(cores[m.Meta.Region], m.Meta.QUICAddr)
 			}
 		}

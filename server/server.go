@@ -96,10 +96,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.node, err = cluster.Start(ctx, cluster.Config{
 		Core: core.Config{Store: s.store, StorageLocation: spec.Location(), StorageStats: s.store.FillStats, NodeID: s.nodeID,
-			Partitions: cfg.Partitions, Limits: limits, Logger: s.log, RaftLogDir: raftLogDir(spec),
+			Partitions: cfg.Partitions, Limits: limits, Logger: s.log, RaftLogDir: raftLogDir(spec), CacheBytes: cfg.cacheBytes(),
 			Region: cfg.Region, Federated: cfg.Federation != "", MaxClockSkew: cfg.MaxClockSkew, Now: cfg.Clock},
 		Server: s.qsrv, Client: s.qclient, Directory: directory{s.members}, GossipAddr: s.members.LocalNode().Addr,
-		ReplicationFactor: cfg.ReplicationFactor, DeadAfter: cfg.DeadAfter, BootstrapWait: cfg.bootstrapWait(gossip),
+		ReplicationFactor: cfg.ReplicationFactor, DeadAfter: cfg.DeadAfter, BootstrapWait: cfg.bootstrapWait(gossip), Reader: cfg.reader(),
 		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks, LogKeep: cfg.LogKeep, Logger: s.log,
 	})
 	if err != nil {
@@ -228,7 +228,7 @@ func (s *Server) startGossip(ctx context.Context) (membership.Config, error) {
 	}
 	g.AdvertiseAddr = s.advertise
 	g.Meta = membership.Meta{ID: s.nodeID, QUICAddr: s.advertised(s.qsrv.Addr().String()), HTTPAddr: s.advertised(s.cfg.HTTPAddr),
-		Zone: s.cfg.Zone, Region: s.cfg.Region, Role: "core"}
+		Zone: s.cfg.Zone, Region: s.cfg.Region, Role: s.cfg.gossipRole()}
 	g.Logger = s.log
 	if s.members, err = membership.Start(ctx, g); err != nil {
 		return g, fmt.Errorf("gossip: %w", err)
@@ -252,7 +252,7 @@ func (s *Server) startFederation(ctx context.Context) error {
 	}
 	g.AdvertiseAddr = s.advertise
 	g.Meta = membership.Meta{ID: s.nodeID, QUICAddr: quic, HTTPAddr: s.advertised(s.cfg.HTTPAddr),
-		Zone: s.cfg.Zone, Region: s.cfg.Region, Role: "core"}
+		Zone: s.cfg.Zone, Region: s.cfg.Region, Role: s.cfg.gossipRole()}
 	s.fed, err = federation.Start(ctx, federation.Config{Name: s.cfg.Federation, Region: s.cfg.Region,
 		Cluster: s.node, Server: s.qsrv, Client: s.qclient, Gossip: g, RegionDeadAfter: s.cfg.RegionDeadAfter, Logger: s.log})
 	return err
@@ -463,11 +463,12 @@ type directory struct{ m *membership.Membership }
 func (d directory) Members() []cluster.Peer {
 	var out []cluster.Peer
 	for _, m := range d.m.Members() {
-		if m.Meta.Role != "core" {
+		if !membership.IsCore(m.Meta.Role) {
 			continue
 		}
 		if m.State == membership.StateAlive || m.State == membership.StateSuspect {
-			out = append(out, cluster.Peer{ID: m.Meta.ID, QUICAddr: m.Meta.QUICAddr, Zone: m.Meta.Zone})
+			out = append(out, cluster.Peer{ID: m.Meta.ID, QUICAddr: m.Meta.QUICAddr, Zone: m.Meta.Zone,
+				Reader: m.Meta.Role == membership.RoleReader})
 		}
 	}
 	return out

@@ -21,9 +21,21 @@ type Meta struct {
 	Zone string
 	// Region groups zones.
 	Region string
-	// Role tells what the node does (for example "core" or "edge").
+	// Role tells what the node does: RoleCore, RoleReader, or another
+	// (a region probe's "probe").
 	Role string
 }
+
+// The roles of brainy-core nodes: a voter (RoleCore, which older nodes
+// announce too) and a reader, which holds non-voting replicas.
+const (
+	RoleCore   = "core"
+	RoleReader = "reader"
+)
+
+// IsCore reports whether role is a brainy-core node's, voter or reader:
+// one that holds replicas, answers the cluster's methods and forwards.
+func IsCore(role string) bool { return role == RoleCore || role == RoleReader }
 
 // MetaMaxSize is the largest encoded Meta: memberlist refuses node metadata
 // above 512 bytes.
