@@ -49,6 +49,15 @@ type partState struct {
 	// this partition has no trace of, may be one whose delete was
 	// collected here, and must not come back (mergeRemote).
 	collected uint64
+	// deleted is the latest version (clock time) a delete gave an item
+	// here. An item created where none is, nor a tombstone, gets a later
+	// one, so that an item's versions grow in log order across deletes
+	// too: outside a federation no tombstone remembers the deleted
+	// version, and a create proposed before a delete but applied after it
+	// would otherwise carry an older version than the item it follows. A
+	// follower cluster, which merges by version, needs that order
+	// (SyncChanges).
+	deleted uint64
 }
 
 type sourcePos struct {
@@ -176,6 +185,8 @@ func (sm *stateMachine) applyItem(v view, w writer, part int, index uint64, cmd 
 	if exists || tombstoned {
 		hlc = max(hlc, base.hlc+1)
 		vv = base.clock().with(cmd.Origin, hlc)
+	} else {
+		hlc = max(hlc, sm.parts[part].deleted+1)
 	}
 
 	var next record
@@ -208,6 +219,7 @@ func (sm *stateMachine) applyItem(v view, w writer, part int, index uint64, cmd 
 		if !exists {
 			return result{err: item.ErrNotFound}
 		}
+		sm.parts[part].deleted = max(sm.parts[part].deleted, hlc)
 		if cmd.Federated {
 			t := record{hlc: hlc, origin: cmd.Origin, created: prev.created, updated: cmd.Now, vv: vv}
 			sm.install(w, part, cmd.Tenant, cmd.ID, &prev, true, false, &t, true)
@@ -477,12 +489,16 @@ func checkCond(c item.Cond, exists bool, prev *record) error {
 
 // Partition state format: version 1 is applied and items; version 2 adds
 // the membership; version 3 the other regions' positions (and a presence
-// byte before the membership) and the tombstone count.
+// byte before the membership) and the tombstone count; version 4 the
+// collection horizon; version 5 the latest deleted version.
 func (ps *partState) encode() []byte {
-	b := make([]byte, 0, 20+len(ps.conf))
-	v4 := ps.collected > 0
+	b := make([]byte, 0, 30+len(ps.conf))
+	v5 := ps.deleted > 0
+	v4 := v5 || ps.collected > 0
 	v3 := v4 || ps.sources != nil || ps.tombstones > 0
 	switch {
+	case v5:
+		b = append(b, 5)
 	case v4:
 		b = append(b, 4)
 	case v3:
@@ -511,6 +527,9 @@ func (ps *partState) encode() []byte {
 	if v4 {
 		b = appendUvarint(b, ps.collected)
 	}
+	if v5 {
+		b = appendUvarint(b, ps.deleted)
+	}
 	return b
 }
 
@@ -526,12 +545,12 @@ func (ps *partState) appendSources(b []byte) []byte {
 func (ps *partState) decode(b []byte) error {
 	d := codec.Decoder{B: b, Fail: errCorrupt}
 	v := d.Byte()
-	if v < 1 || v > 4 {
+	if v < 1 || v > 5 {
 		return errCorrupt
 	}
 	ps.applied = d.Uvarint()
 	ps.items = d.Uvarint()
-	ps.conf, ps.sources, ps.tombstones, ps.collected = nil, nil, 0, 0
+	ps.conf, ps.sources, ps.tombstones, ps.collected, ps.deleted = nil, nil, 0, 0, 0
 	hasConf := v == 2
 	if v >= 3 {
 		hasConf = d.Byte() == 1
@@ -550,8 +569,11 @@ func (ps *partState) decode(b []byte) error {
 		}
 		ps.tombstones = d.Uvarint()
 	}
-	if v == 4 {
+	if v >= 4 {
 		ps.collected = d.Uvarint()
+	}
+	if v == 5 {
+		ps.deleted = d.Uvarint()
 	}
 	if d.Err != nil || len(d.B) != 0 {
 		return errCorrupt

@@ -34,17 +34,26 @@ import (
 // items and find the writes there. Not on a single node.
 type committedIndex struct {
 	idx []atomic.Uint64
+	// deleted is, per partition, partState.deleted as of idx: stored
+	// before idx, so a reader of idx then deleted sees every delete
+	// through idx counted.
+	deleted []atomic.Uint64
 
 	mu      sync.Mutex
 	changed chan struct{} // closed at the next commit; guarded by mu
 	waiting atomic.Bool   // someone holds changed
 }
 
-func (c *committedIndex) init(parts int) { c.idx = make([]atomic.Uint64, parts) }
+func (c *committedIndex) init(parts int) {
+	c.idx, c.deleted = make([]atomic.Uint64, parts), make([]atomic.Uint64, parts)
+}
 
-// set records part's stored applied index; called once per partition per
-// commit by the driver.
-func (c *committedIndex) set(part int, applied uint64) { c.idx[part].Store(applied) }
+// set records part's stored state; called once per partition per commit
+// by the driver.
+func (c *committedIndex) set(part int, ps *partState) {
+	c.deleted[part].Store(ps.deleted)
+	c.idx[part].Store(ps.applied)
+}
 
 // notify wakes whoever waits for a commit.
 func (c *committedIndex) notify() {

@@ -93,7 +93,7 @@ func (n *Node) openRaft(ctx context.Context) error {
 	n.rsm = &raftSM{n: n, overlay: map[string]overlayEntry{}, touched: make([]bool, n.nparts)}
 	n.stored.init(n.nparts)
 	for p := range n.nparts {
-		n.stored.set(p, n.sm.parts[p].applied)
+		n.stored.set(p, &n.sm.parts[p])
 	}
 	if n.cfg.RaftLogDir != "" {
 		l, err := raftlog.Open(raftlog.Config{Dir: n.cfg.RaftLogDir, Logger: n.cfg.Logger.With("component", "raftlog")})
@@ -511,7 +511,7 @@ func (r *raftSM) ApplySnapshot(ctx context.Context, g multiraft.GroupID, from mu
 	forget()
 	return func() {
 		n.sm.parts[part] = ps
-		n.stored.set(part, ps.applied)
+		n.stored.set(part, &ps)
 		n.ops.snapshots.Add(1)
 	}, nil
 }
@@ -580,7 +580,7 @@ func (r *raftSM) Commit() error {
 	}
 	n.publish(r.items)
 	for _, part := range r.flushed {
-		n.stored.set(part, n.sm.parts[part].applied)
+		n.stored.set(part, &n.sm.parts[part])
 	}
 	n.stored.notify()
 	r.batch.Reset()

@@ -150,10 +150,16 @@ func (n *Node) PartitionPage(ctx context.Context, part int, cursor []byte, maxIt
 //
 // A cluster outside a federation keeps no tombstones, so an item deleted
 // there has no record at all. For such an item the answer holds a
-// tombstone made now: its time is this node's clock reading (past every
-// time the entries read carry), its origin this node's region. The item is
-// gone as of the read, and a write re-creating it later is stamped later
-// by the partition's leader, which is the node that reads.
+// tombstone made for it, of this node's region, at the partition's latest
+// deleted version (partState.deleted) as stored with the entries read,
+// read before any item: every delete among those entries gave its item a
+// version no later, so the tombstone wins over the values they deleted;
+// and every item created after the read gets a later version than any
+// delete before it, so the tombstone never wins over a write the answer
+// did not see. (A clock reading here would be later than a create
+// proposed before the read but applied after it, and the follower would
+// keep the tombstone over it.) A partition whose deletes all predate that
+// count has none, and gets a clock reading as before.
 //
 // multiraft.ErrCompacted: the log no longer holds from+1.
 func (n *Node) SyncChanges(ctx context.Context, part int, from uint64, maxBytes int) (ch *Changes, committed uint64, err error) {
@@ -164,6 +170,7 @@ func (n *Node) SyncChanges(ctx context.Context, part int, from uint64, maxBytes 
 		return nil, 0, fmt.Errorf("core: no partition %d", part)
 	}
 	through, _ := n.Committed(part)
+	deleted := n.stored.deleted[part].Load() // after through: see set
 	out := &Changes{To: from}
 	if through <= from {
 		return out, through, nil
@@ -201,7 +208,10 @@ func (n *Node) SyncChanges(ctx context.Context, part int, from uint64, maxBytes 
 		}
 		if !ok {
 			if tomb == nil {
-				hlc := max(n.clock.Now(), latest+1)
+				hlc := int64(deleted)
+				if deleted == 0 {
+					hlc = max(n.clock.Now(), latest+1)
+				}
 				r := record{hlc: uint64(hlc), origin: n.cfg.Region, created: hlc, updated: hlc}
 				tomb = r.append(nil)
 			}

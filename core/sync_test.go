@@ -161,3 +161,37 @@ func TestSyncState(t *testing.T) {
 		t.Fatalf("%d items", m.Storage.Items)
 	}
 }
+
+// TestVersionsGrowAcrossDeletes: outside a federation a delete leaves no
+// tombstone, yet an item created after it — even by a command made
+// (stamped) before the delete's, applied after it — gets a later version
+// than the delete gave, so a follower merging by version keeps it over
+// the delete's tombstone (SyncChanges). The count survives the partition
+// state's encoding, which snapshots carry.
+func TestVersionsGrowAcrossDeletes(t *testing.T) {
+	r := newSimRegion("")
+	put := func(now int64, id string) *item.Item {
+		t.Helper()
+		res := r.apply(&Command{Op: OpPut, Now: now, Tenant: "t", ID: id, Data: []byte(`1`)})
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		return res.item
+	}
+	put(100, "x")
+	if res := r.apply(&Command{Op: OpDelete, Now: 105, Tenant: "t", ID: "x"}); res.err != nil {
+		t.Fatal(res.err)
+	}
+	if got := r.sm.parts[0].deleted; got != 105 {
+		t.Fatalf("the partition's latest deleted version is %d, want 105", got)
+	}
+	for _, id := range []string{"x", "y"} { // the same item again, or another
+		if it := put(103, id); it.Version != FormatVersion(106, "") {
+			t.Fatalf("%s created at 103 after a delete at 105: version %s, want %s", id, it.Version, FormatVersion(106, ""))
+		}
+	}
+	var ps partState
+	if err := ps.decode(r.sm.parts[0].encode()); err != nil || ps.deleted != 105 || ps.applied != r.sm.parts[0].applied {
+		t.Fatalf("decoded %+v (%v), want deleted 105", ps, err)
+	}
+}
