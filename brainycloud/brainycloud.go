@@ -14,12 +14,22 @@
 //	memory, ./dir, /abs/dir, file:///abs/dir   as brainy.WithStorage
 //	s3://bucket/prefix        any S3-compatible store; credentials from the AWS
 //	                          chain, endpoint from AWS_ENDPOINT_URL or ?endpoint=
-//	r2://bucket/prefix        Cloudflare R2 (?account= or CLOUDFLARE_ACCOUNT_ID)
+//	r2://bucket/prefix        Cloudflare R2 (?account= or CLOUDFLARE_ACCOUNT_ID,
+//	                          or ?endpoint=)
 //	gs://bucket/prefix        Google Cloud Storage
 //	azure://container/prefix  Azure Blob (AZURE_STORAGE_CONNECTION_STRING, or
-//	                          ?account= with AZURE_STORAGE_KEY)
+//	                          ?account= with AZURE_STORAGE_KEY, or without a key
+//	                          Entra ID tokens from azidentity)
 //	cloud://bucket/prefix     whichever of s3, gs, azure the environment holds
-//	                          credentials for
+//	                          credentials for, else the cloud the machine is
+//	                          detected to be on
+//
+// Without credentials in the environment a store uses its provider's
+// default chain, including the machine's own identity (EC2 instance role,
+// GCE service account, Azure managed identity) where that provider is
+// detected from local evidence (DMI strings, workload identity variables
+// and token files) and never otherwise; the Brain's logger says which
+// provider was detected and why.
 //
 // A {{nodeId}} in a setting becomes the host name. On an object store the
 // Brain claims the prefix node-<id>/ of the URL (the lowest free id), so

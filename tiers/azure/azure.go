@@ -1,11 +1,15 @@
 // Package azure is the objstore.Store adapter for Azure Blob Storage (and its emulator
-// Azurite), built on the azblob SDK. It is the only package that imports that SDK.
+// Azurite), built on the azblob SDK.
 //
 // Objects are block blobs written with a single Put Blob request (up to 5000 MiB).
 // Conditional writes use If-None-Match: * (create-only) and If-Match (compare-and-swap
 // on the ETag). Azure answers a lost create with 409 BlobAlreadyExists and a lost
 // compare-and-swap (or If-Match on a missing blob) with 412 ConditionNotMet: both become
 // objstore.ErrPreconditionFailed.
+//
+// Credentials are a connection string, an account's shared key, or Microsoft Entra ID
+// tokens from azidentity (Config.Credential, by default DefaultAzureCredential). It is
+// the only package that imports the Azure SDK (azblob, azidentity).
 package azure
 
 import (
@@ -15,12 +19,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
@@ -40,7 +46,11 @@ var _ objstore.Store = (*Store)(nil)
 // Open returns a Store for cfg after filling in defaults and validating it. Unless
 // cfg.CreateContainer is set it sends no request, so refused credentials or a missing
 // container show on the first operation.
-func Open(ctx context.Context, cfg Config) (*Store, error) {
+func Open(ctx context.Context, cfg Config) (*Store, error) { return open(ctx, cfg, nil) }
+
+// open is Open with the HTTP transport of the SDK's pipeline replaced when
+// transport is not nil (tests: a loopback TLS server's client).
+func open(ctx context.Context, cfg Config, transport policy.Transporter) (*Store, error) {
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -56,20 +66,34 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			MaxRetryDelay: max(cfg.RetryDelay, 30*time.Second),
 		},
 		Telemetry: policy.TelemetryOptions{Disabled: true},
+		Transport: transport,
 	}}
 	var (
 		client *container.Client
 		err    error
+		auth   string // for the log
 	)
-	if cfg.ConnectionString != "" {
+	containerURL := strings.TrimSuffix(cfg.Endpoint, "/") + "/" + cfg.Container
+	switch {
+	case cfg.ConnectionString != "":
+		auth = "connection string"
 		client, err = container.NewClientFromConnectionString(cfg.ConnectionString, cfg.Container, opts)
-	} else {
+	case cfg.AccountKey != "":
+		auth = "shared key"
 		var cred *container.SharedKeyCredential
 		cred, err = container.NewSharedKeyCredential(cfg.Account, cfg.AccountKey)
 		if err == nil {
-			client, err = container.NewClientWithSharedKeyCredential(
-				strings.TrimSuffix(cfg.Endpoint, "/")+"/"+cfg.Container, cred, opts)
+			client, err = container.NewClientWithSharedKeyCredential(containerURL, cred, opts)
 		}
+	default:
+		auth = "entra id token"
+		if cfg.Credential == nil {
+			cfg.Credential, err = defaultCredential(cfg.ManagedIdentity)
+			if err != nil {
+				return nil, fmt.Errorf("azure: credential for account %q: %w: %w", cfg.Account, objstore.ErrAccessDenied, err)
+			}
+		}
+		client, err = container.NewClient(containerURL, tokenTagger{cfg.Credential}, opts)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("azure: client for container %q: %w: %w", cfg.Container, objstore.ErrInvalidArgument, err)
@@ -89,9 +113,61 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("azure: create container %q: %w", cfg.Container, classify(ctx, err))
 		}
 	}
-	log.Info("opened azure blob store", "container", cfg.Container, "prefix", cfg.Prefix, "url", client.URL())
+	log.Info("opened azure blob store", "container", cfg.Container, "prefix", cfg.Prefix, "url", client.URL(),
+		"auth", auth, "credential", fmt.Sprintf("%T", cfg.Credential), "managed_identity", cfg.ManagedIdentity)
 	return &Store{cfg: cfg, container: client}, nil
 }
+
+// defaultCredential is azidentity's DefaultAzureCredential, or, unless
+// managedIdentity, the same chain without its ManagedIdentityCredential: the
+// chain's member that probes 169.254.169.254 off App Service. Both construct
+// without a request; tokens are fetched on first use.
+func defaultCredential(managedIdentity bool) (azcore.TokenCredential, error) {
+	if _, chosen := os.LookupEnv("AZURE_TOKEN_CREDENTIALS"); managedIdentity || chosen {
+		return azidentity.NewDefaultAzureCredential(nil)
+	}
+	return azidentity.NewChainedTokenCredential(chainWithoutManagedIdentity(), nil)
+}
+
+// chainWithoutManagedIdentity is DefaultAzureCredential's chain, in its
+// order, less the managed identity.
+func chainWithoutManagedIdentity() []azcore.TokenCredential {
+	var chain []azcore.TokenCredential
+	add := func(c azcore.TokenCredential, err error) {
+		// Environment and workload identity fail to build when their
+		// variables are missing; like DefaultAzureCredential, leave them out.
+		if err == nil {
+			chain = append(chain, c)
+		}
+	}
+	add(azidentity.NewEnvironmentCredential(nil))
+	add(azidentity.NewWorkloadIdentityCredential(nil))
+	add(azidentity.NewAzureCLICredential(nil))
+	add(azidentity.NewAzureDeveloperCLICredential(nil))
+	add(azidentity.NewAzurePowerShellCredential(nil))
+	return chain
+}
+
+// errNoToken marks a failure of the token credential: nothing was sent to
+// the blob service.
+var errNoToken = errors.New("no usable token")
+
+// tokenTagger marks the credential's failures with errNoToken so that
+// classify reports them as objstore.ErrAccessDenied, not as a transport
+// failure to retry.
+type tokenTagger struct{ c azcore.TokenCredential }
+
+func (t tokenTagger) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	tok, err := t.c.GetToken(ctx, opts)
+	if err != nil && ctx.Err() == nil {
+		return tok, fmt.Errorf("%w: %w", errNoToken, err)
+	}
+	return tok, err
+}
+
+// Config returns the store's configuration, defaults filled in and the
+// Credential it uses, if any.
+func (s *Store) Config() Config { return s.cfg }
 
 func (s *Store) blob(k string) (string, error) { return objstore.PrefixedKey(s.cfg.Prefix, k) }
 
@@ -266,6 +342,8 @@ func sentinel(err error) error {
 		return objstore.ErrPreconditionFailed
 	case bloberror.HasCode(err, bloberror.BlobNotFound):
 		return objstore.ErrNotFound
+	case errors.Is(err, errNoToken):
+		return objstore.ErrAccessDenied
 	}
 	return objstore.StatusSentinel(status)
 }

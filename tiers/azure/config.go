@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
 	"github.com/soullabs/brainy/tiers/objstore"
 )
 
@@ -21,15 +23,33 @@ type Config struct {
 
 	// ConnectionString is an Azure Storage connection string
 	// ("DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...;..." or one with a
-	// SharedAccessSignature). Either it or Account and AccountKey are required.
+	// SharedAccessSignature). Either it or Account is required.
 	ConnectionString string
 
-	// Account and AccountKey are the storage account name and its shared key (base64),
-	// used when ConnectionString is empty.
+	// Account is the storage account name, used when ConnectionString is empty.
+	// AccountKey is its shared key (base64); without one the store authenticates with
+	// Microsoft Entra ID tokens from Credential.
 	Account    string
 	AccountKey string
 
-	// Endpoint is the blob service URL used with Account and AccountKey. Default
+	// Credential supplies Entra ID tokens when Account is set without AccountKey. Default
+	// nil: Open builds azidentity's DefaultAzureCredential (environment service principal,
+	// workload identity, managed identity, Azure CLI, Azure Developer CLI, PowerShell) if
+	// ManagedIdentity is set, and the same chain without the managed identity otherwise.
+	// Building either sends nothing; the first request fetches a token. The identity
+	// needs a data role on the account, e.g. "Storage Blob Data Contributor".
+	Credential azcore.TokenCredential
+
+	// ManagedIdentity lets the default Credential ask for a managed identity's token:
+	// the Azure instance metadata service at 169.254.169.254 on virtual machines, or
+	// IDENTITY_ENDPOINT on App Service. Default false: off Azure that address is
+	// nobody's, or another cloud's metadata service, and asking costs a probe per
+	// process. tiers/backend sets it when internal/cloudenv detects Azure. It has no
+	// effect with an explicit Credential, or with AZURE_TOKEN_CREDENTIALS set (which
+	// selects DefaultAzureCredential's members itself).
+	ManagedIdentity bool
+
+	// Endpoint is the blob service URL used with Account (with a key or tokens). Default
 	// "https://<Account>.blob.core.windows.net". For Azurite it is
 	// "http://127.0.0.1:10000/<Account>".
 	Endpoint string
@@ -101,10 +121,12 @@ func (c *Config) validate(credentials bool) error {
 	p.Prefix(c.Prefix)
 	switch {
 	case !credentials: // ConfigFromURL: the caller sets them afterwards
-	case c.ConnectionString != "" && (c.Account != "" || c.AccountKey != ""):
-		p.Add("set either ConnectionString or Account and AccountKey, not both")
-	case c.ConnectionString == "" && (c.Account == "" || c.AccountKey == ""):
-		p.Add("ConnectionString or Account and AccountKey are required")
+	case c.ConnectionString != "" && (c.Account != "" || c.AccountKey != "" || c.Credential != nil):
+		p.Add("set either ConnectionString or Account (with AccountKey or a Credential), not both")
+	case c.ConnectionString == "" && c.Account == "":
+		p.Add("ConnectionString or Account is required (Account with AccountKey, or alone for Entra ID tokens)")
+	case c.AccountKey != "" && c.Credential != nil:
+		p.Add("set either AccountKey or Credential, not both")
 	}
 	if c.ConnectionString == "" {
 		p.Endpoint(c.Endpoint)
@@ -140,16 +162,18 @@ func validContainer(name string) bool {
 
 // ConfigFromURL returns the configuration for an azure:// storage URL (see
 // objstore.ParseURL; the bucket is the container) with defaults set. Parameters:
-// account, endpoint, create_container (true/false), max_attempts. Credentials are not
-// taken from the URL: set ConnectionString, or AccountKey, on the result (for example
-// from AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_KEY) before Open, which checks
-// them; ConfigFromURL validates everything else.
+// account, endpoint, create_container (true/false), managed_identity (true/false),
+// max_attempts. Credentials are not taken from the URL: set ConnectionString, or
+// AccountKey, on the result (for example from AZURE_STORAGE_CONNECTION_STRING or
+// AZURE_STORAGE_KEY) before Open, which checks them, or leave both empty for Entra ID
+// tokens; ConfigFromURL validates everything else.
 func ConfigFromURL(loc objstore.Location) (Config, error) {
 	c := Config{Container: loc.Bucket, Prefix: loc.Prefix}
 	err := objstore.ConfigFromURL(loc, "azure", "azure", urlConfig{&c},
 		objstore.StringParam("account", &c.Account),
 		objstore.StringParam("endpoint", &c.Endpoint),
 		objstore.BoolParam("create_container", &c.CreateContainer),
+		objstore.BoolParam("managed_identity", &c.ManagedIdentity),
 		objstore.IntParam("max_attempts", &c.MaxAttempts))
 	if err != nil {
 		return Config{}, err

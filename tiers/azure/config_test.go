@@ -18,6 +18,9 @@ func TestConfigValidate(t *testing.T) {
 		{"account key", azure.Config{Container: "data-1", Account: "acct", AccountKey: "a2V5"}, ""},
 		{"no credentials", azure.Config{Container: "data"}, "required"},
 		{"both credentials", azure.Config{Container: "data", ConnectionString: "x", Account: "a", AccountKey: "k"}, "not both"},
+		{"account alone: entra id", azure.Config{Container: "data", Account: "acct"}, ""},
+		{"connection string and credential", azure.Config{Container: "data", ConnectionString: "x", Credential: fakeCredential{}}, "not both"},
+		{"key and credential", azure.Config{Container: "data", Account: "a", AccountKey: "k", Credential: fakeCredential{}}, "not both"},
 		{"short container", azure.Config{Container: "ab", ConnectionString: "x"}, "Container"},
 		{"upper container", azure.Config{Container: "Data", ConnectionString: "x"}, "Container"},
 		{"double dash", azure.Config{Container: "a--b", ConnectionString: "x"}, "Container"},
@@ -65,6 +68,10 @@ func TestConfigFromURL(t *testing.T) {
 		{"azure://data?endpoint=http://127.0.0.1:10000/devstoreaccount1", func(c *azure.Config) {
 			c.Endpoint = "http://127.0.0.1:10000/devstoreaccount1"
 		}},
+		{"azure://data?account=acct&managed_identity=true", func(c *azure.Config) {
+			c.Account, c.ManagedIdentity, c.Endpoint = "acct", true, "https://acct.blob.core.windows.net"
+		}},
+		{"azure://data?managed_identity=maybe", nil},
 		{"azure://data?key=secret", nil},
 		{"azure://data?create_container=maybe", nil},
 		{"s3://data", nil},

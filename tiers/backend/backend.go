@@ -11,14 +11,25 @@
 //	                         credentials from the AWS chain, endpoint from
 //	                         AWS_ENDPOINT_URL or ?endpoint=
 //	r2://bucket/prefix       Cloudflare R2 through its S3 endpoint (?account= or
-//	                         CLOUDFLARE_ACCOUNT_ID)
+//	                         CLOUDFLARE_ACCOUNT_ID, or ?endpoint= to override)
 //	gs://bucket/prefix       Google Cloud Storage
 //	azure://container/prefix Azure Blob (AZURE_STORAGE_CONNECTION_STRING, or
-//	                         ?account= with AZURE_STORAGE_KEY)
+//	                         ?account= or AZURE_STORAGE_ACCOUNT with
+//	                         AZURE_STORAGE_KEY, or without a key Entra ID tokens)
 //	cloud://bucket/prefix    whichever of s3, gs, azure the environment holds
-//	                         credentials for (never probed over the network)
+//	                         credentials for, else the provider detected
+//	                         (never probed over the network)
 //
 // Any setting may contain {{nodeId}}, replaced by the node's id (Expand).
+//
+// Credentials never come from the URL. Where the environment names none,
+// each store uses its provider's default chain; the chain may use the
+// machine's own identity (an EC2 instance role, a GCE service account, an
+// Azure managed identity, all behind a link-local metadata address) only
+// where internal/cloudenv detects that provider from local evidence (DMI
+// strings, workload identity variables and token files), and the log says
+// which provider was detected and why. ?imds=, ?metadata_server= and
+// ?managed_identity= override the detection.
 //
 // An object store holds a node's data as a segment log (tiers/segment)
 // under its own prefix node-<id>/ of the URL's prefix, claimed with a
@@ -36,11 +47,11 @@ import (
 	"github.com/soullabs/brainy/internal/diskfree"
 	"log/slog"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/soullabs/brainy/internal/cloudenv"
 	"github.com/soullabs/brainy/internal/nodestats"
 	"github.com/soullabs/brainy/tiers"
 	"github.com/soullabs/brainy/tiers/azure"
@@ -66,6 +77,10 @@ type Spec struct {
 	URL string
 	// Hot, Warm and Cold are the tiers of a tiered spec (Cold may be nil).
 	Hot, Warm, Cold *Spec
+	// Chosen says why a cloud:// setting resolved to its store ("AWS_PROFILE
+	// is set", "provider aws detected from /sys/class/dmi/id/sys_vendor=Amazon
+	// EC2"), for the logs; "" for other settings.
+	Chosen string
 }
 
 // String renders the spec as a storage setting.
@@ -139,14 +154,14 @@ func parse(s, setting string) (Spec, error) {
 		return Spec{Kind: "disk", Path: filepath.Clean(u.Path)}, nil
 	}
 	if i := strings.Index(s, "://"); i > 0 {
-		raw, err := resolveScheme(s)
+		raw, why, err := resolveScheme(s)
 		if err != nil {
 			return Spec{}, fmt.Errorf("backend: storage %q: %v", setting, err)
 		}
 		if _, err := objstore.ParseURL(raw); err != nil {
 			return Spec{}, fmt.Errorf("backend: storage %q: %v", setting, err)
 		}
-		return Spec{Kind: "object", URL: raw}, nil
+		return Spec{Kind: "object", URL: raw, Chosen: why}, nil
 	}
 	abs, err := filepath.Abs(s)
 	if err != nil {
@@ -156,53 +171,44 @@ func parse(s, setting string) (Spec, error) {
 }
 
 // resolveScheme turns r2:// and cloud:// into the URL of the store they
-// name, and refuses unknown schemes.
-func resolveScheme(s string) (string, error) {
+// name, and refuses unknown schemes. For cloud:// it also says why it chose
+// that store.
+func resolveScheme(s string) (raw, why string, err error) {
 	scheme, rest, _ := strings.Cut(s, "://")
 	switch scheme {
 	case "s3", "gs", "azure":
-		return s, nil
+		return s, "", nil
 	case "r2":
 		// R2 is S3 at https://<account>.r2.cloudflarestorage.com, region "auto".
+		// ?endpoint= overrides the endpoint as for s3:// (a local
+		// S3-compatible server in tests); then no account is needed.
 		loc, err := objstore.ParseURL("s3://" + rest)
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		account := loc.Params["account"]
 		delete(loc.Params, "account")
 		if account == "" {
-			account = os.Getenv("CLOUDFLARE_ACCOUNT_ID")
-		}
-		if account == "" && !strings.Contains(rest, nodeIDTemplate) {
-			return "", fmt.Errorf("r2:// needs the Cloudflare account id: ?account=ID or CLOUDFLARE_ACCOUNT_ID")
+			account = getenv("CLOUDFLARE_ACCOUNT_ID")
 		}
 		if _, ok := loc.Params["endpoint"]; !ok {
+			if account == "" && !strings.Contains(rest, nodeIDTemplate) {
+				return "", "", fmt.Errorf("r2:// needs the Cloudflare account id: ?account=ID or CLOUDFLARE_ACCOUNT_ID (or ?endpoint=URL)")
+			}
 			loc.Params["endpoint"] = "https://" + account + ".r2.cloudflarestorage.com"
 		}
 		if _, ok := loc.Params["region"]; !ok {
 			loc.Params["region"] = "auto"
 		}
-		return loc.String(), nil
+		return loc.String(), "", nil
 	case "cloud":
-		var found []string
-		if os.Getenv("AWS_ACCESS_KEY_ID") != "" || os.Getenv("AWS_PROFILE") != "" || os.Getenv("AWS_WEB_IDENTITY_TOKEN_FILE") != "" {
-			found = append(found, "s3")
+		scheme, why, err := resolveCloud()
+		if err != nil {
+			return "", "", err
 		}
-		if os.Getenv("AZURE_STORAGE_CONNECTION_STRING") != "" || os.Getenv("AZURE_STORAGE_KEY") != "" {
-			found = append(found, "azure")
-		}
-		if os.Getenv("GOOGLE_APPLICATION_CREDENTIALS") != "" || os.Getenv("STORAGE_EMULATOR_HOST") != "" {
-			found = append(found, "gs")
-		}
-		switch len(found) {
-		case 0:
-			return "", fmt.Errorf("cloud:// found no credentials in the environment (looked for AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_WEB_IDENTITY_TOKEN_FILE, AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY, GOOGLE_APPLICATION_CREDENTIALS, STORAGE_EMULATOR_HOST); name the store: s3://, gs:// or azure://")
-		case 1:
-			return found[0] + "://" + rest, nil
-		}
-		return "", fmt.Errorf("cloud:// is ambiguous: the environment holds credentials for %s; name the store instead", strings.Join(found, " and "))
+		return scheme + "://" + rest, why, nil
 	}
-	return "", fmt.Errorf("unknown scheme %q; use \"memory\", a directory, file:///dir, s3://, r2://, gs://, azure:// or cloud://", scheme)
+	return "", "", fmt.Errorf("unknown scheme %q; use \"memory\", a directory, file:///dir, s3://, r2://, gs://, azure:// or cloud://", scheme)
 }
 
 // ParseTiered parses the tiered form: a local hot directory, an object
@@ -393,6 +399,9 @@ func (s *Store) closeAll() {
 // it, and opens a segment log there. The first claim decides the node id
 // of the others (a tiered node holds the same slot in warm and cold).
 func (s *Store) openObject(ctx context.Context, spec Spec, opts *Options) (*segment.Store, error) {
+	if spec.Chosen != "" {
+		opts.Logger.Info("storage: cloud:// resolved to "+spec.URL+": "+spec.Chosen, "component", "storage")
+	}
 	objs, err := OpenObjects(ctx, spec.URL, opts.Logger)
 	if err != nil {
 		return nil, err
@@ -427,12 +436,32 @@ func (s *Store) openObject(ctx context.Context, spec Spec, opts *Options) (*segm
 }
 
 // OpenObjects opens the object store of a storage URL (s3://, gs://,
-// azure://), with credentials from the environment.
+// azure://, or r2:// and cloud://, resolved as Parse does), with
+// credentials from the environment and, where the
+// environment names none, the provider's default chain: the machine's
+// identity (EC2 instance role, GCE service account, Azure managed
+// identity) is used only where internal/cloudenv detects that provider,
+// unless the URL says otherwise (?imds=, ?metadata_server=,
+// ?managed_identity=). Detection reads local files and variables only.
 func OpenObjects(ctx context.Context, raw string, log *slog.Logger) (objstore.Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if strings.HasPrefix(raw, "r2://") || strings.HasPrefix(raw, "cloud://") {
+		resolved, why, err := resolveScheme(raw)
+		if err != nil {
+			return nil, fmt.Errorf("backend: storage %q: %v", raw, err)
+		}
+		if why != "" {
+			log.Info("storage: cloud:// resolved to "+resolved+": "+why, "component", "storage")
+		}
+		raw = resolved
+	}
 	loc, err := objstore.ParseURL(raw)
 	if err != nil {
 		return nil, err
 	}
+	det := detect()
 	switch loc.Scheme {
 	case "s3":
 		cfg, err := s3.ConfigFromURL(loc)
@@ -440,11 +469,13 @@ func OpenObjects(ctx context.Context, raw string, log *slog.Logger) (objstore.St
 			return nil, err
 		}
 		if cfg.Endpoint == "" {
-			cfg.Endpoint = os.Getenv("AWS_ENDPOINT_URL_S3")
+			cfg.Endpoint = getenv("AWS_ENDPOINT_URL_S3")
 		}
 		if cfg.Endpoint == "" {
-			cfg.Endpoint = os.Getenv("AWS_ENDPOINT_URL")
+			cfg.Endpoint = getenv("AWS_ENDPOINT_URL")
 		}
+		// IMDS only on an EC2 machine, and only for AWS's own endpoints.
+		cfg.UseIMDS = machineIdentity(loc, "imds", cfg.UseIMDS, det.Machine == cloudenv.AWS && awsEndpoint(cfg.Endpoint), det, log)
 		cfg.Logger = log
 		return s3.Open(ctx, cfg)
 	case "gs":
@@ -452,6 +483,9 @@ func OpenObjects(ctx context.Context, raw string, log *slog.Logger) (objstore.St
 		if err != nil {
 			return nil, err
 		}
+		// Cloud Run and App Engine have a metadata server too: any
+		// evidence of Google Cloud will do.
+		cfg.UseMetadataServer = machineIdentity(loc, "metadata_server", cfg.UseMetadataServer, det.Provider == cloudenv.GCP, det, log)
 		cfg.Logger = log
 		return gcs.Open(ctx, cfg)
 	case "azure":
@@ -459,12 +493,17 @@ func OpenObjects(ctx context.Context, raw string, log *slog.Logger) (objstore.St
 		if err != nil {
 			return nil, err
 		}
-		cfg.ConnectionString = os.Getenv("AZURE_STORAGE_CONNECTION_STRING")
+		cfg.ConnectionString = getenv("AZURE_STORAGE_CONNECTION_STRING")
 		if cfg.ConnectionString == "" {
-			cfg.AccountKey = os.Getenv("AZURE_STORAGE_KEY")
+			cfg.AccountKey = getenv("AZURE_STORAGE_KEY")
 			if cfg.Account == "" {
-				cfg.Account = os.Getenv("AZURE_STORAGE_ACCOUNT")
+				cfg.Account = getenv("AZURE_STORAGE_ACCOUNT")
 			}
+		}
+		if cfg.ConnectionString == "" && cfg.AccountKey == "" {
+			// Entra ID tokens (azidentity); App Service's managed identity
+			// needs no DMI, so any evidence of Azure will do.
+			cfg.ManagedIdentity = machineIdentity(loc, "managed_identity", cfg.ManagedIdentity, det.Provider == cloudenv.Azure, det, log)
 		}
 		cfg.Logger = log
 		return azure.Open(ctx, cfg)

@@ -26,6 +26,8 @@ func TestParse(t *testing.T) {
 		{"gs://bucket", "object", "", "gs://bucket"},
 		{"azure://container/p", "object", "", "azure://container/p"},
 		{"r2://bucket/p?account=abc", "object", "", "s3://bucket/p/?endpoint=https%3A%2F%2Fabc.r2.cloudflarestorage.com&region=auto"},
+		{"r2://bucket/p?endpoint=http://127.0.0.1:9000", "object", "", "s3://bucket/p/?endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=auto"},
+		{"r2://bucket/p?account=abc&endpoint=http://127.0.0.1:9000&region=us-east-1", "object", "", "s3://bucket/p/?endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=us-east-1"},
 		{"/data/{{nodeId}}", "disk", "/data/{{nodeId}}", ""},
 		{"s3://bucket/{{nodeId}}", "object", "", "s3://bucket/{{nodeId}}"},
 	} {
@@ -40,13 +42,10 @@ func TestParse(t *testing.T) {
 }
 
 func TestCloudPicksProviderFromEnvironment(t *testing.T) {
-	for _, v := range []string{"AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AZURE_STORAGE_CONNECTION_STRING",
-		"AZURE_STORAGE_KEY", "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"} {
-		t.Setenv(v, "")
-	}
+	fakeMachine(t, nil)
 	t.Setenv("AZURE_STORAGE_CONNECTION_STRING", "x")
 	got, err := Parse("cloud://bucket/p")
-	if err != nil || got.URL != "azure://bucket/p" {
+	if err != nil || got.URL != "azure://bucket/p" || got.Chosen != "AZURE_STORAGE_CONNECTION_STRING is set" {
 		t.Fatalf("cloud:// with Azure credentials: %+v %v", got, err)
 	}
 	t.Setenv("AWS_ACCESS_KEY_ID", "x")
@@ -76,10 +75,7 @@ func TestLocalDir(t *testing.T) {
 // TestParseErrors: every malformed setting gets one line naming the problem.
 func TestParseErrors(t *testing.T) {
 	t.Setenv("CLOUDFLARE_ACCOUNT_ID", "")
-	for _, v := range []string{"AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AZURE_STORAGE_CONNECTION_STRING",
-		"AZURE_STORAGE_KEY", "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"} {
-		t.Setenv(v, "")
-	}
+	fakeMachine(t, nil)
 	for _, tc := range []struct{ setting, want string }{
 		{"", "empty storage setting"},
 		{"   ", "empty storage setting"},
@@ -94,6 +90,7 @@ func TestParseErrors(t *testing.T) {
 		{"gs://b", "bucket"},
 		{"r2://bucket", "Cloudflare account id"},
 		{"cloud://bucket", "found no credentials"},
+		{"cloud://bucket", "detected no cloud"},
 		{"./data-{{node}}", "unknown template"},
 		{"./data-{{nodeId}", "unknown template"},
 	} {

@@ -26,6 +26,15 @@ type Config struct {
 	// gcloud's user credentials, or on Google Cloud the metadata server).
 	Anonymous bool
 
+	// UseMetadataServer lets Application Default Credentials fall back to the
+	// metadata server's service-account tokens (GCE, GKE, Cloud Run) when neither
+	// GOOGLE_APPLICATION_CREDENTIALS nor gcloud's credentials file exists. Default
+	// false: then Open fails with objstore.ErrAccessDenied instead of letting the client
+	// library probe 169.254.169.254 and metadata.google.internal, which off Google Cloud
+	// costs a wait or reaches another cloud's metadata service. tiers/backend sets it
+	// when internal/cloudenv detects Google Cloud; GCE_METADATA_HOST also allows it.
+	UseMetadataServer bool
+
 	// MaxAttempts is the number of tries of each request, the first included, with the
 	// client library's exponential backoff between them (for 429, 5xx and connection
 	// errors). Conditional writes are retried too: should a retried create find its own
@@ -92,12 +101,14 @@ func (c *Config) Validate() error {
 
 // ConfigFromURL returns the configuration for a gs:// storage URL (see
 // objstore.ParseURL) with defaults set. Parameters: endpoint, anonymous (true/false),
-// max_attempts. Credentials are Application Default Credentials unless anonymous.
+// metadata_server (true/false), max_attempts. Credentials are Application Default
+// Credentials unless anonymous.
 func ConfigFromURL(loc objstore.Location) (Config, error) {
 	c := Config{Bucket: loc.Bucket, Prefix: loc.Prefix}
 	err := objstore.ConfigFromURL(loc, "gcs", "gs", &c,
 		objstore.StringParam("endpoint", &c.Endpoint),
 		objstore.BoolParam("anonymous", &c.Anonymous),
+		objstore.BoolParam("metadata_server", &c.UseMetadataServer),
 		objstore.IntParam("max_attempts", &c.MaxAttempts))
 	if err != nil {
 		return Config{}, err

@@ -94,6 +94,8 @@ func TestConfigFromURL(t *testing.T) {
 		{"gs://data/p?anonymous=true&endpoint=http://127.0.0.1:4443/storage/v1/", func(c *gcs.Config) {
 			c.Prefix, c.Anonymous, c.Endpoint = "p/", true, "http://127.0.0.1:4443/storage/v1/"
 		}},
+		{"gs://data?metadata_server=true", func(c *gcs.Config) { c.UseMetadataServer = true }},
+		{"gs://data?metadata_server=1x", nil},
 		{"gs://data?anonymous=yes", nil},
 		{"gs://data?region=x", nil},
 		{"s3://data", nil},

@@ -17,6 +17,10 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -46,6 +50,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if !cfg.Anonymous && !cfg.UseMetadataServer {
+		if credentialsSource() == "" {
+			return nil, fmt.Errorf("gcs: no credentials: GOOGLE_APPLICATION_CREDENTIALS is unset and gcloud's "+
+				"application_default_credentials.json is missing, and the metadata server is asked only on Google Cloud "+
+				"(UseMetadataServer, ?metadata_server=true): %w", objstore.ErrAccessDenied)
+		}
+	}
 	var opts []option.ClientOption
 	if cfg.Endpoint != "" {
 		opts = append(opts, option.WithEndpoint(cfg.Endpoint))
@@ -63,9 +74,38 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log.With("component", "tiers/gcs").Info("opened gcs store",
-		"bucket", cfg.Bucket, "prefix", cfg.Prefix, "endpoint", cfg.Endpoint, "anonymous", cfg.Anonymous)
+		"bucket", cfg.Bucket, "prefix", cfg.Prefix, "endpoint", cfg.Endpoint, "anonymous", cfg.Anonymous,
+		"metadata_server", cfg.UseMetadataServer)
 	return &Store{cfg: cfg, client: client, bucket: client.Bucket(cfg.Bucket)}, nil
 }
+
+// credentialsSource names where Application Default Credentials will come
+// from before the metadata server, "" if nowhere: the variables and the
+// gcloud file that cloud.google.com/go/auth's DetectDefault reads first, and
+// the variables with which the client library asks no one for credentials
+// (an emulator) or trusts a metadata server without probing for one.
+func credentialsSource() string {
+	for _, k := range []string{"GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "GCE_METADATA_HOST"} {
+		if os.Getenv(k) != "" {
+			return k
+		}
+	}
+	var file string
+	if runtime.GOOS == "windows" {
+		file = filepath.Join(os.Getenv("APPDATA"), "gcloud", "application_default_credentials.json")
+	} else if home := os.Getenv("HOME"); home != "" {
+		file = filepath.Join(home, ".config", "gcloud", "application_default_credentials.json")
+	} else if u, err := user.Current(); err == nil {
+		file = filepath.Join(u.HomeDir, ".config", "gcloud", "application_default_credentials.json")
+	}
+	if st, err := os.Stat(file); file != "" && err == nil && st.Mode().IsRegular() {
+		return file
+	}
+	return ""
+}
+
+// Config returns the store's configuration, defaults filled in.
+func (s *Store) Config() Config { return s.cfg }
 
 func (s *Store) object(k string) (*storage.ObjectHandle, error) {
 	full, err := objstore.PrefixedKey(s.cfg.Prefix, k)

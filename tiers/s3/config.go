@@ -38,10 +38,12 @@ type Config struct {
 	SecretAccessKey string
 	SessionToken    string
 
-	// UseIMDS allows the credential chain and region lookup to query the EC2 instance
-	// metadata service at 169.254.169.254. Default false: the store never contacts it,
-	// which also avoids a slow timeout off EC2. Set it on EC2 instances with an
-	// instance role.
+	// UseIMDS allows the credential chain to query the EC2 instance metadata service
+	// at 169.254.169.254 for the instance role's credentials (unless
+	// AWS_EC2_METADATA_DISABLED=true vetoes it). Default false: the store never
+	// contacts it, which avoids a slow timeout off EC2 and asking another cloud's
+	// metadata service at the same address. tiers/backend sets it when
+	// internal/cloudenv finds the machine to be an EC2 instance.
 	UseIMDS bool
 
 	// MaxAttempts is the number of tries of each request, the first included, with the

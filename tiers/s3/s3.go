@@ -48,20 +48,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	httpClient := awshttp.NewBuildableClient()
-	opts := []func(*config.LoadOptions) error{
-		config.WithRegion(cfg.Region),
-		config.WithRetryMaxAttempts(cfg.MaxAttempts),
-		config.WithHTTPClient(httpClient),
-		config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
-	}
-	if cfg.UseIMDS {
-		opts[len(opts)-1] = config.WithEC2IMDSClientEnableState(imds.ClientEnabled)
-	}
-	if cfg.AccessKeyID != "" {
-		opts = append(opts, config.WithCredentialsProvider(
-			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)))
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	awsCfg, err := config.LoadDefaultConfig(ctx, loadOptions(cfg, httpClient)...)
 	if err != nil {
 		return nil, fmt.Errorf("s3: load aws config: %w", err)
 	}
@@ -82,6 +69,31 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		"path_style", cfg.pathStyle(), "static_credentials", cfg.AccessKeyID != "", "imds", cfg.UseIMDS)
 	return &Store{cfg: cfg, client: client, http: httpClient}, nil
 }
+
+// loadOptions are the options of the SDK's default configuration for cfg.
+func loadOptions(cfg Config, httpClient aws.HTTPClient) []func(*config.LoadOptions) error {
+	// Off EC2 the metadata service is not there (a request costs a timeout
+	// per credential refresh) or, on another cloud, is that cloud's; the
+	// default state lets AWS_EC2_METADATA_DISABLED=true still veto it on EC2.
+	imdsState := imds.ClientDisabled
+	if cfg.UseIMDS {
+		imdsState = imds.ClientDefaultEnableState
+	}
+	opts := []func(*config.LoadOptions) error{
+		config.WithRegion(cfg.Region),
+		config.WithRetryMaxAttempts(cfg.MaxAttempts),
+		config.WithHTTPClient(httpClient),
+		config.WithEC2IMDSClientEnableState(imdsState),
+	}
+	if cfg.AccessKeyID != "" {
+		opts = append(opts, config.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)))
+	}
+	return opts
+}
+
+// Config returns the store's configuration, defaults filled in.
+func (s *Store) Config() Config { return s.cfg }
 
 func (s *Store) key(k string) (string, error) { return objstore.PrefixedKey(s.cfg.Prefix, k) }
 
