@@ -4,6 +4,10 @@
 #              and etcd (installs wrk, redis-server, etcd-server), brainy-edge
 #              against nginx and Varnish (installs them), brainy-loadtest
 #              against wrk, and object-store Puts per item (versitygw).
+# make bench-profile — 3-node clusters under a read-heavy zipf load,
+#              extra flags BENCH_A_ARGS against BENCH_B_ARGS (A,B,A,B),
+#              and stale-read req/s before and after a reader joins
+#              (scripts/bench-profile.sh; about 10 minutes).
 # make bench-churn — 10,000 gossip members join and leave a brainy-core in a
 #              minute or two (the suite churns 1,000, under the race
 #              detector); its heap must come back within 20% of its start.
@@ -128,6 +132,10 @@ bench-loadtest:
 
 bench-cluster:
 	scripts/bench-cluster.sh
+
+.PHONY: bench-profile
+bench-profile:
+	scripts/bench-profile.sh
 
 # Two regions of real brainy-core processes, 40 ms apart (userspace
 # relays): replication lag at 2,000 paced writes/s, and write throughput
