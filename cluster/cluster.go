@@ -58,6 +58,7 @@ import (
 	"github.com/soullabs/brainy/itemrpc"
 	"github.com/soullabs/brainy/transport"
 	"github.com/soullabs/brainy/transport/pki"
+	"github.com/soullabs/brainy/tuning"
 	"github.com/soullabs/brainy/upstream"
 )
 
@@ -142,6 +143,13 @@ type Config struct {
 	// the copying never takes all the machines' time from foreground
 	// requests. Default 2.
 	MaxCatchingUp int
+	// Profile is the node's tuning profile: tuning.Auto, Balanced,
+	// ReadHeavy or WriteHeavy (package tuning). Default tuning.Auto.
+	Profile string
+	// NoHotReads keeps hot reads (leases.go) off whatever the profile: a
+	// federated or following cluster's partitions take writes that do not
+	// go through their leaders' client path.
+	NoHotReads bool
 	// Reader makes this node a reader: it holds a learner replica of every
 	// partition, serves stale reads from it, never votes, never leads and
 	// never founds a cluster (the directory must report it as Peer.Reader,
@@ -163,6 +171,9 @@ type Config struct {
 
 // EnsureDefaults fills zero fields with their defaults.
 func (c *Config) EnsureDefaults() {
+	if c.Profile == "" {
+		c.Profile = tuning.Auto
+	}
 	if c.ReplicationFactor == 0 {
 		c.ReplicationFactor = DefaultReplicationFactor
 	}
@@ -199,6 +210,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("Server, Client and Directory are required"))
 	}
 	if err := CheckReplicationFactor(c.ReplicationFactor); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := tuning.Lookup(c.Profile); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
@@ -238,6 +252,11 @@ type Node struct {
 	outside atomic.Pointer[Outside] // set by the federation (topology.go)
 	topoMu  sync.Mutex
 	topoCh  chan struct{} // closed when the pushed topology changes; guarded by topoMu
+
+	// hot is the node's part in hot reads and self-tuning (tune.go);
+	// hotReads whether hot reads are on.
+	hot      *hotState
+	hotReads atomic.Bool
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -296,12 +315,20 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.core = c
+	if err := n.startTuning(); err != nil {
+		c.Close()
+		n.net.close()
+		n.verify.close()
+		return nil, err
+	}
 	// Cluster methods answer cores only: an edge's certificate may ask for
 	// items and changes, never speak raft, copy partitions or map the cluster.
 	cfg.Server.Handle(wire.MethodRaft, coresOnly(n.handleRaft))
 	// Edges' requests may belong to partitions held elsewhere: route them
 	// through the cluster, which forwards (one hop) what is not here.
-	itemrpc.Register(cfg.Server, c, n)
+	itemrpc.Register(cfg.Server, leaderWrites{c, n}, n)
+	cfg.Server.Handle(wire.MethodHotGet, coresOnly(n.handleHotGet))
+	cfg.Server.Handle(wire.MethodHotInvalidate, coresOnly(n.handleHotInvalidate))
 	itemrpc.RegisterSubscribe(cfg.Server, func() itemrpc.Subscription { return routedFeed{c.SubscribeChanges(1024), n} })
 	cfg.Server.Handle(wire.MethodListPartitions, coresOnly(itemrpc.ListPartitionsHandler(c.Partitions, c.ListPartitions)))
 	cfg.Server.Handle(wire.MethodConflicts, coresOnly(itemrpc.ConflictsHandler(c.Partitions, c.Conflicts)))
@@ -320,9 +347,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.reconcileLoop()
 	go n.watchLeaders()
+	go n.tuneLoop()
 	n.log.Info("member of the cluster", "node", cfg.Core.NodeID, "raft_id", uint64(n.self),
 		"founded", bootstrap, "rejoined", clustered, "partitions", c.Partitions())
 	return n, nil
@@ -514,6 +542,7 @@ func (n *Node) Leave(ctx context.Context) {
 		}
 		for _, v := range g.Voters {
 			if v != n.self {
+				n.beforeTransfer(ctx, int(g.Group))
 				_ = n.core.TransferLeadership(ctx, int(g.Group), v)
 				moved++
 				break
@@ -624,6 +653,11 @@ func (n *Node) leaderOf(tenant, id string) *upstream.Backend {
 // Get implements httpapi.Backend.
 func (n *Node) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
 	if b := n.leaderOf(tenant, id); b != nil && !item.StaleReads(ctx) {
+		if n.hotReads.Load() {
+			if it, err := n.hotRead(ctx, tenant, id); !errors.Is(err, errNoLease) {
+				return it, err
+			}
+		}
 		n.forwarded.Add(1)
 		it, err := b.Get(ctx, tenant, id)
 		if !errors.Is(err, item.ErrUnavailable) {
@@ -695,7 +729,7 @@ func (n *Node) write(ctx context.Context, tenant, id string, remote func(*upstre
 		if b := n.leaderOf(tenant, id); b != nil && id != "" {
 			n.forwarded.Add(1)
 			err = remote(b)
-		} else if err = local(); errors.Is(err, wire.ErrWrongNode) {
+		} else if err = n.leaderWrite(ctx, tenant, id, local); errors.Is(err, wire.ErrWrongNode) {
 			err = n.viaPeers(ctx, remote)
 		}
 		if !errors.Is(err, wire.ErrNotLeader) || !time.Now().Add(pause).Before(deadline) {
@@ -730,6 +764,7 @@ func (n *Node) Healthy() bool { return n.core.Healthy() }
 func (n *Node) Metrics() nodestats.Snapshot {
 	s := n.core.Metrics()
 	s.Operations.Forwarded = n.forwarded.Load()
+	s.Tuning = n.tuningStats()
 	members := n.cfg.Directory.Members()
 	names := map[multiraft.NodeID]string{}
 	for _, p := range members {

@@ -76,6 +76,7 @@ func (n *Node) reconcile() {
 			n.log.Info("partition membership changed", "partition", ps.Group, "step", step.Why,
 				"node", step.Change.GetChanges()[0].GetNodeId())
 		case step.TransferTo != 0:
+			n.beforeTransfer(ctx, int(ps.Group))
 			_ = n.core.TransferLeadership(ctx, int(ps.Group), step.TransferTo)
 			n.log.Debug("leadership transfer", "partition", ps.Group, "why", step.Why)
 		}

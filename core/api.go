@@ -446,7 +446,7 @@ func btoi(b bool) int {
 func (n *Node) cacheStats() nodestats.Cache {
 	bytes, _ := n.cache.size()
 	hits, misses := n.ops.cacheHits.Load(), n.ops.cacheMisses.Load()
-	c := nodestats.Cache{Enabled: n.cache.maxBytes > 0, Hits: hits, Misses: misses, Bytes: bytes}
+	c := nodestats.Cache{Enabled: n.cache.capacity() > 0, Capacity: n.cache.capacity(), Hits: hits, Misses: misses, Bytes: bytes}
 	if hits+misses > 0 {
 		c.Ratio = float64(hits) / float64(hits+misses)
 	}

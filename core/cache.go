@@ -2,6 +2,7 @@ package core
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -35,8 +36,10 @@ import (
 // per shard: cheap, and good enough for a cache in front of an LSM whose
 // own block cache sits below.
 type recordCache struct {
-	shards   [cacheShards]cacheShard
-	maxBytes int64 // per shard; 0 disables the cache
+	shards [cacheShards]cacheShard
+	// maxBytes is the bound per shard; 0 disables the cache for good
+	// (resize keeps it so). Atomic: self-tuning resizes a live cache.
+	maxBytes atomic.Int64
 }
 
 const cacheShards = 16
@@ -56,7 +59,8 @@ type cacheShard struct {
 const entryOverhead = 64
 
 func newRecordCache(totalBytes int64) *recordCache {
-	c := &recordCache{maxBytes: totalBytes / cacheShards}
+	c := &recordCache{}
+	c.maxBytes.Store(totalBytes / cacheShards)
 	for i := range c.shards {
 		c.shards[i].m = make(map[string][]byte)
 		c.shards[i].pending = make(map[string]int)
@@ -70,7 +74,7 @@ func (c *recordCache) shard(key []byte) *cacheShard {
 
 // get returns the cached record of key. The slice must not be modified.
 func (c *recordCache) get(key []byte) ([]byte, bool) {
-	if c.maxBytes == 0 {
+	if c.maxBytes.Load() == 0 {
 		return nil, false
 	}
 	s := c.shard(key)
@@ -83,7 +87,7 @@ func (c *recordCache) get(key []byte) ([]byte, bool) {
 // generation returns the generation of key's shard, to pass to fill after
 // reading the store.
 func (c *recordCache) generation(key []byte) uint64 {
-	if c.maxBytes == 0 {
+	if c.maxBytes.Load() == 0 {
 		return 0
 	}
 	s := c.shard(key)
@@ -97,14 +101,14 @@ func (c *recordCache) generation(key []byte) uint64 {
 // unless a committer write reached the shard since (val may be stale) or
 // the key is cached already. val must not be modified afterwards.
 func (c *recordCache) fill(key, val []byte, gen uint64) {
-	if c.maxBytes == 0 {
+	if c.maxBytes.Load() == 0 {
 		return
 	}
 	s := c.shard(key)
 	s.mu.Lock()
 	if s.gen == gen && s.pending[string(key)] == 0 {
 		if _, ok := s.m[string(key)]; !ok {
-			s.insert(string(key), val, c.maxBytes)
+			s.insert(string(key), val, c.maxBytes.Load())
 		}
 	}
 	s.mu.Unlock()
@@ -114,7 +118,7 @@ func (c *recordCache) fill(key, val []byte, gen uint64) {
 // and marks them pending: no reader fills them until set (or abort)
 // records that the write is done.
 func (c *recordCache) begin(writes []itemWrite) {
-	if c.maxBytes == 0 {
+	if c.maxBytes.Load() == 0 {
 		return
 	}
 	for _, w := range writes {
@@ -157,7 +161,7 @@ func (s *cacheShard) done(key string) {
 // set records a committed write of key (val nil: a delete), ending the
 // mark begin made, if any.
 func (c *recordCache) set(key string, val []byte) {
-	if c.maxBytes == 0 {
+	if c.maxBytes.Load() == 0 {
 		return
 	}
 	s := c.shard([]byte(key))
@@ -166,7 +170,7 @@ func (c *recordCache) set(key string, val []byte) {
 	s.done(key)
 	s.remove(key)
 	if val != nil {
-		s.insert(key, val, c.maxBytes)
+		s.insert(key, val, c.maxBytes.Load())
 	}
 	s.mu.Unlock()
 }
@@ -188,6 +192,32 @@ func (s *cacheShard) insert(key string, val []byte, max int64) {
 	s.bytes += size
 }
 
+// resize bounds the cache to totalBytes (a disabled cache stays so, and
+// the bound never falls to 0, which would disable it), evicting at once
+// what a smaller bound leaves over.
+func (c *recordCache) resize(totalBytes int64) {
+	if c.maxBytes.Load() == 0 {
+		return
+	}
+	max := max(totalBytes/cacheShards, 1)
+	c.maxBytes.Store(max)
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for k, v := range s.m {
+			if s.bytes <= max {
+				break
+			}
+			s.bytes -= int64(len(k) + len(v) + entryOverhead)
+			delete(s.m, k)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// capacity returns the cache's bound in bytes (0: disabled).
+func (c *recordCache) capacity() int64 { return c.maxBytes.Load() * cacheShards }
+
 // size returns the cached bytes and entries.
 func (c *recordCache) size() (bytes int64, entries int) {
 	for i := range c.shards {
@@ -199,3 +229,10 @@ func (c *recordCache) size() (bytes int64, entries int) {
 	}
 	return bytes, entries
 }
+
+// SetCacheBytes bounds the record cache to bytes (at least one record per
+// shard); a node opened without a cache keeps none. Self-tuning calls it.
+func (n *Node) SetCacheBytes(bytes int64) { n.cache.resize(bytes) }
+
+// CacheBytes returns the record cache's bound in bytes (0: none).
+func (n *Node) CacheBytes() int64 { return n.cache.capacity() }

@@ -91,7 +91,7 @@ func TestRecordCacheStaysWithinBounds(t *testing.T) {
 	if b, n := c.size(); b > 64<<10 || n == 0 {
 		t.Fatalf("cache holds %d bytes in %d entries, bound 64 KiB", b, n)
 	}
-	if d := newRecordCache(-1); d.maxBytes != 0 {
+	if d := newRecordCache(-1); d.maxBytes.Load() != 0 {
 		t.Fatal("a negative size should disable the cache")
 	}
 }

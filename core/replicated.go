@@ -665,3 +665,12 @@ func StoredRegion(ctx context.Context, store tiers.Store) (string, error) {
 	}
 	return "", fmt.Errorf("core: reading region: %w", err)
 }
+
+// LeadingSince returns when this node learned it leads partition part,
+// in its current term; false when it does not lead it.
+func (n *Node) LeadingSince(part int) (time.Time, bool) {
+	if n.raft == nil {
+		return time.Time{}, false
+	}
+	return n.raft.LeadingSince(multiraft.GroupID(part))
+}

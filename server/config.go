@@ -19,6 +19,7 @@ import (
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/tiers/backend"
 	"github.com/soullabs/brainy/tiers/tiered"
+	"github.com/soullabs/brainy/tuning"
 )
 
 // Defaults of the Config fields that have no package of their own to
@@ -131,6 +132,12 @@ type Config struct {
 	// federation; a region away longer must be resynced from empty storage
 	// (--region-dead-after). Default 24 h (federation.Config).
 	RegionDeadAfter time.Duration
+	// Profile is the node's tuning profile (--profile): auto (default),
+	// balanced, read-heavy or write-heavy; package tuning has each one's
+	// settings. Auto moves between the other three as the node's mix of
+	// reads and writes changes. Hot reads (read-heavy) stay off in a
+	// federated or following cluster.
+	Profile string
 	// Role is RoleVoter or RoleReader (--role; "writer" is taken for
 	// voter). A reader holds a non-voting replica (a raft learner) of
 	// every partition: it never counts for quorum and never leads, serves
@@ -249,6 +256,9 @@ func (c *Config) EnsureDefaults() {
 	case "", "writer":
 		c.Role = RoleVoter
 	}
+	if c.Profile == "" {
+		c.Profile = tuning.Auto
+	}
 	if c.ClusterName == "" {
 		c.ClusterName = membership.DefaultClusterName
 	}
@@ -313,6 +323,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DebugAddr != "" && !daemon.IsLoopback(c.DebugAddr) && !c.Insecure {
 		errs = append(errs, fmt.Errorf("refusing to serve profiles on %s: --debug-addr must be a loopback address unless --insecure is given", c.DebugAddr))
+	}
+	if _, err := tuning.Lookup(c.Profile); err != nil {
+		errs = append(errs, fmt.Errorf("--profile: %w", err))
 	}
 	if c.Role != RoleVoter && c.Role != RoleReader {
 		errs = append(errs, fmt.Errorf("--role %q: want voter (or writer) or reader", c.Role))

@@ -100,6 +100,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			Region: cfg.Region, Federated: cfg.Federation != "", MaxClockSkew: cfg.MaxClockSkew, Now: cfg.Clock},
 		Server: s.qsrv, Client: s.qclient, Directory: directory{s.members}, GossipAddr: s.members.LocalNode().Addr,
 		ReplicationFactor: cfg.ReplicationFactor, DeadAfter: cfg.DeadAfter, BootstrapWait: cfg.bootstrapWait(gossip), Reader: cfg.reader(),
+		Profile: cfg.Profile, NoHotReads: cfg.Federation != "" || cfg.SyncFrom != "",
 		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks, LogKeep: cfg.LogKeep, Logger: s.log,
 	})
 	if err != nil {

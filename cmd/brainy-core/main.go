@@ -30,6 +30,7 @@ import (
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/server"
 	"github.com/soullabs/brainy/tiers/tiered"
+	"github.com/soullabs/brainy/tuning"
 )
 
 func main() {
@@ -102,6 +103,7 @@ func flags(c *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.StringVar(&c.SyncFrom, "sync-from", "", "make this cluster (green) a one-way follower of another (blue): the QUIC `host:port` of any of its cores;\ngreen copies blue, then streams its changes (needs blue's --cluster-secret). Remove it (restart) to make green independent")
 	fs.IntVar(&c.SyncCopyRate, "sync-copy-rate", federation.DefaultSyncCopyRate, "`bytes` of records per second each node copies from the --sync-from cluster during the initial copy")
 	fs.DurationVar(&c.MaxClockSkew, "max-clock-skew", core.DefaultMaxClockSkew, "how far ahead of this node's clock another region's timestamps may be before its batches are refused")
+	fs.StringVar(&c.Profile, "profile", tuning.Auto, "tuning `profile`: balanced, read-heavy (4x cache, hot items cached on every node), write-heavy,\nor auto, which moves between them as the node's mix of reads and writes changes")
 	fs.StringVar(&c.Role, "role", server.RoleVoter, "voter (alias writer) or reader: a reader holds a non-voting replica of every partition,\nnever leads or counts for quorum, and serves consistency=stale reads from it with a larger cache")
 	fs.IntVar(&c.ReplicationFactor, "replication-factor", cluster.DefaultReplicationFactor, "replicas per partition (fewer while the cluster has fewer nodes)")
 	fs.DurationVar(&c.DeadAfter, "dead-after", cluster.DefaultDeadAfter, "how long a node may be gone before its replicas are re-created elsewhere")

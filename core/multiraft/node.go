@@ -138,8 +138,11 @@ type Node struct {
 	ticks   uint64
 	cycle   uint64 // driver cycles, for batching reads
 
-	mu        sync.Mutex
-	leaders   map[GroupID]Lead // guarded by mu; updated by the driver
+	mu      sync.Mutex
+	leaders map[GroupID]Lead // guarded by mu; updated by the driver
+	// leadSince is, for each group this node leads, when it learned so
+	// (LeadingSince); guarded by mu.
+	leadSince map[GroupID]time.Time
 	leadersCh chan struct{}    // guarded by mu; closed and replaced when leaders changes
 	voters    map[GroupID]int  // guarded by mu: voters in each group's config, updated by the driver
 	sole      map[GroupID]bool // guarded by mu: groups SoleVoterLeader holds for, updated by the driver
@@ -180,7 +183,7 @@ func New(cfg Config) (*Node, error) {
 		groups:  map[GroupID]*group{},
 		waiters: map[uint64]*proposal{},
 		rng:     rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
-		leaders: map[GroupID]Lead{}, leadersCh: make(chan struct{}),
+		leaders: map[GroupID]Lead{}, leadersCh: make(chan struct{}), leadSince: map[GroupID]time.Time{},
 		voters: map[GroupID]int{},
 		sole:   map[GroupID]bool{},
 

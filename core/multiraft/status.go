@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -17,6 +18,16 @@ func (n *Node) Leader(g GroupID) NodeID {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.leaders[g].Node
+}
+
+// LeadingSince returns when this node learned it leads group g, in the
+// term it leads it now (with the monotonic clock reading); false when it
+// does not lead g. Whatever a previous leader did, it did before then.
+func (n *Node) LeadingSince(g GroupID) (time.Time, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	t, ok := n.leadSince[g]
+	return t, ok
 }
 
 // Lead is a group's leader as last known here (Node 0 if none) and the
@@ -44,6 +55,11 @@ func (n *Node) Leaders() (map[GroupID]Lead, <-chan struct{}) {
 // watchers of Leaders if that changes anything. mu must be held.
 func (n *Node) setLeader(g GroupID, l Lead) {
 	old, had := n.leaders[g]
+	if l.Node == n.cfg.ID && (old.Node != l.Node || old.Term != l.Term) {
+		n.leadSince[g] = time.Now()
+	} else if l.Node != n.cfg.ID {
+		delete(n.leadSince, g)
+	}
 	if l.Node == 0 {
 		delete(n.leaders, g)
 	} else {

@@ -23,6 +23,39 @@ type Snapshot struct {
 	Routing *Routing `json:"routing,omitempty"`
 	// Sync is there when the node's cluster follows another (--sync-from).
 	Sync *Sync `json:"sync,omitempty"`
+	// Tuning is the node's profile and what self-tuning decided (a core in
+	// a cluster).
+	Tuning *Tuning `json:"tuning,omitempty"`
+}
+
+// Tuning describes a core's profile (--profile) and, under auto, the
+// settings it moved to and why.
+type Tuning struct {
+	// Profile is the configured profile: auto, balanced, read-heavy or
+	// write-heavy. Active is the profile whose settings are in force (under
+	// auto, the one the observed mix chose).
+	Profile string `json:"profile"`
+	Active  string `json:"active"`
+	// Decisions counts the switches between profiles, each with Reason the
+	// last one's (what was measured).
+	Decisions uint64 `json:"decisions"`
+	Reason    string `json:"reason,omitempty"`
+	// ReadShare is the share of reads among the item operations of the
+	// last window, HitRatio the record cache's hit ratio in it.
+	ReadShare float64 `json:"readShare"`
+	HitRatio  float64 `json:"hitRatio"`
+	// CacheBytes is the record cache's bound the active profile sets.
+	CacheBytes int64 `json:"cacheBytes"`
+	// HotReads says whether hot items are cached on every node (leases).
+	HotReads bool `json:"hotReads"`
+	// HotKeys is how many items this node, as their leader, holds
+	// leases on now; LeasesGranted, Invalidations and HotHits count the
+	// leases it granted, the invalidations it sent before writes, and the
+	// reads it answered from leases granted to it.
+	HotKeys       int    `json:"hotKeys"`
+	LeasesGranted uint64 `json:"leasesGranted"`
+	Invalidations uint64 `json:"invalidations"`
+	HotHits       uint64 `json:"hotHits"`
 }
 
 // Sync describes a blue/green sync as this node of the following (green)
@@ -264,6 +297,8 @@ type Cache struct {
 	Misses  uint64  `json:"misses"`
 	Ratio   float64 `json:"hitRatio"`
 	Bytes   int64   `json:"bytes"`
+	// Capacity is the cache's bound in bytes, which self-tuning moves.
+	Capacity int64 `json:"capacity"`
 }
 
 // Routing is the region an edge sends its requests to, and how it sees

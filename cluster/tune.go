@@ -1,0 +1,123 @@
+package cluster
+
+import (
+	"cmp"
+	"sync"
+	"time"
+
+	"github.com/soullabs/brainy/internal/nodestats"
+	"github.com/soullabs/brainy/tuning"
+)
+
+// TuneWindow is how often an auto node looks at its traffic (one
+// tuning.Sample per window) and how long a hot-item window lasts.
+const TuneWindow = 5 * time.Second
+
+// hotState is a node's part in hot reads (leases.go) and self-tuning.
+type hotState struct {
+	sketch *hotness
+	leases *leaseTable // as a leader
+	copies *hotCopies  // as a holder
+	// duration is the lease a leader grants: the profile's, at most half
+	// an election timeout (see leases.go).
+	duration time.Duration
+
+	mu      sync.Mutex
+	profile tuning.Profile // in force; guarded by mu
+	tuner   *tuning.Tuner  // nil unless auto; guarded by mu
+	last    struct{ reads, writes, hits, misses, hot uint64 }
+}
+
+func (h *hotState) share() float64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.profile.HotShare
+}
+
+// startTuning sets the node's profile (Config.Profile) and, under auto,
+// starts the loop that moves it.
+func (n *Node) startTuning() error {
+	p, err := tuning.Lookup(n.cfg.Profile)
+	if err != nil {
+		return err
+	}
+	election := cmp.Or(n.cfg.TickInterval, 20*time.Millisecond) * time.Duration(cmp.Or(n.cfg.ElectionTicks, 10))
+	n.hot = &hotState{sketch: newHotness(), leases: newLeaseTable(), copies: newHotCopies(),
+		duration: min(p.LeaseDuration, election/2), profile: p}
+	if n.cfg.Profile == tuning.Auto {
+		n.hot.tuner = tuning.NewTuner()
+	}
+	n.apply(p)
+	n.log.Info("profile", "profile", n.cfg.Profile, "settings", p.String(), "lease", n.hot.duration)
+	return nil
+}
+
+// apply puts profile p's settings in force.
+func (n *Node) apply(p tuning.Profile) {
+	n.hot.mu.Lock()
+	n.hot.profile = p
+	n.hot.mu.Unlock()
+	// A reader's own cache (Config.Core.CacheBytes) is a floor.
+	n.core.SetCacheBytes(max(p.CacheBytes, n.cfg.Core.CacheBytes))
+	on := p.HotReads && !n.cfg.NoHotReads
+	if n.hotReads.Swap(on) && !on {
+		n.hot.copies.clear()
+	}
+}
+
+// tuneLoop runs under auto: one sample per TuneWindow.
+func (n *Node) tuneLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(TuneWindow)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		n.hot.sketch.rotate()
+		n.hot.leases.prune(time.Now())
+		if n.hot.tuner != nil {
+			n.tune()
+		}
+	}
+}
+
+// tune feeds the tuner the last window and applies its choice.
+func (n *Node) tune() {
+	m := n.core.Metrics()
+	reads, writes := m.Operations.Reads, m.Operations.Writes
+	h := n.hot
+	hot := h.copies.hits.Load()
+	h.mu.Lock()
+	// Reads answered from leases never reach a core: they count too.
+	s := tuning.Sample{Reads: reads - h.last.reads + hot - h.last.hot, Writes: writes - h.last.writes,
+		CacheHits: m.Cache.Hits - h.last.hits, CacheMisses: m.Cache.Misses - h.last.misses}
+	h.last.reads, h.last.writes, h.last.hits, h.last.misses, h.last.hot = reads, writes, m.Cache.Hits, m.Cache.Misses, hot
+	name, changed := h.tuner.Observe(s)
+	_, reason := h.tuner.Decisions()
+	h.mu.Unlock()
+	if !changed {
+		return
+	}
+	p, _ := tuning.Lookup(name)
+	n.apply(p)
+	n.log.Info("self-tuning", "profile", name, "reason", reason, "settings", p.String())
+}
+
+// tuningStats is the tuning section of the node's metrics.
+func (n *Node) tuningStats() *nodestats.Tuning {
+	h := n.hot
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := &nodestats.Tuning{Profile: n.cfg.Profile, Active: h.profile.Name, CacheBytes: h.profile.CacheBytes,
+		HotReads: n.hotReads.Load(), HotKeys: h.leases.size(), LeasesGranted: h.leases.granted.Load(),
+		Invalidations: h.leases.invalidations.Load(), HotHits: h.copies.hits.Load()}
+	if h.tuner != nil {
+		t.Decisions, t.Reason = h.tuner.Decisions()
+		last := h.tuner.Last()
+		t.ReadShare, t.HitRatio = last.ReadShare(), last.HitRatio()
+	}
+	return t
+}
