@@ -146,6 +146,9 @@ type Config struct {
 	// Profile is the node's tuning profile: tuning.Auto, Balanced,
 	// ReadHeavy or WriteHeavy (package tuning). Default tuning.Auto.
 	Profile string
+	// TuneWindow is how often an auto node samples its traffic, and how
+	// long a window of hot-item counts lasts. Default DefaultTuneWindow.
+	TuneWindow time.Duration
 	// NoHotReads keeps hot reads (leases.go) off whatever the profile: a
 	// federated or following cluster's partitions take writes that do not
 	// go through their leaders' client path.
@@ -173,6 +176,9 @@ type Config struct {
 func (c *Config) EnsureDefaults() {
 	if c.Profile == "" {
 		c.Profile = tuning.Auto
+	}
+	if c.TuneWindow == 0 {
+		c.TuneWindow = DefaultTuneWindow
 	}
 	if c.ReplicationFactor == 0 {
 		c.ReplicationFactor = DefaultReplicationFactor
@@ -257,6 +263,10 @@ type Node struct {
 	// hotReads whether hot reads are on.
 	hot      *hotState
 	hotReads atomic.Bool
+	// followerReads: linearizable reads use a local replica that does not
+	// lead, through a read-index round (tuning.Profile.FollowerReads).
+	followerReads atomic.Bool
+	followerRead  atomic.Uint64 // reads so answered
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -655,6 +665,16 @@ func (n *Node) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
 	if b := n.leaderOf(tenant, id); b != nil && !item.StaleReads(ctx) {
 		if n.hotReads.Load() {
 			if it, err := n.hotRead(ctx, tenant, id); !errors.Is(err, errNoLease) {
+				return it, err
+			}
+		}
+		if n.followerReads.Load() {
+			// Raft's follower read: a read-index round through the leader,
+			// then this replica's state. No replica here, or no leader to
+			// confirm with: forward instead.
+			it, err := n.core.Get(ctx, tenant, id)
+			if err == nil || errors.Is(err, item.ErrNotFound) {
+				n.followerRead.Add(1)
 				return it, err
 			}
 		}

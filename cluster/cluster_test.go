@@ -71,8 +71,10 @@ type testCluster struct {
 	started                int // nodes started: every other one keeps its raft log in a raftlog of its own
 	// readers are the ids started, or to be, as readers (Config.Reader).
 	readers map[string]bool
-	// profile is Config.Profile for nodes started from now on.
-	profile string
+	// profile and tuneWindow are Config.Profile and TuneWindow for nodes
+	// started from now on.
+	profile    string
+	tuneWindow time.Duration
 }
 
 func newTestCluster(t testing.TB) *testCluster {
@@ -122,7 +124,7 @@ func (c *testCluster) start(id string) *member {
 		Core: cc, Server: srv, Client: client, Directory: c.dir,
 		BootstrapWait: 300 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond, DeadAfter: time.Second,
 		TickInterval: 10 * time.Millisecond, Logger: testLogger(c.t, id), LogKeep: logKeep,
-		SnapshotBytesPerSecond: c.snapshotBytesPerSecond, Reader: c.readers[id], Profile: c.profile,
+		SnapshotBytesPerSecond: c.snapshotBytesPerSecond, Reader: c.readers[id], Profile: c.profile, TuneWindow: c.tuneWindow,
 	})
 	if err != nil {
 		c.t.Fatalf("starting %s: %v", id, err)

@@ -24,6 +24,9 @@ type hotness struct {
 const (
 	hotDepth = 4
 	hotWidth = 1 << 14
+	// hotMinReads is the fewest reads in the two windows that make any
+	// item hot.
+	hotMinReads = 100
 )
 
 type sketch struct {
@@ -63,7 +66,7 @@ func (h *hotness) count(key string, share float64) bool {
 	}
 	// A handful of reads make nothing hot: the share of a quiet window
 	// means little.
-	return total >= 1000 && float64(est) >= share*float64(total)
+	return total >= hotMinReads && float64(est) >= share*float64(total)
 }
 
 // rotate starts a new window: the current becomes the previous.

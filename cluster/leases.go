@@ -23,9 +23,9 @@ import (
 // linearizable.
 //
 // A node that does not lead an item's partition forwards a default
-// (linearizable) read to the leader. Under a profile with HotReads, it
-// asks with MethodHotGet instead; the leader, if the item is hot (it takes
-// HotShare of the leader's reads: hot.go), answers with a lease of
+// (linearizable) read to the leader. Under a profile with HotReads, for an
+// item that is hot (it takes HotShare of this node's such reads: hot.go) it
+// asks with MethodHotGet instead; the leader answers with a lease of
 // duration D, and the holder answers reads of the item from its copy until
 // D has passed since it *sent* the request. Before the leader writes an
 // item it tells every holder of a live lease to drop it (MethodHotInvalidate)
@@ -317,10 +317,10 @@ func (n *Node) handleHotGet(ctx context.Context, peer *transport.Peer, req []byt
 	if !leads {
 		return nil, itemrpc.Error(fmt.Errorf("%w (partition %d)", wire.ErrNotLeader, part))
 	}
+	// The caller asks only for items hot where it reads them (hotRead).
 	key := leaseKey(r.Tenant, r.ID)
-	hot := n.hotReads.Load() && n.hot.sketch.count(key, n.hot.share())
 	seq, ok := uint64(0), false
-	if hot {
+	if n.hotReads.Load() {
 		seq, ok = n.hot.leases.prepare(key)
 	}
 	it, err := n.core.Get(ctx, r.Tenant, r.ID)
@@ -482,8 +482,12 @@ func (l leaderWrites) Delete(ctx context.Context, tenant, id string, cond item.C
 // from a leased copy, or asks the leader for the item and a lease.
 // errNoLease: the caller reads the plain way.
 func (n *Node) hotRead(ctx context.Context, tenant, id string) (*item.Item, error) {
-	if it, ok := n.hot.copies.get(leaseKey(tenant, id), time.Now()); ok {
+	key := leaseKey(tenant, id)
+	if it, ok := n.hot.copies.get(key, time.Now()); ok {
 		return it, nil
+	}
+	if !n.hot.sketch.count(key, n.hot.share()) {
+		return nil, errNoLease
 	}
 	addr, here, ok := n.LeaderAddr(core.PartitionOf(tenant, id, n.core.Partitions()))
 	if here || !ok {

@@ -9,9 +9,8 @@ import (
 	"github.com/soullabs/brainy/tuning"
 )
 
-// TuneWindow is how often an auto node looks at its traffic (one
-// tuning.Sample per window) and how long a hot-item window lasts.
-const TuneWindow = 5 * time.Second
+// DefaultTuneWindow is Config.TuneWindow's default.
+const DefaultTuneWindow = 5 * time.Second
 
 // hotState is a node's part in hot reads (leases.go) and self-tuning.
 type hotState struct {
@@ -63,12 +62,14 @@ func (n *Node) apply(p tuning.Profile) {
 	if n.hotReads.Swap(on) && !on {
 		n.hot.copies.clear()
 	}
+	n.followerReads.Store(p.FollowerReads)
 }
 
-// tuneLoop runs under auto: one sample per TuneWindow.
+// tuneLoop starts a hot-item window every TuneWindow and, under auto,
+// feeds the tuner one sample per window.
 func (n *Node) tuneLoop() {
 	defer n.wg.Done()
-	t := time.NewTicker(TuneWindow)
+	t := time.NewTicker(n.cfg.TuneWindow)
 	defer t.Stop()
 	for {
 		select {
@@ -112,7 +113,7 @@ func (n *Node) tuningStats() *nodestats.Tuning {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	t := &nodestats.Tuning{Profile: n.cfg.Profile, Active: h.profile.Name, CacheBytes: h.profile.CacheBytes,
-		HotReads: n.hotReads.Load(), HotKeys: h.leases.size(), LeasesGranted: h.leases.granted.Load(),
+		HotReads: n.hotReads.Load(), FollowerReads: n.followerReads.Load(), FollowerReadsServed: n.followerRead.Load(), HotKeys: h.leases.size(), LeasesGranted: h.leases.granted.Load(),
 		Invalidations: h.leases.invalidations.Load(), HotHits: h.copies.hits.Load()}
 	if h.tuner != nil {
 		t.Decisions, t.Reason = h.tuner.Decisions()

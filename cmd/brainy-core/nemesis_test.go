@@ -235,7 +235,7 @@ func (c *nemesisCluster) note(format string, args ...any) {
 	c.mu.Unlock()
 }
 
-func startNemesisCluster(t *testing.T, nw *nemesisNet) *nemesisCluster {
+func startNemesisCluster(t *testing.T, nw *nemesisNet, profile string) *nemesisCluster {
 	t.Helper()
 	c := &nemesisCluster{t: t, net: nw}
 	dir := t.TempDir()
@@ -252,7 +252,7 @@ func startNemesisCluster(t *testing.T, nw *nemesisNet) *nemesisCluster {
 		}
 		args := []string{wrapper, "--bind", nw.addr(i), "--storage", filepath.Join(dir, fmt.Sprint("node-", i)),
 			"--node-id", fmt.Sprint("node-", i), "--cluster-secret", secret, "--insecure",
-			"--write-timeout", "1500ms", "--partitions", fmt.Sprint(nemesisPartitions)}
+			"--write-timeout", "1500ms", "--partitions", fmt.Sprint(nemesisPartitions), "--profile", profile}
 		if i > 1 {
 			args = append(args, "--peers", nw.addr(1)+":7946")
 		}
@@ -437,7 +437,11 @@ func shortErr(err error) string {
 func runNemesis(t *testing.T, run int, seed uint64) {
 	began := time.Now()
 	nw := setupNemesisNet(t, run)
-	c := startNemesisCluster(t, nw)
+	// Odd seeds run read-heavy: hot items leased to every node (each of
+	// the few keys is hot) and follower reads, under the same faults.
+	profile := []string{"auto", "read-heavy"}[seed%2]
+	t.Logf("profile %s", profile)
+	c := startNemesisCluster(t, nw, profile)
 	waitReplicated(t, c.procs(), nemesisPartitions, 0)
 	t.Logf("three nodes up and replicated in %v", time.Since(began).Round(time.Millisecond))
 
@@ -564,6 +568,14 @@ func runNemesis(t *testing.T, run int, seed uint64) {
 		}
 	}
 	note("every node answers for every key")
+	// How much of the reads took the read-heavy paths (counts since each
+	// node's last restart).
+	for i, p := range c.procs() {
+		if tu := metrics(t, p).Tuning; tu != nil {
+			t.Logf("node %d: profile %s, %d reads from leased copies, %d follower reads, %d leases granted, %d invalidations",
+				i+1, tu.Active, tu.HotHits, tu.FollowerReadsServed, tu.LeasesGranted, tu.Invalidations)
+		}
+	}
 	final := map[string][]porcupine.Operation{}
 	for k := range nemesisKeys {
 		for i := 1; i <= nemesisNodes; i++ {

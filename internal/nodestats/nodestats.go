@@ -46,8 +46,12 @@ type Tuning struct {
 	HitRatio  float64 `json:"hitRatio"`
 	// CacheBytes is the record cache's bound the active profile sets.
 	CacheBytes int64 `json:"cacheBytes"`
-	// HotReads says whether hot items are cached on every node (leases).
-	HotReads bool `json:"hotReads"`
+	// HotReads says whether hot items are cached on every node (leases);
+	// FollowerReads whether linearizable reads use a local replica that
+	// does not lead (a read-index round), FollowerReadsServed how many did.
+	HotReads            bool   `json:"hotReads"`
+	FollowerReads       bool   `json:"followerReads"`
+	FollowerReadsServed uint64 `json:"followerReadsServed"`
 	// HotKeys is how many items this node, as their leader, holds
 	// leases on now; LeasesGranted, Invalidations and HotHits count the
 	// leases it granted, the invalidations it sent before writes, and the
