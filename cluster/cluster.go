@@ -267,6 +267,10 @@ type Node struct {
 	// lead, through a read-index round (tuning.Profile.FollowerReads).
 	followerReads atomic.Bool
 	followerRead  atomic.Uint64 // reads so answered
+	// asked counts the item reads and writes asked of this node (by its
+	// HTTP clients and edges; not those other cores forward): the mix
+	// self-tuning judges.
+	asked struct{ reads, writes atomic.Uint64 }
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -662,6 +666,7 @@ func (n *Node) leaderOf(tenant, id string) *upstream.Backend {
 
 // Get implements httpapi.Backend.
 func (n *Node) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
+	n.asked.reads.Add(1)
 	if b := n.leaderOf(tenant, id); b != nil && !item.StaleReads(ctx) {
 		if n.hotReads.Load() {
 			if it, err := n.hotRead(ctx, tenant, id); !errors.Is(err, errNoLease) {
@@ -742,6 +747,7 @@ func (n *Node) Delete(ctx context.Context, tenant, id string, cond item.Cond) er
 // waits for the next one instead of failing, and never has an unknown
 // outcome for that reason.
 func (n *Node) write(ctx context.Context, tenant, id string, remote func(*upstream.Backend) error, local func() error) error {
+	n.asked.writes.Add(1)
 	deadline := time.Now().Add(n.core.ProposeTimeout())
 	pause := time.Millisecond
 	for {
@@ -769,6 +775,7 @@ func (n *Node) write(ctx context.Context, tenant, id string, remote func(*upstre
 // List implements httpapi.Backend: from the local replicas when this node
 // holds every partition, else merged with other members' (list.go).
 func (n *Node) List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error) {
+	n.asked.reads.Add(1)
 	p, err := n.core.List(ctx, tenant, opts)
 	if errors.Is(err, wire.ErrWrongNode) {
 		p, err = n.listAcross(ctx, tenant, opts)

@@ -24,7 +24,7 @@ type hotState struct {
 	mu      sync.Mutex
 	profile tuning.Profile // in force; guarded by mu
 	tuner   *tuning.Tuner  // nil unless auto; guarded by mu
-	last    struct{ reads, writes, hits, misses, hot uint64 }
+	last    struct{ reads, writes, hits, misses uint64 }
 }
 
 func (h *hotState) share() float64 {
@@ -87,15 +87,15 @@ func (n *Node) tuneLoop() {
 
 // tune feeds the tuner the last window and applies its choice.
 func (n *Node) tune() {
-	m := n.core.Metrics()
-	reads, writes := m.Operations.Reads, m.Operations.Writes
+	// The mix asked of this node, not what its core served: a core sees
+	// the writes of the partitions it leads only, and the reads of any.
+	reads, writes := n.asked.reads.Load(), n.asked.writes.Load()
+	cache := n.core.CacheStats()
 	h := n.hot
-	hot := h.copies.hits.Load()
 	h.mu.Lock()
-	// Reads answered from leases never reach a core: they count too.
-	s := tuning.Sample{Reads: reads - h.last.reads + hot - h.last.hot, Writes: writes - h.last.writes,
-		CacheHits: m.Cache.Hits - h.last.hits, CacheMisses: m.Cache.Misses - h.last.misses}
-	h.last.reads, h.last.writes, h.last.hits, h.last.misses, h.last.hot = reads, writes, m.Cache.Hits, m.Cache.Misses, hot
+	s := tuning.Sample{Reads: reads - h.last.reads, Writes: writes - h.last.writes,
+		CacheHits: cache.Hits - h.last.hits, CacheMisses: cache.Misses - h.last.misses}
+	h.last.reads, h.last.writes, h.last.hits, h.last.misses = reads, writes, cache.Hits, cache.Misses
 	name, changed := h.tuner.Observe(s)
 	_, reason := h.tuner.Decisions()
 	h.mu.Unlock()

@@ -19,7 +19,7 @@ import (
 // write-heavy (cache back, hot reads off) once writes dominate.
 func TestSelfTuning(t *testing.T) {
 	c := newTestCluster(t)
-	c.profile, c.tuneWindow = tuning.Auto, time.Second
+	c.profile, c.tuneWindow = tuning.Auto, 2*time.Second
 	nodes := []*member{c.start("a"), c.start("b"), c.start("c")}
 	c.waitPlacement(3)
 	const items = 200
@@ -33,7 +33,7 @@ func TestSelfTuning(t *testing.T) {
 	load := func(readShare float64) (stop func()) {
 		done := make(chan struct{})
 		var wg sync.WaitGroup
-		for w := range 6 {
+		for w := range 12 {
 			m := nodes[w%3]
 			wg.Go(func() {
 				rng := rand.New(rand.NewPCG(uint64(w), 7))
@@ -97,8 +97,8 @@ func TestSelfTuning(t *testing.T) {
 	if cap := nodes[0].node.Core().CacheBytes(); cap != 256<<20 {
 		t.Errorf("read-heavy, the record cache holds %d bytes", cap)
 	}
-	// The same mix for ten more windows: no decision.
-	time.Sleep(10 * c.tuneWindow)
+	// The same mix for five more windows: no decision.
+	time.Sleep(5 * c.tuneWindow)
 	hits := uint64(0)
 	for i, tu := range tunings() {
 		hits += tu.HotHits

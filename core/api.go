@@ -443,6 +443,9 @@ func btoi(b bool) int {
 	return 0
 }
 
+// CacheStats returns the record cache's figures, as Metrics has them.
+func (n *Node) CacheStats() nodestats.Cache { return n.cacheStats() }
+
 func (n *Node) cacheStats() nodestats.Cache {
 	bytes, _ := n.cache.size()
 	hits, misses := n.ops.cacheHits.Load(), n.ops.cacheMisses.Load()
