@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/soullabs/brainy/cluster"
@@ -17,6 +18,7 @@ import (
 	"github.com/soullabs/brainy/httpapi"
 	"github.com/soullabs/brainy/internal/daemon"
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/k8snode"
 	"github.com/soullabs/brainy/tiers/backend"
 	"github.com/soullabs/brainy/tiers/tiered"
 	"github.com/soullabs/brainy/tuning"
@@ -38,6 +40,9 @@ const (
 	// ReaderCacheBytes is a reader's record cache: reads are its work,
 	// and it holds every partition (a voter's is core's default, 64 MiB).
 	ReaderCacheBytes = 256 << 20
+	// ZoneFromNode begins a Zone naming a Kubernetes node ("node:NAME"),
+	// whose zone label is the zone.
+	ZoneFromNode = "node:"
 )
 
 // Config configures a core node. Each field names the brainy-core flag
@@ -87,7 +92,13 @@ type Config struct {
 	// Default membership.DefaultClusterName.
 	ClusterName string
 	// Zone is the node's failure domain; replicas spread over zones
-	// (--zone). Region names the node's region (--region): nodes of
+	// (--zone). "node:NAME" (ZoneFromNode) means the zone label of
+	// Kubernetes node NAME, topology.kubernetes.io/zone (else
+	// failure-domain.beta.kubernetes.io/zone): New reads it once, before
+	// gossip announces the zone, from the API server with the pod's
+	// service account (which needs get on nodes), and fails if it cannot.
+	// A pod gives node:$(NODE_NAME), NODE_NAME from spec.nodeName.
+	// Region names the node's region (--region): nodes of
 	// different regions never form one cluster (the region joins the gossip
 	// label), and in a federation it is the origin of this region's writes.
 	Zone, Region string
@@ -233,6 +244,10 @@ type Config struct {
 
 	// Logger receives the node's events. Nil discards them.
 	Logger *slog.Logger
+
+	// kubernetes is how a Zone of ZoneFromNode reaches the API server;
+	// zero is the pod's own (k8snode.Config's defaults). Tests set it.
+	kubernetes k8snode.Config
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -344,6 +359,11 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--discover-dns %q: want host:port", c.DiscoverDNS))
 		}
 	}
+	if node, ok := strings.CutPrefix(c.Zone, ZoneFromNode); ok {
+		if err := k8snode.CheckNode(node); err != nil {
+			errs = append(errs, fmt.Errorf("--zone %q: want node:NAME, NAME a Kubernetes node: %v", c.Zone, err))
+		}
+	}
 	if c.Region != "" && !federation.ValidName(c.Region) {
 		errs = append(errs, fmt.Errorf("--region %q: want 1-32 of a-z, 0-9 and - (it appears in item versions)", c.Region))
 	}
@@ -375,6 +395,25 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("--max-body-bytes, --max-conns-per-ip, --rate-limit and --rate-burst cannot be negative"))
 	}
 	return errors.Join(errs...)
+}
+
+// resolveZone replaces a Zone of ZoneFromNode and a node's name by that
+// node's zone label, asking the Kubernetes API server; any other Zone is
+// left as it is. New calls it once, before gossip announces the zone.
+func (c *Config) resolveZone(ctx context.Context) error {
+	node, ok := strings.CutPrefix(c.Zone, ZoneFromNode)
+	if !ok {
+		return nil
+	}
+	kc := c.kubernetes
+	kc.Node = node
+	zone, err := k8snode.Zone(ctx, kc)
+	if err != nil {
+		return fmt.Errorf("--zone %s: reading the zone label of Kubernetes node %s: %w", c.Zone, node, err)
+	}
+	c.Logger.Info("zone from the Kubernetes node", "component", "main", "node", node, "zone", zone)
+	c.Zone = zone
+	return nil
 }
 
 // reader reports whether the node is a reader (Role).

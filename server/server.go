@@ -64,6 +64,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.resolveZone(ctx); err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
 	if s.advertise = cfg.advertiseIP(net.InterfaceAddrs); s.advertise != "" {
 		s.log.Info("announcing this node at its address", "component", "main", "advertise_addr", s.advertise)

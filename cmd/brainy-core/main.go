@@ -91,7 +91,7 @@ func flags(c *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.StringVar(&c.ClusterSecret, "cluster-secret", "", "shared `secret` the cluster CA and gossip key are derived from (make one with: openssl rand -base64 32);\nempty means the CA in --tls-dir, or on loopback the per-host secret in ~/.config/brainy")
 	fs.StringVar(&c.GossipKey, "gossip-key", "", "base64 `key` (16, 24 or 32 bytes) encrypting and authenticating gossip;\nempty means one derived from the cluster secret or CA key (gossip in the clear only on loopback)")
 	fs.StringVar(&c.ClusterName, "cluster-name", membership.DefaultClusterName, "`name` that keeps clusters sharing a network apart")
-	fs.StringVar(&c.Zone, "zone", "", "failure `domain` of this node (for example an availability zone); replicas spread over zones")
+	fs.StringVar(&c.Zone, "zone", "", "failure `domain` of this node (for example an availability zone); replicas spread over zones;\nnode:NAME means the topology.kubernetes.io/zone label of Kubernetes node NAME, read at start with the pod's service account")
 	fs.StringVar(&c.Region, "region", "", "`region` of this node: nodes of different regions never form one cluster; in a federation, where its writes come from")
 	fs.StringVar(&c.Federation, "federation", "", "join this region's cluster to the federation of this `name`: other regions replicate with it;\nwithout --region the node joins the nearest region within --region-rtt, or makes its own")
 	fs.DurationVar(&c.RegionRTT, "region-rtt", server.DefaultRegionRTT, "in a federation, without --region: the round trip within which another region's cores count as this node's region")

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/soullabs/brainy/cluster/membership"
@@ -70,6 +72,9 @@ type manifests struct {
 	pdbs         []*policyv1.PodDisruptionBudget
 	hpas         []*autoscalingv2.HorizontalPodAutoscaler
 	monitors     []*serviceMonitor
+	accounts     []*corev1.ServiceAccount
+	roles        []*rbacv1.ClusterRole
+	bindings     []*rbacv1.ClusterRoleBinding
 }
 
 // load decodes every YAML document of dir strictly, by its kind.
@@ -121,6 +126,18 @@ func load(t *testing.T, dir string) (*manifests, *kustomization) {
 				s := &serviceMonitor{}
 				strict(s)
 				m.monitors = append(m.monitors, s)
+			case "ServiceAccount":
+				a := &corev1.ServiceAccount{}
+				strict(a)
+				m.accounts = append(m.accounts, a)
+			case "ClusterRole":
+				r := &rbacv1.ClusterRole{}
+				strict(r)
+				m.roles = append(m.roles, r)
+			case "ClusterRoleBinding":
+				b := &rbacv1.ClusterRoleBinding{}
+				strict(b)
+				m.bindings = append(m.bindings, b)
 			default:
 				t.Fatalf("%s #%d: kind %q is not checked by this test", f, i, head.Kind)
 			}
@@ -151,6 +168,28 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// checkEnv: every BRAINY_* variable of container c is a flag of binary
+// (its env: line in --help); any other variable exists for a later one to
+// expand as $(NAME), Kubernetes expanding only variables defined before.
+func checkEnv(t *testing.T, where, binary string, c corev1.Container) {
+	t.Helper()
+	for i, e := range c.Env {
+		if strings.HasPrefix(e.Name, "BRAINY_") {
+			if !strings.Contains(help[binary], "env: "+e.Name+"\n") {
+				t.Errorf("%s: %s is not in %s --help", where, e.Name, binary)
+			}
+			continue
+		}
+		used := false
+		for _, later := range c.Env[i+1:] {
+			used = used || strings.Contains(later.Value, "$("+e.Name+")")
+		}
+		if !used {
+			t.Errorf("%s: %s is no flag of %s, and no later variable uses it", where, e.Name, binary)
+		}
+	}
 }
 
 func matches(selector, labels map[string]string) bool {
@@ -235,12 +274,12 @@ func TestBase(t *testing.T) {
 		if name == "brainy-edge" && !slices.Equal(c.Command, []string{"/usr/local/bin/brainy-edge"}) {
 			t.Errorf("the edge container runs %v", c.Command)
 		}
-		for _, e := range c.Env {
-			if !strings.Contains(help[name], e.Name) {
-				t.Errorf("%s: %s is not in %s --help", c.Name, e.Name, name)
-			}
-		}
+		checkEnv(t, c.Name, name, c)
 	}
+
+	// The zone: the node's label, read as the pod's own ServiceAccount,
+	// which the binding lets get nodes and nothing else.
+	checkZoneFromNode(t, m, core, edgeD)
 
 	// Services select pods that exist and name ports they have.
 	var headless *corev1.Service
@@ -329,12 +368,59 @@ func TestOverlays(t *testing.T) {
 		}
 		for _, s := range m.statefulSets {
 			for _, c := range s.Spec.Template.Spec.Containers {
-				for _, e := range c.Env {
-					if !strings.Contains(help["brainy-core"], e.Name) {
-						t.Errorf("%s: %s is not in brainy-core --help", dir, e.Name)
-					}
-				}
+				checkEnv(t, dir, "brainy-core", c)
 			}
 		}
+	}
+}
+
+// checkZoneFromNode: BRAINY_ZONE is node:$(VAR), VAR defined before it
+// from spec.nodeName; the StatefulSet runs as a ServiceAccount that a
+// ClusterRoleBinding gives a ClusterRole granting get on nodes, exactly.
+func checkZoneFromNode(t *testing.T, m *manifests, core *appsv1.StatefulSet, edgeD *appsv1.Deployment) {
+	t.Helper()
+	env := core.Spec.Template.Spec.Containers[0].Env
+	zone := slices.IndexFunc(env, func(e corev1.EnvVar) bool { return e.Name == "BRAINY_ZONE" })
+	if zone < 0 {
+		t.Fatal("the cores have no BRAINY_ZONE")
+	}
+	ref, ok := strings.CutPrefix(env[zone].Value, server.ZoneFromNode)
+	name, ok2 := strings.CutPrefix(ref, "$(")
+	name, ok3 := strings.CutSuffix(name, ")")
+	if !ok || !ok2 || !ok3 || env[zone].ValueFrom != nil {
+		t.Fatalf("BRAINY_ZONE=%q: want %s$(VAR), VAR the node's name", env[zone].Value, server.ZoneFromNode)
+	}
+	node := slices.IndexFunc(env[:zone], func(e corev1.EnvVar) bool { return e.Name == name })
+	if node < 0 || env[node].ValueFrom == nil || env[node].ValueFrom.FieldRef == nil || env[node].ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
+		t.Errorf("BRAINY_ZONE uses $(%s): want %s defined before it, from fieldRef spec.nodeName", name, name)
+	}
+
+	if len(m.accounts) != 1 || len(m.roles) != 1 || len(m.bindings) != 1 {
+		t.Fatalf("%d ServiceAccounts, %d ClusterRoles, %d ClusterRoleBindings: want the cores' one each", len(m.accounts), len(m.roles), len(m.bindings))
+	}
+	sa, role, binding := m.accounts[0], m.roles[0], m.bindings[0]
+	if spec := core.Spec.Template.Spec; spec.ServiceAccountName != sa.Name || spec.AutomountServiceAccountToken != nil && !*spec.AutomountServiceAccountToken ||
+		sa.AutomountServiceAccountToken != nil && !*sa.AutomountServiceAccountToken {
+		t.Errorf("the cores run as ServiceAccount %q with its token, want %q", spec.ServiceAccountName, sa.Name)
+	}
+	if edgeD.Spec.Template.Spec.ServiceAccountName == sa.Name {
+		t.Error("the edges run as the cores' ServiceAccount: they need no API access")
+	}
+	want := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}}}
+	if role.AggregationRule != nil || !reflect.DeepEqual(role.Rules, want) {
+		t.Errorf("ClusterRole %s grants %+v, want get on nodes only", role.Name, role.Rules)
+	}
+	if r := binding.RoleRef; r.APIGroup != rbacv1.GroupName || r.Kind != "ClusterRole" || r.Name != role.Name {
+		t.Errorf("ClusterRoleBinding %s binds %+v, want ClusterRole %s", binding.Name, r, role.Name)
+	}
+	// Namespace: the ServiceAccount's, which in the base is unset, so
+	// "default"; a kustomize namespace: sets both.
+	ns := sa.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	wantSubject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa.Name, Namespace: ns}}
+	if !reflect.DeepEqual(binding.Subjects, wantSubject) {
+		t.Errorf("ClusterRoleBinding %s binds %+v, want only %+v", binding.Name, binding.Subjects, wantSubject[0])
 	}
 }
