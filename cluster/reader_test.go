@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/transport/pki"
 )
 
@@ -69,6 +71,9 @@ func TestReaderReplica(t *testing.T) {
 	}
 	write(100)
 	c.waitStaleReads(ids, c.members["r"])
+	// Edges learn where stale reads may go from the pushed topology: the
+	// reader is among the replicas of the partitions whose leader pushes.
+	c.waitReaderRouted(a, "r")
 	for _, n := range a.node.Metrics().Nodes.List {
 		if n.ID == "r" && n.Role != "reader" {
 			t.Errorf("a lists the reader as a %q", n.Role)
@@ -168,5 +173,36 @@ func TestReaderNeverFounds(t *testing.T) {
 	}
 	if found, err := find(node("a", false)); !found || err != nil {
 		t.Fatalf("the voter beside a reader of a smaller id: found %v, err %v; want it to found", found, err)
+	}
+}
+
+// waitReaderRouted waits until via's pushed topology lists reader among
+// the stale-read replicas of every partition via leads.
+func (c *testCluster) waitReaderRouted(via *member, reader string) {
+	c.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := routedFeed{n: via.node}.Topology()
+		topo, err := wire.DecodeTopology(b)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		missing, led := -1, 0
+		for p, l := range topo.Leaders {
+			if l.Node < 0 || topo.Nodes[l.Node].ID != via.id {
+				continue
+			}
+			led++
+			if !slices.ContainsFunc(l.Replicas, func(i int) bool { return topo.Nodes[i].ID == reader }) {
+				missing = p
+			}
+		}
+		if missing < 0 && led > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s's topology never lists %s as a replica of partition %d", via.id, reader, missing)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -144,6 +144,9 @@ func (f routedFeed) Topology() ([]byte, <-chan struct{}) {
 		}
 	}
 	// The voters of the partitions held here: where stale reads may go.
+	// And, of the partitions led here, the readers caught up with the
+	// leader (their lag known here only): a reader that is still copying
+	// would answer stale reads from far behind.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if st, err := f.n.core.GroupStatus(ctx); err == nil {
@@ -152,9 +155,17 @@ func (f routedFeed) Topology() ([]byte, <-chan struct{}) {
 				continue
 			}
 			l := &t.Leaders[g.Group]
-			for _, v := range g.Voters {
-				if at, ok := nodeAt(v); ok && len(l.Replicas) < wire.MaxTopologyReplicas {
+			add := func(id multiraft.NodeID) {
+				if at, ok := nodeAt(id); ok && len(l.Replicas) < wire.MaxTopologyReplicas {
 					l.Replicas = append(l.Replicas, at)
+				}
+			}
+			for _, v := range g.Voters {
+				add(v)
+			}
+			for _, r := range g.Learners {
+				if m, ok := g.Match[r]; ok && alive[r].Reader && g.Active[r] && m > 0 && m+caughtUpEntries >= g.Commit {
+					add(r)
 				}
 			}
 		}
