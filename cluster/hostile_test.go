@@ -161,6 +161,10 @@ func TestEdgeCertificatesCannotCallClusterMethods(t *testing.T) {
 		{"group info", wire.MethodGroupInfo, []byte{0}},
 		{"partition list", wire.MethodListPartitions, nil},
 		{"cluster info", wire.MethodClusterInfo, nil},
+		// An edge must not take leases (it would never be told to drop
+		// them) nor drop a core's.
+		{"hot get", wire.MethodHotGet, wire.AppendRequest(nil, &wire.Request{Tenant: "t", ID: "x"})},
+		{"hot invalidate", wire.MethodHotInvalidate, nil},
 	} {
 		_, err := call(t, c, pki.RoleEdge, "a", "a", m.method, m.body)
 		var re *transport.RemoteError

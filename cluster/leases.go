@@ -318,9 +318,12 @@ func (n *Node) handleHotGet(ctx context.Context, peer *transport.Peer, req []byt
 		return nil, itemrpc.Error(fmt.Errorf("%w (partition %d)", wire.ErrNotLeader, part))
 	}
 	// The caller asks only for items hot where it reads them (hotRead).
+	// Leases go to proven members only: the leader must reach a holder to
+	// end its lease, and a stranger with a core certificate could only
+	// make writes wait its leases out.
 	key := leaseKey(r.Tenant, r.ID)
 	seq, ok := uint64(0), false
-	if n.hotReads.Load() {
+	if _, member := (*n.alive.Load())[core.RaftID(peer.ID())]; member && n.hotReads.Load() {
 		seq, ok = n.hot.leases.prepare(key)
 	}
 	it, err := n.core.Get(ctx, r.Tenant, r.ID)

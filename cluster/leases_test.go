@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/wire"
+	"github.com/soullabs/brainy/transport/pki"
 	"github.com/soullabs/brainy/tuning"
 )
 
@@ -176,5 +179,43 @@ func TestHotReadsStayLinearizable(t *testing.T) {
 	t.Logf("%d reads at %s, %d from leases, while %d writes went on", reads, holder.id, hits, acked.Load())
 	if hits == 0 {
 		t.Fatal("no read under writes came from a lease: the test proves nothing")
+	}
+}
+
+// TestHotMethodsRefuseGarbage: what a process holding a core certificate
+// sends to the hot-read methods — truncated, oversized or random bytes —
+// is refused as malformed, never a panic, and the node serves on.
+func TestHotMethodsRefuseGarbage(t *testing.T) {
+	c := newTestCluster(t)
+	c.profile = tuning.ReadHeavy
+	a := c.start("a")
+	if _, _, err := a.node.Put(context.Background(), "t", &item.Item{ID: "x", Data: []byte(`1`)}, item.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 40 {
+		b := make([]byte, rng.IntN(64))
+		for j := range b {
+			b[j] = byte(rng.Uint32())
+		}
+		if i%2 == 0 {
+			b = append([]byte{byte(len(b))}, b...) // a plausible length prefix
+		}
+		_, _ = call(t, c, pki.RoleCore, "mallory", "a", wire.MethodHotGet, b)
+		_, _ = call(t, c, pki.RoleCore, "mallory", "a", wire.MethodHotInvalidate, b)
+	}
+	if _, err := call(t, c, pki.RoleCore, "mallory", "a", wire.MethodHotInvalidate, []byte{0xff, 0xff, 0xff, 0xff, 0x0f}); err == nil {
+		t.Fatal("an invalidation claiming a 4 GiB entry was accepted")
+	}
+	if it, err := a.node.Get(context.Background(), "t", "x"); err != nil || string(it.Data) != "1" {
+		t.Fatalf("after the garbage: %v %v", it, err)
+	}
+	// A well-formed hot read from a stranger is answered, with no lease.
+	out, err := call(t, c, pki.RoleCore, "mallory", "a", wire.MethodHotGet, wire.AppendRequest(nil, &wire.Request{Tenant: "t", ID: "x"}))
+	if err != nil || len(out) == 0 || out[0] != 0 {
+		t.Fatalf("a stranger's hot read: %x %v, want an answer without a lease", out, err)
+	}
+	if g := a.node.Metrics().Tuning.LeasesGranted; g != 0 {
+		t.Fatalf("%d leases granted to a stranger", g)
 	}
 }
