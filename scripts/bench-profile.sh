@@ -66,87 +66,27 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 export LC_ALL=C
 
-PIDS=()
-WORK_DIR=""
-RESULTS_DIR=""
-FAILURES=()
-
 BENCH_NAME=bench-profile
 # shellcheck source=scripts/bench/lib.sh disable=SC2034
 source "$REPO_ROOT/scripts/bench/lib.sh"
 
-# stop_driver stops the driver on the way out. It gets longer than
-# lib.sh's 10 s: on SIGTERM it stops the servers it started, and a
-# brainy-core node may take a few seconds to hand over its leaderships.
-stop_driver() {
-	local rc=$? pid i
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-		for ((i = 0; i < 400; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	PIDS=()
-	if [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]]; then
-		rm -rf "$WORK_DIR"
-	fi
-	exit "$rc"
-}
-
-# build builds brainy-core (from the work tree or BENCH_BRAINY_REF) and the
-# driver (always from the work tree) into $WORK_DIR/bin; sets
-# BRAINY_VERSION.
-build() {
-	command -v go >/dev/null || die "go is not on PATH (needed to build brainy-core)"
-	build_brainy "$WORK_DIR/bin"
-	log "building the driver"
-	(cd "$REPO_ROOT" && go build -o "$WORK_DIR/bin/bench-profile" ./bench/profile)
-}
-
 main() {
-	trap stop_driver EXIT
-	trap 'log interrupted; exit 130' INT
-	trap 'log terminated; exit 143' TERM
-	mkdir -p "$TMP_BASE"
-	WORK_DIR=$(mktemp -d "$TMP_BASE/brainy-bench-profile.XXXXXX")
-	if [[ -n "${BENCH_RESULTS_DIR:-}" ]]; then
-		RESULTS_DIR=$BENCH_RESULTS_DIR
-		mkdir -p "$RESULTS_DIR"
-	else
-		RESULTS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/brainy-bench-profile-results.XXXXXX")
-	fi
-	case "$(stat -f -c %T "$WORK_DIR")" in
-	tmpfs | ramfs) log "WARNING: $WORK_DIR is in memory; fsync costs nothing there (set BENCH_TMPDIR)" ;;
-	esac
-	build
+	driver_prepare
+	command -v go >/dev/null || die "go is not on PATH (needed to build brainy-core)"
+	build_driver profile
 
-	local data="$WORK_DIR/data" rc=0
+	local data="$WORK_DIR/data"
 	{
 		echo "Command: \`scripts/bench-profile.sh\` (\`make bench-profile\`), brainy-core $BRAINY_VERSION ($(go version | awk '{ print $3 }')); BENCH_A_ARGS=\"$A_ARGS\" BENCH_B_ARGS=\"$B_ARGS\" BENCH_ITEMS=$ITEMS BENCH_VALUE_SIZE=$VALUE_SIZE BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_ROUNDS=$ROUNDS BENCH_CONNECTIONS=$CONNECTIONS"
 		echo "Machine: $(nproc) vCPU (only $(nproc) cores: servers and load generator share them), load average $(cut -d' ' -f1-3 /proc/loadavg) at the start; data on $(stat -f -c %T "$WORK_DIR") ($(df -P "$WORK_DIR" | awk 'NR == 2 { print $1 }'))"
 		echo
 	} >"$RESULTS_DIR/results.md"
-	"$WORK_DIR/bin/bench-profile" -brainy-core "$WORK_DIR/bin/brainy-core" -work-dir "$data" -keep \
+	run_driver "$WORK_DIR/bin/bench-profile" -brainy-core "$WORK_DIR/bin/brainy-core" -work-dir "$data" -keep \
 		-parts "$PARTS" -a-args "$A_ARGS" -b-args "$B_ARGS" -rounds "$ROUNDS" -items "$ITEMS" \
 		-value-size "$VALUE_SIZE" -duration "${DURATION}s" -warmup "${WARMUP}s" \
-		-connections "$CONNECTIONS" -max-run "$MAX_RUN" \
-		>>"$RESULTS_DIR/results.md" &
-	PIDS+=("$!")
-	wait "${PIDS[0]}" || rc=$?
-	PIDS=()
+		-connections "$CONNECTIONS" -max-run "$MAX_RUN"
 	# Keep the servers' logs with the report.
-	if [[ -d "$data" ]]; then
-		find "$data" -maxdepth 2 -name '*.log' -print0 |
-			while IFS= read -r -d '' f; do
-				cp "$f" "$RESULTS_DIR/$(basename "$(dirname "$f")")-$(basename "$f")"
-			done
-	fi
-	cat "$RESULTS_DIR/results.md"
-	log "report and server logs in $RESULTS_DIR"
-	((rc == 0)) || die "the driver exited with status $rc"
+	finish_driver "$data" "report and server logs" '*.log'
 }
 
 main "$@"

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/soullabs/brainy/bench/internal/benchproc"
+	"github.com/soullabs/brainy/bench/internal/benchrun"
 )
 
 // bench is one run: its settings, the processes it started and what it
@@ -52,23 +53,23 @@ func (b *bench) run(ctx context.Context) error {
 		b.res.problems = append(b.res.problems, part+": "+err.Error())
 		errs = append(errs, fmt.Errorf("%s: %w", part, err))
 	}
-	if b.cfg.has("throughput") || b.cfg.has("failover") {
+	if b.cfg.Has("throughput") || b.cfg.Has("failover") {
 		if err := b.threeNodes(ctx); err != nil {
 			fail("brainy 3-node cluster", err)
 		}
 	}
-	if b.cfg.has("throughput") && ctx.Err() == nil {
+	if b.cfg.Has("throughput") && ctx.Err() == nil {
 		if err := b.throughputEtcd(ctx); err != nil {
 			fail("etcd throughput", err)
 		}
 	}
-	if b.cfg.has("rebalance") && ctx.Err() == nil {
+	if b.cfg.Has("rebalance") && ctx.Err() == nil {
 		if err := b.rebalance(ctx); err != nil {
 			fail("rebalance", err)
 		}
 	}
 	if ctx.Err() != nil {
-		errs = append(errs, errStopped)
+		errs = append(errs, benchrun.ErrStopped)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%d part(s) failed: %v", len(errs), errs)
@@ -84,13 +85,13 @@ func (b *bench) threeNodes(ctx context.Context) error {
 	if err := c.start(ctx); err != nil {
 		return err
 	}
-	if b.cfg.has("throughput") {
+	if b.cfg.Has("throughput") {
 		var servers []*benchproc.Proc
 		for _, n := range c.nodes {
-			servers = append(servers, n.proc)
+			servers = append(servers, n.Proc)
 		}
 		before, _ := c.snapshots(ctx)
-		r, err := b.runWrk(ctx, "brainy", "brainy-put", c.nodes[0].url(""), servers)
+		r, err := b.runWrk(ctx, "brainy", "brainy-put", c.nodes[0].URL(""), servers)
 		if err != nil {
 			return err
 		}
@@ -110,7 +111,7 @@ func (b *bench) threeNodes(ctx context.Context) error {
 			return fmt.Errorf("after the write load: %w", err)
 		}
 	}
-	if b.cfg.has("failover") && b.cfg.Failovers > 0 {
+	if b.cfg.Has("failover") && b.cfg.Failovers > 0 {
 		return b.failovers(ctx, c)
 	}
 	return nil
@@ -134,7 +135,7 @@ func (b *bench) summary(w io.Writer) {
 	c, r := b.cfg, b.res
 	fmt.Fprintf(w, "## Cluster benchmark, %s\n\n", r.started.UTC().Format("2006-01-02 15:04 UTC"))
 
-	if c.has("failover") {
+	if c.Has("failover") {
 		var took []time.Duration
 		failed, gaveUp := 0, 0
 		var heal []time.Duration
@@ -176,7 +177,7 @@ func (b *bench) summary(w io.Writer) {
 			percentile(heal, 0.5).Seconds(), percentile(heal, 1).Seconds())
 	}
 
-	if c.has("throughput") {
+	if c.Has("throughput") {
 		fmt.Fprintf(w, "### 2. Replicated durable PUT: brainy (3 nodes) vs etcd 3.4 (3 members)\n\n")
 		fmt.Fprintf(w, "wrk -t%d -c%d -d%ds --latency -s scripts/bench/kv.lua (modes brainy-put / etcd-put), %d keys, %d-byte values, %v unreported warm-up.\n\n",
 			c.Threads, c.Connections, int(c.Duration.Seconds()), c.Keys, c.ValueSize, c.Warmup)
@@ -204,7 +205,7 @@ func (b *bench) summary(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 
-	if c.has("rebalance") && r.rebalance != nil {
+	if c.Has("rebalance") && r.rebalance != nil {
 		x := r.rebalance
 		fmt.Fprintf(w, "### 3. Rebalance: a fourth node joins 3 nodes holding %d items\n\n", x.items)
 		fmt.Fprintf(w, "Items written (PUT, 64 writers, %d-byte values) in %.1f s (%.0f/s replicated). %d of %d partitions change voters.\n\n",

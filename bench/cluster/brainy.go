@@ -4,15 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/soullabs/brainy/bench/internal/benchhttp"
+	"github.com/soullabs/brainy/bench/internal/benchnode"
 	"github.com/soullabs/brainy/bench/internal/benchproc"
+	"github.com/soullabs/brainy/bench/internal/benchrun"
 	"github.com/soullabs/brainy/cluster"
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/nodestats"
@@ -26,13 +26,7 @@ const partitions = core.DefaultPartitions
 const tenant = "default"
 
 // node is one brainy-core process.
-type node struct {
-	id   string
-	ip   string
-	proc *benchproc.Proc
-}
-
-func (n *node) url(path string) string { return "http://" + n.ip + ":7070" + path }
+type node = benchnode.Node
 
 // brainyCluster is a set of brainy-core nodes on 127.0.0.x addresses.
 type brainyCluster struct {
@@ -52,7 +46,7 @@ func (b *bench) newBrainyCluster(name string, count int) *brainyCluster {
 		if i > 0 {
 			args = append(args, "--peers", fmt.Sprintf("127.0.0.%d:7946", b.cfg.FirstIP))
 		}
-		c.nodes = append(c.nodes, &node{id: id, ip: ip, proc: &benchproc.Proc{
+		c.nodes = append(c.nodes, &node{ID: id, IP: ip, Proc: &benchproc.Proc{
 			Name: name + "/" + id, Path: b.cfg.BrainyCore, Args: args, Log: filepath.Join(c.dir, id+".log"),
 		}})
 	}
@@ -61,23 +55,14 @@ func (b *bench) newBrainyCluster(name string, count int) *brainyCluster {
 
 // startNode starts n and waits for its HTTP API to answer.
 func (c *brainyCluster) startNode(ctx context.Context, n *node) error {
-	if err := checkFree(n.ip, 7070, 7071, 7946); err != nil {
+	if err := checkFree(n.IP, benchnode.Ports...); err != nil {
 		return err
 	}
-	c.b.log.Info("starting brainy-core", "node", n.id, "cmd", n.proc.Path+" "+strings.Join(n.proc.Args, " "))
-	if err := c.b.procs.Start(n.proc); err != nil {
+	c.b.log.Info("starting brainy-core", "node", n.ID, "cmd", n.Proc.Path+" "+strings.Join(n.Proc.Args, " "))
+	if err := c.b.procs.Start(n.Proc); err != nil {
 		return err
 	}
-	return waitFor(ctx, 30*time.Second, func() (bool, string) {
-		if err := n.proc.ExitErr(); err != nil {
-			return false, err.Error()
-		}
-		code, _, err := httpDo(ctx, "GET", n.url("/readyz"), nil, time.Second)
-		if err != nil {
-			return false, err.Error()
-		}
-		return code == 200, fmt.Sprintf("readyz %d", code)
-	})
+	return benchnode.WaitReady(ctx, api, n.Proc, n.URL("/readyz"), 30*time.Second)
 }
 
 // start starts the first node, then the others, and waits until every
@@ -88,7 +73,7 @@ func (c *brainyCluster) start(ctx context.Context) error {
 	}
 	for _, n := range c.nodes {
 		if err := c.startNode(ctx, n); err != nil {
-			return fmt.Errorf("%s: %w", n.proc.Name, err)
+			return fmt.Errorf("%s: %w", n.Proc.Name, err)
 		}
 	}
 	return c.waitHealthy(ctx, c.b.cfg.HealTimeout)
@@ -96,22 +81,22 @@ func (c *brainyCluster) start(ctx context.Context) error {
 
 func (c *brainyCluster) stop() {
 	for _, n := range c.nodes {
-		n.proc.Stop(15 * time.Second)
+		n.Proc.Stop(15 * time.Second)
 	}
 }
 
 // metrics reads GET /v1/metrics from n.
 func metrics(ctx context.Context, n *node) (*nodestats.Snapshot, error) {
-	code, body, err := httpDo(ctx, "GET", n.url("/v1/metrics"), nil, 2*time.Second)
+	code, body, err := api.Do(ctx, "GET", n.URL("/v1/metrics"), nil, 2*time.Second)
 	if err != nil {
 		return nil, err
 	}
 	if code != 200 {
-		return nil, fmt.Errorf("%s: GET /v1/metrics: %d %s", n.id, code, body)
+		return nil, fmt.Errorf("%s: GET /v1/metrics: %d %s", n.ID, code, body)
 	}
 	var s nodestats.Snapshot
 	if err := json.Unmarshal(body, &s); err != nil {
-		return nil, fmt.Errorf("%s: GET /v1/metrics: %v", n.id, err)
+		return nil, fmt.Errorf("%s: GET /v1/metrics: %v", n.ID, err)
 	}
 	return &s, nil
 }
@@ -120,7 +105,7 @@ func metrics(ctx context.Context, n *node) (*nodestats.Snapshot, error) {
 func (c *brainyCluster) snapshots(ctx context.Context) ([]*nodestats.Snapshot, error) {
 	var out []*nodestats.Snapshot
 	for _, n := range c.nodes {
-		if !n.proc.Running() {
+		if !n.Proc.Running() {
 			continue
 		}
 		s, err := metrics(ctx, n)
@@ -169,10 +154,10 @@ func healthy(snaps []*nodestats.Snapshot, ids []string) (leaders map[int]string,
 func (c *brainyCluster) ids() []string {
 	var ids []string
 	for _, n := range c.nodes {
-		if !n.proc.Running() {
+		if !n.Proc.Running() {
 			continue
 		}
-		ids = append(ids, n.id)
+		ids = append(ids, n.ID)
 	}
 	return ids
 }
@@ -181,41 +166,20 @@ func (c *brainyCluster) ids() []string {
 // stayed put for a second (the leader of a restarted node's preferred
 // partitions moves back to it shortly after it rejoins).
 func (c *brainyCluster) waitHealthy(ctx context.Context, timeout time.Duration) error {
-	var prev map[int]string
-	var since time.Time
+	var settle benchnode.Leaders
 	start, logged := time.Now(), time.Now()
-	return waitFor(ctx, timeout, func() (bool, string) {
+	return api.WaitFor(ctx, timeout, func() (bool, string) {
 		snaps, err := c.snapshots(ctx)
 		if err != nil {
 			return false, err.Error()
 		}
 		leaders, why := healthy(snaps, c.ids())
-		if leaders == nil {
-			prev = nil
-			if time.Since(logged) >= 5*time.Second {
-				logged = time.Now()
-				c.b.log.Info("waiting for a healthy cluster", "elapsed_s", int(time.Since(start).Seconds()), "why", why)
-			}
-			return false, why
+		if leaders == nil && time.Since(logged) >= 5*time.Second {
+			logged = time.Now()
+			c.b.log.Info("waiting for a healthy cluster", "elapsed_s", int(time.Since(start).Seconds()), "why", why)
 		}
-		if !mapsEqual(prev, leaders) {
-			prev, since = leaders, time.Now()
-			return false, "leaders still moving"
-		}
-		return time.Since(since) >= time.Second, "leaders still moving"
+		return settle.Settled(leaders, why)
 	})
-}
-
-func mapsEqual(a, b map[int]string) bool {
-	if a == nil || len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // placement returns, for every partition, the sorted node ids rendezvous
@@ -274,32 +238,14 @@ func keysOf(part, n int) []string {
 	return out
 }
 
-// httpClient is shared by every request the driver makes itself; enough
-// idle connections are kept for the paced loads.
-var httpClient = &http.Client{Transport: &http.Transport{
-	MaxIdleConnsPerHost: 256,
-	DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
-}}
+// api makes every request the driver makes itself (wrk makes the
+// throughput loads); enough idle connections are kept for the paced loads.
+var api = benchhttp.NewClient(benchrun.ErrStopped)
 
-// httpDo makes one request with its own timeout (benchhttp.Do).
-func httpDo(ctx context.Context, method, url string, body []byte, timeout time.Duration) (int, []byte, error) {
-	return benchhttp.Do(ctx, httpClient, method, url, body, timeout)
-}
-
-// waitFor polls cond until it holds (benchhttp.WaitFor).
-func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, string)) error {
-	return benchhttp.WaitFor(ctx, timeout, errStopped, cond)
-}
-
-// checkFree fails if something already listens on ip at any of the TCP
-// ports, so that a leftover process is never mistaken for ours.
+// checkFree is benchproc.CheckFree, its error naming the way out.
 func checkFree(ip string, ports ...int) error {
-	for _, p := range ports {
-		addr := net.JoinHostPort(ip, fmt.Sprint(p))
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			return fmt.Errorf("%s is already in use (pick other addresses with -first-ip)", addr)
-		}
+	if err := benchproc.CheckFree(ip, ports...); err != nil {
+		return fmt.Errorf("%w (pick other addresses with -first-ip)", err)
 	}
 	return nil
 }

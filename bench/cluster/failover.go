@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/soullabs/brainy/bench/internal/benchrun"
 )
 
 // failoverSample is one leader kill.
@@ -73,12 +75,12 @@ func (w *pacedWriter) run(ctx context.Context, n *node, keys []string, body []by
 			return
 		case <-t.C:
 		}
-		url := n.url("/v1/items/" + keys[i%len(keys)])
+		url := n.URL("/v1/items/" + keys[i%len(keys)])
 		wg.Go(func() {
 			launched := time.Now()
 			// Not ctx: a request in flight when the writer stops still
 			// reports its outcome.
-			code, resp, err := httpDo(context.Background(), "PUT", url, body, timeout)
+			code, resp, err := api.Do(context.Background(), "PUT", url, body, timeout)
 			switch {
 			case err != nil:
 				w.done(launched, false, err.Error())
@@ -110,12 +112,12 @@ func (b *bench) failovers(ctx context.Context, c *brainyCluster) error {
 		victim := c.nodes[i%len(c.nodes)]
 		var led []int
 		for p, l := range leaders {
-			if l == victim.id {
+			if l == victim.ID {
 				led = append(led, p)
 			}
 		}
 		if len(led) == 0 {
-			b.log.Warn("node leads no partition; trying the next one", "node", victim.id)
+			b.log.Warn("node leads no partition; trying the next one", "node", victim.ID)
 			continue
 		}
 		slices.Sort(led)
@@ -151,9 +153,9 @@ func (b *bench) failoverOnce(ctx context.Context, c *brainyCluster, part int, vi
 	select {
 	case <-w.signal:
 	case <-time.After(5 * time.Second):
-		return nil, fmt.Errorf("failover: PUTs to partition %d through %s fail before any kill: %s", part, client.id, w.lastError)
+		return nil, fmt.Errorf("failover: PUTs to partition %d through %s fail before any kill: %s", part, client.ID, w.lastError)
 	case <-ctx.Done():
-		return nil, errStopped
+		return nil, benchrun.ErrStopped
 	}
 	time.Sleep(200 * time.Millisecond)
 	m, err := metrics(ctx, client)
@@ -161,22 +163,22 @@ func (b *bench) failoverOnce(ctx context.Context, c *brainyCluster, part int, vi
 		return nil, err
 	}
 	for _, p := range m.Partitions {
-		if p.ID == part && p.Leader != victim.id {
+		if p.ID == part && p.Leader != victim.ID {
 			b.log.Warn("leader moved before the kill; choosing again", "partition", part, "leader", p.Leader)
 			return nil, nil
 		}
 	}
 
-	s := &failoverSample{partition: part, killed: victim.id, client: client.id}
+	s := &failoverSample{partition: part, killed: victim.ID, client: client.ID}
 	killAt := time.Now()
 	w.arm(killAt)
-	victim.proc.Kill()
+	victim.Proc.Kill()
 	select {
 	case <-w.signal:
 		s.ok = true
 	case <-time.After(b.cfg.FailoverGiveUp):
 	case <-ctx.Done():
-		return nil, errStopped
+		return nil, benchrun.ErrStopped
 	}
 	// Let requests launched before the first success finish, so the
 	// earliest success among them is the one recorded.
@@ -200,10 +202,10 @@ func (b *bench) failoverOnce(ctx context.Context, c *brainyCluster, part int, vi
 
 	restart := time.Now()
 	if err := c.startNode(ctx, victim); err != nil {
-		return nil, fmt.Errorf("restart %s: %w", victim.id, err)
+		return nil, fmt.Errorf("restart %s: %w", victim.ID, err)
 	}
 	if err := c.waitHealthy(ctx, b.cfg.HealTimeout); err != nil {
-		return nil, fmt.Errorf("after restarting %s: %w", victim.id, err)
+		return nil, fmt.Errorf("after restarting %s: %w", victim.ID, err)
 	}
 	s.heal = time.Since(restart)
 	return s, nil

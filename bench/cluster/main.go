@@ -42,39 +42,30 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/soullabs/brainy/bench/internal/benchproc"
+	"github.com/soullabs/brainy/bench/internal/benchrun"
 )
 
 // Config is one benchmark run. Zero fields take the defaults EnsureDefaults
 // documents.
 type Config struct {
-	// BrainyCore is the brainy-core binary. Required.
-	BrainyCore string
+	// Base: BrainyCore and WorkDir (required), KeepWorkDir, Parts (any of
+	// "failover", "throughput", "rebalance"; default all three), MaxRun
+	// (default 25 min), Log.
+	benchrun.Base
+
 	// Etcd is the etcd binary. Default "etcd" (from PATH).
 	Etcd string
 	// Wrk is the wrk binary. Default "wrk".
 	Wrk string
 	// WrkScript is scripts/bench/kv.lua. Required for the throughput part.
 	WrkScript string
-	// WorkDir holds the data directories and logs; it is removed at the
-	// end unless KeepWorkDir. Required.
-	WorkDir     string
-	KeepWorkDir bool
-	// Parts selects what to run: any of "failover", "throughput",
-	// "rebalance". Default all three.
-	Parts []string
 
 	// FirstIP is the last octet of the first 127.0.0.x address; brainy
 	// nodes take FirstIP..FirstIP+3 and etcd members FirstIP+10..+12.
@@ -111,23 +102,16 @@ type Config struct {
 	ForegroundRate int
 	// SettleTimeout bounds the wait for placement to settle. Default 5 min.
 	SettleTimeout time.Duration
-
-	// MaxRun bounds the whole run. Default 25 min.
-	MaxRun time.Duration
-	// Log receives progress. Default: text on stderr.
-	Log *slog.Logger
 }
 
 // EnsureDefaults fills zero fields with their defaults.
 func (c *Config) EnsureDefaults() {
+	c.Base.SetDefaults([]string{"failover", "throughput", "rebalance"}, 25*time.Minute)
 	if c.Etcd == "" {
 		c.Etcd = "etcd"
 	}
 	if c.Wrk == "" {
 		c.Wrk = "wrk"
-	}
-	if len(c.Parts) == 0 {
-		c.Parts = []string{"failover", "throughput", "rebalance"}
 	}
 	if c.FirstIP == 0 {
 		c.FirstIP = 41
@@ -174,23 +158,11 @@ func (c *Config) EnsureDefaults() {
 	if c.SettleTimeout == 0 {
 		c.SettleTimeout = 5 * time.Minute
 	}
-	if c.MaxRun == 0 {
-		c.MaxRun = 25 * time.Minute
-	}
-	if c.Log == nil {
-		c.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
 }
 
 // Validate reports every problem with c at once.
 func (c *Config) Validate() error {
-	var errs []error
-	if c.BrainyCore == "" {
-		errs = append(errs, errors.New("BrainyCore (the brainy-core binary) is required"))
-	}
-	if c.WorkDir == "" {
-		errs = append(errs, errors.New("WorkDir is required"))
-	}
+	errs := c.Base.Check()
 	for _, p := range c.Parts {
 		switch p {
 		case "failover", "rebalance":
@@ -211,31 +183,17 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) has(part string) bool {
-	for _, p := range c.Parts {
-		if p == part {
-			return true
-		}
-	}
-	return false
-}
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	var c Config
-	var parts string
-	fs := flag.NewFlagSet("bench-cluster", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&c.BrainyCore, "brainy-core", "", "brainy-core `binary`")
+	cmd := benchrun.NewCommand("bench-cluster", stderr, &c.Base, "failover,throughput,rebalance", 25*time.Minute)
+	fs := cmd.Flags
 	fs.StringVar(&c.Etcd, "etcd", "etcd", "etcd `binary`")
 	fs.StringVar(&c.Wrk, "wrk", "wrk", "wrk `binary`")
 	fs.StringVar(&c.WrkScript, "wrk-script", "", "`path` of scripts/bench/kv.lua")
-	fs.StringVar(&c.WorkDir, "work-dir", "", "`directory` for data and logs (removed at the end)")
-	fs.BoolVar(&c.KeepWorkDir, "keep", false, "keep the work directory")
-	fs.StringVar(&parts, "parts", "failover,throughput,rebalance", "comma-separated `parts` to run")
 	fs.IntVar(&c.FirstIP, "first-ip", 41, "last `octet` of the first 127.0.0.x address used")
 	fs.IntVar(&c.Failovers, "failovers", 20, "leaders to kill")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 300*time.Millisecond, "timeout of each failover PUT")
@@ -249,46 +207,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&c.Items, "items", 100000, "items held by the rebalance cluster")
 	fs.IntVar(&c.ForegroundRate, "foreground-rate", 200, "foreground requests per second during the rebalance")
 	fs.DurationVar(&c.SettleTimeout, "settle-timeout", 5*time.Minute, "longest wait for placement to settle")
-	fs.DurationVar(&c.MaxRun, "max-run", 25*time.Minute, "bound on the whole run")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if status, ok := cmd.Setup(args, &c); !ok {
+		return status
 	}
-	c.Parts = strings.Split(parts, ",")
-	c.Log = slog.New(slog.NewTextHandler(stderr, nil))
-	c.EnsureDefaults()
-	if err := c.Validate(); err != nil {
-		fmt.Fprintln(stderr, "bench-cluster:", err)
-		return 2
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), c.MaxRun)
-	defer cancel()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		if s, ok := <-sigs; ok {
-			c.Log.Warn("stopping on signal", "signal", s.String())
-			cancel()
-		}
-	}()
-
 	b := &bench{cfg: c, log: c.Log, procs: benchproc.NewRegistry(c.Log)}
-	defer func() {
-		b.procs.StopAll(15 * time.Second)
-		if !c.KeepWorkDir {
-			os.RemoveAll(c.WorkDir)
-		}
-	}()
-	err := b.run(ctx)
-	b.procs.StopAll(15 * time.Second)
-	b.summary(stdout)
-	if err != nil {
-		c.Log.Error("run failed", "err", err)
-		return 1
-	}
-	return 0
+	return cmd.Run(b.procs, b.run, func() { b.summary(stdout) })
 }

@@ -97,14 +97,14 @@ func (f *foreground) run(ctx context.Context, nodes []*node, items, rate int, bo
 		case <-t.C:
 		}
 		n := nodes[i%len(nodes)]
-		url := n.url("/v1/items/" + itemID(rand.IntN(items)))
+		url := n.URL("/v1/items/" + itemID(rand.IntN(items)))
 		method, b := "GET", []byte(nil)
 		if i%2 == 1 {
 			method, b = "PUT", body
 		}
 		wg.Go(func() {
 			r := slowRequest{what: method + " " + url, at: time.Now()}
-			code, resp, err := httpDo(context.Background(), method, url, b, 5*time.Second)
+			code, resp, err := api.Do(context.Background(), method, url, b, 5*time.Second)
 			r.took, r.status = time.Since(r.at), code
 			switch {
 			case err != nil:
@@ -137,7 +137,7 @@ func (b *bench) loadItems(ctx context.Context, nodes []*node, items int, body []
 				var last string
 				ok := false
 				for try := 0; try < 5 && !ok; try++ {
-					code, resp, err := httpDo(ctx, "PUT", n.url("/v1/items/"+itemID(i)), body, 10*time.Second)
+					code, resp, err := api.Do(ctx, "PUT", n.URL("/v1/items/"+itemID(i)), body, 10*time.Second)
 					switch {
 					case err != nil:
 						last = err.Error()
@@ -148,7 +148,7 @@ func (b *bench) loadItems(ctx context.Context, nodes []*node, items int, body []
 					}
 				}
 				if !ok {
-					errs <- fmt.Errorf("writing %s through %s: %s", itemID(i), n.id, last)
+					errs <- fmt.Errorf("writing %s through %s: %s", itemID(i), n.ID, last)
 					return
 				}
 			}
@@ -173,7 +173,7 @@ func (b *bench) rebalance(ctx context.Context) error {
 	three, fourth := c.nodes[:3], c.nodes[3]
 	for _, n := range three {
 		if err := c.startNode(ctx, n); err != nil {
-			return fmt.Errorf("%s: %w", n.proc.Name, err)
+			return fmt.Errorf("%s: %w", n.Proc.Name, err)
 		}
 	}
 	if err := c.waitHealthy(ctx, b.cfg.HealTimeout); err != nil {
@@ -190,14 +190,14 @@ func (b *bench) rebalance(ctx context.Context) error {
 	r.loadTook = time.Since(t0)
 	b.log.Info("items written", "items", b.cfg.Items, "took_s", fmt.Sprintf("%.1f", r.loadTook.Seconds()),
 		"per_s", fmt.Sprintf("%.0f", float64(b.cfg.Items)/r.loadTook.Seconds()))
-	if err := waitFor(ctx, 2*time.Minute, func() (bool, string) {
+	if err := api.WaitFor(ctx, 2*time.Minute, func() (bool, string) {
 		for _, n := range three {
 			m, err := metrics(ctx, n)
 			if err != nil {
 				return false, err.Error()
 			}
 			if m.Storage.Items != uint64(b.cfg.Items) {
-				return false, fmt.Sprintf("%s holds %d items", n.id, m.Storage.Items)
+				return false, fmt.Sprintf("%s holds %d items", n.ID, m.Storage.Items)
 			}
 		}
 		return true, ""
@@ -206,7 +206,7 @@ func (b *bench) rebalance(ctx context.Context) error {
 	}
 
 	before := placement(c.ids(), 3)
-	target := placement(append(c.ids(), fourth.id), 3)
+	target := placement(append(c.ids(), fourth.ID), 3)
 	for p := range target {
 		if fmt.Sprint(before[p]) != fmt.Sprint(target[p]) {
 			r.moved++
@@ -227,10 +227,10 @@ func (b *bench) rebalance(ctx context.Context) error {
 	start := time.Now()
 	r.start = start
 	if err := c.startNode(ctx, fourth); err != nil {
-		return fmt.Errorf("%s: %w", fourth.proc.Name, err)
+		return fmt.Errorf("%s: %w", fourth.Proc.Name, err)
 	}
 	var last time.Time
-	err := waitFor(ctx, b.cfg.SettleTimeout, func() (bool, string) {
+	err := api.WaitFor(ctx, b.cfg.SettleTimeout, func() (bool, string) {
 		snaps, err := c.snapshots(ctx)
 		if err != nil {
 			return false, err.Error()
@@ -253,7 +253,7 @@ func (b *bench) rebalance(ctx context.Context) error {
 		r.newItems = m.Storage.Items
 		for _, p := range m.Partitions {
 			for _, v := range p.Voters {
-				if v == fourth.id {
+				if v == fourth.ID {
 					r.newVoters++
 				}
 			}

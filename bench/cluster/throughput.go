@@ -249,12 +249,12 @@ func (e *etcdCluster) start(ctx context.Context) error {
 			return err
 		}
 	}
-	return waitFor(ctx, 60*time.Second, func() (bool, string) {
+	return api.WaitFor(ctx, 60*time.Second, func() (bool, string) {
 		for i, p := range e.members {
 			if err := p.ExitErr(); err != nil {
 				return false, err.Error()
 			}
-			code, body, err := httpDo(ctx, "GET", "http://"+e.ips[i]+":2379/health", nil, time.Second)
+			code, body, err := api.Do(ctx, "GET", "http://"+e.ips[i]+":2379/health", nil, time.Second)
 			if err != nil || code != 200 || !strings.Contains(string(body), `"true"`) {
 				return false, fmt.Sprintf("%s: /health %d %s %v", p.Name, code, body, err)
 			}
@@ -267,7 +267,7 @@ func (e *etcdCluster) start(ctx context.Context) error {
 // leader returns the index of the member that leads.
 func (e *etcdCluster) leader(ctx context.Context) (int, error) {
 	for i, ip := range e.ips {
-		code, body, err := httpDo(ctx, "POST", "http://"+ip+":2379/v3/maintenance/status", []byte("{}"), time.Second)
+		code, body, err := api.Do(ctx, "POST", "http://"+ip+":2379/v3/maintenance/status", []byte("{}"), time.Second)
 		if err != nil || code != 200 {
 			return 0, fmt.Errorf("etcd status from %s: %d %v", ip, code, err)
 		}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/soullabs/brainy/bench/internal/benchhttp"
+	"github.com/soullabs/brainy/bench/internal/benchnode"
 	"github.com/soullabs/brainy/bench/internal/benchproc"
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/nodestats"
@@ -46,7 +46,9 @@ type node struct {
 
 func (n *node) url(path string) string { return "http://" + n.ip + ":7070" + path }
 
-var httpClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 0}}
+// api makes every request the driver makes; its waits, cut short by their
+// context, return the context's error.
+var api = &benchhttp.Client{HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 0}}}
 
 // runOne runs nodes brainy-core processes and one load of cfg.Items adds
 // from writers concurrent writers, and measures it.
@@ -86,29 +88,20 @@ func runOne(ctx context.Context, log *slog.Logger, cfg *Config, nodes, writers i
 			return res, err
 		}
 		ns = append(ns, n)
-		if err := waitFor(ctx, 60*time.Second, func() (bool, string) {
-			if !n.proc.Running() {
-				return false, n.proc.ExitErr().Error()
-			}
-			code, _, err := httpDo(ctx, "GET", n.url("/readyz"), nil, time.Second)
-			if err != nil {
-				return false, err.Error()
-			}
-			return code == 200, fmt.Sprintf("readyz %d", code)
-		}); err != nil {
+		if err := benchnode.WaitReady(ctx, api, n.proc, n.url("/readyz"), 60*time.Second); err != nil {
 			return res, fmt.Errorf("%s: %w", n.id, err)
 		}
 	}
 	if nodes > 1 {
 		log.Info("waiting for a healthy cluster")
-		if err := waitFor(ctx, 5*time.Minute, func() (bool, string) { return healthy(ctx, ns) }); err != nil {
+		if err := api.WaitFor(ctx, 5*time.Minute, func() (bool, string) { return healthy(ctx, ns) }); err != nil {
 			return res, err
 		}
 	}
 	// Wait until the bucket is quiet: startup writes (claims, manifests,
 	// raft bootstrap, placement) are not the load's.
 	last, since := px.snapshot(), time.Now()
-	if err := waitFor(ctx, 2*time.Minute, func() (bool, string) {
+	if err := api.WaitFor(ctx, 2*time.Minute, func() (bool, string) {
 		now := px.snapshot()
 		if puts(now.sub(last)).N > 0 {
 			last, since = now, time.Now()
@@ -134,7 +127,7 @@ func runOne(ctx context.Context, log *slog.Logger, cfg *Config, nodes, writers i
 				if i > 0 && cfg.Pace > 0 {
 					time.Sleep(cfg.Pace)
 				}
-				code, _, err := httpDo(ctx, "POST", n.url("/v1/items"), body, 30*time.Second)
+				code, _, err := api.Do(ctx, "POST", n.url("/v1/items"), body, 30*time.Second)
 				if err == nil && code == http.StatusCreated {
 					acked.Add(1)
 					continue
@@ -185,12 +178,8 @@ func puts(c counts) tally { return c.sum(func(k reqKind) bool { return k.Op == o
 
 // portsFree checks that nothing listens on the node's ports already.
 func (n *node) portsFree() error {
-	for _, port := range []int{7070, 7071, 7946} {
-		addr := net.JoinHostPort(n.ip, fmt.Sprint(port))
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			return fmt.Errorf("%s is already in use (pick other addresses with -first-ip)", addr)
-		}
+	if err := benchproc.CheckFree(n.ip, benchnode.Ports...); err != nil {
+		return fmt.Errorf("%w (pick other addresses with -first-ip)", err)
 	}
 	return nil
 }
@@ -201,7 +190,7 @@ func healthy(ctx context.Context, ns []*node) (bool, string) {
 	want := min(len(ns), 3)
 	leaders := map[int]string{}
 	for _, n := range ns {
-		code, body, err := httpDo(ctx, "GET", n.url("/v1/metrics"), nil, 2*time.Second)
+		code, body, err := api.Do(ctx, "GET", n.url("/v1/metrics"), nil, 2*time.Second)
 		if err != nil || code != 200 {
 			return false, fmt.Sprintf("%s: metrics %d %v", n.id, code, err)
 		}
@@ -252,14 +241,4 @@ func deleteObjects(cfg *Config, ns []*node) error {
 		errs = append(errs, err, st.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// httpDo makes one request with its own timeout (benchhttp.Do).
-func httpDo(ctx context.Context, method, url string, body []byte, timeout time.Duration) (int, []byte, error) {
-	return benchhttp.Do(ctx, httpClient, method, url, body, timeout)
-}
-
-// waitFor polls cond until it holds (benchhttp.WaitFor).
-func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, string)) error {
-	return benchhttp.WaitFor(ctx, timeout, nil, cond)
 }

@@ -10,10 +10,8 @@ import (
 	"time"
 
 	"github.com/soullabs/brainy/bench/internal/benchproc"
+	"github.com/soullabs/brainy/bench/internal/benchrun"
 )
-
-// errStopped is returned by waits cut short by the run's context.
-var errStopped = errors.New("run stopped (time bound or signal)")
 
 // bench is one run: its settings, the processes it started and what it
 // measured.
@@ -67,18 +65,18 @@ func (b *bench) run(ctx context.Context) error {
 		b.res.problems = append(b.res.problems, part+": "+err.Error())
 		errs = append(errs, fmt.Errorf("%s: %w", part, err))
 	}
-	if b.cfg.has("profile") {
+	if b.cfg.Has("profile") {
 		if err := b.profile(ctx); err != nil {
 			fail("profile", err)
 		}
 	}
-	if b.cfg.has("reader") && ctx.Err() == nil {
+	if b.cfg.Has("reader") && ctx.Err() == nil {
 		if err := b.reader(ctx); err != nil {
 			fail("reader", err)
 		}
 	}
-	if ctx.Err() != nil && !errors.Is(errors.Join(errs...), errStopped) {
-		errs = append(errs, errStopped)
+	if ctx.Err() != nil && !errors.Is(errors.Join(errs...), benchrun.ErrStopped) {
+		errs = append(errs, benchrun.ErrStopped)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%d part(s) failed: %v", len(errs), errs)
@@ -92,7 +90,7 @@ func (b *bench) profile(ctx context.Context) error {
 	for round := 1; round <= b.cfg.Rounds; round++ {
 		for _, s := range sides {
 			if ctx.Err() != nil {
-				return errStopped
+				return benchrun.ErrStopped
 			}
 			r := &profileRun{round: round, config: s.name, args: strings.Fields(s.args)}
 			b.res.profile = append(b.res.profile, r)
@@ -132,14 +130,14 @@ func (b *bench) profileRun(ctx context.Context, r *profileRun) error {
 	for _, n := range c.nodes {
 		v, err := metrics(ctx, n)
 		if err != nil {
-			b.log.Warn("reading the tuning section", "node", n.id, "err", err)
+			b.log.Warn("reading the tuning section", "node", n.ID, "err", err)
 			continue
 		}
 		if v.Tuning != nil {
 			if r.tuning == nil {
 				r.tuning = map[string]string{}
 			}
-			r.tuning[n.id] = string(v.Tuning)
+			r.tuning[n.ID] = string(v.Tuning)
 		}
 	}
 	return nil
@@ -173,12 +171,12 @@ func (b *bench) reader(ctx context.Context) error {
 		return err
 	}
 	logged := time.Now()
-	if err := waitFor(ctx, b.cfg.ReadyTimeout, func() (bool, string) {
+	if err := api.WaitFor(ctx, b.cfg.ReadyTimeout, func() (bool, string) {
 		v, err := metrics(ctx, voters[0])
 		if err != nil {
 			return false, err.Error()
 		}
-		why := learnerWhy(v, rd.id, c.partitions)
+		why := learnerWhy(v, rd.ID, c.partitions)
 		if why != "" && time.Since(logged) >= 5*time.Second {
 			logged = time.Now()
 			b.log.Info("waiting for the reader", "why", why)

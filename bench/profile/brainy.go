@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +11,9 @@ import (
 	"time"
 
 	"github.com/soullabs/brainy/bench/internal/benchhttp"
+	"github.com/soullabs/brainy/bench/internal/benchnode"
 	"github.com/soullabs/brainy/bench/internal/benchproc"
+	"github.com/soullabs/brainy/bench/internal/benchrun"
 	"github.com/soullabs/brainy/core"
 )
 
@@ -22,13 +22,7 @@ import (
 const keyPrefix = "pf-"
 
 // node is one brainy-core process.
-type node struct {
-	id   string
-	ip   string
-	proc *benchproc.Proc
-}
-
-func (n *node) url(path string) string { return "http://" + n.ip + ":7070" + path }
+type node = benchnode.Node
 
 // brainyCluster is a set of brainy-core nodes on 127.0.0.91 onwards.
 type brainyCluster struct {
@@ -59,7 +53,7 @@ func (b *bench) newCluster(name string, count int, extra []string, roles map[int
 			args = append(args, "--role", r)
 		}
 		args = append(args, extra...)
-		c.nodes = append(c.nodes, &node{id: id, ip: ip, proc: &benchproc.Proc{
+		c.nodes = append(c.nodes, &node{ID: id, IP: ip, Proc: &benchproc.Proc{
 			Name: name + "/" + id, Path: b.cfg.BrainyCore, Args: args, Log: filepath.Join(c.dir, id+".log"),
 		}})
 	}
@@ -69,28 +63,18 @@ func (b *bench) newCluster(name string, count int, extra []string, roles map[int
 // startNode starts n and waits (up to timeout) until its /readyz answers
 // 200.
 func (c *brainyCluster) startNode(ctx context.Context, n *node, timeout time.Duration) error {
-	if err := checkFree(n.ip, 7070, 7071, 7946); err != nil {
+	if err := benchproc.CheckFree(n.IP, benchnode.Ports...); err != nil {
 		return err
 	}
-	c.b.log.Info("starting brainy-core", "node", n.proc.Name, "cmd", n.proc.Path+" "+strings.Join(n.proc.Args, " "))
-	if err := c.b.procs.Start(n.proc); err != nil {
+	c.b.log.Info("starting brainy-core", "node", n.Proc.Name, "cmd", n.Proc.Path+" "+strings.Join(n.Proc.Args, " "))
+	if err := c.b.procs.Start(n.Proc); err != nil {
 		return err
 	}
-	err := waitFor(ctx, timeout, func() (bool, string) {
-		if err := n.proc.ExitErr(); err != nil {
-			return false, err.Error()
-		}
-		code, _, err := httpDo(ctx, "GET", n.url("/readyz"), nil, time.Second)
-		if err != nil {
-			return false, err.Error()
-		}
-		return code == 200, fmt.Sprintf("readyz %d", code)
-	})
-	if err != nil {
-		if tail := logTail(n.proc.Log, 5); tail != "" && !n.proc.Running() {
+	if err := benchnode.WaitReady(ctx, api, n.Proc, n.URL("/readyz"), timeout); err != nil {
+		if tail := logTail(n.Proc.Log, 5); tail != "" && !n.Proc.Running() {
 			err = fmt.Errorf("%w; its log ends with:\n%s", err, tail)
 		}
-		return fmt.Errorf("%s: %w", n.proc.Name, err)
+		return fmt.Errorf("%s: %w", n.Proc.Name, err)
 	}
 	return nil
 }
@@ -115,18 +99,17 @@ func (c *brainyCluster) startVoters(ctx context.Context, nodes []*node) error {
 // second (leaderships move to their preferred nodes shortly after a
 // start).
 func (c *brainyCluster) waitReady(ctx context.Context, nodes []*node) error {
-	var prev map[int]string
-	var since time.Time
+	var settle benchnode.Leaders
 	start, logged := time.Now(), time.Now()
-	return waitFor(ctx, c.b.cfg.ReadyTimeout, func() (bool, string) {
+	return api.WaitFor(ctx, c.b.cfg.ReadyTimeout, func() (bool, string) {
 		var views []*metricsView
 		for _, n := range nodes {
-			if err := n.proc.ExitErr(); err != nil {
+			if err := n.Proc.ExitErr(); err != nil {
 				return false, err.Error()
 			}
-			code, _, err := httpDo(ctx, "GET", n.url("/readyz"), nil, time.Second)
+			code, _, err := api.Do(ctx, "GET", n.URL("/readyz"), nil, time.Second)
 			if err != nil || code != 200 {
-				return false, fmt.Sprintf("%s: readyz %d %v", n.id, code, err)
+				return false, fmt.Sprintf("%s: readyz %d %v", n.ID, code, err)
 			}
 			v, err := metrics(ctx, n)
 			if err != nil {
@@ -135,32 +118,12 @@ func (c *brainyCluster) waitReady(ctx context.Context, nodes []*node) error {
 			views = append(views, v)
 		}
 		why, leaders := readyWhy(views, len(nodes), c.partitions)
-		if leaders == nil {
-			prev = nil
-			if time.Since(logged) >= 5*time.Second {
-				logged = time.Now()
-				c.b.log.Info("waiting for the cluster", "cluster", c.name, "elapsed_s", int(time.Since(start).Seconds()), "why", why)
-			}
-			return false, why
+		if leaders == nil && time.Since(logged) >= 5*time.Second {
+			logged = time.Now()
+			c.b.log.Info("waiting for the cluster", "cluster", c.name, "elapsed_s", int(time.Since(start).Seconds()), "why", why)
 		}
-		if !sameLeaders(prev, leaders) {
-			prev, since = leaders, time.Now()
-			return false, "leaders still moving"
-		}
-		return time.Since(since) >= time.Second, "leaders still moving"
+		return settle.Settled(leaders, why)
 	})
-}
-
-func sameLeaders(a, b map[int]string) bool {
-	if a == nil || len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // stop stops every node of c (SIGTERM, SIGKILL after 15 s) and removes
@@ -168,26 +131,26 @@ func sameLeaders(a, b map[int]string) bool {
 func (c *brainyCluster) stop() {
 	var wg sync.WaitGroup
 	for _, n := range c.nodes {
-		wg.Go(func() { n.proc.Stop(15 * time.Second) })
+		wg.Go(func() { n.Proc.Stop(15 * time.Second) })
 	}
 	wg.Wait()
 	for _, n := range c.nodes {
-		os.RemoveAll(filepath.Join(c.dir, n.id))
+		os.RemoveAll(filepath.Join(c.dir, n.ID))
 	}
 }
 
 // metrics reads GET /v1/metrics from n.
 func metrics(ctx context.Context, n *node) (*metricsView, error) {
-	code, body, err := httpDo(ctx, "GET", n.url("/v1/metrics"), nil, 2*time.Second)
+	code, body, err := api.Do(ctx, "GET", n.URL("/v1/metrics"), nil, 2*time.Second)
 	if err != nil {
-		return nil, fmt.Errorf("%s: GET /v1/metrics: %w", n.id, err)
+		return nil, fmt.Errorf("%s: GET /v1/metrics: %w", n.ID, err)
 	}
 	if code != 200 {
-		return nil, fmt.Errorf("%s: GET /v1/metrics: %d %s", n.id, code, body)
+		return nil, fmt.Errorf("%s: GET /v1/metrics: %d %s", n.ID, code, body)
 	}
 	v, err := parseMetrics(body)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", n.id, err)
+		return nil, fmt.Errorf("%s: %w", n.ID, err)
 	}
 	return v, nil
 }
@@ -239,14 +202,14 @@ func (b *bench) preload(ctx context.Context, nodes []*node) (time.Duration, erro
 				var last string
 				for try := 0; ; try++ {
 					n := nodes[(w+try)%len(nodes)]
-					code, resp, err := httpDo(pctx, "PUT", n.url("/v1/items/"+id), body, 15*time.Second)
+					code, resp, err := api.Do(pctx, "PUT", n.URL("/v1/items/"+id), body, 15*time.Second)
 					if err == nil && (code == 200 || code == 201) {
 						break
 					}
 					if err != nil {
-						last = fmt.Sprintf("through %s: %v", n.id, err)
+						last = fmt.Sprintf("through %s: %v", n.ID, err)
 					} else {
-						last = fmt.Sprintf("through %s: %d %s", n.id, code, strings.TrimSpace(string(resp)))
+						last = fmt.Sprintf("through %s: %d %s", n.ID, code, strings.TrimSpace(string(resp)))
 					}
 					if pctx.Err() != nil {
 						return
@@ -285,14 +248,14 @@ const preloadRetryFor = time.Minute
 // waitItems waits until every node of nodes holds at least items items.
 func (c *brainyCluster) waitItems(ctx context.Context, nodes []*node, items int) error {
 	logged := time.Now()
-	return waitFor(ctx, c.b.cfg.ReadyTimeout, func() (bool, string) {
+	return api.WaitFor(ctx, c.b.cfg.ReadyTimeout, func() (bool, string) {
 		for _, n := range nodes {
 			v, err := metrics(ctx, n)
 			if err != nil {
 				return false, err.Error()
 			}
 			if v.Storage.Items < uint64(items) {
-				why := fmt.Sprintf("%s holds %d of %d items", n.id, v.Storage.Items, items)
+				why := fmt.Sprintf("%s holds %d of %d items", n.ID, v.Storage.Items, items)
 				if time.Since(logged) >= 5*time.Second {
 					logged = time.Now()
 					c.b.log.Info("waiting for the items", "why", why)
@@ -304,35 +267,9 @@ func (c *brainyCluster) waitItems(ctx context.Context, nodes []*node, items int)
 	})
 }
 
-// httpClient is shared by every request the driver makes itself (not the
-// loads, which the loadtest package makes).
-var httpClient = &http.Client{Transport: &http.Transport{
-	MaxIdleConnsPerHost: 256,
-	DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
-}}
-
-// httpDo makes one request with its own timeout (benchhttp.Do).
-func httpDo(ctx context.Context, method, url string, body []byte, timeout time.Duration) (int, []byte, error) {
-	return benchhttp.Do(ctx, httpClient, method, url, body, timeout)
-}
-
-// waitFor polls cond until it holds (benchhttp.WaitFor).
-func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, string)) error {
-	return benchhttp.WaitFor(ctx, timeout, errStopped, cond)
-}
-
-// checkFree fails if something already listens on ip at any of the TCP
-// ports, so that a leftover process is never mistaken for ours.
-func checkFree(ip string, ports ...int) error {
-	for _, p := range ports {
-		addr := net.JoinHostPort(ip, fmt.Sprint(p))
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			return fmt.Errorf("%s is already in use", addr)
-		}
-	}
-	return nil
-}
+// api makes every request the driver makes itself (not the loads, which
+// the loadtest package makes).
+var api = benchhttp.NewClient(benchrun.ErrStopped)
 
 // logTail returns the last n lines of the file at path ("" if unreadable).
 func logTail(path string, n int) string {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/soullabs/brainy/bench/internal/benchrun"
 	"github.com/soullabs/brainy/loadtest"
 )
 
@@ -67,12 +68,12 @@ func (b *bench) loadConfig(kind loadKind, n *node, conns int, seed uint64) loadt
 		BodySize:    b.cfg.ValueSize,
 		ItemType:    "bench",
 		Seed:        seed,
-		Label:       n.id,
+		Label:       n.ID,
 	}
 	switch kind {
 	case loadMixed:
 		c.Workload = loadtest.WorkloadItems
-		c.Target = n.url("")
+		c.Target = n.URL("")
 		if b.cfg.ReadPercent == 100 {
 			c.Mix = "read=100"
 		} else {
@@ -81,7 +82,7 @@ func (b *bench) loadConfig(kind loadKind, n *node, conns int, seed uint64) loadt
 	case loadStaleReads:
 		c.Workload = loadtest.WorkloadURL
 		c.Method = "GET"
-		c.Target = n.url("/v1/items/" + keyPrefix + "{key}?consistency=stale")
+		c.Target = n.URL("/v1/items/" + keyPrefix + "{key}?consistency=stale")
 	}
 	return c
 }
@@ -106,7 +107,7 @@ func (b *bench) runLoad(ctx context.Context, what string, kind loadKind, nodes [
 		if err := cfgs[i].Validate(); err != nil {
 			return nil, err
 		}
-		res.nodeIDs = append(res.nodeIDs, n.id)
+		res.nodeIDs = append(res.nodeIDs, n.ID)
 	}
 	b.log.Info("load", "what", what, "target", cfgs[0].Target, "nodes", res.nodeIDs, "connections", res.conns,
 		"warmup", b.cfg.Warmup, "duration", b.cfg.Duration)
@@ -167,7 +168,7 @@ func (b *bench) runLoad(ctx context.Context, what string, kind loadKind, nodes [
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("load through %s: %w", nodes[i].id, err)
+			return nil, fmt.Errorf("load through %s: %w", nodes[i].ID, err)
 		}
 	}
 	total, err := loadtest.Merge(results...)
@@ -176,11 +177,11 @@ func (b *bench) runLoad(ctx context.Context, what string, kind loadKind, nodes [
 	}
 	res.total, res.perNode = total, results
 	if total.Interrupted {
-		return res, fmt.Errorf("%s: %w", what, errStopped)
+		return res, fmt.Errorf("%s: %w", what, benchrun.ErrStopped)
 	}
 	var per []string
 	for i, r := range results {
-		per = append(per, fmt.Sprintf("%s=%.0f", nodes[i].id, r.Throughput))
+		per = append(per, fmt.Sprintf("%s=%.0f", nodes[i].ID, r.Throughput))
 	}
 	b.log.Info("load done", "what", what, "req_per_s", fmt.Sprintf("%.0f", res.rps()), "p50_ms", ms(res.p50()),
 		"p99_ms", ms(res.p99()), "errors", total.Errors, "error_kinds", total.ErrorBreakdown(), "per_node", per)

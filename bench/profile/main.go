@@ -41,19 +41,14 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/soullabs/brainy/bench/internal/benchproc"
+	"github.com/soullabs/brainy/bench/internal/benchrun"
 )
 
 // firstIP is the last octet of the first node's address; the nodes take
@@ -63,14 +58,9 @@ const firstIP = 91
 // Config is one benchmark run. Zero fields take the defaults EnsureDefaults
 // documents.
 type Config struct {
-	// BrainyCore is the brainy-core binary. Required.
-	BrainyCore string
-	// WorkDir holds the data directories and logs; it is removed at the
-	// end unless KeepWorkDir. Required.
-	WorkDir     string
-	KeepWorkDir bool
-	// Parts selects what to run: "profile", "reader". Default both.
-	Parts []string
+	// Base: BrainyCore and WorkDir (required), KeepWorkDir, Parts
+	// ("profile", "reader"; default both), MaxRun (default 20 min), Log.
+	benchrun.Base
 
 	// AArgs and BArgs are configuration A's and B's extra brainy-core
 	// flags, split on white space (no quoting).
@@ -106,17 +96,11 @@ type Config struct {
 	// ReadyTimeout bounds each wait for a cluster (ready, items
 	// replicated, reader caught up). Default 3 min.
 	ReadyTimeout time.Duration
-	// MaxRun bounds the whole run. Default 20 min.
-	MaxRun time.Duration
-	// Log receives progress. Default: text on stderr.
-	Log *slog.Logger
 }
 
 // EnsureDefaults fills zero fields with their defaults.
 func (c *Config) EnsureDefaults() {
-	if len(c.Parts) == 0 {
-		c.Parts = []string{"profile", "reader"}
-	}
+	c.Base.SetDefaults([]string{"profile", "reader"}, 20*time.Minute)
 	if c.Rounds == 0 {
 		c.Rounds = 2
 	}
@@ -144,23 +128,11 @@ func (c *Config) EnsureDefaults() {
 	if c.ReadyTimeout == 0 {
 		c.ReadyTimeout = 3 * time.Minute
 	}
-	if c.MaxRun == 0 {
-		c.MaxRun = 20 * time.Minute
-	}
-	if c.Log == nil {
-		c.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
 }
 
 // Validate reports every problem with c at once.
 func (c *Config) Validate() error {
-	var errs []error
-	if c.BrainyCore == "" {
-		errs = append(errs, errors.New("BrainyCore (the brainy-core binary) is required"))
-	}
-	if c.WorkDir == "" {
-		errs = append(errs, errors.New("WorkDir is required"))
-	}
+	errs := c.Base.Check()
 	for _, p := range c.Parts {
 		switch p {
 		case "profile", "reader":
@@ -183,28 +155,15 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) has(part string) bool {
-	for _, p := range c.Parts {
-		if p == part {
-			return true
-		}
-	}
-	return false
-}
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	var c Config
-	var parts string
-	fs := flag.NewFlagSet("bench-profile", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&c.BrainyCore, "brainy-core", "", "brainy-core `binary`")
-	fs.StringVar(&c.WorkDir, "work-dir", "", "`directory` for data and logs (removed at the end)")
-	fs.BoolVar(&c.KeepWorkDir, "keep", false, "keep the work directory")
-	fs.StringVar(&parts, "parts", "profile,reader", "comma-separated `parts` to run")
+	cmd := benchrun.NewCommand("bench-profile", stderr, &c.Base, "profile,reader", 20*time.Minute)
+	cmd.NoArgs = true
+	fs := cmd.Flags
 	fs.StringVar(&c.AArgs, "a-args", "--profile balanced", "configuration A's extra brainy-core `flags`")
 	fs.StringVar(&c.BArgs, "b-args", "--profile auto", "configuration B's extra brainy-core `flags`")
 	fs.IntVar(&c.Rounds, "rounds", 2, "A, B pairs to run")
@@ -217,50 +176,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&c.Theta, "theta", 0.99, "zipfian skew")
 	fs.IntVar(&c.ReadPercent, "read-percent", 95, "share of GETs in the profile load")
 	fs.DurationVar(&c.ReadyTimeout, "ready-timeout", 3*time.Minute, "longest wait for a cluster to be ready")
-	fs.DurationVar(&c.MaxRun, "max-run", 20*time.Minute, "bound on the whole run")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if status, ok := cmd.Setup(args, &c); !ok {
+		return status
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "bench-profile: unexpected arguments:", fs.Args())
-		return 2
-	}
-	c.Parts = strings.Split(parts, ",")
-	c.Log = slog.New(slog.NewTextHandler(stderr, nil))
-	c.EnsureDefaults()
-	if err := c.Validate(); err != nil {
-		fmt.Fprintln(stderr, "bench-profile:", err)
-		return 2
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), c.MaxRun)
-	defer cancel()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		if s, ok := <-sigs; ok {
-			c.Log.Warn("stopping on signal", "signal", s.String())
-			cancel()
-		}
-	}()
-
 	b := &bench{cfg: c, log: c.Log, procs: benchproc.NewRegistry(c.Log)}
-	defer func() {
-		b.procs.StopAll(15 * time.Second)
-		if !c.KeepWorkDir {
-			os.RemoveAll(c.WorkDir)
-		}
-	}()
-	err := b.run(ctx)
-	b.procs.StopAll(15 * time.Second)
-	b.summary(stdout)
-	if err != nil {
-		c.Log.Error("run failed", "err", err)
-		return 1
-	}
-	return 0
+	return cmd.Run(b.procs, b.run, func() { b.summary(stdout) })
 }

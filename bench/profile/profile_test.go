@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soullabs/brainy/bench/internal/benchrun"
 	"github.com/soullabs/brainy/loadtest"
 )
 
@@ -184,9 +185,9 @@ func TestItemBody(t *testing.T) {
 // TestLoadConfigs: the loads the driver builds pass the loadtest
 // package's validation, and the stale-read load carries its query.
 func TestLoadConfigs(t *testing.T) {
-	b := &bench{cfg: Config{BrainyCore: "x", WorkDir: "y", Warmup: 20 * time.Second}}
+	b := &bench{cfg: Config{Base: benchrun.Base{BrainyCore: "x", WorkDir: "y"}, Warmup: 20 * time.Second}}
 	b.cfg.EnsureDefaults()
-	n := &node{id: "n1", ip: "127.0.0.91"}
+	n := &node{ID: "n1", IP: "127.0.0.91"}
 	for _, k := range []loadKind{loadMixed, loadStaleReads} {
 		c := b.loadConfig(k, n, 16, 1)
 		c.EnsureDefaults()
@@ -226,8 +227,8 @@ func fakeLoad(t *testing.T, rps float64, lat time.Duration) *loadResult {
 // TestSummary renders a report from made-up results: the ratios, the
 // verdict and the tuning sections verbatim.
 func TestSummary(t *testing.T) {
-	b := &bench{cfg: Config{BrainyCore: "x", WorkDir: "y", AArgs: "--profile balanced", BArgs: "--profile auto", Rounds: 1,
-		Log: slog.New(slog.DiscardHandler)}}
+	b := &bench{cfg: Config{Base: benchrun.Base{BrainyCore: "x", WorkDir: "y", Log: slog.New(slog.DiscardHandler)},
+		AArgs: "--profile balanced", BArgs: "--profile auto", Rounds: 1}}
 	b.cfg.EnsureDefaults()
 	b.res.started = time.Date(2025, 1, 2, 3, 4, 0, 0, time.UTC)
 	b.res.profile = []*profileRun{

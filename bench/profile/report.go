@@ -119,10 +119,10 @@ func (b *bench) summary(w io.Writer) {
 	fmt.Fprintf(w, "Nodes on 127.0.0.91 to .94, fresh data directories for every cluster; %d items of %d-byte JSON bodies preloaded (%d writers spread over the nodes) and replicated to every node before each load; zipf θ = %g over those keys (key 0 the hottest); %d connections in all, split evenly over the nodes the load goes through (one loadtest run per node, merged); %v unreported warm-up then %v measured, closed loop.\n\n",
 		c.Items, c.ValueSize, c.PreloadConnections, c.Theta, c.Connections, c.Warmup, c.Duration)
 
-	if c.has("profile") {
+	if c.Has("profile") {
 		b.profileSection(w)
 	}
-	if c.has("reader") {
+	if c.Has("reader") {
 		b.readerSection(w)
 	}
 

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Helpers shared by the benchmark scripts (scripts/bench-*.sh), sourced by
-# them after they set BENCH_NAME (for log lines) and the arrays PIDS and
-# FAILURES and the variable WORK_DIR, which cleanup uses. Some functions set
-# globals for the caller (STOP_STATUS, FREE_PORT) or read its PID.
+# them after they set BENCH_NAME (for log lines). The arrays PIDS and
+# FAILURES and the variables WORK_DIR and RESULTS_DIR, which cleanup and
+# the driver helpers use, start empty unless the script has set them
+# before. Some functions set globals for the caller (STOP_STATUS,
+# FREE_PORT, DRIVER_STATUS) or read its PID.
 # shellcheck disable=SC2034,SC2153
+
+declare -p PIDS &>/dev/null || PIDS=()
+declare -p FAILURES &>/dev/null || FAILURES=()
+: "${WORK_DIR=}" "${RESULTS_DIR=}"
 
 log() { printf '[%s %s] %s\n' "$BENCH_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -18,17 +24,16 @@ fail() {
 	FAILURES+=("$*")
 }
 
-# cleanup stops every process this script started and removes the data.
-cleanup() {
-	local rc=$? pid i
-	if ((${#PIDS[@]} > 0)); then
-		log "stopping the processes started here (${PIDS[*]})"
-	fi
+# end_run RC TENTHS stops every process this script started (SIGTERM to
+# all, then up to TENTHS tenths of a second for each to exit before
+# SIGKILL), removes the data and exits with RC.
+end_run() {
+	local rc=$1 tenths=$2 pid i
 	for pid in "${PIDS[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done
 	for pid in "${PIDS[@]}"; do
-		for ((i = 0; i < 100; i++)); do
+		for ((i = 0; i < tenths; i++)); do
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
 		done
@@ -40,6 +45,15 @@ cleanup() {
 		rm -rf "$WORK_DIR"
 	fi
 	exit "$rc"
+}
+
+# cleanup stops every process this script started and removes the data.
+cleanup() {
+	local rc=$?
+	if ((${#PIDS[@]} > 0)); then
+		log "stopping the processes started here (${PIDS[*]})"
+	fi
+	end_run "$rc" 100
 }
 
 # stop_pid stops one process started by this script (SIGTERM, SIGKILL
@@ -184,4 +198,80 @@ build_brainy() {
 	for cmd in "${cmds[@]}"; do
 		(cd "$src" && go build -o "$out/$cmd" "./cmd/$cmd")
 	done
+}
+
+# The scripts that build and run a Go driver (bench/<pkg>), which starts
+# and stops every server itself, share the rest: driver_prepare, then
+# build_driver, then run_driver and finish_driver.
+
+# stop_driver is their EXIT trap: cleanup without its log line, and 40 s
+# instead of 10 s before SIGKILL: on SIGTERM the driver stops the servers it
+# started, and a brainy-core node may take a few seconds to hand over its
+# leaderships.
+stop_driver() {
+	end_run $? 400
+}
+
+# driver_prepare sets the traps (stop_driver on exit; SIGINT and SIGTERM
+# logged, exit 130 and 143) and makes WORK_DIR (under TMP_BASE) and
+# RESULTS_DIR (BENCH_RESULTS_DIR, or a new temporary directory), both named
+# after BENCH_NAME; it warns when WORK_DIR is in memory.
+driver_prepare() {
+	trap stop_driver EXIT
+	trap 'log interrupted; exit 130' INT
+	trap 'log terminated; exit 143' TERM
+	mkdir -p "$TMP_BASE"
+	WORK_DIR=$(mktemp -d "$TMP_BASE/brainy-$BENCH_NAME.XXXXXX")
+	if [[ -n "${BENCH_RESULTS_DIR:-}" ]]; then
+		RESULTS_DIR=$BENCH_RESULTS_DIR
+		mkdir -p "$RESULTS_DIR"
+	else
+		RESULTS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/brainy-$BENCH_NAME-results.XXXXXX")
+	fi
+	case "$(stat -f -c %T "$WORK_DIR")" in
+	tmpfs | ramfs) log "WARNING: $WORK_DIR is in memory; fsync costs nothing there (set BENCH_TMPDIR)" ;;
+	esac
+}
+
+# build_driver PKG builds brainy-core (from the work tree or
+# BENCH_BRAINY_REF) and the driver ./bench/PKG (always from the work tree)
+# into $WORK_DIR/bin, the driver as $BENCH_NAME; sets BRAINY_VERSION.
+build_driver() {
+	build_brainy "$WORK_DIR/bin"
+	log "building the driver"
+	(cd "$REPO_ROOT" && go build -o "$WORK_DIR/bin/$BENCH_NAME" "./bench/$1")
+}
+
+# run_driver CMD... runs the driver with its stdout appended to
+# $RESULTS_DIR/results.md, in the background so that stop_driver can stop
+# it, and sets DRIVER_STATUS to its exit status.
+run_driver() {
+	"$@" >>"$RESULTS_DIR/results.md" &
+	local pid=$!
+	PIDS+=("$pid")
+	DRIVER_STATUS=0
+	wait "$pid" || DRIVER_STATUS=$?
+	PIDS=()
+}
+
+# finish_driver DATA WHAT NAME...: keeps the files of DATA (the driver's
+# work directory, two levels down) named like one of the NAME patterns
+# with the report, as DIR-FILE; prints the report, logs that WHAT are in
+# RESULTS_DIR, and dies if the driver failed.
+finish_driver() {
+	local data=$1 what=$2 match=() name
+	shift 2
+	for name in "$@"; do
+		((${#match[@]} == 0)) || match+=(-o)
+		match+=(-name "$name")
+	done
+	if [[ -d "$data" ]]; then
+		find "$data" -maxdepth 2 \( "${match[@]}" \) -print0 |
+			while IFS= read -r -d '' f; do
+				cp "$f" "$RESULTS_DIR/$(basename "$(dirname "$f")")-$(basename "$f")"
+			done
+	fi
+	cat "$RESULTS_DIR/results.md"
+	log "$what in $RESULTS_DIR"
+	((DRIVER_STATUS == 0)) || die "the driver exited with status $DRIVER_STATUS"
 }

@@ -8,9 +8,44 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"time"
 )
+
+// Client makes a driver's own requests to the servers it starts (not its
+// loads) and polls them.
+type Client struct {
+	// HTTP sends the requests.
+	HTTP *http.Client
+	// Stopped is what a wait cut short by its context wraps (nil: the
+	// context's error).
+	Stopped error
+}
+
+// NewClient returns a Client whose transport keeps up to 256 idle
+// connections per host (enough for paced loads) and gives up connecting
+// after a second; its waits wrap stopped.
+func NewClient(stopped error) *Client {
+	return &Client{
+		HTTP: &http.Client{Transport: &http.Transport{
+			MaxIdleConnsPerHost: 256,
+			DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
+		}},
+		Stopped: stopped,
+	}
+}
+
+// Do makes one request with its own timeout (see the function Do).
+func (c *Client) Do(ctx context.Context, method, url string, body []byte, timeout time.Duration) (int, []byte, error) {
+	return Do(ctx, c.HTTP, method, url, body, timeout)
+}
+
+// WaitFor polls cond until it holds (see the function WaitFor), wrapping
+// c.Stopped when ctx ends.
+func (c *Client) WaitFor(ctx context.Context, timeout time.Duration, cond func() (bool, string)) error {
+	return WaitFor(ctx, timeout, c.Stopped, cond)
+}
 
 // Do makes one request through c with its own timeout and returns the
 // status and body. A non-nil body is sent as JSON.

@@ -6,6 +6,7 @@ package benchproc
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"sync"
@@ -145,4 +146,18 @@ func (r *Registry) StopAll(grace time.Duration) {
 		wg.Go(func() { p.Stop(grace) })
 	}
 	wg.Wait()
+}
+
+// CheckFree fails if something already listens on ip at any of the TCP
+// ports, so that a leftover process is never mistaken for one a driver
+// starts. The error reads "ADDR is already in use".
+func CheckFree(ip string, ports ...int) error {
+	for _, p := range ports {
+		addr := net.JoinHostPort(ip, fmt.Sprint(p))
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return fmt.Errorf("%s is already in use", addr)
+		}
+	}
+	return nil
 }

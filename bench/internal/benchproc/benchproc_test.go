@@ -2,7 +2,9 @@ package benchproc
 
 import (
 	"log/slog"
+	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -32,5 +34,22 @@ func TestRegistryStopsItsProcesses(t *testing.T) {
 	}
 	if n := len(r.Running()); n != 0 {
 		t.Fatalf("registry still holds %d processes", n)
+	}
+}
+
+// TestCheckFree: a port something listens on is reported, a free one is
+// not.
+func TestCheckFree(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	if err := CheckFree("127.0.0.1", port); err == nil || !strings.HasSuffix(err.Error(), " is already in use") {
+		t.Fatalf("a taken port: %v", err)
+	}
+	ln.Close()
+	if err := CheckFree("127.0.0.1", port); err != nil {
+		t.Fatalf("a free port: %v", err)
 	}
 }
