@@ -36,6 +36,8 @@
 #   BENCH_WARMUP       seconds of warm-up before each load   (default 20)
 #   BENCH_CONNECTIONS  load connections in all, split evenly over the
 #                      nodes the load goes through           (default 48)
+#   BENCH_ENTRY        nodes the profile load goes through: 3 spreads
+#                      it, 1 sends it all to the first node  (default 3)
 #   BENCH_MAX_RUN      bound on the driver's run             (default 20m)
 #   BENCH_BRAINY_REF   build brainy-core from this commit instead of
 #                      the work tree (e.g. HEAD)
@@ -58,6 +60,7 @@ VALUE_SIZE="${BENCH_VALUE_SIZE:-200}"
 DURATION="${BENCH_DURATION:-30}"
 WARMUP="${BENCH_WARMUP:-20}"
 CONNECTIONS="${BENCH_CONNECTIONS:-48}"
+ENTRY="${BENCH_ENTRY:-3}"
 MAX_RUN="${BENCH_MAX_RUN:-20m}"
 BRAINY_REF="${BENCH_BRAINY_REF:-}"
 TMP_BASE="${BENCH_TMPDIR:-${TMPDIR:-/tmp}}"
@@ -77,14 +80,14 @@ main() {
 
 	local data="$WORK_DIR/data"
 	{
-		echo "Command: \`scripts/bench-profile.sh\` (\`make bench-profile\`), brainy-core $BRAINY_VERSION ($(go version | awk '{ print $3 }')); BENCH_A_ARGS=\"$A_ARGS\" BENCH_B_ARGS=\"$B_ARGS\" BENCH_ITEMS=$ITEMS BENCH_VALUE_SIZE=$VALUE_SIZE BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_ROUNDS=$ROUNDS BENCH_CONNECTIONS=$CONNECTIONS"
+		echo "Command: \`scripts/bench-profile.sh\` (\`make bench-profile\`), brainy-core $BRAINY_VERSION ($(go version | awk '{ print $3 }')); BENCH_A_ARGS=\"$A_ARGS\" BENCH_B_ARGS=\"$B_ARGS\" BENCH_ITEMS=$ITEMS BENCH_VALUE_SIZE=$VALUE_SIZE BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_ROUNDS=$ROUNDS BENCH_CONNECTIONS=$CONNECTIONS BENCH_ENTRY=$ENTRY"
 		echo "Machine: $(nproc) vCPU (only $(nproc) cores: servers and load generator share them), load average $(cut -d' ' -f1-3 /proc/loadavg) at the start; data on $(stat -f -c %T "$WORK_DIR") ($(df -P "$WORK_DIR" | awk 'NR == 2 { print $1 }'))"
 		echo
 	} >"$RESULTS_DIR/results.md"
 	run_driver "$WORK_DIR/bin/bench-profile" -brainy-core "$WORK_DIR/bin/brainy-core" -work-dir "$data" -keep \
 		-parts "$PARTS" -a-args "$A_ARGS" -b-args "$B_ARGS" -rounds "$ROUNDS" -items "$ITEMS" \
 		-value-size "$VALUE_SIZE" -duration "${DURATION}s" -warmup "${WARMUP}s" \
-		-connections "$CONNECTIONS" -max-run "$MAX_RUN"
+		-connections "$CONNECTIONS" -entry "$ENTRY" -max-run "$MAX_RUN"
 	# Keep the servers' logs with the report.
 	finish_driver "$data" "report and server logs" '*.log'
 }

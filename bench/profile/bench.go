@@ -103,7 +103,7 @@ func (b *bench) profile(ctx context.Context) error {
 }
 
 // profileRun starts a fresh 3-node cluster with r's flags, preloads it,
-// runs the warm-up and the measured read-heavy load through all three
+// runs the warm-up and the measured read-heavy load through Entry of its
 // nodes, reads the nodes' tuning sections and stops the cluster.
 func (b *bench) profileRun(ctx context.Context, r *profileRun) error {
 	name := fmt.Sprintf("%s%d", r.config, r.round)
@@ -123,7 +123,7 @@ func (b *bench) profileRun(ctx context.Context, r *profileRun) error {
 		return fmt.Errorf("replicating the items: %w", err)
 	}
 	// Same seed for every run: A and B see the same requests.
-	r.load, err = b.runLoad(ctx, name, loadMixed, c.nodes, 1)
+	r.load, err = b.runLoad(ctx, name, loadMixed, c.nodes[:b.cfg.Entry], 1)
 	if err != nil {
 		return err
 	}

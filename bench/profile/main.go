@@ -87,6 +87,10 @@ type Config struct {
 	// Connections is the total of the load's connections, split evenly
 	// over the nodes it goes through. Default 48.
 	Connections int
+	// Entry is how many of the three nodes the profile part's load goes
+	// through: 3 (default) spreads it, 1 sends it all to the first node,
+	// as clients behind one address would.
+	Entry int
 	// Theta is the zipfian skew. Default 0.99.
 	Theta float64
 	// ReadPercent is the profile load's share of GETs (the rest PUTs).
@@ -116,6 +120,9 @@ func (c *Config) EnsureDefaults() {
 	if c.Duration == 0 {
 		c.Duration = 30 * time.Second
 	}
+	if c.Entry == 0 {
+		c.Entry = 3
+	}
 	if c.Connections == 0 {
 		c.Connections = 48
 	}
@@ -140,7 +147,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("unknown part %q: want profile or reader", p))
 		}
 	}
-	if c.Rounds < 1 || c.Items < 1 || c.ValueSize < 64 || c.PreloadConnections < 1 || c.Connections < 4 {
+	if c.Rounds < 1 || c.Items < 1 || c.ValueSize < 64 || c.PreloadConnections < 1 || c.Connections < 4 || c.Entry < 1 || c.Entry > 3 {
 		errs = append(errs, errors.New("rounds, items and preload connections must be positive, the value size at least 64 bytes (the JSON envelope), connections at least 4 (one per node)"))
 	}
 	if c.Duration <= 0 || c.Warmup < 0 {
@@ -173,6 +180,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "length of each measured load")
 	fs.DurationVar(&c.Warmup, "warmup", 20*time.Second, "unreported load before each measured one")
 	fs.IntVar(&c.Connections, "connections", 48, "total load connections, split over the nodes")
+	fs.IntVar(&c.Entry, "entry", 3, "nodes the profile load goes through (1 to 3)")
 	fs.Float64Var(&c.Theta, "theta", 0.99, "zipfian skew")
 	fs.IntVar(&c.ReadPercent, "read-percent", 95, "share of GETs in the profile load")
 	fs.DurationVar(&c.ReadyTimeout, "ready-timeout", 3*time.Minute, "longest wait for a cluster to be ready")

@@ -153,7 +153,7 @@ func (b *bench) summary(w io.Writer) {
 
 func (b *bench) profileSection(w io.Writer) {
 	c, r := b.cfg, b.res
-	fmt.Fprintf(w, "### 1. Read-heavy zipf through 3 nodes: configuration A vs B\n\n")
+	fmt.Fprintf(w, "### 1. Read-heavy zipf on 3 nodes, through %d of them: configuration A vs B\n\n", b.cfg.Entry)
 	fmt.Fprintf(w, "Mix read=%d,write=%d (GET and PUT of the preloaded items, default consistency), %d rounds alternating A, B. A: %s; B: %s (extra brainy-core flags).\n\n",
 		c.ReadPercent, 100-c.ReadPercent, c.Rounds, argsCell(strings.Fields(c.AArgs)), argsCell(strings.Fields(c.BArgs)))
 	if len(r.profile) > 0 {
