@@ -212,9 +212,18 @@ func (t *leaseTable) size() int {
 }
 
 // hotCopies is a holder's leased copies.
+//
+// An invalidation may overtake the answer that carries the lease it ends:
+// the leader records the lease, answers, then a write begins and its
+// invalidation reaches this node before the answer is processed here. A
+// copy stored after that would outlive the write. So every invalidation
+// bumps its key's stripe generation, and an answer is stored only if its
+// stripe's generation has not moved since its request was sent
+// (beginGet): any invalidation of the lease it carries comes after.
 type hotCopies struct {
-	mu sync.Mutex
-	m  map[string]hotCopy // guarded by mu
+	mu  sync.Mutex
+	m   map[string]hotCopy   // guarded by mu
+	gen [leaseStripes]uint64 // invalidations per stripe of keys; guarded by mu
 
 	hits atomic.Uint64
 }
@@ -239,9 +248,24 @@ func (h *hotCopies) get(key string, now time.Time) (*item.Item, bool) {
 	return &cp, true
 }
 
-func (h *hotCopies) put(key string, it *item.Item, until time.Time) {
+func copyStripe(key string) int { return int(xxhash.Sum64String(key) % leaseStripes) }
+
+// beginGet returns key's stripe generation, before a request for a lease
+// on it is sent.
+func (h *hotCopies) beginGet(key string) uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.gen[copyStripe(key)]
+}
+
+// put stores key's copy, leased until until, unless an invalidation of
+// its stripe arrived since beginGet returned gen.
+func (h *hotCopies) put(key string, it *item.Item, until time.Time, gen uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gen[copyStripe(key)] != gen {
+		return
+	}
 	if len(h.m) >= maxHotCopies {
 		now := time.Now()
 		for k, c := range h.m {
@@ -258,14 +282,19 @@ func (h *hotCopies) put(key string, it *item.Item, until time.Time) {
 
 func (h *hotCopies) drop(key string) {
 	h.mu.Lock()
+	h.gen[copyStripe(key)]++
 	delete(h.m, key)
 	h.mu.Unlock()
 }
 
-// clear drops every copy: hot reads were turned off.
+// clear drops every copy, and every answer in flight: hot reads were
+// turned off.
 func (h *hotCopies) clear() {
 	h.mu.Lock()
 	clear(h.m)
+	for i := range h.gen {
+		h.gen[i]++
+	}
 	h.mu.Unlock()
 }
 
@@ -278,6 +307,8 @@ var errNoLease = errors.New("cluster: no hot read here")
 
 // hotGet asks the leader at addr for the item and a lease (holder side).
 func (n *Node) hotGet(ctx context.Context, addr, tenant, id string) (*item.Item, error) {
+	key := leaseKey(tenant, id)
+	gen := n.hot.copies.beginGet(key)
 	sent := time.Now()
 	out, err := n.cfg.Client.Call(ctx, addr, wire.MethodHotGet, wire.AppendRequest(nil, &wire.Request{Tenant: tenant, ID: id}))
 	if err != nil {
@@ -300,7 +331,7 @@ func (n *Node) hotGet(ctx context.Context, addr, tenant, id string) (*item.Item,
 		return nil, errNoLease
 	}
 	if us > 0 && n.hotReads.Load() {
-		n.hot.copies.put(leaseKey(tenant, id), it, sent.Add(time.Duration(us)*time.Microsecond))
+		n.hot.copies.put(key, it, sent.Add(time.Duration(us)*time.Microsecond), gen)
 	}
 	cp := *it
 	return &cp, nil

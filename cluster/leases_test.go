@@ -219,3 +219,24 @@ func TestHotMethodsRefuseGarbage(t *testing.T) {
 		t.Fatalf("%d leases granted to a stranger", g)
 	}
 }
+
+// TestInvalidationOvertakingItsLease: an invalidation that reaches the
+// holder before the answer carrying the lease it ends (the leader granted,
+// answered, then began a write) keeps that answer from being stored; an
+// invalidation of another stripe's key does not.
+func TestInvalidationOvertakingItsLease(t *testing.T) {
+	h := newHotCopies()
+	it := &item.Item{ID: "x", Data: []byte(`1`)}
+	until := time.Now().Add(time.Minute)
+	gen := h.beginGet("t\x00x")
+	h.drop("t\x00x") // the invalidation, first
+	h.put("t\x00x", it, until, gen)
+	if _, ok := h.get("t\x00x", time.Now()); ok {
+		t.Fatal("a copy whose lease was invalidated before its answer arrived was served")
+	}
+	gen = h.beginGet("t\x00x")
+	h.put("t\x00x", it, until, gen)
+	if _, ok := h.get("t\x00x", time.Now()); !ok {
+		t.Fatal("a copy with no invalidation since its request was not kept")
+	}
+}
