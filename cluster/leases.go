@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,9 +94,11 @@ type stripe struct {
 
 func newLeaseTable() *leaseTable { return &leaseTable{keys: map[string]map[string]time.Time{}} }
 
-func (t *leaseTable) stripe(key string) *stripe {
-	return &t.stripes[xxhash.Sum64String(key)%leaseStripes]
-}
+// stripeOf is key's stripe, in a leader's lease table and in a holder's
+// copies alike.
+func stripeOf(key string) int { return int(xxhash.Sum64String(key) % leaseStripes) }
+
+func (t *leaseTable) stripe(key string) *stripe { return &t.stripes[stripeOf(key)] }
 
 // prepare returns the key's write sequence before a read that may be
 // leased; false when a write is in flight (no lease then).
@@ -248,14 +251,12 @@ func (h *hotCopies) get(key string, now time.Time) (*item.Item, bool) {
 	return &cp, true
 }
 
-func copyStripe(key string) int { return int(xxhash.Sum64String(key) % leaseStripes) }
-
 // beginGet returns key's stripe generation, before a request for a lease
 // on it is sent.
 func (h *hotCopies) beginGet(key string) uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.gen[copyStripe(key)]
+	return h.gen[stripeOf(key)]
 }
 
 // put stores key's copy, leased until until, unless an invalidation of
@@ -263,7 +264,7 @@ func (h *hotCopies) beginGet(key string) uint64 {
 func (h *hotCopies) put(key string, it *item.Item, until time.Time, gen uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.gen[copyStripe(key)] != gen {
+	if h.gen[stripeOf(key)] != gen {
 		return
 	}
 	if len(h.m) >= maxHotCopies {
@@ -282,7 +283,7 @@ func (h *hotCopies) put(key string, it *item.Item, until time.Time, gen uint64) 
 
 func (h *hotCopies) drop(key string) {
 	h.mu.Lock()
-	h.gen[copyStripe(key)]++
+	h.gen[stripeOf(key)]++
 	delete(h.m, key)
 	h.mu.Unlock()
 }
@@ -411,21 +412,12 @@ func (n *Node) beforeWrite(ctx context.Context, tenant, id string) func() {
 func (n *Node) beforeTransfer(ctx context.Context, part int) {
 	parts := n.core.Partitions()
 	byKey := n.hot.leases.take(part, func(key string) int {
-		tenant, id, _ := cutKey(key)
+		tenant, id, _ := strings.Cut(key, "\x00")
 		return core.PartitionOf(tenant, id, parts)
 	}, time.Now())
 	if len(byKey) > 0 {
 		n.invalidate(ctx, byKey)
 	}
-}
-
-func cutKey(key string) (tenant, id string, ok bool) {
-	for i := 0; i < len(key); i++ {
-		if key[i] == 0 {
-			return key[:i], key[i+1:], true
-		}
-	}
-	return "", "", false
 }
 
 // invalidate tells each holder to drop its leases on the keys, one call
@@ -437,7 +429,7 @@ func (n *Node) invalidate(ctx context.Context, byKey map[string][]holder) {
 	}
 	calls := map[string]*batch{}
 	for key, hs := range byKey {
-		tenant, id, _ := cutKey(key)
+		tenant, id, _ := strings.Cut(key, "\x00")
 		r := wire.AppendRequest(nil, &wire.Request{Tenant: tenant, ID: id})
 		for _, h := range hs {
 			b := calls[h.node]

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"cmp"
 	"sync"
 	"time"
 
@@ -40,9 +39,8 @@ func (n *Node) startTuning() error {
 	if err != nil {
 		return err
 	}
-	election := cmp.Or(n.cfg.TickInterval, 20*time.Millisecond) * time.Duration(cmp.Or(n.cfg.ElectionTicks, 10))
 	n.hot = &hotState{sketch: newHotness(), leases: newLeaseTable(), copies: newHotCopies(),
-		duration: min(p.LeaseDuration, election/2), profile: p}
+		duration: min(p.LeaseDuration, n.core.ElectionTimeout()/2), profile: p}
 	if n.cfg.Profile == tuning.Auto {
 		n.hot.tuner = tuning.NewTuner()
 	}

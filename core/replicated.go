@@ -674,3 +674,12 @@ func (n *Node) LeadingSince(part int) (time.Time, bool) {
 	}
 	return n.raft.LeadingSince(multiraft.GroupID(part))
 }
+
+// ElectionTimeout is the raft groups' election timeout in force; 0 on a
+// node without raft.
+func (n *Node) ElectionTimeout() time.Duration {
+	if n.raft == nil {
+		return 0
+	}
+	return n.raft.ElectionTimeout()
+}

@@ -199,3 +199,10 @@ func (n *Node) Entries(ctx context.Context, g GroupID, lo, hi, maxBytes uint64) 
 	}
 	return out, err
 }
+
+// ElectionTimeout is the election timeout in force (TickInterval ×
+// ElectionTicks, after defaults): no replica that heard from its leader
+// votes for another within it (CheckQuorum), which leases rest on.
+func (n *Node) ElectionTimeout() time.Duration {
+	return n.cfg.TickInterval * time.Duration(n.cfg.ElectionTicks)
+}
