@@ -65,7 +65,10 @@ func (h headlessService) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 // processes given only --discover dns:_gossip._tcp.<service> find each
 // other through a DNS server answering as a Kubernetes headless Service
 // does (SRV and A records, on loopback, asked through --discover-dns) and
-// form one cluster. Addresses 127.0.0.235-237.
+// form one cluster. A reader, which the SRV records do not name (it has
+// its own StatefulSet), joins through them as the reader StatefulSet
+// has it, and serves stale reads from its replicas. Addresses
+// 127.0.0.235-238.
 func TestDiscoverHeadlessService(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three cores")
@@ -111,4 +114,20 @@ func TestDiscoverHeadlessService(t *testing.T) {
 			t.Fatalf("GET on %s: %d %s", n.Addr, code, body)
 		}
 	}
+
+	reader := coretest.StartCore(t, bin, nil, "--bind", "127.0.0.238", "--role", "reader",
+		"--storage", filepath.Join(dir, "reader"), "--node-id", "brainy-reader-0", "--cluster-secret", secret,
+		"--partitions", "8", "--discover", "dns:_gossip._tcp."+zone[:len(zone)-1], "--discover-dns", pc.LocalAddr().String())
+	waitFor(t, 60*time.Second, func() (bool, string) {
+		for _, m := range metrics(t, nodes[0]).Nodes.List {
+			if m.ID == "brainy-reader-0" {
+				return m.Role == "reader", "the reader is listed as " + m.Role
+			}
+		}
+		return false, "the cores do not list the reader"
+	})
+	waitFor(t, 60*time.Second, func() (bool, string) {
+		code, body := do(t, "GET", reader.URL("/v1/items/found?consistency=stale"), "", "")
+		return code == 200, fmt.Sprintf("stale GET on the reader: %d %s", code, body)
+	})
 }

@@ -201,6 +201,37 @@ func matches(selector, labels map[string]string) bool {
 	return len(selector) > 0
 }
 
+// workload is one kind of pod of the base: what runs it and how it is
+// reached.
+type workload struct {
+	name   string // the binary its container runs
+	labels map[string]string
+	spec   corev1.PodSpec
+	ports  map[string]port
+}
+
+type port struct {
+	n     int32
+	proto corev1.Protocol
+}
+
+func portsOf(c corev1.Container) map[string]port {
+	out := map[string]port{}
+	for _, p := range c.Ports {
+		out[p.Name] = port{p.ContainerPort, p.Protocol}
+	}
+	return out
+}
+
+func envOf(c corev1.Container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
+}
+
 // TestBase: the base decodes strictly and holds together.
 func TestBase(t *testing.T) {
 	m, k := load(t, "base")
@@ -218,42 +249,57 @@ func TestBase(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("kustomization resources %v, files %v", got, want)
 	}
-	if len(m.statefulSets) != 1 || len(m.deployments) != 1 {
-		t.Fatalf("%d StatefulSets, %d Deployments: want the core's and the edge's", len(m.statefulSets), len(m.deployments))
+	if len(m.statefulSets) != 2 || len(m.deployments) != 1 {
+		t.Fatalf("%d StatefulSets, %d Deployments: want the voters', the readers' and the edges'", len(m.statefulSets), len(m.deployments))
 	}
-	core, edgeD := m.statefulSets[0], m.deployments[0]
-	coreLabels, edgeLabels := core.Spec.Template.Labels, edgeD.Spec.Template.Labels
-	if !matches(core.Spec.Selector.MatchLabels, coreLabels) || !matches(edgeD.Spec.Selector.MatchLabels, edgeLabels) {
-		t.Error("a workload's selector does not match its pods")
+	// The voters and the readers run the same binary; the readers say so.
+	core, reader := m.statefulSets[0], m.statefulSets[1]
+	if envOf(core.Spec.Template.Spec.Containers[0], "BRAINY_ROLE") == "reader" {
+		core, reader = reader, core
+	}
+	if role := envOf(reader.Spec.Template.Spec.Containers[0], "BRAINY_ROLE"); role != "reader" {
+		t.Fatalf("StatefulSet %s: BRAINY_ROLE=%q, want reader", reader.Name, role)
+	}
+	if role := envOf(core.Spec.Template.Spec.Containers[0], "BRAINY_ROLE"); role != "" && role != "voter" {
+		t.Fatalf("StatefulSet %s: BRAINY_ROLE=%q, want the default voter", core.Name, role)
+	}
+	edgeD := m.deployments[0]
+	cc, rc, ec := core.Spec.Template.Spec.Containers[0], reader.Spec.Template.Spec.Containers[0], edgeD.Spec.Template.Spec.Containers[0]
+	voters := workload{"brainy-core", core.Spec.Template.Labels, core.Spec.Template.Spec, portsOf(cc)}
+	readers := workload{"brainy-core", reader.Spec.Template.Labels, reader.Spec.Template.Spec, portsOf(rc)}
+	edges := workload{"brainy-edge", edgeD.Spec.Template.Labels, edgeD.Spec.Template.Spec, portsOf(ec)}
+	all := []workload{voters, readers, edges}
+
+	// Each workload's selector matches its own pods and no other's: a
+	// reader counted as a voter would be scaled, budgeted and placed as one.
+	selectors := []map[string]string{core.Spec.Selector.MatchLabels, reader.Spec.Selector.MatchLabels, edgeD.Spec.Selector.MatchLabels}
+	for i, sel := range selectors {
+		for j, w := range all {
+			if matches(sel, w.labels) != (i == j) {
+				t.Errorf("selector %v matches %v: %v", sel, w.labels, i != j)
+			}
+		}
 	}
 
-	// Ports: the binaries' listeners.
-	type port struct {
-		n     int32
-		proto corev1.Protocol
-	}
-	portsOf := func(c corev1.Container) map[string]port {
-		out := map[string]port{}
-		for _, p := range c.Ports {
-			out[p.Name] = port{p.ContainerPort, p.Protocol}
-		}
-		return out
-	}
-	cc, ec := core.Spec.Template.Spec.Containers[0], edgeD.Spec.Template.Spec.Containers[0]
-	corePorts, edgePorts := portsOf(cc), portsOf(ec)
-	for name, want := range map[string]port{"http": {server.DefaultHTTPPort, corev1.ProtocolTCP}, "quic": {server.DefaultQUICPort, corev1.ProtocolUDP},
+	// Ports: the binaries' listeners. A reader needs no federation port:
+	// it does not join the federation.
+	corePorts := map[string]port{"http": {server.DefaultHTTPPort, corev1.ProtocolTCP}, "quic": {server.DefaultQUICPort, corev1.ProtocolUDP},
 		"gossip": {membership.DefaultBindPort, corev1.ProtocolTCP}, "gossip-udp": {membership.DefaultBindPort, corev1.ProtocolUDP},
-		"federation": {federation.DefaultPort, corev1.ProtocolTCP}, "federation-udp": {federation.DefaultPort, corev1.ProtocolUDP}} {
-		if corePorts[name] != want {
-			t.Errorf("core port %s: %+v, want %+v", name, corePorts[name], want)
+		"federation": {federation.DefaultPort, corev1.ProtocolTCP}, "federation-udp": {federation.DefaultPort, corev1.ProtocolUDP}}
+	for name, want := range corePorts {
+		if voters.ports[name] != want {
+			t.Errorf("core port %s: %+v, want %+v", name, voters.ports[name], want)
+		}
+		if got, ok := readers.ports[name]; (ok || !strings.HasPrefix(name, "federation")) && got != want {
+			t.Errorf("reader port %s: %+v, want %+v", name, got, want)
 		}
 	}
-	if want := edge.DefaultHTTPPort; fmt.Sprint(edgePorts["http"].n) != want || edgePorts["http"].proto != corev1.ProtocolTCP {
-		t.Errorf("edge port http: %+v, want %s/TCP", edgePorts["http"], want)
+	if want := edge.DefaultHTTPPort; fmt.Sprint(edges.ports["http"].n) != want || edges.ports["http"].proto != corev1.ProtocolTCP {
+		t.Errorf("edge port http: %+v, want %s/TCP", edges.ports["http"], want)
 	}
 
 	// Probes: paths the API serves, ports the container names.
-	for _, c := range []corev1.Container{cc, ec} {
+	for _, c := range []corev1.Container{cc, rc, ec} {
 		ports := portsOf(c)
 		for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
 			if p == nil || p.HTTPGet == nil {
@@ -270,51 +316,61 @@ func TestBase(t *testing.T) {
 	}
 
 	// Every variable is a flag of the binary the container runs.
-	for name, c := range map[string]corev1.Container{"brainy-core": cc, "brainy-edge": ec} {
-		if name == "brainy-edge" && !slices.Equal(c.Command, []string{"/usr/local/bin/brainy-edge"}) {
-			t.Errorf("the edge container runs %v", c.Command)
-		}
-		checkEnv(t, c.Name, name, c)
+	if !slices.Equal(ec.Command, []string{"/usr/local/bin/brainy-edge"}) {
+		t.Errorf("the edge container runs %v", ec.Command)
+	}
+	for _, w := range all {
+		checkEnv(t, w.spec.Containers[0].Name, w.name, w.spec.Containers[0])
 	}
 
 	// The zone: the node's label, read as the pod's own ServiceAccount,
 	// which the binding lets get nodes and nothing else.
 	checkZoneFromNode(t, m, core, edgeD)
+	checkZoneFromNode(t, m, reader, edgeD)
 
-	// Services select pods that exist and name ports they have.
-	var headless *corev1.Service
+	// Services select the pods of exactly one workload and name ports they
+	// have.
+	var headless, readersHeadless, readService *corev1.Service
 	for _, s := range m.services {
-		pods, ports := coreLabels, corePorts
-		if matches(s.Spec.Selector, edgeLabels) {
-			pods, ports = edgeLabels, edgePorts
+		var of []workload
+		for _, w := range all {
+			if matches(s.Spec.Selector, w.labels) {
+				of = append(of, w)
+			}
 		}
-		if !matches(s.Spec.Selector, pods) {
-			t.Errorf("Service %s selects no pod", s.Name)
+		if len(of) != 1 {
+			t.Errorf("Service %s selects the pods of %d workloads, want one", s.Name, len(of))
+			continue
 		}
 		for _, p := range s.Spec.Ports {
 			target := p.Name
 			if p.TargetPort.StrVal != "" {
 				target = p.TargetPort.StrVal
 			}
-			if got, ok := ports[target]; !ok || got.proto != p.Protocol || p.TargetPort.StrVal == "" && got.n != p.Port {
+			if got, ok := of[0].ports[target]; !ok || got.proto != p.Protocol || p.TargetPort.StrVal == "" && got.n != p.Port {
 				t.Errorf("Service %s port %s does not match a container port", s.Name, p.Name)
 			}
 		}
-		if s.Spec.ClusterIP == corev1.ClusterIPNone {
+		headlessOf := s.Spec.ClusterIP == corev1.ClusterIPNone
+		switch {
+		case headlessOf && s.Name == core.Spec.ServiceName:
 			headless = s
+		case headlessOf && s.Name == reader.Spec.ServiceName:
+			readersHeadless = s
+		case !headlessOf && matches(s.Spec.Selector, readers.labels):
+			readService = s
 		}
 	}
 	// The headless Service is the StatefulSet's, and its SRV records are
-	// what --discover dns: asks for: _PORT._PROTO.SERVICE.
-	if headless == nil || core.Spec.ServiceName != headless.Name || !headless.Spec.PublishNotReadyAddresses {
-		t.Fatalf("no headless Service (publishing not-ready pods) named by the StatefulSet: %v", headless)
+	// what --discover dns: asks for: _PORT._PROTO.SERVICE. Readers find
+	// the cluster through the voters' records.
+	if headless == nil || !matches(headless.Spec.Selector, voters.labels) || !headless.Spec.PublishNotReadyAddresses {
+		t.Fatalf("no headless Service (publishing not-ready pods) of the cores named by their StatefulSet: %v", headless)
 	}
-	discover := ""
-	for _, e := range cc.Env {
-		if e.Name == "BRAINY_DISCOVER" {
-			discover = e.Value
-		}
+	if readersHeadless == nil || !matches(readersHeadless.Spec.Selector, readers.labels) {
+		t.Errorf("no headless Service of the readers named by their StatefulSet (%q)", reader.Spec.ServiceName)
 	}
+	discover := envOf(cc, "BRAINY_DISCOVER")
 	found := false
 	for _, p := range headless.Spec.Ports {
 		if discover == fmt.Sprintf("dns:_%s._%s.%s", p.Name, strings.ToLower(string(p.Protocol)), headless.Name) && p.Port == membership.DefaultBindPort {
@@ -324,27 +380,62 @@ func TestBase(t *testing.T) {
 	if !found {
 		t.Errorf("BRAINY_DISCOVER=%q names no SRV record of the headless Service's gossip port", discover)
 	}
+	if d := envOf(rc, "BRAINY_DISCOVER"); d != discover {
+		t.Errorf("the readers discover %q, the cores %q: readers must find the voters", d, discover)
+	}
+	if readService == nil || readService.Spec.Ports[0].TargetPort.StrVal != "http" {
+		t.Error("no client Service for stale reads from the readers' HTTP port")
+	}
 
-	// Disruption budget, autoscaler and monitor point at what exists.
-	if len(m.pdbs) != 1 || !matches(m.pdbs[0].Spec.Selector.MatchLabels, coreLabels) || m.pdbs[0].Spec.MaxUnavailable.IntValue() != 1 {
-		t.Error("the PodDisruptionBudget does not hold the cores to one down at a time")
+	// Disruption budget: the voters, one down at a time; the readers are
+	// outside it (losing them costs no quorum).
+	if len(m.pdbs) != 1 || !matches(m.pdbs[0].Spec.Selector.MatchLabels, voters.labels) || matches(m.pdbs[0].Spec.Selector.MatchLabels, readers.labels) ||
+		m.pdbs[0].Spec.MaxUnavailable.IntValue() != 1 {
+		t.Error("the PodDisruptionBudget does not hold the cores (only) to one down at a time")
 	}
-	if len(m.hpas) != 1 || m.hpas[0].Spec.ScaleTargetRef.Name != edgeD.Name || m.hpas[0].Spec.ScaleTargetRef.Kind != "Deployment" {
-		t.Error("the autoscaler does not scale the edge Deployment")
+	// Autoscalers: the edges and the readers, never the voters, whose
+	// count is the replication factor's business.
+	scaled := map[string]string{}
+	for _, h := range m.hpas {
+		scaled[h.Spec.ScaleTargetRef.Kind+"/"+h.Spec.ScaleTargetRef.Name] = h.Name
+		if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas < 1 || h.Spec.MaxReplicas < *h.Spec.MinReplicas {
+			t.Errorf("autoscaler %s: replicas %v..%d", h.Name, h.Spec.MinReplicas, h.Spec.MaxReplicas)
+		}
 	}
+	if len(scaled) != 2 || scaled["Deployment/"+edgeD.Name] == "" || scaled["StatefulSet/"+reader.Name] == "" {
+		t.Errorf("autoscalers scale %v, want the edge Deployment and the reader StatefulSet", scaled)
+	}
+	// The monitor scrapes every core and reader once: exactly one Service
+	// it selects covers each, with the http port.
 	for _, sm := range m.monitors {
-		if !matches(sm.Spec.Selector.MatchLabels, coreLabels) || sm.Spec.Endpoints[0].Path != "/metrics" || sm.Spec.Endpoints[0].BearerTokenSecret.Name == "" {
-			t.Errorf("ServiceMonitor %v: want the cores' /metrics with an admin key", sm.Metadata["name"])
+		if sm.Spec.Endpoints[0].Path != "/metrics" || sm.Spec.Endpoints[0].Port != "http" || sm.Spec.Endpoints[0].BearerTokenSecret.Name == "" {
+			t.Errorf("ServiceMonitor %v: want /metrics on port http with an admin key", sm.Metadata["name"])
+		}
+	}
+	for _, w := range []workload{voters, readers} {
+		n := 0
+		for _, sm := range m.monitors {
+			for _, s := range m.services {
+				if matches(sm.Spec.Selector.MatchLabels, s.Labels) && matches(s.Spec.Selector, w.labels) &&
+					slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == "http" }) {
+					n++
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("pods %v are scraped through %d Services, want 1", w.labels, n)
 		}
 	}
 
 	// Stopping: longer than the hand-over and drain; never root.
-	if g := core.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g < int64(2*server.DefaultShutdownTimeout.Seconds()) {
-		t.Error("the cores' termination grace leaves no room for the SIGTERM hand-over")
+	for _, s := range []*appsv1.StatefulSet{core, reader} {
+		if g := s.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g < int64(2*server.DefaultShutdownTimeout.Seconds()) {
+			t.Errorf("%s: the termination grace leaves no room for the SIGTERM hand-over", s.Name)
+		}
 	}
-	for _, spec := range []corev1.PodSpec{core.Spec.Template.Spec, edgeD.Spec.Template.Spec} {
-		if sc := spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
-			t.Error("a pod may run as root")
+	for _, w := range all {
+		if sc := w.spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+			t.Errorf("pods %v may run as root", w.labels)
 		}
 	}
 }
@@ -366,10 +457,24 @@ func TestOverlays(t *testing.T) {
 				t.Errorf("%s: patch %s: %v", dir, p.Path, err)
 			}
 		}
+		// A region is set on voters and readers alike: nodes of
+		// different regions never form one cluster.
+		regions := map[string]string{}
 		for _, s := range m.statefulSets {
 			for _, c := range s.Spec.Template.Spec.Containers {
 				checkEnv(t, dir, "brainy-core", c)
+				regions[s.Name] = envOf(c, "BRAINY_REGION")
 			}
+		}
+		for name, r := range regions {
+			for other, r2 := range regions {
+				if r != r2 {
+					t.Errorf("%s: StatefulSet %s is in region %q, %s in %q", dir, name, r, other, r2)
+				}
+			}
+		}
+		if len(regions) > 0 && len(regions) != 2 {
+			t.Errorf("%s patches StatefulSets %v: a region is set on the voters and the readers", dir, regions)
 		}
 	}
 }

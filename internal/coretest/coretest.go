@@ -19,7 +19,7 @@
 //	211-219  cmd/brainy-core blue/green sync tests (sync_test.go)
 //	221-223  cmd/brainy-core TestFederationGlobalReads
 //	231-232  cmd/brainy-edge region routing and failover tests (regions_test.go)
-//	235-237  cmd/brainy-core TestDiscoverHeadlessService
+//	235-238  cmd/brainy-core TestDiscoverHeadlessService
 //	241-244  cmd/brainy-core TestRegionDetectedByLatency
 //	251-252  deploy/systemd TestUnitsStartWorkingNodes
 package coretest
