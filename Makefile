@@ -44,6 +44,7 @@ FUZZ_TARGETS = \
 	./core/raftlog:FuzzRecover \
 	./internal/wire:FuzzDecode \
 	./internal/query:FuzzParse \
+	./internal/hnsw:FuzzGraph \
 	./transport:FuzzDecodeFrame \
 	./tiers/objstore:FuzzValidKey \
 	./tiers/objstore:FuzzParseURL \

@@ -1,0 +1,597 @@
+// Package hnsw is an approximate nearest-neighbour index: a hierarchical
+// navigable small world graph (Malkov and Yashunin, "Efficient and robust
+// approximate nearest neighbor search using Hierarchical Navigable Small
+// World graphs", 2016), following the reference implementation, hnswlib:
+//
+//   - search at a layer is a beam of width ef that stops when the nearest
+//     unexplored candidate is farther than the worst of the ef kept (the
+//     paper's rule; stopping at the first step that brings nothing nearer,
+//     as some ports do, loses most of the recall past the first few
+//     neighbours);
+//   - neighbours are chosen with the paper's heuristic (a candidate is kept
+//     only if it is nearer to the new node than to every neighbour kept
+//     before it), at insert and when a full neighbour list must shrink;
+//   - deletes are tombstones: a deleted node still routes searches but is
+//     never returned; once tombstones outnumber the living the graph is
+//     rebuilt from the living;
+//   - a filter is applied during the walk: nodes it refuses route the
+//     search but are not kept, and the search goes on until ef nodes it
+//     accepts are kept (or the graph is exhausted), so a selective filter
+//     does not empty the top k as filtering afterwards would.
+//
+// A Graph is safe for concurrent searches; Add and Delete need the
+// caller's exclusion against everything else (one writer, as a state
+// machine's apply is).
+//
+// The build is deterministic: the same Adds and Deletes in the same order,
+// with the same Config.Seed, give the same graph and the same answers.
+package hnsw
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand"
+	"slices"
+	"sync"
+)
+
+// Metric is how distance is measured.
+type Metric uint8
+
+const (
+	// Cosine: 1 - cos(a, b). Vectors are normalised when added; a zero
+	// vector has no direction and is refused.
+	Cosine Metric = iota
+	// Dot: -a·b (nearer is a larger inner product).
+	Dot
+	// L2: the squared Euclidean distance.
+	L2
+)
+
+// Config tunes a Graph. The zero value is usable: every field has a
+// default.
+type Config struct {
+	// M is the number of neighbours a node keeps per layer above the
+	// bottom one; the bottom layer keeps 2M. Default 16. Larger M raises
+	// recall and memory (8 bytes per link) and slows inserts.
+	M int
+	// EfConstruction is the beam width of an insert's search. Default 200.
+	EfConstruction int
+	// Metric is the distance. Default Cosine.
+	Metric Metric
+	// Seed seeds the levels nodes are given. Default 1.
+	Seed int64
+}
+
+func (c *Config) defaults() {
+	if c.M <= 1 {
+		c.M = 16
+	}
+	if c.EfConstruction <= 0 {
+		c.EfConstruction = 200
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+}
+
+// Errors from Add.
+var (
+	ErrDimension  = errors.New("hnsw: the vector's dimension differs from the graph's")
+	ErrZeroVector = errors.New("hnsw: a zero vector has no direction (cosine)")
+	ErrNotFinite  = errors.New("hnsw: the vector holds NaN or an infinity")
+)
+
+// maxLevel bounds a node's level: with M ≥ 2 the chance of passing it is
+// below 2^-32, and a bound keeps a corrupt random source from allocating
+// without limit.
+const maxLevel = 32
+
+// Graph is the index. T is what the caller keeps with each vector (an
+// item's filterable fields, say); filters see it.
+type Graph[T any] struct {
+	cfg  Config
+	mult float64 // 1/ln(M): levels are floor(-ln(U)·mult)
+	rng  *rand.Rand
+	dims int
+
+	nodes []node[T]
+	byKey map[string]uint32 // living nodes only
+	entry int32             // -1: empty
+	top   int               // entry's level
+	dead  int               // tombstones in nodes
+
+	visits *sync.Pool // of *visitSet
+}
+
+type node[T any] struct {
+	key     string
+	vec     []float32
+	value   T
+	links   [][]uint32 // links[l]: neighbours at layer l
+	deleted bool
+}
+
+// New returns an empty graph.
+func New[T any](cfg Config) *Graph[T] {
+	cfg.defaults()
+	return &Graph[T]{cfg: cfg, mult: 1 / math.Log(float64(cfg.M)), rng: rand.New(rand.NewSource(cfg.Seed)),
+		byKey: map[string]uint32{}, entry: -1, visits: &sync.Pool{}}
+}
+
+// Len returns how many vectors the graph holds (tombstones not counted).
+func (g *Graph[T]) Len() int { return len(g.byKey) }
+
+// Dims returns the graph's dimension, 0 while nothing was ever added.
+func (g *Graph[T]) Dims() int { return g.dims }
+
+// Lookup returns key's vector (normalised, for Cosine) and value.
+func (g *Graph[T]) Lookup(key string) ([]float32, T, bool) {
+	i, ok := g.byKey[key]
+	if !ok {
+		var zero T
+		return nil, zero, false
+	}
+	return g.nodes[i].vec, g.nodes[i].value, true
+}
+
+// Add puts vec under key with value, replacing what key held. The graph
+// keeps its own copy of vec.
+func (g *Graph[T]) Add(key string, vec []float32, value T) error {
+	if g.dims != 0 && len(vec) != g.dims {
+		return fmt.Errorf("%w: %d, not %d", ErrDimension, len(vec), g.dims)
+	}
+	if len(vec) == 0 {
+		return fmt.Errorf("%w: empty", ErrDimension)
+	}
+	v, err := g.prepare(vec)
+	if err != nil {
+		return err
+	}
+	g.Delete(key)
+	g.dims = len(vec)
+	g.insert(key, v, value)
+	if g.dead > len(g.byKey) && g.dead > 64 {
+		g.rebuild()
+	}
+	return nil
+}
+
+// Delete removes key; it reports whether key was there.
+func (g *Graph[T]) Delete(key string) bool {
+	i, ok := g.byKey[key]
+	if !ok {
+		return false
+	}
+	delete(g.byKey, key)
+	n := &g.nodes[i]
+	n.deleted = true
+	var zero T
+	n.value = zero // the caller's value goes now; the vector still routes
+	g.dead++
+	if len(g.byKey) == 0 {
+		// Nothing left to find: start over rather than route through
+		// tombstones.
+		*g = *New[T](g.cfg)
+	}
+	return true
+}
+
+// prepare validates vec and returns the copy the graph keeps.
+func (g *Graph[T]) prepare(vec []float32) ([]float32, error) {
+	v := slices.Clone(vec)
+	var norm float64
+	for _, f := range v {
+		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+			return nil, ErrNotFinite
+		}
+		norm += float64(f) * float64(f)
+	}
+	if g.cfg.Metric == Cosine {
+		if norm == 0 {
+			return nil, ErrZeroVector
+		}
+		inv := float32(1 / math.Sqrt(norm))
+		for i := range v {
+			v[i] *= inv
+		}
+	}
+	return v, nil
+}
+
+// distance between a prepared query and a node's vector.
+func (g *Graph[T]) distance(a, b []float32) float32 {
+	switch g.cfg.Metric {
+	case L2:
+		return l2(a, b)
+	case Dot:
+		return -dot(a, b)
+	default:
+		return 1 - dot(a, b)
+	}
+}
+
+func (g *Graph[T]) maxLinks(level int) int {
+	if level == 0 {
+		return 2 * g.cfg.M
+	}
+	return g.cfg.M
+}
+
+func (g *Graph[T]) randomLevel() int {
+	u := g.rng.Float64()
+	if u <= 0 {
+		u = math.SmallestNonzeroFloat64
+	}
+	return min(int(-math.Log(u)*g.mult), maxLevel)
+}
+
+// insert adds a node (hnswlib's addPoint).
+func (g *Graph[T]) insert(key string, v []float32, value T) {
+	level := g.randomLevel()
+	id := uint32(len(g.nodes))
+	n := node[T]{key: key, vec: v, value: value, links: make([][]uint32, level+1)}
+	for l := range n.links {
+		n.links[l] = make([]uint32, 0, g.maxLinks(l))
+	}
+	g.nodes = append(g.nodes, n)
+	g.byKey[key] = id
+	if g.entry < 0 {
+		g.entry, g.top = int32(id), level
+		return
+	}
+	cur := uint32(g.entry)
+	curDist := g.distance(v, g.nodes[cur].vec)
+	for l := g.top; l > level; l-- {
+		cur, curDist = g.greedy(v, cur, curDist, l)
+	}
+	for l := min(level, g.top); l >= 0; l-- {
+		found := g.searchLayer(v, cur, curDist, g.cfg.EfConstruction, l, nil)
+		chosen := g.selectNeighbours(found, g.cfg.M)
+		links := make([]uint32, 0, g.maxLinks(l))
+		for _, c := range chosen {
+			links = append(links, c.id)
+		}
+		g.nodes[id].links[l] = links
+		for _, c := range chosen {
+			g.link(c.id, id, c.dist, l)
+		}
+		// The nearest found leads the next layer's search.
+		best := found[0]
+		for _, c := range found[1:] {
+			if c.dist < best.dist {
+				best = c
+			}
+		}
+		cur, curDist = best.id, best.dist
+	}
+	if level > g.top {
+		g.entry, g.top = int32(id), level
+	}
+}
+
+// link adds to from's layer-l neighbours, shrinking them with the
+// heuristic when full.
+func (g *Graph[T]) link(from, to uint32, dist float32, l int) {
+	links := g.nodes[from].links[l]
+	if len(links) < g.maxLinks(l) {
+		g.nodes[from].links[l] = append(links, to)
+		return
+	}
+	cands := make([]candidate, 0, len(links)+1)
+	cands = append(cands, candidate{to, dist})
+	fv := g.nodes[from].vec
+	for _, o := range links {
+		cands = append(cands, candidate{o, g.distance(fv, g.nodes[o].vec)})
+	}
+	kept := g.selectNeighbours(cands, g.maxLinks(l))
+	links = links[:0]
+	for _, c := range kept {
+		links = append(links, c.id)
+	}
+	g.nodes[from].links[l] = links
+}
+
+// selectNeighbours is the paper's heuristic (hnswlib's
+// getNeighborsByHeuristic2): nearest first, a candidate is kept only if
+// it is nearer to the base than to every one kept already, which spreads
+// links over directions instead of a clump. cands' distances are to the
+// base; cands is reordered.
+func (g *Graph[T]) selectNeighbours(cands []candidate, m int) []candidate {
+	slices.SortFunc(cands, func(a, b candidate) int { return compareCandidates(a, b) })
+	if len(cands) <= m {
+		return cands
+	}
+	kept := make([]candidate, 0, m)
+	for _, c := range cands {
+		good := true
+		cv := g.nodes[c.id].vec
+		for _, k := range kept {
+			if g.distance(cv, g.nodes[k.id].vec) < c.dist {
+				good = false
+				break
+			}
+		}
+		if good {
+			kept = append(kept, c)
+			if len(kept) == m {
+				break
+			}
+		}
+	}
+	return kept
+}
+
+// greedy walks layer l from cur to a local minimum of the distance to q.
+func (g *Graph[T]) greedy(q []float32, cur uint32, curDist float32, l int) (uint32, float32) {
+	for changed := true; changed; {
+		changed = false
+		for _, o := range g.nodes[cur].links[l] {
+			if d := g.distance(q, g.nodes[o].vec); d < curDist {
+				cur, curDist, changed = o, d, true
+			}
+		}
+	}
+	return cur, curDist
+}
+
+// Result is one answer of Search.
+type Result[T any] struct {
+	Key   string
+	Value T
+	// Distance is the metric's distance from the query (Cosine: 1 - cos;
+	// Dot: -a·b; L2: squared), nearest first.
+	Distance float32
+}
+
+// Search returns up to k living nodes nearest q that accept (nil: all),
+// nearest first, searching the bottom layer with a beam of max(ef, k). A
+// filter sees each node's value and may be called concurrently by
+// concurrent searches.
+func (g *Graph[T]) Search(q []float32, k, ef int, accept func(key string, value T) bool) []Result[T] {
+	if g.entry < 0 || k <= 0 || len(q) != g.dims {
+		return nil
+	}
+	v, err := g.prepare(q)
+	if err != nil {
+		return nil
+	}
+	cur := uint32(g.entry)
+	curDist := g.distance(v, g.nodes[cur].vec)
+	for l := g.top; l > 0; l-- {
+		cur, curDist = g.greedy(v, cur, curDist, l)
+	}
+	keep := func(id uint32) bool {
+		n := &g.nodes[id]
+		return !n.deleted && (accept == nil || accept(n.key, n.value))
+	}
+	found := g.searchLayer(v, cur, curDist, max(ef, k), 0, keep)
+	slices.SortFunc(found, compareCandidates)
+	out := make([]Result[T], 0, min(k, len(found)))
+	for _, c := range found[:min(k, len(found))] {
+		n := &g.nodes[c.id]
+		out = append(out, Result[T]{Key: n.key, Value: n.value, Distance: c.dist})
+	}
+	return out
+}
+
+// searchLayer is the beam search of layer l from ep (hnswlib's
+// searchBaseLayer / searchBaseLayerST): it returns up to ef nodes that
+// keep accepts (nil: every node, tombstones included, as an insert
+// wants), in no order. Nodes keep refuses are still walked through. The
+// search ends when the nearest unexplored candidate is farther than the
+// worst kept and ef are kept — or, while fewer are kept, when the
+// reachable graph is exhausted.
+func (g *Graph[T]) searchLayer(q []float32, ep uint32, epDist float32, ef, l int, keep func(uint32) bool) []candidate {
+	vs := g.visitSet()
+	defer g.visits.Put(vs)
+	vs.visit(ep)
+	cands := minHeap{{ep, epDist}}
+	var kept maxHeap
+	bound := float32(math.Inf(1))
+	if keep == nil || keep(ep) {
+		kept.push(candidate{ep, epDist})
+		bound = epDist
+	}
+	for len(cands) > 0 {
+		c := cands.pop()
+		if c.dist > bound && len(kept) >= ef {
+			break
+		}
+		for _, o := range g.nodes[c.id].links[l] {
+			if !vs.visit(o) {
+				continue
+			}
+			d := g.distance(q, g.nodes[o].vec)
+			if len(kept) < ef || d < bound {
+				cands.push(candidate{o, d})
+				if keep == nil || keep(o) {
+					kept.push(candidate{o, d})
+					if len(kept) > ef {
+						kept.pop()
+					}
+					bound = kept[0].dist
+				}
+			}
+		}
+	}
+	return kept
+}
+
+// rebuild makes a graph of the living nodes alone, in the order they were
+// added.
+func (g *Graph[T]) rebuild() {
+	fresh := New[T](g.cfg)
+	fresh.rng = g.rng // the sequence goes on: still deterministic
+	for _, n := range g.nodes {
+		if !n.deleted {
+			fresh.dims = g.dims
+			fresh.insert(n.key, n.vec, n.value)
+		}
+	}
+	*g = *fresh
+}
+
+type candidate struct {
+	id   uint32
+	dist float32
+}
+
+// compareCandidates orders by distance, then id: ties never depend on
+// the order nodes were met in.
+func compareCandidates(a, b candidate) int {
+	switch {
+	case a.dist < b.dist:
+		return -1
+	case a.dist > b.dist:
+		return 1
+	}
+	return int(a.id) - int(b.id)
+}
+
+// visitSet marks the nodes a search met, cleared in O(1) by a new epoch.
+type visitSet struct {
+	epoch uint32
+	marks []uint32
+}
+
+func (g *Graph[T]) visitSet() *visitSet {
+	vs, _ := g.visits.Get().(*visitSet)
+	if vs == nil {
+		vs = &visitSet{}
+	}
+	if len(vs.marks) < len(g.nodes) {
+		vs.marks = make([]uint32, len(g.nodes)+len(g.nodes)/4)
+		vs.epoch = 0
+	}
+	vs.epoch++
+	if vs.epoch == 0 { // wrapped: old marks could collide
+		clear(vs.marks)
+		vs.epoch = 1
+	}
+	return vs
+}
+
+// visit marks id and reports whether it was unmarked.
+func (vs *visitSet) visit(id uint32) bool {
+	if vs.marks[id] == vs.epoch {
+		return false
+	}
+	vs.marks[id] = vs.epoch
+	return true
+}
+
+// minHeap holds candidates nearest first; maxHeap farthest first.
+type (
+	minHeap []candidate
+	maxHeap []candidate
+)
+
+func (h *minHeap) push(c candidate) {
+	*h = append(*h, c)
+	s := *h
+	for i := len(s) - 1; i > 0; {
+		p := (i - 1) / 2
+		if compareCandidates(s[i], s[p]) >= 0 {
+			break
+		}
+		s[i], s[p] = s[p], s[i]
+		i = p
+	}
+}
+
+func (h *minHeap) pop() candidate {
+	s := *h
+	top := s[0]
+	last := len(s) - 1
+	s[0] = s[last]
+	s = s[:last]
+	for i := 0; ; {
+		c := 2*i + 1
+		if c >= len(s) {
+			break
+		}
+		if c+1 < len(s) && compareCandidates(s[c+1], s[c]) < 0 {
+			c++
+		}
+		if compareCandidates(s[c], s[i]) >= 0 {
+			break
+		}
+		s[i], s[c] = s[c], s[i]
+		i = c
+	}
+	*h = s
+	return top
+}
+
+func (h *maxHeap) push(c candidate) {
+	*h = append(*h, c)
+	s := *h
+	for i := len(s) - 1; i > 0; {
+		p := (i - 1) / 2
+		if compareCandidates(s[i], s[p]) <= 0 {
+			break
+		}
+		s[i], s[p] = s[p], s[i]
+		i = p
+	}
+}
+
+func (h *maxHeap) pop() candidate {
+	s := *h
+	top := s[0]
+	last := len(s) - 1
+	s[0] = s[last]
+	s = s[:last]
+	for i := 0; ; {
+		c := 2*i + 1
+		if c >= len(s) {
+			break
+		}
+		if c+1 < len(s) && compareCandidates(s[c+1], s[c]) > 0 {
+			c++
+		}
+		if compareCandidates(s[c], s[i]) <= 0 {
+			break
+		}
+		s[i], s[c] = s[c], s[i]
+		i = c
+	}
+	*h = s
+	return top
+}
+
+func dot(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return s0 + s1 + s2 + s3
+}
+
+func l2(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		d0, d1, d2, d3 := a[i]-b[i], a[i+1]-b[i+1], a[i+2]-b[i+2], a[i+3]-b[i+3]
+		s0 += d0 * d0
+		s1 += d1 * d1
+		s2 += d2 * d2
+		s3 += d3 * d3
+	}
+	for ; i < len(a); i++ {
+		d := a[i] - b[i]
+		s0 += d * d
+	}
+	return s0 + s1 + s2 + s3
+}
