@@ -127,7 +127,7 @@ fuzz:
 		else exit 1; fi; \
 	done
 
-bench: bench-go bench-e2e bench-edge bench-loadtest bench-cluster bench-storage bench-objstore-writes bench-federation
+bench: bench-go bench-e2e bench-edge bench-loadtest bench-cluster bench-storage bench-objstore-writes bench-federation bench-find
 
 bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./core ./core/multiraft ./edge ./httpapi ./internal/jsontext ./transport .
@@ -154,6 +154,12 @@ bench-profile:
 .PHONY: bench-federation
 bench-federation:
 	$(GO) test -run='^$$' -bench='^BenchmarkFederation(Resync)?$$' -benchtime=1x -timeout 30m ./cmd/brainy-core
+
+# Nearest-neighbour search: the vector index against hnswlib, same
+# vectors and settings, one thread each (bench/find).
+.PHONY: bench-find
+bench-find:
+	scripts/bench-find.sh
 
 .PHONY: bench-storage
 bench-storage:

@@ -54,6 +54,7 @@ import (
 	"github.com/soullabs/brainy/core/multiraft"
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/nodestats"
+	"github.com/soullabs/brainy/internal/query"
 	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/itemrpc"
 	"github.com/soullabs/brainy/transport"
@@ -695,6 +696,13 @@ func (n *Node) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
 		err = n.viaPeers(ctx, func(b *upstream.Backend) (err error) { it, err = b.Get(ctx, tenant, id); return err })
 	}
 	return it, err
+}
+
+// Nearest implements query.Indexed with this node's own index, which
+// answers only when the node holds a replica of every partition (the
+// find scans otherwise).
+func (n *Node) Nearest(ctx context.Context, tenant, typ string, vec []float32, max int, where *query.Filter) ([]string, bool) {
+	return n.core.Nearest(ctx, tenant, typ, vec, max, where)
 }
 
 // Add implements httpapi.Backend.

@@ -160,7 +160,10 @@ type Node struct {
 	seq    uint64       // cycle number, owned by the driver
 	recent recentWrites // owned by the driver
 	cache  *recordCache
-	feed   changeFeed
+	// vectors is the nearest-neighbour index of the items held here
+	// (vectors.go), fed after each commit as the cache is.
+	vectors *vectorIndex
+	feed    changeFeed
 
 	// committed is the seq of the last cycle whose batch is in the store.
 	// A proposer loads it before prefetching; see recentWrites.
@@ -245,6 +248,13 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := n.loadMeta(ctx); err != nil {
 		return nil, err
 	}
+	n.vectors = newVectorIndex(n.store, n.nparts)
+	opened := false
+	defer func() {
+		if !opened {
+			n.vectors.close()
+		}
+	}()
 	n.sm = stateMachine{limits: cfg.Limits, parts: make([]partState, n.nparts)}
 	var items uint64
 	for p := range n.nparts {
@@ -267,6 +277,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		close(n.done)
 		cfg.Logger.Info("node open", "component", "core", "node", n.nodeID,
 			"partitions", n.nparts, "items", items, "raft_id", uint64(cfg.Raft.ID))
+		opened = true
 		return n, nil
 	}
 	for range pipelineDepth {
@@ -274,6 +285,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	go n.drive()
 	go n.commit()
+	opened = true
 	cfg.Logger.Info("node open", "component", "core", "node", n.nodeID,
 		"partitions", n.nparts, "items", items)
 	return n, nil
@@ -485,6 +497,7 @@ func (n *Node) commit() {
 			for _, w := range c.items {
 				n.cache.set(w.key, w.val)
 			}
+			n.vectors.apply(c.items)
 			n.committed.Store(c.seq)
 			n.publish(c.items)
 		}
@@ -525,6 +538,7 @@ func (n *Node) Close() error {
 		}
 	}
 	<-n.done
+	n.vectors.close() // after the last commit handed it writes
 	n.cfg.Logger.Info("node closed", "component", "core", "node", n.nodeID)
 	return nil
 }

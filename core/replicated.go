@@ -452,12 +452,19 @@ func (r *raftSM) ApplySnapshot(ctx context.Context, g multiraft.GroupID, from mu
 	// A reader may have cached a key's absence between the drop and the
 	// copy's write: the written item keys leave the cache afterwards.
 	forget := func() {
-		_ = b.Each(func(_ bool, key, _ []byte) error {
+		var writes []itemWrite
+		_ = b.Each(func(del bool, key, val []byte) error {
 			if isItemKey(key) {
 				n.cache.set(string(key), nil)
+				w := itemWrite{key: string(key)}
+				if !del {
+					w.val = val
+				}
+				writes = append(writes, w)
 			}
 			return nil
 		})
+		n.vectors.apply(writes)
 	}
 	err := fetch(ctx, from, part, snap.GetMetadata().GetIndex(), func(key, value []byte) error {
 		if !dropped {
@@ -525,10 +532,12 @@ func (n *Node) dropPartition(ctx context.Context, part int) error {
 		return err
 	}
 	var b tiers.Batch
+	var gone []itemWrite
 	for it.Next() {
 		b.Delete(it.Key())
 		if isItemKey(it.Key()) {
 			n.cache.set(string(it.Key()), nil)
+			gone = append(gone, itemWrite{key: string(it.Key())})
 		}
 	}
 	if err := errors.Join(it.Err(), it.Close()); err != nil {
@@ -537,7 +546,11 @@ func (n *Node) dropPartition(ctx context.Context, part int) error {
 	if b.Len() == 0 {
 		return nil
 	}
-	return n.store.Apply(ctx, &b, false)
+	if err := n.store.Apply(ctx, &b, false); err != nil {
+		return err
+	}
+	n.vectors.apply(gone)
+	return nil
 }
 
 // PartitionSnapshot returns an iterator over every key of partition part
@@ -578,6 +591,7 @@ func (r *raftSM) Commit() error {
 	for _, w := range r.items {
 		n.cache.set(w.key, w.val)
 	}
+	n.vectors.apply(r.items)
 	n.publish(r.items)
 	for _, part := range r.flushed {
 		n.stored.set(part, &n.sm.parts[part])

@@ -97,6 +97,9 @@ type Graph[T any] struct {
 	dims int
 
 	nodes []node[T]
+	// data holds the nodes' vectors end to end, node i's at i·dims: a
+	// search reads many, and one array keeps them near each other.
+	data  []float32
 	byKey map[string]uint32 // living nodes only
 	entry int32             // -1: empty
 	top   int               // entry's level
@@ -105,9 +108,14 @@ type Graph[T any] struct {
 	visits *sync.Pool // of *visitSet
 }
 
+// vec returns node id's vector.
+func (g *Graph[T]) vec(id uint32) []float32 {
+	i := int(id) * g.dims
+	return g.data[i : i+g.dims : i+g.dims]
+}
+
 type node[T any] struct {
 	key     string
-	vec     []float32
 	value   T
 	links   [][]uint32 // links[l]: neighbours at layer l
 	deleted bool
@@ -133,7 +141,7 @@ func (g *Graph[T]) Lookup(key string) ([]float32, T, bool) {
 		var zero T
 		return nil, zero, false
 	}
-	return g.nodes[i].vec, g.nodes[i].value, true
+	return g.vec(i), g.nodes[i].value, true
 }
 
 // Add puts vec under key with value, replacing what key held. The graph
@@ -148,6 +156,10 @@ func (g *Graph[T]) Add(key string, vec []float32, value T) error {
 	v, err := g.prepare(vec)
 	if err != nil {
 		return err
+	}
+	if i, ok := g.byKey[key]; ok && slices.Equal(g.vec(i), v) {
+		g.nodes[i].value = value // the same vector: the links stay right
+		return nil
 	}
 	g.Delete(key)
 	g.dims = len(vec)
@@ -231,7 +243,8 @@ func (g *Graph[T]) randomLevel() int {
 func (g *Graph[T]) insert(key string, v []float32, value T) {
 	level := g.randomLevel()
 	id := uint32(len(g.nodes))
-	n := node[T]{key: key, vec: v, value: value, links: make([][]uint32, level+1)}
+	n := node[T]{key: key, value: value, links: make([][]uint32, level+1)}
+	g.data = append(g.data, v...)
 	for l := range n.links {
 		n.links[l] = make([]uint32, 0, g.maxLinks(l))
 	}
@@ -242,7 +255,7 @@ func (g *Graph[T]) insert(key string, v []float32, value T) {
 		return
 	}
 	cur := uint32(g.entry)
-	curDist := g.distance(v, g.nodes[cur].vec)
+	curDist := g.distance(v, g.vec(cur))
 	for l := g.top; l > level; l-- {
 		cur, curDist = g.greedy(v, cur, curDist, l)
 	}
@@ -281,9 +294,9 @@ func (g *Graph[T]) link(from, to uint32, dist float32, l int) {
 	}
 	cands := make([]candidate, 0, len(links)+1)
 	cands = append(cands, candidate{to, dist})
-	fv := g.nodes[from].vec
+	fv := g.vec(from)
 	for _, o := range links {
-		cands = append(cands, candidate{o, g.distance(fv, g.nodes[o].vec)})
+		cands = append(cands, candidate{o, g.distance(fv, g.vec(o))})
 	}
 	kept := g.selectNeighbours(cands, g.maxLinks(l))
 	links = links[:0]
@@ -306,9 +319,9 @@ func (g *Graph[T]) selectNeighbours(cands []candidate, m int) []candidate {
 	kept := make([]candidate, 0, m)
 	for _, c := range cands {
 		good := true
-		cv := g.nodes[c.id].vec
+		cv := g.vec(c.id)
 		for _, k := range kept {
-			if g.distance(cv, g.nodes[k.id].vec) < c.dist {
+			if g.distance(cv, g.vec(k.id)) < c.dist {
 				good = false
 				break
 			}
@@ -328,7 +341,7 @@ func (g *Graph[T]) greedy(q []float32, cur uint32, curDist float32, l int) (uint
 	for changed := true; changed; {
 		changed = false
 		for _, o := range g.nodes[cur].links[l] {
-			if d := g.distance(q, g.nodes[o].vec); d < curDist {
+			if d := g.distance(q, g.vec(o)); d < curDist {
 				cur, curDist, changed = o, d, true
 			}
 		}
@@ -347,8 +360,9 @@ type Result[T any] struct {
 
 // Search returns up to k living nodes nearest q that accept (nil: all),
 // nearest first, searching the bottom layer with a beam of max(ef, k). A
-// filter sees each node's value and may be called concurrently by
-// concurrent searches.
+// beam as wide as the graph holds nodes makes the search exact: every
+// living node is compared. A filter sees each node's value and may be
+// called concurrently by concurrent searches.
 func (g *Graph[T]) Search(q []float32, k, ef int, accept func(key string, value T) bool) []Result[T] {
 	if g.entry < 0 || k <= 0 || len(q) != g.dims {
 		return nil
@@ -357,8 +371,11 @@ func (g *Graph[T]) Search(q []float32, k, ef int, accept func(key string, value 
 	if err != nil {
 		return nil
 	}
+	if max(ef, k) >= len(g.byKey) {
+		return g.exact(v, k, accept)
+	}
 	cur := uint32(g.entry)
-	curDist := g.distance(v, g.nodes[cur].vec)
+	curDist := g.distance(v, g.vec(cur))
 	for l := g.top; l > 0; l-- {
 		cur, curDist = g.greedy(v, cur, curDist, l)
 	}
@@ -370,6 +387,31 @@ func (g *Graph[T]) Search(q []float32, k, ef int, accept func(key string, value 
 	slices.SortFunc(found, compareCandidates)
 	out := make([]Result[T], 0, min(k, len(found)))
 	for _, c := range found[:min(k, len(found))] {
+		n := &g.nodes[c.id]
+		out = append(out, Result[T]{Key: n.key, Value: n.value, Distance: c.dist})
+	}
+	return out
+}
+
+// exact compares q with every living node.
+func (g *Graph[T]) exact(q []float32, k int, accept func(string, T) bool) []Result[T] {
+	var found maxHeap
+	for i := range g.nodes {
+		n := &g.nodes[i]
+		if n.deleted || accept != nil && !accept(n.key, n.value) {
+			continue
+		}
+		c := candidate{uint32(i), g.distance(q, g.vec(uint32(i)))}
+		if len(found) < k {
+			found.push(c)
+		} else if compareCandidates(c, found[0]) < 0 {
+			found.pop()
+			found.push(c)
+		}
+	}
+	slices.SortFunc(found, compareCandidates)
+	out := make([]Result[T], 0, len(found))
+	for _, c := range found {
 		n := &g.nodes[c.id]
 		out = append(out, Result[T]{Key: n.key, Value: n.value, Distance: c.dist})
 	}
@@ -403,7 +445,7 @@ func (g *Graph[T]) searchLayer(q []float32, ep uint32, epDist float32, ef, l int
 			if !vs.visit(o) {
 				continue
 			}
-			d := g.distance(q, g.nodes[o].vec)
+			d := g.distance(q, g.vec(o))
 			if len(kept) < ef || d < bound {
 				cands.push(candidate{o, d})
 				if keep == nil || keep(o) {
@@ -424,10 +466,10 @@ func (g *Graph[T]) searchLayer(q []float32, ep uint32, epDist float32, ef, l int
 func (g *Graph[T]) rebuild() {
 	fresh := New[T](g.cfg)
 	fresh.rng = g.rng // the sequence goes on: still deterministic
-	for _, n := range g.nodes {
+	for i, n := range g.nodes {
 		if !n.deleted {
 			fresh.dims = g.dims
-			fresh.insert(n.key, n.vec, n.value)
+			fresh.insert(n.key, g.vec(uint32(i)), n.value)
 		}
 	}
 	*g = *fresh

@@ -278,6 +278,23 @@ func TestBadVectors(t *testing.T) {
 	}
 }
 
+// TestExactWhenWide: a beam as wide as the graph is exact search.
+func TestExactWhenWide(t *testing.T) {
+	vecs := clustered(12, 500, 16)
+	g := New[int](Config{M: 4, EfConstruction: 8}) // a poor graph: only the scan is exact
+	live := map[string][]float32{}
+	for i, v := range vecs {
+		_ = g.Add(key(i), v, i)
+		live[key(i)] = v
+	}
+	for _, q := range clustered(13, 30, 16) {
+		got := g.Search(q, 10, g.Len(), nil)
+		if r := recall(got, exact(Cosine, live, q, 10, nil)); r != 1 {
+			t.Fatalf("recall %.2f with a beam as wide as the graph", r)
+		}
+	}
+}
+
 // TestDeterministic: the same operations give the same answers.
 func TestDeterministic(t *testing.T) {
 	vecs := clustered(8, 1500, 8)

@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"container/heap"
 	"context"
+	"errors"
 	"math"
 	"slices"
+	"sync"
 
 	"github.com/soullabs/brainy/internal/item"
 )
@@ -82,6 +84,12 @@ func Find(ctx context.Context, src Lister, tenant string, q *Query) (*Result, er
 }
 
 func findNear(ctx context.Context, src Lister, tenant string, q *Query, opts item.ListOptions) (*Result, error) {
+	if ix, ok := src.(Indexed); ok && q.Near.Metric == Cosine {
+		res, ok, err := findIndexed(ctx, ix, tenant, q)
+		if ok || err != nil {
+			return res, err
+		}
+	}
 	n := q.Near
 	h := &hitHeap{metric: n.Metric}
 	held := 0
@@ -179,4 +187,75 @@ func (h *hitHeap) Pop() any {
 
 func itemBytes(it *item.Item) int {
 	return len(it.ID) + len(it.Type) + len(it.Data) + len(it.Metadata) + 4*len(it.Vector) + 128
+}
+
+// Indexed is what a Lister may also offer: a nearest-neighbour index (by
+// cosine) to take candidates from, and reads to verify them with.
+type Indexed interface {
+	// Nearest returns the ids of up to n items of tenant (of type typ, or
+	// any) that where matches (nil: all) and whose vectors are probably
+	// nearest to vec; ok is false when no index covers the tenant here.
+	Nearest(ctx context.Context, tenant, typ string, vec []float32, n int, where *Filter) (ids []string, ok bool)
+	Get(ctx context.Context, tenant, id string) (*item.Item, error)
+}
+
+// findIndexed answers a cosine find from an index: it takes the nearest
+// candidates that match (the index applies where during its walk), reads
+// each — an index may lag, so a deleted or rewritten item is judged by
+// what it is now — keeps those the query still matches and ranks them
+// exactly. ok is false when no index can answer; the find then scans.
+func findIndexed(ctx context.Context, ix Indexed, tenant string, q *Query) (_ *Result, ok bool, _ error) {
+	n := q.Near
+	// A few more candidates than asked for: some may have changed since
+	// the index saw them.
+	ids, ok := ix.Nearest(ctx, tenant, q.Type, n.Vector, n.K+n.K/4+4, q.Where)
+	if !ok {
+		return nil, false, nil
+	}
+	items, err := getAll(ctx, ix, tenant, ids)
+	if err != nil {
+		return nil, false, err
+	}
+	h := &hitHeap{metric: n.Metric}
+	held := 0
+	for _, it := range items {
+		if it == nil || (q.Type != "" && it.Type != q.Type) {
+			continue
+		}
+		score, ok := Score(n.Metric, n.Vector, it.Vector)
+		if ok && q.Where.Match(NewDoc(it)) {
+			h.hits = append(h.hits, Hit{Item: it, Score: score})
+			if held += itemBytes(it); held > MaxNearBytes {
+				return nil, false, item.Invalid("result_too_large", "the %d nearest items hold more than %d MiB; ask for fewer (near.k)", n.K, MaxNearBytes>>20)
+			}
+		}
+	}
+	slices.SortFunc(h.hits, func(a, b Hit) int {
+		if h.better(a, b) {
+			return -1
+		}
+		return 1
+	})
+	return &Result{Hits: h.hits[:min(n.K, len(h.hits))]}, true, nil
+}
+
+// getAll reads ids, eight at a time; a missing item is nil.
+func getAll(ctx context.Context, ix Indexed, tenant string, ids []string) ([]*item.Item, error) {
+	out := make([]*item.Item, len(ids))
+	errs := make([]error, len(ids))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			it, err := ix.Get(ctx, tenant, id)
+			if errors.Is(err, item.ErrNotFound) {
+				err = nil
+			}
+			out[i], errs[i] = it, err
+		})
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
 }

@@ -33,6 +33,24 @@ type Doc struct {
 // NewDoc prepares it for Match.
 func NewDoc(it *item.Item) *Doc { return &Doc{it: it} }
 
+// PreparedDoc is NewDoc with the metadata decoded at once: Match on it
+// only reads, so concurrent finds may share it (an index keeps one per
+// item).
+func PreparedDoc(it *item.Item) *Doc {
+	d := NewDoc(it)
+	d.decodeMeta()
+	return d
+}
+
+func (d *Doc) decodeMeta() {
+	if !d.metaDone {
+		d.metaDone = true
+		if len(d.it.Metadata) > 0 {
+			_ = json.Unmarshal(d.it.Metadata, &d.meta) // stored metadata is a valid object
+		}
+	}
+}
+
 // Match reports whether the filter holds for d. A nil filter holds for
 // every item.
 func (f *Filter) Match(d *Doc) bool {
@@ -104,12 +122,7 @@ func (d *Doc) lookup(fd field) (any, bool) {
 	case "updatedAt":
 		return d.it.UpdatedAt, true
 	}
-	if !d.metaDone {
-		d.metaDone = true
-		if len(d.it.Metadata) > 0 {
-			_ = json.Unmarshal(d.it.Metadata, &d.meta) // stored metadata is a valid object
-		}
-	}
+	d.decodeMeta()
 	var v any = d.meta
 	for _, seg := range fd.path {
 		m, ok := v.(map[string]any)

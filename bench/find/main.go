@@ -1,0 +1,243 @@
+// Command find measures nearest-neighbour search (make bench-find): the
+// index of internal/hnsw against hnswlib, the reference implementation
+// (Debian python3-hnswlib), on the same vectors with the same settings,
+// one thread each, in the same run; exact search is the truth both are
+// judged by.
+//
+// The vectors are synthetic and seeded: clusters around random centres,
+// the shape real embeddings have (and the one that defeats a search that
+// stops early). It prints build time per vector and, per beam width ef,
+// time per query and recall@k for both, and their ratios.
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/soullabs/brainy/internal/hnsw"
+)
+
+func main() {
+	n := flag.Int("n", 20000, "vectors indexed")
+	dims := flag.Int("dims", 64, "dimensions")
+	nq := flag.Int("queries", 1000, "queries")
+	k := flag.Int("k", 10, "neighbours per query")
+	m := flag.Int("m", 16, "HNSW M")
+	efc := flag.Int("ef-construction", 200, "HNSW ef at insert")
+	efs := flag.String("ef", "16,32,64,128,256", "beam widths searched with")
+	clusters := flag.Int("clusters", 50, "centres the vectors gather around")
+	sigma := flag.Float64("sigma", 0.3, "spread around a centre")
+	anchor := flag.String("hnswlib", "scripts/bench/hnswlib_find.py", "the hnswlib script (empty: none)")
+	// Debian's python3-hnswlib is for Debian's python3, which another
+	// python3 earlier in PATH would not see.
+	python := flag.String("python", "/usr/bin/python3", "the Python that has hnswlib and numpy")
+	flag.Parse()
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	centres := gaussian(rng, *clusters, *dims, nil, 1)
+	base := gaussian(rng, *n, *dims, centres, *sigma)
+	queries := gaussian(rng, *nq, *dims, centres, *sigma)
+	log.Printf("%d vectors of %d dimensions, %d queries: exact search for the truth", *n, *dims, *nq)
+	truth := exact(base, queries, *k)
+
+	var widths []int
+	for _, s := range strings.Split(*efs, ",") {
+		ef, err := strconv.Atoi(s)
+		if err != nil || ef <= 0 {
+			log.Fatalf("-ef %q: want positive integers", *efs)
+		}
+		widths = append(widths, ef)
+	}
+
+	g := hnsw.New[struct{}](hnsw.Config{M: *m, EfConstruction: *efc})
+	start := time.Now()
+	for i, v := range base {
+		if err := g.Add(strconv.Itoa(i), v, struct{}{}); err != nil {
+			log.Fatal(err)
+		}
+		if (i+1)%5000 == 0 {
+			log.Printf("brainy: %d of %d indexed", i+1, *n)
+		}
+	}
+	ours := result{Build: time.Since(start).Seconds()}
+	for _, ef := range widths {
+		start := time.Now()
+		hits := 0
+		for i, q := range queries {
+			for _, r := range g.Search(q, *k, ef, nil) {
+				id, _ := strconv.Atoi(r.Key)
+				if slices.Contains(truth[i], int32(id)) {
+					hits++
+				}
+			}
+		}
+		ours.Searches = append(ours.Searches, search{EF: ef, Micros: float64(time.Since(start).Microseconds()) / float64(*nq), Recall: float64(hits) / float64(*nq**k)})
+	}
+
+	var theirs *result
+	if *anchor != "" {
+		var err error
+		if theirs, err = runHnswlib(*python, *anchor, base, queries, truth, *dims, *m, *efc, *k, *efs); err != nil {
+			log.Printf("hnswlib: %v (install python3-hnswlib and python3-numpy)", err)
+		}
+	}
+
+	fmt.Printf("%d vectors, %d dims, %d clusters (σ %.2g), %d queries, k %d, M %d, ef_construction %d, one thread each\n\n",
+		*n, *dims, *clusters, *sigma, *nq, *k, *m, *efc)
+	fmt.Printf("build: brainy %.1f µs/vector", ours.Build/float64(*n)*1e6)
+	if theirs != nil {
+		fmt.Printf(", hnswlib %.1f µs/vector (brainy/hnswlib %.2f×)", theirs.Build/float64(*n)*1e6, ours.Build/theirs.Build)
+	}
+	fmt.Println()
+	fmt.Println()
+	fmt.Println("| ef | brainy µs/query | brainy recall@k | hnswlib µs/query | hnswlib recall@k | time brainy/hnswlib |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|")
+	for i, s := range ours.Searches {
+		if theirs != nil && i < len(theirs.Searches) {
+			t := theirs.Searches[i]
+			fmt.Printf("| %d | %.1f | %.3f | %.1f | %.3f | %.2f× |\n", s.EF, s.Micros, s.Recall, t.Micros, t.Recall, s.Micros/t.Micros)
+		} else {
+			fmt.Printf("| %d | %.1f | %.3f | | | |\n", s.EF, s.Micros, s.Recall)
+		}
+	}
+}
+
+type result struct {
+	Build    float64  `json:"build_seconds"`
+	Searches []search `json:"searches"`
+}
+
+type search struct {
+	EF     int     `json:"ef"`
+	Micros float64 `json:"us_per_query"`
+	Recall float64 `json:"recall"`
+}
+
+// gaussian returns n vectors: around a random one of centres with spread
+// sigma, or, with no centres, standard normal ones.
+func gaussian(rng *rand.Rand, n, dims int, centres [][]float32, sigma float64) [][]float32 {
+	out := make([][]float32, n)
+	for i := range out {
+		out[i] = make([]float32, dims)
+		var c []float32
+		if len(centres) > 0 {
+			c = centres[rng.IntN(len(centres))]
+		}
+		for d := range out[i] {
+			out[i][d] = float32(sigma * rng.NormFloat64())
+			if c != nil {
+				out[i][d] += c[d]
+			}
+		}
+	}
+	return out
+}
+
+// exact returns, per query, the indexes of the k base vectors of highest
+// cosine similarity.
+func exact(base, queries [][]float32, k int) [][]int32 {
+	norm := func(v []float32) []float32 {
+		var s float64
+		for _, f := range v {
+			s += float64(f) * float64(f)
+		}
+		out := make([]float32, len(v))
+		for i, f := range v {
+			out[i] = float32(float64(f) / math.Sqrt(s))
+		}
+		return out
+	}
+	nb := make([][]float32, len(base))
+	for i, v := range base {
+		nb[i] = norm(v)
+	}
+	out := make([][]int32, len(queries))
+	type hit struct {
+		i   int32
+		sim float64
+	}
+	for qi, q := range queries {
+		nq := norm(q)
+		hits := make([]hit, len(nb))
+		for i, v := range nb {
+			var s float64
+			for d := range v {
+				s += float64(v[d]) * float64(nq[d])
+			}
+			hits[i] = hit{int32(i), s}
+		}
+		slices.SortFunc(hits, func(a, b hit) int {
+			if a.sim > b.sim {
+				return -1
+			}
+			if a.sim < b.sim {
+				return 1
+			}
+			return int(a.i - b.i)
+		})
+		for _, h := range hits[:k] {
+			out[qi] = append(out[qi], h.i)
+		}
+	}
+	return out
+}
+
+// runHnswlib writes the vectors and the truth where the script reads
+// them, runs it, and returns what it measured.
+func runHnswlib(python, script string, base, queries [][]float32, truth [][]int32, dims, m, efc, k int, efs string) (*result, error) {
+	dir, err := os.MkdirTemp("", "bench-find")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	write := func(name string, rows [][]float32) error {
+		var b []byte
+		for _, r := range rows {
+			for _, f := range r {
+				b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f))
+			}
+		}
+		return os.WriteFile(filepath.Join(dir, name), b, 0o600)
+	}
+	var tb []byte
+	for _, r := range truth {
+		for _, i := range r {
+			tb = binary.LittleEndian.AppendUint32(tb, uint32(i))
+		}
+	}
+	if err := firstErr(write("base.f32", base), write("queries.f32", queries),
+		os.WriteFile(filepath.Join(dir, "truth.i32"), tb, 0o600), os.WriteFile(filepath.Join(dir, "dims.txt"), []byte(strconv.Itoa(dims)), 0o600)); err != nil {
+		return nil, err
+	}
+	log.Printf("hnswlib: building and searching")
+	out, err := exec.Command(python, script, dir, strconv.Itoa(m), strconv.Itoa(efc), strconv.Itoa(k), efs).Output()
+	if err != nil {
+		return nil, err
+	}
+	var r result
+	if err := json.Unmarshal(out, &r); err != nil {
+		return nil, fmt.Errorf("its output %q: %v", out, err)
+	}
+	return &r, nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

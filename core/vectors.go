@@ -1,0 +1,377 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/soullabs/brainy/internal/hnsw"
+	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/query"
+	"github.com/soullabs/brainy/tiers"
+)
+
+// vectorIndex is the node's nearest-neighbour index: an HNSW graph
+// (internal/hnsw) per tenant, type and dimension over the vectors of the
+// items this node holds, by cosine distance, each vector kept with the
+// item's filterable fields (type, timestamps, metadata, decoded once) so
+// that a find's where is applied during the walk. It answers "which ids
+// are probably nearest and match"; find reads those items and ranks them
+// exactly, so the index only has to be close, and may lag.
+//
+// It follows the node's committed writes: the committer (single node) or
+// raftSM.Commit hands it every cycle's item writes after the store holds
+// them, as it does the record cache, and snapshot installs and replica
+// drops hand it theirs. It is built from the store in the background when
+// the first find by vector asks for it: until then, and after it fell
+// behind, finds scan.
+//
+// Writes reach the graphs on a goroutine of their own: an insert costs
+// tens of times a write's own work, and the committer must never wait for
+// it. The queue between them is bounded; a batch that does not fit is
+// dropped and the index rebuilt from the store, which by then holds it.
+//
+// Invariant, whenever ready: every item of the store with a vector of
+// non-zero norm committed before the last batch indexed is in exactly the
+// graph of its tenant, type and dimension, under its id, with its current
+// vector and fields.
+type vectorIndex struct {
+	store tiers.Store
+	parts int
+
+	mu     sync.RWMutex
+	graphs map[graphKey]*hnsw.Graph[*query.Doc] // guarded by mu
+	where  map[string]graphKey                  // item key → the graph holding it; guarded by mu
+
+	// wanted: a find asked for the index. Until then it is not built and
+	// writes cost it nothing: a node whose users never search by vector
+	// never reads its store for it.
+	wanted atomic.Bool
+	ready  atomic.Bool // built, and no batch lost since
+	reload atomic.Bool // build (again) from the store
+	wake   chan struct{}
+	queue  chan []itemWrite
+	stop   chan struct{}
+	done   chan struct{}
+
+	seqMu    sync.Mutex
+	seqCond  *sync.Cond
+	enqueued uint64 // batches queued; guarded by seqMu
+	indexed  uint64 // batches in the graphs (or dropped); guarded by seqMu
+}
+
+type graphKey struct {
+	tenant, typ string
+	dims        int
+}
+
+// HNSW settings: M 16 and efConstruction 200 are hnswlib's usual
+// defaults; the recall they give is internal/hnsw's TestRecall. A find
+// searches with a beam of at least vectorEf.
+const (
+	vectorEf = 64
+	// vectorExactBelow: graphs this small are searched exactly (2,048
+	// comparisons of 64 dimensions take tens of microseconds).
+	vectorExactBelow = 2048
+	// vectorQueue bounds the batches waiting for the index (memory: a
+	// batch is one commit cycle's writes, shared with the cache).
+	vectorQueue = 4096
+)
+
+func newVectorIndex(store tiers.Store, parts int) *vectorIndex {
+	x := &vectorIndex{store: store, parts: parts, graphs: map[graphKey]*hnsw.Graph[*query.Doc]{}, where: map[string]graphKey{},
+		wake: make(chan struct{}, 1), queue: make(chan []itemWrite, vectorQueue), stop: make(chan struct{}), done: make(chan struct{})}
+	x.seqCond = sync.NewCond(&x.seqMu)
+	go x.run()
+	return x
+}
+
+// apply hands committed item writes (val nil: deleted) to the index. It
+// never blocks.
+func (x *vectorIndex) apply(writes []itemWrite) {
+	if x == nil || len(writes) == 0 || !x.wanted.Load() { // nil: off, for benchmarks
+		return
+	}
+	// The writes are shared, not copied (keys and values are immutable),
+	// and sorted out on the index's goroutine: the committer takes no
+	// lock an insert holds.
+	batch := slices.Clone(writes)
+	x.seqMu.Lock()
+	defer x.seqMu.Unlock()
+	select {
+	case x.queue <- batch:
+		x.enqueued++
+	default:
+		// The store holds the batch already: a rebuild reads it.
+		x.ready.Store(false)
+		x.reload.Store(true)
+	}
+}
+
+// run puts queued writes into the graphs, rebuilding first when asked,
+// until close.
+func (x *vectorIndex) run() {
+	defer close(x.done)
+	for {
+		if x.reload.Swap(false) {
+			x.ready.Store(false)
+			// Batches queued now are in the store: the rebuild reads them.
+			// Those queued after the drain follow it, in order.
+			x.drain()
+			if err := x.rebuild(); err != nil {
+				select {
+				case <-x.stop:
+					return
+				case <-time.After(time.Second):
+				}
+				x.reload.Store(true)
+				continue
+			}
+			if !x.reload.Load() {
+				x.ready.Store(true)
+			}
+		}
+		select {
+		case <-x.stop:
+			return
+		case <-x.wake:
+		case batch := <-x.queue:
+			for _, w := range batch {
+				// Lock per write: a find waits for one insert at most.
+				x.mu.Lock()
+				x.set(x.graphs, x.where, w.key, w.val)
+				x.mu.Unlock()
+			}
+			x.done1()
+		}
+	}
+}
+
+// done1 counts one batch indexed (or dropped).
+func (x *vectorIndex) done1() {
+	x.seqMu.Lock()
+	x.indexed++
+	x.seqCond.Broadcast()
+	x.seqMu.Unlock()
+}
+
+// drain drops the queued batches.
+func (x *vectorIndex) drain() {
+	for {
+		select {
+		case <-x.queue:
+			x.done1()
+		default:
+			return
+		}
+	}
+}
+
+// rebuild builds the graphs from every item record in the store and puts
+// them in place.
+func (x *vectorIndex) rebuild() error {
+	graphs, where := map[graphKey]*hnsw.Graph[*query.Doc]{}, map[string]graphKey{}
+	ctx := context.Background()
+	for p := range x.parts {
+		it, err := x.store.NewIter(ctx, appendPartition(nil, p, kindItem), appendPartition(nil, p, kindItem+1))
+		if err != nil {
+			return err
+		}
+		for it.Next() {
+			x.set(graphs, where, string(it.Key()), slices.Clone(it.Value()))
+		}
+		if err := it.Close(); err != nil {
+			return fmt.Errorf("core: building the vector index: %w", err)
+		}
+		select {
+		case <-x.stop:
+			return fmt.Errorf("core: closed")
+		default:
+		}
+	}
+	x.mu.Lock()
+	x.graphs, x.where = graphs, where
+	x.mu.Unlock()
+	return nil
+}
+
+// caughtUp waits until the batches queued before the call are in the
+// graphs, or wait passes: a find on this node then sees the writes it
+// committed before the find, unless the index is far behind.
+func (x *vectorIndex) caughtUp(wait time.Duration) {
+	x.seqMu.Lock()
+	defer x.seqMu.Unlock()
+	target := x.enqueued
+	if x.indexed >= target {
+		return
+	}
+	t := time.AfterFunc(wait, func() {
+		x.seqMu.Lock()
+		x.seqCond.Broadcast()
+		x.seqMu.Unlock()
+	})
+	defer t.Stop()
+	deadline := time.Now().Add(wait)
+	for x.indexed < target && time.Now().Before(deadline) {
+		x.seqCond.Wait()
+	}
+}
+
+// close stops the index's goroutine.
+func (x *vectorIndex) close() {
+	if x == nil {
+		return
+	}
+	close(x.stop)
+	<-x.done
+}
+
+// set makes key's entry in graphs match val, the item's new record (nil:
+// gone).
+func (x *vectorIndex) set(graphs map[graphKey]*hnsw.Graph[*query.Doc], where map[string]graphKey, key string, val []byte) {
+	tenant, id, ok := splitItemKey(key)
+	if !ok {
+		return
+	}
+	var next graphKey
+	var r record
+	indexed := val != nil && r.decode(val) == nil && len(r.vector) > 0
+	if _, had := where[key]; !had && !indexed {
+		return // the common write: no vector, none before
+	}
+	if indexed {
+		next = graphKey{tenant: tenant, typ: r.typ, dims: len(r.vector)}
+	}
+	if old, had := where[key]; had {
+		g := graphs[old]
+		g.Delete(id)
+		delete(where, key)
+		if g.Len() == 0 {
+			delete(graphs, old)
+		}
+	}
+	if !indexed {
+		return
+	}
+	g := graphs[next]
+	if g == nil {
+		g = hnsw.New[*query.Doc](hnsw.Config{Metric: hnsw.Cosine})
+		graphs[next] = g
+	}
+	// The fields a filter looks at, without data or vector.
+	doc := &item.Item{ID: id, Type: r.typ, CreatedAt: time.Unix(0, r.created).UTC(), UpdatedAt: time.Unix(0, r.updated).UTC()}
+	if len(r.metadata) > 0 {
+		doc.Metadata = slices.Clone(r.metadata)
+	}
+	if g.Add(id, r.vector, query.PreparedDoc(doc)) != nil {
+		// A zero vector has no direction: no cosine neighbour.
+		if g.Len() == 0 {
+			delete(graphs, next)
+		}
+		return
+	}
+	where[key] = next
+}
+
+// nearest returns the ids of up to n items of tenant (of type typ, or of
+// any type when typ is empty) that where matches and whose vectors of
+// vec's dimension are probably nearest to vec by cosine; ok is false
+// while the index is not ready.
+func (x *vectorIndex) nearest(tenant, typ string, vec []float32, n int, where *query.Filter) (ids []string, ok bool) {
+	if !x.wanted.Swap(true) {
+		x.reload.Store(true)
+		select {
+		case x.wake <- struct{}{}:
+		default:
+		}
+	}
+	if !x.ready.Load() {
+		return nil, false
+	}
+	x.caughtUp(100 * time.Millisecond)
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	type cand struct {
+		id   string
+		dist float32
+	}
+	var cands []cand
+	var accept func(string, *query.Doc) bool
+	if where != nil {
+		accept = func(_ string, d *query.Doc) bool { return where.Match(d) }
+	}
+	for k, g := range x.graphs {
+		if k.tenant != tenant || k.dims != len(vec) || (typ != "" && k.typ != typ) {
+			continue
+		}
+		ef := max(n, vectorEf)
+		if g.Len() <= vectorExactBelow {
+			ef = g.Len() // a scan of the graph: exact, and as quick
+		}
+		for _, r := range g.Search(vec, n, ef, accept) {
+			cands = append(cands, cand{r.Key, r.Distance})
+		}
+	}
+	slices.SortFunc(cands, func(a, b cand) int {
+		if a.dist != b.dist {
+			if a.dist < b.dist {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	ids = make([]string, 0, min(n, len(cands)))
+	for _, c := range cands[:min(n, len(cands))] {
+		ids = append(ids, c.id)
+	}
+	return ids, true
+}
+
+// splitItemKey returns the tenant and id of an item key.
+func splitItemKey(key string) (tenant, id string, ok bool) {
+	if !isItemKey([]byte(key)) {
+		return "", "", false
+	}
+	tenant, id, ok = strings.Cut(key[4:], "\x00")
+	return tenant, id, ok
+}
+
+// Nearest returns the ids of up to max items of tenant (of type typ, or
+// any type when empty) that where matches and whose vectors are probably
+// nearest to vec by cosine, from this node's index (query.Indexed). ok is
+// false when the index cannot answer for the whole tenant: it is being
+// built, or this cluster member does not hold every partition.
+//
+// Unless ctx asks for stale reads, the answer covers every write
+// acknowledged before the call: in a cluster each partition's replica
+// here first applies what its leader committed (a read-index round per
+// partition, as a follower read does), and the index takes it in.
+func (n *Node) Nearest(ctx context.Context, tenant, typ string, vec []float32, max int, where *query.Filter) (ids []string, ok bool) {
+	if n.raft != nil {
+		st, err := n.raft.Status(ctx)
+		if err != nil || len(st) < n.nparts {
+			return nil, false
+		}
+		if !item.StaleReads(ctx) && n.vectors.ready.Load() && n.barrierAll(ctx) != nil {
+			return nil, false
+		}
+	}
+	return n.vectors.nearest(tenant, typ, vec, max, where)
+}
+
+// barrierAll runs readBarrier on every partition, 16 at a time.
+func (n *Node) barrierAll(ctx context.Context) error {
+	var g errgroup.Group
+	g.SetLimit(16)
+	for p := range n.nparts {
+		g.Go(func() error { return n.readBarrier(ctx, p) })
+	}
+	return g.Wait()
+}
