@@ -418,6 +418,7 @@ func (n *Node) Metrics() nodestats.Snapshot {
 		Operations:  ops,
 		Storage:     storage,
 		Cache:       n.cacheStats(),
+		Vectors:     n.vectors.stats(),
 	}
 }
 

@@ -2,7 +2,9 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/soullabs/brainy/internal/hnsw"
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/nodestats"
 	"github.com/soullabs/brainy/internal/query"
 	"github.com/soullabs/brainy/tiers"
 )
@@ -42,8 +45,10 @@ import (
 // graph of its tenant, type and dimension, under its id, with its current
 // vector and fields.
 type vectorIndex struct {
-	store tiers.Store
-	parts int
+	store  tiers.Store
+	parts  int
+	budget int64 // bytes; < 0: no index
+	log    *slog.Logger
 
 	mu     sync.RWMutex
 	graphs map[graphKey]*hnsw.Graph[*query.Doc] // guarded by mu
@@ -55,6 +60,11 @@ type vectorIndex struct {
 	wanted atomic.Bool
 	ready  atomic.Bool // built, and no batch lost since
 	reload atomic.Bool // build (again) from the store
+	// over: the index outgrew its budget and was dropped, for good.
+	over   atomic.Bool
+	bytes  atomic.Int64 // the graphs' estimated memory; written by run
+	count  atomic.Int64 // vectors in the graphs; written by run
+	builds atomic.Uint64
 	wake   chan struct{}
 	queue  chan []itemWrite
 	stop   chan struct{}
@@ -84,8 +94,11 @@ const (
 	vectorQueue = 4096
 )
 
-func newVectorIndex(store tiers.Store, parts int) *vectorIndex {
-	x := &vectorIndex{store: store, parts: parts, graphs: map[graphKey]*hnsw.Graph[*query.Doc]{}, where: map[string]graphKey{},
+// DefaultVectorIndexBytes is Config.VectorIndexBytes's default.
+const DefaultVectorIndexBytes = 1 << 30
+
+func newVectorIndex(store tiers.Store, parts int, budget int64, log *slog.Logger) *vectorIndex {
+	x := &vectorIndex{store: store, parts: parts, budget: budget, log: log, graphs: map[graphKey]*hnsw.Graph[*query.Doc]{}, where: map[string]graphKey{},
 		wake: make(chan struct{}, 1), queue: make(chan []itemWrite, vectorQueue), stop: make(chan struct{}), done: make(chan struct{})}
 	x.seqCond = sync.NewCond(&x.seqMu)
 	go x.run()
@@ -95,7 +108,7 @@ func newVectorIndex(store tiers.Store, parts int) *vectorIndex {
 // apply hands committed item writes (val nil: deleted) to the index. It
 // never blocks.
 func (x *vectorIndex) apply(writes []itemWrite) {
-	if x == nil || len(writes) == 0 || !x.wanted.Load() { // nil: off, for benchmarks
+	if x == nil || len(writes) == 0 || !x.wanted.Load() || x.over.Load() { // nil: off, for benchmarks
 		return
 	}
 	// The writes are shared, not copied (keys and values are immutable),
@@ -124,7 +137,11 @@ func (x *vectorIndex) run() {
 			// Batches queued now are in the store: the rebuild reads them.
 			// Those queued after the drain follow it, in order.
 			x.drain()
-			if err := x.rebuild(); err != nil {
+			if err := x.rebuild(); errors.Is(err, errOverBudget) {
+				x.drop()
+				continue
+			} else if err != nil {
+				x.log.Warn("building the vector index", "component", "core", "err", err)
 				select {
 				case <-x.stop:
 					return
@@ -143,10 +160,17 @@ func (x *vectorIndex) run() {
 		case <-x.wake:
 		case batch := <-x.queue:
 			for _, w := range batch {
+				if x.over.Load() {
+					break
+				}
 				// Lock per write: a find waits for one insert at most.
 				x.mu.Lock()
-				x.set(x.graphs, x.where, w.key, w.val)
+				d, n := x.set(x.graphs, x.where, w.key, w.val)
 				x.mu.Unlock()
+				x.count.Add(int64(n))
+				if x.bytes.Add(d) > x.budget {
+					x.drop()
+				}
 			}
 			x.done1()
 		}
@@ -173,10 +197,30 @@ func (x *vectorIndex) drain() {
 	}
 }
 
+var errOverBudget = errors.New("core: the vector index outgrew its budget")
+
+// drop empties the index for good: it outgrew its budget.
+func (x *vectorIndex) drop() {
+	if x.over.Swap(true) {
+		return
+	}
+	x.ready.Store(false)
+	x.mu.Lock()
+	x.graphs, x.where = map[graphKey]*hnsw.Graph[*query.Doc]{}, map[string]graphKey{}
+	x.mu.Unlock()
+	x.log.Warn("the vector index outgrew its budget and was dropped: finds by vector scan; raise --vector-index-bytes and restart",
+		"component", "core", "budget", x.budget, "vectors", x.count.Load())
+	x.bytes.Store(0)
+	x.count.Store(0)
+}
+
 // rebuild builds the graphs from every item record in the store and puts
 // them in place.
 func (x *vectorIndex) rebuild() error {
+	x.builds.Add(1)
 	graphs, where := map[graphKey]*hnsw.Graph[*query.Doc]{}, map[string]graphKey{}
+	var bytes, count int64
+	start := time.Now()
 	ctx := context.Background()
 	for p := range x.parts {
 		it, err := x.store.NewIter(ctx, appendPartition(nil, p, kindItem), appendPartition(nil, p, kindItem+1))
@@ -184,7 +228,13 @@ func (x *vectorIndex) rebuild() error {
 			return err
 		}
 		for it.Next() {
-			x.set(graphs, where, string(it.Key()), slices.Clone(it.Value()))
+			d, n := x.set(graphs, where, string(it.Key()), it.Value())
+			bytes += d
+			count += int64(n)
+			if bytes > x.budget {
+				_ = it.Close()
+				return errOverBudget
+			}
 		}
 		if err := it.Close(); err != nil {
 			return fmt.Errorf("core: building the vector index: %w", err)
@@ -198,7 +248,36 @@ func (x *vectorIndex) rebuild() error {
 	x.mu.Lock()
 	x.graphs, x.where = graphs, where
 	x.mu.Unlock()
+	x.bytes.Store(bytes)
+	x.count.Store(count)
+	x.log.Info("vector index built", "component", "core", "vectors", count, "graphs", len(graphs), "bytes", bytes, "took", time.Since(start))
 	return nil
+}
+
+// stats returns the index's figures for Metrics, nil until a find asked
+// for it.
+func (x *vectorIndex) stats() *nodestats.Vectors {
+	if x == nil || !x.wanted.Load() {
+		return nil
+	}
+	v := &nodestats.Vectors{State: "building", Vectors: int(x.count.Load()), Bytes: x.bytes.Load(), Budget: x.budget, Builds: x.builds.Load()}
+	switch {
+	case x.over.Load():
+		v.State = "over_budget"
+	case x.ready.Load():
+		v.State = "ready"
+	}
+	x.mu.RLock()
+	v.Graphs = len(x.graphs)
+	x.mu.RUnlock()
+	return v
+}
+
+// vectorCost estimates what one indexed vector holds in memory: the
+// vector, its links (2M at the bottom layer, a few above), the fields a
+// filter sees and the maps' entries.
+func vectorCost(dims, id, tenant, meta int) int64 {
+	return int64(4*dims + 2*id + tenant + meta + 4*40 + 400)
 }
 
 // caughtUp waits until the batches queued before the call are in the
@@ -233,23 +312,28 @@ func (x *vectorIndex) close() {
 }
 
 // set makes key's entry in graphs match val, the item's new record (nil:
-// gone).
-func (x *vectorIndex) set(graphs map[graphKey]*hnsw.Graph[*query.Doc], where map[string]graphKey, key string, val []byte) {
+// gone); it returns the change in estimated bytes and in vectors held.
+// val is not kept.
+func (x *vectorIndex) set(graphs map[graphKey]*hnsw.Graph[*query.Doc], where map[string]graphKey, key string, val []byte) (bytes int64, count int) {
 	tenant, id, ok := splitItemKey(key)
 	if !ok {
-		return
+		return 0, 0
 	}
 	var next graphKey
 	var r record
 	indexed := val != nil && r.decode(val) == nil && len(r.vector) > 0
 	if _, had := where[key]; !had && !indexed {
-		return // the common write: no vector, none before
+		return 0, 0 // the common write: no vector, none before
 	}
 	if indexed {
 		next = graphKey{tenant: tenant, typ: r.typ, dims: len(r.vector)}
 	}
 	if old, had := where[key]; had {
 		g := graphs[old]
+		if _, doc, ok := g.Lookup(id); ok {
+			bytes -= vectorCost(old.dims, len(id), len(tenant), len(doc.Item().Metadata))
+			count--
+		}
 		g.Delete(id)
 		delete(where, key)
 		if g.Len() == 0 {
@@ -257,7 +341,7 @@ func (x *vectorIndex) set(graphs map[graphKey]*hnsw.Graph[*query.Doc], where map
 		}
 	}
 	if !indexed {
-		return
+		return bytes, count
 	}
 	g := graphs[next]
 	if g == nil {
@@ -274,9 +358,10 @@ func (x *vectorIndex) set(graphs map[graphKey]*hnsw.Graph[*query.Doc], where map
 		if g.Len() == 0 {
 			delete(graphs, next)
 		}
-		return
+		return bytes, count
 	}
 	where[key] = next
+	return bytes + vectorCost(next.dims, len(id), len(tenant), len(doc.Metadata)), count + 1
 }
 
 // nearest returns the ids of up to n items of tenant (of type typ, or of
@@ -284,6 +369,9 @@ func (x *vectorIndex) set(graphs map[graphKey]*hnsw.Graph[*query.Doc], where map
 // vec's dimension are probably nearest to vec by cosine; ok is false
 // while the index is not ready.
 func (x *vectorIndex) nearest(tenant, typ string, vec []float32, n int, where *query.Filter) (ids []string, ok bool) {
+	if x.budget < 0 || x.over.Load() {
+		return nil, false
+	}
 	if !x.wanted.Swap(true) {
 		x.reload.Store(true)
 		select {

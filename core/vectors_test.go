@@ -267,3 +267,54 @@ func BenchmarkPutVector(b *testing.B) {
 		})
 	}
 }
+
+// TestVectorIndexBudget: an index that outgrows its budget is dropped
+// (metrics say so) and finds by vector go on answering, by scanning;
+// within budget, metrics count what it holds.
+func TestVectorIndexBudget(t *testing.T) {
+	ctx := context.Background()
+	for _, budget := range []int64{20 * vectorCost(4, 4, 1, 0), DefaultVectorIndexBytes} {
+		n, err := Open(ctx, Config{Store: memory.New(), VectorIndexBytes: budget})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		if n.Metrics().Vectors != nil {
+			t.Fatal("metrics show a vector index before any find asked for one")
+		}
+		for i := range 100 {
+			if _, _, err := n.Put(ctx, "t", &item.Item{ID: fmt.Sprintf("v%03d", i), Vector: []float32{1, float32(i), 0, 1}}, item.Cond{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		q, err := query.Parse([]byte(`{"near":{"vector":[1,50,0,1],"k":3}}`), item.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var state string
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			res, err := query.Find(ctx, n, "t", q)
+			if err != nil || len(res.Hits) != 3 || res.Hits[0].ID != "v050" {
+				t.Fatalf("budget %d: find: %v %v", budget, res, err)
+			}
+			v := n.Metrics().Vectors
+			if state = v.State; state != "building" {
+				if budget == DefaultVectorIndexBytes && (v.Vectors != 100 || v.Graphs != 1 || v.Bytes <= 0 || v.Builds != 1) {
+					t.Fatalf("metrics of a built index: %+v", v)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the index is still building after 30 s")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		want := "ready"
+		if budget < DefaultVectorIndexBytes {
+			want = "over_budget"
+		}
+		if state != want {
+			t.Fatalf("budget %d: index %s, want %s", budget, state, want)
+		}
+	}
+}

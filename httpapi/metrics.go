@@ -105,12 +105,17 @@ var (
 	descSyncFollowing = prometheus.NewDesc("brainy_sync_following", "1 once every blue partition this node pulls streams its changes, 0 while one is being copied (--sync-from).", []string{"from"}, nil)
 	descSyncLag       = prometheus.NewDesc("brainy_sync_lag_milliseconds", "How long this green node has lacked a change blue has (0: caught up).", []string{"from"}, nil)
 	descSyncCopied    = prometheus.NewDesc("brainy_sync_items_copied_total", "Values the initial copy of blue's partitions applied here.", []string{"from"}, nil)
+	descVectors       = prometheus.NewDesc("brainy_vector_index_vectors", "Vectors in the node's nearest-neighbour index.", nil, nil)
+	descVectorBytes   = prometheus.NewDesc("brainy_vector_index_bytes", "Estimated memory of the node's nearest-neighbour index.", nil, nil)
+	descVectorReady   = prometheus.NewDesc("brainy_vector_index_ready", "1 when finds by vector use the index (0: it is being built, or outgrew --vector-index-bytes, and they scan).", nil, nil)
+	descVectorBuilds  = prometheus.NewDesc("brainy_vector_index_builds_total", "Builds of the index from the store: the first, then one each time it fell too far behind the writes.", nil, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOps, descErrors, descCommits, descWrites, descForward, descLapses, descRTT, descItems, descBytes, descHealthy, descAvail, descShards,
 		descRegionUp, descRegionRTT, descRegionLag, descRegionSent, descFedEvents, descSyncFollowing, descSyncLag, descSyncCopied, descRouteRTT, descRouteChosen, descRescued,
-		descNodes, descLeaders, descLagEntries, descElections, descSnapshots, descSnapBytes, descRejected, descCacheOps, descCacheBytes, descTierBytes, descTierMoves} {
+		descNodes, descLeaders, descLagEntries, descElections, descSnapshots, descSnapBytes, descRejected, descCacheOps, descCacheBytes, descTierBytes, descTierMoves,
+		descVectors, descVectorBytes, descVectorReady, descVectorBuilds} {
 		ch <- d
 	}
 }
@@ -152,6 +157,16 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descCacheOps, prometheus.CounterValue, float64(s.Cache.Hits), "hit")
 		ch <- prometheus.MustNewConstMetric(descCacheOps, prometheus.CounterValue, float64(s.Cache.Misses), "miss")
 		ch <- prometheus.MustNewConstMetric(descCacheBytes, prometheus.GaugeValue, float64(s.Cache.Bytes))
+	}
+	if v := s.Vectors; v != nil {
+		ready := 0.0
+		if v.State == "ready" {
+			ready = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descVectors, prometheus.GaugeValue, float64(v.Vectors))
+		ch <- prometheus.MustNewConstMetric(descVectorBytes, prometheus.GaugeValue, float64(v.Bytes))
+		ch <- prometheus.MustNewConstMetric(descVectorReady, prometheus.GaugeValue, ready)
+		ch <- prometheus.MustNewConstMetric(descVectorBuilds, prometheus.CounterValue, float64(v.Builds))
 	}
 	for _, t := range s.Storage.Tiers {
 		ch <- prometheus.MustNewConstMetric(descTierBytes, prometheus.GaugeValue, float64(t.Bytes), t.Name)

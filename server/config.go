@@ -135,6 +135,10 @@ type Config struct {
 	// copies from blue during the initial copy (--sync-copy-rate). Default
 	// federation.DefaultSyncCopyRate (32 MiB/s).
 	SyncCopyRate int
+	// VectorIndexBytes bounds the memory of the index finds by vector use
+	// (--vector-index-bytes); negative: no index, those finds scan.
+	// Default core.DefaultVectorIndexBytes (1 GiB).
+	VectorIndexBytes int64
 	// MaxClockSkew is how far ahead of this node's clock another region's
 	// timestamps may be before their batches are refused
 	// (--max-clock-skew). Default core.DefaultMaxClockSkew (500 ms).

@@ -115,6 +115,7 @@ func flags(c *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.StringVar(&c.StorageCold, "storage-cold", "", "tiered storage: the object store `URL` long-idle items move to (optional)")
 	fs.DurationVar(&c.Tiering.DemoteAfter, "tier-demote-after", tiered.DefaultDemoteAfter, "tiered storage: idle time after which an item leaves the hot tier")
 	fs.DurationVar(&c.Tiering.ColdAfter, "tier-cold-after", tiered.DefaultColdAfter, "tiered storage: idle time after which an item moves from warm to cold")
+	fs.Int64Var(&c.VectorIndexBytes, "vector-index-bytes", core.DefaultVectorIndexBytes, "memory `bytes` the index of finds by vector may hold; past it the index is dropped and those finds scan; negative: no index")
 	fs.Int64Var(&c.Tiering.HotMaxBytes, "tier-hot-max-bytes", 0, "tiered storage: demote the least recently used items while the hot tier holds more `bytes`; 0 means no limit")
 	fs.Int64Var(&c.Tiering.HotMinFreeBytes, "tier-hot-min-free-bytes", 0, "tiered storage: demote while the hot tier's disk has fewer free `bytes`; 0 means no limit")
 	fs.DurationVar(&c.Tiering.Interval, "tier-interval", tiered.DefaultInterval, "tiered storage: how often idle items are looked for")

@@ -281,6 +281,7 @@ func (fullBackend) Metrics() nodestats.Snapshot {
 			Regions: []nodestats.Region{{Name: "us", Nodes: 3, Healthy: true, RTTMs: 80, LagMs: 120, Sent: 7}}},
 		Routing: &nodestats.Routing{Region: "eu", Rescued: 1, Regions: []nodestats.RouteRegion{{Name: "eu", Nodes: 3, Up: 3, RTTMs: 2}}},
 		Sync:    &nodestats.Sync{From: "blue:7070", State: "following", LagMs: 5, ItemsCopied: 100, Partitions: 4},
+		Vectors: &nodestats.Vectors{State: "ready", Vectors: 10, Graphs: 1, Bytes: 4096, Budget: 1 << 30, Builds: 1},
 	}
 }
 

@@ -26,6 +26,27 @@ type Snapshot struct {
 	// Tuning is the node's profile and what self-tuning decided (a core in
 	// a cluster).
 	Tuning *Tuning `json:"tuning,omitempty"`
+	// Vectors is a core's nearest-neighbour index, once a find by vector
+	// asked for it.
+	Vectors *Vectors `json:"vectors,omitempty"`
+}
+
+// Vectors describes a core's vector index (finds by near).
+type Vectors struct {
+	// State is building, ready, or over_budget (it outgrew Budget and was
+	// dropped: finds scan until the node restarts with a larger budget).
+	State string `json:"state"`
+	// Vectors and Graphs count what it holds: a graph per tenant, type
+	// and dimension.
+	Vectors int `json:"vectors"`
+	Graphs  int `json:"graphs"`
+	// Bytes is its estimated memory, Budget its bound
+	// (--vector-index-bytes).
+	Bytes  int64 `json:"bytes"`
+	Budget int64 `json:"budget"`
+	// Builds counts builds from the store: the first, and one after each
+	// time it fell too far behind the writes.
+	Builds uint64 `json:"builds"`
 }
 
 // Tuning describes a core's profile (--profile) and, under auto, the

@@ -42,6 +42,9 @@ func PreparedDoc(it *item.Item) *Doc {
 	return d
 }
 
+// Item returns the item d was made of.
+func (d *Doc) Item() *item.Item { return d.it }
+
 func (d *Doc) decodeMeta() {
 	if !d.metaDone {
 		d.metaDone = true
