@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -65,6 +66,44 @@ func TestNearestFromIndexSeesAcknowledgedWrites(t *testing.T) {
 		ids, ok := reader.node.Nearest(ctx, "t", "v", q, 1, nil)
 		if !ok || len(ids) != 1 || ids[0] != id {
 			t.Fatalf("round %d: nearest on node-2 = %v (%v), want %s written just before through %s", round, ids, ok, id, writer.id)
+		}
+	}
+}
+
+// TestSnapshotReplicaFindsAlike: a member whose replicas all came by
+// snapshot (the logs that held the writes were compacted) answers finds
+// as brute force does, from its own vector index, and its index's
+// nearest agree with the leader's.
+func TestSnapshotReplicaFindsAlike(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.start("node-1")
+	c.start("node-2")
+	c.waitPlacement(2)
+	g := querytest.New(5)
+	items := g.Items(400) // 50 writes a partition, past LogKeep (20)
+	querytest.Write(t, n1.node, "t", items)
+	n3 := c.start("node-3")
+	c.waitPlacement(3)
+	if got := n3.node.Metrics().Replication.SnapshotsInstalled; got == 0 {
+		t.Fatal("node-3 installed no snapshot: the test does not test what it says")
+	}
+	ctx := context.Background()
+	for _, m := range []*member{n1, n3} {
+		deadline := time.Now().Add(30 * time.Second)
+		for _, ok := m.node.Nearest(ctx, "t", "", []float32{1, 0, 0, 0}, 1, nil); !ok; _, ok = m.node.Nearest(ctx, "t", "", []float32{1, 0, 0, 0}, 1, nil) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's vector index is not ready after 30 s", m.id)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	querytest.Check(t, g, n3.node, "t", items, 40)
+	for i := range 20 {
+		q := []float32{float32(i%5) - 2, 1, float32(i % 3), -1}
+		a, _ := n1.node.Nearest(ctx, "t", "", q, 10, nil)
+		b, _ := n3.node.Nearest(ctx, "t", "", q, 10, nil)
+		if !slices.Equal(a, b) {
+			t.Fatalf("nearest %v: node-1 %v, node-3 (by snapshot) %v", q, a, b)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 
 	"github.com/valyala/fasthttp"
 
@@ -98,9 +99,20 @@ func errorHandler(log *slog.Logger) func(ctx *fasthttp.RequestCtx, err error) {
 		case errors.As(err, new(*fasthttp.ErrSmallBuffer)) || errors.Is(err, fasthttp.ErrSmallReadBuffer):
 			writeAPIError(ctx, apiError{fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large",
 				"the request line and headers are larger than the server reads (4 KiB)"})
+		case isTimeout(err):
+			// No whole request within the read timeout — often none at all:
+			// a client's spare connection, opened and never used. 408 is
+			// what HTTP clients expect on such a connection (Go's closes it
+			// quietly); a 400 arrives as an answer to no request.
+			writeAPIError(ctx, apiError{fasthttp.StatusRequestTimeout, "request_timeout", "no complete request arrived within the read timeout"})
 		default:
 			log.Debug("malformed request", "err", err)
 			writeAPIError(ctx, apiError{fasthttp.StatusBadRequest, "bad_request", "malformed HTTP request"})
 		}
 	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

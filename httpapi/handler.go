@@ -644,7 +644,7 @@ func (h *Handler) unknownParam(ctx *fasthttp.RequestCtx, allowed ...string) bool
 		msg += "; this request takes " + strings.Join(allowed, ", ")
 	}
 	if bytes.HasPrefix(bad, []byte("metadata.")) || bytes.HasPrefix(bad, []byte("data.")) {
-		msg += " (a list filters by type only)"
+		msg += " (a list filters by type only; POST /v1/find takes a where on metadata)"
 	}
 	h.writeError(ctx, item.Invalid("unknown_parameter", "%s", msg))
 	return true

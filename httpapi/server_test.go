@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"net"
 	"strings"
@@ -136,5 +137,52 @@ func TestMaxConnsPerIP(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("127.0.0.1 was not served again after one of its connections closed")
 		}
+	}
+}
+
+// TestIdleNewConnectionTimesOut408: a connection that sends nothing within
+// the read timeout (an HTTP client's spare connection) is closed with 408,
+// which clients take as "closed while idle", not with a 400 that arrives as
+// the answer to no request; the server goes on serving.
+func TestIdleNewConnectionTimesOut408(t *testing.T) {
+	h, err := NewHandler(Config{}, nil) // /healthz needs no backend
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(ServerConfig{ReadTimeout: 200 * time.Millisecond}, h)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	read := func(c net.Conn) *fasthttp.Response {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var resp fasthttp.Response
+		if err := resp.Read(bufio.NewReader(c)); err != nil {
+			t.Fatalf("reading an answer: %v", err)
+		}
+		return &resp
+	}
+	for _, partial := range []string{"", "GET /heal"} {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte(partial))
+		if resp := read(c); resp.StatusCode() != fasthttp.StatusRequestTimeout || !bytes.Contains(resp.Body(), []byte("request_timeout")) {
+			t.Fatalf("sent %q and waited: %d %s, want 408 request_timeout", partial, resp.StatusCode(), resp.Body())
+		}
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+	if resp := read(c); resp.StatusCode() != 200 {
+		t.Fatalf("a request after the timeouts: %d", resp.StatusCode())
 	}
 }

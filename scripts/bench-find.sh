@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make bench-find: nearest-neighbour search, brainy's index (internal/hnsw)
-# against hnswlib on the same vectors, one thread each, in one run
-# (bench/find). Arguments go to bench/find (-n, -dims, -ef, ...).
+# against hnswlib on the same vectors, one thread each, in one run; then
+# the same vectors through two real brainy-core processes over HTTP, one
+# with its index and one without (bench/find). Arguments go to bench/find
+# (-n, -dims, -ef, -http-queries, ...).
 #
 # hnswlib and numpy come from Debian (python3-hnswlib, python3-numpy),
 # installed with apt-get when /usr/bin/python3 cannot import them.
@@ -22,4 +24,8 @@ if ! "$PYTHON" -c 'import hnswlib, numpy' 2>/dev/null; then
 fi
 
 cd "$REPO_ROOT"
-exec go run ./bench/find -python "$PYTHON" "$@"
+BIN="$(mktemp -d)"
+trap 'rm -rf "$BIN"' EXIT
+go build -o "$BIN/brainy-core" ./cmd/brainy-core
+go build -o "$BIN/find" ./bench/find
+"$BIN/find" -python "$PYTHON" -core "$BIN/brainy-core" "$@"

@@ -21,9 +21,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/soullabs/brainy/internal/hnsw"
@@ -43,6 +46,8 @@ func main() {
 	// Debian's python3-hnswlib is for Debian's python3, which another
 	// python3 earlier in PATH would not see.
 	python := flag.String("python", "/usr/bin/python3", "the Python that has hnswlib and numpy")
+	core := flag.String("core", "", "a brainy-core binary: also measure finds through it over HTTP, with its index and without (127.0.0.95, .96)")
+	httpQueries := flag.Int("http-queries", 200, "queries sent over HTTP (each also filtered)")
 	flag.Parse()
 
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -50,7 +55,7 @@ func main() {
 	base := gaussian(rng, *n, *dims, centres, *sigma)
 	queries := gaussian(rng, *nq, *dims, centres, *sigma)
 	log.Printf("%d vectors of %d dimensions, %d queries: exact search for the truth", *n, *dims, *nq)
-	truth := exact(base, queries, *k)
+	truth := exact(base, queries, *k, nil)
 
 	var widths []int
 	for _, s := range strings.Split(*efs, ",") {
@@ -112,6 +117,26 @@ func main() {
 			fmt.Printf("| %d | %.1f | %.3f | | | |\n", s.EF, s.Micros, s.Recall)
 		}
 	}
+
+	if *core == "" {
+		return
+	}
+	truthFilter := exact(base, queries, *k, func(i int) bool { return i%10 == 3 })
+	res, err := runHTTP(*core, base, queries, truth, truthFilter, *k, *httpQueries)
+	if err != nil {
+		log.Fatalf("through brainy-core: %v", err)
+	}
+	fmt.Printf("\nThrough brainy-core over HTTP (POST /v1/find, k %d, %d queries one at a time, then 8 clients; filtered: where metadata.bucket = 3, 10%% of the items):\n\n", *k, min(*httpQueries, *nq))
+	fmt.Println("| node | p50 | p99 | finds/s (8 clients) | recall@k | filtered p50 | filtered p99 | filtered recall@k | load | index build |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range res {
+		fmt.Printf("| %s | %v | %v | %.0f | %.3f | %v | %v | %.3f | %.1f s | %.1f s |\n", r.name, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond),
+			r.perSecond, r.recall, r.filterP50.Round(10*time.Microsecond), r.filterP99.Round(10*time.Microsecond), r.recallFilter, r.loadSeconds, r.indexSec)
+	}
+	if len(res) == 2 {
+		fmt.Printf("\nindex/scan: finds/s %.1f×, p50 %.3f×, filtered p50 %.3f×\n", res[0].perSecond/res[1].perSecond,
+			float64(res[0].p50)/float64(res[1].p50), float64(res[0].filterP50)/float64(res[1].filterP50))
+	}
 }
 
 type result struct {
@@ -145,9 +170,10 @@ func gaussian(rng *rand.Rand, n, dims int, centres [][]float32, sigma float64) [
 	return out
 }
 
-// exact returns, per query, the indexes of the k base vectors of highest
-// cosine similarity.
-func exact(base, queries [][]float32, k int) [][]int32 {
+// exact returns, per query, the indexes of the k base vectors (those keep
+// admits; nil: all) of highest cosine similarity, ties by index. Queries
+// run on every CPU.
+func exact(base, queries [][]float32, k int, keep func(int) bool) [][]int32 {
 	norm := func(v []float32) []float32 {
 		var s float64
 		for _, f := range v {
@@ -163,34 +189,49 @@ func exact(base, queries [][]float32, k int) [][]int32 {
 	for i, v := range base {
 		nb[i] = norm(v)
 	}
-	out := make([][]int32, len(queries))
 	type hit struct {
 		i   int32
 		sim float64
 	}
-	for qi, q := range queries {
-		nq := norm(q)
-		hits := make([]hit, len(nb))
-		for i, v := range nb {
-			var s float64
-			for d := range v {
-				s += float64(v[d]) * float64(nq[d])
+	worse := func(a, b hit) bool { return a.sim < b.sim || a.sim == b.sim && a.i > b.i }
+	out := make([][]int32, len(queries))
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for range runtime.NumCPU() {
+		wg.Go(func() {
+			for qi := int(next.Add(1) - 1); qi < len(queries); qi = int(next.Add(1) - 1) {
+				nq := norm(queries[qi])
+				var top []hit // the k best, the worst first after each insert
+				for i, v := range nb {
+					if keep != nil && !keep(i) {
+						continue
+					}
+					var s float64
+					for d := range v {
+						s += float64(v[d]) * float64(nq[d])
+					}
+					h := hit{int32(i), s}
+					if len(top) < k {
+						top = append(top, h)
+					} else if worse(top[0], h) {
+						top[0] = h
+					} else {
+						continue
+					}
+					slices.SortFunc(top, func(a, b hit) int {
+						if worse(a, b) {
+							return -1
+						}
+						return 1
+					})
+				}
+				for j := len(top) - 1; j >= 0; j-- {
+					out[qi] = append(out[qi], top[j].i)
+				}
 			}
-			hits[i] = hit{int32(i), s}
-		}
-		slices.SortFunc(hits, func(a, b hit) int {
-			if a.sim > b.sim {
-				return -1
-			}
-			if a.sim < b.sim {
-				return 1
-			}
-			return int(a.i - b.i)
 		})
-		for _, h := range hits[:k] {
-			out[qi] = append(out[qi], h.i)
-		}
 	}
+	wg.Wait()
 	return out
 }
 
