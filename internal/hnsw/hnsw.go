@@ -106,10 +106,10 @@ type Graph[T any] struct {
 	// spend their time, in one array as hnswlib does: node i's count at
 	// i·(2M+1), then up to 2M ids. No pointer to chase per node.
 	level0 []uint32
-	byKey map[string]uint32 // living nodes only
-	entry int32             // -1: empty
-	top   int               // entry's level
-	dead  int               // tombstones in nodes
+	byKey  map[string]uint32 // living nodes only
+	entry  int32             // -1: empty
+	top    int               // entry's level
+	dead   int               // tombstones in nodes
 
 	visits *sync.Pool // of *visitSet
 }
