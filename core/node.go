@@ -46,10 +46,9 @@ type Config struct {
 	// it. It holds recently written and read items; the store's own block
 	// cache sits below it.
 	CacheBytes int64
-	// VectorIndexBytes bounds the memory of the vector index finds by
-	// near use (vectors.go): past it the index is dropped and those finds
-	// scan. Default DefaultVectorIndexBytes (1 GiB); negative: no index.
-	VectorIndexBytes int64
+	// VectorIndex tunes the vector index finds by near use (vectors.go):
+	// its memory bound and its HNSW settings. Zero fields take defaults.
+	VectorIndex VectorIndexConfig
 	// MaxBatch bounds the writes committed together in one sync. Default
 	// 1024. Larger batches amortise a sync over more writes; the bound keeps
 	// one batch's memory and latency in check under a flood.
@@ -92,9 +91,7 @@ func (c *Config) EnsureDefaults() {
 	if c.CacheBytes == 0 {
 		c.CacheBytes = 64 << 20
 	}
-	if c.VectorIndexBytes == 0 {
-		c.VectorIndexBytes = DefaultVectorIndexBytes
-	}
+	c.VectorIndex.EnsureDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -255,7 +252,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := n.loadMeta(ctx); err != nil {
 		return nil, err
 	}
-	n.vectors = newVectorIndex(n.store, n.nparts, cfg.VectorIndexBytes, cfg.Logger)
+	n.vectors = newVectorIndex(n.store, n.nparts, cfg.VectorIndex, cfg.Logger)
 	opened := false
 	defer func() {
 		if !opened {

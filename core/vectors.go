@@ -47,7 +47,8 @@ import (
 type vectorIndex struct {
 	store  tiers.Store
 	parts  int
-	budget int64 // bytes; < 0: no index
+	cfg    VectorIndexConfig
+	budget int64 // cfg.Bytes; < 0: no index
 	log    *slog.Logger
 
 	mu     sync.RWMutex
@@ -81,11 +82,44 @@ type graphKey struct {
 	dims        int
 }
 
-// HNSW settings: M 16 and efConstruction 200 are hnswlib's usual
-// defaults; the recall they give is internal/hnsw's TestRecall. A find
-// searches with a beam of at least vectorEf.
+// VectorIndexConfig tunes a node's vector index. Zero fields take the
+// defaults, chosen with make bench-find (docs/BENCHMARKS.md, "Finds by
+// vector").
+type VectorIndexConfig struct {
+	// Bytes bounds the index's estimated memory; past it the index is
+	// dropped and finds by vector scan. Default DefaultVectorIndexBytes
+	// (1 GiB); negative: no index.
+	Bytes int64
+	// M is the neighbours a node keeps per layer (2M at the bottom).
+	// Default 16, hnswlib's.
+	M int
+	// EfConstruction is the beam of an insert's search. Default 100: half
+	// hnswlib's usual 200 costs a write's indexing half as much for the
+	// same recall on the benchmark's data at 64 dimensions (0.999 at
+	// EfSearch 64) and a little less at 128 (see the benchmark).
+	EfConstruction int
+	// EfSearch is the least beam of a find's search (raised to k when k is
+	// larger). Default 64.
+	EfSearch int
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (c *VectorIndexConfig) EnsureDefaults() {
+	if c.Bytes == 0 {
+		c.Bytes = DefaultVectorIndexBytes
+	}
+	if c.M <= 0 {
+		c.M = 16
+	}
+	if c.EfConstruction <= 0 {
+		c.EfConstruction = 100
+	}
+	if c.EfSearch <= 0 {
+		c.EfSearch = 64
+	}
+}
+
 const (
-	vectorEf = 64
 	// vectorExactBelow: graphs this small are searched exactly (2,048
 	// comparisons of 64 dimensions take tens of microseconds).
 	vectorExactBelow = 2048
@@ -97,8 +131,8 @@ const (
 // DefaultVectorIndexBytes is Config.VectorIndexBytes's default.
 const DefaultVectorIndexBytes = 1 << 30
 
-func newVectorIndex(store tiers.Store, parts int, budget int64, log *slog.Logger) *vectorIndex {
-	x := &vectorIndex{store: store, parts: parts, budget: budget, log: log, graphs: map[graphKey]*hnsw.Graph[*query.Doc]{}, where: map[string]graphKey{},
+func newVectorIndex(store tiers.Store, parts int, cfg VectorIndexConfig, log *slog.Logger) *vectorIndex {
+	x := &vectorIndex{store: store, parts: parts, cfg: cfg, budget: cfg.Bytes, log: log, graphs: map[graphKey]*hnsw.Graph[*query.Doc]{}, where: map[string]graphKey{},
 		wake: make(chan struct{}, 1), queue: make(chan []itemWrite, vectorQueue), stop: make(chan struct{}), done: make(chan struct{})}
 	x.seqCond = sync.NewCond(&x.seqMu)
 	go x.run()
@@ -345,7 +379,7 @@ func (x *vectorIndex) set(graphs map[graphKey]*hnsw.Graph[*query.Doc], where map
 	}
 	g := graphs[next]
 	if g == nil {
-		g = hnsw.New[*query.Doc](hnsw.Config{Metric: hnsw.Cosine})
+		g = hnsw.New[*query.Doc](hnsw.Config{Metric: hnsw.Cosine, M: x.cfg.M, EfConstruction: x.cfg.EfConstruction})
 		graphs[next] = g
 	}
 	// The fields a filter looks at, without data or vector.
@@ -398,7 +432,7 @@ func (x *vectorIndex) nearest(tenant, typ string, vec []float32, n int, where *q
 		if k.tenant != tenant || k.dims != len(vec) || (typ != "" && k.typ != typ) {
 			continue
 		}
-		ef := max(n, vectorEf)
+		ef := max(n, x.cfg.EfSearch)
 		if g.Len() <= vectorExactBelow {
 			ef = g.Len() // a scan of the graph: exact, and as quick
 		}

@@ -274,7 +274,7 @@ func BenchmarkPutVector(b *testing.B) {
 func TestVectorIndexBudget(t *testing.T) {
 	ctx := context.Background()
 	for _, budget := range []int64{20 * vectorCost(4, 4, 1, 0), DefaultVectorIndexBytes} {
-		n, err := Open(ctx, Config{Store: memory.New(), VectorIndexBytes: budget})
+		n, err := Open(ctx, Config{Store: memory.New(), VectorIndex: VectorIndexConfig{Bytes: budget}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -135,10 +135,11 @@ type Config struct {
 	// copies from blue during the initial copy (--sync-copy-rate). Default
 	// federation.DefaultSyncCopyRate (32 MiB/s).
 	SyncCopyRate int
-	// VectorIndexBytes bounds the memory of the index finds by vector use
-	// (--vector-index-bytes); negative: no index, those finds scan.
-	// Default core.DefaultVectorIndexBytes (1 GiB).
-	VectorIndexBytes int64
+	// VectorIndex tunes the index finds by vector use: its memory
+	// (--vector-index-bytes; negative: no index, those finds scan) and its
+	// HNSW settings (--vector-m, --vector-ef-construction, --vector-ef).
+	// Zero fields take core's defaults.
+	VectorIndex core.VectorIndexConfig
 	// MaxClockSkew is how far ahead of this node's clock another region's
 	// timestamps may be before their batches are refused
 	// (--max-clock-skew). Default core.DefaultMaxClockSkew (500 ms).
@@ -391,6 +392,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SyncCopyRate < 0 {
 		errs = append(errs, errors.New("--sync-copy-rate cannot be negative"))
+	}
+	if v := c.VectorIndex; v.M < 0 || v.M > 64 || v.EfConstruction < 0 || v.EfConstruction > 2000 || v.EfSearch < 0 || v.EfSearch > 10000 {
+		errs = append(errs, fmt.Errorf("--vector-m (%d) must be 2-64, --vector-ef-construction (%d) 1-2000, --vector-ef (%d) 1-10000", v.M, v.EfConstruction, v.EfSearch))
 	}
 	if c.MaxClockSkew < 0 || c.LogKeep < 0 || c.RegionDeadAfter < 0 || c.RegionRTT < 0 {
 		errs = append(errs, errors.New("--max-clock-skew, --log-keep, --region-dead-after and --region-rtt cannot be negative"))

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/k8snode"
 )
 
@@ -94,5 +95,23 @@ func TestConfigZoneFromNode(t *testing.T) {
 	defer s.Close()
 	if got := s.members.LocalNode().Meta.Zone; got != "z1" {
 		t.Errorf("gossip announces zone %q, want z1", got)
+	}
+}
+
+// TestConfigVectorIndexBounds: HNSW settings that would make every vector
+// cost megabytes (or a find search the whole graph for nothing) are
+// refused, naming the flag; sane ones pass.
+func TestConfigVectorIndexBounds(t *testing.T) {
+	for _, v := range []core.VectorIndexConfig{{M: 100000}, {M: -1}, {EfConstruction: 1 << 20}, {EfSearch: 1 << 20}} {
+		c := Config{VectorIndex: v}
+		c.EnsureDefaults()
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--vector-m") {
+			t.Errorf("%+v: %v", v, err)
+		}
+	}
+	c := Config{VectorIndex: core.VectorIndexConfig{M: 32, EfConstruction: 400, EfSearch: 200}}
+	c.EnsureDefaults()
+	if err := c.Validate(); err != nil {
+		t.Errorf("sane settings refused: %v", err)
 	}
 }

@@ -99,7 +99,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.node, err = cluster.Start(ctx, cluster.Config{
 		Core: core.Config{Store: s.store, StorageLocation: spec.Location(), StorageStats: s.store.FillStats, NodeID: s.nodeID,
-			Partitions: cfg.Partitions, Limits: limits, Logger: s.log, RaftLogDir: raftLogDir(spec), CacheBytes: cfg.cacheBytes(), VectorIndexBytes: cfg.VectorIndexBytes,
+			Partitions: cfg.Partitions, Limits: limits, Logger: s.log, RaftLogDir: raftLogDir(spec), CacheBytes: cfg.cacheBytes(), VectorIndex: cfg.VectorIndex,
 			Region: cfg.Region, Federated: cfg.Federation != "", MaxClockSkew: cfg.MaxClockSkew, Now: cfg.Clock},
 		Server: s.qsrv, Client: s.qclient, Directory: directory{s.members}, GossipAddr: s.members.LocalNode().Addr,
 		ReplicationFactor: cfg.ReplicationFactor, DeadAfter: cfg.DeadAfter, BootstrapWait: cfg.bootstrapWait(gossip), Reader: cfg.reader(),
