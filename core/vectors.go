@@ -307,6 +307,11 @@ func (x *vectorIndex) stats() *nodestats.Vectors {
 	return v
 }
 
+// graphCost estimates a graph's own memory (its maps, pool and key): a
+// tenant writing one vector each into many types or dimensions makes many
+// graphs, and the budget counts them.
+const graphCost = 2 << 10
+
 // vectorCost estimates what one indexed vector holds in memory: the
 // vector, its links (2M at the bottom layer, a few above), the fields a
 // filter sees and the maps' entries.
@@ -372,6 +377,7 @@ func (x *vectorIndex) set(graphs map[graphKey]*hnsw.Graph[*query.Doc], where map
 		delete(where, key)
 		if g.Len() == 0 {
 			delete(graphs, old)
+			bytes -= graphCost
 		}
 	}
 	if !indexed {
@@ -381,6 +387,7 @@ func (x *vectorIndex) set(graphs map[graphKey]*hnsw.Graph[*query.Doc], where map
 	if g == nil {
 		g = hnsw.New[*query.Doc](hnsw.Config{Metric: hnsw.Cosine, M: x.cfg.M, EfConstruction: x.cfg.EfConstruction})
 		graphs[next] = g
+		bytes += graphCost
 	}
 	// The fields a filter looks at, without data or vector.
 	doc := &item.Item{ID: id, Type: r.typ, CreatedAt: time.Unix(0, r.created).UTC(), UpdatedAt: time.Unix(0, r.updated).UTC()}
@@ -391,6 +398,7 @@ func (x *vectorIndex) set(graphs map[graphKey]*hnsw.Graph[*query.Doc], where map
 		// A zero vector has no direction: no cosine neighbour.
 		if g.Len() == 0 {
 			delete(graphs, next)
+			bytes -= graphCost
 		}
 		return bytes, count
 	}

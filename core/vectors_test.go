@@ -318,3 +318,34 @@ func TestVectorIndexBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestVectorIndexTenantsApart: a tenant's finds never see another
+// tenant's vectors, however near, and graphs made by one vector each
+// (many types) count against the budget.
+func TestVectorIndexTenantsApart(t *testing.T) {
+	ctx := context.Background()
+	n := openNode(t, memory.New())
+	defer n.Close()
+	for _, w := range []struct{ tenant, id string }{{"a", "mine"}, {"b", "theirs-1"}, {"b", "theirs-2"}} {
+		if _, _, err := n.Put(ctx, w.tenant, &item.Item{ID: w.id, Type: "x", Vector: []float32{1, 0}}, item.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := nearest(t, n, "x", []float32{1, 0}, nil); len(got) != 0 {
+		t.Fatalf("tenant t's nearest: %v, want none of a's or b's", got)
+	}
+	ids, _ := n.Nearest(ctx, "a", "", []float32{1, 0}, 10, nil)
+	if !slices.Equal(ids, []string{"mine"}) {
+		t.Fatalf("tenant a's nearest: %v, want only its own", ids)
+	}
+	before := n.Metrics().Vectors.Bytes
+	for i := range 50 {
+		if _, _, err := n.Put(ctx, "b", &item.Item{ID: fmt.Sprint("one-", i), Type: fmt.Sprint("type-", i), Vector: []float32{1, 1}}, item.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.vectors.caughtUp(10 * time.Second)
+	if grew := n.Metrics().Vectors.Bytes - before; grew < 50*graphCost {
+		t.Fatalf("50 one-vector graphs added %d bytes to the estimate, want at least %d", grew, 50*graphCost)
+	}
+}
