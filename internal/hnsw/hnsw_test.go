@@ -81,6 +81,20 @@ func recall(got []Result[int], want []string) float64 {
 
 func key(i int) string { return fmt.Sprintf("v%05d", i) }
 
+// build adds vecs as key(i) → i and returns the graph and what it holds.
+func build(t *testing.T, cfg Config, vecs [][]float32) (*Graph[int], map[string][]float32) {
+	t.Helper()
+	g := New[int](cfg)
+	live := map[string][]float32{}
+	for i, v := range vecs {
+		if err := g.Add(key(i), v, i); err != nil {
+			t.Fatal(err)
+		}
+		live[key(i)] = v
+	}
+	return g, live
+}
+
 // meanRecall runs queries against g and the truth and returns the mean
 // recall@k.
 func meanRecall(t *testing.T, g *Graph[int], m Metric, live map[string][]float32, queries [][]float32, k, ef int, accept func(string) bool) float64 {
@@ -126,14 +140,7 @@ func TestRecall(t *testing.T) {
 		want   float64
 	}{{Cosine, "cosine", 0.95}, {L2, "l2", 0.95}, {Dot, "dot", 0.80}} {
 		t.Run(m.name, func(t *testing.T) {
-			g := New[int](Config{Metric: m.metric})
-			live := map[string][]float32{}
-			for i, v := range vecs {
-				if err := g.Add(key(i), v, i); err != nil {
-					t.Fatal(err)
-				}
-				live[key(i)] = v
-			}
+			g, live := build(t, Config{Metric: m.metric}, vecs)
 			if g.Len() != n {
 				t.Fatalf("Len %d, want %d", g.Len(), n)
 			}
@@ -152,14 +159,7 @@ func TestRecall(t *testing.T) {
 func TestFilteredRecall(t *testing.T) {
 	vecs := clustered(3, 4000, 32)
 	queries := clustered(4, 50, 32)
-	g := New[int](Config{})
-	live := map[string][]float32{}
-	for i, v := range vecs {
-		if err := g.Add(key(i), v, i); err != nil {
-			t.Fatal(err)
-		}
-		live[key(i)] = v
-	}
+	g, live := build(t, Config{}, vecs)
 	for _, every := range []int{10, 100} { // 10% and 1% of the items
 		accept := func(k string) bool {
 			var i int
@@ -195,14 +195,7 @@ func TestDeletesAndUpdates(t *testing.T) {
 	vecs := clustered(5, 3000, 16)
 	moved := clustered(6, 3000, 16)
 	queries := clustered(7, 50, 16)
-	g := New[int](Config{})
-	live := map[string][]float32{}
-	for i, v := range vecs {
-		if err := g.Add(key(i), v, i); err != nil {
-			t.Fatal(err)
-		}
-		live[key(i)] = v
-	}
+	g, live := build(t, Config{}, vecs)
 	for i := range vecs {
 		switch i % 3 {
 		case 0:
