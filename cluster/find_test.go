@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/query"
 	"github.com/soullabs/brainy/internal/query/querytest"
 )
 
@@ -66,6 +67,20 @@ func TestNearestFromIndexSeesAcknowledgedWrites(t *testing.T) {
 		ids, ok := reader.node.Nearest(ctx, "t", "v", q, 1, nil)
 		if !ok || len(ids) != 1 || ids[0] != id {
 			t.Fatalf("round %d: nearest on node-2 = %v (%v), want %s written just before through %s", round, ids, ok, id, writer.id)
+		}
+		// A rewrite that keeps the vector: the find reads the candidate
+		// on node-2's own replica, which must hold the new data.
+		data := fmt.Sprintf(`{"round":%d}`, round)
+		if _, _, err := writer.node.Put(ctx, "t", &item.Item{ID: id, Type: "v", Vector: q, Data: []byte(data)}, item.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+		parsed, err := query.Parse(fmt.Appendf(nil, `{"type":"v","near":{"vector":[%g,%g,%g],"k":1}}`, q[0], q[1], q[2]), item.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := query.Find(ctx, reader.node, "t", parsed)
+		if err != nil || len(res.Hits) != 1 || res.Hits[0].ID != id || string(res.Hits[0].Data) != data {
+			t.Fatalf("round %d: find on node-2 after a rewrite through %s: %+v %v, want %s with %s", round, writer.id, res, err, id, data)
 		}
 	}
 }

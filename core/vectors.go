@@ -482,7 +482,8 @@ func splitItemKey(key string) (tenant, id string, ok bool) {
 // Unless ctx asks for stale reads, the answer covers every write
 // acknowledged before the call: in a cluster each partition's replica
 // here first applies what its leader committed (a read-index round per
-// partition, as a follower read does), and the index takes it in.
+// partition, as a follower read does), and the index takes it in; reads
+// of the local replicas are then as fresh (query.Indexed).
 func (n *Node) Nearest(ctx context.Context, tenant, typ string, vec []float32, max int, where *query.Filter) (ids []string, ok bool) {
 	if n.raft != nil {
 		st, err := n.raft.Status(ctx)
@@ -496,10 +497,11 @@ func (n *Node) Nearest(ctx context.Context, tenant, typ string, vec []float32, m
 	return n.vectors.nearest(tenant, typ, vec, max, where)
 }
 
-// barrierAll runs readBarrier on every partition, 16 at a time.
+// barrierAll runs readBarrier on every partition, 64 at a time: raft
+// batches the read-index rounds of one driver cycle.
 func (n *Node) barrierAll(ctx context.Context) error {
 	var g errgroup.Group
-	g.SetLimit(16)
+	g.SetLimit(64)
 	for p := range n.nparts {
 		g.Go(func() error { return n.readBarrier(ctx, p) })
 	}

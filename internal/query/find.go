@@ -195,6 +195,9 @@ type Indexed interface {
 	// Nearest returns the ids of up to n items of tenant (of type typ, or
 	// any) that where matches (nil: all) and whose vectors are probably
 	// nearest to vec; ok is false when no index covers the tenant here.
+	// With ok, reads of ctx made stale (item.WithStaleReads) see every
+	// write acknowledged before the call, unless ctx already asked for
+	// stale reads: the local replicas have caught up.
 	Nearest(ctx context.Context, tenant, typ string, vec []float32, n int, where *Filter) (ids []string, ok bool)
 	Get(ctx context.Context, tenant, id string) (*item.Item, error)
 }
@@ -212,7 +215,9 @@ func findIndexed(ctx context.Context, ix Indexed, tenant string, q *Query) (_ *R
 	if !ok {
 		return nil, false, nil
 	}
-	items, err := getAll(ctx, ix, tenant, ids)
+	// Nearest brought the local replicas up to date: the candidates are
+	// read there, not through their leaders.
+	items, err := getAll(item.WithStaleReads(ctx), ix, tenant, ids)
 	if err != nil {
 		return nil, false, err
 	}
