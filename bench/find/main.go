@@ -40,6 +40,7 @@ func main() {
 	m := flag.Int("m", 16, "HNSW M")
 	efc := flag.Int("ef-construction", 200, "HNSW ef at insert")
 	efs := flag.String("ef", "16,32,64,128,256", "beam widths searched with")
+	withFAISS := flag.Bool("faiss", true, "also run FAISS's HNSW, when the Python has it")
 	rounds := flag.Int("rounds", 3, "passes over the queries per ef; each side reports its fastest (this machine is noisy)")
 	clusters := flag.Int("clusters", 50, "centres the vectors gather around")
 	sigma := flag.Float64("sigma", 0.3, "spread around a centre")
@@ -103,7 +104,7 @@ func main() {
 	var theirs *result
 	if *anchor != "" {
 		var err error
-		if theirs, err = runHnswlib(*python, *anchor, base, queries, truth, *dims, *m, *efc, *k, *efs, *rounds); err != nil {
+		if theirs, err = runHnswlib(*python, *anchor, base, queries, truth, *dims, *m, *efc, *k, *efs, *rounds, *withFAISS); err != nil {
 			log.Printf("hnswlib: %v (install python3-hnswlib and python3-numpy)", err)
 		}
 	}
@@ -259,7 +260,7 @@ func exact(base, queries [][]float32, k int, keep func(int) bool) [][]int32 {
 
 // runHnswlib writes the vectors and the truth where the script reads
 // them, runs it, and returns what it measured.
-func runHnswlib(python, script string, base, queries [][]float32, truth [][]int32, dims, m, efc, k int, efs string, rounds int) (*result, error) {
+func runHnswlib(python, script string, base, queries [][]float32, truth [][]int32, dims, m, efc, k int, efs string, rounds int, withFAISS bool) (*result, error) {
 	dir, err := os.MkdirTemp("", "bench-find")
 	if err != nil {
 		return nil, err
@@ -285,7 +286,11 @@ func runHnswlib(python, script string, base, queries [][]float32, truth [][]int3
 		return nil, err
 	}
 	log.Printf("hnswlib: building and searching")
-	out, err := exec.Command(python, script, dir, strconv.Itoa(m), strconv.Itoa(efc), strconv.Itoa(k), efs, strconv.Itoa(rounds)).Output()
+	args := []string{script, dir, strconv.Itoa(m), strconv.Itoa(efc), strconv.Itoa(k), efs, strconv.Itoa(rounds)}
+	if !withFAISS {
+		args = append(args, "nofaiss")
+	}
+	out, err := exec.Command(python, args...).Output()
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,7 @@
 FAISS's HNSW (python3-faiss, when installed) on the same vectors, with the
 same M, ef_construction and ef, one thread each.
 
-usage: hnswlib_find.py DIR M EF_CONSTRUCTION K EF[,EF...] ROUNDS
+usage: hnswlib_find.py DIR M EF_CONSTRUCTION K EF[,EF...] ROUNDS [nofaiss]
 DIR holds base.f32, queries.f32 (float32, little-endian, row after row),
 truth.i32 (the exact k nearest, by row) and dims.txt. Prints one JSON
 object: build seconds and, per ef, microseconds per query (the best of
@@ -23,6 +23,7 @@ import numpy as np
 def main():
     d, m, efc, k, efs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     rounds = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+    skip_faiss = len(sys.argv) > 7 and sys.argv[7] == "nofaiss"
     dims = int(open(f"{d}/dims.txt").read())
     base = np.fromfile(f"{d}/base.f32", dtype="<f4").reshape(-1, dims)
     queries = np.fromfile(f"{d}/queries.f32", dtype="<f4").reshape(-1, dims)
@@ -46,6 +47,8 @@ def main():
     try:
         import faiss
     except ImportError:
+        faiss = None
+    if skip_faiss:
         faiss = None
     if faiss is not None:
         faiss.omp_set_num_threads(1)
