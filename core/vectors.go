@@ -52,8 +52,8 @@ type vectorIndex struct {
 	log    *slog.Logger
 
 	mu     sync.RWMutex
-	graphs map[graphKey]*hnsw.Graph[*query.Doc] // guarded by mu
-	where  map[string]graphKey                  // item key → the graph holding it; guarded by mu
+	graphs graphSet            // guarded by mu
+	where  map[string]graphKey // item key → the graph holding it; guarded by mu
 
 	// wanted: a find asked for the index. Until then it is not built and
 	// writes cost it nothing: a node whose users never search by vector
@@ -80,6 +80,38 @@ type vectorIndex struct {
 type graphKey struct {
 	tenant, typ string
 	dims        int
+}
+
+// graphSet holds the graphs by tenant: a find looks at its own tenant's
+// only, however many graphs other tenants made.
+type graphSet map[string]map[graphKey]*hnsw.Graph[*query.Doc]
+
+func (gs graphSet) get(k graphKey) *hnsw.Graph[*query.Doc] { return gs[k.tenant][k] }
+
+func (gs graphSet) put(k graphKey, g *hnsw.Graph[*query.Doc]) {
+	m := gs[k.tenant]
+	if m == nil {
+		m = map[graphKey]*hnsw.Graph[*query.Doc]{}
+		gs[k.tenant] = m
+	}
+	m[k] = g
+}
+
+func (gs graphSet) remove(k graphKey) {
+	if m := gs[k.tenant]; m != nil {
+		delete(m, k)
+		if len(m) == 0 {
+			delete(gs, k.tenant)
+		}
+	}
+}
+
+func (gs graphSet) len() int {
+	n := 0
+	for _, m := range gs {
+		n += len(m)
+	}
+	return n
 }
 
 // VectorIndexConfig tunes a node's vector index. Zero fields take the
@@ -128,11 +160,11 @@ const (
 	vectorQueue = 4096
 )
 
-// DefaultVectorIndexBytes is Config.VectorIndexBytes's default.
+// DefaultVectorIndexBytes is VectorIndexConfig.Bytes's default.
 const DefaultVectorIndexBytes = 1 << 30
 
 func newVectorIndex(store tiers.Store, parts int, cfg VectorIndexConfig, log *slog.Logger) *vectorIndex {
-	x := &vectorIndex{store: store, parts: parts, cfg: cfg, budget: cfg.Bytes, log: log, graphs: map[graphKey]*hnsw.Graph[*query.Doc]{}, where: map[string]graphKey{},
+	x := &vectorIndex{store: store, parts: parts, cfg: cfg, budget: cfg.Bytes, log: log, graphs: graphSet{}, where: map[string]graphKey{},
 		wake: make(chan struct{}, 1), queue: make(chan []itemWrite, vectorQueue), stop: make(chan struct{}), done: make(chan struct{})}
 	x.seqCond = sync.NewCond(&x.seqMu)
 	go x.run()
@@ -142,12 +174,12 @@ func newVectorIndex(store tiers.Store, parts int, cfg VectorIndexConfig, log *sl
 // apply hands committed item writes (val nil: deleted) to the index. It
 // never blocks.
 func (x *vectorIndex) apply(writes []itemWrite) {
-	if x == nil || len(writes) == 0 || !x.wanted.Load() || x.over.Load() { // nil: off, for benchmarks
+	if x == nil || len(writes) == 0 || !x.wanted.Load() || x.over.Load() {
 		return
 	}
-	// The writes are shared, not copied (keys and values are immutable),
-	// and sorted out on the index's goroutine: the committer takes no
-	// lock an insert holds.
+	// The slice is copied (the committer reuses it), the keys and values
+	// are shared (immutable); they are sorted out on the index's
+	// goroutine, so the committer takes no lock an insert holds.
 	batch := slices.Clone(writes)
 	x.seqMu.Lock()
 	defer x.seqMu.Unlock()
@@ -155,9 +187,10 @@ func (x *vectorIndex) apply(writes []itemWrite) {
 	case x.queue <- batch:
 		x.enqueued++
 	default:
-		// The store holds the batch already: a rebuild reads it.
-		x.ready.Store(false)
+		// The store holds the batch already: a rebuild reads it. reload
+		// before ready, which run reads the other way round.
 		x.reload.Store(true)
+		x.ready.Store(false)
 	}
 }
 
@@ -184,8 +217,11 @@ func (x *vectorIndex) run() {
 				x.reload.Store(true)
 				continue
 			}
-			if !x.reload.Load() {
-				x.ready.Store(true)
+			// ready, then reload (apply writes them the other way round): a
+			// batch dropped meanwhile never leaves the index marked ready.
+			x.ready.Store(true)
+			if x.reload.Load() {
+				x.ready.Store(false)
 			}
 		}
 		select {
@@ -240,7 +276,7 @@ func (x *vectorIndex) drop() {
 	}
 	x.ready.Store(false)
 	x.mu.Lock()
-	x.graphs, x.where = map[graphKey]*hnsw.Graph[*query.Doc]{}, map[string]graphKey{}
+	x.graphs, x.where = graphSet{}, map[string]graphKey{}
 	x.mu.Unlock()
 	x.log.Warn("the vector index outgrew its budget and was dropped: finds by vector scan; raise --vector-index-bytes and restart",
 		"component", "core", "budget", x.budget, "vectors", x.count.Load())
@@ -252,7 +288,7 @@ func (x *vectorIndex) drop() {
 // them in place.
 func (x *vectorIndex) rebuild() error {
 	x.builds.Add(1)
-	graphs, where := map[graphKey]*hnsw.Graph[*query.Doc]{}, map[string]graphKey{}
+	graphs, where := graphSet{}, map[string]graphKey{}
 	var bytes, count int64
 	start := time.Now()
 	ctx := context.Background()
@@ -284,7 +320,7 @@ func (x *vectorIndex) rebuild() error {
 	x.mu.Unlock()
 	x.bytes.Store(bytes)
 	x.count.Store(count)
-	x.log.Info("vector index built", "component", "core", "vectors", count, "graphs", len(graphs), "bytes", bytes, "took", time.Since(start))
+	x.log.Info("vector index built", "component", "core", "vectors", count, "graphs", graphs.len(), "bytes", bytes, "took", time.Since(start))
 	return nil
 }
 
@@ -302,7 +338,7 @@ func (x *vectorIndex) stats() *nodestats.Vectors {
 		v.State = "ready"
 	}
 	x.mu.RLock()
-	v.Graphs = len(x.graphs)
+	v.Graphs = x.graphs.len()
 	x.mu.RUnlock()
 	return v
 }
@@ -353,7 +389,7 @@ func (x *vectorIndex) close() {
 // set makes key's entry in graphs match val, the item's new record (nil:
 // gone); it returns the change in estimated bytes and in vectors held.
 // val is not kept.
-func (x *vectorIndex) set(graphs map[graphKey]*hnsw.Graph[*query.Doc], where map[string]graphKey, key string, val []byte) (bytes int64, count int) {
+func (x *vectorIndex) set(graphs graphSet, where map[string]graphKey, key string, val []byte) (bytes int64, count int) {
 	tenant, id, ok := splitItemKey(key)
 	if !ok {
 		return 0, 0
@@ -368,7 +404,7 @@ func (x *vectorIndex) set(graphs map[graphKey]*hnsw.Graph[*query.Doc], where map
 		next = graphKey{tenant: tenant, typ: r.typ, dims: len(r.vector)}
 	}
 	if old, had := where[key]; had {
-		g := graphs[old]
+		g := graphs.get(old)
 		if _, doc, ok := g.Lookup(id); ok {
 			bytes -= vectorCost(old.dims, len(id), len(tenant), len(doc.Item().Metadata))
 			count--
@@ -376,17 +412,17 @@ func (x *vectorIndex) set(graphs map[graphKey]*hnsw.Graph[*query.Doc], where map
 		g.Delete(id)
 		delete(where, key)
 		if g.Len() == 0 {
-			delete(graphs, old)
+			graphs.remove(old)
 			bytes -= graphCost
 		}
 	}
 	if !indexed {
 		return bytes, count
 	}
-	g := graphs[next]
+	g := graphs.get(next)
 	if g == nil {
 		g = hnsw.New[*query.Doc](hnsw.Config{Metric: hnsw.Cosine, M: x.cfg.M, EfConstruction: x.cfg.EfConstruction})
-		graphs[next] = g
+		graphs.put(next, g)
 		bytes += graphCost
 	}
 	// The fields a filter looks at, without data or vector.
@@ -397,7 +433,7 @@ func (x *vectorIndex) set(graphs map[graphKey]*hnsw.Graph[*query.Doc], where map
 	if g.Add(id, r.vector, query.PreparedDoc(doc)) != nil {
 		// A zero vector has no direction: no cosine neighbour.
 		if g.Len() == 0 {
-			delete(graphs, next)
+			graphs.remove(next)
 			bytes -= graphCost
 		}
 		return bytes, count
@@ -436,8 +472,8 @@ func (x *vectorIndex) nearest(tenant, typ string, vec []float32, n int, where *q
 	if where != nil {
 		accept = func(_ string, d *query.Doc) bool { return where.Match(d) }
 	}
-	for k, g := range x.graphs {
-		if k.tenant != tenant || k.dims != len(vec) || (typ != "" && k.typ != typ) {
+	for k, g := range x.graphs[tenant] {
+		if k.dims != len(vec) || (typ != "" && k.typ != typ) {
 			continue
 		}
 		ef := max(n, x.cfg.EfSearch)
