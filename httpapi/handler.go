@@ -489,8 +489,16 @@ func writeFresh(ctx *fasthttp.RequestCtx, appendBody func([]byte) []byte) {
 	ctx.Response.SwapBody(append(appendBody(b[:0]), '\n'))
 }
 
-// serveFind answers POST /v1/find: a query (package query) run by exact
-// search over the backend's lists.
+// remoteFinder is a backend that runs finds where the data is: an edge's
+// cores (wire.MethodFind), whose indexes answer in milliseconds what the
+// edge could only answer by listing every item across the network.
+type remoteFinder interface {
+	Find(ctx context.Context, tenant string, raw []byte) (*query.Result, error)
+}
+
+// serveFind answers POST /v1/find: a query (package query) run on the
+// backend (its vector index, or exact search over its lists), or, on an
+// edge, sent to a core once it parsed here.
 func (h *Handler) serveFind(ctx *fasthttp.RequestCtx) {
 	if !h.allow(ctx, "POST") {
 		return
@@ -503,13 +511,18 @@ func (h *Handler) serveFind(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
+	defer h.releaseBody(held)
 	q, err := query.Parse(body, h.cfg.Limits)
-	h.releaseBody(held)
 	if err != nil {
 		h.writeError(ctx, err)
 		return
 	}
-	res, err := query.Find(ctx, h.be, tenant, q)
+	var res *query.Result
+	if f, ok := h.be.(remoteFinder); ok {
+		res, err = f.Find(ctx, tenant, body)
+	} else {
+		res, err = query.Find(ctx, h.be, tenant, q)
+	}
 	if err != nil {
 		h.writeError(ctx, err)
 		return

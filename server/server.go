@@ -23,6 +23,7 @@ import (
 	"github.com/soullabs/brainy/httpapi"
 	"github.com/soullabs/brainy/internal/daemon"
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/itemrpc"
 	"github.com/soullabs/brainy/internal/nodestats"
 	"github.com/soullabs/brainy/tiers/backend"
 	"github.com/soullabs/brainy/transport"
@@ -130,10 +131,13 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.ca != nil {
 		hcfg.Enrol = func(body []byte) ([]byte, error) { return s.ca.Enrol(body, time.Now()) }
 	}
-	h, err := httpapi.NewHandler(hcfg, backendOf(s.node, s.fed, s.sync))
+	be := backendOf(s.node, s.fed, s.sync)
+	h, err := httpapi.NewHandler(hcfg, be)
 	if err != nil {
 		return nil, err
 	}
+	// Edges send their clients' finds here, where the indexes are.
+	itemrpc.RegisterFind(s.qsrv, limits, be)
 	s.http = httpapi.NewServer(httpapi.ServerConfig{MaxConnsPerIP: cfg.MaxConnsPerIP}, h)
 	if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)

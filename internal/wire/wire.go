@@ -293,7 +293,7 @@ const (
 // that may have reached its handler.
 func Idempotent(method uint16) bool {
 	switch method {
-	case MethodGet, MethodList, MethodListPartitions, MethodConflicts:
+	case MethodGet, MethodList, MethodListPartitions, MethodConflicts, MethodFind:
 		return true
 	}
 	return false

@@ -86,7 +86,22 @@ func FuzzDecode(f *testing.F) {
 		Leaders: []Lead{{Node: 0, Term: 1}}}))
 	f.Add(AppendTopology(nil, &Topology{Region: "eu-west", Partitions: 1, Nodes: []TopologyNode{{ID: "n1", Addr: "10.0.0.1:7071", Public: "203.0.113.1:7071"}},
 		Leaders: []Lead{{Node: 0, Term: 1}}, Others: []RegionCores{{Region: "us-east", Addrs: []string{"198.51.100.1:7071"}}}}))
+	f.Add(AppendFindRequest(nil, "t", []byte(`{"near":{"vector":[1],"k":1}}`)))
+	f.Add(AppendFindAnswer(nil, []*item.Item{{ID: "a", Vector: []float32{1}}}, []float64{0.5}, "c"))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if tenant, q, err := DecodeFindRequest(b); err == nil {
+			if t2, q2, err := DecodeFindRequest(AppendFindRequest(nil, tenant, q)); err != nil || t2 != tenant || !bytes.Equal(q2, q) {
+				t.Fatalf("find request round trip: %q %q -> %q %q (%v)", tenant, q, t2, q2, err)
+			}
+		}
+		if items, scores, cursor, err := DecodeFindAnswer(b); err == nil {
+			enc := AppendFindAnswer(nil, items, scores, cursor)
+			i2, s2, c2, err := DecodeFindAnswer(enc)
+			// Compare encodings, not values: a score or vector may be NaN.
+			if err != nil || c2 != cursor || len(s2) != len(scores) || !bytes.Equal(AppendFindAnswer(nil, i2, s2, c2), enc) {
+				t.Fatalf("find answer round trip failed: %v", err)
+			}
+		}
 		if r, err := DecodeRequest(b); err == nil {
 			enc := AppendRequest(nil, r)
 			again, err := DecodeRequest(enc)
