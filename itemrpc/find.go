@@ -27,6 +27,9 @@ func RegisterFind(s *transport.Server, lim item.Limits, src query.Lister) {
 		if err := lim.CheckTenant(tenant); err != nil {
 			return nil, Error(err)
 		}
+		if len(raw) > lim.MaxBodyBytes {
+			return nil, Error(item.Invalid("body_too_large", "the find is larger than the limit of %d bytes", lim.MaxBodyBytes))
+		}
 		q, err := query.Parse(raw, lim)
 		if err != nil {
 			return nil, Error(err)
