@@ -17,8 +17,10 @@ const MaxFindAnswerBytes = 3 << 20
 
 // RegisterFind serves wire.MethodFind on s: finds run on src (a node or a
 // cluster, which answers from its vector index where it has one),
-// their queries parsed with lim, the limits of the node's HTTP API.
+// their queries parsed with lim, the limits of the node's HTTP API (zero
+// fields: the defaults).
 func RegisterFind(s *transport.Server, lim item.Limits, src query.Lister) {
+	lim.EnsureDefaults()
 	s.Handle(wire.MethodFind, func(ctx context.Context, _ *transport.Peer, req []byte) ([]byte, error) {
 		tenant, raw, err := wire.DecodeFindRequest(req)
 		if err != nil {

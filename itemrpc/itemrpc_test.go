@@ -3,11 +3,14 @@ package itemrpc_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/itemrpc"
 	"github.com/soullabs/brainy/tiers/memory"
 	"github.com/soullabs/brainy/transport"
@@ -55,6 +58,7 @@ func newRig(t *testing.T) *rig {
 	f := &front{Node: node}
 	itemrpc.Register(srv, node, f)
 	itemrpc.RegisterListPartitions(srv, node.Partitions, node.ListPartitions)
+	itemrpc.RegisterFind(srv, item.Limits{MaxBodyBytes: 4 << 10}, f)
 	go srv.Serve(context.Background())
 	client, err := transport.NewClient(transport.LocalConfig(cliCreds.TLSConfig()))
 	if err != nil {
@@ -157,5 +161,45 @@ func TestListPartitions(t *testing.T) {
 	_, err = r.plain.ListPartitions(ctx, "acme", item.ListOptions{}, []int{8})
 	if !errors.Is(err, item.ErrInvalid) {
 		t.Fatalf("partition 8 of 8: %v", err)
+	}
+}
+
+// TestFindRemotely: a find sent to a core answers as the same find run
+// there; what a hostile caller sends — garbage, a find over the body
+// limit, a malformed query — is refused as bad input, and the core goes
+// on answering.
+func TestFindRemotely(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	for i := range 5 {
+		if _, _, err := r.local.Put(ctx, "acme", &item.Item{ID: fmt.Sprint("v", i), Vector: []float32{1, float32(i)}}, item.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw := []byte(`{"near":{"vector":[1,3.1],"k":2}}`)
+	res, err := r.plain.Find(ctx, "acme", raw)
+	if err != nil || len(res.Hits) != 2 || res.Hits[0].ID != "v3" || res.Hits[1].ID != "v4" || res.Hits[0].Score <= res.Hits[1].Score {
+		t.Fatalf("find: %+v %v", res, err)
+	}
+	call := func(req []byte) error {
+		_, err := r.plain.Call(ctx, wire.MethodFind, itemrpc.Target{Tenant: "acme"}, req)
+		var re *transport.RemoteError
+		if errors.As(err, &re) {
+			return wire.Error(re.Code, re.Message)
+		}
+		return err
+	}
+	for name, req := range map[string][]byte{
+		"garbage":         []byte{0xff, 1, 2},
+		"over the limit":  wire.AppendFindRequest(nil, "acme", []byte(`{"type":"`+strings.Repeat("x", 8<<10)+`"}`)),
+		"malformed query": wire.AppendFindRequest(nil, "acme", []byte(`{"near":{"k":"x"}}`)),
+		"bad tenant":      wire.AppendFindRequest(nil, "", raw),
+	} {
+		if err := call(req); !errors.Is(err, item.ErrInvalid) {
+			t.Errorf("%s: %v, want an invalid-input error", name, err)
+		}
+	}
+	if _, err := r.plain.Find(ctx, "acme", raw); err != nil {
+		t.Fatalf("a find after the refused ones: %v", err)
 	}
 }
