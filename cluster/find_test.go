@@ -46,17 +46,7 @@ func TestNearestFromIndexSeesAcknowledgedWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The first find asks for the index; wait until it answers.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, ok := n2.node.Nearest(ctx, "t", "v", []float32{1, 0, 0}, 1, nil); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("node-2's vector index is not ready after 30 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitIndex(t, n2, 3)
 	for round := range 20 {
 		writer, reader := c.members[[]string{"node-1", "node-3"}[round%2]], n2
 		q := []float32{float32(round), -5, float32(round % 4)}
@@ -103,15 +93,8 @@ func TestSnapshotReplicaFindsAlike(t *testing.T) {
 		t.Fatal("node-3 installed no snapshot: the test does not test what it says")
 	}
 	ctx := context.Background()
-	for _, m := range []*member{n1, n3} {
-		deadline := time.Now().Add(30 * time.Second)
-		for _, ok := m.node.Nearest(ctx, "t", "", []float32{1, 0, 0, 0}, 1, nil); !ok; _, ok = m.node.Nearest(ctx, "t", "", []float32{1, 0, 0, 0}, 1, nil) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s's vector index is not ready after 30 s", m.id)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	waitIndex(t, n1, 4)
+	waitIndex(t, n3, 4)
 	querytest.Check(t, g, n3.node, "t", items, 15)
 	for i := range 20 {
 		q := []float32{float32(i%5) - 2, 1, float32(i % 3), -1}
@@ -137,10 +120,7 @@ func TestFindWhileALeaderDies(t *testing.T) {
 	g := querytest.New(7)
 	items := g.Items(200)
 	querytest.Write(t, n1.node, "t", items)
-	ctx := context.Background()
-	for _, ok := n1.node.Nearest(ctx, "t", "", []float32{1, 0, 0, 0}, 1, nil); !ok; _, ok = n1.node.Nearest(ctx, "t", "", []float32{1, 0, 0, 0}, 1, nil) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitIndex(t, n1, 4)
 	var victim *member
 	led := 0
 	for _, p := range n1.node.Metrics().Partitions {
@@ -165,4 +145,21 @@ func TestFindWhileALeaderDies(t *testing.T) {
 	delete(c.members, victim.id)
 	t.Logf("killed %s, leader of %d partitions", victim.id, led)
 	querytest.Check(t, g, n1.node, "t", items, 10)
+}
+
+// waitIndex asks m's vector index for tenant t's vectors of dims
+// dimensions — the first find by vector has it built — and waits (30 s at
+// most) until it answers.
+func waitIndex(t *testing.T, m *member, dims int) {
+	t.Helper()
+	q := make([]float32, dims)
+	q[0] = 1
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, ok := m.node.Nearest(context.Background(), "t", "", q, 1, nil); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's vector index is not ready after 30 s", m.id)
+		}
+	}
 }
