@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,6 +53,35 @@ func TestEdgeRoutesToLeaders(t *testing.T) {
 		}
 		return forwarded(cs) - before
 	}
+	// leaders is every partition's leader as the cores report them.
+	leaders := func(cs []*coretest.Process) string {
+		var all []string
+		for _, c := range cs {
+			code, body := do(t, "GET", c.URL("/v1/metrics"), "")
+			var s nodestats.Snapshot
+			if code != 200 || json.Unmarshal([]byte(body), &s) != nil {
+				t.Fatalf("%s metrics: %d %s", c.Addr, code, body)
+			}
+			for _, p := range s.Partitions {
+				all = append(all, fmt.Sprint(p.ID, "=", p.Leader))
+			}
+		}
+		slices.Sort(all)
+		return strings.Join(slices.Compact(all), " ")
+	}
+	// steady is a write round during which no leader moved (placement
+	// still balances leaderships shortly after nodes join; a request on
+	// its way while one moves is forwarded once, by design). Three tries.
+	steady := func(cs []*coretest.Process) uint64 {
+		var n uint64
+		for range 3 {
+			before := leaders(cs)
+			if n = round(cs, true); leaders(cs) == before {
+				return n
+			}
+		}
+		return n
+	}
 	settle := func(cs []*coretest.Process, what string) time.Duration {
 		start := time.Now()
 		for round(cs, false) != 0 {
@@ -62,7 +93,7 @@ func TestEdgeRoutesToLeaders(t *testing.T) {
 	}
 
 	settle(cores, "after the edge connected")
-	if n := round(cores, true); n != 0 {
+	if n := steady(cores); n != 0 {
 		t.Fatalf("the cores forwarded %d of the edge's 400 requests: it does not route to the leaders", n)
 	}
 
@@ -74,7 +105,7 @@ func TestEdgeRoutesToLeaders(t *testing.T) {
 		return code == 200 || code == 201
 	})
 	took := settle(alive, "after a core died")
-	if n := round(alive, true); n != 0 {
+	if n := steady(alive); n != 0 {
 		t.Fatalf("after the leader moves, the cores forwarded %d of the edge's 400 requests", n)
 	}
 	t.Logf("routing settled %v after writes resumed following the kill", took.Round(time.Millisecond))
