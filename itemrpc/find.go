@@ -10,10 +10,11 @@ import (
 	"github.com/soullabs/brainy/transport"
 )
 
-// MaxFindAnswerBytes bounds a find's encoded answer to one transport frame
-// (transport.DefaultMaxFrameBytes, 4 MiB) with room to spare: a find whose
-// items hold more is refused with a 400 naming what to lower, not sent.
-const MaxFindAnswerBytes = 3 << 20
+// MaxFindAnswerBytes bounds a find's encoded answer to three quarters of a
+// transport frame (3 MiB of transport.DefaultMaxFrameBytes' 4): a find
+// whose items hold more is refused with a 400 naming what to lower, not
+// sent.
+const MaxFindAnswerBytes = transport.DefaultMaxFrameBytes / 4 * 3
 
 // RegisterFind serves wire.MethodFind on s: finds run on src (a node or a
 // cluster, which answers from its vector index where it has one),

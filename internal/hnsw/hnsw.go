@@ -502,9 +502,9 @@ func (g *Graph[T]) searchLayer(q []float32, ep uint32, epDist float32, ef, l int
 func (g *Graph[T]) rebuild() {
 	fresh := New[T](g.cfg)
 	fresh.rng = g.rng // the sequence goes on: still deterministic
+	fresh.dims = g.dims
 	for i, n := range g.nodes {
 		if !n.deleted {
-			fresh.dims = g.dims
 			fresh.insert(n.key, g.vec(uint32(i)), n.value)
 		}
 	}

@@ -121,14 +121,7 @@ func findNear(ctx context.Context, src Lister, tenant string, q *Query, opts ite
 		}
 		opts.Cursor = page.Cursor
 	}
-	hits := h.hits
-	slices.SortFunc(hits, func(a, b Hit) int {
-		if h.better(a, b) {
-			return -1
-		}
-		return 1
-	})
-	return &Result{Hits: hits}, nil
+	return &Result{Hits: h.sorted()}, nil
 }
 
 // Score compares an item's vector to the query's: ok is false when the
@@ -173,6 +166,17 @@ func (h *hitHeap) better(a, b Hit) bool {
 		return a.Score > b.Score
 	}
 	return cmp.Less(a.ID, b.ID)
+}
+
+// sorted returns the hits, nearest first.
+func (h *hitHeap) sorted() []Hit {
+	slices.SortFunc(h.hits, func(a, b Hit) int {
+		if h.better(a, b) {
+			return -1
+		}
+		return 1
+	})
+	return h.hits
 }
 
 func (h *hitHeap) Len() int           { return len(h.hits) }
@@ -235,13 +239,8 @@ func findIndexed(ctx context.Context, ix Indexed, tenant string, q *Query) (_ *R
 			}
 		}
 	}
-	slices.SortFunc(h.hits, func(a, b Hit) int {
-		if h.better(a, b) {
-			return -1
-		}
-		return 1
-	})
-	return &Result{Hits: h.hits[:min(n.K, len(h.hits))]}, true, nil
+	hits := h.sorted()
+	return &Result{Hits: hits[:min(n.K, len(hits))]}, true, nil
 }
 
 // getAll reads ids, eight at a time; a missing item is nil.
