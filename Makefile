@@ -103,8 +103,10 @@ unit:
 
 # On a loaded machine Go's fuzzing coordinator sometimes stalls its workers
 # and ends a run with "context deadline exceeded" although no input failed;
-# such a run is repeated once. So is one whose worker "hung or terminated
-# unexpectedly" on an input that, run again on its own, passes (a worker
+# such a run is repeated, up to three times while it stalls again the same
+# way (twice in a row has been seen). One whose worker "hung or terminated
+# unexpectedly" on an input that, run again on its own, passes, is repeated
+# once (a worker
 # starved past the coordinator's patience: the slow inputs of
 # FuzzRaftFromMember wait out elections); the input is not kept. A real
 # failure (an input that fails again) is not repeated.
@@ -117,8 +119,12 @@ fuzz:
 		echo "$$out"; \
 		input=$$(echo "$$out" | sed -n 's/.*Failing input written to \(testdata\/fuzz\/[^ ]*\).*/\1/p' | head -1); \
 		if echo "$$out" | grep -q "context deadline exceeded" && [ -z "$$input" ]; then \
-			echo "fuzz $$pkg $$name: the fuzzer stalled; running it again"; \
-			$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$$time $$pkg; \
+			for try in 1 2 3; do \
+				echo "fuzz $$pkg $$name: the fuzzer stalled; running it again ($$try of 3)"; \
+				out=$$($(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$$time $$pkg 2>&1) && { echo "$$out" | tail -1; break; }; \
+				echo "$$out"; \
+				if echo "$$out" | grep -q "Failing input written" || ! echo "$$out" | grep -q "context deadline exceeded" || [ $$try = 3 ]; then exit 1; fi; \
+			done; \
 		elif echo "$$out" | grep -q "hung or terminated unexpectedly" && [ -n "$$input" ] && \
 			$(GO) test -count=1 -run="^$$name\$$/$${input##*/}\$$" $$pkg; then \
 			echo "fuzz $$pkg $$name: $$input passes on its own (a starved worker); running the fuzzer again"; \
