@@ -54,7 +54,6 @@ import (
 	"github.com/soullabs/brainy/core/multiraft"
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/nodestats"
-	"github.com/soullabs/brainy/internal/query"
 	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/itemrpc"
 	"github.com/soullabs/brainy/transport"
@@ -164,6 +163,10 @@ type Config struct {
 	// partitions to a new or recovering node never takes the network and
 	// disk from foreground requests. Default 64 MiB/s; negative: no bound.
 	SnapshotBytesPerSecond int
+	// FindTimeout is a find's time budget: past it, partitions that have
+	// not answered are named in the answer's Missing (find.go). Default
+	// DefaultFindTimeout.
+	FindTimeout time.Duration
 	// TickInterval, ElectionTicks and LogKeep tune raft (see
 	// core.RaftConfig).
 	TickInterval  time.Duration
@@ -201,6 +204,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.SnapshotBytesPerSecond == 0 {
 		c.SnapshotBytesPerSecond = DefaultSnapshotBytesPerSecond
+	}
+	if c.FindTimeout == 0 {
+		c.FindTimeout = DefaultFindTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -345,6 +351,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.Server.Handle(wire.MethodHotGet, coresOnly(n.handleHotGet))
 	cfg.Server.Handle(wire.MethodHotInvalidate, coresOnly(n.handleHotInvalidate))
 	itemrpc.RegisterSubscribe(cfg.Server, func() itemrpc.Subscription { return routedFeed{c.SubscribeChanges(1024), n} })
+	// Finds: edges send their clients' here, where the indexes are, and
+	// members their shares of a scattered find (find.go).
+	itemrpc.RegisterFind(cfg.Server, cfg.Core.Limits, n)
 	cfg.Server.Handle(wire.MethodListPartitions, coresOnly(itemrpc.ListPartitionsHandler(c.Partitions, c.ListPartitions)))
 	cfg.Server.Handle(wire.MethodConflicts, coresOnly(itemrpc.ConflictsHandler(c.Partitions, c.Conflicts)))
 	cfg.Server.Handle(wire.MethodGroupInfo, coresOnly(n.handleGroupInfo))
@@ -696,13 +705,6 @@ func (n *Node) Get(ctx context.Context, tenant, id string) (*item.Item, error) {
 		err = n.viaPeers(ctx, func(b *upstream.Backend) (err error) { it, err = b.Get(ctx, tenant, id); return err })
 	}
 	return it, err
-}
-
-// Nearest implements query.Indexed with this node's own index, which
-// answers only when the node holds a replica of every partition (the
-// find scans otherwise).
-func (n *Node) Nearest(ctx context.Context, tenant, typ string, vec []float32, max int, where *query.Filter) ([]string, bool) {
-	return n.core.Nearest(ctx, tenant, typ, vec, max, where)
 }
 
 // Add implements httpapi.Backend.

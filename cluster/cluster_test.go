@@ -75,6 +75,8 @@ type testCluster struct {
 	// started from now on.
 	profile    string
 	tuneWindow time.Duration
+	// findTimeout is Config.FindTimeout for nodes started from now on.
+	findTimeout time.Duration
 }
 
 func newTestCluster(t testing.TB) *testCluster {
@@ -125,6 +127,7 @@ func (c *testCluster) start(id string) *member {
 		BootstrapWait: 300 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond, DeadAfter: time.Second,
 		TickInterval: 10 * time.Millisecond, Logger: testLogger(c.t, id), LogKeep: logKeep,
 		SnapshotBytesPerSecond: c.snapshotBytesPerSecond, Reader: c.readers[id], Profile: c.profile, TuneWindow: c.tuneWindow,
+		FindTimeout: c.findTimeout,
 	})
 	if err != nil {
 		c.t.Fatalf("starting %s: %v", id, err)

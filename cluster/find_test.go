@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/query"
 	"github.com/soullabs/brainy/internal/query/querytest"
@@ -54,7 +55,7 @@ func TestNearestFromIndexSeesAcknowledgedWrites(t *testing.T) {
 		if _, _, err := writer.node.Put(ctx, "t", &item.Item{ID: id, Type: "v", Vector: q}, item.Cond{}); err != nil {
 			t.Fatal(err)
 		}
-		ids, ok := reader.node.Nearest(ctx, "t", "v", q, 1, nil)
+		ids, ok := reader.node.core.Nearest(ctx, "t", "v", q, 1, nil)
 		if !ok || len(ids) != 1 || ids[0] != id {
 			t.Fatalf("round %d: nearest on node-2 = %v (%v), want %s written just before through %s", round, ids, ok, id, writer.id)
 		}
@@ -98,8 +99,8 @@ func TestSnapshotReplicaFindsAlike(t *testing.T) {
 	querytest.Check(t, g, n3.node, "t", items, 15)
 	for i := range 20 {
 		q := []float32{float32(i%5) - 2, 1, float32(i % 3), -1}
-		a, _ := n1.node.Nearest(ctx, "t", "", q, 10, nil)
-		b, _ := n3.node.Nearest(ctx, "t", "", q, 10, nil)
+		a, _ := n1.node.core.Nearest(ctx, "t", "", q, 10, nil)
+		b, _ := n3.node.core.Nearest(ctx, "t", "", q, 10, nil)
 		if !slices.Equal(a, b) {
 			t.Fatalf("nearest %v: node-1 %v, node-3 (by snapshot) %v", q, a, b)
 		}
@@ -155,11 +156,128 @@ func waitIndex(t *testing.T, m *member, dims int) {
 	q := make([]float32, dims)
 	q[0] = 1
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, ok := m.node.Nearest(context.Background(), "t", "", q, 1, nil); ok {
+		if _, ok := m.node.core.Nearest(context.Background(), "t", "", q, 1, nil); ok {
 			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s's vector index is not ready after 30 s", m.id)
 		}
+	}
+}
+
+// TestFindScattersOverMembers: in a cluster larger than the replication
+// factor no member holds every partition; a find through any member asks
+// the others for their shares and answers as brute force, page after
+// page, never partial.
+func TestFindScattersOverMembers(t *testing.T) {
+	c := newTestCluster(t)
+	ids := []string{"node-1", "node-2", "node-3", "node-4", "node-5"}
+	for _, id := range ids {
+		c.start(id)
+	}
+	c.waitPlacement(3)
+	g := querytest.New(11)
+	items := g.Items(250)
+	querytest.Write(t, c.members["node-1"].node, "t", items)
+	for _, id := range []string{"node-5", "node-2"} {
+		m := c.members[id]
+		if held, _ := m.node.heldPartitions(context.Background()); len(held) == 8 {
+			t.Fatalf("%s holds every partition: the test does not test what it says", id)
+		}
+		querytest.Check(t, g, m.node, "t", items, 15)
+	}
+}
+
+// TestFindNamesPartitionsWithoutQuorum: two of five members crash (the
+// directory still lists them, so nothing is re-placed); the partitions
+// that had two of their three voters there have no leader. A find
+// through a survivor answers within its timeout, names exactly those
+// partitions as missing, and holds every matching item of the others —
+// by scan, by vector and across pages.
+func TestFindNamesPartitionsWithoutQuorum(t *testing.T) {
+	c := newTestCluster(t)
+	c.findTimeout = 800 * time.Millisecond
+	ids := []string{"node-1", "node-2", "node-3", "node-4", "node-5"}
+	for _, id := range ids {
+		c.start(id)
+	}
+	c.waitPlacement(3)
+	g := querytest.New(13)
+	items := g.Items(120)
+	asker := c.members["node-5"]
+	querytest.Write(t, asker.node, "t", items)
+	voters := map[int][]string{}
+	for _, m := range c.members {
+		for _, p := range m.node.Metrics().Partitions {
+			voters[p.ID] = p.Voters
+		}
+	}
+	// The pair of members (not the asker) sharing the most partitions.
+	var dead [2]string
+	var lost []int
+	for i, a := range ids[:4] {
+		for _, b := range ids[i+1 : 4] {
+			var both []int
+			for p := range 8 {
+				if slices.Contains(voters[p], a) && slices.Contains(voters[p], b) {
+					both = append(both, p)
+				}
+			}
+			if len(both) > len(lost) {
+				dead, lost = [2]string{a, b}, both
+			}
+		}
+	}
+	if len(lost) == 0 || len(lost) == 8 {
+		t.Fatalf("placement %v: no pair of members to kill that loses some partitions and not all", voters)
+	}
+	for _, id := range dead {
+		m := c.members[id]
+		m.node.Close()
+		m.srv.Close()
+		m.client.Close()
+		m.store.Close()
+		delete(c.members, id)
+	}
+	var missing []string
+	for _, p := range lost {
+		missing = append(missing, query.PartName(p))
+	}
+	t.Logf("killed %v: partitions %v lost their quorum", dead, lost)
+	// The other partitions elect new leaders where they need to (a find
+	// started before then waits for them, within its budget:
+	// TestFindWhileALeaderDies).
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		led := map[int]bool{}
+		for _, m := range c.members {
+			for _, p := range m.node.Metrics().Partitions {
+				if p.Leader != "" && c.members[p.Leader] != nil {
+					led[p.ID] = true
+				}
+			}
+		}
+		if len(led) == 8-len(lost) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partitions led after the crash: %v, want all but %v", led, lost)
+		}
+	}
+	querytest.CheckPartial(t, g, asker.node, "t", items, 6, missing, func(it *item.Item) bool {
+		return slices.Contains(lost, core.PartitionOf("t", it.ID, 8))
+	})
+}
+
+// TestFindRefusesStrangeMissing: a member's answer naming as missing a
+// partition it was not asked for is malformed, not passed on to the
+// client.
+func TestFindRefusesStrangeMissing(t *testing.T) {
+	for _, m := range [][]string{{"p9"}, {"9"}, {"p-1"}, {"eu-west"}, {"p3", "p4x"}} {
+		if err := checkMissing(&query.Result{Missing: m}, []int{3, 4}); err == nil {
+			t.Errorf("missing %q from a member asked for 3 and 4: accepted", m)
+		}
+	}
+	if err := checkMissing(&query.Result{Missing: []string{"p4", "p3"}}, []int{3, 4}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -47,32 +47,68 @@ type share struct {
 // still missing, in id order. item.ErrUnavailable when no member answers
 // for some.
 func (n *Node) cover(ctx context.Context) (local []int, shares []share, err error) {
-	local, err = n.heldPartitions(ctx)
+	local, shares, unanswered, err := n.coverOf(ctx, nil, nil)
+	if err == nil && len(unanswered) > 0 {
+		err = fmt.Errorf("%w: no member answered for %d partitions", item.ErrUnavailable, len(unanswered))
+	}
 	if err != nil {
 		return nil, nil, err
 	}
+	return local, shares, nil
+}
+
+// coverOf is cover of the partitions want (nil: all), asking no member
+// in skip, and naming the partitions no member answered for. Members are
+// asked what they hold all at once.
+func (n *Node) coverOf(ctx context.Context, want []int, skip map[string]bool) (local []int, shares []share, unanswered []int, err error) {
+	held, err := n.heldPartitions(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	missing := map[int]bool{}
-	for p := range n.core.Partitions() {
-		missing[p] = true
+	if want == nil {
+		for p := range n.core.Partitions() {
+			missing[p] = true
+		}
+	} else {
+		for _, p := range want {
+			missing[p] = true
+		}
 	}
-	for _, p := range local {
-		delete(missing, p)
+	for _, p := range held {
+		if missing[p] {
+			local = append(local, p)
+			delete(missing, p)
+		}
 	}
-	members := n.cfg.Directory.Members()
+	var members []Peer
+	for _, p := range n.cfg.Directory.Members() {
+		if p.ID != n.cfg.Core.NodeID && !skip[p.ID] {
+			members = append(members, p)
+		}
+	}
 	slices.SortFunc(members, func(a, b Peer) int { return cmp.Compare(a.ID, b.ID) })
-	for _, p := range members {
+	infos := make([]*Info, len(members))
+	if len(missing) > 0 {
+		var wg sync.WaitGroup
+		for i, p := range members {
+			wg.Go(func() {
+				if in, err := n.askInfo(ctx, p); err == nil {
+					infos[i] = &in
+				}
+			})
+		}
+		wg.Wait()
+	}
+	for i, p := range members {
 		if len(missing) == 0 {
 			break
 		}
-		if p.ID == n.cfg.Core.NodeID {
-			continue
-		}
-		in, err := n.askInfo(ctx, p)
-		if err != nil {
+		if infos[i] == nil {
 			continue
 		}
 		var mine []int
-		for _, h := range in.Held {
+		for _, h := range infos[i].Held {
 			if missing[h] {
 				mine = append(mine, h)
 				delete(missing, h)
@@ -82,10 +118,11 @@ func (n *Node) cover(ctx context.Context) (local []int, shares []share, err erro
 			shares = append(shares, share{p, mine})
 		}
 	}
-	if len(missing) > 0 {
-		return nil, nil, fmt.Errorf("%w: no member answered for %d partitions", item.ErrUnavailable, len(missing))
+	for p := range missing {
+		unanswered = append(unanswered, p)
 	}
-	return local, shares, nil
+	slices.Sort(unanswered)
+	return local, shares, unanswered, nil
 }
 
 // remote calls the member of sh over QUIC.

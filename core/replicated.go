@@ -289,6 +289,21 @@ func (n *Node) proposeRaftTo(ctx context.Context, part int, cmd *Command) result
 	return v.(result)
 }
 
+// CatchUp brings this node's replica of partition part up to date with
+// its leader (a read-index round, as a follower read does): once it
+// returns nil, reads of the partition made stale (item.WithStaleReads)
+// see every write acknowledged before the call. ErrNotHere when this node
+// holds no replica of part; nil at once on a node without raft.
+func (n *Node) CatchUp(ctx context.Context, part int) error {
+	if part < 0 || part >= n.nparts {
+		return item.Invalid("invalid_partition", "partition %d does not exist", part)
+	}
+	if n.raft == nil {
+		return nil
+	}
+	return n.readBarrier(ctx, part)
+}
+
 // readBarrier waits until this replica of part has applied every write
 // acknowledged before the call.
 func (n *Node) readBarrier(ctx context.Context, part int) error {

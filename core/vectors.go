@@ -444,9 +444,10 @@ func (x *vectorIndex) set(graphs graphSet, where map[string]graphKey, key string
 
 // nearest returns the ids of up to n items of tenant (of type typ, or of
 // any type when typ is empty) that where matches and whose vectors of
-// vec's dimension are probably nearest to vec by cosine; ok is false
-// while the index is not ready.
-func (x *vectorIndex) nearest(tenant, typ string, vec []float32, n int, where *query.Filter) (ids []string, ok bool) {
+// vec's dimension are probably nearest to vec by cosine, among the items
+// of the partitions parts marks (nil: all); ok is false while the index
+// is not ready.
+func (x *vectorIndex) nearest(tenant, typ string, vec []float32, n int, where *query.Filter, parts []bool) (ids []string, ok bool) {
 	if x.budget < 0 || x.over.Load() {
 		return nil, false
 	}
@@ -469,7 +470,12 @@ func (x *vectorIndex) nearest(tenant, typ string, vec []float32, n int, where *q
 	}
 	var cands []cand
 	var accept func(string, *query.Doc) bool
-	if where != nil {
+	switch {
+	case parts != nil:
+		accept = func(id string, d *query.Doc) bool {
+			return parts[PartitionOf(tenant, id, x.parts)] && (where == nil || where.Match(d))
+		}
+	case where != nil:
 		accept = func(_ string, d *query.Doc) bool { return where.Match(d) }
 	}
 	for k, g := range x.graphs[tenant] {
@@ -530,7 +536,22 @@ func (n *Node) Nearest(ctx context.Context, tenant, typ string, vec []float32, m
 			return nil, false
 		}
 	}
-	return n.vectors.nearest(tenant, typ, vec, max, where)
+	return n.vectors.nearest(tenant, typ, vec, max, where, nil)
+}
+
+// NearestIn is Nearest over the items of partitions parts only, which
+// this node holds replicas of, as fresh as they are: no read-index round
+// (a cluster's find runs them itself, per partition, to tell which
+// partitions answered).
+func (n *Node) NearestIn(tenant, typ string, vec []float32, max int, where *query.Filter, parts []int) (ids []string, ok bool) {
+	var in []bool // nil: every partition
+	if len(parts) < n.nparts {
+		in = make([]bool, n.nparts)
+		for _, p := range parts {
+			in[p] = true
+		}
+	}
+	return n.vectors.nearest(tenant, typ, vec, max, where, in)
 }
 
 // barrierAll runs readBarrier on every partition, 64 at a time: raft

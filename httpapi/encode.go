@@ -105,5 +105,15 @@ func appendFindResult(dst []byte, r *query.Result, scored bool) []byte {
 		dst = append(dst, `,"cursor":`...)
 		dst = jsontext.AppendQuote(dst, r.Cursor)
 	}
-	return append(dst, `,"partial":false,"missing":[]}`...)
+	if !r.Partial() {
+		return append(dst, `,"partial":false,"missing":[]}`...)
+	}
+	dst = append(dst, `,"partial":true,"missing":[`...)
+	for i, m := range r.Missing {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = jsontext.AppendQuote(dst, m)
+	}
+	return append(dst, "]}"...)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/query"
 	"github.com/soullabs/brainy/tiers/memory"
 )
 
@@ -444,6 +446,21 @@ func TestUnknownParametersRefused(t *testing.T) {
 	}
 }
 
+// TestFindAnswerNamesMissing: a partial find's answer is valid JSON with
+// partial true and the missing parts named.
+func TestFindAnswerNamesMissing(t *testing.T) {
+	res := &query.Result{Hits: []query.Hit{{Item: &item.Item{ID: "a"}, Score: 0.5}}, Missing: []string{"p3", "eu-\"west"}}
+	var a struct {
+		Items   []map[string]any `json:"items"`
+		Partial bool             `json:"partial"`
+		Missing []string         `json:"missing"`
+	}
+	out := appendFindResult(nil, res, true)
+	if err := json.Unmarshal(out, &a); err != nil || !a.Partial || !slices.Equal(a.Missing, res.Missing) || len(a.Items) != 1 || a.Items[0]["score"] != 0.5 {
+		t.Fatalf("%s: %+v %v", out, a, err)
+	}
+}
+
 // TestFind: POST /v1/find filters by metadata, ranks by vector with a
 // score, pages with a cursor, and answers a malformed query 400 naming
 // its path.
@@ -463,9 +480,9 @@ func TestFind(t *testing.T) {
 			ID    string   `json:"id"`
 			Score *float64 `json:"score"`
 		} `json:"items"`
-		Cursor  string `json:"cursor"`
-		Partial bool   `json:"partial"`
-		Missing []int  `json:"missing"`
+		Cursor  string   `json:"cursor"`
+		Partial bool     `json:"partial"`
+		Missing []string `json:"missing"`
 	}
 	find := func(body string) (answer, response) {
 		r := s.do(t, "POST", "/v1/find", body)

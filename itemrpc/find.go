@@ -3,6 +3,7 @@ package itemrpc
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/query"
@@ -16,36 +17,57 @@ import (
 // sent.
 const MaxFindAnswerBytes = transport.DefaultMaxFrameBytes / 4 * 3
 
+// PartsFinder runs a find over some of its partitions only: a cluster
+// member's share of a scattered find (cluster.Node.FindIn).
+type PartsFinder interface {
+	FindIn(ctx context.Context, tenant string, q *query.Query, parts []int) (*query.Result, error)
+}
+
 // RegisterFind serves wire.MethodFind on s: finds run on src (a node or a
-// cluster, which answers from its vector index where it has one),
-// their queries parsed with lim, the limits of the node's HTTP API (zero
-// fields: the defaults).
+// cluster, which answers from its vector index where it has one), their
+// queries parsed with lim, the limits of the node's HTTP API (zero
+// fields: the defaults). A request naming partitions runs on src's
+// PartsFinder, which src must then be.
 func RegisterFind(s *transport.Server, lim item.Limits, src query.Lister) {
 	lim.EnsureDefaults()
 	s.Handle(wire.MethodFind, func(ctx context.Context, _ *transport.Peer, req []byte) ([]byte, error) {
-		tenant, raw, err := wire.DecodeFindRequest(req)
+		r, err := wire.DecodeFindRequest(req)
 		if err != nil {
 			return nil, Error(item.Invalid("malformed_request", "%v", err))
 		}
-		if err := lim.CheckTenant(tenant); err != nil {
+		if err := lim.CheckTenant(r.Tenant); err != nil {
 			return nil, Error(err)
 		}
-		if len(raw) > lim.MaxBodyBytes {
+		if len(r.Query) > lim.MaxBodyBytes {
 			return nil, Error(item.Invalid("body_too_large", "the find is larger than the limit of %d bytes", lim.MaxBodyBytes))
 		}
-		q, err := query.Parse(raw, lim)
+		q, err := query.Parse(r.Query, lim)
 		if err != nil {
 			return nil, Error(err)
 		}
-		res, err := query.Find(ctx, src, tenant, q)
+		if r.Budget > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, r.Budget)
+			defer cancel()
+		}
+		var res *query.Result
+		if len(r.Parts) > 0 {
+			pf, ok := src.(PartsFinder)
+			if !ok {
+				return nil, Error(item.Invalid("not_supported", "this node does not answer for partitions"))
+			}
+			res, err = pf.FindIn(ctx, r.Tenant, q, r.Parts)
+		} else {
+			res, err = query.Find(ctx, src, r.Tenant, q)
+		}
 		if err != nil {
 			return nil, Error(err)
 		}
-		items, scores := make([]*item.Item, len(res.Hits)), make([]float64, len(res.Hits))
+		a := &wire.FindAnswer{Items: make([]*item.Item, len(res.Hits)), Scores: make([]float64, len(res.Hits)), Cursor: res.Cursor, Missing: res.Missing}
 		for i, h := range res.Hits {
-			items[i], scores[i] = h.Item, h.Score
+			a.Items[i], a.Scores[i] = h.Item, h.Score
 		}
-		out := wire.AppendFindAnswer(nil, items, scores, res.Cursor)
+		out := wire.AppendFindAnswer(nil, a)
 		if len(out) > MaxFindAnswerBytes {
 			return nil, Error(item.Invalid("result_too_large", "the answer holds %d bytes, more than a find through an edge carries (%d): ask for fewer items (near.k or limit)", len(out), MaxFindAnswerBytes))
 		}
@@ -54,19 +76,33 @@ func RegisterFind(s *transport.Server, lim item.Limits, src query.Lister) {
 }
 
 // Find runs the find whose JSON body (POST /v1/find) is raw on the remote
-// core (RegisterFind on its side).
-func (r *Remote) Find(ctx context.Context, tenant string, raw []byte) (*query.Result, error) {
-	out, err := r.Call(ctx, wire.MethodFind, Target{Tenant: tenant}, wire.AppendFindRequest(nil, tenant, raw))
+// core (RegisterFind on its side), within budget (zero: the core's own
+// find timeout). A caller that gives up on a call after some time asks
+// for less than that: the core then answers in time, partially if it
+// must, rather than not at all.
+func (r *Remote) Find(ctx context.Context, tenant string, raw []byte, budget time.Duration) (*query.Result, error) {
+	return r.find(ctx, &wire.FindRequest{Tenant: tenant, Query: raw, Budget: min(budget, wire.MaxFindBudget)})
+}
+
+// FindIn runs the find whose JSON body is raw over partitions parts of the
+// remote member (its PartsFinder), within budget (zero: the member's own
+// find timeout).
+func (r *Remote) FindIn(ctx context.Context, tenant string, raw []byte, parts []int, budget time.Duration) (*query.Result, error) {
+	return r.find(ctx, &wire.FindRequest{Tenant: tenant, Query: raw, Parts: parts, Budget: min(budget, wire.MaxFindBudget)})
+}
+
+func (r *Remote) find(ctx context.Context, req *wire.FindRequest) (*query.Result, error) {
+	out, err := r.Call(ctx, wire.MethodFind, Target{Tenant: req.Tenant}, wire.AppendFindRequest(nil, req))
 	if err = answerError(ctx, err, wire.MethodFind); err != nil {
 		return nil, err
 	}
-	items, scores, cursor, err := wire.DecodeFindAnswer(out)
+	a, err := wire.DecodeFindAnswer(out)
 	if err != nil {
 		return nil, malformed(fmt.Errorf("find: %w", err))
 	}
-	res := &query.Result{Hits: make([]query.Hit, len(items)), Cursor: cursor}
-	for i, it := range items {
-		res.Hits[i] = query.Hit{Item: it, Score: scores[i]}
+	res := &query.Result{Hits: make([]query.Hit, len(a.Items)), Cursor: a.Cursor, Missing: a.Missing}
+	for i, it := range a.Items {
+		res.Hits[i] = query.Hit{Item: it, Score: a.Scores[i]}
 	}
 	return res, nil
 }

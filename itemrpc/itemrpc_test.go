@@ -177,7 +177,7 @@ func TestFindRemotely(t *testing.T) {
 		}
 	}
 	raw := []byte(`{"near":{"vector":[1,3.1],"k":2}}`)
-	res, err := r.plain.Find(ctx, "acme", raw)
+	res, err := r.plain.Find(ctx, "acme", raw, 0)
 	if err != nil || len(res.Hits) != 2 || res.Hits[0].ID != "v3" || res.Hits[1].ID != "v4" || res.Hits[0].Score <= res.Hits[1].Score {
 		t.Fatalf("find: %+v %v", res, err)
 	}
@@ -191,15 +191,19 @@ func TestFindRemotely(t *testing.T) {
 	}
 	for name, req := range map[string][]byte{
 		"garbage":         []byte{0xff, 1, 2},
-		"over the limit":  wire.AppendFindRequest(nil, "acme", []byte(`{"type":"`+strings.Repeat("x", 8<<10)+`"}`)),
-		"malformed query": wire.AppendFindRequest(nil, "acme", []byte(`{"near":{"k":"x"}}`)),
-		"bad tenant":      wire.AppendFindRequest(nil, "", raw),
+		"over the limit":  wire.AppendFindRequest(nil, &wire.FindRequest{Tenant: "acme", Query: []byte(`{"type":"` + strings.Repeat("x", 8<<10) + `"}`)}),
+		"malformed query": wire.AppendFindRequest(nil, &wire.FindRequest{Tenant: "acme", Query: []byte(`{"near":{"k":"x"}}`)}),
+		"bad tenant":      wire.AppendFindRequest(nil, &wire.FindRequest{Tenant: "", Query: raw}),
+		// A node that is no cluster member answers for no partitions.
+		"partitions": wire.AppendFindRequest(nil, &wire.FindRequest{Tenant: "acme", Query: raw, Parts: []int{1}}),
+		"a budget of an hour": append(wire.AppendFindRequest(nil, &wire.FindRequest{Tenant: "acme", Query: raw})[:len(wire.AppendFindRequest(nil, &wire.FindRequest{Tenant: "acme", Query: raw}))-1],
+			0x80, 0xdd, 0xdb, 0x01), // 3,600,000 ms
 	} {
 		if err := call(req); !errors.Is(err, item.ErrInvalid) {
 			t.Errorf("%s: %v, want an invalid-input error", name, err)
 		}
 	}
-	if _, err := r.plain.Find(ctx, "acme", raw); err != nil {
+	if _, err := r.plain.Find(ctx, "acme", raw, 0); err != nil {
 		t.Fatalf("a find after the refused ones: %v", err)
 	}
 }

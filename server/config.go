@@ -18,6 +18,7 @@ import (
 	"github.com/soullabs/brainy/httpapi"
 	"github.com/soullabs/brainy/internal/daemon"
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/internal/k8snode"
 	"github.com/soullabs/brainy/tiers/backend"
 	"github.com/soullabs/brainy/tiers/tiered"
@@ -140,6 +141,10 @@ type Config struct {
 	// HNSW settings (--vector-m, --vector-ef-construction, --vector-ef).
 	// Zero fields take core's defaults.
 	VectorIndex core.VectorIndexConfig
+	// FindTimeout is a find's time budget (--find-timeout): partitions
+	// that have not answered by then are named in the answer's missing.
+	// Default cluster.DefaultFindTimeout (5 s).
+	FindTimeout time.Duration
 	// MaxClockSkew is how far ahead of this node's clock another region's
 	// timestamps may be before their batches are refused
 	// (--max-clock-skew). Default core.DefaultMaxClockSkew (500 ms).
@@ -297,6 +302,9 @@ func (c *Config) EnsureDefaults() {
 	if c.DeadAfter == 0 {
 		c.DeadAfter = cluster.DefaultDeadAfter
 	}
+	if c.FindTimeout == 0 {
+		c.FindTimeout = cluster.DefaultFindTimeout
+	}
 	if c.Partitions == 0 {
 		c.Partitions = core.DefaultPartitions
 	}
@@ -395,6 +403,9 @@ func (c *Config) Validate() error {
 	}
 	if v := c.VectorIndex; v.M < 0 || v.M > 64 || v.EfConstruction < 0 || v.EfConstruction > 2000 || v.EfSearch < 0 || v.EfSearch > 10000 {
 		errs = append(errs, fmt.Errorf("--vector-m (%d) must be 2-64, --vector-ef-construction (%d) 1-2000, --vector-ef (%d) 1-10000", v.M, v.EfConstruction, v.EfSearch))
+	}
+	if c.FindTimeout < 0 || c.FindTimeout > wire.MaxFindBudget {
+		errs = append(errs, fmt.Errorf("--find-timeout (%v) must be positive and at most %v", c.FindTimeout, wire.MaxFindBudget))
 	}
 	if c.MaxClockSkew < 0 || c.LogKeep < 0 || c.RegionDeadAfter < 0 || c.RegionRTT < 0 {
 		errs = append(errs, errors.New("--max-clock-skew, --log-keep, --region-dead-after and --region-rtt cannot be negative"))

@@ -24,7 +24,6 @@ import (
 	"github.com/soullabs/brainy/internal/daemon"
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/nodestats"
-	"github.com/soullabs/brainy/itemrpc"
 	"github.com/soullabs/brainy/tiers/backend"
 	"github.com/soullabs/brainy/transport"
 	"github.com/soullabs/brainy/transport/pki"
@@ -104,7 +103,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			Region: cfg.Region, Federated: cfg.Federation != "", MaxClockSkew: cfg.MaxClockSkew, Now: cfg.Clock},
 		Server: s.qsrv, Client: s.qclient, Directory: directory{s.members}, GossipAddr: s.members.LocalNode().Addr,
 		ReplicationFactor: cfg.ReplicationFactor, DeadAfter: cfg.DeadAfter, BootstrapWait: cfg.bootstrapWait(gossip), Reader: cfg.reader(),
-		Profile: cfg.Profile, NoHotReads: cfg.Federation != "" || cfg.SyncFrom != "",
+		Profile: cfg.Profile, FindTimeout: cfg.FindTimeout, NoHotReads: cfg.Federation != "" || cfg.SyncFrom != "",
 		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks, LogKeep: cfg.LogKeep, Logger: s.log,
 	})
 	if err != nil {
@@ -136,8 +135,6 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// Edges send their clients' finds here, where the indexes are.
-	itemrpc.RegisterFind(s.qsrv, limits, be)
 	s.http = httpapi.NewServer(httpapi.ServerConfig{MaxConnsPerIP: cfg.MaxConnsPerIP}, h)
 	if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/query"
 	"github.com/soullabs/brainy/internal/nodestats"
 	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/itemrpc"
@@ -413,3 +414,11 @@ func (b *Backend) Metrics() nodestats.Snapshot {
 // Healthy implements httpapi.Backend: false once every core failed to answer,
 // until one answers again.
 func (b *Backend) Healthy() bool { return b.healthy.Load() }
+
+// Find runs a find (the JSON body of POST /v1/find) on a core, asking it
+// to answer within four fifths of CallTimeout: a find that would take
+// longer comes back partial (or as the core's error), in time, and never
+// looks like a core that stopped answering.
+func (b *Backend) Find(ctx context.Context, tenant string, raw []byte) (*query.Result, error) {
+	return b.Remote.Find(ctx, tenant, raw, b.cfg.CallTimeout*4/5)
+}

@@ -119,6 +119,7 @@ func flags(c *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.IntVar(&c.VectorIndex.M, "vector-m", 16, "vector index (HNSW): neighbours per node and layer, 2M at the bottom; more is better recall, more memory, slower writes")
 	fs.IntVar(&c.VectorIndex.EfConstruction, "vector-ef-construction", 100, "vector index (HNSW): the beam of an insert's search; more is better recall, slower writes")
 	fs.IntVar(&c.VectorIndex.EfSearch, "vector-ef", 64, "vector index (HNSW): the least beam of a find's search; more is better recall, slower finds")
+	fs.DurationVar(&c.FindTimeout, "find-timeout", cluster.DefaultFindTimeout, "a find's time budget: partitions that have not answered by then are named in the answer's \"missing\" (\"partial\": true)")
 	fs.Int64Var(&c.Tiering.HotMaxBytes, "tier-hot-max-bytes", 0, "tiered storage: demote the least recently used items while the hot tier holds more `bytes`; 0 means no limit")
 	fs.Int64Var(&c.Tiering.HotMinFreeBytes, "tier-hot-min-free-bytes", 0, "tiered storage: demote while the hot tier's disk has fewer free `bytes`; 0 means no limit")
 	fs.DurationVar(&c.Tiering.Interval, "tier-interval", tiered.DefaultInterval, "tiered storage: how often idle items are looked for")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/soullabs/brainy/internal/item"
@@ -31,6 +32,25 @@ type Result struct {
 	Hits []Hit
 	// Cursor continues the find, when not empty (without Near).
 	Cursor string
+	// Missing names what did not answer in time: partitions (PartName)
+	// or, for a find of every region, regions by name. Hits are then the
+	// answer of the rest only: the result is partial, never silently
+	// short.
+	Missing []string
+}
+
+// Partial reports whether part of the data did not answer (Missing).
+func (r *Result) Partial() bool { return len(r.Missing) > 0 }
+
+// PartName is how a result's Missing names partition p.
+func PartName(p int) string { return "p" + strconv.Itoa(p) }
+
+// Scatterer is what a Lister may also offer: it runs finds itself,
+// where its partitions are (a cluster: every member finds in the
+// partitions it holds, and the answers are merged), and says which
+// partitions did not answer. Find hands it every query.
+type Scatterer interface {
+	FindScattered(ctx context.Context, tenant string, q *Query) (*Result, error)
 }
 
 // Bounds of one find request. A find without Near that has scanned
@@ -48,6 +68,9 @@ const (
 // item of q.Type in id order and keeps those q.Where matches — up to
 // q.Limit, or, with q.Near, the q.Near.K nearest.
 func Find(ctx context.Context, src Lister, tenant string, q *Query) (*Result, error) {
+	if s, ok := src.(Scatterer); ok {
+		return s.FindScattered(ctx, tenant, q)
+	}
 	if q.Consistency == "stale" {
 		ctx = item.WithStaleReads(ctx)
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +46,48 @@ type Query struct {
 	Cursor string
 	// Consistency is "strong" (default) or "stale", as for reads.
 	Consistency string
+}
+
+// AppendJSON appends q as the JSON Parse takes (a cluster sends it to the
+// members that run their share of a find): its fields as they are now,
+// and the where it was parsed with.
+func (q *Query) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"limit":`...)
+	dst = strconv.AppendInt(dst, int64(q.Limit), 10)
+	dst = append(dst, `,"consistency":`...)
+	dst = appendJSONString(dst, q.Consistency)
+	if q.Type != "" {
+		dst = append(dst, `,"type":`...)
+		dst = appendJSONString(dst, q.Type)
+	}
+	if q.Cursor != "" {
+		dst = append(dst, `,"cursor":`...)
+		dst = appendJSONString(dst, q.Cursor)
+	}
+	if q.Where != nil {
+		dst = append(append(dst, `,"where":`...), q.Where.raw...)
+	}
+	if n := q.Near; n != nil {
+		dst = append(dst, `,"near":{"k":`...)
+		dst = strconv.AppendInt(dst, int64(n.K), 10)
+		dst = append(dst, `,"metric":`...)
+		dst = appendJSONString(dst, string(n.Metric))
+		dst = append(dst, `,"vector":[`...)
+		for i, v := range n.Vector {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = strconv.AppendFloat(dst, float64(v), 'g', -1, 32)
+		}
+		dst = append(dst, "]}"...)
+	}
+	return append(dst, '}')
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(dst []byte, s string) []byte {
+	b, _ := json.Marshal(s) // a string always marshals
+	return append(dst, b...)
 }
 
 // Near is a nearest-neighbour search.
@@ -85,7 +128,9 @@ func Parse(body []byte, lim item.Limits) (*Query, error) {
 			}
 		case "where":
 			p := &parser{}
-			q.Where, err = p.filter(raw, "where", 0)
+			if q.Where, err = p.filter(raw, "where", 0); q.Where != nil {
+				q.Where.raw = bytes.Clone(raw)
+			}
 		case "near":
 			q.Near, err = parseNear(raw, lim)
 		case "limit":
@@ -185,6 +230,7 @@ type Filter struct {
 	field field
 	op    string // eq ne in gt gte lt lte exists contains
 	value any    // the operand (for in, []any); times for createdAt/updatedAt are time.Time
+	raw   []byte // the root's JSON, which Query.AppendJSON sends on
 }
 
 type kind uint8

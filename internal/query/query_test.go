@@ -1,6 +1,7 @@
 package query_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -136,8 +137,73 @@ func TestFindMatchesBruteForce(t *testing.T) {
 	querytest.Check(t, g, s, "t", items, 400)
 }
 
-// FuzzParse: no body panics the parser, and a query that parses matches
-// an item without panicking.
+// shardedStore is a Scatterer over shards of items (by the id's last
+// byte): each shard finds in its own items, from the query as AppendJSON
+// sends it, and Merge makes the answer. A shard listed in down does not
+// answer.
+type shardedStore struct {
+	shards []sliceStore
+	down   map[int]bool
+	cut    bool // even shards answer half their page
+}
+
+func (s *shardedStore) shard(id string) int { return int(id[len(id)-1]) % len(s.shards) }
+
+func (s *shardedStore) Put(ctx context.Context, tenant string, it *item.Item, c item.Cond) (*item.Item, bool, error) {
+	return s.shards[s.shard(it.ID)].Put(ctx, tenant, it, c)
+}
+
+func (s *shardedStore) List(context.Context, string, item.ListOptions) (*item.Page, error) {
+	panic("a Scatterer's List is not used by Find")
+}
+
+func (s *shardedStore) FindScattered(ctx context.Context, tenant string, q *query.Query) (*query.Result, error) {
+	sent := q.AppendJSON(nil)
+	var rs []*query.Result
+	for i := range s.shards {
+		if s.down[i] {
+			rs = append(rs, &query.Result{Missing: []string{query.PartName(i)}})
+			continue
+		}
+		sq, err := query.Parse(sent, item.Limits{})
+		if err != nil {
+			return nil, err
+		}
+		r, err := query.Find(ctx, &s.shards[i], tenant, sq)
+		if err != nil {
+			return nil, err
+		}
+		if s.cut && q.Near == nil && i%2 == 0 && len(r.Hits) > 1 {
+			// A shard may stop early (its byte or scan budget), with a
+			// cursor: more of its items may follow its last.
+			r.Hits = r.Hits[:len(r.Hits)/2]
+			r.Cursor = item.ListCursor(r.Hits[len(r.Hits)-1].ID)
+		}
+		rs = append(rs, r)
+	}
+	return query.Merge(q, rs)
+}
+
+// TestMergeOfSharesIsTheWhole: a find scattered over shards and merged
+// equals brute force over all the items, page after page — the query
+// sent on as AppendJSON writes it; with shards down, brute force over the
+// others, the down ones named on every page. Shards that stop early do
+// not make the merge skip what they have not shown.
+func TestMergeOfSharesIsTheWhole(t *testing.T) {
+	g := querytest.New(2)
+	items := g.Items(300)
+	s := &shardedStore{shards: make([]sliceStore, 5)}
+	querytest.Write(t, s, "t", items)
+	querytest.Check(t, g, s, "t", items, 400)
+	s.cut = true
+	querytest.Check(t, g, s, "t", items, 400)
+	s.down = map[int]bool{1: true, 3: true}
+	querytest.CheckPartial(t, g, s, "t", items, 200, []string{"p1", "p3"}, func(it *item.Item) bool { return s.down[s.shard(it.ID)] })
+}
+
+// FuzzParse: no body panics the parser, a query that parses matches an
+// item without panicking, and the JSON a cluster sends it on as
+// (AppendJSON) parses to the same query.
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{`{"where":{"metadata.a":{"in":[1,"x",null]},"or":[{"not":{"type":"d"}}]}}`,
 		`{"near":{"vector":[1,2],"k":3,"metric":"l2"},"type":"x"}`, `{"limit":10,"cursor":"MWE"}`} {
@@ -154,5 +220,13 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		q.Where.Match(query.NewDoc(it))
+		sent := q.AppendJSON(nil)
+		again, err := query.Parse(sent, item.Limits{})
+		if err != nil {
+			t.Fatalf("%s parsed, but not as sent on (%s): %v", b, sent, err)
+		}
+		if resent := again.AppendJSON(nil); !bytes.Equal(resent, sent) || again.Where.Match(query.NewDoc(it)) != q.Where.Match(query.NewDoc(it)) {
+			t.Fatalf("%s sent on as %s, then as %s", b, sent, resent)
+		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -86,19 +87,21 @@ func FuzzDecode(f *testing.F) {
 		Leaders: []Lead{{Node: 0, Term: 1}}}))
 	f.Add(AppendTopology(nil, &Topology{Region: "eu-west", Partitions: 1, Nodes: []TopologyNode{{ID: "n1", Addr: "10.0.0.1:7071", Public: "203.0.113.1:7071"}},
 		Leaders: []Lead{{Node: 0, Term: 1}}, Others: []RegionCores{{Region: "us-east", Addrs: []string{"198.51.100.1:7071"}}}}))
-	f.Add(AppendFindRequest(nil, "t", []byte(`{"near":{"vector":[1],"k":1}}`)))
-	f.Add(AppendFindAnswer(nil, []*item.Item{{ID: "a", Vector: []float32{1}}}, []float64{0.5}, "c"))
+	f.Add(AppendFindRequest(nil, &FindRequest{Tenant: "t", Query: []byte(`{"near":{"vector":[1],"k":1}}`)}))
+	f.Add(AppendFindRequest(nil, &FindRequest{Tenant: "t", Query: []byte(`{}`), Parts: []int{0, 7}, Budget: 3 * time.Second}))
+	f.Add(AppendFindAnswer(nil, &FindAnswer{Items: []*item.Item{{ID: "a", Vector: []float32{1}}}, Scores: []float64{0.5}, Cursor: "c", Missing: []string{"p3"}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if tenant, q, err := DecodeFindRequest(b); err == nil {
-			if t2, q2, err := DecodeFindRequest(AppendFindRequest(nil, tenant, q)); err != nil || t2 != tenant || !bytes.Equal(q2, q) {
-				t.Fatalf("find request round trip: %q %q -> %q %q (%v)", tenant, q, t2, q2, err)
+		if r, err := DecodeFindRequest(b); err == nil {
+			r2, err := DecodeFindRequest(AppendFindRequest(nil, r))
+			if err != nil || r2.Tenant != r.Tenant || !bytes.Equal(r2.Query, r.Query) || !slices.Equal(r2.Parts, r.Parts) || r2.Budget != r.Budget {
+				t.Fatalf("find request round trip: %+v -> %+v (%v)", r, r2, err)
 			}
 		}
-		if items, scores, cursor, err := DecodeFindAnswer(b); err == nil {
-			enc := AppendFindAnswer(nil, items, scores, cursor)
-			i2, s2, c2, err := DecodeFindAnswer(enc)
+		if a, err := DecodeFindAnswer(b); err == nil {
+			enc := AppendFindAnswer(nil, a)
+			a2, err := DecodeFindAnswer(enc)
 			// Compare encodings, not values: a score or vector may be NaN.
-			if err != nil || c2 != cursor || len(s2) != len(scores) || !bytes.Equal(AppendFindAnswer(nil, i2, s2, c2), enc) {
+			if err != nil || a2.Cursor != a.Cursor || len(a2.Scores) != len(a.Scores) || !slices.Equal(a2.Missing, a.Missing) || !bytes.Equal(AppendFindAnswer(nil, a2), enc) {
 				t.Fatalf("find answer round trip failed: %v", err)
 			}
 		}

@@ -169,9 +169,24 @@ func Write(t testing.TB, s Store, tenant string, items []*item.Item) {
 
 // Check runs rounds random finds on s (holding items under tenant) and
 // fails t at the first answer that differs from brute force: the same ids,
-// in the same order, across every page; scores equal for near.
+// in the same order, across every page; scores equal for near; no answer
+// partial.
 func Check(t testing.TB, g *Gen, s query.Lister, tenant string, items []*item.Item, rounds int) {
 	t.Helper()
+	CheckPartial(t, g, s, tenant, items, rounds, nil, nil)
+}
+
+// CheckPartial is Check where some of the data cannot answer: every page
+// must name missing (sorted) as its Missing, and its items must be brute
+// force over the items that lost does not report.
+func CheckPartial(t testing.TB, g *Gen, s query.Lister, tenant string, items []*item.Item, rounds int, missing []string, lost func(*item.Item) bool) {
+	t.Helper()
+	var left []*item.Item
+	for _, it := range items {
+		if lost == nil || !lost(it) {
+			left = append(left, it)
+		}
+	}
 	ctx := context.Background()
 	for round := range rounds {
 		body := g.Query()
@@ -179,13 +194,16 @@ func Check(t testing.TB, g *Gen, s query.Lister, tenant string, items []*item.It
 		if err != nil {
 			t.Fatalf("round %d: generated query %s: %v", round, body, err)
 		}
-		want := bruteForce(items, q)
+		want := bruteForce(left, q)
 		var got []query.Hit
 		pages := 0
 		for {
 			res, err := query.Find(ctx, s, tenant, q)
 			if err != nil {
 				t.Fatalf("round %d: find %s: %v", round, body, err)
+			}
+			if !slices.Equal(res.Missing, missing) {
+				t.Fatalf("round %d: find %s, page %d: missing %v, want %v", round, body, pages+1, res.Missing, missing)
 			}
 			got = append(got, res.Hits...)
 			if pages++; res.Cursor == "" || pages > len(items)+1 {
