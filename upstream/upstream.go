@@ -30,8 +30,8 @@ import (
 	"time"
 
 	"github.com/soullabs/brainy/internal/item"
-	"github.com/soullabs/brainy/internal/query"
 	"github.com/soullabs/brainy/internal/nodestats"
+	"github.com/soullabs/brainy/internal/query"
 	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/itemrpc"
 	"github.com/soullabs/brainy/transport"
