@@ -41,6 +41,7 @@ FUZZ_TARGETS = \
 	./httpapi:FuzzDecodePatch \
 	./core:FuzzDecodeCommand \
 	./core:FuzzDecodeRecord \
+	./core:FuzzMetaEntries \
 	./core/raftlog:FuzzRecover \
 	./internal/wire:FuzzDecode \
 	./internal/query:FuzzParse \

@@ -186,7 +186,8 @@ func (n *Node) FindIn(ctx context.Context, tenant string, q *query.Query, parts 
 }
 
 // partsSource is what FindIn's find reads: the local replicas of parts,
-// and this node's vector index restricted to them (query.Indexed).
+// their metadata indexes (query.WhereLister) and this node's vector index
+// restricted to them (query.Indexed).
 type partsSource struct {
 	n     *Node
 	parts []int
@@ -194,6 +195,10 @@ type partsSource struct {
 
 func (s partsSource) List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error) {
 	return s.n.core.ListPartitions(ctx, tenant, opts, s.parts)
+}
+
+func (s partsSource) ListWhere(ctx context.Context, tenant string, opts item.ListOptions, where *query.Filter) (*item.Page, error) {
+	return s.n.core.ListWhereIn(ctx, tenant, opts, s.parts, where)
 }
 
 func (s partsSource) Nearest(_ context.Context, tenant, typ string, vec []float32, max int, where *query.Filter) ([]string, bool) {

@@ -14,6 +14,7 @@ import (
 	"github.com/soullabs/brainy/internal/item"
 	"github.com/soullabs/brainy/internal/jsontext"
 	"github.com/soullabs/brainy/internal/nodestats"
+	"github.com/soullabs/brainy/internal/query"
 	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/tiers"
 )
@@ -203,6 +204,22 @@ func ListCursor(lastID string) string { return encodeCursor(lastID) }
 // cluster lists each node's share and merges the pages: ids are one total
 // order across partitions, and so are cursors.
 func (n *Node) ListPartitions(ctx context.Context, tenant string, opts item.ListOptions, parts []int) (*item.Page, error) {
+	return n.listPartitions(ctx, tenant, opts, parts, nil)
+}
+
+// ListWhere implements query.WhereLister: List narrowed, in partitions
+// whose metadata index can answer one of where's lookups, to the items
+// that index lists (metaindex.go).
+func (n *Node) ListWhere(ctx context.Context, tenant string, opts item.ListOptions, where *query.Filter) (*item.Page, error) {
+	return n.listPartitions(ctx, tenant, opts, nil, where)
+}
+
+// ListWhereIn is ListWhere over the given partitions only (nil: all).
+func (n *Node) ListWhereIn(ctx context.Context, tenant string, opts item.ListOptions, parts []int, where *query.Filter) (*item.Page, error) {
+	return n.listPartitions(ctx, tenant, opts, parts, where)
+}
+
+func (n *Node) listPartitions(ctx context.Context, tenant string, opts item.ListOptions, parts []int, where *query.Filter) (*item.Page, error) {
 	parts, err := n.partitionsOf(parts)
 	if err != nil {
 		return nil, err
@@ -236,7 +253,28 @@ func (n *Node) ListPartitions(ctx context.Context, tenant string, opts item.List
 			s.it.Close()
 		}
 	}()
+	var lookups []query.Lookup
+	if opts.Type != "" {
+		lookups = metaLookups(where)
+	}
 	for _, p := range parts {
+		if len(lookups) > 0 {
+			srcs, ok, err := n.metaSources(ctx, p, tenant, opts.Type, lookups, after)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
+			}
+			if ok {
+				for _, s := range srcs {
+					if s.next() {
+						h.srcs = append(h.srcs, s)
+					} else if err := s.it.Close(); err != nil {
+						return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
+					}
+				}
+				n.ops.indexedLists.Add(1)
+				continue
+			}
+		}
 		var prefix []byte
 		if opts.Type != "" {
 			prefix = typePrefix(nil, p, tenant, opts.Type)
@@ -261,9 +299,19 @@ func (n *Node) ListPartitions(ctx context.Context, tenant string, opts item.List
 	heap.Init(h)
 	page := &item.Page{Items: []*item.Item{}}
 	var budget PageBudget
+	last := ""
 	for h.Len() > 0 {
 		s := h.srcs[0]
 		id := s.id
+		if id == last {
+			// An item an index lists under two values (an array's, or
+			// an in's): it was read already.
+			if err := h.advance(); err != nil {
+				return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
+			}
+			continue
+		}
+		last = id
 		if len(page.Items) == limit {
 			// There is at least one more item: hand out a cursor.
 			page.Cursor = encodeCursor(page.Items[limit-1].ID)
@@ -292,14 +340,8 @@ func (n *Node) ListPartitions(ctx context.Context, tenant string, opts item.List
 			}
 			page.Items = append(page.Items, it)
 		}
-		if s.next() {
-			heap.Fix(h, 0)
-		} else {
-			if err := s.it.Err(); err != nil {
-				return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
-			}
-			heap.Pop(h)
-			s.it.Close()
+		if err := h.advance(); err != nil {
+			return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
 		}
 	}
 	return page, nil
@@ -322,6 +364,20 @@ func (s *mergeSource) next() bool {
 
 // mergeHeap orders the partitions' iterators by their current id.
 type mergeHeap struct{ srcs []*mergeSource }
+
+// advance moves the first source on, or, when it has no more, closes it
+// and drops it, returning its iterator's error.
+func (h *mergeHeap) advance() error {
+	s := h.srcs[0]
+	if s.next() {
+		heap.Fix(h, 0)
+		return nil
+	}
+	err := s.it.Err()
+	heap.Pop(h)
+	s.it.Close()
+	return err
+}
 
 func (h *mergeHeap) Len() int           { return len(h.srcs) }
 func (h *mergeHeap) Less(i, j int) bool { return h.srcs[i].id < h.srcs[j].id }
@@ -407,7 +463,7 @@ func (n *Node) Metrics() nodestats.Snapshot {
 	ops := nodestats.Operations{
 		Adds: n.ops.adds.Load(), Gets: n.ops.gets.Load(), Updates: n.ops.updates.Load(),
 		Deletes: n.ops.deletes.Load(), Lists: n.ops.lists.Load(), Errors: n.ops.errors.Load(),
-		Commits: n.ops.commits.Load(), StoredWrites: n.ops.writes.Load(),
+		Commits: n.ops.commits.Load(), StoredWrites: n.ops.writes.Load(), IndexLookups: n.ops.indexedLists.Load(),
 	}
 	ops.Totals()
 	return nodestats.Snapshot{

@@ -24,6 +24,7 @@ type stateMachine struct {
 	parts  []partState
 
 	kbuf, tbuf, dbuf, rbuf, mbuf []byte // scratch, reused across calls
+	meta                         metaScratch
 }
 
 // partState is a partition's replicated state besides its items. The
@@ -58,6 +59,15 @@ type partState struct {
 	// follower cluster, which merges by version, needs that order
 	// (SyncChanges).
 	deleted uint64
+	// indexed: every live item of the partition has its metadata index
+	// entries (metaindex.go). False for a partition whose store predates
+	// the index and still holds items from then; it becomes true once the
+	// partition is empty.
+	indexed bool
+	// types caches what the partition knows of its tenants' types
+	// (metaindex.go), by tenant + "\x00" + type; only the apply reads and
+	// writes it.
+	types map[string]typeInfo
 }
 
 type sourcePos struct {
@@ -222,11 +232,9 @@ func (sm *stateMachine) applyItem(v view, w writer, part int, index uint64, cmd 
 		sm.parts[part].deleted = max(sm.parts[part].deleted, hlc)
 		if cmd.Federated {
 			t := record{hlc: hlc, origin: cmd.Origin, created: prev.created, updated: cmd.Now, vv: vv}
-			sm.install(w, part, cmd.Tenant, cmd.ID, &prev, true, false, &t, true)
-			return result{}
+			return result{err: sm.install(v, w, part, cmd.Tenant, cmd.ID, &prev, true, false, &t, true)}
 		}
-		sm.install(w, part, cmd.Tenant, cmd.ID, &prev, true, false, nil, true)
-		return result{}
+		return result{err: sm.install(v, w, part, cmd.Tenant, cmd.ID, &prev, true, false, nil, true)}
 	default:
 		return result{err: fmt.Errorf("core: unknown op %d", cmd.Op)}
 	}
@@ -235,7 +243,12 @@ func (sm *stateMachine) applyItem(v view, w writer, part int, index uint64, cmd 
 	if err := checkItemSize(next.data, next.metadata, next.vector); err != nil {
 		return result{err: err}
 	}
-	sm.install(w, part, cmd.Tenant, cmd.ID, &prev, exists, tombstoned, &next, false)
+	if err := sm.checkVector(v, part, cmd.Tenant, &next); err != nil {
+		return result{err: err}
+	}
+	if err := sm.install(v, w, part, cmd.Tenant, cmd.ID, &prev, exists, tombstoned, &next, false); err != nil {
+		return result{err: err}
+	}
 	return result{item: next.toItem(cmd.Tenant, cmd.ID, false), created: !exists}
 }
 
@@ -257,8 +270,18 @@ func (sm *stateMachine) read(v view, key []byte, id string, part int) (r record,
 // live, and its tombstone if tombstoned — by next: a live record, or a
 // tombstone when deleted (nil: no tombstone, the item just goes). It
 // keeps the type index and the item count in step.
-func (sm *stateMachine) install(w writer, part int, tenant, id string, prev *record, live, tombstoned bool, next *record, deleted bool) {
+func (sm *stateMachine) install(v view, w writer, part int, tenant, id string, prev *record, live, tombstoned bool, next *record, deleted bool) error {
 	ps := &sm.parts[part]
+	if !ps.indexed && ps.items == 0 {
+		ps.indexed = true // nothing from before the index is left
+	}
+	now := next
+	if deleted {
+		now = nil
+	}
+	if err := sm.indexMeta(v, w, part, tenant, id, prev, live, now); err != nil {
+		return err
+	}
 	key := itemKey(sm.kbuf[:0], part, tenant, id)
 	sm.kbuf = key
 	if deleted {
@@ -276,7 +299,7 @@ func (sm *stateMachine) install(w writer, part int, tenant, id string, prev *rec
 				ps.tombstones++
 			}
 		}
-		return
+		return nil
 	}
 	sm.rbuf = next.append(sm.rbuf[:0])
 	w.set(key, sm.rbuf)
@@ -293,6 +316,7 @@ func (sm *stateMachine) install(w writer, part int, tenant, id string, prev *rec
 	if !live {
 		ps.items++
 	}
+	return nil
 }
 
 // applyReplicated applies another region's item values (OpReplicate): each
@@ -417,8 +441,7 @@ func (sm *stateMachine) mergeRemote(v view, w writer, part int, at int64, rv *Re
 				// One write, merged with different losers on its way here:
 				// the same value, whose vectors are joined. No conflict.
 				local.vv = in.clock().merged(local.clock())
-				sm.install(w, part, rv.Tenant, rv.ID, &local, live, tombstoned, &local, tombstoned)
-				return nil
+				return sm.install(v, w, part, rv.Tenant, rv.ID, &local, live, tombstoned, &local, tombstoned)
 			}
 			res.conflicts++
 			merged := in.clock().merged(local.clock())
@@ -434,7 +457,9 @@ func (sm *stateMachine) mergeRemote(v view, w writer, part int, at int64, rv *Re
 		}
 	}
 	// The stored value winning a conflict is rewritten too: its vector grew.
-	sm.install(w, part, rv.Tenant, rv.ID, &local, live, tombstoned, winner, deleted)
+	if err := sm.install(v, w, part, rv.Tenant, rv.ID, &local, live, tombstoned, winner, deleted); err != nil {
+		return err
+	}
 	if winner == &in {
 		res.replicated++
 	}
@@ -490,13 +515,17 @@ func checkCond(c item.Cond, exists bool, prev *record) error {
 // Partition state format: version 1 is applied and items; version 2 adds
 // the membership; version 3 the other regions' positions (and a presence
 // byte before the membership) and the tombstone count; version 4 the
-// collection horizon; version 5 the latest deleted version.
+// collection horizon; version 5 the latest deleted version; version 6
+// whether the metadata index is complete.
 func (ps *partState) encode() []byte {
 	b := make([]byte, 0, 30+len(ps.conf))
-	v5 := ps.deleted > 0
+	v6 := ps.indexed
+	v5 := v6 || ps.deleted > 0
 	v4 := v5 || ps.collected > 0
 	v3 := v4 || ps.sources != nil || ps.tombstones > 0
 	switch {
+	case v6:
+		b = append(b, 6)
 	case v5:
 		b = append(b, 5)
 	case v4:
@@ -530,6 +559,9 @@ func (ps *partState) encode() []byte {
 	if v5 {
 		b = appendUvarint(b, ps.deleted)
 	}
+	if v6 {
+		b = append(b, 1)
+	}
 	return b
 }
 
@@ -545,12 +577,12 @@ func (ps *partState) appendSources(b []byte) []byte {
 func (ps *partState) decode(b []byte) error {
 	d := codec.Decoder{B: b, Fail: errCorrupt}
 	v := d.Byte()
-	if v < 1 || v > 5 {
+	if v < 1 || v > 6 {
 		return errCorrupt
 	}
 	ps.applied = d.Uvarint()
 	ps.items = d.Uvarint()
-	ps.conf, ps.sources, ps.tombstones, ps.collected, ps.deleted = nil, nil, 0, 0, 0
+	ps.conf, ps.sources, ps.tombstones, ps.collected, ps.deleted, ps.indexed, ps.types = nil, nil, 0, 0, 0, false, nil
 	hasConf := v == 2
 	if v >= 3 {
 		hasConf = d.Byte() == 1
@@ -572,8 +604,11 @@ func (ps *partState) decode(b []byte) error {
 	if v >= 4 {
 		ps.collected = d.Uvarint()
 	}
-	if v == 5 {
+	if v >= 5 {
 		ps.deleted = d.Uvarint()
+	}
+	if v == 6 {
+		ps.indexed = d.Byte() == 1
 	}
 	if d.Err != nil || len(d.B) != 0 {
 		return errCorrupt

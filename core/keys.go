@@ -16,6 +16,8 @@ import (
 //	p<part:2>d<tenant>\x00<id>              a deleted item's tombstone (a record), in a federation
 //	p<part:2>x<tenant>\x00<seq:8>           a conflict log entry (conflicts.go)
 //	p<part:2>X<tenant>                      the tenant's conflict log bounds
+//	p<part:2>m<tenant>\x00<type>\x00<field>\x00<value><id>  metadata index entry (metaindex.go)
+//	p<part:2>M<tenant>\x00<type>             a type's indexed metadata fields
 //	m<name>                                 node metadata (node id, partition count)
 //
 // Tenants hold no NUL (validated charset) and ids and types no control
@@ -29,6 +31,8 @@ const (
 	kindTombstone      = 'd'
 	kindConflict       = 'x'
 	kindConflictBounds = 'X'
+	kindMetaEntry      = 'm'
+	kindMetaFields     = 'M'
 	prefixMeta         = 'm'
 )
 

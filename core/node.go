@@ -191,6 +191,7 @@ type opCounters struct {
 	adds, gets, updates, deletes, lists, errors, commits, writes atomic.Uint64
 	cacheHits, cacheMisses                                       atomic.Uint64
 	snapshots                                                    atomic.Uint64
+	indexedLists                                                 atomic.Uint64 // partitions listed through the metadata index
 	// Federation: values from other regions that replaced this region's,
 	// that were concurrent with them, and batches refused for clock skew.
 	replicated, conflicts, skewRefused atomic.Uint64

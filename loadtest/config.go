@@ -87,6 +87,12 @@ type Config struct {
 	// the minimum is the size of the JSON envelope (about 40 bytes).
 	BodySize int
 
+	// MetadataFields, when positive, gives generated items that many
+	// top-level metadata fields (strings, numbers, booleans and an array,
+	// taking turns), whose values differ between the generated bodies:
+	// what a store's metadata indexes cost on writes. At most 64.
+	MetadataFields int
+
 	// ItemType is the "type" of generated items. Default "loadtest".
 	ItemType string
 
@@ -251,6 +257,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BodySize < 0 || c.BodySize > 64<<20 {
 		bad("BodySize (%d) must be in [0, 64MiB]", c.BodySize)
+	}
+	if c.MetadataFields < 0 || c.MetadataFields > 64 {
+		bad("MetadataFields (%d) must be in [0, 64]", c.MetadataFields)
 	}
 	if strings.ContainsAny(c.KeyPrefix, "/?#% ") {
 		bad("KeyPrefix (%q) must not contain '/', '?', '#', '%%' or spaces", c.KeyPrefix)

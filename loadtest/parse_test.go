@@ -1,6 +1,8 @@
 package loadtest
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -222,4 +224,28 @@ func FuzzParseKeyDist(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestGeneratedMetadata: bodies with metadata fields are valid items whose
+// metadata has the fields asked for, with values differing between
+// bodies.
+func TestGeneratedMetadata(t *testing.T) {
+	var metas []string
+	for v := range 3 {
+		var it struct {
+			Type     string                     `json:"type"`
+			Metadata map[string]json.RawMessage `json:"metadata"`
+		}
+		b := withMetadata(genBody("thing", 100, v), 6, v)
+		if err := json.Unmarshal(b, &it); err != nil || it.Type != "thing" || len(it.Metadata) != 6 {
+			t.Fatalf("%s: %+v %v", b, it, err)
+		}
+		metas = append(metas, string(it.Metadata["f0"])+string(it.Metadata["f1"]))
+	}
+	if metas[0] == metas[1] || metas[1] == metas[2] {
+		t.Fatalf("the bodies' metadata does not vary: %v", metas)
+	}
+	if b := withMetadata(genBody("thing", 100, 1), 0, 1); !bytes.Equal(b, genBody("thing", 100, 1)) {
+		t.Fatalf("no fields asked for, metadata added: %s", b)
+	}
 }

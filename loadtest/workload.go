@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -54,7 +55,7 @@ func newWorkload(c *Config) (*workload, error) {
 	}
 	if c.Workload == WorkloadItems || (c.Method != "GET" && c.Method != "HEAD") {
 		for i := range numBodies {
-			w.bodies = append(w.bodies, genBody(c.ItemType, c.BodySize, i))
+			w.bodies = append(w.bodies, withMetadata(genBody(c.ItemType, c.BodySize, i), c.MetadataFields, i))
 		}
 	}
 	if c.Tenant != "" {
@@ -86,6 +87,33 @@ func genBody(itemType string, size, variant int) []byte {
 		b = append(b, alphabet[(i*7+variant*13)%len(alphabet)])
 	}
 	return append(b, tail...)
+}
+
+// withMetadata adds n top-level metadata fields to body, a generated item
+// body ({...}), their values set by variant: a string, a number, a
+// boolean and an array of strings, taking turns.
+func withMetadata(body []byte, n, variant int) []byte {
+	if n == 0 {
+		return body
+	}
+	b := append(body[:len(body)-1:len(body)-1], `,"metadata":{`...)
+	for f := range n {
+		if f > 0 {
+			b = append(b, ',')
+		}
+		b = fmt.Appendf(b, `"f%d":`, f)
+		switch v := variant*7 + f; f % 4 {
+		case 0:
+			b = fmt.Appendf(b, `"v%d"`, v%5)
+		case 1:
+			b = strconv.AppendInt(b, int64(v%100), 10)
+		case 2:
+			b = strconv.AppendBool(b, v%2 == 0)
+		default:
+			b = fmt.Appendf(b, `["a","t%d"]`, v%6)
+		}
+	}
+	return append(b, "}}"...)
 }
 
 // requestGen is one worker's request generator. It keeps one prepared

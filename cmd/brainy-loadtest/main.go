@@ -78,6 +78,7 @@ func newFlagSet(name string, o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.KeyPrefix, "key-prefix", d.KeyPrefix, "item id prefix")
 	fs.IntVar(&c.BodySize, "body-size", d.BodySize, "generated JSON body size in bytes")
 	fs.StringVar(&c.ItemType, "type", d.ItemType, "item type of generated bodies")
+	fs.IntVar(&c.MetadataFields, "metadata-fields", 0, "top-level metadata fields of generated bodies (0-64), their values varying between bodies")
 	fs.StringVar(&c.Tenant, "tenant", "", "X-Brainy-Tenant header")
 	fs.StringVar(&c.APIKey, "api-key", "", "API key (sent as Authorization: Bearer KEY); prefer BRAINY_LOADTEST_API_KEY")
 	fs.Var(&o.headers, "H", `extra header "Name: value" (repeatable)`)

@@ -232,6 +232,9 @@ type Operations struct {
 	Updates uint64 `json:"updates"`
 	Deletes uint64 `json:"deletes"`
 	Lists   uint64 `json:"lists"`
+	// IndexLookups counts partitions a find listed through the metadata
+	// index (core/metaindex.go) instead of every item of the type.
+	IndexLookups uint64 `json:"indexLookups"`
 	// Errors counts operations that failed for a reason other than the
 	// caller's (storage or internal failures), not 4xx answers.
 	Errors uint64 `json:"errors"`

@@ -18,6 +18,14 @@ type Lister interface {
 	List(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error)
 }
 
+// WhereLister is what a Lister may also offer: a list narrowed by an
+// index to items that may match where — every match, in id order, with
+// List's pages and cursors, and maybe items that do not match, which the
+// find then drops. Find uses it for finds that name a type.
+type WhereLister interface {
+	ListWhere(ctx context.Context, tenant string, opts item.ListOptions, where *Filter) (*item.Page, error)
+}
+
 // Hit is an item a find returns, with its score when the find ranks.
 type Hit struct {
 	*item.Item
@@ -78,10 +86,16 @@ func Find(ctx context.Context, src Lister, tenant string, q *Query) (*Result, er
 	if q.Near != nil {
 		return findNear(ctx, src, tenant, q, opts)
 	}
+	list := src.List
+	if wl, ok := src.(WhereLister); ok && q.Type != "" && q.Where != nil {
+		list = func(ctx context.Context, tenant string, opts item.ListOptions) (*item.Page, error) {
+			return wl.ListWhere(ctx, tenant, opts, q.Where)
+		}
+	}
 	res := &Result{}
 	scanned, bytes := 0, 0
 	for {
-		page, err := src.List(ctx, tenant, opts)
+		page, err := list(ctx, tenant, opts)
 		if err != nil {
 			return nil, err
 		}
