@@ -263,6 +263,8 @@ type Node struct {
 	rejectedRaft  atomic.Uint64 // raft batches refused: sender not who it claims (handleRaft)
 
 	outside atomic.Pointer[Outside] // set by the federation (topology.go)
+	// global runs finds of scope global; set by the federation (find.go).
+	global atomic.Pointer[GlobalFind]
 	topoMu  sync.Mutex
 	topoCh  chan struct{} // closed when the pushed topology changes; guarded by topoMu
 

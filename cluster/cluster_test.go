@@ -145,12 +145,18 @@ func (c *testCluster) publish() {
 }
 
 func (c *testCluster) stop(id string) {
-	m := c.members[id]
-	if m == nil {
+	if c.members[id] == nil {
 		return
 	}
 	delete(c.peers, id)
 	c.publish()
+	c.crash(id)
+}
+
+// crash stops member id without a word to the others: the directory
+// still lists it; its peers find out by themselves.
+func (c *testCluster) crash(id string) {
+	m := c.members[id]
 	m.node.Close()
 	m.srv.Close()
 	m.client.Close()

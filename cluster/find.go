@@ -40,9 +40,20 @@ const DefaultFindTimeout = 5 * time.Second
 // member: raft batches the read-index rounds of one driver cycle.
 const findFanOut = 64
 
+// GlobalFind runs a find of scope global: in every region, merged.
+type GlobalFind func(ctx context.Context, tenant string, q *query.Query) (*query.Result, error)
+
+// SetGlobalFind makes finds of scope global run on g (the federation's);
+// without one, this cluster is every region there is and they run here.
+func (n *Node) SetGlobalFind(g GlobalFind) { n.global.Store(&g) }
+
 // FindScattered implements query.Scatterer: q over every partition of
-// tenant, each member answering for its share.
+// tenant, each member answering for its share — or, for scope global, the
+// federation's find (SetGlobalFind).
 func (n *Node) FindScattered(ctx context.Context, tenant string, q *query.Query) (*query.Result, error) {
+	if g := n.global.Load(); g != nil && q.Scope == "global" {
+		return (*g)(ctx, tenant, q)
+	}
 	budget := n.cfg.FindTimeout
 	if d, ok := ctx.Deadline(); ok {
 		budget = min(budget, time.Until(d))
@@ -120,7 +131,7 @@ func (n *Node) FindScattered(ctx context.Context, tenant string, q *query.Query)
 		}
 		results = append(results, miss)
 	}
-	return query.Merge(q, results)
+	return query.Merge(q, results, nil)
 }
 
 // FindIn runs q over partitions parts of this node's replicas: a member's

@@ -137,13 +137,7 @@ func TestFindWhileALeaderDies(t *testing.T) {
 	if victim == nil {
 		t.Fatal("node-1 leads every partition: nothing to kill")
 	}
-	// A crash: the directory still lists it; its peers find out by
-	// themselves.
-	victim.node.Close()
-	victim.srv.Close()
-	victim.client.Close()
-	victim.store.Close()
-	delete(c.members, victim.id)
+	c.crash(victim.id)
 	t.Logf("killed %s, leader of %d partitions", victim.id, led)
 	querytest.Check(t, g, n1.node, "t", items, 10)
 }
@@ -232,12 +226,7 @@ func TestFindNamesPartitionsWithoutQuorum(t *testing.T) {
 		t.Fatalf("placement %v: no pair of members to kill that loses some partitions and not all", voters)
 	}
 	for _, id := range dead {
-		m := c.members[id]
-		m.node.Close()
-		m.srv.Close()
-		m.client.Close()
-		m.store.Close()
-		delete(c.members, id)
+		c.crash(id)
 	}
 	var missing []string
 	for _, p := range lost {

@@ -107,6 +107,7 @@ func Start(ctx context.Context, cfg Config) (*Federation, error) {
 	cfg.Server.Handle(wire.MethodFedVersion, f.handleVersion)
 	cfg.Server.Handle(wire.MethodFedList, f.handleList)
 	cfg.Server.Handle(wire.MethodFedMeta, f.handleMeta)
+	cfg.Server.Handle(wire.MethodFedFind, f.handleFind)
 	cfg.Gossip.Logger = cfg.Logger
 	m, err := membership.Start(ctx, cfg.Gossip)
 	if err != nil {

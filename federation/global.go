@@ -16,6 +16,7 @@ import (
 	"github.com/soullabs/brainy/core"
 	"github.com/soullabs/brainy/internal/codec"
 	"github.com/soullabs/brainy/internal/item"
+	"github.com/soullabs/brainy/internal/query"
 	"github.com/soullabs/brainy/internal/wire"
 	"github.com/soullabs/brainy/itemrpc"
 	"github.com/soullabs/brainy/transport"
@@ -32,6 +33,9 @@ import (
 //	                  answer:  wire.AppendPage
 //	MethodFedMeta     request: as MethodFedVersion, within one region only
 //	                  answer:  item.Meta as JSON (at most MaxRegions versions)
+//	MethodFedFind     request: flags byte, uvarint 0, string source region,
+//	                           bytes wire.FindRequest (the query's JSON, a budget)
+//	                  answer:  wire.AppendFindAnswer (itemrpc.EncodeFindResult)
 //
 // A global read (?consistency=global) asks every region which version of
 // the item it holds, takes the latest (by clock time, then region: the
@@ -97,7 +101,7 @@ func (f *Federation) GetGlobal(ctx context.Context, tenant, id string) (*item.It
 	var latest itemVersion
 	gone := map[string]bool{}
 	for {
-		versions, err := askAll(f, ctx, wire.MethodFedVersion, req, decodeVersion, gone)
+		versions, err := askAll(f, ctx, wire.MethodFedVersion, req, decodeVersion, gone, GlobalCallTimeout)
 		if err != nil {
 			return nil, err
 		}
@@ -138,16 +142,17 @@ type answer[T any] struct {
 
 // askAll sends req to this region (through the partition's leader) and
 // to every other region not in skip at once, and decodes the answers. A
-// region that fails, or does not answer within GlobalCallTimeout, is
-// reported with its error; only this region's failure fails the call.
-func askAll[T any](f *Federation, ctx context.Context, method uint16, req []byte, decode func([]byte) (T, error), skip map[string]bool) ([]answer[T], error) {
+// region that fails, or does not answer within timeout (GlobalCallTimeout
+// for reads and lists), is reported with its error; only this region's
+// failure fails the call.
+func askAll[T any](f *Federation, ctx context.Context, method uint16, req []byte, decode func([]byte) (T, error), skip map[string]bool, timeout time.Duration) ([]answer[T], error) {
 	links := slices.DeleteFunc(f.allLinks(), func(l *link) bool { return skip[l.region] })
 	out := make([]answer[T], len(links)+1)
 	var wg sync.WaitGroup
 	for i, l := range links {
 		wg.Go(func() {
 			out[i+1].region = l.region
-			ctx, cancel := context.WithTimeout(ctx, GlobalCallTimeout)
+			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			b, err := l.call(ctx, method, req)
 			if err == nil {
@@ -175,11 +180,13 @@ func (f *Federation) serve(ctx context.Context, method uint16, req []byte) ([]by
 		return f.version(ctx, req)
 	case wire.MethodFedList:
 		return f.list(ctx, req)
+	case wire.MethodFedFind:
+		return f.find(ctx, req)
 	}
 	return nil, fmt.Errorf("federation: method %d is not a global read", method)
 }
 
-// handleVersion, handleList and handleMeta check the caller, then serve
+// handleVersion, handleList, handleFind and handleMeta check the caller, then serve
 // the request as this node would its own (serve, meta).
 func (f *Federation) handleVersion(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
 	if err := f.checkGlobal(peer, req, false); err != nil {
@@ -193,6 +200,13 @@ func (f *Federation) handleList(ctx context.Context, peer *transport.Peer, req [
 		return nil, err
 	}
 	return f.list(ctx, req)
+}
+
+func (f *Federation) handleFind(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
+	if err := f.checkGlobal(peer, req, false); err != nil {
+		return nil, err
+	}
+	return f.find(ctx, req)
 }
 
 func (f *Federation) handleMeta(ctx context.Context, peer *transport.Peer, req []byte) ([]byte, error) {
@@ -282,7 +296,7 @@ func (f *Federation) ListGlobal(ctx context.Context, tenant string, opts item.Li
 	}
 	lr := &wire.Request{Tenant: tenant, List: opts, Stale: item.StaleReads(ctx)}
 	req := codec.AppendBytes(codec.AppendString(appendHeader(nil, false, 0), f.cfg.Region), wire.AppendRequest(nil, lr))
-	pages, err := askAll(f, ctx, wire.MethodFedList, req, wire.DecodePage, nil)
+	pages, err := askAll(f, ctx, wire.MethodFedList, req, wire.DecodePage, nil, GlobalCallTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -298,6 +312,82 @@ func (f *Federation) ListGlobal(ctx context.Context, tenant string, opts item.Li
 	out := mergeRegionPages(ok, opts.Limit)
 	if len(missing) > 0 {
 		out.Partial, out.Missing = true, missing
+	}
+	return out, nil
+}
+
+// FindGlobal runs q in every region (each scattering it over its own
+// members) and merges the answers: where regions hold different copies of
+// an item, the later one's hit (query.Merge). A region that does not
+// answer in time is named in Missing, as is, "<region>/p<N>", a partition
+// a region names. The budget is ctx's, or DefaultGlobalTimeout; each
+// other region gets 9/10 of it, to answer in time. It implements
+// cluster.GlobalFind.
+func (f *Federation) FindGlobal(ctx context.Context, tenant string, q *query.Query) (*query.Result, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultGlobalTimeout)
+		defer cancel()
+	}
+	deadline, _ := ctx.Deadline()
+	left := time.Until(deadline) * 9 / 10
+	regional := *q
+	regional.Scope = "region"
+	fr := &wire.FindRequest{Tenant: tenant, Query: regional.AppendJSON(nil), Budget: min(left, wire.MaxFindBudget)}
+	req := codec.AppendBytes(codec.AppendString(appendHeader(nil, false, 0), f.cfg.Region), wire.AppendFindRequest(nil, fr))
+	answers, err := askAll(f, ctx, wire.MethodFedFind, req, itemrpc.DecodeFindResult, nil, left)
+	if err != nil {
+		return nil, err
+	}
+	var results []*query.Result
+	miss := &query.Result{}
+	for _, a := range answers {
+		if a.err != nil {
+			miss.Missing = append(miss.Missing, a.region)
+			continue
+		}
+		for i, m := range a.answer.Missing {
+			a.answer.Missing[i] = a.region + "/" + m
+		}
+		results = append(results, a.answer)
+	}
+	return query.Merge(q, append(results, miss), func(a, b *item.Item) bool { return versionAfter(a.Version, b.Version) })
+}
+
+// find answers MethodFedFind with this region's answer: the query run
+// over this region's cluster (its scope region, whatever it says).
+func (f *Federation) find(ctx context.Context, req []byte) ([]byte, error) {
+	r, err := decodeRequest(req, f.core.Partitions())
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	d := codec.Decoder{B: r.rest, Fail: errBadRequest}
+	_ = d.String() // the source, checked by the handler
+	fr, err := wire.DecodeFindRequest(d.Bytes())
+	if d.Err != nil || len(d.B) != 0 || err != nil || len(fr.Parts) > 0 {
+		return nil, itemrpc.Error(errBadRequest)
+	}
+	lim := item.DefaultLimits()
+	q, err := query.Parse(fr.Query, lim)
+	if err == nil {
+		err = lim.CheckTenant(fr.Tenant)
+	}
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	q.Scope = "region"
+	if fr.Budget > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, fr.Budget)
+		defer cancel()
+	}
+	res, err := f.cfg.Cluster.FindScattered(ctx, fr.Tenant, q)
+	if err != nil {
+		return nil, itemrpc.Error(err)
+	}
+	out, err := itemrpc.EncodeFindResult(res)
+	if err != nil {
+		return nil, itemrpc.Error(err)
 	}
 	return out, nil
 }

@@ -63,16 +63,39 @@ func RegisterFind(s *transport.Server, lim item.Limits, src query.Lister) {
 		if err != nil {
 			return nil, Error(err)
 		}
-		a := &wire.FindAnswer{Items: make([]*item.Item, len(res.Hits)), Scores: make([]float64, len(res.Hits)), Cursor: res.Cursor, Missing: res.Missing}
-		for i, h := range res.Hits {
-			a.Items[i], a.Scores[i] = h.Item, h.Score
-		}
-		out := wire.AppendFindAnswer(nil, a)
-		if len(out) > MaxFindAnswerBytes {
-			return nil, Error(item.Invalid("result_too_large", "the answer holds %d bytes, more than a find through an edge carries (%d): ask for fewer items (near.k or limit)", len(out), MaxFindAnswerBytes))
+		out, err := EncodeFindResult(res)
+		if err != nil {
+			return nil, Error(err)
 		}
 		return out, nil
 	})
+}
+
+// EncodeFindResult encodes res as a find's answer (wire.AppendFindAnswer),
+// or refuses it with result_too_large past MaxFindAnswerBytes.
+func EncodeFindResult(res *query.Result) ([]byte, error) {
+	a := &wire.FindAnswer{Items: make([]*item.Item, len(res.Hits)), Scores: make([]float64, len(res.Hits)), Cursor: res.Cursor, Missing: res.Missing}
+	for i, h := range res.Hits {
+		a.Items[i], a.Scores[i] = h.Item, h.Score
+	}
+	out := wire.AppendFindAnswer(nil, a)
+	if len(out) > MaxFindAnswerBytes {
+		return nil, item.Invalid("result_too_large", "the answer holds %d bytes, more than a find carries between nodes (%d): ask for fewer items (near.k or limit)", len(out), MaxFindAnswerBytes)
+	}
+	return out, nil
+}
+
+// DecodeFindResult decodes EncodeFindResult's encoding.
+func DecodeFindResult(b []byte) (*query.Result, error) {
+	a, err := wire.DecodeFindAnswer(b)
+	if err != nil {
+		return nil, err
+	}
+	res := &query.Result{Hits: make([]query.Hit, len(a.Items)), Cursor: a.Cursor, Missing: a.Missing}
+	for i, it := range a.Items {
+		res.Hits[i] = query.Hit{Item: it, Score: a.Scores[i]}
+	}
+	return res, nil
 }
 
 // Find runs the find whose JSON body (POST /v1/find) is raw on the remote
@@ -96,13 +119,9 @@ func (r *Remote) find(ctx context.Context, req *wire.FindRequest) (*query.Result
 	if err = answerError(ctx, err, wire.MethodFind); err != nil {
 		return nil, err
 	}
-	a, err := wire.DecodeFindAnswer(out)
+	res, err := DecodeFindResult(out)
 	if err != nil {
 		return nil, malformed(fmt.Errorf("find: %w", err))
-	}
-	res := &query.Result{Hits: make([]query.Hit, len(a.Items)), Cursor: a.Cursor, Missing: a.Missing}
-	for i, it := range a.Items {
-		res.Hits[i] = query.Hit{Item: it, Score: a.Scores[i]}
 	}
 	return res, nil
 }

@@ -260,7 +260,11 @@ func (s *Server) startFederation(ctx context.Context) error {
 		Zone: s.cfg.Zone, Region: s.cfg.Region, Role: s.cfg.gossipRole()}
 	s.fed, err = federation.Start(ctx, federation.Config{Name: s.cfg.Federation, Region: s.cfg.Region,
 		Cluster: s.node, Server: s.qsrv, Client: s.qclient, Gossip: g, RegionDeadAfter: s.cfg.RegionDeadAfter, Logger: s.log})
-	return err
+	if err != nil {
+		return err
+	}
+	s.node.SetGlobalFind(s.fed.FindGlobal) // finds of scope global
+	return nil
 }
 
 // federationKey is the federation gossip's key: the regional pool's, since

@@ -51,8 +51,9 @@ type httpResult struct {
 	indexSec             float64 // from the load's start until every node's index held every item
 }
 
-// runHTTP measures finds through brainy-core at path core.
-func runHTTP(core string, base, queries [][]float32, truth, truthFilter [][]int32, k, nq int) ([]httpResult, error) {
+// runHTTP measures finds through brainy-core at path core, each process
+// started with coreFlags too.
+func runHTTP(core string, coreFlags []string, base, queries [][]float32, truth, truthFilter [][]int32, k, nq int) ([]httpResult, error) {
 	for _, ip := range httpIPs {
 		if err := benchproc.CheckFree(ip, benchnode.Ports...); err != nil {
 			return nil, err
@@ -79,7 +80,7 @@ func runHTTP(core string, base, queries [][]float32, truth, truthFilter [][]int3
 				args = append(args, "--peers", httpIPs[0]+":7946")
 			}
 			p := &benchproc.Proc{Name: fmt.Sprint(tg.name, "/n", i+1), Path: core, Log: filepath.Join(dir, fmt.Sprint(ti, "-", i, ".log")),
-				Args: append(args, tg.extra...)}
+				Args: append(append(args, tg.extra...), coreFlags...)}
 			if err := reg.Start(p); err != nil {
 				return nil, err
 			}

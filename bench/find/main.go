@@ -48,6 +48,7 @@ func main() {
 	// Debian's python3-hnswlib is for Debian's python3, which another
 	// python3 earlier in PATH would not see.
 	python := flag.String("python", "/usr/bin/python3", "the Python that has hnswlib and numpy")
+	coreFlags := flag.String("core-flags", "", "more flags for every brainy-core of the HTTP part, space-separated (e.g. \"--vector-ef-construction 64\")")
 	core := flag.String("core", "", "a brainy-core binary: also measure finds through it over HTTP: one node with its index, one without, a 3-node cluster (127.0.0.95-97)")
 	httpQueries := flag.Int("http-queries", 200, "queries sent over HTTP (each also filtered)")
 	flag.Parse()
@@ -143,7 +144,7 @@ func main() {
 		return
 	}
 	truthFilter := exact(base, queries, *k, func(i int) bool { return i%10 == 3 })
-	res, err := runHTTP(*core, base, queries, truth, truthFilter, *k, *httpQueries)
+	res, err := runHTTP(*core, strings.Fields(*coreFlags), base, queries, truth, truthFilter, *k, *httpQueries)
 	if err != nil {
 		log.Fatalf("through brainy-core: %v", err)
 	}

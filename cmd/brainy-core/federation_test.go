@@ -241,7 +241,7 @@ func TestFederationTombstonesCollected(t *testing.T) {
 // once every reachable region holds the version it returns (so a regional
 // read anywhere then sees it), and leaves out a region cut off; a list
 // with ?scope=global merges every region's items, and names the regions
-// that did not answer.
+// that did not answer; so does a find with scope global.
 func TestFederationGlobalReads(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three regions behind WAN relays")
@@ -293,6 +293,23 @@ func TestFederationGlobalReads(t *testing.T) {
 	if !page.Partial || !slices.Equal(page.Missing, []string{"ap-south"}) || len(page.Items) != 5 {
 		t.Fatalf("global list with ap-south cut off: %s", body)
 	}
+	// A find of every region: the same, and the items of the regions that
+	// answer are the latest copies (g0 holds "new" in eu-west).
+	var found struct {
+		Items []struct {
+			ID   string
+			Data json.RawMessage
+		}
+		Partial bool
+		Missing []string
+	}
+	code, body = do(t, "POST", eu.URL("/v1/find"), "application/json", `{"scope":"global","limit":100}`)
+	if err := json.Unmarshal(body, &found); code != 200 || err != nil {
+		t.Fatalf("global find: %d %s", code, body)
+	}
+	if !found.Partial || !slices.Equal(found.Missing, []string{"ap-south"}) || len(found.Items) != 5 || found.Items[0].ID != "g0" || string(found.Items[0].Data) != `"new"` {
+		t.Fatalf("global find with ap-south cut off: %s", body)
+	}
 	relays[apAddr].Cut(false)
 	for addr, r := range relays {
 		if addr != apAddr {
@@ -307,7 +324,18 @@ func TestFederationGlobalReads(t *testing.T) {
 		}
 		return !page.Partial && len(page.Items) == 6, string(body)
 	})
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		code, body := do(t, "POST", us.URL("/v1/find"), "application/json", `{"scope":"global","where":{"id":{"gte":"ap"}}}`)
+		found.Partial, found.Missing, found.Items = false, nil, nil
+		if err := json.Unmarshal(body, &found); code != 200 || err != nil {
+			return false, fmt.Sprintf("%d %s", code, body)
+		}
+		return !found.Partial && len(found.Items) == 6 && found.Items[0].ID == "ap-only", string(body)
+	})
 	if code, body := do(t, "GET", eu.URL("/v1/items?scope=everywhere"), "", ""); code != 400 {
 		t.Fatalf("a bad scope: %d %s", code, body)
+	}
+	if code, body := do(t, "POST", eu.URL("/v1/find"), "application/json", `{"scope":"everywhere"}`); code != 400 {
+		t.Fatalf("a find with a bad scope: %d %s", code, body)
 	}
 }

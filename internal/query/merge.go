@@ -9,6 +9,9 @@ import (
 
 // Merge merges the results of q over disjoint sets of partitions (the
 // members' shares of a scattered find) into q's result over all of them.
+// Results that may hold the same items (regions' answers to a global
+// find, each with its own copy) pass newer, and of each id the hit whose
+// item newer says is the later is kept; disjoint ones pass nil.
 //
 // With Near, it is the K nearest of all the hits. Without, hits are in id
 // order: every result is the first matches past the same cursor in its
@@ -21,10 +24,13 @@ import (
 // every partition's position.
 //
 // Missing is the union of the results', p2 before p10.
-func Merge(q *Query, results []*Result) (*Result, error) {
+func Merge(q *Query, results []*Result, newer func(a, b *item.Item) bool) (*Result, error) {
 	out := &Result{}
 	for _, r := range results {
 		out.Missing = append(out.Missing, r.Missing...)
+	}
+	if newer != nil {
+		results = latest(results, newer)
 	}
 	// Shorter first: p2 before p10.
 	slices.SortFunc(out.Missing, func(a, b string) int { return cmp.Or(cmp.Compare(len(a), len(b)), cmp.Compare(a, b)) })
@@ -71,4 +77,26 @@ func Merge(q *Query, results []*Result) (*Result, error) {
 		out.Cursor = item.ListCursor(end)
 	}
 	return out, nil
+}
+
+// latest returns results with one hit per id across them all: the one
+// whose item newer says is the later.
+func latest(results []*Result, newer func(a, b *item.Item) bool) []*Result {
+	type place struct{ r, h int }
+	at := map[string]place{}
+	out := make([]*Result, len(results))
+	for i, r := range results {
+		out[i] = &Result{Cursor: r.Cursor}
+		for _, h := range r.Hits {
+			p, ok := at[h.ID]
+			switch {
+			case !ok:
+				at[h.ID] = place{i, len(out[i].Hits)}
+				out[i].Hits = append(out[i].Hits, h)
+			case newer(h.Item, out[p.r].Hits[p.h].Item):
+				out[p.r].Hits[p.h] = h
+			}
+		}
+	}
+	return out
 }

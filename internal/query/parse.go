@@ -46,6 +46,9 @@ type Query struct {
 	Cursor string
 	// Consistency is "strong" (default) or "stale", as for reads.
 	Consistency string
+	// Scope is "region" (default: this cluster's items) or "global" (every
+	// region's, through the federation; a cluster in none is the world).
+	Scope string
 }
 
 // AppendJSON appends q as the JSON Parse takes (a cluster sends it to the
@@ -56,6 +59,10 @@ func (q *Query) AppendJSON(dst []byte) []byte {
 	dst = strconv.AppendInt(dst, int64(q.Limit), 10)
 	dst = append(dst, `,"consistency":`...)
 	dst = appendJSONString(dst, q.Consistency)
+	if q.Scope != "" {
+		dst = append(dst, `,"scope":`...)
+		dst = appendJSONString(dst, q.Scope)
+	}
 	if q.Type != "" {
 		dst = append(dst, `,"type":`...)
 		dst = appendJSONString(dst, q.Type)
@@ -116,7 +123,7 @@ func Parse(body []byte, lim item.Limits) (*Query, error) {
 	if err := strictUnmarshal(body, &top); err != nil || top == nil {
 		return nil, invalid("", "the body must be a JSON object")
 	}
-	q := &Query{Limit: item.DefaultListLimit, Consistency: "strong"}
+	q := &Query{Limit: item.DefaultListLimit, Consistency: "strong", Scope: "region"}
 	for _, k := range sortedKeys(top) {
 		raw := top[k]
 		var err error
@@ -150,10 +157,9 @@ func Parse(body []byte, lim item.Limits) (*Query, error) {
 				err = invalid(k, "must be strong or stale, not %q", q.Consistency)
 			}
 		case "scope":
-			var scope string
-			err = unmarshalAs(raw, &scope, k, "a string")
-			if err == nil && scope != "region" {
-				err = invalid(k, "only \"region\" is available: this cluster is in no federation")
+			err = unmarshalAs(raw, &q.Scope, k, "a string")
+			if err == nil && q.Scope != "region" && q.Scope != "global" {
+				err = invalid(k, "must be region or global, not %q", q.Scope)
 			}
 		default:
 			err = invalid(k, "unknown field; a find takes type, where, near, limit, cursor, consistency and scope")

@@ -39,7 +39,7 @@ func TestParseErrorsNamePath(t *testing.T) {
 		`{"near":{"k":3}}`:                           "near.vector: is required",
 		`{"near":{"vector":[1e300]}}`:                "near.vector[0]:",
 		`{"near":{"vector":[1]},"cursor":"MWE"}`:     "cursor:",
-		`{"scope":"global"}`:                         "scope:",
+		`{"scope":"everywhere"}`:                     "scope:",
 		`{"consistency":"eventual"}`:                 "consistency:",
 		`{"where":` + strings.Repeat(`{"not":`, 12) + `{}` + strings.Repeat(`}`, 12) + `}`: "nests deeper",
 	} {
@@ -181,7 +181,7 @@ func (s *shardedStore) FindScattered(ctx context.Context, tenant string, q *quer
 		}
 		rs = append(rs, r)
 	}
-	return query.Merge(q, rs)
+	return query.Merge(q, rs, nil)
 }
 
 // TestMergeOfSharesIsTheWhole: a find scattered over shards and merged
@@ -229,4 +229,24 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("%s sent on as %s, then as %s", b, sent, resent)
 		}
 	})
+}
+
+// TestMergeKeepsTheLatestCopy: results that hold copies of the same items
+// (regions) merge to one hit per id, the later copy's, by id and by
+// score alike, and name every missing part.
+func TestMergeKeepsTheLatestCopy(t *testing.T) {
+	it := func(id, version string) *item.Item { return &item.Item{ID: id, Version: version} }
+	newer := func(a, b *item.Item) bool { return a.Version > b.Version }
+	a := &query.Result{Hits: []query.Hit{{Item: it("x", "1"), Score: 0.9}, {Item: it("y", "2"), Score: 0.5}}}
+	b := &query.Result{Hits: []query.Hit{{Item: it("x", "3"), Score: 0.1}, {Item: it("z", "1"), Score: 0.7}}, Missing: []string{"us/p3"}}
+	byID, _ := query.Parse([]byte(`{}`), item.Limits{})
+	got, err := query.Merge(byID, []*query.Result{a, b}, newer)
+	if err != nil || len(got.Hits) != 3 || got.Hits[0].Version != "3" || got.Hits[1].ID != "y" || got.Hits[2].ID != "z" || !slices.Equal(got.Missing, []string{"us/p3"}) {
+		t.Fatalf("by id: %+v %v", got, err)
+	}
+	near, _ := query.Parse([]byte(`{"near":{"vector":[1],"k":2}}`), item.Limits{})
+	got, err = query.Merge(near, []*query.Result{a, b}, newer)
+	if err != nil || len(got.Hits) != 2 || got.Hits[0].ID != "z" || got.Hits[1].ID != "y" {
+		t.Fatalf("nearest: x's later copy scores 0.1, so z and y: %+v %v", got.Hits, err)
+	}
 }

@@ -286,6 +286,9 @@ const (
 	// MethodFedMeta asks the leader of an item's partition, in the same
 	// region, for the item's version vector and conflict count.
 	MethodFedMeta uint16 = 138
+	// MethodFedFind asks a region to run a find over its cluster (finds
+	// of scope global).
+	MethodFedFind uint16 = 139
 )
 
 // Idempotent reports whether sending a request of method twice does no
