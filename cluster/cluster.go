@@ -265,8 +265,8 @@ type Node struct {
 	outside atomic.Pointer[Outside] // set by the federation (topology.go)
 	// global runs finds of scope global; set by the federation (find.go).
 	global atomic.Pointer[GlobalFind]
-	topoMu  sync.Mutex
-	topoCh  chan struct{} // closed when the pushed topology changes; guarded by topoMu
+	topoMu sync.Mutex
+	topoCh chan struct{} // closed when the pushed topology changes; guarded by topoMu
 
 	// hot is the node's part in hot reads and self-tuning (tune.go);
 	// hotReads whether hot reads are on.
