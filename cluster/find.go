@@ -225,7 +225,7 @@ func (s partsSource) Get(ctx context.Context, tenant, id string) (*item.Item, er
 func checkMissing(res *query.Result, asked []int) error {
 	for _, m := range res.Missing {
 		p, err := strconv.Atoi(strings.TrimPrefix(m, "p"))
-		if err != nil || !strings.HasPrefix(m, "p") || !slices.Contains(asked, p) {
+		if err != nil || query.PartName(p) != m || !slices.Contains(asked, p) {
 			return fmt.Errorf("cluster: a find's answer names %q missing, which it was not asked for", m)
 		}
 	}

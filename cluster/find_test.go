@@ -261,7 +261,7 @@ func TestFindNamesPartitionsWithoutQuorum(t *testing.T) {
 // partition it was not asked for is malformed, not passed on to the
 // client.
 func TestFindRefusesStrangeMissing(t *testing.T) {
-	for _, m := range [][]string{{"p9"}, {"9"}, {"p-1"}, {"eu-west"}, {"p3", "p4x"}} {
+	for _, m := range [][]string{{"p9"}, {"9"}, {"p-1"}, {"eu-west"}, {"p3", "p4x"}, {"p+3"}, {"p03"}} {
 		if err := checkMissing(&query.Result{Missing: m}, []int{3, 4}); err == nil {
 			t.Errorf("missing %q from a member asked for 3 and 4: accepted", m)
 		}

@@ -464,11 +464,19 @@ func compareEntries(a, b metaEntry) int {
 	return cmp.Or(strings.Compare(a.field, b.field), strings.Compare(a.value, b.value))
 }
 
-// metaLookups returns where's lookups on fields the index may hold: a
-// field no list may name (indexableField) is one it knows nothing of.
+// metaLookups returns where's lookups the index may answer: on fields it
+// may hold (a field no list may name, indexableField, is one it knows
+// nothing of) and with at most maxLookupValues values — each value is an
+// iterator per partition, and an "in" of a thousand values would open
+// 64,000 of them for one find.
 func metaLookups(where *query.Filter) []query.Lookup {
-	return slices.DeleteFunc(where.Lookups(), func(l query.Lookup) bool { return !indexableField(l.Field) })
+	return slices.DeleteFunc(where.Lookups(), func(l query.Lookup) bool {
+		return !indexableField(l.Field) || len(l.Values) > maxLookupValues
+	})
 }
+
+// maxLookupValues bounds the values of a lookup the index answers.
+const maxLookupValues = 16
 
 // metaSources returns iterators over the index entries that list the
 // candidates of a lookup in part, past after: the lookup on the first

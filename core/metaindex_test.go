@@ -174,6 +174,20 @@ func TestMetadataIndexNarrows(t *testing.T) {
 	if got := n.Metrics().Operations.IndexLookups - before; got != 64 {
 		t.Fatalf("%d of 64 partitions answered from their field lists", got)
 	}
+	// An "in" of more values than the index takes (an iterator each, in
+	// every partition) is answered by a scan.
+	before = n.Metrics().Operations.IndexLookups
+	var many []string
+	for i := range maxLookupValues + 1 {
+		many = append(many, fmt.Sprintf("%q", fmt.Sprint("x", i)))
+	}
+	wide, _ := query.Parse([]byte(`{"where":{"metadata.lang":{"in":["is",`+strings.Join(many, ",")+`]}}}`), item.Limits{})
+	if page, err := n.ListWhere(ctx, "t", item.ListOptions{Type: "doc", Limit: 1000}, wide.Where); err != nil || len(page.Items) != 1000 {
+		t.Fatalf("a wide in: %d items (%v), want a scan's full page", len(page.Items), err)
+	}
+	if got := n.Metrics().Operations.IndexLookups - before; got != 0 {
+		t.Fatalf("a wide in went through the index in %d partitions", got)
+	}
 	// Rewritten, retyped, deleted: their entries go with them.
 	if _, _, err := n.Put(ctx, "t", &item.Item{ID: "i0000", Type: "doc", Metadata: []byte(`{"lang":"en"}`)}, item.Cond{}); err != nil {
 		t.Fatal(err)
