@@ -510,6 +510,13 @@ func (n *Node) metaSources(ctx context.Context, part int, tenant, typ string, lo
 		// leave it out: scan.
 		return nil, len(fields) < maxIndexedFields, nil
 	}
+	if lk.Range != nil {
+		src, ok, err := n.rangeSource(ctx, part, tenant, typ, lk, after)
+		if !ok || err != nil {
+			return nil, false, err
+		}
+		return []*mergeSource{src}, true, nil
+	}
 	var prefixes [][]byte
 	for _, v := range lk.Values {
 		enc, _ := appendMetaValue(nil, v)
@@ -534,6 +541,72 @@ func (n *Node) metaSources(ctx context.Context, part int, tenant, typ string, lo
 	}
 	return srcs, true, nil
 }
+
+// maxRangeCandidates bounds the ids a range lookup collects in one
+// partition: past it, the partition is scanned instead.
+const maxRangeCandidates = query.MaxScan
+
+// rangeSource lists, in id order, the items past after whose field lk
+// holds a number in lk.Range (an array's too: candidates). The index
+// orders them by value, so a partition's ids are collected and sorted:
+// ok is false past maxRangeCandidates (the caller scans).
+func (n *Node) rangeSource(ctx context.Context, part int, tenant, typ string, lk *query.Lookup, after string) (_ *mergeSource, ok bool, err error) {
+	numbers := metaValuePrefix(nil, part, tenant, typ, lk.Field, []byte{tagNumber})
+	at := func(x float64) []byte {
+		return appendMetaNumber(metaValuePrefix(nil, part, tenant, typ, lk.Field, ""), x)
+	}
+	lower, upper := numbers, prefixEnd(numbers)
+	if r := lk.Range; r.Lo != nil {
+		if lower = at(*r.Lo); !r.LoIn {
+			lower = prefixEnd(lower) // past every id of that value
+		}
+	}
+	if r := lk.Range; r.Hi != nil {
+		if upper = at(*r.Hi); r.HiIn {
+			upper = prefixEnd(upper)
+		}
+	}
+	if bytes.Compare(lower, upper) >= 0 {
+		return &mergeSource{it: &idIter{}, part: part}, true, nil
+	}
+	it, err := n.store.NewIter(ctx, lower, upper)
+	if err != nil {
+		return nil, false, err
+	}
+	defer it.Close()
+	var ids []string
+	plen := len(numbers) + 8
+	for it.Next() {
+		if id := string(it.Key()[plen:]); id > after {
+			if ids = append(ids, id); len(ids) > maxRangeCandidates {
+				return nil, false, nil
+			}
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, false, err
+	}
+	slices.Sort(ids)
+	return &mergeSource{it: &idIter{ids: slices.Compact(ids)}, part: part}, true, nil
+}
+
+// idIter is a tiers.Iterator over sorted ids (keys, empty values).
+type idIter struct {
+	ids []string
+	at  int
+}
+
+func (it *idIter) Next() bool {
+	if it.at >= len(it.ids) {
+		return false
+	}
+	it.at++
+	return true
+}
+func (it *idIter) Key() []byte   { return []byte(it.ids[it.at-1]) }
+func (it *idIter) Value() []byte { return nil }
+func (it *idIter) Err() error    { return nil }
+func (it *idIter) Close() error  { return nil }
 
 func closeSources(srcs []*mergeSource) {
 	for _, s := range srcs {

@@ -133,6 +133,14 @@ func TestMetadataIndex(t *testing.T) {
 			`{"type":"wide","where":{"metadata.f39":39}}`,
 			`{"type":"doc","where":{"metadata.bad\u0001name":"x"}}`,
 			`{"type":"doc","where":{"or":[{"metadata.lang":"en"},{"metadata.n":2}]},"limit":50}`,
+			`{"type":"doc","where":{"metadata.n":{"gte":2,"lt":5}},"limit":6}`,
+			`{"type":"note","where":{"metadata.n":{"gt":3}},"limit":11}`,
+			`{"type":"doc","where":{"metadata.n":{"lte":0}}}`,
+			`{"type":"doc","where":{"metadata.n":{"gt":0,"lte":0}}}`,
+			`{"type":"doc","where":{"metadata.n":{"gte":1,"gt":1,"lt":6,"lte":5}}}`,
+			`{"type":"doc","where":{"metadata.lang":{"gt":"d"},"metadata.n":{"lt":3}},"limit":4}`,
+			`{"type":"wide","where":{"metadata.f02":{"gte":1}}}`,
+			`{"type":"wide","where":{"metadata.f38":{"gte":1}}}`,
 		} {
 			got, want := findAll(t, n, body), findAll(t, scanOnly{n}, body)
 			if !slices.Equal(got, want) {
@@ -173,6 +181,25 @@ func TestMetadataIndexNarrows(t *testing.T) {
 	}
 	if got := n.Metrics().Operations.IndexLookups - before; got != 64 {
 		t.Fatalf("%d of 64 partitions answered from their field lists", got)
+	}
+	// A range: the ids of its numbers, sorted — exactly the matches here.
+	for i := range 20 {
+		if _, _, err := n.Put(ctx, "t", &item.Item{ID: fmt.Sprintf("n%02d", 19-i), Type: "doc", Metadata: fmt.Appendf(nil, `{"lang":"en","rank":%d}`, i)}, item.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before = n.Metrics().Operations.IndexLookups
+	rq, _ := query.Parse([]byte(`{"where":{"metadata.rank":{"gt":4,"lte":9}}}`), item.Limits{})
+	page, err = n.ListWhere(ctx, "t", item.ListOptions{Type: "doc", Limit: 1000}, rq.Where)
+	var got []string
+	for _, it := range page.Items {
+		got = append(got, it.ID)
+	}
+	if want := []string{"n10", "n11", "n12", "n13", "n14"}; err != nil || !slices.Equal(got, want) {
+		t.Fatalf("rank in (4, 9]: the index listed %v (%v), want %v", got, err, want)
+	}
+	if n.Metrics().Operations.IndexLookups == before {
+		t.Fatal("the range did not go through the index")
 	}
 	// An "in" of more values than the index takes (an iterator each, in
 	// every partition) is answered by a scan.

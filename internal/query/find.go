@@ -72,9 +72,12 @@ const (
 	MaxNearBytes   = 64 << 20
 )
 
-// Find runs q over tenant's items in src by exact search: it lists every
-// item of q.Type in id order and keeps those q.Where matches — up to
-// q.Limit, or, with q.Near, the q.Near.K nearest.
+// Find runs q over tenant's items in src: it lists the items of q.Type in
+// id order and keeps those q.Where matches — up to q.Limit, or, with
+// q.Near, the q.Near.K nearest. Where src has indexes it lists fewer: a
+// WhereLister's candidates for q.Where, an Indexed's nearest candidates
+// for a cosine Near; every item kept is still judged by q itself. A
+// Scatterer (a cluster) runs q itself.
 func Find(ctx context.Context, src Lister, tenant string, q *Query) (*Result, error) {
 	if s, ok := src.(Scatterer); ok {
 		return s.FindScattered(ctx, tenant, q)

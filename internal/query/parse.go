@@ -1,11 +1,13 @@
-// Package query is find's language and its exact evaluation: a JSON query
-// (type, where, near, limit, cursor) parsed with every mistake reported
-// by its path, a filter evaluated against items, and a find run over any
-// lister of items — a node, a cluster, an edge — by scanning in id order.
+// Package query is find's language and its evaluation: a JSON query
+// (type, where, near, limit, cursor, consistency, scope) parsed with every
+// mistake reported by its path, a filter evaluated against items, and a
+// find run over any lister of items by scanning in id order — narrowed by
+// the lister's indexes where it has them (Lookups, WhereLister, Indexed),
+// or run by the lister itself across its partitions (Scatterer, Merge).
 //
-// Exact search is the truth the indexes to come are measured against: it
-// answers every query correctly at the cost of reading every item of the
-// type (see Find for the bounds on one request).
+// Exact search is the truth the indexes are measured against: it answers
+// every query correctly at the cost of reading every item of the type (see
+// Find for the bounds on one request); an index only narrows what is read.
 package query
 
 import (
