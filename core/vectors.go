@@ -66,6 +66,10 @@ type vectorIndex struct {
 	bytes  atomic.Int64 // the graphs' estimated memory; written by run
 	count  atomic.Int64 // vectors in the graphs; written by run
 	builds atomic.Uint64
+	lagged atomic.Uint64 // finds that scanned because the index was behind
+	// beforeBatch, when set (tests only), runs before each batch is
+	// indexed.
+	beforeBatch func()
 	wake   chan struct{}
 	queue  chan []itemWrite
 	stop   chan struct{}
@@ -229,6 +233,9 @@ func (x *vectorIndex) run() {
 			return
 		case <-x.wake:
 		case batch := <-x.queue:
+			if x.beforeBatch != nil {
+				x.beforeBatch()
+			}
 			for _, w := range batch {
 				if x.over.Load() {
 					break
@@ -330,7 +337,7 @@ func (x *vectorIndex) stats() *nodestats.Vectors {
 	if x == nil || !x.wanted.Load() {
 		return nil
 	}
-	v := &nodestats.Vectors{State: "building", Vectors: int(x.count.Load()), Bytes: x.bytes.Load(), Budget: x.budget, Builds: x.builds.Load()}
+	v := &nodestats.Vectors{State: "building", Vectors: int(x.count.Load()), Bytes: x.bytes.Load(), Budget: x.budget, Builds: x.builds.Load(), Lagged: x.lagged.Load()}
 	switch {
 	case x.over.Load():
 		v.State = "over_budget"
@@ -356,14 +363,14 @@ func vectorCost(dims, id, tenant, meta int) int64 {
 }
 
 // caughtUp waits until the batches queued before the call are in the
-// graphs, or wait passes: a find on this node then sees the writes it
-// committed before the find, unless the index is far behind.
-func (x *vectorIndex) caughtUp(wait time.Duration) {
+// graphs, or wait passes, and reports which: a find that goes on from the
+// index sees every write this node committed before the find.
+func (x *vectorIndex) caughtUp(wait time.Duration) bool {
 	x.seqMu.Lock()
 	defer x.seqMu.Unlock()
 	target := x.enqueued
 	if x.indexed >= target {
-		return
+		return true
 	}
 	t := time.AfterFunc(wait, func() {
 		x.seqMu.Lock()
@@ -375,7 +382,14 @@ func (x *vectorIndex) caughtUp(wait time.Duration) {
 	for x.indexed < target && time.Now().Before(deadline) {
 		x.seqCond.Wait()
 	}
+	return x.indexed >= target
 }
+
+// vectorCatchUp is how long a find waits for the index to take in the
+// writes committed before it. An index further behind (a node writing
+// faster than it indexes) does not answer: the find scans, slower but
+// with every acknowledged write.
+const vectorCatchUp = 500 * time.Millisecond
 
 // close stops the index's goroutine.
 func (x *vectorIndex) close() {
@@ -461,7 +475,10 @@ func (x *vectorIndex) nearest(tenant, typ string, vec []float32, n int, where *q
 	if !x.ready.Load() {
 		return nil, false
 	}
-	x.caughtUp(100 * time.Millisecond)
+	if !x.caughtUp(vectorCatchUp) {
+		x.lagged.Add(1)
+		return nil, false
+	}
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	type cand struct {

@@ -47,6 +47,9 @@ type Vectors struct {
 	// Builds counts builds from the store: the first, and one after each
 	// time it fell too far behind the writes.
 	Builds uint64 `json:"builds"`
+	// Lagged counts finds that scanned because the index had not taken in
+	// the writes before them in time (core.vectorCatchUp).
+	Lagged uint64 `json:"lagged"`
 }
 
 // Tuning describes a core's profile (--profile) and, under auto, the
