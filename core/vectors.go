@@ -70,10 +70,10 @@ type vectorIndex struct {
 	// beforeBatch, when set (tests only), runs before each batch is
 	// indexed.
 	beforeBatch func()
-	wake   chan struct{}
-	queue  chan []itemWrite
-	stop   chan struct{}
-	done   chan struct{}
+	wake        chan struct{}
+	queue       chan []itemWrite
+	stop        chan struct{}
+	done        chan struct{}
 
 	seqMu    sync.Mutex
 	seqCond  *sync.Cond
