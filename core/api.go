@@ -264,10 +264,9 @@ func (n *Node) listPartitions(ctx context.Context, tenant string, opts item.List
 				return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
 			}
 			if ok {
-				for _, s := range srcs {
-					if s.next() {
-						h.srcs = append(h.srcs, s)
-					} else if err := s.it.Close(); err != nil {
+				for i, s := range srcs {
+					if err := h.add(s); err != nil {
+						closeSources(srcs[i+1:])
 						return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
 					}
 				}
@@ -281,18 +280,11 @@ func (n *Node) listPartitions(ctx context.Context, tenant string, opts item.List
 		} else {
 			prefix = itemPrefix(nil, p, tenant)
 		}
-		lower := prefix
-		if after != "" {
-			lower = append(append(slices.Clip(prefix), after...), 0)
+		s, err := n.openSource(ctx, p, prefix, after)
+		if err == nil {
+			err = h.add(s)
 		}
-		it, err := n.store.NewIter(ctx, lower, prefixEnd(prefix))
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
-		}
-		s := &mergeSource{it: it, part: p, plen: len(prefix)}
-		if s.next() {
-			h.srcs = append(h.srcs, s)
-		} else if err := it.Close(); err != nil {
 			return nil, fmt.Errorf("%w: %v", item.ErrUnavailable, err)
 		}
 	}
@@ -364,6 +356,30 @@ func (s *mergeSource) next() bool {
 
 // mergeHeap orders the partitions' iterators by their current id.
 type mergeHeap struct{ srcs []*mergeSource }
+
+// openSource iterates over the keys of part under prefix whose rest (an
+// id) is past after.
+func (n *Node) openSource(ctx context.Context, part int, prefix []byte, after string) (*mergeSource, error) {
+	lower := prefix
+	if after != "" {
+		lower = append(append(slices.Clip(prefix), after...), 0)
+	}
+	it, err := n.store.NewIter(ctx, lower, prefixEnd(prefix))
+	if err != nil {
+		return nil, err
+	}
+	return &mergeSource{it: it, part: part, plen: len(prefix)}, nil
+}
+
+// add takes s in at its first key, or closes it when it has none,
+// returning what closing it reports.
+func (h *mergeHeap) add(s *mergeSource) error {
+	if s.next() {
+		h.srcs = append(h.srcs, s)
+		return nil
+	}
+	return s.it.Close()
+}
 
 // advance moves the first source on, or, when it has no more, closes it
 // and drops it, returning its iterator's error.

@@ -83,7 +83,13 @@ func itemPrefix(dst []byte, part int, tenant string) []byte {
 
 // typePrefix is the prefix of the type index of tenant and typ in part.
 func typePrefix(dst []byte, part int, tenant, typ string) []byte {
-	dst = appendPartition(dst, part, kindType)
+	return tenantTypePrefix(dst, part, kindType, tenant, typ)
+}
+
+// tenantTypePrefix is the prefix of keys of kind about tenant's type typ
+// in part: the type index's, the metadata index's (metaindex.go).
+func tenantTypePrefix(dst []byte, part int, kind byte, tenant, typ string) []byte {
+	dst = appendPartition(dst, part, kind)
 	dst = append(dst, tenant...)
 	dst = append(dst, 0)
 	dst = append(dst, typ...)

@@ -73,18 +73,10 @@ const (
 	tagOverflow = 'o' // an array with more than maxArrayEntries scalars
 )
 
-func metaTypePrefix(dst []byte, part int, tenant, typ string) []byte {
-	dst = appendPartition(dst, part, kindMetaEntry)
-	dst = append(dst, tenant...)
-	dst = append(dst, 0)
-	dst = append(dst, typ...)
-	return append(dst, 0)
-}
-
 // metaValuePrefix is the prefix of the entries of field = value (an
 // encoded value) of tenant's items of typ in part.
 func metaValuePrefix[V string | []byte](dst []byte, part int, tenant, typ, field string, value V) []byte {
-	dst = metaTypePrefix(dst, part, tenant, typ)
+	dst = tenantTypePrefix(dst, part, kindMetaEntry, tenant, typ)
 	dst = append(dst, field...)
 	dst = append(dst, 0)
 	return append(dst, value...)
@@ -528,16 +520,12 @@ func (n *Node) metaSources(ctx context.Context, part int, tenant, typ string, lo
 	slices.SortFunc(prefixes, bytes.Compare)
 	prefixes = slices.CompactFunc(prefixes, bytes.Equal)
 	for _, prefix := range prefixes {
-		lower := prefix
-		if after != "" {
-			lower = append(append(slices.Clip(prefix), after...), 0)
-		}
-		it, err := n.store.NewIter(ctx, lower, prefixEnd(prefix))
+		src, err := n.openSource(ctx, part, prefix, after)
 		if err != nil {
 			closeSources(srcs)
 			return nil, false, err
 		}
-		srcs = append(srcs, &mergeSource{it: it, part: part, plen: len(prefix)})
+		srcs = append(srcs, src)
 	}
 	return srcs, true, nil
 }

@@ -351,7 +351,7 @@ func (f *Federation) FindGlobal(ctx context.Context, tenant string, q *query.Que
 		}
 		results = append(results, a.answer)
 	}
-	return query.Merge(q, append(results, miss), func(a, b *item.Item) bool { return versionAfter(a.Version, b.Version) })
+	return query.Merge(q, append(results, miss), itemAfter)
 }
 
 // find answers MethodFedFind with this region's answer: the query run
@@ -367,29 +367,14 @@ func (f *Federation) find(ctx context.Context, req []byte) ([]byte, error) {
 	if d.Err != nil || len(d.B) != 0 || err != nil || len(fr.Parts) > 0 {
 		return nil, itemrpc.Error(errBadRequest)
 	}
+	// The region that asks bounded the query's size with its own limit;
+	// here it need only fit a frame.
 	lim := item.DefaultLimits()
-	q, err := query.Parse(fr.Query, lim)
-	if err == nil {
-		err = lim.CheckTenant(fr.Tenant)
-	}
-	if err != nil {
-		return nil, itemrpc.Error(err)
-	}
-	q.Scope = "region"
-	if fr.Budget > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, fr.Budget)
-		defer cancel()
-	}
-	res, err := f.cfg.Cluster.FindScattered(ctx, fr.Tenant, q)
-	if err != nil {
-		return nil, itemrpc.Error(err)
-	}
-	out, err := itemrpc.EncodeFindResult(res)
-	if err != nil {
-		return nil, itemrpc.Error(err)
-	}
-	return out, nil
+	lim.MaxBodyBytes = transport.DefaultMaxFrameBytes
+	return itemrpc.RunFind(ctx, lim, fr, func(ctx context.Context, q *query.Query) (*query.Result, error) {
+		q.Scope = "region"
+		return f.cfg.Cluster.FindScattered(ctx, fr.Tenant, q)
+	})
 }
 
 // mergeRegionPages merges pages of the same list in several regions: the
@@ -397,8 +382,11 @@ func (f *Federation) find(ctx context.Context, req []byte) ([]byte, error) {
 // travels. Like a cluster's merge (cluster.mergePages), it stops at the
 // end of the shortest page that has more to come.
 func mergeRegionPages(pages []*item.Page, limit int) *item.Page {
-	return cluster.MergePages(pages, limit, func(a, b *item.Item) bool { return versionAfter(a.Version, b.Version) })
+	return cluster.MergePages(pages, limit, itemAfter)
 }
+
+// itemAfter reports whether region copy a of an item is later than b.
+func itemAfter(a, b *item.Item) bool { return versionAfter(a.Version, b.Version) }
 
 // versionAfter reports whether version a ("<time base 36>.<region>") is
 // later than b by the conflict rule.

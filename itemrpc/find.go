@@ -35,40 +35,49 @@ func RegisterFind(s *transport.Server, lim item.Limits, src query.Lister) {
 		if err != nil {
 			return nil, Error(item.Invalid("malformed_request", "%v", err))
 		}
-		if err := lim.CheckTenant(r.Tenant); err != nil {
-			return nil, Error(err)
-		}
-		if len(r.Query) > lim.MaxBodyBytes {
-			return nil, Error(item.Invalid("body_too_large", "the find is larger than the limit of %d bytes", lim.MaxBodyBytes))
-		}
-		q, err := query.Parse(r.Query, lim)
-		if err != nil {
-			return nil, Error(err)
-		}
-		if r.Budget > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, r.Budget)
-			defer cancel()
-		}
-		var res *query.Result
-		if len(r.Parts) > 0 {
+		return RunFind(ctx, lim, r, func(ctx context.Context, q *query.Query) (*query.Result, error) {
+			if len(r.Parts) == 0 {
+				return query.Find(ctx, src, r.Tenant, q)
+			}
 			pf, ok := src.(PartsFinder)
 			if !ok {
-				return nil, Error(item.Invalid("not_supported", "this node does not answer for partitions"))
+				return nil, item.Invalid("not_supported", "this node does not answer for partitions")
 			}
-			res, err = pf.FindIn(ctx, r.Tenant, q, r.Parts)
-		} else {
-			res, err = query.Find(ctx, src, r.Tenant, q)
-		}
-		if err != nil {
-			return nil, Error(err)
-		}
-		out, err := EncodeFindResult(res)
-		if err != nil {
-			return nil, Error(err)
-		}
-		return out, nil
+			return pf.FindIn(ctx, r.Tenant, q, r.Parts)
+		})
 	})
+}
+
+// RunFind answers the find request r: its tenant and query checked and
+// parsed with lim (defaults filled in), run by find within r's budget,
+// the answer encoded (EncodeFindResult); errors are already wire errors.
+// The handlers of finds (RegisterFind, a federation's) share it.
+func RunFind(ctx context.Context, lim item.Limits, r *wire.FindRequest, find func(context.Context, *query.Query) (*query.Result, error)) ([]byte, error) {
+	lim.EnsureDefaults()
+	if err := lim.CheckTenant(r.Tenant); err != nil {
+		return nil, Error(err)
+	}
+	if len(r.Query) > lim.MaxBodyBytes {
+		return nil, Error(item.Invalid("body_too_large", "the find is larger than the limit of %d bytes", lim.MaxBodyBytes))
+	}
+	q, err := query.Parse(r.Query, lim)
+	if err != nil {
+		return nil, Error(err)
+	}
+	if r.Budget > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.Budget)
+		defer cancel()
+	}
+	res, err := find(ctx, q)
+	if err != nil {
+		return nil, Error(err)
+	}
+	out, err := EncodeFindResult(res)
+	if err != nil {
+		return nil, Error(err)
+	}
+	return out, nil
 }
 
 // EncodeFindResult encodes res as a find's answer (wire.AppendFindAnswer),
