@@ -327,7 +327,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.verify = newVerifier(cfg.Client, cfg.Core.NodeID, n.log)
 	n.refreshAlive(n.verify.settle(cfg.Directory.Members()))
-	n.net = newRaftNet(cfg.Client.Call, n.addrOf, n.log)
+	n.net = newRaftNet(raftSenders(cfg.Client), n.addrOf, n.log)
 	cc := cfg.Core
 	cc.Raft = &core.RaftConfig{ID: n.self, Transport: n.net, Bootstrap: bootstrap,
 		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks, LogKeep: cfg.LogKeep, FetchPartition: n.fetchPartition}
@@ -642,7 +642,7 @@ func (n *Node) forwarder(addr string) (*upstream.Backend, error) {
 	if b := n.forward[addr]; b != nil {
 		return b, nil
 	}
-	b, err := upstream.New(upstream.Config{Addrs: []string{addr}, Client: n.cfg.Client, Logger: n.log, Forwarded: true})
+	b, err := upstream.New(upstream.Config{Addrs: []string{addr}, Client: n.cfg.Client, Logger: n.log, Forwarded: true, Coalesce: true})
 	if err != nil {
 		return nil, err
 	}

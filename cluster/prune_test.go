@@ -54,7 +54,7 @@ func TestPruneForgetsDepartedMembers(t *testing.T) {
 	now := time.Now()
 	n := &Node{cfg: Config{DeadAfter: deadAfter, Client: client}, log: slog.New(slog.DiscardHandler),
 		lastSeen: map[string]time.Time{}, peers: map[string]Peer{}, forward: map[string]*upstream.Backend{}}
-	n.net = newRaftNet(client.Call, n.addrOf, n.log)
+	n.net = newRaftNet(raftSenders(client), n.addrOf, n.log)
 	defer n.net.close()
 	connect := func(addr string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -20,17 +20,19 @@ import (
 
 // raftNet carries raft messages between nodes over QUIC (multiraft's
 // Transport). Each peer has two lanes, each a queue and a sender
-// goroutine: one for the messages that keep raft's state (heartbeats,
-// votes, responses), one for those that carry entries or snapshots. Send
+// goroutine: one for snapshots and appends of more than bulkBytes of
+// entries, one for everything else — heartbeats, votes, responses and the
+// small appends of everyday writes, so that a cycle's messages to a peer,
+// as leader of some groups and follower in others, share one call. Send
 // only appends, so the multiraft driver never waits on the network; while
 // a lane's calls are in flight its next round accumulates, the messages of
 // many groups and cycles sharing a call. The lanes are apart so that
 // megabytes of appends in flight never hold a heartbeat back past an
 // election timeout, nor take it down with them when their call fails.
 type raftNet struct {
-	call   func(ctx context.Context, addr string, method uint16, req []byte) ([]byte, error)
-	lookup func(multiraft.NodeID) (addr string, ok bool)
-	log    *slog.Logger
+	newSender func(addr string) raftSender
+	lookup    func(multiraft.NodeID) (addr string, ok bool)
+	log       *slog.Logger
 
 	mu     sync.Mutex
 	peers  map[multiraft.NodeID]*raftPeer
@@ -50,6 +52,20 @@ type raftLane struct {
 	wake  chan struct{}
 }
 
+// raftSender carries one lane's batches to one address one-way, in order
+// (transport.Sender): raft's messages carry their own acknowledgements, so
+// an answer per batch would only cost a packet and a wait.
+type raftSender interface {
+	Addr() string
+	Send(ctx context.Context, body []byte) error
+	Close()
+}
+
+// raftSenders makes the senders of a raftNet whose batches c carries.
+func raftSenders(c *transport.Client) func(addr string) raftSender {
+	return func(addr string) raftSender { return c.NewSender(addr, wire.MethodRaft) }
+}
+
 // maxQueuedMessages bounds a lane's queue; beyond it messages are dropped,
 // as on a congested link, and raft sends them again.
 const maxQueuedMessages = 8192
@@ -61,9 +77,8 @@ const maxQueuedMessages = 8192
 // append of one large entry) goes alone in its call.
 const maxRaftCall = 1 << 20
 
-func newRaftNet(call func(ctx context.Context, addr string, method uint16, req []byte) ([]byte, error),
-	lookup func(multiraft.NodeID) (string, bool), log *slog.Logger) *raftNet {
-	return &raftNet{call: call, lookup: lookup, log: log, peers: map[multiraft.NodeID]*raftPeer{}}
+func newRaftNet(newSender func(addr string) raftSender, lookup func(multiraft.NodeID) (string, bool), log *slog.Logger) *raftNet {
+	return &raftNet{newSender: newSender, lookup: lookup, log: log, peers: map[multiraft.NodeID]*raftPeer{}}
 }
 
 // Send implements multiraft.Transport.
@@ -93,7 +108,7 @@ func (t *raftNet) Send(to multiraft.NodeID, msgs []multiraft.Message) {
 	}
 	bulk := 0
 	for _, m := range msgs {
-		if carriesData(m.Msg.GetType()) {
+		if bulky(m.Msg) {
 			bulk++
 		}
 	}
@@ -105,13 +120,13 @@ func (t *raftNet) Send(to multiraft.NodeID, msgs []multiraft.Message) {
 	}
 }
 
-// add queues the n messages of msgs that carry data, or the n that do not,
-// and wakes the lane's sender.
+// add queues the n messages of msgs that are bulky, or the n that are
+// not, and wakes the lane's sender.
 func (l *raftLane) add(msgs []multiraft.Message, data bool, n int) {
 	l.mu.Lock()
 	if len(l.queue)+n <= maxQueuedMessages {
 		for _, m := range msgs {
-			if carriesData(m.Msg.GetType()) == data {
+			if bulky(m.Msg) == data {
 				l.queue = append(l.queue, m)
 			}
 		}
@@ -123,10 +138,24 @@ func (l *raftLane) add(msgs []multiraft.Message, data bool, n int) {
 	}
 }
 
-// carriesData reports whether a message of type typ may carry entries or
-// a snapshot, and so be large.
-func carriesData(typ pb.MessageType) bool {
-	return typ == pb.MessageType_MsgApp || typ == pb.MessageType_MsgSnap || typ == pb.MessageType_MsgProp
+// bulkBytes is how many bytes of entries make an append bulky.
+const bulkBytes = 64 << 10
+
+// bulky reports whether m goes in the bulk lane: a snapshot, or an
+// append whose entries hold more than bulkBytes.
+func bulky(m *pb.Message) bool {
+	switch m.GetType() {
+	case pb.MessageType_MsgSnap:
+		return true
+	case pb.MessageType_MsgApp, pb.MessageType_MsgProp:
+		n := 0
+		for _, e := range m.GetEntries() {
+			if n += len(e.GetData()); n > bulkBytes {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // send is a lane's sender: each round takes the whole queue and sends it.
@@ -136,6 +165,12 @@ func (t *raftNet) send(to multiraft.NodeID, l *raftLane, stop <-chan struct{}) {
 	// queue, and the encoding buffer.
 	var msgs []multiraft.Message
 	var buf []byte
+	var out raftSender
+	defer func() {
+		if out != nil {
+			out.Close()
+		}
+	}()
 	for {
 		select {
 		case <-stop:
@@ -147,18 +182,25 @@ func (t *raftNet) send(to multiraft.NodeID, l *raftLane, stop <-chan struct{}) {
 		l.mu.Unlock()
 		// An unknown address is unknown for now: raft sends again.
 		if addr, ok := t.lookup(to); ok && len(msgs) > 0 {
-			buf = t.sendAll(addr, msgs, buf)
+			if out == nil || out.Addr() != addr {
+				if out != nil {
+					out.Close()
+				}
+				out = t.newSender(addr)
+			}
+			buf = t.sendAll(out, msgs, buf)
 		}
 		clear(msgs) // the reused slice keeps no entries alive
 	}
 }
 
-// sendAll sends msgs to addr in calls of at most maxRaftCall bytes (a
-// larger message alone), in order. A call too large for a frame loses only
-// its own message(s), as a lossy link would: raft sends again, or a
+// sendAll sends msgs through out in batches of at most maxRaftCall bytes
+// (a larger message alone), in order. A batch too large for a frame loses
+// only its own message(s), as a lossy link would: raft sends again, or a
 // snapshot. Any other failure ends the round: the peer is unreachable or
-// slow, and each further call would wait as long.
-func (t *raftNet) sendAll(addr string, msgs []multiraft.Message, buf []byte) []byte {
+// slow, and each further batch would wait as long.
+func (t *raftNet) sendAll(out raftSender, msgs []multiraft.Message, buf []byte) []byte {
+	addr := out.Addr()
 	for len(msgs) > 0 {
 		n := raftCallLen(msgs, maxRaftCall)
 		var err error
@@ -167,7 +209,7 @@ func (t *raftNet) sendAll(addr string, msgs []multiraft.Message, buf []byte) []b
 			return buf
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err = t.call(ctx, addr, wire.MethodRaft, buf)
+		err = out.Send(ctx, buf)
 		cancel()
 		switch {
 		case errors.Is(err, transport.ErrFrameTooLarge):

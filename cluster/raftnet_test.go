@@ -84,7 +84,7 @@ func FuzzDecodeGroupInfo(f *testing.F) {
 
 // fakeRaftCalls is a raftNet whose calls go to a channel instead of a
 // peer. A call fails as the transport would with a body over its 4 MiB
-// frame limit; a call carrying entries waits while hold is locked, and
+// frame limit; a bulk call waits while hold is locked, and
 // fails with ErrUnavailable while down is set.
 type fakeRaftCalls struct {
 	net   *raftNet
@@ -109,7 +109,7 @@ func newFakeRaftCalls(t *testing.T) *fakeRaftCalls {
 		if len(msgs) > 1 && len(req) > maxRaftCall {
 			t.Errorf("a call of %d messages takes %d bytes, over the budget of %d", len(msgs), len(req), maxRaftCall)
 		}
-		if slices.ContainsFunc(msgs, func(m multiraft.Message) bool { return carriesData(m.Msg.GetType()) }) {
+		if slices.ContainsFunc(msgs, func(m multiraft.Message) bool { return bulky(m.Msg) }) {
 			f.hold.RLock()
 			defer f.hold.RUnlock()
 		}
@@ -119,9 +119,23 @@ func newFakeRaftCalls(t *testing.T) *fakeRaftCalls {
 		f.calls <- msgs
 		return nil, err
 	}
-	f.net = newRaftNet(call, func(multiraft.NodeID) (string, bool) { return "peer", true }, slog.New(slog.DiscardHandler))
+	f.net = newRaftNet(func(addr string) raftSender { return fakeSender{addr, call} },
+		func(multiraft.NodeID) (string, bool) { return "peer", true }, slog.New(slog.DiscardHandler))
 	t.Cleanup(f.net.close)
 	return f
+}
+
+// fakeSender is a raftSender whose batches go to call.
+type fakeSender struct {
+	addr string
+	call func(ctx context.Context, addr string, method uint16, req []byte) ([]byte, error)
+}
+
+func (s fakeSender) Addr() string { return s.addr }
+func (s fakeSender) Close()       {}
+func (s fakeSender) Send(ctx context.Context, body []byte) error {
+	_, err := s.call(ctx, s.addr, wire.MethodRaft, body)
+	return err
 }
 
 // next returns the messages of the next call.
@@ -154,10 +168,10 @@ func groups(msgs []multiraft.Message) []int {
 }
 
 // TestRaftNetSplitsByBytes: a peer's messages go out in two lanes, each in
-// order: those that keep raft's state (heartbeats, votes, responses) in
-// calls of their own, and those carrying entries in calls within
-// maxRaftCall unless one message is larger; an append too large for a
-// frame is dropped alone and the ones after it still go.
+// order: snapshots and appends of more than bulkBytes in calls within
+// maxRaftCall unless one message is larger, the rest — heartbeats, votes,
+// responses and small appends — in calls of their own; an append too
+// large for a frame is dropped alone and the ones after it still go.
 func TestRaftNetSplitsByBytes(t *testing.T) {
 	f := newFakeRaftCalls(t)
 	app := pb.MessageType_MsgApp
@@ -177,9 +191,9 @@ func TestRaftNetSplitsByBytes(t *testing.T) {
 	var state, bulk []int
 	for len(state)+len(bulk) < 10 {
 		msgs := f.next(t)
-		data := carriesData(msgs[0].Msg.GetType())
+		data := bulky(msgs[0].Msg)
 		for _, m := range msgs {
-			if carriesData(m.Msg.GetType()) != data {
+			if bulky(m.Msg) != data {
 				t.Fatalf("a call mixes lanes: groups %v", groups(msgs))
 			}
 		}
@@ -189,11 +203,11 @@ func TestRaftNetSplitsByBytes(t *testing.T) {
 			state = append(state, groups(msgs)...)
 		}
 	}
-	if want := []int{2, 4, 6, 7}; !slices.Equal(state, want) {
-		t.Errorf("heartbeats, votes and responses arrived as groups %v, want %v", state, want)
+	if want := []int{2, 4, 6, 7, 8, 9}; !slices.Equal(state, want) {
+		t.Errorf("heartbeats, votes, responses and small appends arrived as groups %v, want %v", state, want)
 	}
-	if want := []int{1, 3, 8, 9, 10, 11}; !slices.Equal(bulk, want) {
-		t.Errorf("appends arrived as groups %v, want %v", bulk, want)
+	if want := []int{1, 3, 10, 11}; !slices.Equal(bulk, want) {
+		t.Errorf("large appends and snapshots arrived as groups %v, want %v", bulk, want)
 	}
 }
 
@@ -217,12 +231,12 @@ func TestRaftNetUnreachablePeerEndsRound(t *testing.T) {
 	f := newFakeRaftCalls(t)
 	f.down.Store(true)
 	// Two calls' worth of appends in one round.
-	f.net.Send(2, []multiraft.Message{raftMsg(1, pb.MessageType_MsgApp, maxRaftCall), raftMsg(2, pb.MessageType_MsgApp, 10)})
+	f.net.Send(2, []multiraft.Message{raftMsg(1, pb.MessageType_MsgApp, maxRaftCall), raftMsg(2, pb.MessageType_MsgApp, bulkBytes+1)})
 	if got := groups(f.next(t)); !slices.Equal(got, []int{1}) {
 		t.Fatalf("first call carries groups %v, want [1]", got)
 	}
 	f.down.Store(false)
-	f.net.Send(2, []multiraft.Message{raftMsg(3, pb.MessageType_MsgApp, 10)})
+	f.net.Send(2, []multiraft.Message{raftMsg(3, pb.MessageType_MsgApp, bulkBytes+1)})
 	if got := groups(f.next(t)); !slices.Equal(got, []int{3}) {
 		t.Fatalf("after a failed call the next carries groups %v, want the next round's [3]", got)
 	}

@@ -42,16 +42,21 @@ type Client struct {
 	onConnect    atomic.Pointer[func(addr string)]
 	onDisconnect atomic.Pointer[func(addr string)]
 
-	mu     sync.RWMutex
-	conns  map[string]*clientConn // by address; guarded by mu
-	peak   int                    // the most conns held (shrink.Map); guarded by mu
-	closed bool                   // guarded by mu
+	mu    sync.RWMutex
+	conns map[string]*clientConn // by address; guarded by mu
+	peak  int                    // the most conns held (shrink.Map); guarded by mu
+	// coalescers hold CallCoalesced's queues, by address; guarded by mu.
+	// An entry goes when its address's connection does.
+	coalescers map[string]*coalescer
+	coPeak     int  // the most coalescers held; guarded by mu
+	closed     bool // guarded by mu
 
 	wg sync.WaitGroup // connection goroutines and push handlers
 
 	counters                         streamCounters // pushes served
 	dials, dialFailures, disconnects atomic.Uint64
-	calls, callErrors                atomic.Uint64
+	calls, callErrors, batches       atomic.Uint64
+	sends, sendErrors                atomic.Uint64
 }
 
 // clientConn is one pooled connection. conn and err are written before
@@ -91,6 +96,8 @@ func NewClient(cfg Config) (*Client, error) {
 		tr:      &quic.Transport{Conn: udp},
 		udp:     udp,
 		conns:   make(map[string]*clientConn),
+
+		coalescers: make(map[string]*coalescer),
 	}, nil
 }
 
@@ -125,6 +132,11 @@ func (c *Client) OnDisconnect(f func(addr string)) { c.onDisconnect.Store(&f) }
 // stream turned out to be dead, is retried once.
 func (c *Client) Call(ctx context.Context, addr string, method uint16, req []byte) ([]byte, error) {
 	c.calls.Add(1)
+	return c.call(ctx, addr, method, req)
+}
+
+// call is Call without counting it.
+func (c *Client) call(ctx context.Context, addr string, method uint16, req []byte) ([]byte, error) {
 	for attempt := 0; ; attempt++ {
 		cc, err := c.get(ctx, addr)
 		if err != nil {
@@ -208,6 +220,7 @@ func (c *Client) forget(cc *clientConn) {
 	if c.conns[cc.addr] == cc {
 		delete(c.conns, cc.addr)
 		c.conns = shrink.Map(c.conns, &c.peak)
+		c.dropCoalescer(cc.addr)
 	}
 	c.mu.Unlock()
 }
@@ -275,7 +288,7 @@ func (c *Client) run(cc *clientConn) {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			serveStream(str, kindPush, c.cfg.MaxFrameBytes, dispatch, &c.counters, c.log)
+			serveStream(str, kindPush, c.cfg.MaxFrameBytes, dispatch, nil, &c.counters, c.log)
 		}()
 	}
 	c.forget(cc)
@@ -315,6 +328,7 @@ func (c *Client) Disconnect(addr string) {
 	cc := c.conns[addr]
 	delete(c.conns, addr)
 	c.conns = shrink.Map(c.conns, &c.peak)
+	c.dropCoalescer(addr)
 	c.mu.Unlock()
 	if cc == nil {
 		return
@@ -342,6 +356,9 @@ func (c *Client) Metrics() ClientMetrics {
 		Pushes:         c.counters.exchanges.Load(),
 		FramesRejected: c.counters.rejected.Load(),
 		HandlerPanics:  c.counters.panics.Load(),
+		Batches:        c.batches.Load(),
+		Sends:          c.sends.Load(),
+		SendErrors:     c.sendErrors.Load(),
 	}
 }
 

@@ -11,7 +11,8 @@ import (
 // from the side that opened it and one answer frame back:
 //
 //	offset size field
-//	0      1    kind   (kindRequest, kindResponse, kindError, kindPush, kindHello)
+//	0      1    kind   (kindRequest, kindResponse, kindError, kindPush, kindHello,
+//	                    kindBatch, kindMessage)
 //	1      2    method (big endian; a response repeats its request's method)
 //	3      2    code   (0 except in kindError frames, where it is the error code)
 //	5      4    length (big endian; body bytes that follow)
@@ -58,7 +59,7 @@ func parseHeader(b []byte, maxBody int) (header, error) {
 		code:   binary.BigEndian.Uint16(b[3:5]),
 		length: binary.BigEndian.Uint32(b[5:9]),
 	}
-	if h.kind < kindRequest || h.kind > kindHello {
+	if h.kind < kindRequest || h.kind > kindMessage {
 		return h, errBadKind
 	}
 	if uint64(h.length) > uint64(maxBody) {

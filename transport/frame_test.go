@@ -49,7 +49,7 @@ func TestReadFrameRejects(t *testing.T) {
 		{name: "short header", in: valid[:5], want: io.ErrUnexpectedEOF},
 		{name: "short body", in: valid[:len(valid)-1], want: io.ErrUnexpectedEOF},
 		{name: "kind zero", in: appendFrame(nil, 0, 1, 0, nil), want: errBadKind},
-		{name: "kind unknown", in: appendFrame(nil, kindHello+1, 1, 0, nil), want: errBadKind},
+		{name: "kind unknown", in: appendFrame(nil, kindMessage+1, 1, 0, nil), want: errBadKind},
 		{name: "over limit", in: appendFrame(nil, kindRequest, 1, 0, make([]byte, 17)), want: ErrFrameTooLarge},
 		{name: "huge declared length", in: []byte{kindRequest, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff}, want: ErrFrameTooLarge},
 	}

@@ -8,10 +8,11 @@ type ServerMetrics struct {
 	Connections int
 	// ConnectionsAccepted counts authenticated connections accepted.
 	ConnectionsAccepted uint64
-	// Requests counts requests dispatched to handlers (or answered with
-	// CodeUnknownMethod).
+	// Requests counts requests and one-way messages dispatched to
+	// handlers (or answered with CodeUnknownMethod).
 	Requests uint64
-	// RequestErrors counts requests answered with an error frame.
+	// RequestErrors counts requests answered with an error frame, and
+	// one-way messages whose handler failed.
 	RequestErrors uint64
 	// FramesRejected counts incoming frames refused for exceeding
 	// MaxFrameBytes or being malformed; their streams were reset.
@@ -21,6 +22,9 @@ type ServerMetrics struct {
 	// HandlerPanics counts requests whose handler panicked: each was
 	// recovered, logged and answered with CodeInternal.
 	HandlerPanics uint64
+	// Batches counts batch frames served (Client.CallCoalesced); their
+	// calls count in Requests.
+	Batches uint64
 }
 
 // ClientMetrics is a snapshot of a Client's counters. Counters only grow.
@@ -31,8 +35,14 @@ type ClientMetrics struct {
 	Dials, DialFailures uint64
 	// Disconnects counts established connections that were lost.
 	Disconnects uint64
-	// Calls counts Call invocations; CallErrors those that failed.
+	// Calls counts Call and CallCoalesced invocations; CallErrors those
+	// that failed.
 	Calls, CallErrors uint64
+	// Batches counts batch frames sent: calls CallCoalesced queued and
+	// sent together.
+	Batches uint64
+	// Sends counts Sender.Send calls; SendErrors those that failed.
+	Sends, SendErrors uint64
 	// Pushes counts pushes received and dispatched to the push handler.
 	Pushes uint64
 	// FramesRejected counts incoming push frames refused for exceeding
@@ -45,5 +55,5 @@ type ClientMetrics struct {
 
 // streamCounters are the counters serveStream updates.
 type streamCounters struct {
-	exchanges, errors, rejected, panics atomic.Uint64
+	exchanges, errors, rejected, panics, batches atomic.Uint64
 }

@@ -213,11 +213,14 @@ func (s *Server) serveConn(conn *quic.Conn) {
 		}
 		return h(ctx, p, body)
 	}
+	// The calls batches run at once on this connection: no more than the
+	// streams the peer may open, so batching cannot multiply its share.
+	slots := make(chan struct{}, s.cfg.MaxConcurrentStreams)
 	if first != nil {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			serveStream(first, kindRequest, s.cfg.MaxFrameBytes, dispatch, &s.counters, s.log)
+			serveStream(first, kindRequest, s.cfg.MaxFrameBytes, dispatch, slots, &s.counters, s.log)
 		}()
 	}
 	for {
@@ -229,7 +232,7 @@ func (s *Server) serveConn(conn *quic.Conn) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			serveStream(str, kindRequest, s.cfg.MaxFrameBytes, dispatch, &s.counters, s.log)
+			serveStream(str, kindRequest, s.cfg.MaxFrameBytes, dispatch, slots, &s.counters, s.log)
 		}()
 	}
 	s.mu.Lock()
@@ -263,6 +266,7 @@ func (s *Server) Metrics() ServerMetrics {
 		Pushes:              s.pushes.Load(),
 		PushErrors:          s.pushErrors.Load(),
 		HandlerPanics:       s.counters.panics.Load(),
+		Batches:             s.counters.batches.Load(),
 	}
 }
 

@@ -215,7 +215,11 @@ type dispatchFunc func(ctx context.Context, method uint16, body []byte) ([]byte,
 // The context passed to dispatch is the stream's: it is cancelled when the
 // caller resets the stream (its context ended) or the connection closes,
 // and since a reset stream is never reused, it belongs to this exchange.
-func serveStream(str *quic.Stream, want byte, maxBody int, dispatch dispatchFunc, counters *streamCounters, log *slog.Logger) {
+//
+// A stream serving requests (want kindRequest) also takes batch frames
+// (batch.go) and one-way messages (sender.go) when slots is not nil: the
+// connection's bound on the calls batches run at once.
+func serveStream(str *quic.Stream, want byte, maxBody int, dispatch dispatchFunc, slots chan struct{}, counters *streamCounters, log *slog.Logger) {
 	// Requests are read into bp and answers encoded in wp, so a handler may
 	// answer with its request bytes (or a slice of them).
 	bp, wp := getBuf(), getBuf()
@@ -227,7 +231,7 @@ func serveStream(str *quic.Stream, want byte, maxBody int, dispatch dispatchFunc
 			_ = str.Close()
 			return
 		}
-		if err == nil && h.kind != want {
+		if err == nil && h.kind != want && ((h.kind != kindBatch && h.kind != kindMessage) || slots == nil) {
 			err = errBadKind
 		}
 		var body []byte
@@ -247,33 +251,27 @@ func serveStream(str *quic.Stream, want byte, maxBody int, dispatch dispatchFunc
 			str.CancelWrite(code)
 			return
 		}
-		counters.exchanges.Add(1)
-		resp, herr := safeDispatch(ctx, dispatch, h.method, body, counters, log)
-		if ctx.Err() != nil {
-			// The caller reset the stream or the connection is gone: nobody
-			// reads an answer.
-			str.CancelRead(streamCancelled)
-			str.CancelWrite(streamCancelled)
-			return
-		}
-		if herr != nil {
-			counters.errors.Add(1)
-			code, msg := CodeInternal, ""
-			var re *RemoteError
-			if errors.As(herr, &re) {
-				code, msg = re.Code, re.Message
+		switch h.kind {
+		case kindBatch:
+			err = serveBatch(ctx, str, wp, body, maxBody, dispatch, slots, counters, log)
+		case kindMessage:
+			// One-way (sender.go): handled in order, never answered.
+			counters.exchanges.Add(1)
+			if _, herr := safeDispatch(ctx, dispatch, h.method, body, counters, log); herr != nil {
+				counters.errors.Add(1)
+				log.Debug("transport: one-way message refused", "method", h.method, "error", herr)
+			}
+			err = ctx.Err()
+		default:
+			counters.exchanges.Add(1)
+			resp, herr := safeDispatch(ctx, dispatch, h.method, body, counters, log)
+			if ctx.Err() != nil {
+				// The caller reset the stream or the connection is gone:
+				// nobody reads an answer.
+				err = ctx.Err()
 			} else {
-				msg = herr.Error()
+				err = writeAnswer(str, wp, h.method, resp, herr, maxBody, counters, log)
 			}
-			if len(msg) > maxBody {
-				msg = msg[:maxBody]
-			}
-			err = writeFrame(str, wp, kindError, h.method, code, []byte(msg))
-		} else if len(resp) > maxBody {
-			log.Warn("transport: answer exceeds MaxFrameBytes; stream reset", "method", h.method, "length", len(resp), "max_frame_bytes", maxBody)
-			err = ErrFrameTooLarge
-		} else {
-			err = writeFrame(str, wp, kindResponse, h.method, 0, resp)
 		}
 		if err != nil {
 			code := resetCode(err)

@@ -57,6 +57,12 @@ type Config struct {
 	// receiving core answers from its own replicas. Cores forwarding for
 	// each other set it; edges do not.
 	Forwarded bool
+	// Coalesce sends requests about one item (get, add, put, patch,
+	// delete) through Client.CallCoalesced: while two are on the wire to a
+	// core, the next ones wait and go together in one frame. For many
+	// small concurrent requests to few cores, such as one core forwarding
+	// writes to another; a request alone goes at once.
+	Coalesce bool
 	// OnChanges, when set, receives the items the cores changed, pushed
 	// after every commit: the way a cache learns what to drop. reset is
 	// true when changes may have been missed (a new or re-established
@@ -368,7 +374,11 @@ func answered(err error) bool {
 // failure after which no other core may be tried.
 func (b *Backend) try(ctx context.Context, addr string, down *atomic.Int64, method uint16, req []byte) (out []byte, err error, final bool) {
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.CallTimeout)
-	out, err = b.cfg.Client.Call(cctx, addr, method, req)
+	if b.cfg.Coalesce && oneItem(method) {
+		out, err = b.cfg.Client.CallCoalesced(cctx, addr, method, req)
+	} else {
+		out, err = b.cfg.Client.Call(cctx, addr, method, req)
+	}
 	cancel()
 	b.calls.Add(1)
 	switch {
@@ -392,6 +402,15 @@ func (b *Backend) try(ctx context.Context, addr string, down *atomic.Int64, meth
 		return nil, fmt.Errorf("%w: %s did not answer: %v", item.ErrOutcomeUnknown, addr, err), true
 	}
 	return nil, err, false
+}
+
+// oneItem reports whether method is about one item (Config.Coalesce).
+func oneItem(method uint16) bool {
+	switch method {
+	case wire.MethodGet, wire.MethodAdd, wire.MethodPut, wire.MethodPatch, wire.MethodDelete:
+		return true
+	}
+	return false
 }
 
 // Metrics implements httpapi.Backend: the edge's view, one entry per core.
