@@ -520,12 +520,22 @@ func (n *Node) addrOf(id multiraft.NodeID) (string, bool) {
 // refreshAlive rebuilds the raft id → member map that every raft message
 // and forwarded request looks up, from the proven members: once per
 // reconcile interval rather than once per lookup.
+//
+// Quiesced partitions whose leader is no longer among them wake here, so
+// that their followers elect another, and those led here whose voters
+// among them are no quorum, so that the leader steps down (multiraft's
+// quiesce.go).
 func (n *Node) refreshAlive(members []Peer) {
 	m := make(map[multiraft.NodeID]Peer, len(members))
+	live := make(map[multiraft.NodeID]bool, len(members))
 	for _, p := range members {
 		m[core.RaftID(p.ID)] = p
+		live[core.RaftID(p.ID)] = true
 	}
 	n.alive.Store(&m)
+	if n.core != nil { // nil at the first refresh, before the node opens
+		n.core.WakeForMembers(live)
+	}
 }
 
 // LeaderAddr returns the QUIC address of partition part's leader as last
@@ -766,7 +776,14 @@ func (n *Node) write(ctx context.Context, tenant, id string, remote func(*upstre
 		var err error
 		if b := n.leaderOf(tenant, id); b != nil && id != "" {
 			n.forwarded.Add(1)
-			err = remote(b)
+			if err = remote(b); errors.Is(err, item.ErrUnavailable) || errors.Is(err, item.ErrOutcomeUnknown) ||
+				errors.Is(err, context.DeadlineExceeded) {
+				// The leader did not answer. Should it be gone while gossip
+				// still counts it, a quiesced replica here would never
+				// elect another: wake it. (A read that fails over here
+				// wakes it by its read-index round.)
+				n.core.Wake(core.PartitionOf(tenant, id, n.core.Partitions()))
+			}
 		} else if err = n.leaderWrite(ctx, tenant, id, local); errors.Is(err, wire.ErrWrongNode) {
 			err = n.viaPeers(ctx, remote)
 		}
@@ -875,6 +892,6 @@ func (n *Node) Metrics() nodestats.Snapshot {
 	s.Operations.HandlerPanics = n.cfg.Server.Metrics().HandlerPanics + n.cfg.Client.Metrics().HandlerPanics
 	s.Replication = nodestats.Replication{Factor: factor, Mode: "raft", LagEntries: lag, Lag: lag,
 		Elections: rs.Elections, SnapshotsSent: rs.SnapshotsSent, SnapshotsInstalled: rs.SnapshotsInstalled,
-		SnapshotBytes: n.snapshotBytes.Load(), RejectedMessages: n.rejectedRaft.Load() + rs.Rejected}
+		SnapshotBytes: n.snapshotBytes.Load(), RejectedMessages: n.rejectedRaft.Load() + rs.Rejected, Quiesced: rs.Quiesced}
 	return s
 }

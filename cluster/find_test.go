@@ -235,8 +235,22 @@ func TestFindNamesPartitionsWithoutQuorum(t *testing.T) {
 	t.Logf("killed %v: partitions %v lost their quorum", dead, lost)
 	// The other partitions elect new leaders where they need to (a find
 	// started before then waits for them, within its budget:
-	// TestFindWhileALeaderDies).
+	// TestFindWhileALeaderDies). Idle partitions are quiesced and, with
+	// the dead still listed, learn of the loss from the first request that
+	// needs their leader: reads of one item per partition through every
+	// member stand for clients'.
+	probe := map[int]string{}
+	for _, it := range items {
+		probe[core.PartitionOf("t", it.ID, 8)] = it.ID
+	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		for _, m := range c.members {
+			for _, id := range probe {
+				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+				_, _ = m.node.Get(ctx, "t", id)
+				cancel()
+			}
+		}
 		led := map[int]bool{}
 		for _, m := range c.members {
 			for _, p := range m.node.Metrics().Partitions {

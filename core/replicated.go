@@ -48,6 +48,10 @@ type RaftConfig struct {
 	// LogKeep is how many applied entries each group keeps for lagging
 	// replicas (multiraft.Config.LogKeep); zero takes multiraft's default.
 	LogKeep int
+	// NoQuiesce keeps idle partitions' groups heartbeating
+	// (multiraft.Config.NoQuiesce). Default false: idle groups quiesce,
+	// and the cluster wakes those whose leader left (Node.WakeForMembers).
+	NoQuiesce bool
 	// FetchPartition streams partition part's keys and values, as one
 	// consistent snapshot, from node from (see Node.PartitionSnapshot on
 	// its side), whose replica must have applied index or more: if it has
@@ -113,7 +117,7 @@ func (n *Node) openRaft(ctx context.Context) error {
 func (n *Node) startRaft(ctx context.Context, rc *RaftConfig) error {
 	mr, err := multiraft.New(multiraft.Config{
 		ID: rc.ID, Store: n.store, Log: n.raftLog, Transport: rc.Transport, StateMachine: n.rsm,
-		TickInterval: rc.TickInterval, ElectionTicks: rc.ElectionTicks, LogKeep: rc.LogKeep,
+		TickInterval: rc.TickInterval, ElectionTicks: rc.ElectionTicks, LogKeep: rc.LogKeep, NoQuiesce: rc.NoQuiesce,
 		AcceptGroup: func(g multiraft.GroupID) bool { return int(g) < n.nparts },
 		Logger:      n.cfg.Logger,
 	})
@@ -244,6 +248,23 @@ func (n *Node) TransferLeadership(ctx context.Context, part int, to multiraft.No
 		return errNoRaft
 	}
 	return n.raft.TransferLeadership(ctx, multiraft.GroupID(part), to)
+}
+
+// Wake wakes partition part's group here if it is quiesced (see
+// multiraft's quiesce.go): a request for it could not reach its leader.
+func (n *Node) Wake(part int) {
+	if n.raft != nil {
+		n.raft.Wake(multiraft.GroupID(part))
+	}
+}
+
+// WakeForMembers wakes the quiesced groups here that the live members
+// say cannot stay so: led by a node not in live, or led here without a
+// live quorum (multiraft.Node.WakeForMembers).
+func (n *Node) WakeForMembers(live map[multiraft.NodeID]bool) {
+	if n.raft != nil {
+		n.raft.WakeForMembers(live)
+	}
 }
 
 // RaftStats returns the raft groups' counters (zero on a single node).

@@ -97,6 +97,7 @@ var (
 	descElections     = prometheus.NewDesc("brainy_replication_elections_total", "Leader elections of the partitions this node holds.", nil, nil)
 	descSnapshots     = prometheus.NewDesc("brainy_replication_snapshots_total", "Partition snapshots, by direction: sent and installed.", []string{"direction"}, nil)
 	descSnapBytes     = prometheus.NewDesc("brainy_replication_snapshot_bytes_total", "Bytes received while installing snapshots.", nil, nil)
+	descQuiesced      = prometheus.NewDesc("brainy_replication_quiesced_partitions", "Partition replicas quiesced here: idle, sending no heartbeats.", nil, nil)
 	descRejected      = prometheus.NewDesc("brainy_replication_rejected_messages_total", "Raft messages refused: a sender not who it claims, or not a member.", nil, nil)
 	descCacheOps      = prometheus.NewDesc("brainy_cache_lookups_total", "Record cache lookups, by result: hit and miss.", []string{"result"}, nil)
 	descCacheBytes    = prometheus.NewDesc("brainy_cache_bytes", "Bytes the record cache holds.", nil, nil)
@@ -114,7 +115,7 @@ var (
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOps, descErrors, descCommits, descWrites, descForward, descLapses, descRTT, descItems, descBytes, descHealthy, descAvail, descShards,
 		descRegionUp, descRegionRTT, descRegionLag, descRegionSent, descFedEvents, descSyncFollowing, descSyncLag, descSyncCopied, descRouteRTT, descRouteChosen, descRescued,
-		descNodes, descLeaders, descLagEntries, descElections, descSnapshots, descSnapBytes, descRejected, descCacheOps, descCacheBytes, descTierBytes, descTierMoves,
+		descNodes, descLeaders, descLagEntries, descElections, descSnapshots, descSnapBytes, descRejected, descQuiesced, descCacheOps, descCacheBytes, descTierBytes, descTierMoves,
 		descVectors, descVectorBytes, descVectorReady, descVectorBuilds} {
 		ch <- d
 	}
@@ -153,6 +154,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSnapshots, prometheus.CounterValue, float64(r.SnapshotsInstalled), "installed")
 	ch <- prometheus.MustNewConstMetric(descSnapBytes, prometheus.CounterValue, float64(r.SnapshotBytes))
 	ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(r.RejectedMessages))
+	ch <- prometheus.MustNewConstMetric(descQuiesced, prometheus.GaugeValue, float64(r.Quiesced))
 	if s.Cache.Enabled {
 		ch <- prometheus.MustNewConstMetric(descCacheOps, prometheus.CounterValue, float64(s.Cache.Hits), "hit")
 		ch <- prometheus.MustNewConstMetric(descCacheOps, prometheus.CounterValue, float64(s.Cache.Misses), "miss")

@@ -26,6 +26,15 @@
 // anything is allocated, and an oversized frame resets its stream
 // (ErrFrameTooLarge on both sides) while the connection carries on.
 //
+// Two variations save packets where many small exchanges go to one peer.
+// Client.CallCoalesced lets two calls per address be on the wire; calls
+// made meanwhile queue and leave together in one batch frame, the server
+// running each through its own handler and answering each as it finishes
+// (batch.go) — how a core forwards writes to a partition's leader. A
+// Sender writes one-way messages on a stream of its own, which the server
+// hands to the handler in order and never answers (sender.go) — how raft's
+// messages travel, since they carry their own acknowledgements.
+//
 // Pushes run the same exchange in the other direction: the server opens
 // streams on the client's connection (Peer.Push) and the client's PushFunc
 // answers. Subscribe + push is: the client calls a "subscribe" method, the

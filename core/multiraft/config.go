@@ -50,6 +50,9 @@ type Config struct {
 	// the log; one further behind gets a snapshot. The log is compacted
 	// when it holds twice as many. Default 10,000.
 	LogKeep int
+	// NoQuiesce keeps every group ticking and heartbeating when idle (see
+	// quiesce.go). Default false: idle groups quiesce.
+	NoQuiesce bool
 	// AcceptGroup decides whether a message for a group that is not open
 	// here creates it, empty, to be filled by its leader (how a node gains
 	// a replica that another node's leader added). Nil: never.

@@ -48,6 +48,10 @@ type group struct {
 	// campaign: no leader has been known since the group was opened, and
 	// a lone voter has not campaigned yet (see campaignAlone).
 	campaign bool
+	// quiesced: the group does not tick (quiesce.go); idle counts the
+	// ticks since something other than heartbeats happened to it.
+	quiesced bool
+	idle     int
 }
 
 // OpenGroup opens group g: from its persisted log if this node has one,
@@ -245,6 +249,7 @@ func (n *Node) RemoveGroup(ctx context.Context, g GroupID, destroy func() error)
 func (n *Node) TransferLeadership(ctx context.Context, g GroupID, to NodeID) error {
 	return n.do(ctx, func() {
 		if gr := n.groups[g]; gr != nil && gr.rn.BasicStatus().RaftState == raft.StateLeader {
+			n.wake(gr)
 			gr.rn.TransferLeader(uint64(to))
 		}
 	})

@@ -148,11 +148,12 @@ type Node struct {
 	sole      map[GroupID]bool // guarded by mu: groups SoleVoterLeader holds for, updated by the driver
 	elections uint64           // guarded by mu: times this node became a leader
 
-	syncs, readies uint64    // owned by the driver; read through Stats
-	snapshotsSent  uint64    // owned by the driver
-	snapshotsTaken uint64    // owned by the driver
-	rejected       uint64    // messages dropped by check, and conf changes skipped by canApply; owned by the driver
-	warned         time.Time // when a dropped message was last logged as a warning; owned by the driver
+	syncs, readies  uint64    // owned by the driver; read through Stats
+	quiesced, woken uint64    // times groups quiesced and woke; owned by the driver
+	snapshotsSent   uint64    // owned by the driver
+	snapshotsTaken  uint64    // owned by the driver
+	rejected        uint64    // messages dropped by check, and conf changes skipped by canApply; owned by the driver
+	warned          time.Time // when a dropped message was last logged as a warning; owned by the driver
 
 	failure atomic.Pointer[error] // what stopped the driver, if a store write failed
 
@@ -218,6 +219,16 @@ func (n *Node) HasLog(ctx context.Context, g GroupID) (bool, error) {
 		return false, derr
 	}
 	return has, err
+}
+
+// doAsync hands f to the driver goroutine without waiting for it to run.
+func (n *Node) doAsync(f func()) error {
+	select {
+	case n.ctlC <- f:
+		return nil
+	case <-n.stopC:
+		return ErrStopped
+	}
 }
 
 // do runs f on the driver goroutine.
@@ -340,10 +351,7 @@ func (n *Node) wait(tick <-chan time.Time, poll bool) bool {
 	case <-n.stopC:
 		return false
 	case <-tick:
-		for _, g := range n.groups {
-			g.rn.Tick()
-			g.quiet++
-		}
+		n.tickAll()
 		if n.ticks++; n.ticks%50 == 0 {
 			n.sweep()
 		}
@@ -392,6 +400,10 @@ func (n *Node) step(msgs []Message) {
 		if g == nil {
 			continue // not open here (yet)
 		}
+		// Even a message check drops wakes the group: a vote request
+		// refused inside a quiesced replica's lease must let that lease
+		// run out, or the replica would refuse every vote for good.
+		n.wakeOnMessage(g, m.Msg)
 		if err := n.check(g, m.Msg); err != nil {
 			n.rejected++
 			// One warning a second at most: a hostile peer could otherwise
@@ -409,6 +421,9 @@ func (n *Node) step(msgs []Message) {
 		}
 		if err := g.rn.Step(m.Msg); err != nil {
 			n.log.Debug("step", "group", uint32(m.Group), "err", err)
+		}
+		if quiescing(m.Msg) {
+			n.quiesceOnHeartbeat(g, m.Msg)
 		}
 		// The leader is heard through what only a leader sends, as raft's
 		// own election timer is: a deposed leader's vote requests and

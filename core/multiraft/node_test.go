@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 // and unmarshaled, as on a wire, and delivered in order per destination by
 // a goroutine; a node that is down neither sends nor receives.
 type network struct {
+	sent  atomic.Int64 // messages sent between running nodes
 	mu    sync.Mutex
 	nodes map[NodeID]*Node
 	down  map[NodeID]bool
@@ -70,6 +72,7 @@ func (e endpoint) Send(to NodeID, msgs []Message) {
 	if drop || q == nil {
 		return
 	}
+	e.nw.sent.Add(int64(len(msgs)))
 	wire := make([]Message, len(msgs))
 	for i, m := range msgs {
 		b, err := proto.Marshal(m.Msg)

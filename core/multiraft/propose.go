@@ -131,6 +131,7 @@ func (n *Node) propose(p *proposal) {
 		p.done <- result{err: fmt.Errorf("%w: %d", ErrUnknownGroup, p.group)}
 		return
 	}
+	n.wake(g)
 	id := n.rng.Uint64()
 	var err error
 	switch p.kind {

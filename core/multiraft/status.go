@@ -82,13 +82,23 @@ type Stats struct {
 	Rejected uint64
 	// Log is the dedicated raft log's (Config.Log), zero without one.
 	Log raftlog.Stats
+	// Quiesced is how many groups are quiesced here now (quiesce.go);
+	// Quiesces and Wakes count the times groups quiesced and woke.
+	Quiesced        int
+	Quiesces, Wakes uint64
 }
 
 // Stats returns the driver's counters.
 func (n *Node) Stats() Stats {
 	var s Stats
 	_ = n.do(context.Background(), func() {
-		s = Stats{Syncs: n.syncs, Readies: n.readies, SnapshotsSent: n.snapshotsSent, SnapshotsInstalled: n.snapshotsTaken, Rejected: n.rejected}
+		s = Stats{Syncs: n.syncs, Readies: n.readies, SnapshotsSent: n.snapshotsSent, SnapshotsInstalled: n.snapshotsTaken, Rejected: n.rejected,
+			Quiesces: n.quiesced, Wakes: n.woken}
+		for _, g := range n.groups {
+			if g.quiesced {
+				s.Quiesced++
+			}
+		}
 		if n.cfg.Log != nil {
 			s.Log = n.rlog.stats()
 		}
@@ -109,8 +119,11 @@ type GroupStatus struct {
 	Voters   []NodeID
 	Learners []NodeID
 	// Quiet counts the ticks since this replica last heard from the leader
-	// (0 on the leader): a replica its group dropped stops hearing.
+	// (0 on the leader): a replica its group dropped stops hearing. It
+	// does not grow while the group is quiesced.
 	Quiet int
+	// Quiesced: the group is quiesced here (quiesce.go).
+	Quiesced bool
 	// Match is, on the leader only, how far each replica's log is known to
 	// match the leader's; Commit - Match is the replica's lag in entries.
 	Match map[NodeID]uint64
@@ -125,7 +138,8 @@ func (n *Node) Status(ctx context.Context) ([]GroupStatus, error) {
 	err := n.do(ctx, func() {
 		for _, g := range n.groups {
 			st := g.rn.Status()
-			gs := GroupStatus{Group: g.id, Leader: NodeID(st.Lead), Term: st.GetTerm(), Applied: g.applied, Commit: st.GetCommit(), Quiet: g.quiet}
+			gs := GroupStatus{Group: g.id, Leader: NodeID(st.Lead), Term: st.GetTerm(), Applied: g.applied, Commit: st.GetCommit(), Quiet: g.quiet,
+				Quiesced: g.quiesced}
 			if st.RaftState == raft.StateLeader {
 				gs.Quiet = 0
 			}

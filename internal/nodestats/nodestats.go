@@ -213,6 +213,9 @@ type Replication struct {
 	SnapshotsInstalled uint64 `json:"snapshotsInstalled"`
 	// SnapshotBytes counts the bytes received installing snapshots.
 	SnapshotBytes uint64 `json:"snapshotBytes"`
+	// Quiesced is how many of this node's partition replicas are quiesced
+	// now: idle, sending no heartbeats until something happens to them.
+	Quiesced int `json:"quiesced"`
 	// RejectedMessages counts raft messages refused: batches whose sender
 	// was not the member it named, messages no correct peer sends (raft
 	// would panic on them, or take a term or a leader from them it must
