@@ -58,7 +58,10 @@ func TestSenderDeliversInOrder(t *testing.T) {
 	if got := col.messages(); !slices.Equal(got, want) {
 		t.Fatalf("messages arrived as %v", got)
 	}
-	for _, id := range col.from {
+	col.mu.Lock()
+	from := slices.Clone(col.from)
+	col.mu.Unlock()
+	for _, id := range from {
 		if id != "client" {
 			t.Fatalf("a message from %q, want the certificate's name", id)
 		}
