@@ -137,6 +137,9 @@ type Node struct {
 	batch   tiers.Batch // the cycle's store write, reused
 	ticks   uint64
 	cycle   uint64 // driver cycles, for batching reads
+	// idleTick: wait's event was a tick that ticked no group (all
+	// quiesced).
+	idleTick bool
 
 	mu      sync.Mutex
 	leaders map[GroupID]Lead // guarded by mu; updated by the driver
@@ -299,6 +302,7 @@ func (n *Node) run() {
 			return
 		}
 		// Take whatever else is waiting, so one sync covers it all.
+		drained := 0
 	drain:
 		for range 256 {
 			select {
@@ -309,6 +313,12 @@ func (n *Node) run() {
 			default:
 				break drain
 			}
+			drained++
+		}
+		if n.idleTick && !more && drained == 0 && len(n.parked) == 0 {
+			// A tick of a node whose groups are all quiesced: nothing can
+			// have a Ready. Skipping the cycle keeps an idle node idle.
+			continue
 		}
 		n.cycle++
 		var err error
@@ -347,11 +357,12 @@ func (n *Node) wait(tick <-chan time.Time, poll bool) bool {
 			recvC, propC, tick = nil, nil, nil
 		}
 	}
+	n.idleTick = false
 	select {
 	case <-n.stopC:
 		return false
 	case <-tick:
-		n.tickAll()
+		n.idleTick = n.tickAll() == 0
 		if n.ticks++; n.ticks%50 == 0 {
 			n.sweep()
 		}

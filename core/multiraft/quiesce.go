@@ -59,8 +59,8 @@ func (n *Node) quiesceTicks() int { return 2 * n.cfg.ElectionTicks }
 
 // tickAll ticks every group that is not quiesced, and quiesces the led
 // groups idle long enough — before their tick, which would have them
-// heartbeat again.
-func (n *Node) tickAll() {
+// heartbeat again. It returns how many groups it ticked.
+func (n *Node) tickAll() (ticked int) {
 	var out map[NodeID][]Message
 	for _, g := range n.groups {
 		if g.quiesced {
@@ -83,10 +83,12 @@ func (n *Node) tickAll() {
 		g.rn.Tick()
 		g.quiet++
 		g.idle++
+		ticked++
 	}
 	for to, msgs := range out {
 		n.cfg.Transport.Send(to, msgs)
 	}
+	return ticked
 }
 
 // quiesce quiesces g if this node leads it and it is idle, returning the
