@@ -330,7 +330,10 @@ func (c *cluster) propose(g GroupID, data string) {
 			if err == nil {
 				return
 			}
-			if !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrNotLeader) && !errors.Is(err, context.DeadlineExceeded) {
+			// A node just restarted knows its voters once it has applied
+			// its log again (ErrUnknownGroup until then).
+			if !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrNotLeader) && !errors.Is(err, context.DeadlineExceeded) &&
+				!errors.Is(err, ErrUnknownGroup) {
 				c.t.Fatal(err)
 			}
 		}
