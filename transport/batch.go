@@ -18,8 +18,10 @@ import (
 //
 // Every call costs both sides a stream exchange: at least one packet each
 // way, a wake-up of the handler's goroutine, and the syscalls that carry
-// them. Under load most of a forwarded write's cost is that, not the
-// write. CallCoalesced lets up to coalesceSlots calls to one address be on
+// them. For many small calls to one address — a core forwarding writes to
+// a partition's leader — that is a cost per call worth sharing (node 1 of
+// a 3-node PUT benchmark made a third as many calls with it; see
+// docs/BENCHMARKS.md). CallCoalesced lets up to coalesceSlots calls to one address be on
 // the wire at once, each on its own stream as Call does; calls made while
 // the slots are taken wait in a queue, and the queue leaves as one batch
 // frame as soon as a slot frees. The server runs a batch's calls
@@ -43,7 +45,9 @@ import (
 // order, method = the call's index. The server bounds the handlers that
 // batches run at once per connection (Config.MaxConcurrentStreams), so a
 // batch cannot multiply what a peer may run beyond what its streams
-// allow.
+// allow. A server older than batch frames refuses them (an unknown frame
+// kind resets the stream): the nodes that call each other this way must
+// all know them.
 const (
 	kindBatch byte = 6
 
@@ -73,7 +77,7 @@ type coalescer struct {
 }
 
 // coalescedCall is a call waiting in a coalescer's queue or riding in a
-// batch. resp, err and sent are written before done is closed.
+// batch. resp and err are written before done is closed.
 type coalescedCall struct {
 	ctx    context.Context
 	method uint16
@@ -81,7 +85,6 @@ type coalescedCall struct {
 	done   chan struct{}
 	resp   []byte
 	err    error
-	sent   bool
 	// taken is set (under the coalescer's lock) when the call leaves the
 	// queue in a batch; a caller that gives up before then removes it.
 	taken bool
