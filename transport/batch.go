@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -45,9 +46,10 @@ import (
 // order, method = the call's index. The server bounds the handlers that
 // batches run at once per connection (Config.MaxConcurrentStreams), so a
 // batch cannot multiply what a peer may run beyond what its streams
-// allow. A server older than batch frames refuses them (an unknown frame
-// kind resets the stream): the nodes that call each other this way must
-// all know them.
+// allow. A server older than batch frames refuses them whole (an unknown
+// frame kind resets the stream before any call runs): the refused calls go
+// again one by one, and so do all later calls to that address — a rolling
+// upgrade keeps working.
 const (
 	kindBatch byte = 6
 
@@ -74,6 +76,9 @@ type coalescer struct {
 	mu    sync.Mutex
 	used  int
 	queue []*coalescedCall
+	// plain: the peer refused a batch frame (it is older than them): its
+	// calls go one by one. Guarded by mu.
+	plain bool
 }
 
 // coalescedCall is a call waiting in a coalescer's queue or riding in a
@@ -110,6 +115,10 @@ func (c *Client) CallCoalesced(ctx context.Context, addr string, method uint16, 
 		return nil, callError(ctx, "call", addr, ErrClosed, false)
 	}
 	co.mu.Lock()
+	if co.plain {
+		co.mu.Unlock()
+		return c.Call(ctx, addr, method, req)
+	}
 	if co.used < coalesceSlots {
 		co.used++
 		co.mu.Unlock()
@@ -245,12 +254,36 @@ func (c *Client) sendBatch(co *coalescer, addr string, calls []*coalescedCall) {
 				}
 				continue
 			}
+			if refusedFrame(err) && !slices.ContainsFunc(calls, func(call *coalescedCall) bool { return call.answered }) {
+				// A peer older than batch frames refused this one whole:
+				// none of its calls ran. From now on they go one by one.
+				co.mu.Lock()
+				co.plain = true
+				co.mu.Unlock()
+				c.log.Warn("transport: peer refuses batch frames; calling it one call at a time", "addr", addr)
+				c.callsAlone(addr, calls)
+				return
+			}
 			c.failBatch(calls, addr, err, sent)
 			return
 		}
 		c.failBatch(calls, addr, err, false)
 		return
 	}
+}
+
+// callsAlone sends each of calls as a call of its own, at once, and hands
+// each its answer.
+func (c *Client) callsAlone(addr string, calls []*coalescedCall) {
+	var wg sync.WaitGroup
+	for _, call := range calls {
+		wg.Go(func() {
+			call.resp, call.err = c.call(call.ctx, addr, call.method, call.req)
+			call.answered = true
+			close(call.done)
+		})
+	}
+	wg.Wait()
 }
 
 // failBatch answers every call of a batch not answered yet with err.

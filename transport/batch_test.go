@@ -321,3 +321,68 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 	})
 }
+
+// TestCallCoalescedToAnOlderPeer: a peer that refuses batch frames (a
+// version before them) handled none of the batch's calls: each goes
+// again alone, and later calls go one by one.
+func TestCallCoalescedToAnOlderPeer(t *testing.T) {
+	holdSlots(t)
+	release := make(chan struct{})
+	var echoed atomic.Int32
+	srv, err := NewServer(nodeConfig(t, "server"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.oldKinds = true
+	srv.Handle(mEcho, func(_ context.Context, _ *Peer, req []byte) ([]byte, error) {
+		echoed.Add(1)
+		return req, nil
+	})
+	srv.Handle(mBlock, func(ctx context.Context, _ *Peer, _ []byte) ([]byte, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, nil
+	})
+	go srv.Serve(context.Background())
+	t.Cleanup(func() { _ = srv.Close() })
+	addr := srv.Addr().String()
+	c := newClient(t, nodeConfig(t, "client"))
+	var wg sync.WaitGroup
+	for range coalesceSlots {
+		wg.Go(func() { _, _ = c.CallCoalesced(context.Background(), addr, mBlock, nil) })
+	}
+	waitFor(t, "the slots taken", func() bool {
+		co := c.coalescerOf(addr)
+		co.mu.Lock()
+		defer co.mu.Unlock()
+		return co.used == coalesceSlots
+	})
+	results := make([]string, 10)
+	errs := make([]error, 10)
+	for i := range results {
+		wg.Go(func() {
+			var resp []byte
+			resp, errs[i] = c.CallCoalesced(context.Background(), addr, mEcho, []byte(fmt.Sprint(i)))
+			results[i] = string(resp)
+		})
+	}
+	waitFor(t, "the calls queued", func() bool { return queued(c, addr) == 10 })
+	close(release)
+	wg.Wait()
+	for i := range results {
+		if errs[i] != nil || results[i] != fmt.Sprint(i) {
+			t.Fatalf("call %d to an older peer: %q, %v", i, results[i], errs[i])
+		}
+	}
+	if n := echoed.Load(); n != 10 {
+		t.Fatalf("the handler ran %d times, want each call once (10)", n)
+	}
+	if resp, err := c.CallCoalesced(context.Background(), addr, mEcho, []byte("later")); err != nil || string(resp) != "later" {
+		t.Fatalf("a later call: %q, %v", resp, err)
+	}
+	if m := srv.Metrics(); m.Batches != 0 || m.FramesRejected != 1 {
+		t.Fatalf("the older peer served %d batches and rejected %d frames; want 0 and 1", m.Batches, m.FramesRejected)
+	}
+}

@@ -180,3 +180,11 @@ func trimPrefix(s string) string {
 	}
 	return s
 }
+
+// refusedFrame reports whether err is the peer resetting a stream because
+// what was written on it is no frame it takes: from a peer older than
+// batch frames and one-way messages, the sign that it handled none of it.
+func refusedFrame(err error) bool {
+	var se *quic.StreamError
+	return errors.As(err, &se) && se.Remote && se.ErrorCode == streamProtocol
+}

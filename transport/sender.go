@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 
 	"github.com/quic-go/quic-go"
 )
@@ -21,6 +22,11 @@ import (
 // failed may or may not have arrived, and a lost connection loses what was
 // in flight: the Sender opens a new stream with the next Send. Callers
 // that need to know must use Call.
+//
+// A peer older than one-way messages refuses the stream (a protocol
+// reset, seen by the next Send; the first message is lost): the Sender
+// then sends each message as a Call, for as long as it lives — what a
+// cluster meets in a rolling upgrade.
 
 // kindMessage is a one-way request: the server answers nothing.
 const kindMessage byte = 7
@@ -36,6 +42,8 @@ type Sender struct {
 	str *quic.Stream
 	cc  *clientConn // str's connection
 	buf []byte
+	// calls: the peer refused one-way messages; send Calls instead.
+	calls bool
 }
 
 // NewSender returns a Sender of method messages to addr. It connects on
@@ -57,6 +65,15 @@ func (s *Sender) Send(ctx context.Context, body []byte) error {
 	if len(body) > c.cfg.MaxFrameBytes {
 		c.sendErrors.Add(1)
 		return callError(ctx, "send", s.addr, ErrFrameTooLarge, false)
+	}
+	if s.calls {
+		_, err := c.call(ctx, s.addr, s.method, body)
+		var re *RemoteError
+		if err != nil && !errors.As(err, &re) { // a handler's error is dropped, as one-way
+			c.sendErrors.Add(1)
+			return err
+		}
+		return nil
 	}
 	if s.str != nil && s.cc.conn.Context().Err() != nil {
 		s.str = nil // the connection is gone
@@ -89,6 +106,13 @@ func (s *Sender) Send(ctx context.Context, body []byte) error {
 		str.CancelWrite(resetCode(err))
 		str.CancelRead(streamCancelled)
 		s.str = nil
+		if refusedFrame(err) {
+			// The peer never handled this message (nor the one before,
+			// which it refused): this one goes again, as a call.
+			s.calls = true
+			c.log.Warn("transport: peer refuses one-way messages; sending them as calls", "addr", s.addr, "method", s.method)
+			return s.Send(ctx, body)
+		}
 		c.sendErrors.Add(1)
 		return callError(ctx, "send", s.addr, err, true)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -132,4 +133,51 @@ func TestSenderLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the message", func() bool { return slices.Contains(col.messages(), "fine") })
+}
+
+// TestSenderToAnOlderPeer: a peer that refuses one-way messages (a
+// version before them) gets them as calls once the Sender learns it —
+// from then on every message, in order, none lost.
+func TestSenderToAnOlderPeer(t *testing.T) {
+	var col collector
+	srv, err := NewServer(nodeConfig(t, "server"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.oldKinds = true
+	srv.Handle(mEcho, col.handle)
+	go srv.Serve(context.Background())
+	t.Cleanup(func() { _ = srv.Close() })
+	c := newClient(t, nodeConfig(t, "client"))
+	s := c.NewSender(srv.Addr().String(), mEcho)
+	defer s.Close()
+	// What was written before the refusal came back is lost, as on a
+	// lossy link; a sender like raft's goes on sending.
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; len(col.messages()) < 10; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("an older peer got no messages")
+		}
+		if err := s.Send(context.Background(), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	got := col.messages()
+	for i := 1; i < len(got); i++ {
+		if got[i] != fmt.Sprint(mustAtoi(t, got[i-1])+1) {
+			t.Fatalf("an older peer got %v: not every message after the first, in order", got)
+		}
+	}
+	if m := srv.Metrics(); m.FramesRejected != 1 {
+		t.Fatalf("the older peer rejected %d frames, want one", m.FramesRejected)
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -56,6 +56,10 @@ type Server struct {
 
 	closeOnce sync.Once
 	wg        sync.WaitGroup // connection and stream goroutines
+
+	// oldKinds, set by tests, makes the server refuse batch frames and
+	// one-way messages as a server older than them does.
+	oldKinds bool
 }
 
 // Peer is a connected client as the Server sees it. Handlers receive the
@@ -216,6 +220,9 @@ func (s *Server) serveConn(conn *quic.Conn) {
 	// The calls batches run at once on this connection: no more than the
 	// streams the peer may open, so batching cannot multiply its share.
 	slots := make(chan struct{}, s.cfg.MaxConcurrentStreams)
+	if s.oldKinds {
+		slots = nil
+	}
 	if first != nil {
 		s.wg.Add(1)
 		go func() {
