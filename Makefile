@@ -47,6 +47,7 @@ FUZZ_TARGETS = \
 	./internal/query:FuzzParse \
 	./internal/hnsw:FuzzGraph \
 	./transport:FuzzDecodeFrame \
+	./transport:FuzzDecodeBatch \
 	./tiers/objstore:FuzzValidKey \
 	./tiers/objstore:FuzzParseURL \
 	./tiers/gcs:FuzzParseETag \
