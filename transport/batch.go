@@ -77,7 +77,8 @@ type coalescer struct {
 	used  int
 	queue []*coalescedCall
 	// plain: the peer refused a batch frame (it is older than them): its
-	// calls go one by one. Guarded by mu.
+	// calls go one by one — until the connection goes, and the coalescer
+	// with it (dropCoalescer). Guarded by mu.
 	plain bool
 }
 

@@ -25,8 +25,9 @@ import (
 //
 // A peer older than one-way messages refuses the stream (a protocol
 // reset, seen by the next Send; the first message is lost): the Sender
-// then sends each message as a Call, for as long as it lives — what a
-// cluster meets in a rolling upgrade.
+// then sends each message as a Call while that connection lasts — what a
+// cluster meets in a rolling upgrade; the upgraded peer's new connection
+// gets one-way messages again.
 
 // kindMessage is a one-way request: the server answers nothing.
 const kindMessage byte = 7
@@ -42,8 +43,10 @@ type Sender struct {
 	str *quic.Stream
 	cc  *clientConn // str's connection
 	buf []byte
-	// calls: the peer refused one-way messages; send Calls instead.
-	calls bool
+	// calls: the peer refused one-way messages on connection refusedOn;
+	// send Calls instead while that connection lasts.
+	calls     bool
+	refusedOn *clientConn
 }
 
 // NewSender returns a Sender of method messages to addr. It connects on
@@ -65,6 +68,9 @@ func (s *Sender) Send(ctx context.Context, body []byte) error {
 	if len(body) > c.cfg.MaxFrameBytes {
 		c.sendErrors.Add(1)
 		return callError(ctx, "send", s.addr, ErrFrameTooLarge, false)
+	}
+	if s.calls && c.pooled(s.addr) != s.refusedOn {
+		s.calls = false // a new connection: the peer may have been upgraded
 	}
 	if s.calls {
 		_, err := c.call(ctx, s.addr, s.method, body)
@@ -109,7 +115,7 @@ func (s *Sender) Send(ctx context.Context, body []byte) error {
 		if refusedFrame(err) {
 			// The peer never handled this message (nor the one before,
 			// which it refused): this one goes again, as a call.
-			s.calls = true
+			s.calls, s.refusedOn = true, s.cc
 			c.log.Warn("transport: peer refuses one-way messages; sending them as calls", "addr", s.addr, "method", s.method)
 			return s.Send(ctx, body)
 		}
@@ -117,6 +123,14 @@ func (s *Sender) Send(ctx context.Context, body []byte) error {
 		return callError(ctx, "send", s.addr, err, true)
 	}
 	return nil
+}
+
+// pooled returns the pooled connection to addr, nil when there is none;
+// it never dials.
+func (c *Client) pooled(addr string) *clientConn {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.conns[addr]
 }
 
 // Close ends s's stream; the peer's serving goroutine sees it end.

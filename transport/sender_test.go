@@ -172,6 +172,24 @@ func TestSenderToAnOlderPeer(t *testing.T) {
 	if m := srv.Metrics(); m.FramesRejected != 1 {
 		t.Fatalf("the older peer rejected %d frames, want one", m.FramesRejected)
 	}
+	// The peer is upgraded: restarted on its address, it takes one-way
+	// messages, and the Sender sends them so once it connects again.
+	addr := srv.Addr().String()
+	_ = srv.Close()
+	cfg := nodeConfig(t, "server")
+	cfg.ListenAddr = addr
+	var after collector
+	startServer(t, cfg, map[uint16]HandlerFunc{mEcho: after.handle})
+	deadline = time.Now().Add(10 * time.Second)
+	for i := 0; len(after.messages()) < 10 || s.calls; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the upgrade: %d messages, sending as calls %v", len(after.messages()), s.calls)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = s.Send(ctx, []byte(fmt.Sprint(i)))
+		cancel()
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func mustAtoi(t *testing.T, s string) int {
