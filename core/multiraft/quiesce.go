@@ -61,7 +61,7 @@ func (n *Node) quiesceTicks() int { return 2 * n.cfg.ElectionTicks }
 // groups idle long enough — before their tick, which would have them
 // heartbeat again. It returns how many groups it ticked.
 func (n *Node) tickAll() (ticked int) {
-	var out map[NodeID][]Message
+	var out outbox // made when a group is due to quiesce: most ticks none is
 	for _, g := range n.groups {
 		if g.quiesced {
 			continue
@@ -70,13 +70,10 @@ func (n *Node) tickAll() (ticked int) {
 			// If it cannot quiesce now, look again in about quiesceTicks,
 			// at another phase of its heartbeats and quorum checks.
 			g.idle = -n.rng.IntN(n.cfg.ElectionTicks)
-			if msgs := n.quiesce(g); msgs != nil {
-				if out == nil {
-					out = map[NodeID][]Message{}
-				}
-				for _, m := range msgs {
-					out[NodeID(m.Msg.GetTo())] = append(out[NodeID(m.Msg.GetTo())], m)
-				}
+			if out == nil {
+				out = outbox{}
+			}
+			if n.quiesce(g, out) {
 				continue
 			}
 		}
@@ -85,27 +82,24 @@ func (n *Node) tickAll() (ticked int) {
 		g.idle++
 		ticked++
 	}
-	for to, msgs := range out {
-		n.cfg.Transport.Send(to, msgs)
-	}
+	n.post(out)
 	return ticked
 }
 
-// quiesce quiesces g if this node leads it and it is idle, returning the
-// marked heartbeats for its other replicas (an empty, non-nil slice for a
-// lone voter); nil if g cannot quiesce now.
-func (n *Node) quiesce(g *group) []Message {
+// quiesce quiesces g if this node leads it and it is idle, adding the
+// marked heartbeats for its other replicas to out; false if g cannot
+// quiesce now.
+func (n *Node) quiesce(g *group, out outbox) bool {
 	if g.rn.BasicStatus().RaftState != raft.StateLeader {
-		return nil // followers quiesce when their leader says so
+		return false // followers quiesce when their leader says so
 	}
 	if g.installing || g.parked || len(g.reads) > 0 || len(g.proposed) > 0 || g.rn.HasReady() {
-		return nil
+		return false
 	}
 	st := g.rn.Status()
 	last, err := g.storage.LastIndex()
-	if err != nil || st.RaftState != raft.StateLeader || st.LeadTransferee != 0 || len(st.Config.Voters[1]) > 0 ||
-		st.GetCommit() != last || g.applied != last {
-		return nil
+	if err != nil || st.LeadTransferee != 0 || len(st.Config.Voters[1]) > 0 || st.GetCommit() != last || g.applied != last {
+		return false
 	}
 	// Every replica must hold every entry, but a voter that has not
 	// answered for an election timeout (down, cut off) does not hold the
@@ -116,7 +110,7 @@ func (n *Node) quiesce(g *group) []Message {
 	// awake, for CheckQuorum to step it down — quiesced, it would claim
 	// the lead for good.
 	self := uint64(n.cfg.ID)
-	msgs := make([]Message, 0, len(st.Progress))
+	marks := make([]*pb.Message, 0, len(st.Progress))
 	term := st.GetTerm()
 	active := 0
 	for id, pr := range st.Progress {
@@ -129,20 +123,22 @@ func (n *Node) quiesce(g *group) []Message {
 		}
 		if pr.Match != last || pr.State != tracker.StateReplicate {
 			if pr.IsLearner || pr.RecentActive {
-				return nil
+				return false
 			}
 			continue
 		}
 		to, from, commit, index := id, self, last, quiesceIndex
-		msgs = append(msgs, Message{Group: g.id, Msg: &pb.Message{Type: pb.MessageType_MsgHeartbeat.Enum(),
-			To: &to, From: &from, Term: &term, Commit: &commit, Index: &index}})
+		marks = append(marks, &pb.Message{Type: pb.MessageType_MsgHeartbeat.Enum(),
+			To: &to, From: &from, Term: &term, Commit: &commit, Index: &index})
 	}
 	if active <= len(st.Config.Voters[0])/2 {
-		return nil
+		return false
 	}
-	g.quiesced = true
-	n.quiesced++
-	return msgs
+	for _, m := range marks {
+		out.add(g.id, m)
+	}
+	n.setQuiesced(g)
+	return true
 }
 
 // quiesceOnHeartbeat quiesces follower g after it stepped m, a marked
@@ -153,9 +149,13 @@ func (n *Node) quiesceOnHeartbeat(g *group, m *pb.Message) {
 	last, err := g.storage.LastIndex()
 	if err == nil && st.RaftState == raft.StateFollower && st.Lead == m.GetFrom() && st.GetTerm() == m.GetTerm() &&
 		st.GetCommit() == m.GetCommit() && last == m.GetCommit() && !g.installing {
-		g.quiesced = true
-		n.quiesced++
+		n.setQuiesced(g)
 	}
+}
+
+func (n *Node) setQuiesced(g *group) {
+	g.quiesced = true
+	n.quiesced++
 }
 
 // wakeOnMessage wakes g for m, a message that arrived for it. Heartbeats

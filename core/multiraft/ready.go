@@ -240,16 +240,13 @@ func (n *Node) finish(ctx context.Context, fin []ready) error {
 			}
 		}
 	}
-	out := map[NodeID][]Message{}
+	out := outbox{}
 	for _, r := range fin {
 		for _, m := range r.rd.Messages {
-			to := NodeID(m.GetTo())
-			out[to] = append(out[to], Message{Group: r.g.id, Msg: m})
+			out.add(r.g.id, m)
 		}
 	}
-	for to, msgs := range out {
-		n.cfg.Transport.Send(to, msgs)
-	}
+	n.post(out)
 	// A snapshot message carries only metadata (the receiver fetches the
 	// state itself), so it is as good as delivered once sent; if it is
 	// lost, the follower stays behind and raft sends another.
@@ -427,4 +424,20 @@ func decodeConfChange(e *pb.Entry) (pb.ConfChangeI, []byte, error) {
 		return nil, nil, fmt.Errorf("multiraft: conf change %d: %w", e.GetIndex(), err)
 	}
 	return &c, c.GetContext(), nil
+}
+
+// outbox gathers messages by the peer they go to, so that each peer gets
+// them in one Transport.Send.
+type outbox map[NodeID][]Message
+
+func (o outbox) add(g GroupID, m *pb.Message) {
+	to := NodeID(m.GetTo())
+	o[to] = append(o[to], Message{Group: g, Msg: m})
+}
+
+// post sends each peer its messages of out.
+func (n *Node) post(out outbox) {
+	for to, msgs := range out {
+		n.cfg.Transport.Send(to, msgs)
+	}
 }
