@@ -241,35 +241,21 @@ func (c *Client) sendBatch(co *coalescer, addr string, calls []*coalescedCall) {
 	ctx, cancel := batchContext(calls)
 	defer cancel()
 	body := appendBatch(nil, calls)
-	for attempt := 0; ; attempt++ {
-		cc, err := c.get(ctx, addr)
-		if err == nil {
-			var sent bool
-			sent, err = batchTrip(ctx, cc.streams, body, calls, c.cfg.MaxFrameBytes, release)
-			if err == nil {
-				return
-			}
-			if !sent && attempt == 0 && ctx.Err() == nil && classify(err) == ErrUnavailable {
-				if cc.conn.Context().Err() != nil {
-					c.forget(cc)
-				}
-				continue
-			}
-			if refusedFrame(err) && !slices.ContainsFunc(calls, func(call *coalescedCall) bool { return call.answered }) {
-				// A peer older than batch frames refused this one whole:
-				// none of its calls ran. From now on they go one by one.
-				co.mu.Lock()
-				co.plain = true
-				co.mu.Unlock()
-				c.log.Warn("transport: peer refuses batch frames; calling it one call at a time", "addr", addr)
-				c.callsAlone(addr, calls)
-				return
-			}
-			c.failBatch(calls, addr, err, sent)
-			return
-		}
-		c.failBatch(calls, addr, err, false)
-		return
+	sent, err := c.onConn(ctx, addr, func(cc *clientConn) (bool, error) {
+		return batchTrip(ctx, cc.streams, body, calls, c.cfg.MaxFrameBytes, release)
+	})
+	switch {
+	case err == nil:
+	case refusedFrame(err) && !slices.ContainsFunc(calls, func(call *coalescedCall) bool { return call.answered }):
+		// A peer older than batch frames refused this one whole: none of
+		// its calls ran. From now on they go one by one.
+		co.mu.Lock()
+		co.plain = true
+		co.mu.Unlock()
+		c.log.Warn("transport: peer refuses batch frames; calling it one call at a time", "addr", addr)
+		c.callsAlone(addr, calls)
+	default:
+		c.failBatch(calls, addr, err, sent)
 	}
 }
 

@@ -137,26 +137,35 @@ func (c *Client) Call(ctx context.Context, addr string, method uint16, req []byt
 
 // call is Call without counting it.
 func (c *Client) call(ctx context.Context, addr string, method uint16, req []byte) ([]byte, error) {
+	var resp []byte
+	sent, err := c.onConn(ctx, addr, func(cc *clientConn) (sent bool, err error) {
+		resp, sent, err = roundTrip(ctx, cc.streams, kindRequest, method, req, c.cfg.MaxFrameBytes)
+		return sent, err
+	})
+	if err != nil {
+		c.callErrors.Add(1)
+		return nil, callError(ctx, "call", addr, err, sent)
+	}
+	return resp, nil
+}
+
+// onConn runs trip, one exchange, on the pooled connection to addr
+// (dialling if needed). When the exchange provably never reached a
+// handler, it tries once more, on a new connection if that one is dead.
+// sent and err are the last try's (a failed dial: not sent).
+func (c *Client) onConn(ctx context.Context, addr string, trip func(*clientConn) (sent bool, err error)) (sent bool, err error) {
 	for attempt := 0; ; attempt++ {
 		cc, err := c.get(ctx, addr)
 		if err != nil {
-			c.callErrors.Add(1)
-			return nil, callError(ctx, "call", addr, err, false)
+			return false, err
 		}
-		resp, sent, err := roundTrip(ctx, cc.streams, kindRequest, method, req, c.cfg.MaxFrameBytes)
-		if err == nil {
-			return resp, nil
+		sent, err = trip(cc)
+		if err == nil || sent || attempt > 0 || ctx.Err() != nil || classify(err) != ErrUnavailable {
+			return sent, err
 		}
-		if !sent && attempt == 0 && ctx.Err() == nil && classify(err) == ErrUnavailable {
-			// The request never reached a handler: retry, on a new
-			// connection if this one is dead.
-			if cc.conn.Context().Err() != nil {
-				c.forget(cc)
-			}
-			continue
+		if cc.conn.Context().Err() != nil {
+			c.forget(cc)
 		}
-		c.callErrors.Add(1)
-		return nil, callError(ctx, "call", addr, err, sent)
 	}
 }
 
